@@ -1,0 +1,54 @@
+//! Loading the configuration: schema defaults, then the file, then
+//! `CLAWGATE_` environment variables, then CLI flags; validated against
+//! `schema/config.json` before anything uses it.
+
+mod env;
+mod load;
+mod paths;
+
+pub use crate::protocol::types::Config;
+pub use load::{
+    is_loopback_host, listen_host, load, parse_text, validate, ConfigError, LoadOptions, Loaded,
+    Problem,
+};
+pub use paths::{resolve_config_path, resolve_state_dir};
+
+pub mod meta {
+    /// Whether a change to a config path applies live or needs a restart.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Reload {
+        Hot,
+        Restart,
+    }
+    include!(concat!(env!("OUT_DIR"), "/config_meta.rs"));
+
+    /// The reload class of a path: the mark of its longest listed prefix;
+    /// unknown paths need a restart.
+    pub fn reload_class(pointer: &str) -> Reload {
+        RELOAD_RULES
+            .iter()
+            .filter(|(path, _)| {
+                pointer == *path
+                    || pointer.starts_with(path)
+                        && pointer.as_bytes().get(path.len()) == Some(&b'/')
+            })
+            .max_by_key(|(path, _)| path.len())
+            .map(|(_, class)| *class)
+            .unwrap_or(Reload::Restart)
+    }
+
+    pub fn is_secret(pointer: &str) -> bool {
+        SECRET_PATHS.contains(&pointer)
+    }
+}
+
+/// Names reserved for the CLI under the `CLAWGATE_` prefix; they are not config keys.
+pub const RESERVED_ENV: &[&str] = &["CONFIG", "STATE_DIR", "TOKEN", "PASSWORD", "URL", "LOG"];
+
+/// A JSON pointer as people read it: `/gateway/port` → `gateway.port`.
+pub fn dotted(pointer: &str) -> String {
+    if pointer.is_empty() {
+        return "(top level)".to_string();
+    }
+    pointer.trim_start_matches('/').replace('/', ".")
+}

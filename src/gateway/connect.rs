@@ -1,0 +1,182 @@
+//! The connect handshake: protocol negotiation, authentication and the
+//! grant of scopes, which always comes from the server.
+
+use super::Gateway;
+use crate::protocol::types::{
+    AuthConfigMode, ConnectAuth, ConnectParams, ConnectResult, ConnectResultSnapshot, Policy, Role,
+    Scope, ServerInfo,
+};
+use crate::protocol::{
+    CallContext, ErrorCode, EventKind, Grant, Method, RpcError, ALL_SCOPES, SUPPORTED_PROTOCOL,
+};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+pub async fn connect(
+    gw: &Gateway,
+    ctx: &CallContext,
+    params: ConnectParams,
+) -> Result<ConnectResult, RpcError> {
+    if ctx.grant().is_some() {
+        return Err(RpcError::new(ErrorCode::Conflict, "already connected"));
+    }
+    if gw.is_draining() {
+        return Err(
+            RpcError::new(ErrorCode::Unavailable, "the gateway is shutting down")
+                .with_retry_after(1000),
+        );
+    }
+    let protocol = negotiate(params.protocol.min.get(), params.protocol.max.get())?;
+    let config = gw.config();
+    let max_failures = config.gateway.auth.max_failures_per_minute.get() as usize;
+    if let Err(wait_ms) = gw.auth_failures.check(ctx.remote_ip, max_failures) {
+        return Err(RpcError::new(
+            ErrorCode::RateLimited,
+            "too many failed connect attempts from this address",
+        )
+        .with_retry_after(wait_ms));
+    }
+    if let Err(e) = authenticate(
+        config.gateway.auth.mode,
+        &config.gateway.auth,
+        params.auth.as_ref(),
+    ) {
+        gw.auth_failures.record_failure(ctx.remote_ip);
+        return Err(e);
+    }
+    let granted = granted_scopes(params.role, &config.gateway.auth.scopes);
+    let scopes = match params.scopes {
+        None => granted,
+        Some(asked) => narrow(&granted, asked)?,
+    };
+    let grant = Grant {
+        role: params.role,
+        scopes: scopes.clone(),
+    };
+    if !ctx.set_grant(grant) {
+        return Err(RpcError::new(ErrorCode::Conflict, "already connected"));
+    }
+    let limits = &config.gateway.limits;
+    Ok(ConnectResult {
+        protocol: std::num::NonZeroU64::from(protocol_nonzero(protocol)),
+        server: ServerInfo {
+            name: env!("CARGO_PKG_NAME").to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            conn_id: ctx.conn_id.clone(),
+        },
+        role: params.role,
+        scopes,
+        methods: Method::ALL.iter().map(|m| m.name().to_string()).collect(),
+        events: EventKind::ALL
+            .iter()
+            .map(|e| e.name().to_string())
+            .collect(),
+        policy: Policy {
+            max_payload_bytes: limits.max_payload_bytes as u64,
+            tick_interval_ms: config.gateway.tick_interval_ms as u64,
+            handshake_timeout_ms: config.gateway.handshake_timeout_ms as u64,
+            outbound_queue_frames: limits.outbound_queue_frames as u64,
+        },
+        snapshot: ConnectResultSnapshot {
+            health: gw.health.snapshot(),
+        },
+    })
+}
+
+/// The highest version both sides speak.
+fn negotiate(client_min: u64, client_max: u64) -> Result<u32, RpcError> {
+    let (server_min, server_max) = SUPPORTED_PROTOCOL;
+    if client_min > client_max {
+        return Err(RpcError::new(
+            ErrorCode::InvalidParams,
+            format!("protocol.min ({client_min}) is greater than protocol.max ({client_max})"),
+        ));
+    }
+    let best = client_max.min(server_max as u64);
+    if best < client_min.max(server_min as u64) {
+        return Err(RpcError::new(
+            ErrorCode::ProtocolMismatch,
+            format!(
+                "no common protocol version: the client speaks {client_min}..={client_max}, the server speaks {server_min}..={server_max}"
+            ),
+        )
+        .with_data(json!({"server": {"min": server_min, "max": server_max}})));
+    }
+    Ok(best as u32)
+}
+
+fn authenticate(
+    mode: AuthConfigMode,
+    auth: &crate::protocol::types::AuthConfig,
+    presented: Option<&ConnectAuth>,
+) -> Result<(), RpcError> {
+    let (expected, given, what) = match mode {
+        AuthConfigMode::None => return Ok(()),
+        AuthConfigMode::Token => (
+            auth.token.as_deref(),
+            presented.and_then(|a| a.token.as_deref()),
+            "token",
+        ),
+        AuthConfigMode::Password => (
+            auth.password.as_deref(),
+            presented.and_then(|a| a.password.as_deref()),
+            "password",
+        ),
+    };
+    let (Some(expected), Some(given)) = (expected, given) else {
+        return Err(RpcError::new(
+            ErrorCode::Unauthorized,
+            format!("this gateway requires auth.{what}"),
+        ));
+    };
+    if bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
+        Ok(())
+    } else {
+        Err(RpcError::new(
+            ErrorCode::Unauthorized,
+            format!("invalid {what}"),
+        ))
+    }
+}
+
+/// Everything the credential grants the role, with implied scopes spelled out.
+fn granted_scopes(role: Role, configured: &[Scope]) -> Vec<Scope> {
+    match role {
+        Role::Node => vec![Scope::Node],
+        Role::Operator => ALL_SCOPES
+            .iter()
+            .copied()
+            .filter(|s| *s != Scope::Node)
+            .filter(|s| {
+                configured
+                    .iter()
+                    .any(|c| crate::protocol::scope_covers(*c, *s))
+            })
+            .collect(),
+    }
+}
+
+/// The scopes the client asked for, if every one of them is granted.
+fn narrow(granted: &[Scope], asked: Vec<Scope>) -> Result<Vec<Scope>, RpcError> {
+    let denied: Vec<String> = asked
+        .iter()
+        .filter(|s| !granted.contains(s))
+        .map(|s| s.to_string())
+        .collect();
+    if denied.is_empty() {
+        Ok(asked)
+    } else {
+        Err(RpcError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "scopes not granted to this credential: {}",
+                denied.join(", ")
+            ),
+        )
+        .with_data(json!({ "denied": denied })))
+    }
+}
+
+fn protocol_nonzero(version: u32) -> std::num::NonZeroU32 {
+    std::num::NonZeroU32::new(version).expect("protocol versions start at 1")
+}

@@ -1,0 +1,122 @@
+//! The runtime state of one gateway and its method handlers.
+
+mod bus;
+mod connect;
+mod connections;
+mod handlers;
+mod health;
+mod limiter;
+mod status;
+
+pub use bus::{EventBus, Published};
+pub use connections::{ConnectionSlot, Connections};
+pub use health::HealthService;
+pub use limiter::FailureLimiter;
+
+use crate::config::{Config, Loaded};
+use crate::protocol::types::{BindInfo, GatewayClosingEvent, GatewayState, TickEvent};
+use crate::protocol::Event;
+use arc_swap::ArcSwap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// Facts fixed when the gateway starts.
+pub struct RuntimeInfo {
+    pub started: Instant,
+    pub started_at_ms: u64,
+    pub config_path: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    /// Set once the listener is bound.
+    pub bind: OnceLock<BindInfo>,
+}
+
+pub struct Gateway {
+    pub config: ArcSwap<Config>,
+    pub info: RuntimeInfo,
+    pub bus: EventBus,
+    pub health: HealthService,
+    pub connections: Connections,
+    pub auth_failures: FailureLimiter,
+    shutdown: watch::Sender<bool>,
+    closing: AtomicBool,
+}
+
+impl Gateway {
+    pub fn new(loaded: Loaded, state_dir: PathBuf) -> Arc<Gateway> {
+        let started = Instant::now();
+        Arc::new(Gateway {
+            config: ArcSwap::from_pointee(loaded.config),
+            info: RuntimeInfo {
+                started,
+                started_at_ms: now_ms(),
+                config_path: loaded.path,
+                state_dir,
+                bind: OnceLock::new(),
+            },
+            bus: EventBus::new(),
+            health: HealthService::new(started),
+            connections: Connections::default(),
+            auth_failures: FailureLimiter::new(Duration::from_secs(60)),
+            shutdown: watch::channel(false).0,
+            closing: AtomicBool::new(false),
+        })
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Starts the drain: health turns to draining, every connected client
+    /// gets gateway.closing, then the connections wind down.
+    pub fn begin_shutdown(&self, reason: &str, restart_expected_ms: Option<u64>) {
+        if self.closing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(snapshot) = self.health.set_state(GatewayState::Draining) {
+            self.bus.publish(Event::HealthChanged(snapshot));
+        }
+        self.bus.publish(Event::GatewayClosing(GatewayClosingEvent {
+            reason: reason.to_string(),
+            restart_expected_ms,
+        }));
+        // Signalled after the events are on the bus, so a connection that
+        // sees the signal finds gateway.closing already queued for it.
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Publishes `tick` every tickIntervalMs until shutdown.
+    pub fn spawn_ticker(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let gw = Arc::clone(self);
+        let period = Duration::from_millis(gw.config().gateway.tick_interval_ms as u64);
+        tokio::spawn(async move {
+            let mut interval =
+                tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut shutdown = gw.shutdown_signal();
+            loop {
+                tokio::select! {
+                    _ = interval.tick() => gw.bus.publish(Event::Tick(TickEvent { ts: now_ms() })),
+                    _ = async { let _ = shutdown.wait_for(|closing| *closing).await; } => return,
+                }
+            }
+        })
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,28 @@
+use super::Gateway;
+use crate::protocol::types::{BindInfo, StatusResult};
+use crate::protocol::PROTOCOL_VERSION;
+
+pub fn status(gw: &Gateway) -> StatusResult {
+    let config = gw.config();
+    let bind = gw.info.bind.get().cloned().unwrap_or_else(|| BindInfo {
+        mode: config.gateway.bind.to_string(),
+        host: crate::config::listen_host(&config.gateway),
+        port: config.gateway.port,
+    });
+    StatusResult {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        protocol: std::num::NonZeroU64::new(PROTOCOL_VERSION as u64)
+            .expect("protocol versions start at 1"),
+        uptime: gw.info.started.elapsed().as_secs_f64(),
+        started_at: gw.info.started_at_ms,
+        bind,
+        auth_mode: config.gateway.auth.mode.to_string(),
+        connections: gw.connections.counts(),
+        config_path: gw
+            .info
+            .config_path
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        state_dir: gw.info.state_dir.display().to_string(),
+    }
+}

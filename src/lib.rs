@@ -1,0 +1,7 @@
+//! clawgate: a schema-first control-plane gateway.
+
+pub mod client;
+pub mod config;
+pub mod gateway;
+pub mod protocol;
+pub mod server;

@@ -1,0 +1,294 @@
+use clap::{Args, Parser, Subcommand};
+use clawgate::client::{Client, ClientError, ConnectOptions};
+use clawgate::config::{self, LoadOptions};
+use clawgate::gateway::Gateway;
+use clawgate::protocol::{ErrorCode, Schemas};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "clawgate",
+    version,
+    about = "A schema-first control-plane gateway for a self-hosted AI assistant"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (on safe loopback defaults when there is no config file).
+    Run(RunArgs),
+    /// Connect to a running gateway, call one method and print the result as JSON.
+    Call(CallArgs),
+    /// Check or describe the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Config file (TOML, or JSON by extension). Default: $CLAWGATE_CONFIG, ./clawgate.toml, $XDG_CONFIG_HOME/clawgate/clawgate.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where state is kept. Default: $CLAWGATE_STATE_DIR, else $XDG_DATA_HOME/clawgate.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Port to listen on (0 picks a free one); overrides gateway.port.
+    #[arg(long)]
+    port: Option<u16>,
+    /// loopback or lan; overrides gateway.bind.
+    #[arg(long)]
+    bind: Option<String>,
+    /// An explicit address to listen on; overrides gateway.host.
+    #[arg(long)]
+    host: Option<String>,
+    /// Log at debug level.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+#[derive(Args)]
+struct CallArgs {
+    /// Method name, e.g. health.
+    method: String,
+    /// Params as JSON, e.g. '{"key":"gateway.port"}'.
+    params: Option<String>,
+    /// Gateway URL. Default: $CLAWGATE_URL, else the port of the local config, else ws://127.0.0.1:18789.
+    #[arg(long)]
+    url: Option<String>,
+    /// Token for auth mode token. Default: $CLAWGATE_TOKEN, else the local config's.
+    #[arg(long)]
+    token: Option<String>,
+    /// Password for auth mode password. Default: $CLAWGATE_PASSWORD, else the local config's.
+    #[arg(long)]
+    password: Option<String>,
+    /// Config file to read the URL and credential from.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file (default: the one `run` would use); exit 1 when invalid.
+    Validate { path: Option<PathBuf> },
+    /// Print the JSON Schema of the config file.
+    Schema,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Call(args) => call(args),
+        Command::Config(ConfigCommand::Validate { path }) => validate(path),
+        Command::Config(ConfigCommand::Schema) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&config_schema()).expect("schema is JSON")
+            );
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let mut overrides = Vec::new();
+    if let Some(port) = args.port {
+        overrides.push(("/gateway/port".to_string(), json!(port)));
+    }
+    if let Some(bind) = &args.bind {
+        overrides.push(("/gateway/bind".to_string(), json!(bind)));
+    }
+    if let Some(host) = &args.host {
+        overrides.push(("/gateway/host".to_string(), json!(host)));
+    }
+    let loaded = match config::resolve_config_path(args.config.as_deref())
+        .map_err(|e| e.to_string())
+        .and_then(|path| {
+            config::load(&LoadOptions::from_process_env(path, overrides)).map_err(|e| e.to_string())
+        }) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("clawgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&loaded.config, args.verbose);
+    let state_dir = config::resolve_state_dir(args.state_dir.as_deref());
+    if let Err(e) = create_private_dir(&state_dir) {
+        eprintln!(
+            "clawgate: cannot create state dir {}: {e}",
+            state_dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::debug!("cannot raise the open-file limit: {e}");
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result = runtime.block_on(async {
+        Schemas::get();
+        let gw = Gateway::new(loaded, state_dir);
+        let listener = clawgate::server::bind(&gw).await?;
+        let addr = listener.local_addr()?;
+        println!("clawgate listening on ws://{addr}");
+        tracing::info!(%addr, config = ?gw.info.config_path, "gateway ready");
+        clawgate::server::serve(gw, listener, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("gateway stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("clawgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn init_logging(config: &config::Config, verbose: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = if verbose {
+        EnvFilter::new("debug")
+    } else {
+        std::env::var("CLAWGATE_LOG")
+            .ok()
+            .and_then(|v| EnvFilter::try_new(v).ok())
+            .unwrap_or_else(|| {
+                EnvFilter::try_new(config.logging.level.as_str())
+                    .unwrap_or_else(|_| EnvFilter::new("info"))
+            })
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.logging.format {
+        clawgate::protocol::types::LoggingConfigFormat::Json => builder.json().init(),
+        clawgate::protocol::types::LoggingConfigFormat::Pretty => builder.init(),
+    }
+}
+
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+fn call(args: CallArgs) -> ExitCode {
+    let params: Value = match args.params.as_deref().map(serde_json::from_str).transpose() {
+        Ok(p) => p.unwrap_or_else(|| json!({})),
+        Err(e) => {
+            eprintln!("clawgate: params are not valid JSON: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let local = config::resolve_config_path(args.config.as_deref())
+        .ok()
+        .and_then(|path| config::load(&LoadOptions::from_process_env(path, Vec::new())).ok())
+        .map(|l| l.config);
+    let url = args
+        .url
+        .or_else(|| std::env::var("CLAWGATE_URL").ok())
+        .unwrap_or_else(|| {
+            let port = local.as_ref().map_or(18789, |c| c.gateway.port);
+            format!("ws://127.0.0.1:{port}")
+        });
+    let auth = local.as_ref().map(|c| &c.gateway.auth);
+    let opts = ConnectOptions {
+        token: args
+            .token
+            .or_else(|| std::env::var("CLAWGATE_TOKEN").ok())
+            .or_else(|| auth.and_then(|a| a.token.as_ref().map(|t| t.to_string()))),
+        password: args
+            .password
+            .or_else(|| std::env::var("CLAWGATE_PASSWORD").ok())
+            .or_else(|| auth.and_then(|a| a.password.as_ref().map(|p| p.to_string()))),
+        client_name: "clawgate-cli".to_string(),
+        ..ConnectOptions::default()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(async {
+        let mut client = Client::connect(&url, &opts).await?;
+        let result = client.call(&args.method, params).await;
+        client.close().await;
+        result
+    });
+    match result {
+        Ok(value) => {
+            println!("{}", serde_json::to_string_pretty(&value).expect("JSON"));
+            ExitCode::SUCCESS
+        }
+        Err(ClientError::Rpc(e)) => {
+            let name = ErrorCode::ALL
+                .iter()
+                .find(|c| c.code() == e.code)
+                .map_or("error", |c| c.name());
+            eprintln!("clawgate: {name} ({}): {}", e.code, e.message);
+            if let Some(data) = e.data {
+                eprintln!("{}", serde_json::to_string_pretty(&data).expect("JSON"));
+            }
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("clawgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn validate(path: Option<PathBuf>) -> ExitCode {
+    let path = match config::resolve_config_path(path.as_deref()) {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            eprintln!("clawgate: no config file found; running on defaults is valid");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("clawgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match config::load(&LoadOptions::from_process_env(
+        Some(path.clone()),
+        Vec::new(),
+    )) {
+        Ok(_) => {
+            println!("{} is valid", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The config schema as a standalone document for editors.
+fn config_schema() -> Value {
+    let bundle = Schemas::get().bundle();
+    let mut schema = bundle["$defs"]["Config"].clone();
+    schema["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+    schema["$id"] = json!("https://clawgate.dev/schema/config.schema.json");
+    schema["$defs"] = bundle["$defs"].clone();
+    schema
+}

@@ -1,0 +1,62 @@
+//! The wire protocol: generated types and method table, frames, errors and
+//! the schema validators. Everything here derives from `schema/`.
+
+pub mod types {
+    #![allow(clippy::all, clippy::pedantic)]
+    include!(concat!(env!("OUT_DIR"), "/types.rs"));
+}
+
+mod generated {
+    #![allow(clippy::all, unreachable_patterns)]
+    include!(concat!(env!("OUT_DIR"), "/dispatch.rs"));
+}
+
+mod context;
+mod error;
+mod frames;
+mod schemas;
+
+pub use context::{CallContext, Grant};
+pub use error::RpcError;
+pub use frames::{error_frame, event_frame, parse_request, result_frame, Request};
+pub use generated::*;
+pub use schemas::{SchemaViolation, Schemas};
+
+/// Validates `params` against the method's schema, then decodes them.
+/// Missing or null params are read as `{}`.
+pub fn decode_params<T: serde::de::DeserializeOwned>(
+    method: Method,
+    params: serde_json::Value,
+) -> Result<T, RpcError> {
+    let params = match params {
+        serde_json::Value::Null => serde_json::Value::Object(Default::default()),
+        other => other,
+    };
+    if let Err(violations) = Schemas::get().validate(method.params_def(), &params) {
+        return Err(RpcError::invalid_params(method, violations));
+    }
+    serde_json::from_value(params).map_err(|e| {
+        RpcError::new(
+            ErrorCode::InvalidParams,
+            format!("invalid params for {}: {e}", method.name()),
+        )
+    })
+}
+
+/// Encodes a handler's typed result.
+pub fn encode_result<T: serde::Serialize>(result: T) -> Result<serde_json::Value, RpcError> {
+    serde_json::to_value(result).map_err(|e| {
+        RpcError::new(
+            ErrorCode::InternalError,
+            format!("cannot encode result: {e}"),
+        )
+    })
+}
+
+/// The protocol versions this server speaks, as an inclusive range.
+pub const SUPPORTED_PROTOCOL: (u32, u32) = (PROTOCOL_VERSION, PROTOCOL_VERSION);
+
+/// Whether a grant of `held` covers `needed`, following x-scope-implies.
+pub fn scope_covers(held: types::Scope, needed: types::Scope) -> bool {
+    held == needed || implied_scopes(held).contains(&needed)
+}

@@ -1,0 +1,368 @@
+//! One WebSocket connection: read frames, dispatch requests, forward
+//! events, and write everything through a bounded queue.
+
+use crate::gateway::{ConnectionSlot, Gateway, Published};
+use crate::protocol::{
+    dispatch, error_frame, event_frame, parse_request, result_frame, CallContext, ErrorCode,
+    Method, RpcError,
+};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio::task::JoinSet;
+
+/// Why the read loop ended.
+enum End {
+    /// The client closed or the socket failed: nothing more to send.
+    Gone,
+    /// Close with this code and reason after what is queued.
+    Close(u16, &'static str),
+    /// The client does not read fast enough: drop it without waiting.
+    Slow,
+}
+
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_POLICY: u16 = 1008;
+const CLOSE_TOO_BIG: u16 = 1009;
+
+pub async fn run(gw: Arc<Gateway>, socket: WebSocket, remote: SocketAddr, slot: ConnectionSlot) {
+    let config = gw.config();
+    let limits = &config.gateway.limits;
+    let (sink, mut stream) = socket.split();
+    let (out, out_rx) = mpsc::channel(limits.outbound_queue_frames as usize);
+    let writer = tokio::spawn(write_loop(sink, out_rx));
+    let ctx = Arc::new(CallContext::new(slot.conn_id.clone(), remote.ip()));
+    tracing::debug!(conn = %ctx.conn_id, %remote, "connection opened");
+    let mut conn = Connection {
+        gw: Arc::clone(&gw),
+        ctx,
+        slot,
+        out,
+        seq: 0,
+        bus: None,
+        tasks: JoinSet::new(),
+        inflight: Arc::new(Semaphore::new(
+            limits.max_inflight_per_connection.get() as usize
+        )),
+        max_pre_auth_bytes: limits.max_pre_auth_payload_bytes as usize,
+        handshake_timeout: Duration::from_millis(config.gateway.handshake_timeout_ms as u64),
+        drain_timeout: Duration::from_millis(config.gateway.shutdown.drain_timeout_ms as u64),
+    };
+    let end = conn.serve(&mut stream).await;
+    let conn_id = conn.ctx.conn_id.clone();
+    conn.tasks.abort_all();
+    match end {
+        End::Slow => {
+            tracing::warn!(conn = %conn_id, "disconnecting a client that does not keep up");
+            writer.abort();
+        }
+        End::Gone => {
+            drop(conn.out);
+            let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+        }
+        End::Close(code, reason) => {
+            let frame = Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            }));
+            let queued = conn.out.try_send(frame).is_ok();
+            drop(conn.out);
+            if !queued
+                || tokio::time::timeout(Duration::from_secs(2), writer)
+                    .await
+                    .is_err()
+            {
+                tracing::debug!(conn = %conn_id, "close frame not delivered");
+            } else {
+                // Give the client a moment to answer the close handshake.
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    while stream.next().await.is_some() {}
+                })
+                .await;
+            }
+        }
+    }
+    tracing::debug!(conn = %conn_id, "connection closed");
+}
+
+struct Connection {
+    gw: Arc<Gateway>,
+    ctx: Arc<CallContext>,
+    slot: ConnectionSlot,
+    out: mpsc::Sender<Message>,
+    /// Number of the last event sent on this connection.
+    seq: u64,
+    /// Subscribed once connect succeeds.
+    bus: Option<broadcast::Receiver<Arc<Published>>>,
+    /// Running requests; each yields its response frame.
+    tasks: JoinSet<String>,
+    inflight: Arc<Semaphore>,
+    max_pre_auth_bytes: usize,
+    handshake_timeout: Duration,
+    drain_timeout: Duration,
+}
+
+impl Connection {
+    async fn serve(&mut self, stream: &mut SplitStream<WebSocket>) -> End {
+        let handshake = tokio::time::sleep(self.handshake_timeout);
+        tokio::pin!(handshake);
+        let mut shutdown = self.gw.shutdown_signal();
+        loop {
+            let step = tokio::select! {
+                biased;
+                _ = closing(&mut shutdown) => return self.drain().await,
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => match done {
+                    Ok(frame) => self.send(frame),
+                    Err(e) => {
+                        tracing::error!(conn = %self.ctx.conn_id, "request task failed: {e}");
+                        Ok(())
+                    }
+                },
+                event = next_event(&mut self.bus) => self.on_bus(event),
+                frame = stream.next() => self.on_frame(frame).await,
+                _ = &mut handshake, if self.ctx.grant().is_none() => {
+                    Err(End::Close(CLOSE_POLICY, "handshake timeout: send connect first"))
+                }
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, frame: Option<Result<Message, axum::Error>>) -> Result<(), End> {
+        match frame {
+            None | Some(Ok(Message::Close(_))) => Err(End::Gone),
+            Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
+            Some(Ok(Message::Binary(_))) => self.send(error_frame(
+                None,
+                &RpcError::new(
+                    ErrorCode::InvalidRequest,
+                    "binary frames are not supported; send JSON text frames",
+                ),
+            )),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+            Some(Err(e)) if is_too_large(&e) => self.too_large(),
+            Some(Err(e)) => {
+                tracing::debug!(conn = %self.ctx.conn_id, "socket error: {e}");
+                Err(End::Gone)
+            }
+        }
+    }
+
+    fn too_large(&mut self) -> Result<(), End> {
+        let limit = if self.ctx.grant().is_some() {
+            self.gw.config().gateway.limits.max_payload_bytes as usize
+        } else {
+            self.max_pre_auth_bytes
+        };
+        self.send(error_frame(
+            None,
+            &RpcError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("frame exceeds the limit of {limit} bytes; the connection is closed"),
+            ),
+        ))?;
+        Err(End::Close(CLOSE_TOO_BIG, "frame too large"))
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), End> {
+        if self.ctx.grant().is_none() && text.len() > self.max_pre_auth_bytes {
+            return self.too_large();
+        }
+        let request = match parse_request(text) {
+            Ok(r) => r,
+            Err((id, e)) => return self.send(error_frame(id.as_deref(), &e)),
+        };
+        let Some(method) = Method::from_name(&request.method) else {
+            let e = RpcError::method_not_found(&request.method);
+            return self.send(error_frame(Some(&request.id), &e));
+        };
+        let Some(grant) = self.ctx.grant() else {
+            return self.handshake(method, request.id, request.params).await;
+        };
+        if let Some(needed) = method.scope() {
+            if !grant.allows(needed) {
+                let e = RpcError::new(
+                    ErrorCode::Forbidden,
+                    format!("{} requires scope {needed}", method.name()),
+                );
+                return self.send(error_frame(Some(&request.id), &e));
+            }
+        }
+        let Ok(permit) = Arc::clone(&self.inflight).acquire_owned().await else {
+            return Err(End::Gone);
+        };
+        let gw = Arc::clone(&self.gw);
+        let ctx = Arc::clone(&self.ctx);
+        self.tasks.spawn(async move {
+            let frame = respond(&gw, &ctx, method, &request.id, request.params).await;
+            drop(permit);
+            frame
+        });
+        Ok(())
+    }
+
+    /// Before connect, only connect is served, inline; a failed connect
+    /// closes the connection.
+    async fn handshake(
+        &mut self,
+        method: Method,
+        id: String,
+        params: serde_json::Value,
+    ) -> Result<(), End> {
+        if method != Method::Connect {
+            let e = RpcError::new(
+                ErrorCode::Unauthorized,
+                format!("send {} first", Method::Connect.name()),
+            );
+            return self.send(error_frame(Some(&id), &e));
+        }
+        match dispatch(&*self.gw, &self.ctx, method, params).await {
+            Ok(hello) => {
+                if let Some(grant) = self.ctx.grant() {
+                    self.slot.set_role(grant.role);
+                }
+                self.bus = Some(self.gw.bus.subscribe());
+                self.send(result_frame(&id, hello))
+            }
+            Err(e) => {
+                tracing::info!(conn = %self.ctx.conn_id, remote = %self.ctx.remote_ip, "connect refused: {}", e.message);
+                self.send(error_frame(Some(&id), &e))?;
+                Err(End::Close(CLOSE_POLICY, "connect failed"))
+            }
+        }
+    }
+
+    fn on_bus(
+        &mut self,
+        event: Result<Arc<Published>, broadcast::error::RecvError>,
+    ) -> Result<(), End> {
+        match event {
+            Ok(event) => self.forward(&event),
+            Err(broadcast::error::RecvError::Lagged(_)) => Err(End::Slow),
+            Err(broadcast::error::RecvError::Closed) => {
+                Err(End::Close(CLOSE_NORMAL, "gateway closed"))
+            }
+        }
+    }
+
+    fn forward(&mut self, event: &Published) -> Result<(), End> {
+        let Some(grant) = self.ctx.grant() else {
+            return Ok(());
+        };
+        if event
+            .kind
+            .scope()
+            .is_some_and(|needed| !grant.allows(needed))
+        {
+            return Ok(());
+        }
+        self.seq += 1;
+        let frame = event_frame(event.kind.name(), &event.data, self.seq);
+        self.send(frame)
+    }
+
+    /// Delivers events already on the bus (gateway.closing among them),
+    /// lets running requests finish within the drain timeout, then closes.
+    async fn drain(&mut self) -> End {
+        if let Some(mut bus) = self.bus.take() {
+            while let Ok(event) = bus.try_recv() {
+                if let Err(end) = self.forward(&event) {
+                    return end;
+                }
+            }
+        }
+        let deadline = tokio::time::sleep(self.drain_timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                done = self.tasks.join_next() => match done {
+                    None => break,
+                    Some(Ok(frame)) => {
+                        if let Err(end) = self.send(frame) {
+                            return end;
+                        }
+                    }
+                    Some(Err(_)) => {}
+                },
+                _ = &mut deadline => {
+                    tracing::warn!(conn = %self.ctx.conn_id, "requests still running at the end of the drain were abandoned");
+                    break;
+                }
+            }
+        }
+        End::Close(CLOSE_NORMAL, "gateway shutting down")
+    }
+
+    fn send(&self, frame: String) -> Result<(), End> {
+        match self.out.try_send(Message::Text(frame.into())) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(End::Slow),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(End::Gone),
+        }
+    }
+}
+
+async fn respond(
+    gw: &Gateway,
+    ctx: &CallContext,
+    method: Method,
+    id: &str,
+    params: serde_json::Value,
+) -> String {
+    match dispatch(gw, ctx, method, params).await {
+        Ok(result) => result_frame(id, result),
+        Err(e) => {
+            if e.code == ErrorCode::InternalError {
+                tracing::error!(method = method.name(), "internal error: {}", e.message);
+            }
+            error_frame(Some(id), &e)
+        }
+    }
+}
+
+async fn next_event(
+    bus: &mut Option<broadcast::Receiver<Arc<Published>>>,
+) -> Result<Arc<Published>, broadcast::error::RecvError> {
+    match bus {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn is_too_large(e: &axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(WsError::Capacity(_)) = err.downcast_ref::<WsError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Message>) {
+    while let Some(message) = rx.recv().await {
+        let closing = matches!(message, Message::Close(_));
+        if sink.feed(message).await.is_err() {
+            return;
+        }
+        if (closing || rx.is_empty()) && sink.flush().await.is_err() {
+            return;
+        }
+        if closing {
+            return;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+async fn closing(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|closing| *closing).await;
+}
