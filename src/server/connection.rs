@@ -21,6 +21,10 @@ enum End {
     Gone,
     /// Close with this code and reason after what is queued.
     Close(u16, &'static str),
+    /// Like Close, after a read error that left unread bytes in the socket.
+    /// Closing at once would reset the connection and the client could
+    /// lose the frames just sent, so the socket lingers briefly.
+    CloseLingering(u16, &'static str),
     /// The client does not read fast enough: drop it without waiting.
     Slow,
 }
@@ -28,6 +32,7 @@ enum End {
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
+const LINGER: Duration = Duration::from_millis(500);
 
 pub async fn run(gw: Arc<Gateway>, socket: WebSocket, remote: SocketAddr, slot: ConnectionSlot) {
     let config = gw.config();
@@ -64,7 +69,8 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, remote: SocketAddr, slot: 
             drop(conn.out);
             let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
         }
-        End::Close(code, reason) => {
+        End::Close(code, reason) | End::CloseLingering(code, reason) => {
+            let linger = matches!(end, End::CloseLingering(..));
             let frame = Message::Close(Some(CloseFrame {
                 code,
                 reason: reason.into(),
@@ -77,6 +83,8 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, remote: SocketAddr, slot: 
                     .is_err()
             {
                 tracing::debug!(conn = %conn_id, "close frame not delivered");
+            } else if linger {
+                tokio::time::sleep(LINGER).await;
             } else {
                 // Give the client a moment to answer the close handshake.
                 let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -167,7 +175,7 @@ impl Connection {
                 format!("frame exceeds the limit of {limit} bytes; the connection is closed"),
             ),
         ))?;
-        Err(End::Close(CLOSE_TOO_BIG, "frame too large"))
+        Err(End::CloseLingering(CLOSE_TOO_BIG, "frame too large"))
     }
 
     async fn on_text(&mut self, text: &str) -> Result<(), End> {

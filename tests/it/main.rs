@@ -1,1 +1,13 @@
+//! Integration tests: each starts the real `clawgate` binary on an
+//! ephemeral port and talks to it over real sockets.
 
+mod cli;
+mod errors;
+mod events;
+mod handshake;
+mod methods;
+mod robustness;
+mod schema;
+mod shutdown;
+mod support;
+mod wire;

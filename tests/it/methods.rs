@@ -1,0 +1,65 @@
+use crate::support::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn health_reports_version_time_uptime_and_sections() {
+    let gw = TestGateway::start("").await;
+    let mut ws = gw.operator().await;
+    let health = ws.call("health", json!({})).await["result"].clone();
+    assert!(health["version"].as_u64().unwrap() >= 1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(health["timestamp"].as_u64().unwrap().abs_diff(now) < 60_000);
+    assert!(health["uptime"].as_f64().unwrap() >= 0.0);
+    assert_eq!(health["channels"], json!({}));
+    assert_eq!(health["nodes"], json!([]));
+    assert_eq!(health["cron"]["jobs"], 0);
+}
+
+#[tokio::test]
+async fn status_reports_where_the_gateway_listens_and_who_is_connected() {
+    let gw = TestGateway::start("").await;
+    let mut first = gw.operator().await;
+    let _second = gw.operator().await;
+    let _pending = gw.raw().await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let status = first.call("status", json!({})).await["result"].clone();
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(status["protocol"], 1);
+    assert_eq!(status["bind"]["host"], "127.0.0.1");
+    assert_eq!(status["bind"]["mode"], "loopback");
+    let port = status["bind"]["port"].as_u64().unwrap();
+    assert!(gw.url.ends_with(&format!(":{port}")));
+    assert_eq!(
+        status["connections"],
+        json!({"operator": 2, "node": 0, "total": 3})
+    );
+    assert_eq!(status["authMode"], "token");
+    assert!(status["configPath"]
+        .as_str()
+        .unwrap()
+        .ends_with("clawgate.toml"));
+    assert!(status["stateDir"].as_str().unwrap().ends_with("state"));
+}
+
+#[tokio::test]
+async fn http_health_liveness_readiness_and_404() {
+    let gw = TestGateway::start("").await;
+    let (code, health) = gw.get("/health").await;
+    assert_eq!(code, 200);
+    assert_eq!(health["state"], "ready");
+    assert!(health["version"].as_u64().is_some());
+    assert_eq!(gw.get("/healthz").await, (200, json!({"ok": true})));
+    let (code, ready) = gw.get("/readyz").await;
+    assert_eq!((code, ready["ready"].clone()), (200, json!(true)));
+    let (code, body) = gw.get("/nothing/here").await;
+    assert_eq!(code, 404);
+    assert_eq!(body["path"], "/nothing/here");
+    let (code, _) = gw.get("/ws").await;
+    assert_eq!(
+        code, 426,
+        "a plain GET on the WebSocket path asks for an upgrade"
+    );
+}

@@ -1,0 +1,170 @@
+//! The schema is the one source: documented, with valid examples, and
+//! the code generated from it is pinned by snapshots.
+
+use clawgate::protocol::{EventKind, Method, Schemas};
+use serde_json::Value;
+
+fn bundle() -> &'static Value {
+    Schemas::get().bundle()
+}
+
+fn undocumented(v: &Value, path: &str, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::Object(props)) = map.get("properties") {
+                for (name, prop) in props {
+                    if prop
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                    {
+                        out.push(format!("{path}/properties/{name}"));
+                    }
+                }
+            }
+            for (k, child) in map {
+                undocumented(child, &format!("{path}/{k}"), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                undocumented(child, &format!("{path}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn every_property_and_definition_is_documented() {
+    let mut missing = Vec::new();
+    undocumented(bundle(), "", &mut missing);
+    for (name, def) in bundle()["$defs"].as_object().unwrap() {
+        if def.get("description").is_none()
+            && def.get("$ref").is_none()
+            && def.get("properties").is_none()
+        {
+            missing.push(format!("$defs/{name}"));
+        }
+    }
+    assert!(missing.is_empty(), "undocumented: {missing:#?}");
+}
+
+#[test]
+fn every_method_and_event_example_validates() {
+    let schemas = Schemas::get();
+    let mut failures = Vec::new();
+    for method in Method::ALL {
+        let spec = &bundle()["methods"][method.name()];
+        for (part, key) in [("params", "params"), ("result", "result")] {
+            let def = spec[key]["$ref"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("#/$defs/");
+            if let Err(v) = schemas.validate(def, &spec["example"][part]) {
+                failures.push(format!("{} example {part}: {v:?}", method.name()));
+            }
+        }
+    }
+    for kind in EventKind::ALL {
+        let example = &bundle()["events"][kind.name()]["example"];
+        if let Err(v) = schemas.validate(kind.payload_def(), example) {
+            failures.push(format!("event {} example: {v:?}", kind.name()));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn every_method_and_event_declares_a_scope_and_summary() {
+    for method in Method::ALL {
+        let spec = &bundle()["methods"][method.name()];
+        assert!(spec["scope"].is_string(), "{}", method.name());
+        assert!(!method.summary().is_empty());
+    }
+    for kind in EventKind::ALL {
+        assert!(
+            bundle()["events"][kind.name()]["scope"].is_string(),
+            "{}",
+            kind.name()
+        );
+    }
+    assert_eq!(Method::Connect.scope(), None, "only connect is public");
+    assert!(Method::ALL.iter().filter(|m| m.scope().is_none()).count() == 1);
+}
+
+#[test]
+fn the_example_configs_in_the_repository_validate() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root.join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let value = clawgate::config::parse_text(&path, &text).unwrap();
+        if let Err(problems) = clawgate::config::validate(&value) {
+            panic!("{} is invalid: {problems:?}", path.display());
+        }
+        checked += 1;
+    }
+    assert!(checked >= 2);
+}
+
+#[test]
+fn no_method_or_event_name_is_spelled_in_src() {
+    let names: Vec<String> = Method::ALL
+        .iter()
+        .map(|m| m.name())
+        .chain(EventKind::ALL.iter().map(|e| e.name()))
+        .map(|n| format!("\"{n}\""))
+        .collect();
+    let mut found = Vec::new();
+    let mut dirs = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src"
+    ))];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for name in &names {
+                    if text.contains(name.as_str()) {
+                        found.push(format!("{} spells {name}", path.display()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "{found:#?}");
+}
+
+fn snapshot_settings() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"));
+    settings.set_prepend_module_to_snapshot(false);
+    settings
+}
+
+#[test]
+fn generated_code_is_pinned() {
+    snapshot_settings().bind(|| {
+        insta::assert_snapshot!(
+            "generated_dispatch",
+            include_str!(concat!(env!("OUT_DIR"), "/dispatch.rs"))
+        );
+        insta::assert_snapshot!(
+            "generated_config_meta",
+            include_str!(concat!(env!("OUT_DIR"), "/config_meta.rs"))
+        );
+        insta::assert_snapshot!(
+            "generated_types",
+            include_str!(concat!(env!("OUT_DIR"), "/types.rs"))
+        );
+    });
+}
+
+pub fn settings() -> insta::Settings {
+    snapshot_settings()
+}

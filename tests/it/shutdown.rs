@@ -1,0 +1,48 @@
+use crate::support::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn sigterm_sends_gateway_closing_then_a_normal_close_and_exits_zero() {
+    let mut gw = TestGateway::start("").await;
+    let mut first = gw.operator().await;
+    let mut second = gw.operator().await;
+    assert!(first
+        .call("health", json!({}))
+        .await
+        .get("result")
+        .is_some());
+    unsafe_kill(gw.child.id(), "TERM");
+    for ws in [&mut first, &mut second] {
+        let health = ws.event("health.changed").await;
+        assert_eq!(health["data"]["state"], "draining");
+        let closing = ws.event("gateway.closing").await;
+        assert_eq!(
+            closing["data"],
+            json!({"reason": "shutdown", "restartExpectedMs": null})
+        );
+        assert!(closing["seq"].as_u64().unwrap() > health["seq"].as_u64().unwrap());
+        assert_eq!(
+            ws.expect_close().await,
+            Closed::Code(1000, "gateway shutting down".into())
+        );
+    }
+    let status = wait_exit(&mut gw.child, std::time::Duration::from_secs(10)).expect("exits");
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        tokio::net::TcpStream::connect(gw.url.trim_start_matches("ws://"))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_client_in_the_handshake_is_closed_on_shutdown_too() {
+    let mut gw = TestGateway::start("").await;
+    let mut pending = gw.raw().await;
+    let status = gw.terminate();
+    assert!(status.success());
+    assert!(matches!(
+        pending.expect_close().await,
+        Closed::Code(1000, _) | Closed::Eof
+    ));
+}

@@ -1,0 +1,266 @@
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const TOKEN: &str = "test-token-8f3a";
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A gateway process with its own config and state dir, killed on drop.
+pub struct TestGateway {
+    pub child: Child,
+    pub url: String,
+    pub http: String,
+    pub dir: PathBuf,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_clawgate")
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "clawgate-it-{tag}-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl TestGateway {
+    /// Starts with token auth and the given extra TOML appended to [gateway].
+    pub async fn start(extra_gateway_toml: &str) -> TestGateway {
+        let toml = format!(
+            "[gateway]\nport = 0\n{extra_gateway_toml}\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\n"
+        );
+        Self::start_with_file(&toml).await
+    }
+
+    pub async fn start_with_file(toml: &str) -> TestGateway {
+        let dir = temp_dir("gw");
+        let config = dir.join("clawgate.toml");
+        std::fs::write(&config, toml).unwrap();
+        Self::spawn(&dir, &["--config", config.to_str().unwrap()], &[])
+    }
+
+    pub fn spawn(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> TestGateway {
+        let mut cmd = Command::new(bin());
+        cmd.arg("run")
+            .args(args)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .current_dir(dir)
+            .env("CLAWGATE_LOG", "warn")
+            .env_remove("CLAWGATE_CONFIG")
+            .env("HOME", dir)
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start clawgate");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("clawgate listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_string();
+        let http = url.replacen("ws://", "http://", 1);
+        TestGateway {
+            child,
+            url,
+            http,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub async fn raw(&self) -> Ws {
+        Ws::open(&self.url).await
+    }
+
+    /// A connection that completed connect with the test token.
+    pub async fn operator(&self) -> Ws {
+        let mut ws = self.raw().await;
+        let hello = ws.connect(json!({"token": TOKEN}), None).await;
+        assert!(hello.get("result").is_some(), "connect failed: {hello}");
+        ws
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe_kill(self.child.id(), "TERM");
+        wait_exit(&mut self.child, Duration::from_secs(15)).expect("gateway exits after SIGTERM")
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        http_get(&self.http, path).await
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn unsafe_kill(pid: u32, signal: &str) {
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+}
+
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// A minimal HTTP/1.1 GET over a real socket.
+pub async fn http_get(base: &str, path: &str) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status: u16 = response[9..12].parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+pub type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A raw protocol connection: frames in, frames out.
+pub struct Ws {
+    pub stream: Stream,
+    next_id: u64,
+}
+
+/// What ended a connection, as the client saw it.
+#[derive(Debug, PartialEq)]
+pub enum Closed {
+    Code(u16, String),
+    Eof,
+}
+
+impl Ws {
+    pub async fn open(url: &str) -> Ws {
+        let (stream, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("ws connect");
+        Ws { stream, next_id: 0 }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.stream
+            .send(Message::Text(text.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    /// Sends a request; returns its id.
+    pub async fn request(&mut self, method: &str, params: Value) -> String {
+        self.next_id += 1;
+        let id = format!("r{}", self.next_id);
+        let frame = json!({"id": id, "method": method, "params": params});
+        self.send_text(&frame.to_string()).await;
+        id
+    }
+
+    /// Sends a request and returns its response frame, skipping events.
+    pub async fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.request(method, params).await;
+        loop {
+            let frame = self.recv().await;
+            if frame.get("event").is_none() {
+                assert_eq!(
+                    frame["id"],
+                    json!(id),
+                    "response to another request: {frame}"
+                );
+                return frame;
+            }
+        }
+    }
+
+    pub async fn connect(&mut self, auth: Value, scopes: Option<Value>) -> Value {
+        let mut params = json!({
+            "protocol": {"min": 1, "max": 1},
+            "client": {"name": "it", "version": "1.0"},
+            "role": "operator",
+            "auth": auth,
+        });
+        if let Some(s) = scopes {
+            params["scopes"] = s;
+        }
+        self.call("connect", params).await
+    }
+
+    /// The next text frame as JSON; panics on close or after WAIT.
+    pub async fn recv(&mut self) -> Value {
+        match self.recv_or_close().await {
+            Ok(v) => v,
+            Err(closed) => panic!("connection ended while waiting for a frame: {closed:?}"),
+        }
+    }
+
+    pub async fn recv_or_close(&mut self) -> Result<Value, Closed> {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.stream.next())
+                .await
+                .expect("no frame within the wait limit");
+            match next {
+                Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(t.as_str()).unwrap()),
+                Some(Ok(Message::Close(Some(f)))) => {
+                    return Err(Closed::Code(f.code.into(), f.reason.to_string()))
+                }
+                Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return Err(Closed::Eof),
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Reads until the connection closes; returns how it closed.
+    pub async fn expect_close(&mut self) -> Closed {
+        loop {
+            if let Err(closed) = self.recv_or_close().await {
+                return closed;
+            }
+        }
+    }
+
+    /// The next event frame with this name, skipping others.
+    pub async fn event(&mut self, name: &str) -> Value {
+        loop {
+            let frame = self.recv().await;
+            if frame["event"] == json!(name) {
+                return frame;
+            }
+        }
+    }
+}
+
+pub fn error_code(frame: &Value) -> i64 {
+    frame["error"]["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("not an error frame: {frame}"))
+}
