@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod config;
+pub mod docs;
 pub mod gateway;
 pub mod protocol;
 pub mod server;

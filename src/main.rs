@@ -27,6 +27,15 @@ enum Command {
     /// Check or describe the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Write the generated artifacts in gen/ (the bundled schemas), or check they are fresh.
+    Gen {
+        /// Fail, writing nothing, when a file in gen/ differs from what would be written.
+        #[arg(long)]
+        check: bool,
+        /// The repository root that holds gen/.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -77,6 +86,8 @@ enum ConfigCommand {
     Validate { path: Option<PathBuf> },
     /// Print the JSON Schema of the config file.
     Schema,
+    /// Print the reference table of every config key (Markdown).
+    Docs,
 }
 
 fn main() -> ExitCode {
@@ -85,6 +96,11 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Call(args) => call(args),
         Command::Config(ConfigCommand::Validate { path }) => validate(path),
+        Command::Gen { check, root } => generate(&root, check),
+        Command::Config(ConfigCommand::Docs) => {
+            print!("{}", clawgate::docs::config_table());
+            ExitCode::SUCCESS
+        }
         Command::Config(ConfigCommand::Schema) => {
             println!(
                 "{}",
@@ -283,12 +299,39 @@ fn validate(path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-/// The config schema as a standalone document for editors.
 fn config_schema() -> Value {
-    let bundle = Schemas::get().bundle();
-    let mut schema = bundle["$defs"]["Config"].clone();
-    schema["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
-    schema["$id"] = json!("https://clawgate.dev/schema/config.schema.json");
-    schema["$defs"] = bundle["$defs"].clone();
-    schema
+    clawgate::docs::config_schema()
+}
+
+fn generate(root: &std::path::Path, check: bool) -> ExitCode {
+    let mut stale = Vec::new();
+    for (path, content) in clawgate::docs::generated_files() {
+        let full = root.join(path);
+        let current = std::fs::read_to_string(&full).unwrap_or_default();
+        if current == content {
+            continue;
+        }
+        if check {
+            stale.push(path);
+            continue;
+        }
+        let written = full
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&full, content));
+        if let Err(e) = written {
+            eprintln!("clawgate: cannot write {}: {e}", full.display());
+            return ExitCode::FAILURE;
+        }
+        println!("wrote {path}");
+    }
+    if stale.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "clawgate: stale generated files (run `clawgate gen`): {}",
+            stale.join(", ")
+        );
+        ExitCode::FAILURE
+    }
 }

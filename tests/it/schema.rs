@@ -168,3 +168,48 @@ fn generated_code_is_pinned() {
 pub fn settings() -> insta::Settings {
     snapshot_settings()
 }
+
+/// The README's reference tables are generated from the schema; run the
+/// tests with CLAWGATE_BLESS=1 to rewrite them after a schema change.
+#[test]
+fn readme_tables_match_the_schema() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+    let readme = std::fs::read_to_string(path).unwrap();
+    let mut updated = readme.clone();
+    for (marker, table) in [
+        ("error-codes", clawgate::docs::error_code_table()),
+        ("config-table", clawgate::docs::config_table()),
+    ] {
+        let start = format!("<!-- {marker}:start -->\n");
+        let end = format!("<!-- {marker}:end -->");
+        let a = updated
+            .find(&start)
+            .unwrap_or_else(|| panic!("README lacks {start}"))
+            + start.len();
+        let b = updated
+            .find(&end)
+            .unwrap_or_else(|| panic!("README lacks {end}"));
+        updated.replace_range(a..b, &table);
+    }
+    if std::env::var_os("CLAWGATE_BLESS").is_some() {
+        std::fs::write(path, &updated).unwrap();
+    } else {
+        assert!(
+            updated == readme,
+            "README tables are stale; run CLAWGATE_BLESS=1 cargo test --test it readme"
+        );
+    }
+}
+
+#[test]
+fn generated_files_in_gen_are_fresh() {
+    let out = std::process::Command::new(crate::support::bin())
+        .args(["gen", "--check", "--root", env!("CARGO_MANIFEST_DIR")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
