@@ -110,11 +110,11 @@ pub fn dispatch(b: &Bundle) -> String {
     let _ = writeln!(w, "}}");
     let _ = writeln!(
         w,
-        "/// Validates `params` against the method's schema, decodes them, runs the handler and encodes its result."
+        "/// Validates `params` against the method's schema, decodes them, runs the handler and returns its result as JSON text."
     );
     let _ = writeln!(
         w,
-        "pub async fn dispatch<H: Handlers>(handlers: &H, ctx: &super::CallContext, method: Method, params: serde_json::Value) -> Result<serde_json::Value, super::RpcError> {{\n    match method {{"
+        "pub async fn dispatch<H: Handlers>(handlers: &H, ctx: &super::CallContext, method: Method, params: serde_json::Value) -> Result<String, super::RpcError> {{\n    match method {{"
     );
     for m in &b.methods {
         let _ = writeln!(

@@ -61,7 +61,7 @@ pub struct Client {
 impl Client {
     /// Opens the socket and performs the connect handshake.
     pub async fn connect(url: &str, opts: &ConnectOptions) -> Result<Client, ClientError> {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(small_buffers()), true)
             .await
             .map_err(|e| ClientError::Transport(format!("cannot connect to {url}: {e}")))?;
         let mut client = Client {
@@ -160,4 +160,12 @@ impl Client {
             }
         }
     }
+}
+
+/// Socket buffers sized for small RPC frames, so thousands of clients fit
+/// in one process.
+pub fn small_buffers() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
 }

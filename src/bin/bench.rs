@@ -1,1 +1,353 @@
-fn main() {}
+//! clawgate-bench: round trips and idle-connection memory of the gateway,
+//! measured beside a raw tokio-tungstenite echo server on the same machine.
+//!
+//! `cargo run --release --bin clawgate-bench` prints the figures and writes
+//! them to BENCHMARKS.md. Each server runs in its own process (this binary
+//! re-executed with `--serve`), so its memory is measured alone.
+
+use clap::Parser;
+use clawgate::client::small_buffers;
+use clawgate::config::{self, LoadOptions};
+use clawgate::gateway::Gateway;
+use clawgate::protocol::Method;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const TOKEN: &str = "bench-token-0123456789";
+
+#[derive(Parser)]
+#[command(about = "Benchmark clawgate against a raw WebSocket echo server")]
+struct Args {
+    /// Seconds measured per connection count (after a warm-up of a quarter of that).
+    #[arg(long, default_value_t = 4.0)]
+    seconds: f64,
+    /// Concurrent connections for the round-trip runs.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+    conns: Vec<usize>,
+    /// Idle connection counts for the memory runs.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    idle: Vec<usize>,
+    /// Where to write the Markdown report.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    write: PathBuf,
+    /// Internal: run a server (gateway or echo) in this process.
+    #[arg(long, hide = true)]
+    serve: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Server {
+    Gateway,
+    Echo,
+}
+
+impl Server {
+    fn name(self) -> &'static str {
+        match self {
+            Server::Gateway => "gateway",
+            Server::Echo => "echo",
+        }
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    match args.serve.as_deref() {
+        Some("gateway") => serve_gateway(),
+        Some("echo") => serve_echo(),
+        Some(other) => panic!("unknown server {other}"),
+        None => tokio::runtime::Runtime::new()
+            .expect("runtime")
+            .block_on(run(args)),
+    }
+}
+
+// ---- servers ----------------------------------------------------------
+
+fn serve_gateway() {
+    let overrides = vec![
+        ("/gateway/port".to_string(), json!(0)),
+        ("/gateway/auth/mode".to_string(), json!("token")),
+        ("/gateway/auth/token".to_string(), json!(TOKEN)),
+        ("/gateway/limits/maxConnections".to_string(), json!(100_000)),
+        ("/logging/level".to_string(), json!("error")),
+    ];
+    let loaded = config::load(&LoadOptions {
+        path: None,
+        env: Vec::new(),
+        overrides,
+    })
+    .expect("bench config is valid");
+    let state_dir = std::env::temp_dir().join(format!("clawgate-bench-{}", std::process::id()));
+    tokio::runtime::Runtime::new().expect("runtime").block_on(async move {
+        clawgate::protocol::Schemas::get();
+        let gw = Gateway::new(loaded, state_dir);
+        let listener = clawgate::server::bind(&gw).await.expect("bind");
+        announce(listener.local_addr().expect("addr"));
+        clawgate::server::serve(gw, listener, std::future::pending())
+            .await
+            .expect("serve");
+    });
+}
+
+fn serve_echo() {
+    tokio::runtime::Runtime::new().expect("runtime").block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        announce(listener.local_addr().expect("addr"));
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(tcp, Some(small_buffers())).await
+                else {
+                    return;
+                };
+                while let Some(Ok(message)) = ws.next().await {
+                    if message.is_text() && ws.send(message).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+fn announce(addr: std::net::SocketAddr) {
+    println!("listening on {addr}");
+    std::io::stdout().flush().expect("stdout");
+}
+
+struct ServerProcess {
+    child: Child,
+    url: String,
+}
+
+impl ServerProcess {
+    fn start(server: Server) -> ServerProcess {
+        let mut child = Command::new(std::env::current_exe().expect("own path"))
+            .args(["--serve", server.name()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read address");
+        let addr = line.trim().strip_prefix("listening on ").expect("address line");
+        ServerProcess {
+            child,
+            url: format!("ws://{addr}/"),
+        }
+    }
+
+    /// Resident memory of the server process, in bytes.
+    fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("proc status");
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS");
+        kb * 1024
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---- clients ----------------------------------------------------------
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Opens a socket; for the gateway, also completes connect.
+async fn open(server: Server, url: &str) -> Ws {
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(small_buffers()), true)
+        .await
+        .expect("open a WebSocket");
+    if server == Server::Gateway {
+        let connect = json!({"id": "c", "method": Method::Connect.name(), "params": {
+            "protocol": {"min": 1, "max": 1},
+            "client": {"name": "clawgate-bench", "version": env!("CARGO_PKG_VERSION")},
+            "role": "operator",
+            "auth": {"token": TOKEN},
+        }});
+        let reply = round_trip(&mut ws, connect.to_string()).await;
+        assert!(reply.get("result").is_some(), "connect failed: {reply}");
+    }
+    ws
+}
+
+/// Sends one frame and waits for the next text frame, parsed as JSON.
+async fn round_trip(ws: &mut Ws, frame: String) -> Value {
+    ws.send(Message::Text(frame.into())).await.expect("send");
+    loop {
+        match ws.next().await.expect("open").expect("frame") {
+            Message::Text(text) => return serde_json::from_str(text.as_str()).expect("JSON"),
+            _ => continue,
+        }
+    }
+}
+
+struct Throughput {
+    per_second: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+/// N connections, each in a closed loop of `health` requests.
+async fn throughput(server: Server, url: &str, conns: usize, measure: Duration) -> Throughput {
+    let warmup = measure / 4;
+    let request = json!({"id": "1", "method": Method::Health.name(), "params": {}}).to_string();
+    let barrier = Arc::new(tokio::sync::Barrier::new(conns + 1));
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (url, request, barrier) = (url.to_string(), request.clone(), Arc::clone(&barrier));
+        tasks.push(tokio::spawn(async move {
+            let mut ws = open(server, &url).await;
+            barrier.wait().await;
+            let start = Instant::now();
+            let (from, to) = (start + warmup, start + warmup + measure);
+            let mut latencies = Vec::new();
+            loop {
+                let sent = Instant::now();
+                let reply = round_trip(&mut ws, request.clone()).await;
+                debug_assert!(reply.get("error").is_none());
+                let done = Instant::now();
+                if done >= to {
+                    break;
+                }
+                if sent >= from {
+                    latencies.push((done - sent).as_micros() as u32);
+                }
+            }
+            let _ = ws.close(None).await;
+            latencies
+        }));
+    }
+    barrier.wait().await;
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("client task"));
+    }
+    all.sort_unstable();
+    let pick = |q: f64| all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0) as f64;
+    Throughput {
+        per_second: all.len() as f64 / measure.as_secs_f64(),
+        p50_us: pick(0.50),
+        p99_us: pick(0.99),
+    }
+}
+
+/// Server memory growth per idle connection at each count, in bytes.
+async fn idle_memory(server: Server, counts: &[usize]) -> Vec<(usize, f64)> {
+    let process = ServerProcess::start(server);
+    // One connection first, so lazily built state is in the baseline.
+    let first = open(server, &process.url).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let baseline = process.rss_bytes();
+    let mut held = vec![first];
+    let mut results = Vec::new();
+    for &count in counts {
+        let missing = count.saturating_sub(held.len() - 1);
+        let url = process.url.clone();
+        let opened: Vec<Ws> = futures_util::stream::iter(0..missing)
+            .map(|_| open(server, &url))
+            .buffer_unordered(64)
+            .collect()
+            .await;
+        held.extend(opened);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let grown = process.rss_bytes().saturating_sub(baseline);
+        results.push((count, grown as f64 / count as f64));
+    }
+    drop(held);
+    results
+}
+
+// ---- report -----------------------------------------------------------
+
+async fn run(args: Args) {
+    let measure = Duration::from_secs_f64(args.seconds);
+    let mut rows = Vec::new();
+    for &conns in &args.conns {
+        let gateway = {
+            let p = ServerProcess::start(Server::Gateway);
+            throughput(Server::Gateway, &p.url, conns, measure).await
+        };
+        let echo = {
+            let p = ServerProcess::start(Server::Echo);
+            throughput(Server::Echo, &p.url, conns, measure).await
+        };
+        println!(
+            "{conns:>4} conns: clawgate {:>8.0} rt/s p50 {:>6.0}µs p99 {:>6.0}µs | echo {:>8.0} rt/s p50 {:>6.0}µs p99 {:>6.0}µs | ratio {:.2}",
+            gateway.per_second, gateway.p50_us, gateway.p99_us, echo.per_second, echo.p50_us, echo.p99_us,
+            gateway.per_second / echo.per_second
+        );
+        rows.push((conns, gateway, echo));
+    }
+    let gateway_mem = idle_memory(Server::Gateway, &args.idle).await;
+    let echo_mem = idle_memory(Server::Echo, &args.idle).await;
+    for ((count, g), (_, e)) in gateway_mem.iter().zip(&echo_mem) {
+        println!("{count:>6} idle: clawgate {:.1} KB/conn | echo {:.1} KB/conn", g / 1024.0, e / 1024.0);
+    }
+    let report = markdown(&args, &rows, &gateway_mem, &echo_mem);
+    std::fs::write(&args.write, report).expect("write report");
+    println!("wrote {}", args.write.display());
+}
+
+fn markdown(
+    args: &Args,
+    rows: &[(usize, Throughput, Throughput)],
+    gateway_mem: &[(usize, f64)],
+    echo_mem: &[(usize, f64)],
+) -> String {
+    let mut o = String::from("# Benchmarks\n\n");
+    o.push_str("Produced by `cargo run --release --bin clawgate-bench`");
+    o.push_str(&format!(" ({}s measured per point after a warm-up).\n\n", args.seconds));
+    o.push_str(&format!("- machine: {}\n", machine()));
+    o.push_str("- servers run in their own processes; the clients share the same cores\n");
+    o.push_str("- method: `health` in a closed loop per connection (send, await the reply, repeat)\n");
+    o.push_str("- baseline: a raw tokio-tungstenite server that echoes the same request frame, same socket buffer sizes\n\n");
+    o.push_str("## Round trips\n\n| connections | clawgate rt/s | p50 | p99 | echo rt/s | p50 | p99 | clawgate/echo |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (conns, g, e) in rows {
+        o.push_str(&format!(
+            "| {conns} | {:.0} | {:.0} µs | {:.0} µs | {:.0} | {:.0} µs | {:.0} µs | {:.0}% |\n",
+            g.per_second, g.p50_us, g.p99_us, e.per_second, e.p50_us, e.p99_us,
+            100.0 * g.per_second / e.per_second
+        ));
+    }
+    o.push_str("\n## Memory per idle connection\n\nServer resident memory growth divided by the number of open connections (gateway connections have completed `connect`).\n\n| connections | clawgate | echo |\n|---:|---:|---:|\n");
+    for ((count, g), (_, e)) in gateway_mem.iter().zip(echo_mem) {
+        o.push_str(&format!("| {count} | {:.1} KB | {:.1} KB |\n", g / 1024.0, e / 1024.0));
+    }
+    o.push_str("\nTargets (issue 2): at least 70% of the echo baseline's round trips at 64 connections, p99 under 2 ms at 64 connections, under 10 KB per idle connection.\n");
+    o
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores, {cpu}")
+}

@@ -1,26 +1,32 @@
 //! Reading request frames and writing response and event frames.
 
 use super::{ErrorCode, RpcError, Schemas};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// A request frame that passed the RequestFrame schema.
-#[derive(Debug)]
+/// A request frame that matches the RequestFrame schema.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Request {
     pub id: String,
     pub method: String,
+    #[serde(default)]
     pub params: Value,
 }
 
 /// Parses one text frame. On failure returns the request id when it could
 /// be read, so the error frame can still name it.
 pub fn parse_request(text: &str) -> Result<Request, (Option<String>, RpcError)> {
+    // Fast path: a well-formed frame decodes straight into the struct,
+    // whose shape is RequestFrame's. Anything else takes the slow path,
+    // which checks the frame against the schema itself for a precise error.
+    if let Ok(request) = serde_json::from_str::<Request>(text) {
+        return Ok(request);
+    }
     let value: Value = serde_json::from_str(text).map_err(|e| {
         (
             None,
-            RpcError::new(
-                ErrorCode::ParseError,
-                format!("frame is not valid JSON: {e}"),
-            ),
+            RpcError::new(ErrorCode::ParseError, format!("frame is not valid JSON: {e}")),
         )
     })?;
     let id = value.get("id").and_then(Value::as_str).map(str::to_string);
@@ -44,31 +50,25 @@ pub fn parse_request(text: &str) -> Result<Request, (Option<String>, RpcError)> 
             .with_data(json!({ "errors": detail })),
         ));
     }
-    let Value::Object(mut map) = value else {
-        unreachable!("the RequestFrame schema requires an object")
-    };
-    Ok(Request {
-        id: id.unwrap_or_default(),
-        method: map
-            .remove("method")
-            .and_then(|m| m.as_str().map(str::to_string))
-            .unwrap_or_default(),
-        params: map.remove("params").unwrap_or(Value::Null),
+    // Valid by the schema but not by serde, e.g. a key given twice.
+    serde_json::from_value(value).map_err(|e| {
+        (
+            id,
+            RpcError::new(ErrorCode::InvalidRequest, format!("not a request frame: {e}")),
+        )
     })
 }
 
-pub fn result_frame(id: &str, result: Value) -> String {
-    json!({ "id": id, "result": result }).to_string()
+/// A result frame around the result's JSON text.
+pub fn result_frame(id: &str, result_json: &str) -> String {
+    format!(r#"{{"id":{},"result":{result_json}}}"#, Value::from(id))
 }
 
 pub fn error_frame(id: Option<&str>, error: &RpcError) -> String {
     json!({ "id": id, "error": error.to_object() }).to_string()
 }
 
-/// An event frame from an already serialized payload.
+/// An event frame around an already serialized payload.
 pub fn event_frame(name: &str, data_json: &str, seq: u64) -> String {
-    format!(
-        r#"{{"event":{},"data":{data_json},"seq":{seq}}}"#,
-        Value::from(name)
-    )
+    format!(r#"{{"event":{},"data":{data_json},"seq":{seq}}}"#, Value::from(name))
 }

@@ -43,9 +43,9 @@ pub fn decode_params<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Encodes a handler's typed result.
-pub fn encode_result<T: serde::Serialize>(result: T) -> Result<serde_json::Value, RpcError> {
-    serde_json::to_value(result).map_err(|e| {
+/// Encodes a handler's typed result as JSON text.
+pub fn encode_result<T: serde::Serialize>(result: T) -> Result<String, RpcError> {
+    serde_json::to_string(&result).map_err(|e| {
         RpcError::new(
             ErrorCode::InternalError,
             format!("cannot encode result: {e}"),

@@ -1,18 +1,22 @@
-//! One WebSocket connection: read frames, dispatch requests, forward
-//! events, and write everything through a bounded queue.
+//! One WebSocket connection, driven by a single task: read frames,
+//! dispatch requests, forward events, and write everything through a
+//! bounded outbound queue.
 
+use super::outbound::Outbound;
 use crate::gateway::{ConnectionSlot, Gateway, Published};
 use crate::protocol::{
     dispatch, error_frame, event_frame, parse_request, result_frame, CallContext, ErrorCode,
     Method, RpcError,
 };
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::StreamExt;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio::sync::{broadcast, Semaphore};
 use tokio::task::JoinSet;
 
 /// Why the read loop ended.
@@ -33,80 +37,48 @@ const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
 const LINGER: Duration = Duration::from_millis(500);
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+const CLOSE_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+
+type Response = Pin<Box<dyn Future<Output = String> + Send>>;
 
 pub async fn run(gw: Arc<Gateway>, socket: WebSocket, remote: SocketAddr, slot: ConnectionSlot) {
     let config = gw.config();
     let limits = &config.gateway.limits;
-    let (sink, mut stream) = socket.split();
-    let (out, out_rx) = mpsc::channel(limits.outbound_queue_frames as usize);
-    let writer = tokio::spawn(write_loop(sink, out_rx));
     let ctx = Arc::new(CallContext::new(slot.conn_id.clone(), remote.ip()));
     tracing::debug!(conn = %ctx.conn_id, %remote, "connection opened");
     let mut conn = Connection {
         gw: Arc::clone(&gw),
         ctx,
         slot,
-        out,
+        ws: socket,
+        out: Outbound::new(limits.outbound_queue_frames as usize),
         seq: 0,
         bus: None,
         tasks: JoinSet::new(),
         inflight: Arc::new(Semaphore::new(
-            limits.max_inflight_per_connection.get() as usize
+            limits.max_inflight_per_connection.get() as usize,
         )),
         max_pre_auth_bytes: limits.max_pre_auth_payload_bytes as usize,
         handshake_timeout: Duration::from_millis(config.gateway.handshake_timeout_ms as u64),
         drain_timeout: Duration::from_millis(config.gateway.shutdown.drain_timeout_ms as u64),
     };
-    let end = conn.serve(&mut stream).await;
-    let conn_id = conn.ctx.conn_id.clone();
-    conn.tasks.abort_all();
-    match end {
-        End::Slow => {
-            tracing::warn!(conn = %conn_id, "disconnecting a client that does not keep up");
-            writer.abort();
-        }
-        End::Gone => {
-            drop(conn.out);
-            let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
-        }
-        End::Close(code, reason) | End::CloseLingering(code, reason) => {
-            let linger = matches!(end, End::CloseLingering(..));
-            let frame = Message::Close(Some(CloseFrame {
-                code,
-                reason: reason.into(),
-            }));
-            let queued = conn.out.try_send(frame).is_ok();
-            drop(conn.out);
-            if !queued
-                || tokio::time::timeout(Duration::from_secs(2), writer)
-                    .await
-                    .is_err()
-            {
-                tracing::debug!(conn = %conn_id, "close frame not delivered");
-            } else if linger {
-                tokio::time::sleep(LINGER).await;
-            } else {
-                // Give the client a moment to answer the close handshake.
-                let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                    while stream.next().await.is_some() {}
-                })
-                .await;
-            }
-        }
-    }
-    tracing::debug!(conn = %conn_id, "connection closed");
+    let end = conn.serve().await;
+    conn.finish(end).await;
 }
 
 struct Connection {
     gw: Arc<Gateway>,
     ctx: Arc<CallContext>,
     slot: ConnectionSlot,
-    out: mpsc::Sender<Message>,
+    ws: WebSocket,
+    out: Outbound,
     /// Number of the last event sent on this connection.
     seq: u64,
     /// Subscribed once connect succeeds.
     bus: Option<broadcast::Receiver<Arc<Published>>>,
-    /// Running requests; each yields its response frame.
+    /// Requests that did not finish on their first poll; each yields its
+    /// response frame.
     tasks: JoinSet<String>,
     inflight: Arc<Semaphore>,
     max_pre_auth_bytes: usize,
@@ -115,13 +87,13 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve(&mut self, stream: &mut SplitStream<WebSocket>) -> End {
+    async fn serve(&mut self) -> End {
         let handshake = tokio::time::sleep(self.handshake_timeout);
         tokio::pin!(handshake);
         let mut shutdown = self.gw.shutdown_signal();
         loop {
+            // Unbiased: no source of work can starve the others.
             let step = tokio::select! {
-                biased;
                 _ = closing(&mut shutdown) => return self.drain().await,
                 Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => match done {
                     Ok(frame) => self.send(frame),
@@ -131,7 +103,7 @@ impl Connection {
                     }
                 },
                 event = next_event(&mut self.bus) => self.on_bus(event),
-                frame = stream.next() => self.on_frame(frame).await,
+                frame = self.out.write_then_read(&mut self.ws) => self.on_frame(frame).await,
                 _ = &mut handshake, if self.ctx.grant().is_none() => {
                     Err(End::Close(CLOSE_POLICY, "handshake timeout: send connect first"))
                 }
@@ -155,6 +127,7 @@ impl Connection {
             )),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
             Some(Err(e)) if is_too_large(&e) => self.too_large(),
+            Some(Err(e)) if is_backlog(&e) => Err(End::Slow),
             Some(Err(e)) => {
                 tracing::debug!(conn = %self.ctx.conn_id, "socket error: {e}");
                 Err(End::Gone)
@@ -202,13 +175,23 @@ impl Connection {
                 return self.send(error_frame(Some(&request.id), &e));
             }
         }
+        let mut response: Response = Box::pin(respond(
+            Arc::clone(&self.gw),
+            Arc::clone(&self.ctx),
+            method,
+            request.id,
+            request.params,
+        ));
+        // Most handlers finish without waiting; answer those inline and
+        // give only the rest a task of their own.
+        if let Poll::Ready(frame) = response.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            return self.send(frame);
+        }
         let Ok(permit) = Arc::clone(&self.inflight).acquire_owned().await else {
             return Err(End::Gone);
         };
-        let gw = Arc::clone(&self.gw);
-        let ctx = Arc::clone(&self.ctx);
         self.tasks.spawn(async move {
-            let frame = respond(&gw, &ctx, method, &request.id, request.params).await;
+            let frame = response.await;
             drop(permit);
             frame
         });
@@ -236,7 +219,7 @@ impl Connection {
                     self.slot.set_role(grant.role);
                 }
                 self.bus = Some(self.gw.bus.subscribe());
-                self.send(result_frame(&id, hello))
+                self.send(result_frame(&id, &hello))
             }
             Err(e) => {
                 tracing::info!(conn = %self.ctx.conn_id, remote = %self.ctx.remote_ip, "connect refused: {}", e.message);
@@ -263,11 +246,7 @@ impl Connection {
         let Some(grant) = self.ctx.grant() else {
             return Ok(());
         };
-        if event
-            .kind
-            .scope()
-            .is_some_and(|needed| !grant.allows(needed))
-        {
+        if event.kind.scope().is_some_and(|needed| !grant.allows(needed)) {
             return Ok(());
         }
         self.seq += 1;
@@ -288,48 +267,79 @@ impl Connection {
         let deadline = tokio::time::sleep(self.drain_timeout);
         tokio::pin!(deadline);
         loop {
-            tokio::select! {
+            let step = tokio::select! {
                 done = self.tasks.join_next() => match done {
                     None => break,
-                    Some(Ok(frame)) => {
-                        if let Err(end) = self.send(frame) {
-                            return end;
-                        }
-                    }
-                    Some(Err(_)) => {}
+                    Some(Ok(frame)) => self.send(frame),
+                    Some(Err(_)) => Ok(()),
+                },
+                result = self.out.flush(&mut self.ws), if self.out.has_pending() => match result {
+                    Ok(()) => Ok(()),
+                    Err(_) => Err(End::Gone),
                 },
                 _ = &mut deadline => {
                     tracing::warn!(conn = %self.ctx.conn_id, "requests still running at the end of the drain were abandoned");
                     break;
                 }
+            };
+            if let Err(end) = step {
+                return end;
             }
         }
         End::Close(CLOSE_NORMAL, "gateway shutting down")
     }
 
-    fn send(&self, frame: String) -> Result<(), End> {
-        match self.out.try_send(Message::Text(frame.into())) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => Err(End::Slow),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(End::Gone),
+    fn send(&mut self, frame: String) -> Result<(), End> {
+        if self.out.push(Message::Text(frame.into())) {
+            Ok(())
+        } else {
+            Err(End::Slow)
         }
+    }
+
+    async fn finish(mut self, end: End) {
+        self.tasks.abort_all();
+        let conn_id = self.ctx.conn_id.clone();
+        let (code, reason, linger) = match end {
+            End::Slow => {
+                tracing::warn!(conn = %conn_id, "disconnecting a client that does not keep up");
+                return;
+            }
+            End::Gone => return,
+            End::Close(code, reason) => (code, reason, false),
+            End::CloseLingering(code, reason) => (code, reason, true),
+        };
+        self.out.push_close(code, reason);
+        let flushed = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, self.out.flush(&mut self.ws)).await;
+        if !matches!(flushed, Ok(Ok(()))) {
+            tracing::debug!(conn = %conn_id, "close frame not delivered");
+        } else if linger {
+            tokio::time::sleep(LINGER).await;
+        } else {
+            // Give the client a moment to answer the close handshake.
+            let _ = tokio::time::timeout(CLOSE_REPLY_TIMEOUT, async {
+                while self.ws.next().await.is_some() {}
+            })
+            .await;
+        }
+        tracing::debug!(conn = %conn_id, "connection closed");
     }
 }
 
 async fn respond(
-    gw: &Gateway,
-    ctx: &CallContext,
+    gw: Arc<Gateway>,
+    ctx: Arc<CallContext>,
     method: Method,
-    id: &str,
+    id: String,
     params: serde_json::Value,
 ) -> String {
-    match dispatch(gw, ctx, method, params).await {
-        Ok(result) => result_frame(id, result),
+    match dispatch(&*gw, &ctx, method, params).await {
+        Ok(result) => result_frame(&id, &result),
         Err(e) => {
             if e.code == ErrorCode::InternalError {
                 tracing::error!(method = method.name(), "internal error: {}", e.message);
             }
-            error_frame(Some(id), &e)
+            error_frame(Some(&id), &e)
         }
     }
 }
@@ -343,34 +353,16 @@ async fn next_event(
     }
 }
 
-fn is_too_large(e: &axum::Error) -> bool {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(WsError::Capacity(_)) = err.downcast_ref::<WsError>() {
-            return true;
-        }
-        source = err.source();
-    }
-    false
-}
-
-async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Message>) {
-    while let Some(message) = rx.recv().await {
-        let closing = matches!(message, Message::Close(_));
-        if sink.feed(message).await.is_err() {
-            return;
-        }
-        if (closing || rx.is_empty()) && sink.flush().await.is_err() {
-            return;
-        }
-        if closing {
-            return;
-        }
-    }
-    let _ = sink.close().await;
-}
-
 async fn closing(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|closing| *closing).await;
+}
+
+fn is_too_large(e: &axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    super::outbound::ws_error(e).is_some_and(|err| matches!(err, WsError::Capacity(_)))
+}
+
+fn is_backlog(e: &axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    super::outbound::ws_error(e).is_some_and(|err| matches!(err, WsError::WriteBufferFull(_)))
 }

@@ -2,12 +2,14 @@
 
 mod connection;
 mod http;
+mod outbound;
 mod ws;
 
 use crate::config::{is_loopback_host, listen_host};
 use crate::gateway::Gateway;
 use crate::protocol::types::BindInfo;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -69,6 +71,11 @@ pub async fn serve(
     let ticker = gw.spawn_ticker();
     let app = router(Arc::clone(&gw)).into_make_service_with_connect_info::<SocketAddr>();
     let drain_gw = Arc::clone(&gw);
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
