@@ -61,9 +61,10 @@ pub struct Client {
 impl Client {
     /// Opens the socket and performs the connect handshake.
     pub async fn connect(url: &str, opts: &ConnectOptions) -> Result<Client, ClientError> {
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(small_buffers()), true)
-            .await
-            .map_err(|e| ClientError::Transport(format!("cannot connect to {url}: {e}")))?;
+        let (ws, _) =
+            tokio_tungstenite::connect_async_with_config(url, Some(small_buffers()), true)
+                .await
+                .map_err(|e| ClientError::Transport(format!("cannot connect to {url}: {e}")))?;
         let mut client = Client {
             ws,
             next_id: 0,

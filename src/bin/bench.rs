@@ -91,39 +91,47 @@ fn serve_gateway() {
     })
     .expect("bench config is valid");
     let state_dir = std::env::temp_dir().join(format!("clawgate-bench-{}", std::process::id()));
-    tokio::runtime::Runtime::new().expect("runtime").block_on(async move {
-        clawgate::protocol::Schemas::get();
-        let gw = Gateway::new(loaded, state_dir);
-        let listener = clawgate::server::bind(&gw).await.expect("bind");
-        announce(listener.local_addr().expect("addr"));
-        clawgate::server::serve(gw, listener, std::future::pending())
-            .await
-            .expect("serve");
-    });
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async move {
+            clawgate::protocol::Schemas::get();
+            let gw = Gateway::new(loaded, state_dir);
+            let listener = clawgate::server::bind(&gw).await.expect("bind");
+            announce(listener.local_addr().expect("addr"));
+            clawgate::server::serve(gw, listener, std::future::pending())
+                .await
+                .expect("serve");
+        });
 }
 
 fn serve_echo() {
-    tokio::runtime::Runtime::new().expect("runtime").block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        announce(listener.local_addr().expect("addr"));
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(tcp, Some(small_buffers())).await
-                else {
-                    return;
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            announce(listener.local_addr().expect("addr"));
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
                 };
-                while let Some(Ok(message)) = ws.next().await {
-                    if message.is_text() && ws.send(message).await.is_err() {
+                let _ = tcp.set_nodelay(true);
+                tokio::spawn(async move {
+                    let Ok(mut ws) =
+                        tokio_tungstenite::accept_async_with_config(tcp, Some(small_buffers()))
+                            .await
+                    else {
                         return;
+                    };
+                    while let Some(Ok(message)) = ws.next().await {
+                        if message.is_text() && ws.send(message).await.is_err() {
+                            return;
+                        }
                     }
-                }
-            });
-        }
-    });
+                });
+            }
+        });
 }
 
 fn announce(addr: std::net::SocketAddr) {
@@ -148,7 +156,10 @@ impl ServerProcess {
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
             .expect("read address");
-        let addr = line.trim().strip_prefix("listening on ").expect("address line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("address line");
         ServerProcess {
             child,
             url: format!("ws://{addr}/"),
@@ -157,7 +168,8 @@ impl ServerProcess {
 
     /// Resident memory of the server process, in bytes.
     fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("proc status");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("proc status");
         let kb: u64 = status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -180,9 +192,10 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Opens a socket; for the gateway, also completes connect.
 async fn open(server: Server, url: &str) -> Ws {
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(small_buffers()), true)
-        .await
-        .expect("open a WebSocket");
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(url, Some(small_buffers()), true)
+            .await
+            .expect("open a WebSocket");
     if server == Server::Gateway {
         let connect = json!({"id": "c", "method": Method::Connect.name(), "params": {
             "protocol": {"min": 1, "max": 1},
@@ -249,7 +262,11 @@ async fn throughput(server: Server, url: &str, conns: usize, measure: Duration) 
         all.extend(task.await.expect("client task"));
     }
     all.sort_unstable();
-    let pick = |q: f64| all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0) as f64;
+    let pick = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+    };
     Throughput {
         per_second: all.len() as f64 / measure.as_secs_f64(),
         p50_us: pick(0.50),
@@ -313,7 +330,11 @@ async fn run(args: Args) {
     let gateway_mem = idle_memory(Server::Gateway, &args.idle).await;
     let echo_mem = idle_memory(Server::Echo, &args.idle).await;
     for ((count, g), (_, e)) in gateway_mem.iter().zip(&echo_mem) {
-        println!("{count:>6} idle: clawgate {:.1} KB/conn | echo {:.1} KB/conn", g / 1024.0, e / 1024.0);
+        println!(
+            "{count:>6} idle: clawgate {:.1} KB/conn | echo {:.1} KB/conn",
+            g / 1024.0,
+            e / 1024.0
+        );
     }
     let report = markdown(&args, &rows, &gateway_mem, &echo_mem);
     std::fs::write(&args.write, report).expect("write report");
@@ -338,19 +359,30 @@ fn markdown(
     ));
     o.push_str(&format!("- machine: {}\n", machine()));
     o.push_str("- servers run in their own processes; the clients share the same cores\n");
-    o.push_str("- method: `health` in a closed loop per connection (send, await the reply, repeat)\n");
+    o.push_str(
+        "- method: `health` in a closed loop per connection (send, await the reply, repeat)\n",
+    );
     o.push_str("- baseline: a raw tokio-tungstenite server that echoes the same request frame, same socket buffer sizes\n\n");
     o.push_str("## Round trips\n\n| connections | clawgate rt/s | p50 | p99 | echo rt/s | p50 | p99 | clawgate/echo |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (conns, g, e) in rows {
         o.push_str(&format!(
             "| {conns} | {:.0} | {:.0} µs | {:.0} µs | {:.0} | {:.0} µs | {:.0} µs | {:.0}% |\n",
-            g.per_second, g.p50_us, g.p99_us, e.per_second, e.p50_us, e.p99_us,
+            g.per_second,
+            g.p50_us,
+            g.p99_us,
+            e.per_second,
+            e.p50_us,
+            e.p99_us,
             100.0 * g.per_second / e.per_second
         ));
     }
     o.push_str("\n## Memory per idle connection\n\nServer resident memory growth divided by the number of open connections (gateway connections have completed `connect`).\n\n| connections | clawgate | echo |\n|---:|---:|---:|\n");
     for ((count, g), (_, e)) in gateway_mem.iter().zip(echo_mem) {
-        o.push_str(&format!("| {count} | {:.1} KB | {:.1} KB |\n", g / 1024.0, e / 1024.0));
+        o.push_str(&format!(
+            "| {count} | {:.1} KB | {:.1} KB |\n",
+            g / 1024.0,
+            e / 1024.0
+        ));
     }
     o.push_str("\n## Targets\n\n");
     if let Some((_, g, e)) = rows.iter().find(|(c, _, _)| *c == 64) {
@@ -371,7 +403,11 @@ fn markdown(
         o.push_str(&format!(
             "- under 10 KB per idle connection: {:.1} KB at most, {}\n",
             worst / 1024.0,
-            if worst < 10.0 * 1024.0 { "met" } else { "not met" }
+            if worst < 10.0 * 1024.0 {
+                "met"
+            } else {
+                "not met"
+            }
         ));
     }
     o.push_str("\nThe clients run on the same two cores as the server, so latency includes their scheduling; compare with the echo column, measured the same way.\n");
@@ -382,8 +418,10 @@ fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
         })
         .unwrap_or_else(|| "unknown CPU".to_string());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());

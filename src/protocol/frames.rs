@@ -26,7 +26,10 @@ pub fn parse_request(text: &str) -> Result<Request, (Option<String>, RpcError)> 
     let value: Value = serde_json::from_str(text).map_err(|e| {
         (
             None,
-            RpcError::new(ErrorCode::ParseError, format!("frame is not valid JSON: {e}")),
+            RpcError::new(
+                ErrorCode::ParseError,
+                format!("frame is not valid JSON: {e}"),
+            ),
         )
     })?;
     let id = value.get("id").and_then(Value::as_str).map(str::to_string);
@@ -54,7 +57,10 @@ pub fn parse_request(text: &str) -> Result<Request, (Option<String>, RpcError)> 
     serde_json::from_value(value).map_err(|e| {
         (
             id,
-            RpcError::new(ErrorCode::InvalidRequest, format!("not a request frame: {e}")),
+            RpcError::new(
+                ErrorCode::InvalidRequest,
+                format!("not a request frame: {e}"),
+            ),
         )
     })
 }
@@ -70,5 +76,8 @@ pub fn error_frame(id: Option<&str>, error: &RpcError) -> String {
 
 /// An event frame around an already serialized payload.
 pub fn event_frame(name: &str, data_json: &str, seq: u64) -> String {
-    format!(r#"{{"event":{},"data":{data_json},"seq":{seq}}}"#, Value::from(name))
+    format!(
+        r#"{{"event":{},"data":{data_json},"seq":{seq}}}"#,
+        Value::from(name)
+    )
 }

@@ -16,8 +16,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
 
 /// Why the read loop ended.
 enum End {
@@ -57,7 +59,7 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, remote: SocketAddr, slot: 
         bus: None,
         tasks: JoinSet::new(),
         inflight: Arc::new(Semaphore::new(
-            limits.max_inflight_per_connection.get() as usize,
+            limits.max_inflight_per_connection.get() as usize
         )),
         max_pre_auth_bytes: limits.max_pre_auth_payload_bytes as usize,
         handshake_timeout: Duration::from_millis(config.gateway.handshake_timeout_ms as u64),
@@ -75,8 +77,10 @@ struct Connection {
     out: Outbound,
     /// Number of the last event sent on this connection.
     seq: u64,
-    /// Subscribed once connect succeeds.
-    bus: Option<broadcast::Receiver<Arc<Published>>>,
+    /// Subscribed once connect succeeds. A stream rather than a receiver
+    /// so its wait registration survives across loop turns instead of
+    /// being made and undone on the shared channel every turn.
+    bus: Option<BroadcastStream<Arc<Published>>>,
     /// Requests that did not finish on their first poll; each yields its
     /// response frame.
     tasks: JoinSet<String>,
@@ -90,11 +94,12 @@ impl Connection {
     async fn serve(&mut self) -> End {
         let handshake = tokio::time::sleep(self.handshake_timeout);
         tokio::pin!(handshake);
-        let mut shutdown = self.gw.shutdown_signal();
+        let closing = closing(self.gw.shutdown_signal());
+        tokio::pin!(closing);
         loop {
             // Unbiased: no source of work can starve the others.
             let step = tokio::select! {
-                _ = closing(&mut shutdown) => return self.drain().await,
+                _ = &mut closing => return self.drain().await,
                 Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => match done {
                     Ok(frame) => self.send(frame),
                     Err(e) => {
@@ -184,7 +189,10 @@ impl Connection {
         ));
         // Most handlers finish without waiting; answer those inline and
         // give only the rest a task of their own.
-        if let Poll::Ready(frame) = response.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        if let Poll::Ready(frame) = response
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
             return self.send(frame);
         }
         let Ok(permit) = Arc::clone(&self.inflight).acquire_owned().await else {
@@ -218,7 +226,7 @@ impl Connection {
                 if let Some(grant) = self.ctx.grant() {
                     self.slot.set_role(grant.role);
                 }
-                self.bus = Some(self.gw.bus.subscribe());
+                self.bus = Some(BroadcastStream::new(self.gw.bus.subscribe()));
                 self.send(result_frame(&id, &hello))
             }
             Err(e) => {
@@ -231,14 +239,12 @@ impl Connection {
 
     fn on_bus(
         &mut self,
-        event: Result<Arc<Published>, broadcast::error::RecvError>,
+        event: Option<Result<Arc<Published>, BroadcastStreamRecvError>>,
     ) -> Result<(), End> {
         match event {
-            Ok(event) => self.forward(&event),
-            Err(broadcast::error::RecvError::Lagged(_)) => Err(End::Slow),
-            Err(broadcast::error::RecvError::Closed) => {
-                Err(End::Close(CLOSE_NORMAL, "gateway closed"))
-            }
+            Some(Ok(event)) => self.forward(&event),
+            Some(Err(BroadcastStreamRecvError::Lagged(_))) => Err(End::Slow),
+            None => Err(End::Close(CLOSE_NORMAL, "gateway closed")),
         }
     }
 
@@ -246,7 +252,11 @@ impl Connection {
         let Some(grant) = self.ctx.grant() else {
             return Ok(());
         };
-        if event.kind.scope().is_some_and(|needed| !grant.allows(needed)) {
+        if event
+            .kind
+            .scope()
+            .is_some_and(|needed| !grant.allows(needed))
+        {
             return Ok(());
         }
         self.seq += 1;
@@ -258,7 +268,8 @@ impl Connection {
     /// lets running requests finish within the drain timeout, then closes.
     async fn drain(&mut self) -> End {
         if let Some(mut bus) = self.bus.take() {
-            while let Ok(event) = bus.try_recv() {
+            let mut cx = Context::from_waker(Waker::noop());
+            while let Poll::Ready(Some(Ok(event))) = bus.poll_next_unpin(&mut cx) {
                 if let Err(end) = self.forward(&event) {
                     return end;
                 }
@@ -345,15 +356,15 @@ async fn respond(
 }
 
 async fn next_event(
-    bus: &mut Option<broadcast::Receiver<Arc<Published>>>,
-) -> Result<Arc<Published>, broadcast::error::RecvError> {
+    bus: &mut Option<BroadcastStream<Arc<Published>>>,
+) -> Option<Result<Arc<Published>, BroadcastStreamRecvError>> {
     match bus {
-        Some(rx) => rx.recv().await,
+        Some(stream) => stream.next().await,
         None => std::future::pending().await,
     }
 }
 
-async fn closing(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+async fn closing(mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|closing| *closing).await;
 }
 
