@@ -122,18 +122,21 @@ fn run(args: RunArgs) -> ExitCode {
     if let Some(host) = &args.host {
         overrides.push(("/gateway/host".to_string(), json!(host)));
     }
-    let loaded = match config::resolve_config_path(args.config.as_deref())
-        .map_err(|e| e.to_string())
-        .and_then(|path| {
-            config::load(&LoadOptions::from_process_env(path, overrides)).map_err(|e| e.to_string())
-        }) {
+    let options = match config::resolve_config_path(args.config.as_deref()) {
+        Ok(path) => LoadOptions::from_process_env(path, overrides),
+        Err(e) => {
+            eprintln!("clawgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let loaded = match config::load(&options) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("clawgate: {e}");
             return ExitCode::from(2);
         }
     };
-    init_logging(&loaded.config, args.verbose);
+    let log_control = init_logging(&loaded.config, args.verbose);
     let state_dir = config::resolve_state_dir(args.state_dir.as_deref());
     if let Err(e) = create_private_dir(&state_dir) {
         eprintln!(
@@ -148,7 +151,10 @@ fn run(args: RunArgs) -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = runtime.block_on(async {
         Schemas::get();
-        let gw = Gateway::new(loaded, state_dir);
+        let gw = Gateway::new(loaded, options, state_dir);
+        if let Some(control) = log_control {
+            gw.set_log_control(control);
+        }
         let listener = clawgate::server::bind(&gw).await?;
         let addr = listener.local_addr()?;
         println!("clawgate listening on ws://{addr}");
@@ -177,26 +183,40 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_logging(config: &config::Config, verbose: bool) {
-    use tracing_subscriber::EnvFilter;
-    let filter = if verbose {
-        EnvFilter::new("debug")
+/// Sets up logging to stderr. Unless --verbose or CLAWGATE_LOG fix the
+/// filter, returns the control that lets a reload change logging.level.
+fn init_logging(config: &config::Config, verbose: bool) -> Option<clawgate::gateway::LogControl> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    let fixed = if verbose {
+        Some(EnvFilter::new("debug"))
     } else {
         std::env::var("CLAWGATE_LOG")
             .ok()
             .and_then(|v| EnvFilter::try_new(v).ok())
-            .unwrap_or_else(|| {
-                EnvFilter::try_new(config.logging.level.as_str())
-                    .unwrap_or_else(|_| EnvFilter::new("info"))
-            })
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.logging.format {
-        clawgate::protocol::types::LoggingConfigFormat::Json => builder.json().init(),
-        clawgate::protocol::types::LoggingConfigFormat::Pretty => builder.init(),
+    let overridden = fixed.is_some();
+    let filter = fixed.unwrap_or_else(|| {
+        EnvFilter::try_new(config.logging.level.as_str()).unwrap_or_else(|_| EnvFilter::new("info"))
+    });
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let output = match config.logging.format {
+        clawgate::protocol::types::LoggingConfigFormat::Json => output.json().boxed(),
+        clawgate::protocol::types::LoggingConfigFormat::Pretty => output.boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
+        .init();
+    if overridden {
+        return None;
     }
+    Some(Box::new(move |level: &str| {
+        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    }))
 }
 
 fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {

@@ -84,18 +84,18 @@ fn serve_gateway() {
         ("/gateway/limits/maxConnections".to_string(), json!(100_000)),
         ("/logging/level".to_string(), json!("error")),
     ];
-    let loaded = config::load(&LoadOptions {
+    let options = LoadOptions {
         path: None,
         env: Vec::new(),
         overrides,
-    })
-    .expect("bench config is valid");
+    };
+    let loaded = config::load(&options).expect("bench config is valid");
     let state_dir = std::env::temp_dir().join(format!("clawgate-bench-{}", std::process::id()));
     tokio::runtime::Runtime::new()
         .expect("runtime")
         .block_on(async move {
             clawgate::protocol::Schemas::get();
-            let gw = Gateway::new(loaded, state_dir);
+            let gw = Gateway::new(loaded, options, state_dir);
             let listener = clawgate::server::bind(&gw).await.expect("bind");
             announce(listener.local_addr().expect("addr"));
             clawgate::server::serve(gw, listener, std::future::pending())

@@ -9,13 +9,14 @@ pub const PREFIX: &str = "CLAWGATE_";
 
 /// One variable resolved to a config path and a typed value.
 pub struct EnvSetting {
+    pub var: String,
     pub pointer: String,
     pub value: Value,
 }
 
 /// Resolves every `CLAWGATE_` variable except the reserved CLI ones.
-/// A variable that names no config key is an error naming the variable.
-pub fn settings(vars: &[(String, String)]) -> Result<Vec<EnvSetting>, String> {
+/// A variable that names no config key is an error `(variable, message)`.
+pub fn settings(vars: &[(String, String)]) -> Result<Vec<EnvSetting>, (String, String)> {
     let mut out = Vec::new();
     for (var, raw) in vars {
         let Some(key) = var.strip_prefix(PREFIX) else {
@@ -25,9 +26,14 @@ pub fn settings(vars: &[(String, String)]) -> Result<Vec<EnvSetting>, String> {
             continue;
         }
         let (pointer, leaf) = resolve(key).ok_or_else(|| {
-            format!("environment variable {var} names no config key (use __ between levels, e.g. CLAWGATE_GATEWAY__PORT)")
+            (
+                var.clone(),
+                "names no config key (use __ between levels, e.g. CLAWGATE_GATEWAY__PORT)"
+                    .to_string(),
+            )
         })?;
         out.push(EnvSetting {
+            var: var.clone(),
             pointer,
             value: typed_value(&leaf, raw),
         });

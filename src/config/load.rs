@@ -1,16 +1,18 @@
-use super::{dotted, env, meta, Config};
-use crate::protocol::types::{AuthConfigMode, GatewayConfig, GatewayConfigBind};
+use super::{dotted, env, locate, meta, Config};
+use crate::protocol::types::{AuthConfigMode, ConfigProblem, GatewayConfig, GatewayConfigBind};
 use crate::protocol::Schemas;
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 /// What to load: the file (already resolved), the environment and flags.
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
     pub path: Option<PathBuf>,
-    /// `(name, value)` pairs; only `CLAWGATE_` names are read.
+    /// `(name, value)` pairs; `CLAWGATE_` names are config layers and
+    /// every name can be used by `${NAME}` in the file.
     pub env: Vec<(String, String)>,
     /// CLI flags as `(JSON pointer, value)`, applied last.
     pub overrides: Vec<(String, Value)>,
@@ -31,29 +33,47 @@ impl LoadOptions {
 pub struct Loaded {
     pub config: Config,
     pub path: Option<PathBuf>,
-}
-
-/// One problem with one config path.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Problem {
-    /// JSON pointer of the offending value.
-    pub pointer: String,
-    pub message: String,
+    /// The effective configuration as JSON, defaults filled in.
+    pub effective: Value,
+    /// SHA-256 of the file content, when there is a file.
+    pub file_hash: Option<String>,
 }
 
 #[derive(Debug)]
 pub enum ConfigError {
     /// The file could not be read.
     Read { path: PathBuf, reason: String },
-    /// The file is not valid TOML or JSON.
-    Syntax { path: PathBuf, reason: String },
-    /// An environment variable could not be used.
-    Env(String),
-    /// Values that break the schema or a rule the schema cannot express.
-    Invalid {
-        source: String,
-        problems: Vec<Problem>,
-    },
+    /// Values that break TOML/JSON syntax, the schema, or a rule the
+    /// schema cannot express; each problem is located.
+    Invalid(Vec<ConfigProblem>),
+}
+
+impl ConfigError {
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        match self {
+            ConfigError::Read { path, reason } => vec![ConfigProblem {
+                path: String::new(),
+                message: format!("cannot read the file: {reason}"),
+                source: Some(path.display().to_string()),
+                line: None,
+                column: None,
+            }],
+            ConfigError::Invalid(problems) => problems.clone(),
+        }
+    }
+
+    /// A one-line summary.
+    pub fn summary(&self) -> String {
+        match self {
+            ConfigError::Read { .. } => "cannot read the config file".to_string(),
+            ConfigError::Invalid(problems) if problems.len() == 1 => {
+                format!("invalid configuration: {}", format_problem(&problems[0]))
+            }
+            ConfigError::Invalid(problems) => {
+                format!("invalid configuration ({} problems)", problems.len())
+            }
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -62,14 +82,10 @@ impl fmt::Display for ConfigError {
             ConfigError::Read { path, reason } => {
                 write!(f, "cannot read config file {}: {reason}", path.display())
             }
-            ConfigError::Syntax { path, reason } => {
-                write!(f, "config file {} is not valid: {reason}", path.display())
-            }
-            ConfigError::Env(reason) => write!(f, "{reason}"),
-            ConfigError::Invalid { source, problems } => {
-                write!(f, "invalid configuration ({source}):")?;
+            ConfigError::Invalid(problems) => {
+                write!(f, "invalid configuration:")?;
                 for p in problems {
-                    write!(f, "\n  {}: {}", dotted(&p.pointer), p.message)?;
+                    write!(f, "\n  {}", format_problem(p))?;
                 }
                 Ok(())
             }
@@ -79,51 +95,172 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Loads, merges and validates the configuration.
+/// `file:line:column: key: message`, as compilers print errors.
+pub fn format_problem(p: &ConfigProblem) -> String {
+    let mut out = String::new();
+    if let Some(source) = &p.source {
+        out.push_str(source);
+        if let (Some(line), Some(column)) = (p.line, p.column) {
+            out.push_str(&format!(":{line}:{column}"));
+        }
+        out.push_str(": ");
+    }
+    if !p.path.is_empty() {
+        out.push_str(&p.path);
+        out.push_str(": ");
+    }
+    out.push_str(&p.message);
+    out
+}
+
+fn one_based(n: usize) -> Option<std::num::NonZeroU64> {
+    std::num::NonZeroU64::new(n as u64)
+}
+
+pub fn hash_text(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Loads, merges and validates the configuration from disk.
 pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
-    let mut merged = match &opts.path {
-        Some(path) => {
-            let mut file = read_file(path)?;
-            substitute_env_refs(&mut file, "", &opts.env)?;
-            file
+    let text = match &opts.path {
+        Some(path) => Some(
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?,
+        ),
+        None => None,
+    };
+    load_text(opts, text.as_deref())
+}
+
+/// Like [`load`], with the file content already read.
+pub fn load_text(opts: &LoadOptions, text: Option<&str>) -> Result<Loaded, ConfigError> {
+    let file = match (&opts.path, text) {
+        (Some(path), Some(text)) => Some(FileLayer { path, text }),
+        _ => None,
+    };
+    let mut merged = match &file {
+        Some(f) => {
+            let mut value =
+                parse_text(f.path, f.text).map_err(|p| ConfigError::Invalid(vec![p]))?;
+            substitute_env_refs(&mut value, "", &opts.env).map_err(|(pointer, message)| {
+                ConfigError::Invalid(vec![f.problem(&pointer, message)])
+            })?;
+            value
         }
         None => Value::Object(Map::new()),
     };
-    for setting in env::settings(&opts.env).map_err(ConfigError::Env)? {
+    let mut origins: Vec<(String, String)> = Vec::new();
+    let settings = env::settings(&opts.env).map_err(|(var, message)| {
+        ConfigError::Invalid(vec![ConfigProblem {
+            path: String::new(),
+            message,
+            source: Some(format!("environment {var}")),
+            line: None,
+            column: None,
+        }])
+    })?;
+    for setting in settings {
         set_pointer(&mut merged, &setting.pointer, setting.value);
+        origins.push((setting.pointer, format!("environment {}", setting.var)));
     }
     for (pointer, value) in &opts.overrides {
         set_pointer(&mut merged, pointer, value.clone());
+        origins.push((pointer.clone(), "command-line flag".to_string()));
     }
-    let source = describe_source(opts.path.as_deref());
-    let config = validate(&merged).map_err(|problems| ConfigError::Invalid {
-        source: source.clone(),
-        problems,
+    let config = validate(&merged).map_err(|problems| {
+        ConfigError::Invalid(
+            problems
+                .into_iter()
+                .map(|(pointer, message)| locate_problem(&file, &origins, &pointer, message))
+                .collect(),
+        )
     })?;
+    let effective = serde_json::to_value(&config).expect("config serializes");
     Ok(Loaded {
         config,
         path: opts.path.clone(),
+        effective,
+        file_hash: file.map(|f| hash_text(f.text)),
     })
 }
 
+struct FileLayer<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl FileLayer<'_> {
+    fn problem(&self, pointer: &str, message: String) -> ConfigProblem {
+        let position = locate::position(self.path, self.text, pointer);
+        ConfigProblem {
+            path: dotted_or_empty(pointer),
+            message,
+            source: Some(self.path.display().to_string()),
+            line: position.and_then(|p| one_based(p.0)),
+            column: position.and_then(|p| one_based(p.1)),
+        }
+    }
+}
+
+fn dotted_or_empty(pointer: &str) -> String {
+    if pointer.is_empty() {
+        String::new()
+    } else {
+        dotted(pointer)
+    }
+}
+
+/// Names the layer a bad value came from: the flag or variable that set
+/// it (or a parent of it), else its place in the file.
+fn locate_problem(
+    file: &Option<FileLayer<'_>>,
+    origins: &[(String, String)],
+    pointer: &str,
+    message: String,
+) -> ConfigProblem {
+    let from_override = origins
+        .iter()
+        .rev()
+        .find(|(set, _)| pointer == set || pointer.starts_with(&format!("{set}/")));
+    match (from_override, file) {
+        (Some((_, origin)), _) => ConfigProblem {
+            path: dotted_or_empty(pointer),
+            message,
+            source: Some(origin.clone()),
+            line: None,
+            column: None,
+        },
+        (None, Some(file)) => file.problem(pointer, message),
+        (None, None) => ConfigProblem {
+            path: dotted_or_empty(pointer),
+            message,
+            source: None,
+            line: None,
+            column: None,
+        },
+    }
+}
+
 /// Checks a merged config value against the schema and the cross-field
-/// rules, and decodes it.
-pub fn validate(value: &Value) -> Result<Config, Vec<Problem>> {
+/// rules, and decodes it. Problems are `(JSON pointer, message)`.
+pub fn validate(value: &Value) -> Result<Config, Vec<(String, String)>> {
     if let Err(violations) = Schemas::get().validate("Config", value) {
         return Err(violations
             .into_iter()
-            .map(|v| Problem {
-                message: redact(&v.pointer, v.message),
-                pointer: v.pointer,
+            .map(|v| {
+                let message = redact(&v.pointer, v.message);
+                (v.pointer, message)
             })
             .collect());
     }
-    let config: Config = serde_json::from_value(value.clone()).map_err(|e| {
-        vec![Problem {
-            pointer: String::new(),
-            message: e.to_string(),
-        }]
-    })?;
+    let config: Config =
+        serde_json::from_value(value.clone()).map_err(|e| vec![(String::new(), e.to_string())])?;
     let problems = cross_field_problems(&config.gateway);
     if problems.is_empty() {
         Ok(config)
@@ -140,29 +277,30 @@ fn redact(pointer: &str, message: String) -> String {
     }
 }
 
-fn cross_field_problems(gateway: &GatewayConfig) -> Vec<Problem> {
+fn cross_field_problems(gateway: &GatewayConfig) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     let auth = &gateway.auth;
     match auth.mode {
-        AuthConfigMode::Token if auth.token.is_none() => problems.push(Problem {
-            pointer: "/gateway/auth/token".into(),
-            message: "auth mode token needs gateway.auth.token (or CLAWGATE_GATEWAY__AUTH__TOKEN)".into(),
-        }),
-        AuthConfigMode::Password if auth.password.is_none() => problems.push(Problem {
-            pointer: "/gateway/auth/password".into(),
-            message: "auth mode password needs gateway.auth.password (or CLAWGATE_GATEWAY__AUTH__PASSWORD)".into(),
-        }),
+        AuthConfigMode::Token if auth.token.is_none() => problems.push((
+            "/gateway/auth/mode".into(),
+            "auth mode token needs gateway.auth.token (or CLAWGATE_GATEWAY__AUTH__TOKEN)".into(),
+        )),
+        AuthConfigMode::Password if auth.password.is_none() => problems.push((
+            "/gateway/auth/mode".into(),
+            "auth mode password needs gateway.auth.password (or CLAWGATE_GATEWAY__AUTH__PASSWORD)"
+                .into(),
+        )),
         _ => {}
     }
     let host = listen_host(gateway);
     if auth.mode == AuthConfigMode::None && !is_loopback_host(&host) {
-        problems.push(Problem {
-            pointer: "/gateway/auth/mode".into(),
-            message: format!(
+        problems.push((
+            "/gateway/auth/mode".into(),
+            format!(
                 "refusing to listen on {host} without authentication: anyone on the network could control the gateway. \
                  Set gateway.auth.mode to token (with gateway.auth.token) or password, or bind to loopback"
             ),
-        });
+        ));
     }
     problems
 }
@@ -185,43 +323,52 @@ pub fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
-fn describe_source(path: Option<&Path>) -> String {
-    match path {
-        Some(p) => format!("{}, environment and flags", p.display()),
-        None => "defaults, environment and flags".to_string(),
+pub fn is_json(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+}
+
+/// Parses config text as JSON when the file name ends in .json, else
+/// TOML. A syntax error is located but never quotes the offending line,
+/// which may hold a secret.
+pub fn parse_text(path: &Path, text: &str) -> Result<Value, ConfigProblem> {
+    let located = |message: String, position: Option<(usize, usize)>| ConfigProblem {
+        path: String::new(),
+        message,
+        source: Some(path.display().to_string()),
+        line: position.and_then(|p| one_based(p.0)),
+        column: position.and_then(|p| one_based(p.1)),
+    };
+    if is_json(path) {
+        serde_json::from_str::<Value>(text).map_err(|e| {
+            let message = format!("not valid JSON: {}", strip_position(&e.to_string()));
+            located(message, Some((e.line(), e.column())))
+        })
+    } else {
+        toml::from_str::<Value>(text).map_err(|e| {
+            let position = e.span().map(|span| locate::line_column(text, span.start));
+            located(
+                format!("not valid TOML: {}", e.message().trim_end()),
+                position,
+            )
+        })
     }
 }
 
-fn read_file(path: &Path) -> Result<Value, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    parse_text(path, &text)
-}
-
-/// Parses config text as JSON when the file name ends in .json, else TOML.
-pub fn parse_text(path: &Path, text: &str) -> Result<Value, ConfigError> {
-    let is_json = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    let parsed = if is_json {
-        serde_json::from_str::<Value>(text).map_err(|e| e.to_string())
-    } else {
-        toml::from_str::<Value>(text).map_err(|e| e.to_string().trim_end().to_string())
-    };
-    parsed.map_err(|reason| ConfigError::Syntax {
-        path: path.to_path_buf(),
-        reason,
-    })
+/// serde_json appends " at line L column C"; the position is reported separately.
+fn strip_position(message: &str) -> &str {
+    message
+        .rfind(" at line ")
+        .map_or(message, |i| &message[..i])
 }
 
 /// Replaces `${NAME}` in string values with the environment variable NAME.
+/// Err is `(pointer, message)`.
 fn substitute_env_refs(
     v: &mut Value,
     pointer: &str,
     vars: &[(String, String)],
-) -> Result<(), ConfigError> {
+) -> Result<(), (String, String)> {
     match v {
         Value::String(s) if s.contains("${") => {
             let mut out = String::new();
@@ -229,19 +376,19 @@ fn substitute_env_refs(
             while let Some(start) = rest.find("${") {
                 out.push_str(&rest[..start]);
                 let after = &rest[start + 2..];
-                let end = after.find('}').ok_or_else(|| {
-                    ConfigError::Env(format!("{}: unterminated ${{ in value", dotted(pointer)))
-                })?;
+                let end = after
+                    .find('}')
+                    .ok_or_else(|| (pointer.to_string(), "unterminated ${ in value".to_string()))?;
                 let name = &after[..end];
                 let value = vars
                     .iter()
                     .find(|(k, _)| k == name)
                     .map(|(_, v)| v)
                     .ok_or_else(|| {
-                        ConfigError::Env(format!(
-                            "{}: environment variable {name} is not set",
-                            dotted(pointer)
-                        ))
+                        (
+                            pointer.to_string(),
+                            format!("environment variable {name} is not set"),
+                        )
                     })?;
                 out.push_str(value);
                 rest = &after[end + 1..];
@@ -250,9 +397,9 @@ fn substitute_env_refs(
             *s = out;
             Ok(())
         }
-        Value::Object(map) => map
-            .iter_mut()
-            .try_for_each(|(k, child)| substitute_env_refs(child, &format!("{pointer}/{k}"), vars)),
+        Value::Object(map) => map.iter_mut().try_for_each(|(k, child)| {
+            substitute_env_refs(child, &format!("{pointer}/{}", escape(k)), vars)
+        }),
         Value::Array(items) => items
             .iter_mut()
             .enumerate()
@@ -261,8 +408,13 @@ fn substitute_env_refs(
     }
 }
 
-/// Sets the value at a JSON pointer, creating objects on the way.
-fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// Sets the value at a JSON pointer, creating objects on the way; a null
+/// value removes the key.
+pub fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
     let mut node = root;
     let segments: Vec<&str> = pointer.split('/').skip(1).collect();
     for (i, segment) in segments.iter().enumerate() {
@@ -271,7 +423,11 @@ fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
         }
         let map = node.as_object_mut().expect("just made an object");
         if i + 1 == segments.len() {
-            map.insert(segment.to_string(), value);
+            if value.is_null() {
+                map.shift_remove(*segment);
+            } else {
+                map.insert(segment.to_string(), value);
+            }
             return;
         }
         node = map

@@ -1,15 +1,20 @@
-//! Loading the configuration: schema defaults, then the file, then
-//! `CLAWGATE_` environment variables, then CLI flags; validated against
-//! `schema/config.json` before anything uses it.
+//! The configuration: schema defaults, then the file, then `CLAWGATE_`
+//! environment variables, then CLI flags; validated against
+//! `schema/config.json` before anything uses it, with every error located.
 
+mod diff;
+mod edit;
 mod env;
 mod load;
+mod locate;
 mod paths;
 
 pub use crate::protocol::types::Config;
+pub use diff::changed_pointers;
+pub use edit::{set_key, write_atomic};
 pub use load::{
-    is_loopback_host, listen_host, load, parse_text, validate, ConfigError, LoadOptions, Loaded,
-    Problem,
+    format_problem, hash_text, is_loopback_host, listen_host, load, load_text, parse_text,
+    set_pointer, validate, ConfigError, LoadOptions, Loaded,
 };
 pub use paths::{resolve_config_path, resolve_state_dir};
 
@@ -51,4 +56,20 @@ pub fn dotted(pointer: &str) -> String {
         return "(top level)".to_string();
     }
     pointer.trim_start_matches('/').replace('/', ".")
+}
+
+/// A dotted key as a JSON pointer: `gateway.port` → `/gateway/port`.
+pub fn pointer(dotted: &str) -> String {
+    dotted.split('.').map(|s| format!("/{s}")).collect()
+}
+
+/// The effective configuration with every secret replaced.
+pub fn redacted(effective: &serde_json::Value) -> serde_json::Value {
+    let mut out = effective.clone();
+    for path in meta::SECRET_PATHS {
+        if let Some(v) = out.pointer_mut(path) {
+            *v = serde_json::Value::from("[redacted]");
+        }
+    }
+    out
 }

@@ -1,5 +1,5 @@
 use super::now_ms;
-use crate::protocol::types::{CronHealth, GatewayState, HealthSnapshot};
+use crate::protocol::types::{ConfigHealth, CronHealth, GatewayState, HealthSnapshot};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -12,17 +12,27 @@ pub struct HealthService {
 struct HealthState {
     version: u64,
     gateway: GatewayState,
+    config: ConfigHealth,
 }
 
 impl HealthService {
-    pub fn new(started: Instant) -> Self {
+    pub fn new(started: Instant, config: ConfigHealth) -> Self {
         HealthService {
             started,
             state: Mutex::new(HealthState {
                 version: 1,
                 gateway: GatewayState::Ready,
+                config,
             }),
         }
+    }
+
+    /// Records the outcome of a config reload; returns the new snapshot.
+    pub fn set_config(&self, config: ConfigHealth) -> HealthSnapshot {
+        let mut state = self.state.lock().expect("health lock");
+        state.config = config;
+        state.version += 1;
+        self.build(&state)
     }
 
     pub fn snapshot(&self) -> HealthSnapshot {
@@ -54,6 +64,7 @@ impl HealthService {
                 jobs: 0,
                 next_run_at_ms: None,
             },
+            config: state.config.clone(),
         }
     }
 }

@@ -1,22 +1,25 @@
 //! The runtime state of one gateway and its method handlers.
 
 mod bus;
+mod config_rpc;
+mod config_service;
 mod connect;
 mod connections;
 mod handlers;
 mod health;
 mod limiter;
+mod reload;
 mod status;
 
 pub use bus::{EventBus, Published};
+pub use config_service::{Applied, ConfigService};
 pub use connections::{ConnectionSlot, Connections};
 pub use health::HealthService;
 pub use limiter::FailureLimiter;
 
-use crate::config::{Config, Loaded};
+use crate::config::{Config, LoadOptions, Loaded};
 use crate::protocol::types::{BindInfo, GatewayClosingEvent, GatewayState, TickEvent};
 use crate::protocol::Event;
-use arc_swap::ArcSwap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -33,8 +36,11 @@ pub struct RuntimeInfo {
     pub bind: OnceLock<BindInfo>,
 }
 
+/// Applies a new log filter directive (config `logging.level`).
+pub type LogControl = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
 pub struct Gateway {
-    pub config: ArcSwap<Config>,
+    pub configs: ConfigService,
     pub info: RuntimeInfo,
     pub bus: EventBus,
     pub health: HealthService,
@@ -42,31 +48,42 @@ pub struct Gateway {
     pub auth_failures: FailureLimiter,
     shutdown: watch::Sender<bool>,
     closing: AtomicBool,
+    log_control: OnceLock<LogControl>,
 }
 
 impl Gateway {
-    pub fn new(loaded: Loaded, state_dir: PathBuf) -> Arc<Gateway> {
+    /// `options` are those `loaded` came from; reloads reuse them.
+    pub fn new(loaded: Loaded, options: LoadOptions, state_dir: PathBuf) -> Arc<Gateway> {
         let started = Instant::now();
+        let config_path = loaded.path.clone();
+        let configs = ConfigService::new(loaded, options);
+        let health = HealthService::new(started, configs.health());
         Arc::new(Gateway {
-            config: ArcSwap::from_pointee(loaded.config),
+            configs,
             info: RuntimeInfo {
                 started,
                 started_at_ms: now_ms(),
-                config_path: loaded.path,
+                config_path,
                 state_dir,
                 bind: OnceLock::new(),
             },
             bus: EventBus::new(),
-            health: HealthService::new(started),
+            health,
             connections: Connections::default(),
             auth_failures: FailureLimiter::new(Duration::from_secs(60)),
             shutdown: watch::channel(false).0,
             closing: AtomicBool::new(false),
+            log_control: OnceLock::new(),
         })
     }
 
     pub fn config(&self) -> Arc<Config> {
-        self.config.load_full()
+        self.configs.current()
+    }
+
+    /// Lets reloads change the log filter.
+    pub fn set_log_control(&self, control: LogControl) {
+        let _ = self.log_control.set(control);
     }
 
     /// Starts the drain: health turns to draining, every connected client

@@ -24,5 +24,6 @@ pub fn status(gw: &Gateway) -> StatusResult {
             .as_ref()
             .map(|p| p.display().to_string()),
         state_dir: gw.info.state_dir.display().to_string(),
+        config: gw.configs.health(),
     }
 }

@@ -20,7 +20,7 @@ pub use context::{CallContext, Grant};
 pub use error::RpcError;
 pub use frames::{error_frame, event_frame, parse_request, result_frame, Request};
 pub use generated::*;
-pub use schemas::{SchemaViolation, Schemas};
+pub use schemas::{closest, SchemaViolation, Schemas};
 
 /// Validates `params` against the method's schema, then decodes them.
 /// Missing or null params are read as `{}`.

@@ -69,6 +69,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let ticker = gw.spawn_ticker();
+    let watcher = gw.spawn_config_watcher();
     let app = router(Arc::clone(&gw)).into_make_service_with_connect_info::<SocketAddr>();
     let drain_gw = Arc::clone(&gw);
     let listener = listener.tap_io(|tcp| {
@@ -92,5 +93,8 @@ pub async fn serve(
         tracing::warn!("some connections did not close in time");
     }
     ticker.abort();
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     Ok(())
 }

@@ -1,0 +1,111 @@
+//! The config method family: read, edit, reload, schema.
+
+use super::Gateway;
+use crate::config::{dotted, pointer, redacted, set_key, write_atomic, ConfigError};
+use crate::protocol::types::{ConfigParams, ConfigResult, ConfigSetParams, ConfigSetResult};
+use crate::protocol::{ErrorCode, RpcError, Schemas};
+use serde_json::json;
+
+pub fn get(gw: &Gateway, params: ConfigParams) -> Result<ConfigResult, RpcError> {
+    let effective = redacted(&gw.configs.running());
+    let path = gw.configs.path().map(|p| p.display().to_string());
+    let hash = gw.configs.hash();
+    let Some(key) = params.key else {
+        return Ok(ConfigResult {
+            hash,
+            path,
+            key: None,
+            value: effective,
+        });
+    };
+    let key = key.to_string();
+    let value = effective
+        .pointer(&pointer(&key))
+        .cloned()
+        .ok_or_else(|| unknown_key(&key))?;
+    Ok(ConfigResult {
+        hash,
+        path,
+        key: Some(key),
+        value,
+    })
+}
+
+pub async fn set(gw: &Gateway, params: ConfigSetParams) -> Result<ConfigSetResult, RpcError> {
+    let key = params.key.to_string();
+    let target = pointer(&key);
+    if Schemas::get().schema_at("Config", &target).is_none() || key == "$schema" {
+        return Err(unknown_key(&key));
+    }
+    let Some(path) = gw.configs.path().map(|p| p.to_path_buf()) else {
+        return Err(RpcError::new(
+            ErrorCode::NotFound,
+            "the gateway runs on defaults without a config file; start it with --config PATH to edit the configuration",
+        ));
+    };
+    let _guard = gw.configs.lock().await;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        RpcError::new(
+            ErrorCode::Unavailable,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    let current_hash = crate::config::hash_text(&text);
+    if let Some(base) = params.base_hash.as_deref() {
+        if base != current_hash {
+            return Err(RpcError::new(
+                ErrorCode::Conflict,
+                "the config file changed since baseHash was read; read it again and retry",
+            )
+            .with_data(json!({ "hash": current_hash })));
+        }
+    }
+    let edited = set_key(&path, &text, &target, &params.value)
+        .map_err(|e| RpcError::new(ErrorCode::InvalidParams, format!("cannot set {key}: {e}")))?;
+    if let Err(error) = crate::config::load_text(gw.configs.options(), Some(&edited)) {
+        return Err(rejected(&key, &error));
+    }
+    write_atomic(&path, &edited).map_err(|e| {
+        RpcError::new(
+            ErrorCode::InternalError,
+            format!("cannot write {}: {e}", path.display()),
+        )
+    })?;
+    let applied = gw
+        .apply_config_locked(&edited)
+        .map_err(|error| rejected(&key, &error))?;
+    Ok(ConfigSetResult {
+        hash: applied.hash.unwrap_or_default(),
+        changed: applied.changed,
+        restart_required: applied.restart_required,
+    })
+}
+
+fn rejected(key: &str, error: &ConfigError) -> RpcError {
+    let problems = error.problems();
+    let reason = problems
+        .iter()
+        .map(|p| format!("{}: {}", p.path, p.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    RpcError::new(
+        ErrorCode::InvalidParams,
+        format!("{key} was not changed: {reason}"),
+    )
+    .with_data(json!({ "errors": problems }))
+}
+
+fn unknown_key(key: &str) -> RpcError {
+    let target = pointer(key);
+    let (parent, leaf) = target.rsplit_once('/').unwrap_or(("", &target));
+    let known: Vec<String> = Schemas::get()
+        .schema_at("Config", parent)
+        .and_then(|s| s.get("properties"))
+        .and_then(|p| p.as_object())
+        .map(|p| p.keys().filter(|k| *k != "$schema").cloned().collect())
+        .unwrap_or_default();
+    let hint = crate::protocol::closest(leaf, &known)
+        .map(|best| format!("; did you mean {}?", dotted(&format!("{parent}/{best}"))))
+        .unwrap_or_default();
+    RpcError::new(ErrorCode::NotFound, format!("no config key {key}{hint}"))
+}

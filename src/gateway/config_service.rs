@@ -1,0 +1,191 @@
+//! The configuration in force, and how a new file content replaces it:
+//! hot keys apply at once, restart keys keep their running value until
+//! the next start, and an invalid content never replaces anything.
+
+use crate::config::meta::{reload_class, Reload};
+use crate::config::{
+    changed_pointers, dotted, load_text, set_pointer, validate, Config, ConfigError, LoadOptions,
+    Loaded,
+};
+use crate::protocol::types::{ConfigHealth, ConfigProblem};
+use arc_swap::ArcSwap;
+use serde_json::Value;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+pub struct ConfigService {
+    current: ArcSwap<Config>,
+    state: Mutex<State>,
+    options: LoadOptions,
+    /// Serializes reloads and edits.
+    apply: tokio::sync::Mutex<()>,
+}
+
+struct State {
+    /// The effective configuration in force.
+    running: Value,
+    /// The effective configuration of the last valid file content; differs
+    /// from `running` in restart keys not yet applied.
+    file: Value,
+    /// Hash of the file content in force.
+    hash: Option<String>,
+    /// Hash of the last file content read, valid or not.
+    attempted: Option<String>,
+    health: ConfigHealth,
+}
+
+/// What applying a new file content did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Applied {
+    pub hash: Option<String>,
+    /// Dotted keys whose value in the file changed.
+    pub changed: Vec<String>,
+    /// The subset of `changed` that waits for a restart.
+    pub restart_required: Vec<String>,
+}
+
+impl ConfigService {
+    pub fn new(loaded: Loaded, options: LoadOptions) -> Self {
+        let health = ConfigHealth {
+            hash: loaded.file_hash.clone(),
+            reload_ok: true,
+            last_reload_at_ms: None,
+            last_error: None,
+            errors: Vec::new(),
+            restart_required: Vec::new(),
+        };
+        ConfigService {
+            current: ArcSwap::from_pointee(loaded.config),
+            state: Mutex::new(State {
+                running: loaded.effective.clone(),
+                file: loaded.effective,
+                hash: loaded.file_hash.clone(),
+                attempted: loaded.file_hash,
+                health,
+            }),
+            options,
+            apply: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn current(&self) -> Arc<Config> {
+        self.current.load_full()
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.options.path.as_deref()
+    }
+
+    pub fn options(&self) -> &LoadOptions {
+        &self.options
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("config state lock")
+    }
+
+    pub fn hash(&self) -> Option<String> {
+        self.state().hash.clone()
+    }
+
+    /// Hash of the last file content read for a reload, valid or not.
+    pub fn attempted_hash(&self) -> Option<String> {
+        self.state().attempted.clone()
+    }
+
+    pub fn running(&self) -> Value {
+        self.state().running.clone()
+    }
+
+    pub fn health(&self) -> ConfigHealth {
+        self.state().health.clone()
+    }
+
+    /// Held while a reload or an edit runs.
+    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.apply.lock().await
+    }
+
+    /// Validates `text` as the new file content and, if valid, puts its
+    /// hot keys in force. Call with the lock held.
+    pub fn apply_text(&self, text: &str, now_ms: u64) -> Result<Applied, ConfigError> {
+        let hash = crate::config::hash_text(text);
+        let result = self.try_apply(text);
+        let mut state = self.state();
+        state.attempted = Some(hash);
+        state.health.last_reload_at_ms = Some(now_ms);
+        match &result {
+            Ok(applied) => {
+                state.health.reload_ok = true;
+                state.health.last_error = None;
+                state.health.errors = Vec::new();
+                state.health.hash = applied.hash.clone();
+            }
+            Err(e) => {
+                state.health.reload_ok = false;
+                state.health.last_error = Some(e.summary());
+                state.health.errors = e.problems();
+            }
+        }
+        result
+    }
+
+    fn try_apply(&self, text: &str) -> Result<Applied, ConfigError> {
+        let candidate = load_text(&self.options, Some(text))?;
+        let mut state = self.state();
+        let changed = changed_pointers(&state.file, &candidate.effective);
+        let pending: Vec<String> = changed_pointers(&state.running, &candidate.effective)
+            .into_iter()
+            .filter(|p| reload_class(p) == Reload::Restart)
+            .collect();
+        let mut next = candidate.effective.clone();
+        for pointer in &pending {
+            let running = state
+                .running
+                .pointer(pointer)
+                .cloned()
+                .unwrap_or(Value::Null);
+            set_pointer(&mut next, pointer, running);
+        }
+        let config = validate(&next).map_err(|problems| {
+            ConfigError::Invalid(
+                problems
+                    .into_iter()
+                    .map(|(pointer, message)| ConfigProblem {
+                        path: dotted(&pointer),
+                        message: format!(
+                            "{message} (with restart-only keys kept at their running values until a restart)"
+                        ),
+                        source: self.path().map(|p| p.display().to_string()),
+                        line: None,
+                        column: None,
+                    })
+                    .collect(),
+            )
+        })?;
+        self.current.store(Arc::new(config));
+        state.running = next;
+        state.file = candidate.effective;
+        state.hash = candidate.file_hash.clone();
+        state.health.restart_required = pending.iter().map(|p| dotted(p)).collect();
+        Ok(Applied {
+            hash: candidate.file_hash,
+            restart_required: changed
+                .iter()
+                .filter(|p| reload_class(p) == Reload::Restart)
+                .map(|p| dotted(p))
+                .collect(),
+            changed: changed.iter().map(|p| dotted(p)).collect(),
+        })
+    }
+
+    /// Records a file that could not be read at all.
+    pub fn record_unreadable(&self, error: &ConfigError, now_ms: u64) {
+        let mut state = self.state();
+        state.attempted = None;
+        state.health.last_reload_at_ms = Some(now_ms);
+        state.health.reload_ok = false;
+        state.health.last_error = Some(error.summary());
+        state.health.errors = error.problems();
+    }
+}

@@ -1,0 +1,163 @@
+//! Config reload: the file watcher, and what a reload tells the world
+//! (config.changed or config.reload.failed, health, the log).
+
+use super::{now_ms, Applied, Gateway};
+use crate::config::{hash_text, ConfigError};
+use crate::protocol::types::{
+    ConfigChangedEvent, ConfigReloadFailedEvent, ConfigReloadResult, ReloadConfigMode,
+};
+use crate::protocol::Event;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The shortest interval between two looks at the file.
+const MIN_POLL: Duration = Duration::from_millis(50);
+
+impl Gateway {
+    /// Reads the config file now and applies it.
+    pub async fn reload_config(&self) -> ConfigReloadResult {
+        let _guard = self.configs.lock().await;
+        let Some(path) = self.configs.path().map(|p| p.to_path_buf()) else {
+            return ConfigReloadResult {
+                ok: true,
+                hash: None,
+                changed: Vec::new(),
+                restart_required: Vec::new(),
+                error: None,
+                errors: Vec::new(),
+            };
+        };
+        match tokio::fs::read_to_string(&path).await {
+            Ok(text) => reload_result(self.apply_config_locked(&text), Some(hash_text(&text))),
+            Err(e) => {
+                let error = ConfigError::Read {
+                    path,
+                    reason: e.to_string(),
+                };
+                self.configs.record_unreadable(&error, now_ms());
+                self.announce_failure(None, &error);
+                reload_result(Err(error), None)
+            }
+        }
+    }
+
+    /// Applies new file content and announces the outcome. Call with the
+    /// config lock held.
+    pub(super) fn apply_config_locked(&self, text: &str) -> Result<Applied, ConfigError> {
+        let result = self.configs.apply_text(text, now_ms());
+        match &result {
+            Ok(applied) => self.announce_applied(applied),
+            Err(error) => self.announce_failure(Some(hash_text(text)), error),
+        }
+        result
+    }
+
+    fn announce_applied(&self, applied: &Applied) {
+        if applied.changed.is_empty() {
+            tracing::info!("config file re-read: no effective change");
+        } else {
+            tracing::info!(changed = ?applied.changed, "config reloaded");
+        }
+        if !applied.restart_required.is_empty() {
+            tracing::warn!(keys = ?applied.restart_required, "config changes that take effect only after a restart");
+        }
+        if applied.changed.iter().any(|k| k == "logging.level") {
+            self.apply_log_level();
+        }
+        self.bus.publish(Event::ConfigChanged(ConfigChangedEvent {
+            hash: applied.hash.clone().unwrap_or_default(),
+            changed: applied.changed.clone(),
+            restart_required: applied.restart_required.clone(),
+        }));
+        self.publish_config_health();
+    }
+
+    fn announce_failure(&self, hash: Option<String>, error: &ConfigError) {
+        tracing::warn!("config reload rejected, keeping the last good config: {error}");
+        self.bus
+            .publish(Event::ConfigReloadFailed(ConfigReloadFailedEvent {
+                hash,
+                error: error.summary(),
+                errors: error.problems(),
+            }));
+        self.publish_config_health();
+    }
+
+    fn publish_config_health(&self) {
+        let snapshot = self.health.set_config(self.configs.health());
+        self.bus.publish(Event::HealthChanged(snapshot));
+    }
+
+    fn apply_log_level(&self) {
+        if let Some(control) = self.log_control.get() {
+            let level = self.config().logging.level.to_string();
+            if let Err(e) = control(&level) {
+                tracing::warn!("cannot apply logging.level {level:?}: {e}");
+            }
+        }
+    }
+
+    /// Watches the config file by content: every `reload.debounceMs` it
+    /// looks, and applies a new content once it has stayed the same for
+    /// one more interval. Renames, deletes and re-creates are all just
+    /// content changes; a missing file is waited for.
+    pub fn spawn_config_watcher(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let path = self.configs.path()?.to_path_buf();
+        let gw = Arc::clone(self);
+        Some(tokio::spawn(async move {
+            let mut shutdown = gw.shutdown_signal();
+            loop {
+                let config = gw.config();
+                let interval =
+                    Duration::from_millis(config.gateway.reload.debounce_ms as u64).max(MIN_POLL);
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = shutdown.wait_for(|closing| *closing) => return,
+                }
+                if config.gateway.reload.mode == ReloadConfigMode::Off {
+                    continue;
+                }
+                let Ok(text) = tokio::fs::read_to_string(&path).await else {
+                    continue;
+                };
+                let hash = hash_text(&text);
+                if gw.configs.attempted_hash().as_deref() == Some(hash.as_str()) {
+                    continue;
+                }
+                tokio::time::sleep(interval).await;
+                let settled = tokio::fs::read_to_string(&path).await.ok();
+                if settled.as_deref() != Some(text.as_str()) {
+                    continue;
+                }
+                let _guard = gw.configs.lock().await;
+                if gw.configs.attempted_hash().as_deref() != Some(hash.as_str()) {
+                    let _ = gw.apply_config_locked(&text);
+                }
+            }
+        }))
+    }
+}
+
+pub(super) fn reload_result(
+    result: Result<Applied, ConfigError>,
+    hash: Option<String>,
+) -> ConfigReloadResult {
+    match result {
+        Ok(applied) => ConfigReloadResult {
+            ok: true,
+            hash: applied.hash,
+            changed: applied.changed,
+            restart_required: applied.restart_required,
+            error: None,
+            errors: Vec::new(),
+        },
+        Err(error) => ConfigReloadResult {
+            ok: false,
+            hash,
+            changed: Vec::new(),
+            restart_required: Vec::new(),
+            error: Some(error.summary()),
+            errors: error.problems(),
+        },
+    }
+}
