@@ -174,12 +174,12 @@ pub fn load_text(opts: &LoadOptions, text: Option<&str>) -> Result<Loaded, Confi
         origins.push((pointer.clone(), "command-line flag".to_string()));
     }
     let config = validate(&merged).map_err(|problems| {
-        ConfigError::Invalid(
-            problems
-                .into_iter()
-                .map(|(pointer, message)| locate_problem(&file, &origins, &pointer, message))
-                .collect(),
-        )
+        let mut located: Vec<ConfigProblem> = problems
+            .into_iter()
+            .map(|(pointer, message)| locate_problem(&file, &origins, &pointer, message))
+            .collect();
+        located.sort_by_key(|p| (p.line.is_none(), p.line, p.column));
+        ConfigError::Invalid(located)
     })?;
     let effective = serde_json::to_value(&config).expect("config serializes");
     Ok(Loaded {
@@ -294,8 +294,13 @@ fn cross_field_problems(gateway: &GatewayConfig) -> Vec<(String, String)> {
     }
     let host = listen_host(gateway);
     if auth.mode == AuthConfigMode::None && !is_loopback_host(&host) {
+        let exposing = if gateway.host.is_some() {
+            "/gateway/host"
+        } else {
+            "/gateway/bind"
+        };
         problems.push((
-            "/gateway/auth/mode".into(),
+            exposing.into(),
             format!(
                 "refusing to listen on {host} without authentication: anyone on the network could control the gateway. \
                  Set gateway.auth.mode to token (with gateway.auth.token) or password, or bind to loopback"

@@ -64,28 +64,26 @@ impl Gateway {
         if applied.changed.iter().any(|k| k == "logging.level") {
             self.apply_log_level();
         }
+        // Health first, so a client that reacts to the event reads the new state.
+        let health = self.health.set_config(self.configs.health());
         self.bus.publish(Event::ConfigChanged(ConfigChangedEvent {
             hash: applied.hash.clone().unwrap_or_default(),
             changed: applied.changed.clone(),
             restart_required: applied.restart_required.clone(),
         }));
-        self.publish_config_health();
+        self.bus.publish(Event::HealthChanged(health));
     }
 
     fn announce_failure(&self, hash: Option<String>, error: &ConfigError) {
         tracing::warn!("config reload rejected, keeping the last good config: {error}");
+        let health = self.health.set_config(self.configs.health());
         self.bus
             .publish(Event::ConfigReloadFailed(ConfigReloadFailedEvent {
                 hash,
                 error: error.summary(),
                 errors: error.problems(),
             }));
-        self.publish_config_health();
-    }
-
-    fn publish_config_health(&self) {
-        let snapshot = self.health.set_config(self.configs.health());
-        self.bus.publish(Event::HealthChanged(snapshot));
+        self.bus.publish(Event::HealthChanged(health));
     }
 
     fn apply_log_level(&self) {

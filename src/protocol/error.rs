@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 pub struct RpcError {
     pub code: ErrorCode,
     pub message: String,
-    pub data: Option<Value>,
+    /// Boxed: errors travel through Results on hot paths and stay small.
+    pub data: Option<Box<Value>>,
     pub retry_after_ms: Option<u64>,
 }
 
@@ -21,7 +22,7 @@ impl RpcError {
     }
 
     pub fn with_data(mut self, data: Value) -> Self {
-        self.data = Some(data);
+        self.data = Some(Box::new(data));
         self
     }
 
@@ -66,7 +67,7 @@ impl RpcError {
         types::ErrorObject {
             code: self.code.code(),
             message: self.message.clone(),
-            data: self.data.clone(),
+            data: self.data.as_deref().cloned(),
             retryable: self.retryable().then_some(true),
             retry_after_ms: self.retry_after_ms,
         }

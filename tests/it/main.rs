@@ -2,10 +2,13 @@
 //! ephemeral port and talks to it over real sockets.
 
 mod cli;
+mod config_errors;
+mod config_rpc;
 mod errors;
 mod events;
 mod handshake;
 mod methods;
+mod reload;
 mod robustness;
 mod schema;
 mod shutdown;

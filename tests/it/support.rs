@@ -84,6 +84,10 @@ impl TestGateway {
         }
     }
 
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("clawgate.toml")
+    }
+
     pub async fn raw(&self) -> Ws {
         Ws::open(&self.url).await
     }

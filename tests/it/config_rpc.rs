@@ -1,0 +1,183 @@
+//! The config methods over a real connection: read with secrets
+//! redacted, comment-preserving edits, conflicts and rejections.
+
+use crate::support::*;
+use clawgate::protocol::ErrorCode;
+use serde_json::json;
+
+const COMMENTED: &str = "# clawgate test config\n\n[gateway]\nport = 0              # ephemeral for tests\nhandshakeTimeoutMs = 10000   # ten seconds\n\n# who may connect\n[gateway.auth]\nmode = \"token\"\ntoken = \"test-token-8f3a\"   # rotate me\n\n[gateway.reload]\ndebounceMs = 50\n";
+
+fn sha256(text: &str) -> String {
+    clawgate::config::hash_text(text)
+}
+
+#[tokio::test]
+async fn config_returns_the_effective_config_with_secrets_redacted_and_the_file_hash() {
+    let gw = TestGateway::start_with_file(COMMENTED).await;
+    let mut ws = gw.operator().await;
+    let frame = ws.call("config", json!({})).await;
+    let result = &frame["result"];
+    assert_eq!(result["hash"], sha256(COMMENTED));
+    assert_eq!(result["value"]["gateway"]["auth"]["token"], "[redacted]");
+    assert_eq!(
+        result["value"]["gateway"]["limits"]["maxConnections"], 4096,
+        "defaults are filled in"
+    );
+    assert!(!frame.to_string().contains(TOKEN));
+    let key = ws.call("config", json!({"key": "gateway.auth.mode"})).await;
+    assert_eq!(key["result"]["value"], "token");
+    let missing = ws.call("config", json!({"key": "gateway.prot"})).await;
+    assert_eq!(error_code(&missing), ErrorCode::NotFound.code());
+    assert!(missing["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("did you mean gateway.port"));
+}
+
+#[tokio::test]
+async fn config_set_changes_only_the_value_and_keeps_every_comment() {
+    let gw = TestGateway::start_with_file(COMMENTED).await;
+    let mut ws = gw.operator().await;
+    let base = ws.call("config", json!({})).await["result"]["hash"].clone();
+    let frame = ws
+        .call(
+            "config.set",
+            json!({"key": "gateway.handshakeTimeoutMs", "value": 5000, "baseHash": base}),
+        )
+        .await;
+    let expected = COMMENTED.replace("handshakeTimeoutMs = 10000 ", "handshakeTimeoutMs = 5000 ");
+    let on_disk = std::fs::read_to_string(gw.config_path()).unwrap();
+    assert_eq!(on_disk, expected, "only the value changed, byte for byte");
+    assert_eq!(frame["result"]["hash"], sha256(&expected));
+    assert_eq!(
+        frame["result"]["changed"],
+        json!(["gateway.handshakeTimeoutMs"])
+    );
+    assert_eq!(frame["result"]["restartRequired"], json!([]));
+    let event = ws.event("config.changed").await;
+    assert_eq!(event["data"]["hash"], sha256(&expected));
+    let value = ws
+        .call("config", json!({"key": "gateway.handshakeTimeoutMs"}))
+        .await;
+    assert_eq!(value["result"]["value"], 5000);
+
+    let restart = ws
+        .call(
+            "config.set",
+            json!({"key": "gateway.tickIntervalMs", "value": 1000}),
+        )
+        .await;
+    assert_eq!(
+        restart["result"]["restartRequired"],
+        json!(["gateway.tickIntervalMs"])
+    );
+    let on_disk = std::fs::read_to_string(gw.config_path()).unwrap();
+    assert!(on_disk.starts_with(&expected[..expected.find("\n# who").unwrap()]));
+    assert!(on_disk.contains("tickIntervalMs = 1000"));
+}
+
+#[tokio::test]
+async fn an_invalid_value_is_rejected_and_the_file_is_untouched() {
+    let gw = TestGateway::start_with_file(COMMENTED).await;
+    let mut ws = gw.operator().await;
+    for (key, value, hint) in [
+        ("gateway.port", json!(70000), "65535"),
+        ("gateway.bind", json!("everywhere"), "loopback"),
+        ("gateway.auth.mode", json!("none"), ""),
+    ] {
+        let frame = ws
+            .call("config.set", json!({"key": key, "value": value}))
+            .await;
+        if key == "gateway.auth.mode" {
+            // mode none is valid on loopback: accepted (and restart-only).
+            assert_eq!(
+                frame["result"]["restartRequired"],
+                json!(["gateway.auth.mode"])
+            );
+            continue;
+        }
+        assert_eq!(
+            error_code(&frame),
+            ErrorCode::InvalidParams.code(),
+            "{frame}"
+        );
+        assert!(
+            frame["error"]["message"].as_str().unwrap().contains(hint),
+            "{frame}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(gw.config_path()).unwrap(),
+            COMMENTED
+        );
+    }
+    let unknown = ws
+        .call("config.set", json!({"key": "gateway.prot", "value": 1}))
+        .await;
+    assert_eq!(error_code(&unknown), ErrorCode::NotFound.code());
+}
+
+#[tokio::test]
+async fn a_stale_base_hash_is_a_conflict_and_writes_nothing() {
+    let gw = TestGateway::start_with_file(COMMENTED).await;
+    let mut ws = gw.operator().await;
+    let frame = ws
+        .call(
+            "config.set",
+            json!({"key": "gateway.handshakeTimeoutMs", "value": 5000, "baseHash": "0000"}),
+        )
+        .await;
+    assert_eq!(error_code(&frame), ErrorCode::Conflict.code());
+    assert_eq!(frame["error"]["data"]["hash"], sha256(COMMENTED));
+    assert_eq!(
+        std::fs::read_to_string(gw.config_path()).unwrap(),
+        COMMENTED
+    );
+}
+
+#[tokio::test]
+async fn config_methods_need_the_admin_scope() {
+    let gw = TestGateway::start_with_file(COMMENTED).await;
+    let mut reader = gw.raw().await;
+    reader
+        .connect(
+            json!({"token": TOKEN}),
+            Some(json!(["operator.read", "operator.write"])),
+        )
+        .await;
+    for method in ["config", "config.set", "config.reload", "config.schema"] {
+        let frame = reader
+            .call(method, json!({"key": "gateway.port", "value": 1}))
+            .await;
+        assert_eq!(
+            error_code(&frame),
+            ErrorCode::Forbidden.code(),
+            "{method}: {frame}"
+        );
+    }
+    let mut admin = gw.operator().await;
+    let schema = admin.call("config.schema", json!({})).await;
+    assert_eq!(
+        schema["result"]["schema"]["title"],
+        "clawgate configuration"
+    );
+}
+
+#[tokio::test]
+async fn config_set_without_a_config_file_says_how_to_get_one() {
+    let dir = temp_dir("nofile");
+    let gw = TestGateway::spawn(&dir, &["--port", "0"], &[]);
+    let mut ws = gw.raw().await;
+    ws.call(
+        "connect",
+        json!({"protocol": {"min": 1, "max": 1}, "client": {"name": "it", "version": "1"}, "role": "operator"}),
+    )
+    .await;
+    let frame = ws
+        .call("config.set", json!({"key": "gateway.port", "value": 1}))
+        .await;
+    assert_eq!(error_code(&frame), ErrorCode::NotFound.code());
+    assert!(frame["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("--config"));
+}
