@@ -181,3 +181,19 @@ async fn config_set_without_a_config_file_says_how_to_get_one() {
         .unwrap()
         .contains("--config"));
 }
+
+#[tokio::test]
+async fn config_set_when_the_file_is_gone_is_unavailable_and_retryable() {
+    let gw = TestGateway::start_with_file(COMMENTED).await;
+    let mut ws = gw.operator().await;
+    std::fs::remove_file(gw.config_path()).unwrap();
+    let frame = ws
+        .call(
+            "config.set",
+            json!({"key": "gateway.handshakeTimeoutMs", "value": 5000}),
+        )
+        .await;
+    assert_eq!(error_code(&frame), ErrorCode::Unavailable.code());
+    assert_eq!(frame["error"]["retryable"], true);
+    assert!(!gw.config_path().exists(), "nothing was written");
+}
