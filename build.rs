@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 fn main() {
     println!("cargo:rerun-if-changed=schema");
     println!("cargo:rerun-if-changed=build");
+    println!("cargo:rerun-if-changed=build.rs");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
     if let Err(e) = generate(Path::new("schema"), &out) {
         panic!("schema/ is invalid: {e}");
@@ -46,7 +47,14 @@ fn types(bundle: &bundle::Bundle) -> Result<String, String> {
     let mut settings = typify::TypeSpaceSettings::default();
     settings
         .with_struct_builder(false)
-        .with_derive("PartialEq".to_string());
+        .with_derive("PartialEq".to_string())
+        // `Patch` tells a key left out from a key set to null, which an
+        // Option cannot; see src/protocol/patch.rs.
+        .with_replacement(
+            "Patch",
+            "crate::protocol::Patch<::std::string::String>",
+            [typify::TypeSpaceImpl::Default].into_iter(),
+        );
     let mut space = typify::TypeSpace::new(&settings);
     space
         .add_root_schema(root)

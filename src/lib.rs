@@ -1,8 +1,10 @@
 //! clawgate: a schema-first control-plane gateway.
 
+pub mod agent;
 pub mod client;
 pub mod config;
 pub mod docs;
 pub mod gateway;
 pub mod protocol;
 pub mod server;
+pub mod store;

@@ -151,7 +151,13 @@ fn run(args: RunArgs) -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = runtime.block_on(async {
         Schemas::get();
-        let gw = Gateway::new(loaded, options, state_dir);
+        let store = clawgate::store::Store::open(&state_dir).map_err(|e| {
+            std::io::Error::other(format!(
+                "cannot open the store in {}: {e}",
+                state_dir.display()
+            ))
+        })?;
+        let gw = Gateway::new(loaded, options, state_dir, store);
         if let Some(control) = log_control {
             gw.set_log_control(control);
         }

@@ -95,7 +95,9 @@ fn serve_gateway() {
         .expect("runtime")
         .block_on(async move {
             clawgate::protocol::Schemas::get();
-            let gw = Gateway::new(loaded, options, state_dir);
+            std::fs::create_dir_all(&state_dir).expect("state dir");
+            let store = clawgate::store::Store::open(&state_dir).expect("store");
+            let gw = Gateway::new(loaded, options, state_dir, store);
             let listener = clawgate::server::bind(&gw).await.expect("bind");
             announce(listener.local_addr().expect("addr"));
             clawgate::server::serve(gw, listener, std::future::pending())

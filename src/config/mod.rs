@@ -32,18 +32,47 @@ pub mod meta {
     pub fn reload_class(pointer: &str) -> Reload {
         RELOAD_RULES
             .iter()
-            .filter(|(path, _)| {
-                pointer == *path
-                    || pointer.starts_with(path)
-                        && pointer.as_bytes().get(path.len()) == Some(&b'/')
-            })
-            .max_by_key(|(path, _)| path.len())
+            .filter(|(rule, _)| prefix_matches(rule, pointer))
+            .max_by_key(|(rule, _)| rule.len())
             .map(|(_, class)| *class)
             .unwrap_or(Reload::Restart)
     }
 
     pub fn is_secret(pointer: &str) -> bool {
-        SECRET_PATHS.contains(&pointer)
+        let depth = pointer.matches('/').count();
+        SECRET_PATHS
+            .iter()
+            .any(|rule| rule.matches('/').count() == depth && prefix_matches(rule, pointer))
+    }
+
+    /// Whether `rule` (segments, `*` matching any one) is `pointer` or a
+    /// parent of it.
+    fn prefix_matches(rule: &str, pointer: &str) -> bool {
+        let mut path = pointer.split('/');
+        rule.split('/')
+            .all(|want| path.next().is_some_and(|got| want == "*" || want == got))
+    }
+
+    /// The concrete pointers of every secret present in `value`.
+    pub fn secret_pointers(value: &serde_json::Value) -> Vec<String> {
+        fn expand(value: &serde_json::Value, rule: &[&str], at: String, out: &mut Vec<String>) {
+            let Some((first, rest)) = rule.split_first() else {
+                out.push(at);
+                return;
+            };
+            let Some(map) = value.as_object() else { return };
+            for (key, child) in map {
+                if *first == "*" || first == key {
+                    expand(child, rest, format!("{at}/{key}"), out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for rule in SECRET_PATHS {
+            let segments: Vec<&str> = rule.split('/').skip(1).collect();
+            expand(value, &segments, String::new(), &mut out);
+        }
+        out
     }
 }
 
@@ -66,8 +95,8 @@ pub fn pointer(dotted: &str) -> String {
 /// The effective configuration with every secret replaced.
 pub fn redacted(effective: &serde_json::Value) -> serde_json::Value {
     let mut out = effective.clone();
-    for path in meta::SECRET_PATHS {
-        if let Some(v) = out.pointer_mut(path) {
+    for path in meta::secret_pointers(effective) {
+        if let Some(v) = out.pointer_mut(&path) {
             *v = serde_json::Value::from("[redacted]");
         }
     }

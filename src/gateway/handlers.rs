@@ -1,7 +1,7 @@
 //! The method table's handlers, one line each; the work lives in the
 //! module of each method family.
 
-use super::{config_rpc, connect, status, Gateway};
+use super::{chat, config_rpc, connect, sessions, status, Gateway};
 use crate::protocol::types::*;
 use crate::protocol::{CallContext, Handlers, RpcError};
 
@@ -63,5 +63,49 @@ impl Handlers for Gateway {
             unreachable!("the config schema is an object")
         };
         Ok(ConfigSchemaResult { schema })
+    }
+
+    async fn chat(&self, _ctx: &CallContext, params: ChatParams) -> Result<ChatResult, RpcError> {
+        chat::chat(self, params).await
+    }
+
+    async fn sessions(
+        &self,
+        _ctx: &CallContext,
+        params: SessionsParams,
+    ) -> Result<SessionsResult, RpcError> {
+        sessions::list(self, params).await
+    }
+
+    async fn sessions_history(
+        &self,
+        _ctx: &CallContext,
+        params: SessionsHistoryParams,
+    ) -> Result<SessionsHistoryResult, RpcError> {
+        sessions::history(self, params).await
+    }
+
+    async fn sessions_patch(
+        &self,
+        _ctx: &CallContext,
+        params: SessionsPatchParams,
+    ) -> Result<SessionInfo, RpcError> {
+        sessions::patch(self, params).await
+    }
+
+    async fn sessions_clear(
+        &self,
+        _ctx: &CallContext,
+        params: SessionsClearParams,
+    ) -> Result<SessionsClearResult, RpcError> {
+        sessions::clear(self, params).await
+    }
+
+    async fn sessions_delete(
+        &self,
+        _ctx: &CallContext,
+        params: SessionsDeleteParams,
+    ) -> Result<SessionsDeleteResult, RpcError> {
+        sessions::delete(self, params).await
     }
 }

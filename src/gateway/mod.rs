@@ -1,6 +1,7 @@
 //! The runtime state of one gateway and its method handlers.
 
 mod bus;
+mod chat;
 mod config_rpc;
 mod config_service;
 mod connect;
@@ -9,6 +10,7 @@ mod handlers;
 mod health;
 mod limiter;
 mod reload;
+mod sessions;
 mod status;
 
 pub use bus::{EventBus, Published};
@@ -20,6 +22,7 @@ pub use limiter::FailureLimiter;
 use crate::config::{Config, LoadOptions, Loaded};
 use crate::protocol::types::{BindInfo, GatewayClosingEvent, GatewayState, TickEvent};
 use crate::protocol::Event;
+use crate::store::Store;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -41,6 +44,8 @@ pub type LogControl = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 pub struct Gateway {
     pub configs: ConfigService,
+    pub store: Store,
+    session_locks: chat::SessionLocks,
     pub info: RuntimeInfo,
     pub bus: EventBus,
     pub health: HealthService,
@@ -53,13 +58,20 @@ pub struct Gateway {
 
 impl Gateway {
     /// `options` are those `loaded` came from; reloads reuse them.
-    pub fn new(loaded: Loaded, options: LoadOptions, state_dir: PathBuf) -> Arc<Gateway> {
+    pub fn new(
+        loaded: Loaded,
+        options: LoadOptions,
+        state_dir: PathBuf,
+        store: Store,
+    ) -> Arc<Gateway> {
         let started = Instant::now();
         let config_path = loaded.path.clone();
         let configs = ConfigService::new(loaded, options);
         let health = HealthService::new(started, configs.health());
         Arc::new(Gateway {
             configs,
+            store,
+            session_locks: chat::SessionLocks::default(),
             info: RuntimeInfo {
                 started,
                 started_at_ms: now_ms(),

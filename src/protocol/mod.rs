@@ -14,12 +14,14 @@ mod generated {
 mod context;
 mod error;
 mod frames;
+mod patch;
 mod schemas;
 
 pub use context::{CallContext, Grant};
 pub use error::RpcError;
 pub use frames::{error_frame, event_frame, parse_request, result_frame, Request};
 pub use generated::*;
+pub use patch::Patch;
 pub use schemas::{closest, SchemaViolation, Schemas};
 
 /// Validates `params` against the method's schema, then decodes them.
@@ -35,6 +37,8 @@ pub fn decode_params<T: serde::de::DeserializeOwned>(
     if let Err(violations) = Schemas::get().validate(method.params_def(), &params) {
         return Err(RpcError::invalid_params(method, violations));
     }
+    let mut params = params;
+    patch::mark_cleared(method.params_def(), &mut params);
     serde_json::from_value(params).map_err(|e| {
         RpcError::new(
             ErrorCode::InvalidParams,

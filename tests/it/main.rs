@@ -1,6 +1,7 @@
 //! Integration tests: each starts the real `clawgate` binary on an
 //! ephemeral port and talks to it over real sockets.
 
+mod chat;
 mod cli;
 mod config_errors;
 mod config_rpc;
@@ -11,6 +12,7 @@ mod methods;
 mod reload;
 mod robustness;
 mod schema;
+mod sessions;
 mod shutdown;
 mod support;
 mod wire;

@@ -17,6 +17,8 @@ pub struct TestGateway {
     pub url: String,
     pub http: String,
     pub dir: PathBuf,
+    /// Whether dropping the gateway removes `dir`.
+    pub owns_dir: bool,
 }
 
 pub fn bin() -> &'static str {
@@ -81,6 +83,7 @@ impl TestGateway {
             url,
             http,
             dir: dir.to_path_buf(),
+            owns_dir: true,
         }
     }
 
@@ -114,7 +117,9 @@ impl Drop for TestGateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -157,6 +162,8 @@ pub type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub struct Ws {
     pub stream: Stream,
     next_id: u64,
+    /// Events that arrived while `call` waited for its response.
+    pending: std::collections::VecDeque<Value>,
 }
 
 /// What ended a connection, as the client saw it.
@@ -171,7 +178,11 @@ impl Ws {
         let (stream, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("ws connect");
-        Ws { stream, next_id: 0 }
+        Ws {
+            stream,
+            next_id: 0,
+            pending: Default::default(),
+        }
     }
 
     pub async fn send_text(&mut self, text: &str) {
@@ -191,18 +202,25 @@ impl Ws {
     }
 
     /// Sends a request and returns its response frame, skipping events.
+    /// Sends a request and returns its response frame; events that arrive
+    /// meanwhile are kept for `recv` and `event`.
     pub async fn call(&mut self, method: &str, params: Value) -> Value {
         let id = self.request(method, params).await;
         loop {
-            let frame = self.recv().await;
-            if frame.get("event").is_none() {
-                assert_eq!(
-                    frame["id"],
-                    json!(id),
-                    "response to another request: {frame}"
-                );
-                return frame;
+            let frame = match self.recv_socket().await {
+                Ok(frame) => frame,
+                Err(closed) => panic!("connection ended while waiting for {method}: {closed:?}"),
+            };
+            if frame.get("event").is_some() {
+                self.pending.push_back(frame);
+                continue;
             }
+            assert_eq!(
+                frame["id"],
+                json!(id),
+                "response to another request: {frame}"
+            );
+            return frame;
         }
     }
 
@@ -228,6 +246,13 @@ impl Ws {
     }
 
     pub async fn recv_or_close(&mut self) -> Result<Value, Closed> {
+        if let Some(frame) = self.pending.pop_front() {
+            return Ok(frame);
+        }
+        self.recv_socket().await
+    }
+
+    async fn recv_socket(&mut self) -> Result<Value, Closed> {
         loop {
             let next = tokio::time::timeout(WAIT, self.stream.next())
                 .await

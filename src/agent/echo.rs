@@ -1,0 +1,21 @@
+//! The offline echo agent: answers with the user's message, streamed a
+//! word at a time, so the gateway can be tried with no key and no network.
+
+use super::Reply;
+use crate::protocol::types::{ChatResultStopReason, Usage};
+
+pub async fn reply(message: &str, on_delta: &mut (dyn FnMut(&str) + Send)) -> Reply {
+    for piece in message.split_inclusive(char::is_whitespace) {
+        on_delta(piece);
+        tokio::task::yield_now().await;
+    }
+    let words = message.split_whitespace().count() as u64;
+    Reply {
+        text: message.to_string(),
+        usage: Usage {
+            input_tokens: words,
+            output_tokens: words,
+        },
+        stop_reason: ChatResultStopReason::Stop,
+    }
+}

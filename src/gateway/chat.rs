@@ -1,0 +1,149 @@
+//! Chat turns: one run at a time per session, the reply streamed as
+//! agent.message events, both sides of the turn stored.
+
+use super::{now_ms, Gateway};
+use crate::agent::Agent;
+use crate::protocol::types::{
+    AgentMessageEvent, AgentMessageEventState, ChatMessageStatus, ChatParams, ChatResult,
+};
+use crate::protocol::{ErrorCode, Event, RpcError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+/// One lock per session key, held for the length of a run.
+#[derive(Default)]
+pub struct SessionLocks {
+    locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl SessionLocks {
+    fn get(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().expect("session locks");
+        if let Some(lock) = locks.get(key).and_then(Weak::upgrade) {
+            return lock;
+        }
+        locks.retain(|_, weak| weak.strong_count() > 0);
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        locks.insert(key.to_string(), Arc::downgrade(&lock));
+        lock
+    }
+}
+
+pub async fn chat(gw: &Gateway, params: ChatParams) -> Result<ChatResult, RpcError> {
+    let config = gw.config();
+    let agent = Agent::resolve(&config, params.agent_id.as_deref().map(|s| s.as_str()))?;
+    let session_key = params
+        .session_key
+        .map(|k| k.to_string())
+        .unwrap_or_else(|| format!("agent:{}:main", agent.id));
+    let lock = gw.session_locks.get(&session_key);
+    let _turn = if params.wait {
+        lock.lock_owned().await
+    } else {
+        lock.try_lock_owned().map_err(|_| {
+            RpcError::new(
+                ErrorCode::Conflict,
+                format!("session {session_key} is busy with another run"),
+            )
+        })?
+    };
+    // Checked under the session lock, so two requests with one key cannot both run.
+    let idempotency_key = params
+        .idempotency_key
+        .map(|k| format!("chat:{}", k.as_str()));
+    if let Some(key) = &idempotency_key {
+        if let Some(json) = gw
+            .store
+            .idempotent_result(key.clone())
+            .await
+            .map_err(store_error)?
+        {
+            return serde_json::from_str(&json).map_err(|e| {
+                RpcError::new(
+                    ErrorCode::InternalError,
+                    format!("stored result unreadable: {e}"),
+                )
+            });
+        }
+    }
+    let run_id = format!("run-{}", uuid::Uuid::new_v4().simple());
+    let message = params.message.to_string();
+    gw.store
+        .begin_turn(
+            session_key.clone(),
+            agent.id.clone(),
+            run_id.clone(),
+            message.clone(),
+            now_ms(),
+        )
+        .await
+        .map_err(store_error)?;
+
+    let mut run_seq = 0u64;
+    let mut event = |state: AgentMessageEventState| {
+        run_seq += 1;
+        AgentMessageEvent {
+            run_id: run_id.clone(),
+            session_key: session_key.clone(),
+            agent_id: agent.id.clone(),
+            run_seq: std::num::NonZeroU64::new(run_seq).expect("counted from 1"),
+            state,
+            delta: None,
+            message: None,
+            error: None,
+        }
+    };
+    let mut on_delta = |text: &str| {
+        let mut e = event(AgentMessageEventState::Delta);
+        e.delta = Some(text.to_string());
+        gw.bus.publish(Event::AgentMessage(e));
+    };
+    let reply = match agent.reply(&message, &mut on_delta).await {
+        Ok(reply) => reply,
+        Err(e) => {
+            let mut failed = event(AgentMessageEventState::Error);
+            failed.error = Some(e.message.clone());
+            gw.bus.publish(Event::AgentMessage(failed));
+            return Err(e);
+        }
+    };
+    let stored = gw
+        .store
+        .finish_turn(
+            session_key.clone(),
+            run_id.clone(),
+            reply.text,
+            ChatMessageStatus::Complete,
+            reply.usage.clone(),
+            now_ms(),
+        )
+        .await
+        .map_err(store_error)?;
+    let mut done = event(AgentMessageEventState::Final);
+    done.message = Some(stored.clone());
+    gw.bus.publish(Event::AgentMessage(done));
+    let result = ChatResult {
+        run_id,
+        session_key,
+        agent_id: agent.id,
+        message: stored,
+        usage: reply.usage,
+        stop_reason: reply.stop_reason,
+    };
+    if let Some(key) = idempotency_key {
+        let json = serde_json::to_string(&result).expect("result serializes");
+        gw.store
+            .remember_result(key, json, now_ms())
+            .await
+            .map_err(store_error)?;
+    }
+    Ok(result)
+}
+
+pub fn store_error(e: crate::store::StoreError) -> RpcError {
+    tracing::error!("{e}");
+    RpcError::new(
+        ErrorCode::InternalError,
+        "the session store failed; see the gateway log",
+    )
+}

@@ -1,0 +1,48 @@
+//! Schema migrations, applied in order inside one transaction each and
+//! tracked in SQLite's user_version.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: sessions, transcripts, idempotency keys.
+    "CREATE TABLE sessions (
+        key TEXT PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        label TEXT,
+        model TEXT,
+        thinking TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        message_count INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX sessions_by_activity ON sessions (updated_at DESC, key);
+    CREATE INDEX sessions_by_agent ON sessions (agent_id, updated_at DESC);
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_key TEXT NOT NULL REFERENCES sessions (key) ON DELETE CASCADE,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        status TEXT NOT NULL,
+        run_id TEXT,
+        created_at INTEGER NOT NULL,
+        usage_input INTEGER,
+        usage_output INTEGER
+    );
+    CREATE INDEX messages_by_session ON messages (session_key, id);
+    CREATE TABLE idempotency (
+        key TEXT PRIMARY KEY,
+        result_json TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );",
+];
+
+pub fn run(db: &Connection) -> rusqlite::Result<()> {
+    let applied: i64 = db.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
+        let tx = db.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! Chat turns with the offline echo agent over real connections.
+
+use crate::support::*;
+use clawgate::protocol::ErrorCode;
+use serde_json::{json, Value};
+
+/// Collects the agent.message events of one run until its final event.
+async fn run_events(ws: &mut Ws, run_id: Option<&str>) -> Vec<Value> {
+    let mut events = Vec::new();
+    loop {
+        let event = ws.event("agent.message").await;
+        if run_id.is_some_and(|id| event["data"]["runId"] != id) {
+            continue;
+        }
+        let done = event["data"]["state"] != "delta";
+        events.push(event["data"].clone());
+        if done {
+            return events;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_turn_streams_to_the_caller_and_to_a_watching_client_in_order() {
+    let gw = TestGateway::start("").await;
+    let mut caller = gw.operator().await;
+    let mut watcher = gw.operator().await;
+    let text = "the quick brown fox jumps over the lazy dog";
+    let frame = caller.call("chat", json!({"message": text})).await;
+    let result = &frame["result"];
+    assert_eq!(result["agentId"], "main");
+    assert_eq!(result["sessionKey"], "agent:main:main");
+    assert_eq!(
+        result["message"]["content"], text,
+        "the echo agent answers verbatim"
+    );
+    assert_eq!(result["message"]["role"], "assistant");
+    assert_eq!(result["stopReason"], "stop");
+    assert_eq!(result["usage"]["outputTokens"], 9);
+    let run_id = result["runId"].as_str().unwrap();
+
+    for ws in [&mut caller, &mut watcher] {
+        let events = run_events(ws, Some(run_id)).await;
+        let seqs: Vec<u64> = events
+            .iter()
+            .map(|e| e["runSeq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>());
+        let streamed: String = events.iter().filter_map(|e| e["delta"].as_str()).collect();
+        assert_eq!(streamed, text);
+        let last = events.last().unwrap();
+        assert_eq!(last["state"], "final");
+        assert_eq!(last["message"], result["message"]);
+    }
+}
+
+#[tokio::test]
+async fn two_chats_on_one_session_run_one_after_the_other() {
+    let gw = TestGateway::start("").await;
+    let mut a = gw.operator().await;
+    let mut b = gw.operator().await;
+    let first = "alpha ".repeat(200);
+    let second = "beta ".repeat(200);
+    a.request("chat", json!({"message": first, "sessionKey": "s1"}))
+        .await;
+    b.request("chat", json!({"message": second, "sessionKey": "s1"}))
+        .await;
+    for ws in [&mut a, &mut b] {
+        loop {
+            let frame = ws.recv().await;
+            if frame.get("event").is_none() {
+                assert!(frame.get("result").is_some(), "{frame}");
+                break;
+            }
+        }
+    }
+    let history = a
+        .call("sessions.history", json!({"sessionKey": "s1"}))
+        .await;
+    let messages = history["result"]["messages"].as_array().unwrap();
+    let roles: Vec<&str> = messages
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "user", "assistant"]);
+    assert_eq!(
+        messages[0]["content"], messages[1]["content"],
+        "each reply follows its own message"
+    );
+    assert_eq!(messages[2]["content"], messages[3]["content"]);
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_returns_the_first_result() {
+    let gw = TestGateway::start("").await;
+    let mut ws = gw.operator().await;
+    let params = json!({"message": "only once", "sessionKey": "idem", "idempotencyKey": "k-1"});
+    let first = ws.call("chat", params.clone()).await;
+    let again = ws.call("chat", params).await;
+    assert_eq!(first["result"], again["result"]);
+    let history = ws
+        .call("sessions.history", json!({"sessionKey": "idem"}))
+        .await;
+    assert_eq!(history["result"]["messages"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn an_unknown_agent_is_not_found_and_chat_needs_write_scope() {
+    let gw = TestGateway::start("").await;
+    let mut ws = gw.operator().await;
+    let frame = ws
+        .call("chat", json!({"message": "hi", "agentId": "ghost"}))
+        .await;
+    assert_eq!(error_code(&frame), ErrorCode::NotFound.code());
+    assert!(frame["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("ghost"));
+    let mut reader = gw.raw().await;
+    reader
+        .connect(json!({"token": TOKEN}), Some(json!(["operator.read"])))
+        .await;
+    let frame = reader.call("chat", json!({"message": "hi"})).await;
+    assert_eq!(error_code(&frame), ErrorCode::Forbidden.code());
+}
+
+#[tokio::test]
+async fn sessions_and_transcripts_survive_a_restart() {
+    let dir = temp_dir("persist");
+    let config = dir.join("clawgate.toml");
+    std::fs::write(
+        &config,
+        format!("[gateway]\nport = 0\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\n"),
+    )
+    .unwrap();
+    let args = ["--config", config.to_str().unwrap()];
+    {
+        let mut gw = TestGateway::spawn(&dir, &args, &[]);
+        gw.owns_dir = false;
+        let mut ws = gw.operator().await;
+        ws.call(
+            "chat",
+            json!({"message": "remember me", "sessionKey": "keep"}),
+        )
+        .await;
+        ws.call(
+            "sessions.patch",
+            json!({"sessionKey": "keep", "label": "kept"}),
+        )
+        .await;
+        assert!(gw.terminate().success());
+    }
+    let gw = TestGateway::spawn(&dir, &args, &[]);
+    let mut ws = gw.operator().await;
+    let history = ws
+        .call("sessions.history", json!({"sessionKey": "keep"}))
+        .await;
+    let messages = history["result"]["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[1]["content"], "remember me");
+    let list = ws.call("sessions", json!({"search": "kept"})).await;
+    assert_eq!(list["result"]["sessions"][0]["label"], "kept");
+}
