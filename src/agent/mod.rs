@@ -1,10 +1,14 @@
 //! Agents: which provider answers a turn, and how a reply streams.
 
 mod echo;
+mod openai;
+mod sse;
 
 use crate::config::Config;
 use crate::protocol::types::{AgentConfig, AgentConfigProvider, ChatResultStopReason, Usage};
 use crate::protocol::{ErrorCode, RpcError};
+use serde_json::json;
+use std::time::Duration;
 
 /// The agent id used when nothing is configured.
 pub const MAIN: &str = "main";
@@ -23,6 +27,17 @@ pub struct Reply {
     pub text: String,
     pub usage: Usage,
     pub stop_reason: ChatResultStopReason,
+}
+
+/// Everything a provider needs for one reply.
+pub struct Turn<'a> {
+    pub agent_id: &'a str,
+    pub config: &'a AgentConfig,
+    pub model: String,
+    /// Earlier messages of the session, oldest first, as (role, content).
+    pub history: Vec<(String, String)>,
+    pub message: &'a str,
+    pub http: &'a reqwest::Client,
 }
 
 impl Agent {
@@ -46,16 +61,14 @@ impl Agent {
         }
         let mut known: Vec<&str> = config.agents.extra.keys().map(String::as_str).collect();
         known.sort_unstable();
+        let known = if known.is_empty() {
+            "none (main is the offline echo agent)".to_string()
+        } else {
+            known.join(", ")
+        };
         Err(RpcError::new(
             ErrorCode::NotFound,
-            format!(
-                "no agent {id}; configured agents: {}",
-                if known.is_empty() {
-                    "none (main is the offline echo agent)".to_string()
-                } else {
-                    known.join(", ")
-                }
-            ),
+            format!("no agent {id}; configured agents: {known}"),
         ))
     }
 
@@ -65,18 +78,92 @@ impl Agent {
     }
 
     /// Runs one reply to `message`, calling `on_delta` with each piece of
-    /// text as it arrives.
+    /// text as it arrives. `model` overrides the agent's model.
     pub async fn reply(
         &self,
+        http: &reqwest::Client,
+        history: Vec<(String, String)>,
+        model: Option<String>,
         message: &str,
         on_delta: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Reply, RpcError> {
-        match self.provider {
-            AgentConfigProvider::Echo => Ok(echo::reply(message, on_delta).await),
-            other => Err(RpcError::new(
-                ErrorCode::Unavailable,
-                format!("agent {}: the {other} provider is not available in this build yet; use provider echo", self.id),
-            )),
-        }
+        let Some(config) = self.config.as_ref().filter(|_| !self.is_offline()) else {
+            return Ok(echo::reply(message, on_delta).await);
+        };
+        let Some(model) = model.or_else(|| config.model.clone()) else {
+            return Err(RpcError::new(
+                ErrorCode::InvalidParams,
+                format!(
+                    "agent {} has no model: set agents.{}.model",
+                    self.id, self.id
+                ),
+            ));
+        };
+        let turn = Turn {
+            agent_id: &self.id,
+            config,
+            model,
+            history,
+            message,
+            http,
+        };
+        let limit = Duration::from_millis(config.timeout_ms as u64);
+        let run = async {
+            match self.provider {
+                AgentConfigProvider::Openai => openai::reply(&turn, on_delta).await,
+                AgentConfigProvider::Echo => Ok(echo::reply(message, on_delta).await),
+                AgentConfigProvider::Anthropic => Err(RpcError::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "agent {}: the anthropic provider is not available in this build yet",
+                        self.id
+                    ),
+                )
+                .with_retryable(false)),
+            }
+        };
+        tokio::time::timeout(limit, run).await.unwrap_or_else(|_| {
+            Err(RpcError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "agent {}: no complete reply within {} ms",
+                    self.id,
+                    limit.as_millis()
+                ),
+            ))
+        })
     }
+}
+
+/// The provider could not be reached or the connection broke.
+fn transport_error(agent_id: &str, e: &reqwest::Error) -> RpcError {
+    let code = if e.is_timeout() {
+        ErrorCode::Timeout
+    } else {
+        ErrorCode::UpstreamError
+    };
+    RpcError::new(
+        code,
+        format!("agent {agent_id}: cannot reach the provider: {e}"),
+    )
+    .with_retryable(true)
+}
+
+/// The provider answered with an HTTP error.
+fn status_error(agent_id: &str, status: u16, message: &str) -> RpcError {
+    RpcError::new(
+        ErrorCode::UpstreamError,
+        format!("agent {agent_id}: the provider answered {status}: {message}"),
+    )
+    .with_data(json!({ "httpStatus": status }))
+    .with_retryable(status == 429 || status >= 500)
+}
+
+/// The provider's stream could not be understood.
+fn malformed(agent_id: &str, what: &str) -> RpcError {
+    RpcError::new(
+        ErrorCode::UpstreamError,
+        format!("agent {agent_id}: malformed reply from the provider: {what}"),
+    )
+    .with_retryable(true)
 }

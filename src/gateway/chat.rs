@@ -67,6 +67,7 @@ pub async fn chat(gw: &Gateway, params: ChatParams) -> Result<ChatResult, RpcErr
         }
     }
     let run_id = format!("run-{}", uuid::Uuid::new_v4().simple());
+    let (history, session_model) = context(gw, &session_key).await?;
     let message = params.message.to_string();
     gw.store
         .begin_turn(
@@ -98,7 +99,10 @@ pub async fn chat(gw: &Gateway, params: ChatParams) -> Result<ChatResult, RpcErr
         e.delta = Some(text.to_string());
         gw.bus.publish(Event::AgentMessage(e));
     };
-    let reply = match agent.reply(&message, &mut on_delta).await {
+    let reply = match agent
+        .reply(&gw.http, history, session_model, &message, &mut on_delta)
+        .await
+    {
         Ok(reply) => reply,
         Err(e) => {
             let mut failed = event(AgentMessageEventState::Error);
@@ -146,4 +150,31 @@ pub fn store_error(e: crate::store::StoreError) -> RpcError {
         ErrorCode::InternalError,
         "the session store failed; see the gateway log",
     )
+}
+
+/// Messages of the session a provider sees, and the session's model override.
+const CONTEXT_MESSAGES: usize = 100;
+
+async fn context(
+    gw: &Gateway,
+    session_key: &str,
+) -> Result<(Vec<(String, String)>, Option<String>), RpcError> {
+    let history = gw
+        .store
+        .history(session_key.to_string(), CONTEXT_MESSAGES, None)
+        .await
+        .map_err(store_error)?
+        .map(|(messages, _)| messages)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.status == ChatMessageStatus::Complete)
+        .map(|m| (m.role.to_string(), m.content))
+        .collect();
+    let model = gw
+        .store
+        .session(session_key.to_string())
+        .await
+        .map_err(store_error)?
+        .and_then(|s| s.model);
+    Ok((history, model))
 }

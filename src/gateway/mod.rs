@@ -45,6 +45,8 @@ pub type LogControl = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 pub struct Gateway {
     pub configs: ConfigService,
     pub store: Store,
+    /// The HTTP client for model providers, shared by every turn.
+    pub http: reqwest::Client,
     session_locks: chat::SessionLocks,
     pub info: RuntimeInfo,
     pub bus: EventBus,
@@ -68,9 +70,16 @@ impl Gateway {
         let config_path = loaded.path.clone();
         let configs = ConfigService::new(loaded, options);
         let health = HealthService::new(started, configs.health());
+        // reqwest is built without a default TLS provider; ring is the one linked in.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .expect("HTTP client");
         Arc::new(Gateway {
             configs,
             store,
+            http,
             session_locks: chat::SessionLocks::default(),
             info: RuntimeInfo {
                 started,

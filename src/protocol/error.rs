@@ -9,6 +9,8 @@ pub struct RpcError {
     /// Boxed: errors travel through Results on hot paths and stay small.
     pub data: Option<Box<Value>>,
     pub retry_after_ms: Option<u64>,
+    /// Overrides whether the code alone says retrying may help.
+    pub retry: Option<bool>,
 }
 
 impl RpcError {
@@ -18,11 +20,17 @@ impl RpcError {
             message: message.into(),
             data: None,
             retry_after_ms: None,
+            retry: None,
         }
     }
 
     pub fn with_data(mut self, data: Value) -> Self {
         self.data = Some(Box::new(data));
+        self
+    }
+
+    pub fn with_retryable(mut self, retryable: bool) -> Self {
+        self.retry = Some(retryable);
         self
     }
 
@@ -57,10 +65,10 @@ impl RpcError {
 
     /// Whether retrying the same request later may succeed.
     pub fn retryable(&self) -> bool {
-        matches!(
+        self.retry.unwrap_or(matches!(
             self.code,
             ErrorCode::Unavailable | ErrorCode::RateLimited | ErrorCode::Timeout
-        )
+        ))
     }
 
     pub fn to_object(&self) -> types::ErrorObject {

@@ -1,0 +1,124 @@
+//! A fake OpenAI-compatible chat-completions server on loopback, scripted
+//! per test: it streams the documented SSE chunks, fails, breaks off, or
+//! hangs, and records every request it receives.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Debug)]
+pub enum Script {
+    /// Stream these text pieces, then finish_reason stop and usage.
+    Text(Vec<&'static str>),
+    /// Answer with this HTTP status and an OpenAI error body.
+    Status(u16),
+    /// Stream these pieces, then drop the connection without [DONE].
+    BreakAfter(Vec<&'static str>),
+    /// Accept the request and never answer.
+    Hang,
+}
+
+#[derive(Clone)]
+struct Shared {
+    script: Script,
+    requests: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
+}
+
+pub struct FakeOpenAi {
+    pub base_url: String,
+    requests: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeOpenAi {
+    pub async fn start(script: Script) -> FakeOpenAi {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let shared = Shared {
+            script,
+            requests: Arc::clone(&requests),
+        };
+        let app = Router::new()
+            .route("/v1/chat/completions", post(completions))
+            .with_state(shared);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        FakeOpenAi {
+            base_url: format!("http://{addr}/v1"),
+            requests,
+            task,
+        }
+    }
+
+    /// Every request received: headers and JSON body.
+    pub fn requests(&self) -> Vec<(HeaderMap, Value)> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FakeOpenAi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn chunk(delta: Value, finish: Option<&str>) -> String {
+    let event = json!({
+        "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": "fake-model",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    });
+    format!("data: {event}\n\n")
+}
+
+fn text_chunks(pieces: &[&str]) -> Vec<String> {
+    let mut out = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
+    out.extend(pieces.iter().map(|p| chunk(json!({"content": p}), None)));
+    out
+}
+
+async fn completions(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    shared.requests.lock().unwrap().push((headers, body));
+    let sse = |parts: Vec<Result<Bytes, std::io::Error>>| {
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from_stream(futures_util::stream::iter(parts)))
+            .unwrap()
+    };
+    match shared.script {
+        Script::Text(pieces) => {
+            let mut parts = text_chunks(&pieces);
+            parts.push(chunk(json!({}), Some("stop")));
+            let usage = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "choices": [],
+                "usage": {"prompt_tokens": 11, "completion_tokens": pieces.len(), "total_tokens": 11 + pieces.len()}});
+            parts.push(format!("data: {usage}\n\n"));
+            parts.push("data: [DONE]\n\n".to_string());
+            sse(parts.into_iter().map(|p| Ok(Bytes::from(p))).collect())
+        }
+        Script::BreakAfter(pieces) => {
+            let mut parts: Vec<Result<Bytes, std::io::Error>> =
+                text_chunks(&pieces).into_iter().map(|p| Ok(Bytes::from(p))).collect();
+            parts.push(Err(std::io::Error::other("upstream broke off")));
+            sse(parts)
+        }
+        Script::Status(code) => (
+            StatusCode::from_u16(code).unwrap(),
+            Json(json!({"error": {"message": format!("scripted failure {code}"), "type": "server_error"}})),
+        )
+            .into_response(),
+        Script::Hang => {
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The openai provider against a fake upstream over real sockets.
+
+use crate::fake_openai::{FakeOpenAi, Script};
+use crate::support::*;
+use clawgate::protocol::ErrorCode;
+use serde_json::json;
+
+async fn gateway_for(upstream: &str) -> TestGateway {
+    TestGateway::start_with_file(&format!(
+        "[gateway]\nport = 0\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\n\n\
+         [agents]\ndefault = \"gpt\"\n\n[agents.gpt]\nprovider = \"openai\"\nbaseUrl = \"{upstream}\"\n\
+         apiKey = \"sk-test-key\"\nmodel = \"fake-model\"\nsystem = \"Be brief.\"\ntimeoutMs = 1500\n"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn a_streamed_reply_reaches_the_client_and_the_store() {
+    let upstream = FakeOpenAi::start(Script::Text(vec!["Hel", "lo ", "there"])).await;
+    let gw = gateway_for(&upstream.base_url).await;
+    let mut ws = gw.operator().await;
+    let frame = ws
+        .call("chat", json!({"message": "hi", "sessionKey": "o1"}))
+        .await;
+    let result = &frame["result"];
+    assert_eq!(result["message"]["content"], "Hello there", "{frame}");
+    assert_eq!(result["agentId"], "gpt");
+    assert_eq!(
+        result["usage"],
+        json!({"inputTokens": 11, "outputTokens": 3})
+    );
+    let mut deltas = String::new();
+    loop {
+        let event = ws.event("agent.message").await;
+        match event["data"]["state"].as_str().unwrap() {
+            "delta" => deltas.push_str(event["data"]["delta"].as_str().unwrap()),
+            _ => break,
+        }
+    }
+    assert_eq!(deltas, "Hello there");
+
+    ws.call("chat", json!({"message": "again", "sessionKey": "o1"}))
+        .await;
+    let requests = upstream.requests();
+    let (headers, body) = &requests[1];
+    assert_eq!(headers["authorization"], "Bearer sk-test-key");
+    assert_eq!(body["model"], "fake-model");
+    assert_eq!(body["stream"], true);
+    let roles: Vec<&str> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        ["system", "user", "assistant", "user"],
+        "the session history goes upstream"
+    );
+    assert_eq!(body["messages"][2]["content"], "Hello there");
+}
+
+#[tokio::test]
+async fn upstream_failures_are_clear_errors_and_leave_no_half_reply() {
+    for (script, retryable) in [
+        (Script::Status(500), true),
+        (Script::Status(429), true),
+        (Script::Status(401), false),
+        (Script::BreakAfter(vec!["partial ", "reply"]), true),
+    ] {
+        let upstream = FakeOpenAi::start(script.clone()).await;
+        let gw = gateway_for(&upstream.base_url).await;
+        let mut ws = gw.operator().await;
+        let frame = ws
+            .call("chat", json!({"message": "hi", "sessionKey": "f"}))
+            .await;
+        assert_eq!(
+            error_code(&frame),
+            ErrorCode::UpstreamError.code(),
+            "{script:?}: {frame}"
+        );
+        assert_eq!(
+            frame["error"]["retryable"].as_bool().unwrap_or(false),
+            retryable,
+            "{script:?}: {frame}"
+        );
+        assert!(
+            !frame.to_string().contains("sk-test-key"),
+            "the API key leaked: {frame}"
+        );
+        let history = ws
+            .call("sessions.history", json!({"sessionKey": "f"}))
+            .await;
+        let roles: Vec<&str> = history["result"]["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["role"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            roles,
+            ["user"],
+            "{script:?}: no assistant message is stored"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_hanging_upstream_times_out() {
+    let upstream = FakeOpenAi::start(Script::Hang).await;
+    let gw = gateway_for(&upstream.base_url).await;
+    let mut ws = gw.operator().await;
+    let started = std::time::Instant::now();
+    let frame = ws.call("chat", json!({"message": "hi"})).await;
+    assert_eq!(error_code(&frame), ErrorCode::Timeout.code());
+    assert_eq!(frame["error"]["retryable"], true);
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    let event = ws.event("agent.message").await;
+    assert_eq!(event["data"]["state"], "error");
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_a_retryable_error() {
+    let gw = gateway_for("http://127.0.0.1:9/v1").await;
+    let mut ws = gw.operator().await;
+    let frame = ws.call("chat", json!({"message": "hi"})).await;
+    assert_eq!(
+        error_code(&frame),
+        ErrorCode::UpstreamError.code(),
+        "{frame}"
+    );
+    assert_eq!(frame["error"]["retryable"], true);
+}
