@@ -2,13 +2,59 @@
 //! agent.message events, both sides of the turn stored.
 
 use super::{now_ms, Gateway};
-use crate::agent::Agent;
+use crate::agent::{Agent, Reply};
 use crate::protocol::types::{
-    AgentMessageEvent, AgentMessageEventState, ChatMessageStatus, ChatParams, ChatResult,
+    AgentMessageEvent, AgentMessageEventState, ChatAbortParams, ChatAbortResult, ChatMessageStatus,
+    ChatParams, ChatResult, ChatResultStopReason, Usage,
 };
 use crate::protocol::{ErrorCode, Event, RpcError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
+
+/// Running turns by run id, so chat.abort can stop them.
+#[derive(Default)]
+pub struct Runs {
+    running: Mutex<HashMap<String, tokio::sync::watch::Sender<bool>>>,
+}
+
+impl Runs {
+    fn start(&self, run_id: &str) -> RunGuard<'_> {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        self.running
+            .lock()
+            .expect("runs")
+            .insert(run_id.to_string(), tx);
+        RunGuard {
+            runs: self,
+            run_id: run_id.to_string(),
+            aborted: rx,
+        }
+    }
+
+    /// Signals the run to stop; false when it is not running.
+    pub fn abort(&self, run_id: &str) -> bool {
+        let running = self.running.lock().expect("runs");
+        running.get(run_id).is_some_and(|tx| tx.send(true).is_ok())
+    }
+}
+
+struct RunGuard<'a> {
+    runs: &'a Runs,
+    run_id: String,
+    aborted: tokio::sync::watch::Receiver<bool>,
+}
+
+impl RunGuard<'_> {
+    async fn aborted(&mut self) {
+        let _ = self.aborted.wait_for(|a| *a).await;
+    }
+}
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        self.runs.running.lock().expect("runs").remove(&self.run_id);
+    }
+}
 
 /// One lock per session key, held for the length of a run.
 #[derive(Default)]
@@ -94,21 +140,46 @@ pub async fn chat(gw: &Gateway, params: ChatParams) -> Result<ChatResult, RpcErr
             error: None,
         }
     };
+    let mut partial = String::new();
     let mut on_delta = |text: &str| {
+        partial.push_str(text);
         let mut e = event(AgentMessageEventState::Delta);
         e.delta = Some(text.to_string());
         gw.bus.publish(Event::AgentMessage(e));
     };
-    let reply = match agent
-        .reply(&gw.http, history, session_model, &message, &mut on_delta)
-        .await
-    {
-        Ok(reply) => reply,
-        Err(e) => {
+    let mut run = gw.runs.start(&run_id);
+    let outcome = tokio::select! {
+        reply = agent.reply(&gw.http, history, session_model, &message, &mut on_delta) => Some(reply),
+        _ = run.aborted() => None,
+    };
+    drop(run);
+    let (reply, status, state) = match outcome {
+        Some(Ok(reply)) => (
+            reply,
+            ChatMessageStatus::Complete,
+            AgentMessageEventState::Final,
+        ),
+        Some(Err(e)) => {
             let mut failed = event(AgentMessageEventState::Error);
             failed.error = Some(e.message.clone());
             gw.bus.publish(Event::AgentMessage(failed));
             return Err(e);
+        }
+        None => {
+            let words = partial.split_whitespace().count() as u64;
+            let reply = Reply {
+                text: partial,
+                usage: Usage {
+                    input_tokens: 0,
+                    output_tokens: words,
+                },
+                stop_reason: ChatResultStopReason::Aborted,
+            };
+            (
+                reply,
+                ChatMessageStatus::Aborted,
+                AgentMessageEventState::Aborted,
+            )
         }
     };
     let stored = gw
@@ -117,13 +188,13 @@ pub async fn chat(gw: &Gateway, params: ChatParams) -> Result<ChatResult, RpcErr
             session_key.clone(),
             run_id.clone(),
             reply.text,
-            ChatMessageStatus::Complete,
+            status,
             reply.usage.clone(),
             now_ms(),
         )
         .await
         .map_err(store_error)?;
-    let mut done = event(AgentMessageEventState::Final);
+    let mut done = event(state);
     done.message = Some(stored.clone());
     gw.bus.publish(Event::AgentMessage(done));
     let result = ChatResult {
@@ -177,4 +248,12 @@ async fn context(
         .map_err(store_error)?
         .and_then(|s| s.model);
     Ok((history, model))
+}
+
+pub fn abort(gw: &Gateway, params: ChatAbortParams) -> ChatAbortResult {
+    let run_id = params.run_id.to_string();
+    ChatAbortResult {
+        aborted: gw.runs.abort(&run_id),
+        run_id,
+    }
 }

@@ -69,6 +69,14 @@ impl Handlers for Gateway {
         chat::chat(self, params).await
     }
 
+    async fn chat_abort(
+        &self,
+        _ctx: &CallContext,
+        params: ChatAbortParams,
+    ) -> Result<ChatAbortResult, RpcError> {
+        Ok(chat::abort(self, params))
+    }
+
     async fn sessions(
         &self,
         _ctx: &CallContext,

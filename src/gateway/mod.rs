@@ -48,6 +48,7 @@ pub struct Gateway {
     /// The HTTP client for model providers, shared by every turn.
     pub http: reqwest::Client,
     session_locks: chat::SessionLocks,
+    runs: chat::Runs,
     pub info: RuntimeInfo,
     pub bus: EventBus,
     pub health: HealthService,
@@ -81,6 +82,7 @@ impl Gateway {
             store,
             http,
             session_locks: chat::SessionLocks::default(),
+            runs: chat::Runs::default(),
             info: RuntimeInfo {
                 started,
                 started_at_ms: now_ms(),

@@ -161,3 +161,37 @@ async fn sessions_and_transcripts_survive_a_restart() {
     let list = ws.call("sessions", json!({"search": "kept"})).await;
     assert_eq!(list["result"]["sessions"][0]["label"], "kept");
 }
+
+#[tokio::test]
+async fn abort_stops_a_run_and_stores_the_partial_reply() {
+    let gw = TestGateway::start("").await;
+    let mut caller = gw.operator().await;
+    let mut other = gw.operator().await;
+    let long = "word ".repeat(3000);
+    let id = caller
+        .request("chat", json!({"message": long, "sessionKey": "ab"}))
+        .await;
+    let first = caller.event("agent.message").await;
+    let run_id = first["data"]["runId"].as_str().unwrap().to_string();
+    let abort = other.call("chat.abort", json!({"runId": run_id})).await;
+    assert_eq!(abort["result"]["aborted"], true);
+    let result = loop {
+        let frame = caller.recv().await;
+        if frame["id"] == json!(id) {
+            break frame["result"].clone();
+        }
+    };
+    assert_eq!(result["stopReason"], "aborted");
+    assert_eq!(result["message"]["status"], "aborted");
+    let partial = result["message"]["content"].as_str().unwrap();
+    assert!(
+        partial.len() < long.len() && long.starts_with(partial),
+        "a prefix of the reply is kept"
+    );
+    let history = other
+        .call("sessions.history", json!({"sessionKey": "ab"}))
+        .await;
+    assert_eq!(history["result"]["messages"][1]["status"], "aborted");
+    let again = other.call("chat.abort", json!({"runId": run_id})).await;
+    assert_eq!(again["result"]["aborted"], false);
+}
