@@ -4,8 +4,8 @@
 use super::{now_ms, Gateway};
 use crate::agent::{Agent, Reply};
 use crate::protocol::types::{
-    AgentMessageEvent, AgentMessageEventState, ChatAbortParams, ChatAbortResult, ChatMessageStatus,
-    ChatParams, ChatResult, ChatResultStopReason, Usage,
+    AgentMessageEvent, AgentMessageEventState, ChatAbortParams, ChatAbortResult, ChatMessage,
+    ChatMessageStatus, ChatParams, ChatResult, ChatResultStopReason, Usage,
 };
 use crate::protocol::{ErrorCode, Event, RpcError};
 use std::collections::HashMap;
@@ -63,7 +63,7 @@ pub struct SessionLocks {
 }
 
 impl SessionLocks {
-    fn get(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+    pub fn get(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().expect("session locks");
         if let Some(lock) = locks.get(key).and_then(Weak::upgrade) {
             return lock;
@@ -112,26 +112,96 @@ pub async fn chat(gw: &Gateway, params: ChatParams) -> Result<ChatResult, RpcErr
             });
         }
     }
-    let run_id = format!("run-{}", uuid::Uuid::new_v4().simple());
-    let (history, session_model) = context(gw, &session_key).await?;
-    let message = params.message.to_string();
-    gw.store
-        .begin_turn(
-            session_key.clone(),
-            agent.id.clone(),
-            run_id.clone(),
-            message.clone(),
-            now_ms(),
-        )
-        .await
-        .map_err(store_error)?;
+    let turn = TurnRequest {
+        agent,
+        session: Session::Stored(session_key),
+        message: params.message.to_string(),
+    };
+    let done = run_turn(gw, turn, &mut |_| {}).await?;
+    let result = ChatResult {
+        run_id: done.run_id,
+        session_key: done.session_key,
+        agent_id: done.agent_id,
+        message: done.stored.expect("stored sessions store the reply"),
+        usage: done.usage,
+        stop_reason: done.stop_reason,
+    };
+    if let Some(key) = idempotency_key {
+        let json = serde_json::to_string(&result).expect("result serializes");
+        gw.store
+            .remember_result(key, json, now_ms())
+            .await
+            .map_err(store_error)?;
+    }
+    Ok(result)
+}
 
+/// Where a turn's conversation lives.
+pub enum Session {
+    /// A stored session: history comes from and goes to the store. The
+    /// caller holds the session's lock.
+    Stored(String),
+    /// Nothing is stored; the history is given.
+    Stateless(Vec<(String, String)>),
+}
+
+pub struct TurnRequest {
+    pub agent: Agent,
+    pub session: Session,
+    pub message: String,
+}
+
+pub struct TurnDone {
+    pub run_id: String,
+    pub session_key: String,
+    pub agent_id: String,
+    pub text: String,
+    pub usage: Usage,
+    pub stop_reason: ChatResultStopReason,
+    /// The stored assistant message, for stored sessions.
+    pub stored: Option<ChatMessage>,
+}
+
+/// Runs one turn: streams agent.message events (and each delta to
+/// `on_delta`), honours chat.abort, and stores both sides of a stored
+/// session's turn.
+pub async fn run_turn(
+    gw: &Gateway,
+    request: TurnRequest,
+    on_delta: &mut (dyn FnMut(&str) + Send),
+) -> Result<TurnDone, RpcError> {
+    let TurnRequest {
+        agent,
+        session,
+        message,
+    } = request;
+    let run_id = format!("run-{}", uuid::Uuid::new_v4().simple());
+    let (session_key, history, session_model) = match session {
+        Session::Stored(key) => {
+            let (history, model) = context(gw, &key).await?;
+            gw.store
+                .begin_turn(
+                    key.clone(),
+                    agent.id.clone(),
+                    run_id.clone(),
+                    message.clone(),
+                    now_ms(),
+                )
+                .await
+                .map_err(store_error)?;
+            (Some(key), history, model)
+        }
+        Session::Stateless(history) => (None, history, None),
+    };
+    let event_session = session_key
+        .clone()
+        .unwrap_or_else(|| format!("stateless:{run_id}"));
     let mut run_seq = 0u64;
     let mut event = |state: AgentMessageEventState| {
         run_seq += 1;
         AgentMessageEvent {
             run_id: run_id.clone(),
-            session_key: session_key.clone(),
+            session_key: event_session.clone(),
             agent_id: agent.id.clone(),
             run_seq: std::num::NonZeroU64::new(run_seq).expect("counted from 1"),
             state,
@@ -141,15 +211,16 @@ pub async fn chat(gw: &Gateway, params: ChatParams) -> Result<ChatResult, RpcErr
         }
     };
     let mut partial = String::new();
-    let mut on_delta = |text: &str| {
+    let mut stream = |text: &str| {
         partial.push_str(text);
+        on_delta(text);
         let mut e = event(AgentMessageEventState::Delta);
         e.delta = Some(text.to_string());
         gw.bus.publish(Event::AgentMessage(e));
     };
     let mut run = gw.runs.start(&run_id);
     let outcome = tokio::select! {
-        reply = agent.reply(&gw.http, history, session_model, &message, &mut on_delta) => Some(reply),
+        reply = agent.reply(&gw.http, history, session_model, &message, &mut stream) => Some(reply),
         _ = run.aborted() => None,
     };
     drop(run);
@@ -182,37 +253,34 @@ pub async fn chat(gw: &Gateway, params: ChatParams) -> Result<ChatResult, RpcErr
             )
         }
     };
-    let stored = gw
-        .store
-        .finish_turn(
-            session_key.clone(),
-            run_id.clone(),
-            reply.text,
-            status,
-            reply.usage.clone(),
-            now_ms(),
-        )
-        .await
-        .map_err(store_error)?;
+    let stored = match &session_key {
+        Some(key) => Some(
+            gw.store
+                .finish_turn(
+                    key.clone(),
+                    run_id.clone(),
+                    reply.text.clone(),
+                    status,
+                    reply.usage.clone(),
+                    now_ms(),
+                )
+                .await
+                .map_err(store_error)?,
+        ),
+        None => None,
+    };
     let mut done = event(state);
-    done.message = Some(stored.clone());
+    done.message = stored.clone();
     gw.bus.publish(Event::AgentMessage(done));
-    let result = ChatResult {
+    Ok(TurnDone {
         run_id,
-        session_key,
+        session_key: event_session,
         agent_id: agent.id,
-        message: stored,
+        text: reply.text,
         usage: reply.usage,
         stop_reason: reply.stop_reason,
-    };
-    if let Some(key) = idempotency_key {
-        let json = serde_json::to_string(&result).expect("result serializes");
-        gw.store
-            .remember_result(key, json, now_ms())
-            .await
-            .map_err(store_error)?;
-    }
-    Ok(result)
+        stored,
+    })
 }
 
 pub fn store_error(e: crate::store::StoreError) -> RpcError {

@@ -180,3 +180,14 @@ fn narrow(granted: &[Scope], asked: Vec<Scope>) -> Result<Vec<Scope>, RpcError> 
 fn protocol_nonzero(version: u32) -> std::num::NonZeroU32 {
     std::num::NonZeroU32::new(version).expect("protocol versions start at 1")
 }
+
+/// Whether `presented` is the credential the auth mode asks for, compared
+/// in constant time. Always true in mode none.
+pub fn credential_matches(auth: &crate::protocol::types::AuthConfig, presented: &str) -> bool {
+    let expected = match auth.mode {
+        AuthConfigMode::None => return true,
+        AuthConfigMode::Token => auth.token.as_deref(),
+        AuthConfigMode::Password => auth.password.as_deref(),
+    };
+    expected.is_some_and(|e| bool::from(e.as_bytes().ct_eq(presented.as_bytes())))
+}

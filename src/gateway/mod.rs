@@ -1,7 +1,7 @@
 //! The runtime state of one gateway and its method handlers.
 
 mod bus;
-mod chat;
+pub mod chat;
 mod config_rpc;
 mod config_service;
 mod connect;
@@ -15,6 +15,7 @@ mod status;
 
 pub use bus::{EventBus, Published};
 pub use config_service::{Applied, ConfigService};
+pub use connect::credential_matches;
 pub use connections::{ConnectionSlot, Connections};
 pub use health::HealthService;
 pub use limiter::FailureLimiter;
@@ -47,7 +48,7 @@ pub struct Gateway {
     pub store: Store,
     /// The HTTP client for model providers, shared by every turn.
     pub http: reqwest::Client,
-    session_locks: chat::SessionLocks,
+    pub session_locks: chat::SessionLocks,
     runs: chat::Runs,
     pub info: RuntimeInfo,
     pub bus: EventBus,

@@ -2,6 +2,7 @@
 
 mod connection;
 mod http;
+mod openai_api;
 mod outbound;
 mod ws;
 
@@ -24,6 +25,11 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/health", get(http::health))
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
+        .route("/v1/models", get(openai_api::models))
+        .route(
+            "/v1/chat/completions",
+            axum::routing::post(openai_api::completions),
+        )
         .fallback(http::not_found)
         .with_state(gw)
 }

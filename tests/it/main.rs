@@ -10,6 +10,7 @@ mod events;
 mod fake_openai;
 mod handshake;
 mod methods;
+mod openai_api;
 mod providers;
 mod reload;
 mod robustness;
