@@ -25,5 +25,27 @@ pub fn status(gw: &Gateway) -> StatusResult {
             .map(|p| p.display().to_string()),
         state_dir: gw.info.state_dir.display().to_string(),
         config: gw.configs.health(),
+        agents: agents(&config),
     }
+}
+
+fn agents(config: &crate::config::Config) -> Vec<crate::protocol::types::AgentInfo> {
+    use crate::agent::Agent;
+    use crate::protocol::types::AgentInfo;
+    let default = config.agents.default.as_str();
+    let mut ids: Vec<&str> = config.agents.extra.keys().map(String::as_str).collect();
+    if ids.is_empty() {
+        ids.push(crate::agent::MAIN);
+    }
+    ids.sort_unstable();
+    ids.into_iter()
+        .filter_map(|id| Agent::resolve(config, Some(id)).ok())
+        .map(|agent| AgentInfo {
+            default: agent.id == default,
+            offline: agent.is_offline(),
+            provider: agent.provider.to_string(),
+            model: agent.config.as_ref().and_then(|c| c.model.clone()),
+            id: agent.id,
+        })
+        .collect()
 }

@@ -195,3 +195,66 @@ async fn abort_stops_a_run_and_stores_the_partial_reply() {
     let again = other.call("chat.abort", json!({"runId": run_id})).await;
     assert_eq!(again["result"]["aborted"], false);
 }
+
+#[tokio::test]
+async fn a_kill_during_a_streaming_turn_leaves_a_consistent_store() {
+    let dir = temp_dir("kill9");
+    let config = dir.join("clawgate.toml");
+    std::fs::write(
+        &config,
+        format!("[gateway]\nport = 0\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\n"),
+    )
+    .unwrap();
+    let args = ["--config", config.to_str().unwrap()];
+    {
+        let mut gw = TestGateway::spawn(&dir, &args, &[]);
+        gw.owns_dir = false;
+        let mut ws = gw.operator().await;
+        ws.call(
+            "chat",
+            json!({"message": "before the crash", "sessionKey": "k"}),
+        )
+        .await;
+        ws.request(
+            "chat",
+            json!({"message": "word ".repeat(3000), "sessionKey": "k"}),
+        )
+        .await;
+        for _ in 0..20 {
+            ws.event("agent.message").await;
+        }
+        unsafe_kill(gw.child.id(), "KILL");
+        wait_exit(&mut gw.child, std::time::Duration::from_secs(5)).expect("killed");
+    }
+    let db = rusqlite::Connection::open(dir.join("state/clawgate.db")).unwrap();
+    let check: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    drop(db);
+
+    let gw = TestGateway::spawn(&dir, &args, &[]);
+    let mut ws = gw.operator().await;
+    let history = ws
+        .call("sessions.history", json!({"sessionKey": "k"}))
+        .await;
+    let messages = history["result"]["messages"].as_array().unwrap();
+    let roles: Vec<&str> = messages
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        ["user", "assistant", "user"],
+        "the interrupted reply is not half-stored"
+    );
+    let session = ws.call("sessions", json!({})).await["result"]["sessions"][0].clone();
+    assert_eq!(
+        session["messageCount"], 3,
+        "counts agree with the transcript"
+    );
+    let next = ws
+        .call("chat", json!({"message": "after", "sessionKey": "k"}))
+        .await;
+    assert_eq!(next["result"]["message"]["content"], "after");
+}

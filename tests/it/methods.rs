@@ -42,6 +42,11 @@ async fn status_reports_where_the_gateway_listens_and_who_is_connected() {
         .unwrap()
         .ends_with("clawgate.toml"));
     assert!(status["stateDir"].as_str().unwrap().ends_with("state"));
+    assert_eq!(
+        status["agents"],
+        json!([{"id": "main", "provider": "echo", "offline": true, "default": true}]),
+        "with nothing configured, main is the offline echo agent"
+    );
 }
 
 #[tokio::test]
