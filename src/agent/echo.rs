@@ -8,9 +8,9 @@ use std::time::Duration;
 
 const WORD_INTERVAL: Duration = Duration::from_millis(1);
 
-pub async fn reply(message: &str, on_delta: &mut (dyn FnMut(&str) + Send)) -> Reply {
+pub async fn reply(message: &str, on_delta: &mut super::OnDelta<'_>) -> Reply {
     for piece in message.split_inclusive(char::is_whitespace) {
-        on_delta(piece);
+        on_delta(super::Delta::Text(piece));
         tokio::time::sleep(WORD_INTERVAL).await;
     }
     let words = message.split_whitespace().count() as u64;

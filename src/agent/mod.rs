@@ -1,5 +1,6 @@
 //! Agents: which provider answers a turn, and how a reply streams.
 
+mod anthropic;
 mod echo;
 mod openai;
 mod sse;
@@ -20,6 +21,17 @@ pub struct Agent {
     pub provider: AgentConfigProvider,
     pub config: Option<AgentConfig>,
 }
+
+/// A piece of a streaming reply.
+#[derive(Clone, Copy, Debug)]
+pub enum Delta<'a> {
+    Text(&'a str),
+    /// Reasoning, where the provider exposes it.
+    Thinking(&'a str),
+}
+
+/// Receives each piece of a reply as it arrives.
+pub type OnDelta<'a> = dyn FnMut(Delta<'_>) + Send + 'a;
 
 /// What a finished reply produced.
 #[derive(Clone, Debug)]
@@ -85,7 +97,7 @@ impl Agent {
         history: Vec<(String, String)>,
         model: Option<String>,
         message: &str,
-        on_delta: &mut (dyn FnMut(&str) + Send),
+        on_delta: &mut OnDelta<'_>,
     ) -> Result<Reply, RpcError> {
         let Some(config) = self.config.as_ref().filter(|_| !self.is_offline()) else {
             return Ok(echo::reply(message, on_delta).await);
@@ -112,14 +124,7 @@ impl Agent {
             match self.provider {
                 AgentConfigProvider::Openai => openai::reply(&turn, on_delta).await,
                 AgentConfigProvider::Echo => Ok(echo::reply(message, on_delta).await),
-                AgentConfigProvider::Anthropic => Err(RpcError::new(
-                    ErrorCode::Unavailable,
-                    format!(
-                        "agent {}: the anthropic provider is not available in this build yet",
-                        self.id
-                    ),
-                )
-                .with_retryable(false)),
+                AgentConfigProvider::Anthropic => anthropic::reply(&turn, on_delta).await,
             }
         };
         tokio::time::timeout(limit, run).await.unwrap_or_else(|_| {

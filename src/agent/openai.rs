@@ -9,10 +9,7 @@ use serde_json::{json, Value};
 
 const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
-pub async fn reply(
-    turn: &Turn<'_>,
-    on_delta: &mut (dyn FnMut(&str) + Send),
-) -> Result<Reply, RpcError> {
+pub async fn reply(turn: &Turn<'_>, on_delta: &mut super::OnDelta<'_>) -> Result<Reply, RpcError> {
     let config = turn.config;
     let base = config
         .base_url
@@ -82,7 +79,7 @@ pub async fn reply(
                     .filter(|d| !d.is_empty())
                 {
                     text.push_str(delta);
-                    on_delta(delta);
+                    on_delta(super::Delta::Text(delta));
                 }
                 if let Some(reason) = choice["finish_reason"].as_str() {
                     stop = Some(if reason == "length" {

@@ -2,10 +2,11 @@
 //! agent.message events, both sides of the turn stored.
 
 use super::{now_ms, Gateway};
-use crate::agent::{Agent, Reply};
+use crate::agent::{Agent, Delta, Reply};
 use crate::protocol::types::{
-    AgentMessageEvent, AgentMessageEventState, ChatAbortParams, ChatAbortResult, ChatMessage,
-    ChatMessageStatus, ChatParams, ChatResult, ChatResultStopReason, Usage,
+    AgentMessageEvent, AgentMessageEventState, AgentThinkingEvent, ChatAbortParams,
+    ChatAbortResult, ChatMessage, ChatMessageStatus, ChatParams, ChatResult, ChatResultStopReason,
+    Usage,
 };
 use crate::protocol::{ErrorCode, Event, RpcError};
 use std::collections::HashMap;
@@ -211,12 +212,24 @@ pub async fn run_turn(
         }
     };
     let mut partial = String::new();
-    let mut stream = |text: &str| {
-        partial.push_str(text);
-        on_delta(text);
-        let mut e = event(AgentMessageEventState::Delta);
-        e.delta = Some(text.to_string());
-        gw.bus.publish(Event::AgentMessage(e));
+    let mut stream = |delta: Delta<'_>| match delta {
+        Delta::Text(text) => {
+            partial.push_str(text);
+            on_delta(text);
+            let mut e = event(AgentMessageEventState::Delta);
+            e.delta = Some(text.to_string());
+            gw.bus.publish(Event::AgentMessage(e));
+        }
+        Delta::Thinking(text) => {
+            let e = event(AgentMessageEventState::Delta);
+            gw.bus.publish(Event::AgentThinking(AgentThinkingEvent {
+                run_id: e.run_id,
+                session_key: e.session_key,
+                agent_id: e.agent_id,
+                run_seq: e.run_seq,
+                delta: text.to_string(),
+            }));
+        }
     };
     let mut run = gw.runs.start(&run_id);
     let outcome = tokio::select! {

@@ -7,6 +7,7 @@ mod config_errors;
 mod config_rpc;
 mod errors;
 mod events;
+mod fake_anthropic;
 mod fake_openai;
 mod handshake;
 mod methods;

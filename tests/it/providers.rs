@@ -131,3 +131,115 @@ async fn an_unreachable_upstream_is_a_retryable_error() {
     );
     assert_eq!(frame["error"]["retryable"], true);
 }
+
+mod anthropic {
+    use crate::fake_anthropic::{FakeAnthropic, Script};
+    use crate::support::*;
+    use clawgate::protocol::ErrorCode;
+    use serde_json::json;
+
+    async fn gateway_for(upstream: &str) -> TestGateway {
+        TestGateway::start_with_file(&format!(
+            "[gateway]\nport = 0\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\n\n\
+             [agents]\ndefault = \"claude\"\n\n[agents.claude]\nprovider = \"anthropic\"\nbaseUrl = \"{upstream}\"\n\
+             apiKey = \"sk-ant-test\"\nmodel = \"claude-fake\"\nsystem = \"Be brief.\"\ntimeoutMs = 2000\n"
+        ))
+        .await
+    }
+
+    #[tokio::test]
+    async fn text_and_thinking_stream_and_the_request_follows_the_api() {
+        let upstream = FakeAnthropic::start(Script::Reply {
+            thinking: vec!["Greeting; ", "answer kindly."],
+            text: vec!["Hi ", "there!"],
+        })
+        .await;
+        let gw = gateway_for(&upstream.base_url).await;
+        let mut ws = gw.operator().await;
+        let frame = ws
+            .call("chat", json!({"message": "hello", "sessionKey": "a1"}))
+            .await;
+        assert_eq!(
+            frame["result"]["message"]["content"], "Hi there!",
+            "{frame}"
+        );
+        assert_eq!(
+            frame["result"]["usage"],
+            json!({"inputTokens": 25, "outputTokens": 15})
+        );
+        let mut thinking = String::new();
+        let mut seqs = Vec::new();
+        loop {
+            let frame = ws.recv().await;
+            match frame["event"].as_str() {
+                Some("agent.thinking") => {
+                    thinking.push_str(frame["data"]["delta"].as_str().unwrap())
+                }
+                Some("agent.message") if frame["data"]["state"] == "final" => {
+                    seqs.push(frame["data"]["runSeq"].as_u64().unwrap());
+                    break;
+                }
+                _ => {}
+            }
+            if let Some(seq) = frame["data"]["runSeq"].as_u64() {
+                seqs.push(seq);
+            }
+        }
+        assert_eq!(thinking, "Greeting; answer kindly.");
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as u64).collect::<Vec<_>>(),
+            "one sequence across agent events"
+        );
+
+        ws.call("chat", json!({"message": "again", "sessionKey": "a1"}))
+            .await;
+        let requests = upstream.requests();
+        let (headers, body) = &requests[1];
+        assert_eq!(headers["x-api-key"], "sk-ant-test");
+        assert_eq!(headers["anthropic-version"], "2023-06-01");
+        assert_eq!(body["system"], "Be brief.");
+        assert_eq!(body["max_tokens"], 4096);
+        let roles: Vec<&str> = body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["role"].as_str().unwrap())
+            .collect();
+        assert_eq!(roles, ["user", "assistant", "user"]);
+    }
+
+    #[tokio::test]
+    async fn errors_before_and_during_the_stream_are_upstream_errors() {
+        for (script, retryable) in [
+            (Script::Status(400), false),
+            (Script::Status(529), true),
+            (Script::OverloadedAfter(vec!["half "]), true),
+        ] {
+            let upstream = FakeAnthropic::start(script.clone()).await;
+            let gw = gateway_for(&upstream.base_url).await;
+            let mut ws = gw.operator().await;
+            let frame = ws
+                .call("chat", json!({"message": "hi", "sessionKey": "e"}))
+                .await;
+            assert_eq!(
+                error_code(&frame),
+                ErrorCode::UpstreamError.code(),
+                "{script:?}: {frame}"
+            );
+            assert_eq!(
+                frame["error"]["retryable"].as_bool().unwrap_or(false),
+                retryable,
+                "{script:?}"
+            );
+            let history = ws
+                .call("sessions.history", json!({"sessionKey": "e"}))
+                .await;
+            assert_eq!(
+                history["result"]["messages"].as_array().unwrap().len(),
+                1,
+                "{script:?}"
+            );
+        }
+    }
+}
