@@ -140,6 +140,16 @@ impl Agent {
     }
 }
 
+/// The HTTP client for model providers. reqwest is built without a
+/// default TLS provider; ring is the one linked in.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .expect("HTTP client")
+}
+
 /// The provider could not be reached or the connection broke.
 fn transport_error(agent_id: &str, e: &reqwest::Error) -> RpcError {
     let code = if e.is_timeout() {

@@ -41,9 +41,21 @@ struct Args {
     /// Where to write the Markdown report.
     #[arg(long, default_value = "BENCHMARKS.md")]
     write: PathBuf,
+    /// Sessions stored for the sessions-listing run.
+    #[arg(long, default_value_t = 10_000)]
+    sessions: usize,
+    /// Requests for the OpenAI-compatible endpoint run.
+    #[arg(long, default_value_t = 300)]
+    openai_requests: usize,
     /// Internal: run a server (gateway or echo) in this process.
     #[arg(long, hide = true)]
     serve: Option<String>,
+    /// Internal: the gateway's state dir.
+    #[arg(long, hide = true)]
+    state_dir: Option<PathBuf>,
+    /// Internal: an OpenAI-compatible upstream for the gateway's main agent.
+    #[arg(long, hide = true)]
+    upstream: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -65,7 +77,7 @@ fn main() {
     let args = Args::parse();
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     match args.serve.as_deref() {
-        Some("gateway") => serve_gateway(),
+        Some("gateway") => serve_gateway(args.state_dir, args.upstream),
         Some("echo") => serve_echo(),
         Some(other) => panic!("unknown server {other}"),
         None => tokio::runtime::Runtime::new()
@@ -76,21 +88,33 @@ fn main() {
 
 // ---- servers ----------------------------------------------------------
 
-fn serve_gateway() {
-    let overrides = vec![
+fn serve_gateway(state_dir: Option<PathBuf>, upstream: Option<String>) {
+    let mut overrides = vec![
         ("/gateway/port".to_string(), json!(0)),
         ("/gateway/auth/mode".to_string(), json!("token")),
         ("/gateway/auth/token".to_string(), json!(TOKEN)),
         ("/gateway/limits/maxConnections".to_string(), json!(100_000)),
+        (
+            "/gateway/http/chatCompletions/enabled".to_string(),
+            json!(true),
+        ),
         ("/logging/level".to_string(), json!("error")),
     ];
+    if let Some(base_url) = upstream {
+        overrides.push((
+            "/agents/main".to_string(),
+            json!({"provider": "openai", "baseUrl": base_url, "model": "fake", "apiKey": "bench"}),
+        ));
+    }
     let options = LoadOptions {
         path: None,
         env: Vec::new(),
         overrides,
     };
     let loaded = config::load(&options).expect("bench config is valid");
-    let state_dir = std::env::temp_dir().join(format!("clawgate-bench-{}", std::process::id()));
+    let state_dir = state_dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("clawgate-bench-{}", std::process::id()))
+    });
     tokio::runtime::Runtime::new()
         .expect("runtime")
         .block_on(async move {
@@ -148,8 +172,13 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn start(server: Server) -> ServerProcess {
+        Self::start_with(server, &[])
+    }
+
+    fn start_with(server: Server, extra: &[&str]) -> ServerProcess {
         let mut child = Command::new(std::env::current_exe().expect("own path"))
             .args(["--serve", server.name()])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -338,7 +367,19 @@ async fn run(args: Args) {
             e / 1024.0
         );
     }
-    let report = markdown(&args, &rows, &gateway_mem, &echo_mem);
+    let sessions = sessions_listing(args.sessions).await;
+    println!(
+        "sessions with {} stored: first page p50 {:.2} ms p99 {:.2} ms | label search p50 {:.2} ms | all pages {:.0} ms",
+        args.sessions, sessions.page_p50_ms, sessions.page_p99_ms, sessions.search_p50_ms, sessions.walk_ms
+    );
+    let openai = openai_overhead(args.openai_requests).await;
+    println!(
+        "openai endpoint: direct p50 {:.2} ms | through clawgate p50 {:.2} ms (+{:.2} ms) p99 {:.2} ms",
+        openai.direct_p50_ms, openai.gateway_p50_ms, openai.gateway_p50_ms - openai.direct_p50_ms, openai.gateway_p99_ms
+    );
+    let mut report = markdown(&args, &rows, &gateway_mem, &echo_mem);
+    report.push_str(&sessions.markdown(args.sessions));
+    report.push_str(&openai.markdown(args.openai_requests));
     std::fs::write(&args.write, report).expect("write report");
     println!("wrote {}", args.write.display());
 }
@@ -428,4 +469,217 @@ fn machine() -> String {
         .unwrap_or_else(|| "unknown CPU".to_string());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!("{cores} cores, {cpu}")
+}
+
+// ---- sessions and the OpenAI-compatible endpoint ------------------------
+
+fn percentile(sorted_ms: &[f64], q: f64) -> f64 {
+    sorted_ms
+        .get(((sorted_ms.len() as f64 * q) as usize).min(sorted_ms.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0.0)
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+struct SessionsFigures {
+    page_p50_ms: f64,
+    page_p99_ms: f64,
+    search_p50_ms: f64,
+    walk_ms: f64,
+}
+
+impl SessionsFigures {
+    fn markdown(&self, count: usize) -> String {
+        format!(
+            "\n## Sessions listing\n\n`sessions` over one connection with {count} sessions stored (each with a user and an assistant message).\n\n\
+             | query | time |\n|---|---:|\n\
+             | first page (`limit` 50), p50 | {:.2} ms |\n| first page, p99 | {:.2} ms |\n\
+             | `search` over labels and keys, p50 | {:.2} ms |\n| every page (`limit` 1000, following `nextCursor`) | {:.0} ms |\n",
+            self.page_p50_ms, self.page_p99_ms, self.search_p50_ms, self.walk_ms
+        )
+    }
+}
+
+/// Fills a store with `count` sessions, then times `sessions` on a gateway over it.
+async fn sessions_listing(count: usize) -> SessionsFigures {
+    let dir = std::env::temp_dir().join(format!("clawgate-bench-sessions-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("state dir");
+    {
+        let store = clawgate::store::Store::open(&dir).expect("store");
+        let now = clawgate::gateway::now_ms();
+        for i in 0..count {
+            let key = format!("bench:{i:05}");
+            let at = now - (count - i) as u64 * 1000;
+            store
+                .begin_turn(
+                    key.clone(),
+                    "main".into(),
+                    format!("r{i}"),
+                    "hello".into(),
+                    at,
+                )
+                .await
+                .expect("store turn");
+            store
+                .finish_turn(
+                    key,
+                    format!("r{i}"),
+                    "hello".into(),
+                    clawgate::protocol::types::ChatMessageStatus::Complete,
+                    clawgate::protocol::types::Usage {
+                        input_tokens: 1,
+                        output_tokens: 1,
+                    },
+                    at,
+                )
+                .await
+                .expect("store reply");
+        }
+    }
+    let process = ServerProcess::start_with(
+        Server::Gateway,
+        &["--state-dir", dir.to_str().expect("utf-8 path")],
+    );
+    let mut ws = open(Server::Gateway, &process.url).await;
+    let call = |params: Value| {
+        json!({"id": "s", "method": Method::Sessions.name(), "params": params}).to_string()
+    };
+    let mut page = Vec::new();
+    for _ in 0..200 {
+        let started = Instant::now();
+        let reply = round_trip(&mut ws, call(json!({"limit": 50}))).await;
+        page.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(
+            reply["result"]["sessions"].as_array().map(Vec::len),
+            Some(50)
+        );
+    }
+    let mut search = Vec::new();
+    for i in 0..50 {
+        let started = Instant::now();
+        round_trip(
+            &mut ws,
+            call(json!({"search": format!("{:05}", i * 37 % count.max(1))})),
+        )
+        .await;
+        search.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let started = Instant::now();
+    let mut cursor = Value::Null;
+    let mut seen = 0;
+    loop {
+        let mut params = json!({"limit": 1000});
+        if !cursor.is_null() {
+            params["cursor"] = cursor.clone();
+        }
+        let reply = round_trip(&mut ws, call(params)).await;
+        seen += reply["result"]["sessions"].as_array().map_or(0, Vec::len);
+        cursor = reply["result"]["nextCursor"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    let walk_ms = started.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(seen, count, "every session listed once");
+    drop(process);
+    let _ = std::fs::remove_dir_all(&dir);
+    let page = sorted(page);
+    SessionsFigures {
+        page_p50_ms: percentile(&page, 0.5),
+        page_p99_ms: percentile(&page, 0.99),
+        search_p50_ms: percentile(&sorted(search), 0.5),
+        walk_ms,
+    }
+}
+
+struct OpenAiFigures {
+    direct_p50_ms: f64,
+    gateway_p50_ms: f64,
+    gateway_p99_ms: f64,
+}
+
+impl OpenAiFigures {
+    fn markdown(&self, requests: usize) -> String {
+        format!(
+            "\n## OpenAI-compatible endpoint\n\n{requests} sequential non-streaming requests. Direct: the client streams the same reply from a local fake upstream itself. Through clawgate: `POST /v1/chat/completions` to the gateway, whose agent streams it from that upstream.\n\n\
+             | path | p50 | p99 |\n|---|---:|---:|\n\
+             | direct to the upstream | {:.2} ms | |\n| through clawgate | {:.2} ms | {:.2} ms |\n| added by clawgate (p50) | {:.2} ms | |\n",
+            self.direct_p50_ms, self.gateway_p50_ms, self.gateway_p99_ms, self.gateway_p50_ms - self.direct_p50_ms
+        )
+    }
+}
+
+async fn fake_upstream() -> String {
+    use axum::routing::post;
+    let reply = || async {
+        let mut body = String::new();
+        for piece in ["Hello", ", ", "world", "!"] {
+            let chunk = json!({"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]});
+            body.push_str(&format!("data: {chunk}\n\n"));
+        }
+        let last = json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 4}});
+        body.push_str(&format!("data: {last}\n\ndata: [DONE]\n\n"));
+        ([("content-type", "text/event-stream")], body)
+    };
+    let app = axum::Router::new().route("/v1/chat/completions", post(reply));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/v1")
+}
+
+async fn openai_overhead(requests: usize) -> OpenAiFigures {
+    let upstream = fake_upstream().await;
+    let http = clawgate::agent::http_client();
+    let body = json!({"model": "main", "messages": [{"role": "user", "content": "hi"}]});
+    let mut direct = Vec::new();
+    for _ in 0..requests {
+        let started = Instant::now();
+        let mut streamed = body.clone();
+        streamed["stream"] = json!(true);
+        let response = http
+            .post(format!("{upstream}/chat/completions"))
+            .header("content-type", "application/json")
+            .body(streamed.to_string())
+            .send()
+            .await
+            .expect("upstream");
+        let mut chunks = response.bytes_stream();
+        while chunks.next().await.is_some() {}
+        direct.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let process = ServerProcess::start_with(Server::Gateway, &["--upstream", &upstream]);
+    let endpoint = process.url.replacen("ws://", "http://", 1) + "v1/chat/completions";
+    let mut through = Vec::new();
+    for _ in 0..requests {
+        let started = Instant::now();
+        let response = http
+            .post(&endpoint)
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("gateway");
+        let reply: Value =
+            serde_json::from_slice(&response.bytes().await.expect("body")).expect("JSON");
+        assert_eq!(reply["choices"][0]["message"]["content"], "Hello, world!");
+        through.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let through = sorted(through);
+    OpenAiFigures {
+        direct_p50_ms: percentile(&sorted(direct), 0.5),
+        gateway_p50_ms: percentile(&through, 0.5),
+        gateway_p99_ms: percentile(&through, 0.99),
+    }
 }

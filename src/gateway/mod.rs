@@ -72,12 +72,7 @@ impl Gateway {
         let config_path = loaded.path.clone();
         let configs = ConfigService::new(loaded, options);
         let health = HealthService::new(started, configs.health());
-        // reqwest is built without a default TLS provider; ring is the one linked in.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .build()
-            .expect("HTTP client");
+        let http = crate::agent::http_client();
         Arc::new(Gateway {
             configs,
             store,
