@@ -5,11 +5,12 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 use std::path::Path;
 
-pub const FILES: [&str; 5] = [
+pub const FILES: [&str; 6] = [
     "common.json",
     "protocol.json",
     "methods.json",
     "events.json",
+    "tools.json",
     "config.json",
 ];
 
@@ -30,6 +31,13 @@ pub struct EventSpec {
     pub payload_type: String,
 }
 
+/// One agent tool as the code generator needs it.
+pub struct ToolSpec {
+    pub name: String,
+    pub summary: String,
+    pub params_type: String,
+}
+
 pub struct ErrorCodeSpec {
     pub name: String,
     pub code: i64,
@@ -42,6 +50,7 @@ pub struct Bundle {
     pub protocol_version: u64,
     pub methods: Vec<MethodSpec>,
     pub events: Vec<EventSpec>,
+    pub tools: Vec<ToolSpec>,
     pub error_codes: Vec<ErrorCodeSpec>,
     pub scopes: Vec<String>,
     pub scope_implies: Vec<(String, Vec<String>)>,
@@ -144,6 +153,36 @@ pub fn load(dir: &Path) -> Result<Bundle> {
         });
     }
 
+    let mut tools = Vec::new();
+    let mut bundled_tools = Map::new();
+    let tool_table = docs["tools.json"]["tools"]
+        .as_object()
+        .ok_or("tools.json needs a tools object")?;
+    for (name, spec) in tool_table {
+        let ctx = format!("tool {name}");
+        let summary = read_summary(spec, &ctx)?;
+        let params_type = lift(
+            &mut defs,
+            &spec["parameters"],
+            &format!("{}ToolParams", pascal(name)),
+            &ctx,
+        )?;
+        let example = spec.get("example").ok_or(format!("{ctx} has no example"))?;
+        bundled_tools.insert(
+            name.clone(),
+            json!({
+                "summary": summary,
+                "parameters": {"$ref": format!("#/$defs/{params_type}")},
+                "example": example,
+            }),
+        );
+        tools.push(ToolSpec {
+            name: name.clone(),
+            summary,
+            params_type,
+        });
+    }
+
     let mut config = docs["config.json"].clone();
     let config_obj = config
         .as_object_mut()
@@ -166,6 +205,7 @@ pub fn load(dir: &Path) -> Result<Bundle> {
         "x-scope-implies": protocol["x-scope-implies"],
         "methods": bundled_methods,
         "events": bundled_events,
+        "tools": bundled_tools,
         "config": {"$ref": "#/$defs/Config"},
         "$defs": defs,
     });
@@ -174,6 +214,7 @@ pub fn load(dir: &Path) -> Result<Bundle> {
         protocol_version,
         methods,
         events,
+        tools,
         error_codes,
         scopes,
         scope_implies,

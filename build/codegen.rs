@@ -204,6 +204,52 @@ pub fn dispatch(b: &Bundle) -> String {
         "    pub fn payload(&self) -> serde_json::Result<serde_json::Value> {{\n        match self {{\n{payloads}        }}\n    }}\n}}"
     );
 
+    // Agent tools.
+    let _ = writeln!(w, "/// Every agent tool, from tools.json.\n#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]\npub enum Tool {{");
+    for t in &b.tools {
+        let _ = writeln!(w, "    /// {}\n    {},", t.summary, pascal(&t.name));
+    }
+    let _ = writeln!(w, "}}\nimpl Tool {{");
+    let all: Vec<String> = b
+        .tools
+        .iter()
+        .map(|t| format!("Tool::{}", pascal(&t.name)))
+        .collect();
+    let _ = writeln!(
+        w,
+        "    pub const ALL: &'static [Tool] = &[{}];",
+        all.join(", ")
+    );
+    for (func, f) in [
+        (
+            "name",
+            &(|t: &crate::bundle::ToolSpec| lit(&t.name)) as &dyn Fn(&_) -> String,
+        ),
+        ("summary", &|t: &crate::bundle::ToolSpec| lit(&t.summary)),
+        ("params_def", &|t: &crate::bundle::ToolSpec| {
+            lit(&t.params_type)
+        }),
+    ] {
+        let arms: String = b
+            .tools
+            .iter()
+            .map(|t| format!("            Tool::{} => {},\n", pascal(&t.name), f(t)))
+            .collect();
+        let _ = writeln!(w, "    pub fn {func}(self) -> &'static str {{\n        match self {{\n{arms}        }}\n    }}");
+    }
+    let from: String = b
+        .tools
+        .iter()
+        .map(|t| {
+            format!(
+                "            {} => Some(Tool::{}),\n",
+                lit(&t.name),
+                pascal(&t.name)
+            )
+        })
+        .collect();
+    let _ = writeln!(w, "    pub fn from_name(name: &str) -> Option<Tool> {{\n        match name {{\n{from}            _ => None,\n        }}\n    }}\n}}");
+
     // Error codes.
     let _ = writeln!(w, "/// Every error code, from protocol.json x-error-codes.\n#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]\npub enum ErrorCode {{");
     for e in &b.error_codes {

@@ -41,6 +41,21 @@ pub struct Reply {
     pub stop_reason: ChatResultStopReason,
 }
 
+/// The tools a turn may call, and how to call them.
+pub trait ToolBox: Send + Sync {
+    /// What the model is offered: (name, description, parameters schema).
+    fn offered(&self) -> Vec<(String, String, serde_json::Value)>;
+    /// Runs one call; an Err is shown to the model.
+    fn call<'a>(
+        &'a self,
+        call_id: &'a str,
+        name: &'a str,
+        arguments: serde_json::Value,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<serde_json::Value, String>> + Send + 'a>,
+    >;
+}
+
 /// Everything a provider needs for one reply.
 pub struct Turn<'a> {
     pub agent_id: &'a str,
@@ -50,6 +65,7 @@ pub struct Turn<'a> {
     pub history: Vec<(String, String)>,
     pub message: &'a str,
     pub http: &'a reqwest::Client,
+    pub tools: &'a dyn ToolBox,
 }
 
 impl Agent {
@@ -91,9 +107,11 @@ impl Agent {
 
     /// Runs one reply to `message`, calling `on_delta` with each piece of
     /// text as it arrives. `model` overrides the agent's model.
+    #[allow(clippy::too_many_arguments)]
     pub async fn reply(
         &self,
         http: &reqwest::Client,
+        tools: &dyn ToolBox,
         history: Vec<(String, String)>,
         model: Option<String>,
         message: &str,
@@ -118,6 +136,7 @@ impl Agent {
             history,
             message,
             http,
+            tools,
         };
         let limit = Duration::from_millis(config.timeout_ms as u64);
         let run = async {

@@ -1,21 +1,35 @@
 //! The `openai` provider: any OpenAI-compatible chat-completions endpoint,
-//! streamed over server-sent events.
+//! streamed over server-sent events, with tool calls: the model asks, the
+//! tool runs, the result goes back, the model answers.
 
-use super::{sse::SseLines, Reply, Turn};
+use super::{sse::SseLines, Delta, OnDelta, Reply, Turn};
 use crate::protocol::types::{ChatResultStopReason, Usage};
 use crate::protocol::RpcError;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+/// Model → tools → model exchanges allowed in one turn.
+const MAX_TOOL_ROUNDS: usize = 8;
 
-pub async fn reply(turn: &Turn<'_>, on_delta: &mut super::OnDelta<'_>) -> Result<Reply, RpcError> {
+/// One streamed response.
+#[derive(Default)]
+struct Round {
+    text: String,
+    usage: Option<Usage>,
+    finish: Option<String>,
+    calls: Vec<ToolCall>,
+}
+
+#[derive(Default, Clone)]
+struct ToolCall {
+    id: String,
+    name: String,
+    arguments: String,
+}
+
+pub async fn reply(turn: &Turn<'_>, on_delta: &mut OnDelta<'_>) -> Result<Reply, RpcError> {
     let config = turn.config;
-    let base = config
-        .base_url
-        .as_deref()
-        .unwrap_or(DEFAULT_BASE_URL)
-        .trim_end_matches('/');
     let mut messages = Vec::new();
     if let Some(system) = &config.system {
         messages.push(json!({"role": "system", "content": system}));
@@ -24,12 +38,95 @@ pub async fn reply(turn: &Turn<'_>, on_delta: &mut super::OnDelta<'_>) -> Result
         messages.push(json!({"role": role, "content": content}));
     }
     messages.push(json!({"role": "user", "content": turn.message}));
+    let tools: Vec<Value> = turn
+        .tools
+        .offered()
+        .into_iter()
+        .map(|(name, description, parameters)| {
+            json!({"type": "function", "function": {"name": name, "description": description, "parameters": parameters}})
+        })
+        .collect();
+    let mut text = String::new();
+    let mut usage = Usage {
+        input_tokens: 0,
+        output_tokens: 0,
+    };
+    for _ in 0..MAX_TOOL_ROUNDS {
+        let round = stream_round(turn, &messages, &tools, on_delta).await?;
+        text.push_str(&round.text);
+        if let Some(u) = &round.usage {
+            usage.input_tokens += u.input_tokens;
+            usage.output_tokens += u.output_tokens;
+        }
+        let finish = round.finish.ok_or_else(|| {
+            super::malformed(turn.agent_id, "the stream ended without a finish_reason")
+        })?;
+        if round.calls.is_empty() {
+            let stop_reason = if finish == "length" {
+                ChatResultStopReason::Length
+            } else {
+                ChatResultStopReason::Stop
+            };
+            return Ok(Reply {
+                text,
+                usage,
+                stop_reason,
+            });
+        }
+        let requested: Vec<Value> = round
+            .calls
+            .iter()
+            .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+            .collect();
+        let content = if round.text.is_empty() {
+            Value::Null
+        } else {
+            json!(round.text)
+        };
+        messages.push(json!({"role": "assistant", "content": content, "tool_calls": requested}));
+        for call in round.calls {
+            let outcome = match serde_json::from_str::<Value>(if call.arguments.is_empty() {
+                "{}"
+            } else {
+                &call.arguments
+            }) {
+                Ok(arguments) => turn.tools.call(&call.id, &call.name, arguments).await,
+                Err(e) => Err(format!("the arguments are not JSON: {e}")),
+            };
+            let content = match outcome {
+                Ok(result) => result.to_string(),
+                Err(error) => json!({ "error": error }).to_string(),
+            };
+            messages.push(json!({"role": "tool", "tool_call_id": call.id, "content": content}));
+        }
+    }
+    Err(super::malformed(
+        turn.agent_id,
+        &format!("the model kept calling tools after {MAX_TOOL_ROUNDS} rounds"),
+    ))
+}
+
+async fn stream_round(
+    turn: &Turn<'_>,
+    messages: &[Value],
+    tools: &[Value],
+    on_delta: &mut OnDelta<'_>,
+) -> Result<Round, RpcError> {
+    let config = turn.config;
+    let base = config
+        .base_url
+        .as_deref()
+        .unwrap_or(DEFAULT_BASE_URL)
+        .trim_end_matches('/');
     let mut body = json!({
         "model": turn.model,
         "messages": messages,
         "stream": true,
         "stream_options": {"include_usage": true},
     });
+    if !tools.is_empty() {
+        body["tools"] = json!(tools);
+    }
     if let Some(t) = config.temperature {
         body["temperature"] = json!(t);
     }
@@ -39,7 +136,8 @@ pub async fn reply(turn: &Turn<'_>, on_delta: &mut super::OnDelta<'_>) -> Result
     let mut request = turn
         .http
         .post(format!("{base}/chat/completions"))
-        .json_body(&body);
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_string());
     if let Some(key) = &config.api_key {
         request = request.bearer_auth(key.as_str());
     }
@@ -56,16 +154,14 @@ pub async fn reply(turn: &Turn<'_>, on_delta: &mut super::OnDelta<'_>) -> Result
             &upstream_message(&text),
         ));
     }
-    let mut text = String::new();
-    let mut usage = None;
-    let mut stop = None;
+    let mut round = Round::default();
     let mut lines = SseLines::default();
-    let mut body = response.bytes_stream();
-    while let Some(chunk) = body.next().await {
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| super::transport_error(turn.agent_id, &e))?;
         for data in lines.push(&chunk) {
             if data == "[DONE]" {
-                return finish(turn.agent_id, text, usage, stop);
+                return Ok(round);
             }
             let event: Value = serde_json::from_str(&data).map_err(|e| {
                 super::malformed(turn.agent_id, &format!("an event is not JSON: {e}"))
@@ -74,23 +170,33 @@ pub async fn reply(turn: &Turn<'_>, on_delta: &mut super::OnDelta<'_>) -> Result
                 return Err(super::status_error(turn.agent_id, 502, &error.to_string()));
             }
             if let Some(choice) = event["choices"].get(0) {
-                if let Some(delta) = choice["delta"]["content"]
-                    .as_str()
-                    .filter(|d| !d.is_empty())
-                {
-                    text.push_str(delta);
-                    on_delta(super::Delta::Text(delta));
+                let delta = &choice["delta"];
+                if let Some(piece) = delta["content"].as_str().filter(|d| !d.is_empty()) {
+                    round.text.push_str(piece);
+                    on_delta(Delta::Text(piece));
+                }
+                for call in delta["tool_calls"].as_array().into_iter().flatten() {
+                    let index = call["index"].as_u64().unwrap_or(0) as usize;
+                    if round.calls.len() <= index {
+                        round.calls.resize(index + 1, ToolCall::default());
+                    }
+                    let slot = &mut round.calls[index];
+                    if let Some(id) = call["id"].as_str() {
+                        slot.id = id.to_string();
+                    }
+                    if let Some(name) = call["function"]["name"].as_str() {
+                        slot.name.push_str(name);
+                    }
+                    if let Some(arguments) = call["function"]["arguments"].as_str() {
+                        slot.arguments.push_str(arguments);
+                    }
                 }
                 if let Some(reason) = choice["finish_reason"].as_str() {
-                    stop = Some(if reason == "length" {
-                        ChatResultStopReason::Length
-                    } else {
-                        ChatResultStopReason::Stop
-                    });
+                    round.finish = Some(reason.to_string());
                 }
             }
             if let Some(u) = event.get("usage").filter(|u| u.is_object()) {
-                usage = Some(Usage {
+                round.usage = Some(Usage {
                     input_tokens: u["prompt_tokens"].as_u64().unwrap_or(0),
                     output_tokens: u["completion_tokens"].as_u64().unwrap_or(0),
                 });
@@ -103,42 +209,9 @@ pub async fn reply(turn: &Turn<'_>, on_delta: &mut super::OnDelta<'_>) -> Result
     ))
 }
 
-fn finish(
-    agent_id: &str,
-    text: String,
-    usage: Option<Usage>,
-    stop: Option<ChatResultStopReason>,
-) -> Result<Reply, RpcError> {
-    let Some(stop_reason) = stop else {
-        return Err(super::malformed(
-            agent_id,
-            "the stream ended without a finish_reason",
-        ));
-    };
-    Ok(Reply {
-        usage: usage.unwrap_or(Usage {
-            input_tokens: 0,
-            output_tokens: 0,
-        }),
-        text,
-        stop_reason,
-    })
-}
-
 fn upstream_message(body: &str) -> String {
     serde_json::from_str::<Value>(body)
         .ok()
         .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
         .unwrap_or_else(|| body.chars().take(300).collect())
-}
-
-trait JsonBody {
-    fn json_body(self, body: &Value) -> Self;
-}
-
-impl JsonBody for reqwest::RequestBuilder {
-    fn json_body(self, body: &Value) -> Self {
-        self.header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string())
-    }
 }

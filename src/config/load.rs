@@ -261,7 +261,8 @@ pub fn validate(value: &Value) -> Result<Config, Vec<(String, String)>> {
     }
     let config: Config =
         serde_json::from_value(value.clone()).map_err(|e| vec![(String::new(), e.to_string())])?;
-    let problems = cross_field_problems(&config.gateway);
+    let mut problems = cross_field_problems(&config.gateway);
+    problems.extend(unknown_tools(&config));
     if problems.is_empty() {
         Ok(config)
     } else {
@@ -439,4 +440,27 @@ pub fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
             .entry(segment.to_string())
             .or_insert_with(|| Value::Object(Map::new()));
     }
+}
+
+/// Tool names in `agents.<id>.tools` that schema/tools.json does not define.
+fn unknown_tools(config: &Config) -> Vec<(String, String)> {
+    let known: Vec<String> = crate::protocol::Tool::ALL
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect();
+    let mut problems = Vec::new();
+    for (id, agent) in &config.agents.extra {
+        for (i, name) in agent.tools.iter().enumerate() {
+            if crate::protocol::Tool::from_name(name).is_none() {
+                let hint = crate::protocol::closest(name, &known)
+                    .map(|best| format!("; did you mean {best}?"))
+                    .unwrap_or_else(|| format!("; tools: {}", known.join(", ")));
+                problems.push((
+                    format!("/agents/{id}/tools/{i}"),
+                    format!("no tool {name}{hint}"),
+                ));
+            }
+        }
+    }
+    problems
 }

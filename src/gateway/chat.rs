@@ -2,14 +2,19 @@
 //! agent.message events, both sides of the turn stored.
 
 use super::{now_ms, Gateway};
+use crate::agent::ToolBox;
 use crate::agent::{Agent, Delta, Reply};
 use crate::protocol::types::{
     AgentMessageEvent, AgentMessageEventState, AgentThinkingEvent, ChatAbortParams,
     ChatAbortResult, ChatMessage, ChatMessageStatus, ChatParams, ChatResult, ChatResultStopReason,
     Usage,
 };
+use crate::protocol::types::{AgentToolEvent, AgentToolEventPhase};
+use crate::protocol::Tool;
 use crate::protocol::{ErrorCode, Event, RpcError};
+use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 /// Running turns by run id, so chat.abort can stop them.
@@ -197,19 +202,21 @@ pub async fn run_turn(
     let event_session = session_key
         .clone()
         .unwrap_or_else(|| format!("stateless:{run_id}"));
-    let mut run_seq = 0u64;
-    let mut event = |state: AgentMessageEventState| {
-        run_seq += 1;
-        AgentMessageEvent {
-            run_id: run_id.clone(),
-            session_key: event_session.clone(),
-            agent_id: agent.id.clone(),
-            run_seq: std::num::NonZeroU64::new(run_seq).expect("counted from 1"),
-            state,
-            delta: None,
-            message: None,
-            error: None,
-        }
+    let events = RunEvents {
+        gw,
+        run_id: run_id.clone(),
+        session_key: event_session.clone(),
+        agent_id: agent.id.clone(),
+        seq: AtomicU64::new(0),
+    };
+    let event = |state: AgentMessageEventState| events.message(state);
+    let tools = TurnTools {
+        events: &events,
+        allowed: agent
+            .config
+            .as_ref()
+            .map(|c| c.tools.iter().filter_map(|t| Tool::from_name(t)).collect())
+            .unwrap_or_default(),
     };
     let mut partial = String::new();
     let mut stream = |delta: Delta<'_>| match delta {
@@ -220,20 +227,11 @@ pub async fn run_turn(
             e.delta = Some(text.to_string());
             gw.bus.publish(Event::AgentMessage(e));
         }
-        Delta::Thinking(text) => {
-            let e = event(AgentMessageEventState::Delta);
-            gw.bus.publish(Event::AgentThinking(AgentThinkingEvent {
-                run_id: e.run_id,
-                session_key: e.session_key,
-                agent_id: e.agent_id,
-                run_seq: e.run_seq,
-                delta: text.to_string(),
-            }));
-        }
+        Delta::Thinking(text) => events.thinking(text),
     };
     let mut run = gw.runs.start(&run_id);
     let outcome = tokio::select! {
-        reply = agent.reply(&gw.http, history, session_model, &message, &mut stream) => Some(reply),
+        reply = agent.reply(&gw.http, &tools, history, session_model, &message, &mut stream) => Some(reply),
         _ = run.aborted() => None,
     };
     drop(run);
@@ -336,5 +334,114 @@ pub fn abort(gw: &Gateway, params: ChatAbortParams) -> ChatAbortResult {
     ChatAbortResult {
         aborted: gw.runs.abort(&run_id),
         run_id,
+    }
+}
+
+/// Builds the events of one run, numbering them with one sequence.
+struct RunEvents<'a> {
+    gw: &'a Gateway,
+    run_id: String,
+    session_key: String,
+    agent_id: String,
+    seq: AtomicU64,
+}
+
+impl RunEvents<'_> {
+    fn next_seq(&self) -> std::num::NonZeroU64 {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        std::num::NonZeroU64::new(seq).expect("counted from 1")
+    }
+
+    fn message(&self, state: AgentMessageEventState) -> AgentMessageEvent {
+        AgentMessageEvent {
+            run_id: self.run_id.clone(),
+            session_key: self.session_key.clone(),
+            agent_id: self.agent_id.clone(),
+            run_seq: self.next_seq(),
+            state,
+            delta: None,
+            message: None,
+            error: None,
+        }
+    }
+
+    fn thinking(&self, text: &str) {
+        self.gw
+            .bus
+            .publish(Event::AgentThinking(AgentThinkingEvent {
+                run_id: self.run_id.clone(),
+                session_key: self.session_key.clone(),
+                agent_id: self.agent_id.clone(),
+                run_seq: self.next_seq(),
+                delta: text.to_string(),
+            }));
+    }
+
+    fn tool(
+        &self,
+        phase: AgentToolEventPhase,
+        call_id: &str,
+        name: &str,
+        arguments: &Value,
+        outcome: Option<&Result<Value, String>>,
+    ) {
+        self.gw.bus.publish(Event::AgentTool(AgentToolEvent {
+            run_id: self.run_id.clone(),
+            session_key: self.session_key.clone(),
+            agent_id: self.agent_id.clone(),
+            run_seq: self.next_seq(),
+            phase,
+            call_id: call_id.to_string(),
+            name: name.to_string(),
+            arguments: arguments.clone(),
+            result: outcome.and_then(|o| o.as_ref().ok().cloned()),
+            error: outcome.and_then(|o| o.as_ref().err().cloned()),
+        }));
+    }
+}
+
+/// The agent's configured tools, each call announced as agent.tool.
+struct TurnTools<'a> {
+    events: &'a RunEvents<'a>,
+    allowed: Vec<Tool>,
+}
+
+impl ToolBox for TurnTools<'_> {
+    fn offered(&self) -> Vec<(String, String, Value)> {
+        self.allowed
+            .iter()
+            .map(|tool| {
+                let schema = crate::protocol::Schemas::get()
+                    .def(tool.params_def())
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                (tool.name().to_string(), tool.summary().to_string(), schema)
+            })
+            .collect()
+    }
+
+    fn call<'a>(
+        &'a self,
+        call_id: &'a str,
+        name: &'a str,
+        arguments: Value,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, String>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            self.events
+                .tool(AgentToolEventPhase::Start, call_id, name, &arguments, None);
+            let outcome = match Tool::from_name(name).filter(|t| self.allowed.contains(t)) {
+                Some(tool) => super::tools::run(self.events.gw, tool, arguments.clone()).await,
+                None => Err(format!("no tool {name} is available to this agent")),
+            };
+            self.events.tool(
+                AgentToolEventPhase::End,
+                call_id,
+                name,
+                &arguments,
+                Some(&outcome),
+            );
+            outcome
+        })
     }
 }

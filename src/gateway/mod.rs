@@ -12,6 +12,7 @@ mod limiter;
 mod reload;
 mod sessions;
 mod status;
+mod tools;
 
 pub use bus::{EventBus, Published};
 pub use config_service::{Applied, ConfigService};

@@ -21,6 +21,9 @@ pub enum Script {
     BreakAfter(Vec<&'static str>),
     /// Accept the request and never answer.
     Hang,
+    /// First call a tool with these JSON arguments; once the tool result
+    /// comes back, stream the text.
+    ToolThenText(&'static str, &'static str, Vec<&'static str>),
 }
 
 #[derive(Clone)]
@@ -88,6 +91,9 @@ async fn completions(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
+    let has_tool_result = body["messages"]
+        .as_array()
+        .is_some_and(|m| m.iter().any(|m| m["role"] == "tool"));
     shared.requests.lock().unwrap().push((headers, body));
     let sse = |parts: Vec<Result<Bytes, std::io::Error>>| {
         Response::builder()
@@ -116,6 +122,30 @@ async fn completions(
             Json(json!({"error": {"message": format!("scripted failure {code}"), "type": "server_error"}})),
         )
             .into_response(),
+        Script::ToolThenText(name, arguments, _) if !has_tool_result => {
+            let call = json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                "function": {"name": name, "arguments": ""}}]});
+            let (head, tail) = arguments.split_at(arguments.len() / 2);
+            let mut parts = vec![
+                chunk(json!({"role": "assistant", "content": null}), None),
+                chunk(call, None),
+            ];
+            for part in [head, tail] {
+                parts.push(chunk(
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}),
+                    None,
+                ));
+            }
+            parts.push(chunk(json!({}), Some("tool_calls")));
+            parts.push("data: [DONE]\n\n".to_string());
+            sse(parts.into_iter().map(|p| Ok(Bytes::from(p))).collect())
+        }
+        Script::ToolThenText(_, _, pieces) => {
+            let mut parts = text_chunks(&pieces);
+            parts.push(chunk(json!({}), Some("stop")));
+            parts.push("data: [DONE]\n\n".to_string());
+            sse(parts.into_iter().map(|p| Ok(Bytes::from(p))).collect())
+        }
         Script::Hang => {
             std::future::pending::<()>().await;
             unreachable!()

@@ -132,6 +132,73 @@ async fn an_unreachable_upstream_is_a_retryable_error() {
     assert_eq!(frame["error"]["retryable"], true);
 }
 
+#[tokio::test]
+async fn a_tool_call_runs_and_its_result_goes_back_to_the_model() {
+    let upstream = FakeOpenAi::start(Script::ToolThenText(
+        "sessions_list",
+        r#"{"limit": 5}"#,
+        vec!["You have ", "one session."],
+    ))
+    .await;
+    let gw = TestGateway::start_with_file(&format!(
+        "[gateway]\nport = 0\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\n\n\
+         [agents]\ndefault = \"gpt\"\n\n[agents.gpt]\nprovider = \"openai\"\nbaseUrl = \"{}\"\n\
+         model = \"fake-model\"\ntools = [\"sessions_list\", \"session_history\"]\n",
+        upstream.base_url
+    ))
+    .await;
+    let mut ws = gw.operator().await;
+    let frame = ws
+        .call(
+            "chat",
+            json!({"message": "what sessions do I have?", "sessionKey": "t1"}),
+        )
+        .await;
+    assert_eq!(
+        frame["result"]["message"]["content"], "You have one session.",
+        "{frame}"
+    );
+
+    let mut tool_events = Vec::new();
+    loop {
+        let event = ws.recv().await;
+        if event["event"] == "agent.tool" {
+            tool_events.push(event["data"].clone());
+        }
+        if event["event"] == "agent.message" && event["data"]["state"] == "final" {
+            break;
+        }
+    }
+    assert_eq!(tool_events.len(), 2, "{tool_events:?}");
+    assert_eq!(tool_events[0]["phase"], "start");
+    assert_eq!(tool_events[0]["name"], "sessions_list");
+    assert_eq!(tool_events[0]["arguments"], json!({"limit": 5}));
+    assert_eq!(tool_events[1]["phase"], "end");
+    assert_eq!(
+        tool_events[1]["result"]["sessions"][0]["key"], "t1",
+        "the tool saw the store"
+    );
+
+    let requests = upstream.requests();
+    assert_eq!(requests.len(), 2);
+    let offered: Vec<&str> = requests[0].1["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["sessions_list", "session_history"]);
+    let messages = requests[1].1["messages"].as_array().unwrap();
+    let tool_reply = messages
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .expect("tool result sent back");
+    assert_eq!(tool_reply["tool_call_id"], "call_1");
+    let content: serde_json::Value =
+        serde_json::from_str(tool_reply["content"].as_str().unwrap()).unwrap();
+    assert_eq!(content["sessions"][0]["key"], "t1");
+}
+
 mod anthropic {
     use crate::fake_anthropic::{FakeAnthropic, Script};
     use crate::support::*;
