@@ -17,10 +17,22 @@ pub fn config_table() -> String {
 }
 
 fn rows(schemas: &Schemas, schema: &Value, pointer: &str, out: &mut String) {
-    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
-        return;
-    };
-    for (key, prop) in props {
+    let empty = serde_json::Map::new();
+    let props = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    // Keys the user names (e.g. agent ids) are shown as <id>.
+    let named = schema
+        .get("additionalProperties")
+        .filter(|a| a.is_object())
+        .map(|_| ("<id>".to_string(), Value::Null));
+    for (key, prop) in props
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .chain(named)
+    {
+        let prop = &prop;
         if key == "$schema" {
             continue;
         }

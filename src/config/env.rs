@@ -54,12 +54,26 @@ fn resolve(key: &str) -> Option<(String, Value)> {
     let mut pointer = String::new();
     for segment in key.split("__") {
         schema = deref(schemas, schema);
-        let props = schema.get("properties")?.as_object()?;
         let wanted = normalize(segment);
-        let (name, child) = props.iter().find(|(name, _)| normalize(name) == wanted)?;
+        let known = schema
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .and_then(|props| props.iter().find(|(name, _)| normalize(name) == wanted))
+            .map(|(name, child)| (name.clone(), child.clone()));
+        // A key the user names (e.g. an agent id) is taken in lower case.
+        let (name, child) = match known {
+            Some(found) => found,
+            None => (
+                segment.to_lowercase(),
+                schema
+                    .get("additionalProperties")
+                    .filter(|a| a.is_object())?
+                    .clone(),
+            ),
+        };
         pointer.push('/');
-        pointer.push_str(name);
-        schema = child.clone();
+        pointer.push_str(&name);
+        schema = child;
     }
     Some((pointer, deref(schemas, schema)))
 }

@@ -128,3 +128,29 @@ fn an_unknown_environment_key_is_an_error_naming_the_variable() {
     assert_eq!(code, 2);
     assert!(stderr.contains("CLAWGATE_GATEWAY__PROT"), "{stderr}");
 }
+
+#[tokio::test]
+async fn agents_can_be_declared_through_the_environment() {
+    let dir = temp_dir("envagents");
+    let gw = TestGateway::spawn(
+        &dir,
+        &["--port", "0"],
+        &[
+            ("CLAWGATE_AGENTS__HELPER__PROVIDER", "echo"),
+            ("CLAWGATE_AGENTS__DEFAULT", "helper"),
+        ],
+    );
+    let mut ws = gw.raw().await;
+    ws.call(
+        "connect",
+        serde_json::json!({"protocol": {"min": 1, "max": 1}, "client": {"name": "it", "version": "1"}, "role": "operator"}),
+    )
+    .await;
+    let status = ws.call("status", serde_json::json!({})).await;
+    assert_eq!(
+        status["result"]["agents"],
+        serde_json::json!([{"id": "helper", "provider": "echo", "offline": true, "default": true}])
+    );
+    let reply = ws.call("chat", serde_json::json!({"message": "hey"})).await;
+    assert_eq!(reply["result"]["agentId"], "helper");
+}
