@@ -1,5 +1,6 @@
 //! The `anthropic` provider: the Messages API, streamed over server-sent
-//! events, with thinking blocks passed on as reasoning deltas.
+//! events, with thinking blocks passed on as reasoning deltas and tool use
+//! (the model asks, the tool runs, the result goes back, the model answers).
 
 use super::{sse::SseLines, Delta, OnDelta, Reply, Turn};
 use crate::protocol::types::{ChatResultStopReason, Usage};
@@ -11,14 +12,29 @@ const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 const API_VERSION: &str = "2023-06-01";
 /// The Messages API requires max_tokens; used when the agent sets none.
 const DEFAULT_MAX_TOKENS: u64 = 4096;
+/// Model → tools → model exchanges allowed in one turn.
+const MAX_TOOL_ROUNDS: usize = 8;
+
+/// One streamed message.
+#[derive(Default)]
+struct Round {
+    text: String,
+    usage: Usage,
+    stop: Option<String>,
+    /// Tool uses by content block index: (index, id, name, partial JSON).
+    tool_uses: Vec<(u64, String, String, String)>,
+}
+
+impl Default for Usage {
+    fn default() -> Self {
+        Usage {
+            input_tokens: 0,
+            output_tokens: 0,
+        }
+    }
+}
 
 pub async fn reply(turn: &Turn<'_>, on_delta: &mut OnDelta<'_>) -> Result<Reply, RpcError> {
-    let config = turn.config;
-    let base = config
-        .base_url
-        .as_deref()
-        .unwrap_or(DEFAULT_BASE_URL)
-        .trim_end_matches('/');
     // The API takes only user and assistant turns; the system prompt is separate.
     let mut messages: Vec<Value> = turn
         .history
@@ -27,12 +43,82 @@ pub async fn reply(turn: &Turn<'_>, on_delta: &mut OnDelta<'_>) -> Result<Reply,
         .map(|(role, content)| json!({"role": role, "content": content}))
         .collect();
     messages.push(json!({"role": "user", "content": turn.message}));
+    let tools: Vec<Value> = turn
+        .tools
+        .offered()
+        .into_iter()
+        .map(|(name, description, schema)| json!({"name": name, "description": description, "input_schema": schema}))
+        .collect();
+    let mut text = String::new();
+    let mut usage = Usage::default();
+    for _ in 0..MAX_TOOL_ROUNDS {
+        let round = stream_round(turn, &messages, &tools, on_delta).await?;
+        text.push_str(&round.text);
+        usage.input_tokens += round.usage.input_tokens;
+        usage.output_tokens += round.usage.output_tokens;
+        let stop = round.stop.unwrap_or_default();
+        if stop != "tool_use" || round.tool_uses.is_empty() {
+            let stop_reason = if stop == "max_tokens" {
+                ChatResultStopReason::Length
+            } else {
+                ChatResultStopReason::Stop
+            };
+            return Ok(Reply {
+                text,
+                usage,
+                stop_reason,
+            });
+        }
+        let mut blocks = Vec::new();
+        if !round.text.is_empty() {
+            blocks.push(json!({"type": "text", "text": round.text}));
+        }
+        let mut results = Vec::new();
+        for (_, id, name, input) in round.tool_uses {
+            let parsed =
+                serde_json::from_str::<Value>(if input.is_empty() { "{}" } else { &input })
+                    .map_err(|e| format!("the input is not JSON: {e}"));
+            let echoed = parsed.as_ref().cloned().unwrap_or(json!({}));
+            blocks.push(json!({"type": "tool_use", "id": id, "name": name, "input": echoed}));
+            let outcome = match parsed {
+                Ok(arguments) => turn.tools.call(&id, &name, arguments).await,
+                Err(e) => Err(e),
+            };
+            results.push(match outcome {
+                Ok(result) => json!({"type": "tool_result", "tool_use_id": id, "content": result.to_string()}),
+                Err(error) => json!({"type": "tool_result", "tool_use_id": id, "content": error, "is_error": true}),
+            });
+        }
+        messages.push(json!({"role": "assistant", "content": blocks}));
+        messages.push(json!({"role": "user", "content": results}));
+    }
+    Err(super::malformed(
+        turn.agent_id,
+        &format!("the model kept calling tools after {MAX_TOOL_ROUNDS} rounds"),
+    ))
+}
+
+async fn stream_round(
+    turn: &Turn<'_>,
+    messages: &[Value],
+    tools: &[Value],
+    on_delta: &mut OnDelta<'_>,
+) -> Result<Round, RpcError> {
+    let config = turn.config;
+    let base = config
+        .base_url
+        .as_deref()
+        .unwrap_or(DEFAULT_BASE_URL)
+        .trim_end_matches('/');
     let mut body = json!({
         "model": turn.model,
         "messages": messages,
         "max_tokens": config.max_tokens.map_or(DEFAULT_MAX_TOKENS, |m| m.get()),
         "stream": true,
     });
+    if !tools.is_empty() {
+        body["tools"] = json!(tools);
+    }
     if let Some(system) = &config.system {
         body["system"] = json!(system);
     }
@@ -65,12 +151,7 @@ pub async fn reply(turn: &Turn<'_>, on_delta: &mut OnDelta<'_>) -> Result<Reply,
             &message,
         ));
     }
-    let mut text = String::new();
-    let mut usage = Usage {
-        input_tokens: 0,
-        output_tokens: 0,
-    };
-    let mut stop = None;
+    let mut round = Round::default();
     let mut lines = SseLines::default();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
@@ -82,15 +163,26 @@ pub async fn reply(turn: &Turn<'_>, on_delta: &mut OnDelta<'_>) -> Result<Reply,
             match event["type"].as_str() {
                 Some("message_start") => {
                     let u = &event["message"]["usage"];
-                    usage.input_tokens = u["input_tokens"].as_u64().unwrap_or(0);
-                    usage.output_tokens = u["output_tokens"].as_u64().unwrap_or(0);
+                    round.usage.input_tokens = u["input_tokens"].as_u64().unwrap_or(0);
+                    round.usage.output_tokens = u["output_tokens"].as_u64().unwrap_or(0);
+                }
+                Some("content_block_start") => {
+                    let block = &event["content_block"];
+                    if block["type"] == "tool_use" {
+                        round.tool_uses.push((
+                            event["index"].as_u64().unwrap_or(0),
+                            block["id"].as_str().unwrap_or_default().to_string(),
+                            block["name"].as_str().unwrap_or_default().to_string(),
+                            String::new(),
+                        ));
+                    }
                 }
                 Some("content_block_delta") => {
                     let delta = &event["delta"];
                     match delta["type"].as_str() {
                         Some("text_delta") => {
                             if let Some(t) = delta["text"].as_str() {
-                                text.push_str(t);
+                                round.text.push_str(t);
                                 on_delta(Delta::Text(t));
                             }
                         }
@@ -99,27 +191,30 @@ pub async fn reply(turn: &Turn<'_>, on_delta: &mut OnDelta<'_>) -> Result<Reply,
                                 on_delta(Delta::Thinking(t));
                             }
                         }
+                        Some("input_json_delta") => {
+                            let index = event["index"].as_u64().unwrap_or(0);
+                            if let Some(tool) = round.tool_uses.iter_mut().find(|t| t.0 == index) {
+                                tool.3
+                                    .push_str(delta["partial_json"].as_str().unwrap_or_default());
+                            }
+                        }
                         _ => {}
                     }
                 }
                 Some("message_delta") => {
                     if let Some(out) = event["usage"]["output_tokens"].as_u64() {
-                        usage.output_tokens = out;
+                        round.usage.output_tokens = out;
                     }
-                    stop = event["delta"]["stop_reason"].as_str().map(|r| match r {
-                        "max_tokens" => ChatResultStopReason::Length,
-                        _ => ChatResultStopReason::Stop,
-                    });
+                    round.stop = event["delta"]["stop_reason"].as_str().map(str::to_string);
                 }
                 Some("message_stop") => {
-                    let stop_reason = stop.ok_or_else(|| {
-                        super::malformed(turn.agent_id, "message_stop before a stop_reason")
-                    })?;
-                    return Ok(Reply {
-                        text,
-                        usage,
-                        stop_reason,
-                    });
+                    if round.stop.is_none() {
+                        return Err(super::malformed(
+                            turn.agent_id,
+                            "message_stop before a stop_reason",
+                        ));
+                    }
+                    return Ok(round);
                 }
                 Some("error") => {
                     let kind = event["error"]["type"].as_str().unwrap_or("error");

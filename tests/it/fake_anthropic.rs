@@ -22,6 +22,9 @@ pub enum Script {
     Status(u16),
     /// Stream some text, then an overloaded_error event.
     OverloadedAfter(Vec<&'static str>),
+    /// Ask for a tool with this JSON input; once the result comes back,
+    /// stream the text.
+    ToolThenText(&'static str, &'static str, Vec<&'static str>),
 }
 
 type Requests = Arc<Mutex<Vec<(HeaderMap, Value)>>>;
@@ -99,6 +102,13 @@ async fn messages(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
+    let has_tool_result = body["messages"].as_array().is_some_and(|m| {
+        m.iter().any(|m| {
+            m["content"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|b| b["type"] == "tool_result"))
+        })
+    });
     requests.lock().unwrap().push((headers, body));
     let sse = |parts: Vec<String>| {
         Response::builder()
@@ -117,6 +127,29 @@ async fn messages(
             parts.extend(block(1, "text", "text_delta", "text", &text));
             parts.push(event("message_delta", json!({"type": "message_delta",
                 "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 15}})));
+            parts.push(event("message_stop", json!({"type": "message_stop"})));
+            sse(parts)
+        }
+        Script::ToolThenText(name, input, _) if !has_tool_result => {
+            let mut parts = start_events();
+            parts.push(event("content_block_start", json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "tool_use", "id": "toolu_1", "name": name, "input": {}}})));
+            let (head, tail) = input.split_at(input.len() / 2);
+            for part in [head, tail] {
+                parts.push(event("content_block_delta", json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "input_json_delta", "partial_json": part}})));
+            }
+            parts.push(event("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
+            parts.push(event("message_delta", json!({"type": "message_delta",
+                "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}})));
+            parts.push(event("message_stop", json!({"type": "message_stop"})));
+            sse(parts)
+        }
+        Script::ToolThenText(_, _, text) => {
+            let mut parts = start_events();
+            parts.extend(block(0, "text", "text_delta", "text", &text));
+            parts.push(event("message_delta", json!({"type": "message_delta",
+                "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 4}})));
             parts.push(event("message_stop", json!({"type": "message_stop"})));
             sse(parts)
         }

@@ -277,6 +277,47 @@ mod anthropic {
     }
 
     #[tokio::test]
+    async fn tool_use_runs_the_tool_and_returns_the_result() {
+        let upstream = FakeAnthropic::start(Script::ToolThenText(
+            "session_history",
+            r#"{"sessionKey": "a2", "limit": 3}"#,
+            vec!["Done."],
+        ))
+        .await;
+        let gw = TestGateway::start_with_file(&format!(
+            "[gateway]\nport = 0\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\n\n\
+             [agents]\ndefault = \"claude\"\n\n[agents.claude]\nprovider = \"anthropic\"\nbaseUrl = \"{}\"\n\
+             model = \"claude-fake\"\ntools = [\"session_history\"]\n",
+            upstream.base_url
+        ))
+        .await;
+        let mut ws = gw.operator().await;
+        let frame = ws
+            .call("chat", json!({"message": "summarise", "sessionKey": "a2"}))
+            .await;
+        assert_eq!(frame["result"]["message"]["content"], "Done.", "{frame}");
+        let requests = upstream.requests();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[0].1["tools"][0]["name"], "session_history");
+        assert!(requests[0].1["tools"][0]["input_schema"]["properties"]["sessionKey"].is_object());
+        let last = requests[1].1["messages"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        let result = &last["content"][0];
+        assert_eq!(result["type"], "tool_result");
+        assert_eq!(result["tool_use_id"], "toolu_1");
+        let content: serde_json::Value =
+            serde_json::from_str(result["content"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            content["messages"][0]["content"], "summarise",
+            "the tool read the session"
+        );
+    }
+
+    #[tokio::test]
     async fn errors_before_and_during_the_stream_are_upstream_errors() {
         for (script, retryable) in [
             (Script::Status(400), false),
