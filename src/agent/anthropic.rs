@@ -16,7 +16,6 @@ const DEFAULT_MAX_TOKENS: u64 = 4096;
 const MAX_TOOL_ROUNDS: usize = 8;
 
 /// One streamed message.
-#[derive(Default)]
 struct Round {
     text: String,
     usage: Usage,
@@ -25,12 +24,10 @@ struct Round {
     tool_uses: Vec<(u64, String, String, String)>,
 }
 
-impl Default for Usage {
-    fn default() -> Self {
-        Usage {
-            input_tokens: 0,
-            output_tokens: 0,
-        }
+fn no_usage() -> Usage {
+    Usage {
+        input_tokens: 0,
+        output_tokens: 0,
     }
 }
 
@@ -50,7 +47,7 @@ pub async fn reply(turn: &Turn<'_>, on_delta: &mut OnDelta<'_>) -> Result<Reply,
         .map(|(name, description, schema)| json!({"name": name, "description": description, "input_schema": schema}))
         .collect();
     let mut text = String::new();
-    let mut usage = Usage::default();
+    let mut usage = no_usage();
     for _ in 0..MAX_TOOL_ROUNDS {
         let round = stream_round(turn, &messages, &tools, on_delta).await?;
         text.push_str(&round.text);
@@ -151,7 +148,12 @@ async fn stream_round(
             &message,
         ));
     }
-    let mut round = Round::default();
+    let mut round = Round {
+        text: String::new(),
+        usage: no_usage(),
+        stop: None,
+        tool_uses: Vec::new(),
+    };
     let mut lines = SseLines::default();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
