@@ -258,3 +258,25 @@ async fn a_kill_during_a_streaming_turn_leaves_a_consistent_store() {
         .await;
     assert_eq!(next["result"]["message"]["content"], "after");
 }
+
+#[tokio::test]
+async fn a_busy_session_fails_fast_when_asked_not_to_wait() {
+    let gw = TestGateway::start("").await;
+    let mut first = gw.operator().await;
+    let mut second = gw.operator().await;
+    first
+        .request(
+            "chat",
+            json!({"message": "busy ".repeat(2000), "sessionKey": "busy"}),
+        )
+        .await;
+    first.event("agent.message").await;
+    let frame = second
+        .call(
+            "chat",
+            json!({"message": "me too", "sessionKey": "busy", "wait": false}),
+        )
+        .await;
+    assert_eq!(error_code(&frame), ErrorCode::Conflict.code());
+    assert!(frame["error"]["message"].as_str().unwrap().contains("busy"));
+}
