@@ -221,7 +221,10 @@ impl Connection {
             );
             return self.send(error_frame(Some(&id), &e));
         }
-        match dispatch(&*self.gw, &self.ctx, method, params).await {
+        // Boxed: the dispatch future is as large as the largest handler's
+        // (a streaming chat turn), and awaiting it inline would make every
+        // idle connection's task that large.
+        match Box::pin(dispatch(&*self.gw, &self.ctx, method, params)).await {
             Ok(hello) => {
                 if let Some(grant) = self.ctx.grant() {
                     self.slot.set_role(grant.role);
