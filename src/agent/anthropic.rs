@@ -2,10 +2,9 @@
 //! events, with thinking blocks passed on as reasoning deltas and tool use
 //! (the model asks, the tool runs, the result goes back, the model answers).
 
-use super::{sse::SseLines, Delta, OnDelta, Reply, Turn};
+use super::{sse::SseStream, Delta, OnDelta, Reply, Turn};
 use crate::protocol::types::{ChatResultStopReason, Usage};
 use crate::protocol::RpcError;
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
@@ -125,111 +124,86 @@ async fn stream_round(
     let mut request = turn
         .http
         .post(format!("{base}/v1/messages"))
-        .header("anthropic-version", API_VERSION)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body.to_string());
+        .header("anthropic-version", API_VERSION);
     if let Some(key) = &config.api_key {
         request = request.header("x-api-key", key.as_str());
     }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| super::transport_error(turn.agent_id, &e))?;
-    let status = response.status();
-    if !status.is_success() {
-        let text = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-            .unwrap_or_else(|| text.chars().take(300).collect());
-        return Err(super::status_error(
-            turn.agent_id,
-            status.as_u16(),
-            &message,
-        ));
-    }
+    let mut events = SseStream::new(super::send_json(turn.agent_id, request, &body).await?);
     let mut round = Round {
         text: String::new(),
         usage: no_usage(),
         stop: None,
         tool_uses: Vec::new(),
     };
-    let mut lines = SseLines::default();
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| super::transport_error(turn.agent_id, &e))?;
-        for data in lines.push(&chunk) {
-            let event: Value = serde_json::from_str(&data).map_err(|e| {
-                super::malformed(turn.agent_id, &format!("an event is not JSON: {e}"))
-            })?;
-            match event["type"].as_str() {
-                Some("message_start") => {
-                    let u = &event["message"]["usage"];
-                    round.usage.input_tokens = u["input_tokens"].as_u64().unwrap_or(0);
-                    round.usage.output_tokens = u["output_tokens"].as_u64().unwrap_or(0);
-                }
-                Some("content_block_start") => {
-                    let block = &event["content_block"];
-                    if block["type"] == "tool_use" {
-                        round.tool_uses.push((
-                            event["index"].as_u64().unwrap_or(0),
-                            block["id"].as_str().unwrap_or_default().to_string(),
-                            block["name"].as_str().unwrap_or_default().to_string(),
-                            String::new(),
-                        ));
-                    }
-                }
-                Some("content_block_delta") => {
-                    let delta = &event["delta"];
-                    match delta["type"].as_str() {
-                        Some("text_delta") => {
-                            if let Some(t) = delta["text"].as_str() {
-                                round.text.push_str(t);
-                                on_delta(Delta::Text(t));
-                            }
-                        }
-                        Some("thinking_delta") => {
-                            if let Some(t) = delta["thinking"].as_str() {
-                                on_delta(Delta::Thinking(t));
-                            }
-                        }
-                        Some("input_json_delta") => {
-                            let index = event["index"].as_u64().unwrap_or(0);
-                            if let Some(tool) = round.tool_uses.iter_mut().find(|t| t.0 == index) {
-                                tool.3
-                                    .push_str(delta["partial_json"].as_str().unwrap_or_default());
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                Some("message_delta") => {
-                    if let Some(out) = event["usage"]["output_tokens"].as_u64() {
-                        round.usage.output_tokens = out;
-                    }
-                    round.stop = event["delta"]["stop_reason"].as_str().map(str::to_string);
-                }
-                Some("message_stop") => {
-                    if round.stop.is_none() {
-                        return Err(super::malformed(
-                            turn.agent_id,
-                            "message_stop before a stop_reason",
-                        ));
-                    }
-                    return Ok(round);
-                }
-                Some("error") => {
-                    let kind = event["error"]["type"].as_str().unwrap_or("error");
-                    let message = event["error"]["message"].as_str().unwrap_or_default();
-                    let status = if kind == "overloaded_error" { 529 } else { 500 };
-                    return Err(super::status_error(
-                        turn.agent_id,
-                        status,
-                        &format!("{kind}: {message}"),
+    while let Some(event) = events.next(turn.agent_id).await {
+        let event = event?;
+        match event["type"].as_str() {
+            Some("message_start") => {
+                let u = &event["message"]["usage"];
+                round.usage.input_tokens = u["input_tokens"].as_u64().unwrap_or(0);
+                round.usage.output_tokens = u["output_tokens"].as_u64().unwrap_or(0);
+            }
+            Some("content_block_start") => {
+                let block = &event["content_block"];
+                if block["type"] == "tool_use" {
+                    round.tool_uses.push((
+                        event["index"].as_u64().unwrap_or(0),
+                        block["id"].as_str().unwrap_or_default().to_string(),
+                        block["name"].as_str().unwrap_or_default().to_string(),
+                        String::new(),
                     ));
                 }
-                _ => {}
             }
+            Some("content_block_delta") => {
+                let delta = &event["delta"];
+                match delta["type"].as_str() {
+                    Some("text_delta") => {
+                        if let Some(t) = delta["text"].as_str() {
+                            round.text.push_str(t);
+                            on_delta(Delta::Text(t));
+                        }
+                    }
+                    Some("thinking_delta") => {
+                        if let Some(t) = delta["thinking"].as_str() {
+                            on_delta(Delta::Thinking(t));
+                        }
+                    }
+                    Some("input_json_delta") => {
+                        let index = event["index"].as_u64().unwrap_or(0);
+                        if let Some(tool) = round.tool_uses.iter_mut().find(|t| t.0 == index) {
+                            tool.3
+                                .push_str(delta["partial_json"].as_str().unwrap_or_default());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Some("message_delta") => {
+                if let Some(out) = event["usage"]["output_tokens"].as_u64() {
+                    round.usage.output_tokens = out;
+                }
+                round.stop = event["delta"]["stop_reason"].as_str().map(str::to_string);
+            }
+            Some("message_stop") => {
+                if round.stop.is_none() {
+                    return Err(super::malformed(
+                        turn.agent_id,
+                        "message_stop before a stop_reason",
+                    ));
+                }
+                return Ok(round);
+            }
+            Some("error") => {
+                let kind = event["error"]["type"].as_str().unwrap_or("error");
+                let message = event["error"]["message"].as_str().unwrap_or_default();
+                let status = if kind == "overloaded_error" { 529 } else { 500 };
+                return Err(super::status_error(
+                    turn.agent_id,
+                    status,
+                    &format!("{kind}: {message}"),
+                ));
+            }
+            _ => {}
         }
     }
     Err(super::malformed(

@@ -169,6 +169,31 @@ pub fn http_client() -> reqwest::Client {
         .expect("HTTP client")
 }
 
+/// Sends a provider request with a JSON body. An HTTP error status becomes
+/// an upstream error carrying the provider's own message.
+async fn send_json(
+    agent_id: &str,
+    request: reqwest::RequestBuilder,
+    body: &serde_json::Value,
+) -> Result<reqwest::Response, RpcError> {
+    let response = request
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| transport_error(agent_id, &e))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let text = response.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| text.chars().take(300).collect());
+    Err(status_error(agent_id, status.as_u16(), &message))
+}
+
 /// The provider could not be reached or the connection broke.
 fn transport_error(agent_id: &str, e: &reqwest::Error) -> RpcError {
     let code = if e.is_timeout() {

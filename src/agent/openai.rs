@@ -2,10 +2,9 @@
 //! streamed over server-sent events, with tool calls: the model asks, the
 //! tool runs, the result goes back, the model answers.
 
-use super::{sse::SseLines, Delta, OnDelta, Reply, Turn};
+use super::{sse::SseStream, Delta, OnDelta, Reply, Turn};
 use crate::protocol::types::{ChatResultStopReason, Usage};
 use crate::protocol::RpcError;
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -133,85 +132,55 @@ async fn stream_round(
     if let Some(max) = config.max_tokens {
         body["max_tokens"] = json!(max.get());
     }
-    let mut request = turn
-        .http
-        .post(format!("{base}/chat/completions"))
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body.to_string());
+    let mut request = turn.http.post(format!("{base}/chat/completions"));
     if let Some(key) = &config.api_key {
         request = request.bearer_auth(key.as_str());
     }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| super::transport_error(turn.agent_id, &e))?;
-    let status = response.status();
-    if !status.is_success() {
-        let text = response.text().await.unwrap_or_default();
-        return Err(super::status_error(
-            turn.agent_id,
-            status.as_u16(),
-            &upstream_message(&text),
-        ));
-    }
+    let mut events = SseStream::new(super::send_json(turn.agent_id, request, &body).await?);
     let mut round = Round::default();
-    let mut lines = SseLines::default();
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| super::transport_error(turn.agent_id, &e))?;
-        for data in lines.push(&chunk) {
-            if data == "[DONE]" {
-                return Ok(round);
+    while let Some(event) = events.next(turn.agent_id).await {
+        let event = event?;
+        if event == "[DONE]" {
+            return Ok(round);
+        }
+        if let Some(error) = event.get("error") {
+            return Err(super::status_error(turn.agent_id, 502, &error.to_string()));
+        }
+        if let Some(choice) = event["choices"].get(0) {
+            let delta = &choice["delta"];
+            if let Some(piece) = delta["content"].as_str().filter(|d| !d.is_empty()) {
+                round.text.push_str(piece);
+                on_delta(Delta::Text(piece));
             }
-            let event: Value = serde_json::from_str(&data).map_err(|e| {
-                super::malformed(turn.agent_id, &format!("an event is not JSON: {e}"))
-            })?;
-            if let Some(error) = event.get("error") {
-                return Err(super::status_error(turn.agent_id, 502, &error.to_string()));
-            }
-            if let Some(choice) = event["choices"].get(0) {
-                let delta = &choice["delta"];
-                if let Some(piece) = delta["content"].as_str().filter(|d| !d.is_empty()) {
-                    round.text.push_str(piece);
-                    on_delta(Delta::Text(piece));
+            for call in delta["tool_calls"].as_array().into_iter().flatten() {
+                let index = call["index"].as_u64().unwrap_or(0) as usize;
+                if round.calls.len() <= index {
+                    round.calls.resize(index + 1, ToolCall::default());
                 }
-                for call in delta["tool_calls"].as_array().into_iter().flatten() {
-                    let index = call["index"].as_u64().unwrap_or(0) as usize;
-                    if round.calls.len() <= index {
-                        round.calls.resize(index + 1, ToolCall::default());
-                    }
-                    let slot = &mut round.calls[index];
-                    if let Some(id) = call["id"].as_str() {
-                        slot.id = id.to_string();
-                    }
-                    if let Some(name) = call["function"]["name"].as_str() {
-                        slot.name.push_str(name);
-                    }
-                    if let Some(arguments) = call["function"]["arguments"].as_str() {
-                        slot.arguments.push_str(arguments);
-                    }
+                let slot = &mut round.calls[index];
+                if let Some(id) = call["id"].as_str() {
+                    slot.id = id.to_string();
                 }
-                if let Some(reason) = choice["finish_reason"].as_str() {
-                    round.finish = Some(reason.to_string());
+                if let Some(name) = call["function"]["name"].as_str() {
+                    slot.name.push_str(name);
+                }
+                if let Some(arguments) = call["function"]["arguments"].as_str() {
+                    slot.arguments.push_str(arguments);
                 }
             }
-            if let Some(u) = event.get("usage").filter(|u| u.is_object()) {
-                round.usage = Some(Usage {
-                    input_tokens: u["prompt_tokens"].as_u64().unwrap_or(0),
-                    output_tokens: u["completion_tokens"].as_u64().unwrap_or(0),
-                });
+            if let Some(reason) = choice["finish_reason"].as_str() {
+                round.finish = Some(reason.to_string());
             }
+        }
+        if let Some(u) = event.get("usage").filter(|u| u.is_object()) {
+            round.usage = Some(Usage {
+                input_tokens: u["prompt_tokens"].as_u64().unwrap_or(0),
+                output_tokens: u["completion_tokens"].as_u64().unwrap_or(0),
+            });
         }
     }
     Err(super::malformed(
         turn.agent_id,
         "the stream ended before [DONE]",
     ))
-}
-
-fn upstream_message(body: &str) -> String {
-    serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-        .unwrap_or_else(|| body.chars().take(300).collect())
 }

@@ -23,6 +23,47 @@ impl SseLines {
     }
 }
 
+/// The `data:` payloads of a streaming HTTP response, in order.
+pub struct SseStream {
+    body: futures_util::stream::BoxStream<'static, reqwest::Result<axum::body::Bytes>>,
+    lines: SseLines,
+    pending: std::collections::VecDeque<String>,
+}
+
+impl SseStream {
+    pub fn new(response: reqwest::Response) -> Self {
+        use futures_util::StreamExt;
+        SseStream {
+            body: response.bytes_stream().boxed(),
+            lines: SseLines::default(),
+            pending: Default::default(),
+        }
+    }
+
+    /// The next payload, parsed as JSON (`[DONE]` comes back as the string
+    /// "[DONE]"); None when the body ends.
+    pub async fn next(
+        &mut self,
+        agent_id: &str,
+    ) -> Option<Result<serde_json::Value, crate::protocol::RpcError>> {
+        use futures_util::StreamExt;
+        loop {
+            if let Some(data) = self.pending.pop_front() {
+                if data == "[DONE]" {
+                    return Some(Ok(serde_json::Value::from(data)));
+                }
+                return Some(serde_json::from_str(&data).map_err(|e| {
+                    super::malformed(agent_id, &format!("an event is not JSON: {e}"))
+                }));
+            }
+            match self.body.next().await? {
+                Ok(chunk) => self.pending.extend(self.lines.push(&chunk)),
+                Err(e) => return Some(Err(super::transport_error(agent_id, &e))),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
