@@ -36,11 +36,7 @@ pub async fn connect(
         )
         .with_retry_after(wait_ms));
     }
-    if let Err(e) = authenticate(
-        config.gateway.auth.mode,
-        &config.gateway.auth,
-        params.auth.as_ref(),
-    ) {
+    if let Err(e) = authenticate(&config.gateway.auth, params.auth.as_ref()) {
         gw.auth_failures.record_failure(ctx.remote_ip);
         return Err(e);
     }
@@ -106,30 +102,21 @@ fn negotiate(client_min: u64, client_max: u64) -> Result<u32, RpcError> {
 }
 
 fn authenticate(
-    mode: AuthConfigMode,
     auth: &crate::protocol::types::AuthConfig,
     presented: Option<&ConnectAuth>,
 ) -> Result<(), RpcError> {
-    let (expected, given, what) = match mode {
+    let (given, what) = match auth.mode {
         AuthConfigMode::None => return Ok(()),
-        AuthConfigMode::Token => (
-            auth.token.as_deref(),
-            presented.and_then(|a| a.token.as_deref()),
-            "token",
-        ),
-        AuthConfigMode::Password => (
-            auth.password.as_deref(),
-            presented.and_then(|a| a.password.as_deref()),
-            "password",
-        ),
+        AuthConfigMode::Token => (presented.and_then(|a| a.token.as_deref()), "token"),
+        AuthConfigMode::Password => (presented.and_then(|a| a.password.as_deref()), "password"),
     };
-    let (Some(expected), Some(given)) = (expected, given) else {
+    let Some(given) = given else {
         return Err(RpcError::new(
             ErrorCode::Unauthorized,
             format!("this gateway requires auth.{what}"),
         ));
     };
-    if bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
+    if credential_matches(auth, given) {
         Ok(())
     } else {
         Err(RpcError::new(
