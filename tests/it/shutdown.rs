@@ -46,3 +46,29 @@ async fn a_client_in_the_handshake_is_closed_on_shutdown_too() {
         Closed::Code(1000, _) | Closed::Eof
     ));
 }
+
+#[tokio::test]
+async fn a_running_turn_finishes_during_the_drain() {
+    let mut gw = TestGateway::start("").await;
+    let mut ws = gw.operator().await;
+    let long = "word ".repeat(1500);
+    let id = ws
+        .request("chat", json!({"message": long, "sessionKey": "drain"}))
+        .await;
+    ws.event("agent.message").await;
+    unsafe_kill(gw.child.id(), "TERM");
+    let mut result = None;
+    let closed = loop {
+        match ws.recv_or_close().await {
+            Ok(frame) if frame["id"] == json!(id) => result = Some(frame),
+            Ok(_) => {}
+            Err(closed) => break closed,
+        }
+    };
+    let result = result.expect("the in-flight chat answered before the socket closed");
+    assert_eq!(result["result"]["stopReason"], "stop", "{result}");
+    assert_eq!(result["result"]["message"]["content"], long.as_str());
+    assert_eq!(closed, Closed::Code(1000, "gateway shutting down".into()));
+    let status = wait_exit(&mut gw.child, std::time::Duration::from_secs(10)).expect("exits");
+    assert!(status.success());
+}
