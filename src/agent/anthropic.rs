@@ -71,9 +71,7 @@ pub async fn reply(turn: &Turn<'_>, on_delta: &mut OnDelta<'_>) -> Result<Reply,
         }
         let mut results = Vec::new();
         for (_, id, name, input) in round.tool_uses {
-            let parsed =
-                serde_json::from_str::<Value>(if input.is_empty() { "{}" } else { &input })
-                    .map_err(|e| format!("the input is not JSON: {e}"));
+            let parsed = super::tool_arguments(&input);
             let echoed = parsed.as_ref().cloned().unwrap_or(json!({}));
             blocks.push(json!({"type": "tool_use", "id": id, "name": name, "input": echoed}));
             let outcome = match parsed {
@@ -101,11 +99,7 @@ async fn stream_round(
     on_delta: &mut OnDelta<'_>,
 ) -> Result<Round, RpcError> {
     let config = turn.config;
-    let base = config
-        .base_url
-        .as_deref()
-        .unwrap_or(DEFAULT_BASE_URL)
-        .trim_end_matches('/');
+    let base = super::base_url(config, DEFAULT_BASE_URL);
     let mut body = json!({
         "model": turn.model,
         "messages": messages,

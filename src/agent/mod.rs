@@ -169,6 +169,21 @@ pub fn http_client() -> reqwest::Client {
         .expect("HTTP client")
 }
 
+/// The arguments a model streamed for a tool call; empty means none.
+fn tool_arguments(raw: &str) -> Result<serde_json::Value, String> {
+    let raw = if raw.trim().is_empty() { "{}" } else { raw };
+    serde_json::from_str(raw).map_err(|e| format!("the tool arguments are not JSON: {e}"))
+}
+
+/// The agent's API base URL without a trailing slash, or the provider's.
+fn base_url<'a>(config: &'a AgentConfig, default: &'a str) -> &'a str {
+    config
+        .base_url
+        .as_deref()
+        .unwrap_or(default)
+        .trim_end_matches('/')
+}
+
 /// Sends a provider request with a JSON body. An HTTP error status becomes
 /// an upstream error carrying the provider's own message.
 async fn send_json(

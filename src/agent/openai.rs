@@ -84,13 +84,9 @@ pub async fn reply(turn: &Turn<'_>, on_delta: &mut OnDelta<'_>) -> Result<Reply,
         };
         messages.push(json!({"role": "assistant", "content": content, "tool_calls": requested}));
         for call in round.calls {
-            let outcome = match serde_json::from_str::<Value>(if call.arguments.is_empty() {
-                "{}"
-            } else {
-                &call.arguments
-            }) {
+            let outcome = match super::tool_arguments(&call.arguments) {
                 Ok(arguments) => turn.tools.call(&call.id, &call.name, arguments).await,
-                Err(e) => Err(format!("the arguments are not JSON: {e}")),
+                Err(e) => Err(e),
             };
             let content = match outcome {
                 Ok(result) => result.to_string(),
@@ -112,11 +108,7 @@ async fn stream_round(
     on_delta: &mut OnDelta<'_>,
 ) -> Result<Round, RpcError> {
     let config = turn.config;
-    let base = config
-        .base_url
-        .as_deref()
-        .unwrap_or(DEFAULT_BASE_URL)
-        .trim_end_matches('/');
+    let base = super::base_url(config, DEFAULT_BASE_URL);
     let mut body = json!({
         "model": turn.model,
         "messages": messages,

@@ -127,13 +127,8 @@ async fn an_unknown_agent_is_not_found_and_chat_needs_write_scope() {
 #[tokio::test]
 async fn sessions_and_transcripts_survive_a_restart() {
     let dir = temp_dir("persist");
-    let config = dir.join("clawgate.toml");
-    std::fs::write(
-        &config,
-        format!("[gateway]\nport = 0\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\n"),
-    )
-    .unwrap();
-    let args = ["--config", config.to_str().unwrap()];
+    let args = persistent_config(&dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     {
         let mut gw = TestGateway::spawn(&dir, &args, &[]);
         gw.owns_dir = false;
@@ -199,13 +194,8 @@ async fn abort_stops_a_run_and_stores_the_partial_reply() {
 #[tokio::test]
 async fn a_kill_during_a_streaming_turn_leaves_a_consistent_store() {
     let dir = temp_dir("kill9");
-    let config = dir.join("clawgate.toml");
-    std::fs::write(
-        &config,
-        format!("[gateway]\nport = 0\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\n"),
-    )
-    .unwrap();
-    let args = ["--config", config.to_str().unwrap()];
+    let args = persistent_config(&dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     {
         let mut gw = TestGateway::spawn(&dir, &args, &[]);
         gw.owns_dir = false;

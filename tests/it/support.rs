@@ -123,6 +123,18 @@ impl Drop for TestGateway {
     }
 }
 
+/// A config file with token auth in `dir`, for gateways that are started
+/// again on the same state (restart and crash tests); returns the run args.
+pub fn persistent_config(dir: &std::path::Path) -> Vec<String> {
+    let config = dir.join("clawgate.toml");
+    std::fs::write(
+        &config,
+        format!("[gateway]\nport = 0\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\n"),
+    )
+    .unwrap();
+    vec!["--config".to_string(), config.to_str().unwrap().to_string()]
+}
+
 pub fn unsafe_kill(pid: u32, signal: &str) {
     Command::new("kill")
         .arg(format!("-{signal}"))
