@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod client;
 pub mod config;
+pub mod cron;
 pub mod docs;
 pub mod gateway;
 pub mod protocol;

@@ -263,6 +263,7 @@ pub fn validate(value: &Value) -> Result<Config, Vec<(String, String)>> {
         serde_json::from_value(value.clone()).map_err(|e| vec![(String::new(), e.to_string())])?;
     let mut problems = cross_field_problems(&config.gateway);
     problems.extend(unknown_tools(&config));
+    problems.extend(crate::cron::config_problems(&config));
     if problems.is_empty() {
         Ok(config)
     } else {

@@ -122,6 +122,8 @@ pub async fn chat(gw: &Gateway, params: ChatParams) -> Result<ChatResult, RpcErr
         agent,
         session: Session::Stored(session_key),
         message: params.message.to_string(),
+        run_id: None,
+        deadline: None,
     };
     let done = run_turn(gw, turn, &mut |_| {}).await?;
     let result = ChatResult {
@@ -155,6 +157,11 @@ pub struct TurnRequest {
     pub agent: Agent,
     pub session: Session,
     pub message: String,
+    /// The run's id; generated when None.
+    pub run_id: Option<String>,
+    /// When the turn fails with timeout (the transcript keeps the user's
+    /// message, as after any failed turn).
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 pub struct TurnDone {
@@ -180,8 +187,10 @@ pub async fn run_turn(
         agent,
         session,
         message,
+        run_id,
+        deadline,
     } = request;
-    let run_id = format!("run-{}", uuid::Uuid::new_v4().simple());
+    let run_id = run_id.unwrap_or_else(|| format!("run-{}", uuid::Uuid::new_v4().simple()));
     let (session_key, history, session_model) = match session {
         Session::Stored(key) => {
             let (history, model) = context(gw, &key).await?;
@@ -230,9 +239,16 @@ pub async fn run_turn(
         Delta::Thinking(text) => events.thinking(text),
     };
     let mut run = gw.runs.start(&run_id);
+    let timed_out = async {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
     let outcome = tokio::select! {
         reply = agent.reply(&gw.http, &tools, history, session_model, &message, &mut stream) => Some(reply),
         _ = run.aborted() => None,
+        _ = timed_out => Some(Err(RpcError::new(ErrorCode::Timeout, "the turn did not finish before its deadline"))),
     };
     drop(run);
     let (reply, status, state) = match outcome {

@@ -73,6 +73,7 @@ pub async fn set(gw: &Gateway, params: ConfigSetParams) -> Result<ConfigSetResul
     })?;
     let applied = gw
         .apply_config_locked(&edited)
+        .await
         .map_err(|error| rejected(&key, &error))?;
     Ok(ConfigSetResult {
         hash: applied.hash.unwrap_or_default(),

@@ -1,7 +1,7 @@
 //! The method table's handlers, one line each; the work lives in the
 //! module of each method family.
 
-use super::{chat, config_rpc, connect, sessions, status, Gateway};
+use super::{chat, config_rpc, connect, cron_rpc, sessions, status, Gateway};
 use crate::protocol::types::*;
 use crate::protocol::{CallContext, Handlers, RpcError};
 
@@ -115,5 +115,49 @@ impl Handlers for Gateway {
         params: SessionsDeleteParams,
     ) -> Result<SessionsDeleteResult, RpcError> {
         sessions::delete(self, params).await
+    }
+
+    async fn cron_list(
+        &self,
+        _ctx: &CallContext,
+        params: CronListParams,
+    ) -> Result<CronListResult, RpcError> {
+        Ok(cron_rpc::list(self, params).await)
+    }
+
+    async fn cron_add(&self, _ctx: &CallContext, params: CronAddParams) -> Result<CronJob, RpcError> {
+        cron_rpc::add(self, params).await
+    }
+
+    async fn cron_update(
+        &self,
+        _ctx: &CallContext,
+        params: CronUpdateParams,
+    ) -> Result<CronJob, RpcError> {
+        cron_rpc::update(self, params).await
+    }
+
+    async fn cron_remove(
+        &self,
+        _ctx: &CallContext,
+        params: CronRemoveParams,
+    ) -> Result<CronRemoveResult, RpcError> {
+        cron_rpc::remove(self, params).await
+    }
+
+    async fn cron_run(
+        &self,
+        _ctx: &CallContext,
+        params: CronRunParams,
+    ) -> Result<CronRunResult, RpcError> {
+        cron_rpc::run(self, params).await
+    }
+
+    async fn cron_runs(
+        &self,
+        _ctx: &CallContext,
+        params: CronRunsParams,
+    ) -> Result<CronRunsResult, RpcError> {
+        cron_rpc::runs(self, params).await
     }
 }

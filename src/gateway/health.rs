@@ -13,6 +13,7 @@ struct HealthState {
     version: u64,
     gateway: GatewayState,
     config: ConfigHealth,
+    cron: CronHealth,
 }
 
 impl HealthService {
@@ -23,6 +24,13 @@ impl HealthService {
                 version: 1,
                 gateway: GatewayState::Ready,
                 config,
+                cron: CronHealth {
+                    enabled: false,
+                    jobs: 0,
+                    running: 0,
+                    next_run_at_ms: None,
+                    failing: Vec::new(),
+                },
             }),
         }
     }
@@ -51,6 +59,23 @@ impl HealthService {
         Some(self.build(&state))
     }
 
+    /// Records the cron section; returns the new snapshot when anything
+    /// but the next run time changed (that one moves with every run).
+    pub fn set_cron(&self, cron: CronHealth) -> Option<HealthSnapshot> {
+        let mut state = self.state.lock().expect("health lock");
+        let material = CronHealth {
+            next_run_at_ms: state.cron.next_run_at_ms,
+            ..cron.clone()
+        };
+        let changed = material != state.cron;
+        state.cron = cron;
+        if !changed {
+            return None;
+        }
+        state.version += 1;
+        Some(self.build(&state))
+    }
+
     fn build(&self, state: &HealthState) -> HealthSnapshot {
         HealthSnapshot {
             version: state.version,
@@ -59,11 +84,7 @@ impl HealthService {
             state: state.gateway,
             channels: Default::default(),
             nodes: Vec::new(),
-            cron: CronHealth {
-                enabled: false,
-                jobs: 0,
-                next_run_at_ms: None,
-            },
+            cron: state.cron.clone(),
             config: state.config.clone(),
         }
     }

@@ -4,6 +4,7 @@ mod bus;
 pub mod chat;
 mod config_rpc;
 mod config_service;
+mod cron_rpc;
 mod connect;
 mod connections;
 mod handlers;
@@ -51,6 +52,7 @@ pub struct Gateway {
     pub http: reqwest::Client,
     pub session_locks: chat::SessionLocks,
     runs: chat::Runs,
+    pub cron: crate::cron::CronService,
     pub info: RuntimeInfo,
     pub bus: EventBus,
     pub health: HealthService,
@@ -74,12 +76,14 @@ impl Gateway {
         let configs = ConfigService::new(loaded, options);
         let health = HealthService::new(started, configs.health());
         let http = crate::agent::http_client();
+        let cron = crate::cron::CronService::new(&configs.current());
         Arc::new(Gateway {
             configs,
             store,
             http,
             session_locks: chat::SessionLocks::default(),
             runs: chat::Runs::default(),
+            cron,
             info: RuntimeInfo {
                 started,
                 started_at_ms: now_ms(),

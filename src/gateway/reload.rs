@@ -28,7 +28,10 @@ impl Gateway {
             };
         };
         match tokio::fs::read_to_string(&path).await {
-            Ok(text) => reload_result(self.apply_config_locked(&text), Some(hash_text(&text))),
+            Ok(text) => reload_result(
+                self.apply_config_locked(&text).await,
+                Some(hash_text(&text)),
+            ),
             Err(e) => {
                 let error = ConfigError::Read {
                     path,
@@ -43,10 +46,17 @@ impl Gateway {
 
     /// Applies new file content and announces the outcome. Call with the
     /// config lock held.
-    pub(super) fn apply_config_locked(&self, text: &str) -> Result<Applied, ConfigError> {
+    pub(super) async fn apply_config_locked(&self, text: &str) -> Result<Applied, ConfigError> {
         let result = self.configs.apply_text(text, now_ms());
         match &result {
-            Ok(applied) => self.announce_applied(applied),
+            Ok(applied) => {
+                if applied.changed.iter().any(|k| k == "cron" || k.starts_with("cron.")) {
+                    if let Err(e) = crate::cron::apply_config(self).await {
+                        tracing::error!("cannot apply the cron config: {e}");
+                    }
+                }
+                self.announce_applied(applied)
+            }
             Err(error) => self.announce_failure(Some(hash_text(text)), error),
         }
         result
@@ -129,7 +139,7 @@ impl Gateway {
                 }
                 let _guard = gw.configs.lock().await;
                 if gw.configs.attempted_hash().as_deref() != Some(hash.as_str()) {
-                    let _ = gw.apply_config_locked(&text);
+                    let _ = gw.apply_config_locked(&text).await;
                 }
             }
         }))

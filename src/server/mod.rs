@@ -74,6 +74,9 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let scheduler = crate::cron::spawn_scheduler(&gw)
+        .await
+        .map_err(|e| std::io::Error::other(format!("cannot load the cron jobs: {e}")))?;
     let ticker = gw.spawn_ticker();
     let watcher = gw.spawn_config_watcher();
     let app = router(Arc::clone(&gw)).into_make_service_with_connect_info::<SocketAddr>();
@@ -98,6 +101,10 @@ pub async fn serve(
     {
         tracing::warn!("some connections did not close in time");
     }
+    if !crate::cron::wait_idle(&gw, drain).await {
+        tracing::warn!("cron runs still in progress at exit are recorded as interrupted at the next start");
+    }
+    scheduler.abort();
     ticker.abort();
     if let Some(watcher) = watcher {
         watcher.abort();

@@ -188,6 +188,8 @@ async fn turn(
             agent,
             session,
             message: request.message,
+            run_id: None,
+            deadline: None,
         },
         on_delta,
     )

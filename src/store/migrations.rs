@@ -34,6 +34,26 @@ const MIGRATIONS: &[&str] = &[
         result_json TEXT NOT NULL,
         created_at INTEGER NOT NULL
     );",
+    // 2: cron jobs (the job as JSON, keyed by id) and their run history.
+    "CREATE TABLE cron_jobs (
+        id TEXT PRIMARY KEY,
+        job_json TEXT NOT NULL
+    );
+    CREATE TABLE cron_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        scheduled_at INTEGER,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        duration_ms INTEGER,
+        error TEXT,
+        summary TEXT,
+        session_key TEXT,
+        run_id TEXT
+    );
+    CREATE INDEX cron_runs_by_job ON cron_runs (job_id, id);",
 ];
 
 pub fn run(db: &Connection) -> rusqlite::Result<()> {

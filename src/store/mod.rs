@@ -3,6 +3,7 @@
 //! write in progress. Calls run on the blocking pool, never on a
 //! connection task.
 
+mod cron;
 mod migrations;
 
 use crate::protocol::types::{ChatMessage, ChatMessageRole, ChatMessageStatus, SessionInfo, Usage};

@@ -1,0 +1,427 @@
+//! Running jobs: the scheduler loop, one run from start to record, the
+//! skip of a slot that comes while the previous run still goes, and the
+//! state a finished run leaves (next run, backoff, one-shot cleanup).
+
+use super::schedule::backoff_ms;
+use super::{one_shot_done, Table};
+use crate::agent::Agent;
+use crate::gateway::chat::{run_turn, Session, TurnRequest};
+use crate::gateway::{now_ms, Gateway};
+use crate::protocol::types::{
+    ChatResultStopReason, CronFinishedEvent, CronJob, CronJobSource, CronPayload, CronRun,
+    CronRunStatus, CronStartedEvent, CronTrigger, SystemEventEvent, SystemEventEventSource,
+};
+use crate::protocol::{ErrorCode, Event, RpcError};
+use std::num::NonZeroU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The longest the scheduler sleeps without looking at the wall clock
+/// again (it may have been changed, or the machine suspended).
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// Failed runs in a row after which a one-shot job stops retrying.
+const ONE_SHOT_ATTEMPTS: u64 = 5;
+/// How much of an agent's reply a run's summary keeps.
+const SUMMARY_CHARS: usize = 200;
+
+/// Loads the jobs and starts the scheduler, which stops when the gateway
+/// begins to shut down.
+pub async fn spawn_scheduler(
+    gw: &Arc<Gateway>,
+) -> Result<tokio::task::JoinHandle<()>, crate::store::StoreError> {
+    super::jobs::load(gw).await?;
+    let gw = Arc::clone(gw);
+    Ok(tokio::spawn(async move {
+        let mut shutdown = gw.shutdown_signal();
+        loop {
+            let sleep = start_due(&gw).await.unwrap_or(MAX_SLEEP).min(MAX_SLEEP);
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = gw.cron.wake.notified() => {}
+                _ = shutdown.wait_for(|closing| *closing) => return,
+            }
+        }
+    }))
+}
+
+/// Starts every due job and records a skip for every due job that is
+/// still running. Returns how long until the next job is due.
+async fn start_due(gw: &Arc<Gateway>) -> Option<Duration> {
+    let mut table = gw.cron.lock().await;
+    if !table.enabled || gw.is_draining() {
+        return None;
+    }
+    let now = now_ms();
+    let due: Vec<(String, u64)> = table
+        .jobs
+        .values()
+        .filter(|e| e.job.enabled)
+        .filter_map(|e| Some((e.job.id.clone(), e.job.state.next_run_at_ms?)))
+        .filter(|(_, at)| *at <= now)
+        .collect();
+    for (id, slot) in due {
+        let entry = table.jobs.get_mut(&id).expect("listed");
+        let next = entry.plan.as_ref().and_then(|p| p.next_after(now.max(slot)));
+        entry.job.state.next_run_at_ms = next;
+        if entry.job.state.running {
+            skip(gw, &table, &id, slot, now).await;
+            continue;
+        }
+        entry.job.state.running = true;
+        let trigger = if slot < gw.info.started_at_ms {
+            CronTrigger::Catchup
+        } else {
+            CronTrigger::Schedule
+        };
+        let gw = Arc::clone(gw);
+        tokio::spawn(async move {
+            let _ = run(&gw, &id, trigger, Some(slot)).await;
+        });
+    }
+    publish_health(gw, &table);
+    let next = table
+        .jobs
+        .values()
+        .filter(|e| e.job.enabled)
+        .filter_map(|e| e.job.state.next_run_at_ms)
+        .min()?;
+    Some(Duration::from_millis(next.saturating_sub(now_ms())))
+}
+
+/// Records that a slot came while the job's previous run was going.
+async fn skip(gw: &Gateway, table: &Table, id: &str, slot: u64, now: u64) {
+    let job = table.jobs[id].job.clone();
+    let run = CronRun {
+        id: NonZeroU64::MIN,
+        job_id: id.to_string(),
+        status: CronRunStatus::Skipped,
+        trigger: CronTrigger::Schedule,
+        scheduled_at_ms: Some(slot),
+        started_at_ms: now,
+        finished_at_ms: Some(now),
+        duration_ms: Some(0),
+        error: Some("the previous run was still in progress".to_string()),
+        summary: None,
+        session_key: None,
+        run_id: None,
+    };
+    let keep = gw.config().cron.history_limit.get();
+    match gw.store.cron_record_run(run, job.clone(), keep).await {
+        Ok(run) => publish_finished(gw, &job, run),
+        Err(e) => tracing::error!(job = %id, "cannot record a skipped cron run: {e}"),
+    }
+}
+
+/// Runs `id` now from `cron.run`; waits for the run and returns it. Err
+/// when there is no such job, or it is already running.
+pub async fn run_now(gw: &Gateway, id: &str) -> Result<CronRun, RpcError> {
+    {
+        let mut table = gw.cron.lock().await;
+        let entry = table
+            .jobs
+            .get_mut(id)
+            .ok_or_else(|| RpcError::new(ErrorCode::NotFound, format!("no cron job {id}")))?;
+        if entry.job.state.running {
+            return Err(RpcError::new(
+                ErrorCode::Conflict,
+                format!("cron job {id} is already running; runs of one job never overlap"),
+            )
+            .with_retryable(true));
+        }
+        entry.job.state.running = true;
+        publish_health(gw, &table);
+    }
+    run(gw, id, CronTrigger::Manual, None).await
+}
+
+/// One run of a job already marked running: waits for a permit, records
+/// the start, does the payload within the job's timeout, records the end.
+async fn run(
+    gw: &Gateway,
+    id: &str,
+    trigger: CronTrigger,
+    slot: Option<u64>,
+) -> Result<CronRun, RpcError> {
+    let _permit = gw.cron.permits.acquire().await;
+    let started = now_ms();
+    let (job, run) = {
+        let mut table = gw.cron.lock().await;
+        let Some(entry) = table.jobs.get_mut(id) else {
+            return Err(RpcError::new(
+                ErrorCode::NotFound,
+                format!("cron job {id} was removed before it started"),
+            ));
+        };
+        let job = entry.job.clone();
+        let session_key = matches!(job.payload, CronPayload::AgentTurn { .. })
+            .then(|| session_key(&job));
+        let run = CronRun {
+            id: NonZeroU64::MIN,
+            job_id: id.to_string(),
+            status: CronRunStatus::Running,
+            trigger,
+            scheduled_at_ms: slot,
+            started_at_ms: started,
+            finished_at_ms: None,
+            duration_ms: None,
+            error: None,
+            summary: None,
+            session_key,
+            run_id: None,
+        };
+        let keep = gw.config().cron.history_limit.get();
+        match gw.store.cron_record_run(run, job.clone(), keep).await {
+            Ok(run) => (job, run),
+            Err(e) => {
+                if let Some(entry) = table.jobs.get_mut(id) {
+                    entry.job.state.running = false;
+                }
+                publish_health(gw, &table);
+                return Err(crate::gateway::chat::store_error(e));
+            }
+        }
+    };
+    gw.bus.publish(Event::CronStarted(CronStartedEvent {
+        job_id: job.id.clone(),
+        name: job.name.clone(),
+        run_number: run.id,
+        trigger,
+        scheduled_at_ms: slot,
+        started_at_ms: started,
+        session_key: run.session_key.clone(),
+    }));
+    let timeout = Duration::from_millis(
+        job.timeout_ms
+            .unwrap_or(gw.config().cron.run_timeout_ms)
+            .max(1) as u64,
+    );
+    let outcome = execute(gw, &job, timeout, run.id).await;
+    let finished = now_ms();
+    let mut run = CronRun {
+        finished_at_ms: Some(finished),
+        duration_ms: Some(finished.saturating_sub(started)),
+        ..run
+    };
+    match outcome {
+        Ok(done) => {
+            run.status = CronRunStatus::Ok;
+            run.summary = Some(done.summary);
+            run.run_id = done.run_id;
+        }
+        Err(failed) => {
+            run.status = CronRunStatus::Error;
+            run.error = Some(failed.error);
+            run.run_id = failed.run_id;
+        }
+    }
+    finish(gw, run.clone()).await;
+    Ok(run)
+}
+
+struct Done {
+    summary: String,
+    run_id: Option<String>,
+}
+
+struct Failed {
+    error: String,
+    run_id: Option<String>,
+}
+
+impl From<String> for Failed {
+    fn from(error: String) -> Self {
+        Failed {
+            error,
+            run_id: None,
+        }
+    }
+}
+
+async fn execute(
+    gw: &Gateway,
+    job: &CronJob,
+    timeout: Duration,
+    run_number: NonZeroU64,
+) -> Result<Done, Failed> {
+    match &job.payload {
+        CronPayload::SystemEvent { text } => {
+            gw.bus.publish(Event::SystemEvent(SystemEventEvent {
+                text: text.to_string(),
+                source: SystemEventEventSource::Cron,
+                job_id: Some(job.id.clone()),
+                ts: now_ms(),
+            }));
+            Ok(Done {
+                summary: summarize(text),
+                run_id: None,
+            })
+        }
+        CronPayload::AgentTurn { message } => {
+            let deadline = tokio::time::Instant::now() + timeout;
+            let config = gw.config();
+            let agent =
+                Agent::resolve(&config, job.agent_id.as_deref()).map_err(|e| e.message)?;
+            let key = session_key(job);
+            let lock = gw.session_locks.get(&key);
+            let _turn = tokio::time::timeout_at(deadline, lock.lock_owned())
+                .await
+                .map_err(|_| {
+                    format!(
+                        "timed out after {} ms waiting for session {key}, busy with another run",
+                        timeout.as_millis()
+                    )
+                })?;
+            let run_id = format!("run-cron-{}-{run_number}", uuid::Uuid::new_v4().simple());
+            let request = TurnRequest {
+                agent,
+                session: Session::Stored(key),
+                message: message.to_string(),
+                run_id: Some(run_id.clone()),
+                deadline: Some(deadline),
+            };
+            match run_turn(gw, request, &mut |_| {}).await {
+                Ok(done) if done.stop_reason == ChatResultStopReason::Aborted => Err(Failed {
+                    error: "the run was aborted (chat.abort)".to_string(),
+                    run_id: Some(run_id),
+                }),
+                Ok(done) => Ok(Done {
+                    summary: summarize(&done.text),
+                    run_id: Some(run_id),
+                }),
+                Err(e) if e.code == ErrorCode::Timeout => Err(Failed {
+                    error: format!("timed out after {} ms", timeout.as_millis()),
+                    run_id: Some(run_id),
+                }),
+                Err(e) => Err(Failed {
+                    error: e.message,
+                    run_id: Some(run_id),
+                }),
+            }
+        }
+    }
+}
+
+/// The session of an agentTurn job.
+pub fn session_key(job: &CronJob) -> String {
+    job.session_key
+        .clone()
+        .unwrap_or_else(|| format!("cron:{}", job.id))
+}
+
+fn summarize(text: &str) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(SUMMARY_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// Records a finished run and the state it leaves the job in.
+async fn finish(gw: &Gateway, run: CronRun) {
+    let now = now_ms();
+    let mut table = gw.cron.lock().await;
+    let mut delete = false;
+    let job = table.jobs.get_mut(&run.job_id).map(|entry| {
+        let done = entry
+            .plan
+            .as_ref()
+            .is_some_and(|plan| one_shot_done(&entry.job, plan));
+        let job = &mut entry.job;
+        let state = &mut job.state;
+        state.running = false;
+        state.last_run_at_ms = Some(run.started_at_ms);
+        state.last_status = Some(run.status);
+        state.last_error = run.error.clone();
+        state.last_duration_ms = run.duration_ms;
+        let ok = run.status == CronRunStatus::Ok;
+        state.consecutive_errors = if ok { 0 } else { state.consecutive_errors + 1 };
+        let natural = match &entry.plan {
+            Some(plan) if job.enabled && !done => {
+                if plan.is_one_shot() {
+                    state.next_run_at_ms
+                } else {
+                    plan.next_after(now)
+                }
+            }
+            _ => None,
+        };
+        let errors = state.consecutive_errors;
+        state.next_run_at_ms = match (ok, entry.plan.as_ref().map(|p| p.is_one_shot())) {
+            (false, Some(true)) if errors >= ONE_SHOT_ATTEMPTS => None,
+            (false, Some(true)) => Some(now + backoff_ms(errors)),
+            (false, _) => natural.map(|n| n.max(now + backoff_ms(errors))),
+            (true, _) => natural,
+        };
+        let finished_one_shot = ok
+            && run.trigger != CronTrigger::Manual
+            && entry.plan.as_ref().is_some_and(|p| p.is_one_shot());
+        if finished_one_shot && job.source == CronJobSource::Api {
+            if job.delete_after_run {
+                delete = true;
+            } else {
+                job.enabled = false;
+                job.updated_at_ms = now;
+            }
+        }
+        job.clone()
+    });
+    let result = if delete {
+        table.jobs.remove(&run.job_id);
+        match gw.store.cron_finish_run(run.clone(), None).await {
+            Ok(()) => gw.store.cron_delete_job(run.job_id.clone()).await.map(|_| ()),
+            Err(e) => Err(e),
+        }
+    } else {
+        gw.store.cron_finish_run(run.clone(), job.clone()).await
+    };
+    if let Err(e) = result {
+        tracing::error!(job = %run.job_id, "cannot record the cron run: {e}");
+    }
+    match run.status {
+        CronRunStatus::Ok => tracing::info!(job = %run.job_id, duration_ms = ?run.duration_ms, "cron run finished"),
+        _ => tracing::warn!(job = %run.job_id, error = ?run.error, "cron run failed"),
+    }
+    match &job {
+        Some(job) => publish_finished(gw, job, run),
+        // Removed while it ran: the id stands in for the name.
+        None => gw.bus.publish(Event::CronFinished(CronFinishedEvent {
+            job_id: run.job_id.clone(),
+            name: run.job_id.clone(),
+            next_run_at_ms: None,
+            run,
+        })),
+    }
+    publish_health(gw, &table);
+    drop(table);
+    gw.cron.wake();
+}
+
+fn publish_finished(gw: &Gateway, job: &CronJob, run: CronRun) {
+    gw.bus.publish(Event::CronFinished(CronFinishedEvent {
+        job_id: job.id.clone(),
+        name: job.name.clone(),
+        next_run_at_ms: job.state.next_run_at_ms,
+        run,
+    }));
+}
+
+/// Updates the health snapshot's cron section, announcing a change.
+pub fn publish_health(gw: &Gateway, table: &Table) {
+    if let Some(snapshot) = gw.health.set_cron(table.health()) {
+        gw.bus.publish(Event::HealthChanged(snapshot));
+    }
+}
+
+/// Waits until no run is in progress, or `limit` passes; false on timeout.
+pub async fn wait_idle(gw: &Gateway, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if gw.cron.lock().await.health().running == 0 {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
