@@ -38,7 +38,11 @@ fn rows(schemas: &Schemas, schema: &Value, pointer: &str, out: &mut String) {
         }
         let child_pointer = format!("{pointer}/{key}");
         let target = schemas.schema_at("Config", &child_pointer).unwrap_or(prop);
-        if target.get("properties").is_some() {
+        let has_keys = target.get("properties").is_some()
+            || target
+                .get("additionalProperties")
+                .is_some_and(Value::is_object);
+        if has_keys {
             rows(schemas, target, &child_pointer, out);
             continue;
         }
@@ -82,7 +86,14 @@ fn type_name(schema: &Value) -> String {
             let target = Schemas::get().def(name.trim_start_matches("#/$defs/"));
             target.map(type_name).unwrap_or_default()
         }
-        None => "any".to_string(),
+        None => match schema.get("oneOf").and_then(Value::as_array) {
+            Some(variants) => {
+                let mut names: Vec<String> = variants.iter().map(type_name).collect();
+                names.dedup();
+                names.join(" \\| ")
+            }
+            None => "any".to_string(),
+        },
     }
 }
 

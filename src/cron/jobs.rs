@@ -211,7 +211,9 @@ async fn sync_config(
     let dropped: Vec<String> = table
         .jobs
         .iter()
-        .filter(|(id, e)| e.job.source == CronJobSource::Config && !config.cron.jobs.contains_key(*id))
+        .filter(|(id, e)| {
+            e.job.source == CronJobSource::Config && !config.cron.jobs.contains_key(*id)
+        })
         .map(|(id, _)| id.clone())
         .collect();
     for id in dropped {
@@ -254,7 +256,11 @@ pub fn config_problems(config: &Config) -> Vec<(String, String)> {
         if let CronPayload::AgentTurn { .. } = job.payload {
             let agent = job.agent_id.as_ref().map(|a| a.as_str());
             if let Err(e) = crate::agent::Agent::resolve(config, agent) {
-                let field = if agent.is_some() { "agentId" } else { "payload" };
+                let field = if agent.is_some() {
+                    "agentId"
+                } else {
+                    "payload"
+                };
                 problems.push((format!("{at}/{field}"), e.message));
             }
         }

@@ -87,7 +87,9 @@ impl Table {
             jobs: enabled_jobs.clone().count() as u64,
             running: self.jobs.values().filter(|e| e.job.state.running).count() as u64,
             next_run_at_ms: if self.enabled {
-                enabled_jobs.filter_map(|e| e.job.state.next_run_at_ms).min()
+                enabled_jobs
+                    .filter_map(|e| e.job.state.next_run_at_ms)
+                    .min()
             } else {
                 None
             },

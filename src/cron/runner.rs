@@ -61,7 +61,10 @@ async fn start_due(gw: &Arc<Gateway>) -> Option<Duration> {
         .collect();
     for (id, slot) in due {
         let entry = table.jobs.get_mut(&id).expect("listed");
-        let next = entry.plan.as_ref().and_then(|p| p.next_after(now.max(slot)));
+        let next = entry
+            .plan
+            .as_ref()
+            .and_then(|p| p.next_after(now.max(slot)));
         entry.job.state.next_run_at_ms = next;
         if entry.job.state.running {
             skip(gw, &table, &id, slot, now).await;
@@ -153,8 +156,8 @@ async fn run(
             ));
         };
         let job = entry.job.clone();
-        let session_key = matches!(job.payload, CronPayload::AgentTurn { .. })
-            .then(|| session_key(&job));
+        let session_key =
+            matches!(job.payload, CronPayload::AgentTurn { .. }).then(|| session_key(&job));
         let run = CronRun {
             id: NonZeroU64::MIN,
             job_id: id.to_string(),
@@ -259,8 +262,7 @@ async fn execute(
         CronPayload::AgentTurn { message } => {
             let deadline = tokio::time::Instant::now() + timeout;
             let config = gw.config();
-            let agent =
-                Agent::resolve(&config, job.agent_id.as_deref()).map_err(|e| e.message)?;
+            let agent = Agent::resolve(&config, job.agent_id.as_deref()).map_err(|e| e.message)?;
             let key = session_key(job);
             let lock = gw.session_locks.get(&key);
             let _turn = tokio::time::timeout_at(deadline, lock.lock_owned())
@@ -368,7 +370,11 @@ async fn finish(gw: &Gateway, run: CronRun) {
     let result = if delete {
         table.jobs.remove(&run.job_id);
         match gw.store.cron_finish_run(run.clone(), None).await {
-            Ok(()) => gw.store.cron_delete_job(run.job_id.clone()).await.map(|_| ()),
+            Ok(()) => gw
+                .store
+                .cron_delete_job(run.job_id.clone())
+                .await
+                .map(|_| ()),
             Err(e) => Err(e),
         }
     } else {
@@ -378,7 +384,9 @@ async fn finish(gw: &Gateway, run: CronRun) {
         tracing::error!(job = %run.job_id, "cannot record the cron run: {e}");
     }
     match run.status {
-        CronRunStatus::Ok => tracing::info!(job = %run.job_id, duration_ms = ?run.duration_ms, "cron run finished"),
+        CronRunStatus::Ok => {
+            tracing::info!(job = %run.job_id, duration_ms = ?run.duration_ms, "cron run finished")
+        }
         _ => tracing::warn!(job = %run.job_id, error = ?run.error, "cron run failed"),
     }
     match &job {

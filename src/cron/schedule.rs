@@ -73,12 +73,14 @@ impl Plan {
                 every_ms: (*every_ms).max(1) as u64,
                 anchor_ms: anchor_ms.unwrap_or(created_at_ms),
             }),
-            CronSchedule::At { at } => parse_time(at)
-                .map(|at_ms| Plan::At { at_ms })
-                .map_err(|message| Invalid {
-                    field: "/at",
-                    message,
-                }),
+            CronSchedule::At { at } => {
+                parse_time(at)
+                    .map(|at_ms| Plan::At { at_ms })
+                    .map_err(|message| Invalid {
+                        field: "/at",
+                        message,
+                    })
+            }
         }
     }
 
@@ -126,12 +128,42 @@ pub fn parse_expr(expr: &str) -> Result<Cron, String> {
             "{expr:?} has {fields} fields; a cron expression has 5 (minute hour day-of-month month day-of-week) or 6 (seconds first)"
         ));
     }
-    CronParser::builder()
+    let parser = CronParser::builder()
         .seconds(Seconds::Optional)
         .year(Year::Disallowed)
-        .build()
-        .parse(expr)
-        .map_err(|e| format!("invalid cron expression {expr:?}: {e}"))
+        .build();
+    parser.parse(expr).map_err(|e| {
+        let reason = e.to_string();
+        match bad_field(&parser, expr) {
+            Some((name, value, allowed)) => format!(
+                "invalid cron expression {expr:?}: the {name} field {value:?} is not valid ({allowed}): {reason}"
+            ),
+            None => format!("invalid cron expression {expr:?}: {reason}"),
+        }
+    })
+}
+
+/// The one field whose replacement by `*` makes the expression parse:
+/// its name, its text and the values it allows.
+fn bad_field(parser: &CronParser, expr: &str) -> Option<(&'static str, String, &'static str)> {
+    const FIELDS: [(&str, &str); 6] = [
+        ("second", "0-59"),
+        ("minute", "0-59"),
+        ("hour", "0-23"),
+        ("day-of-month", "1-31, L, W"),
+        ("month", "1-12 or JAN-DEC"),
+        ("day-of-week", "0-7 or SUN-SAT, #, L"),
+    ];
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let names = &FIELDS[FIELDS.len() - fields.len()..];
+    (0..fields.len()).find_map(|i| {
+        let mut patched = fields.clone();
+        patched[i] = "*";
+        parser
+            .parse(&patched.join(" "))
+            .is_ok()
+            .then(|| (names[i].0, fields[i].to_string(), names[i].1))
+    })
 }
 
 /// Parses an IANA time zone name, suggesting the closest one on a typo.
@@ -432,6 +464,17 @@ mod tests {
         };
         let e = make("61 * * * *", None);
         assert_eq!(e.field, "/expr");
+        assert!(
+            e.message.contains("the minute field \"61\""),
+            "{}",
+            e.message
+        );
+        let e = make("0 0 9 * * MON-FRY", None);
+        assert!(
+            e.message.contains("the day-of-week field \"MON-FRY\""),
+            "{}",
+            e.message
+        );
         let e = make("* * * *", None);
         assert_eq!(e.field, "/expr");
         assert!(e.message.contains("has 4 fields"), "{}", e.message);
@@ -441,7 +484,11 @@ mod tests {
         assert!(e.message.contains("never matches"), "{}", e.message);
         let e = make("0 8 * * *", Some("Europe/Berln"));
         assert_eq!(e.field, "/tz");
-        assert!(e.message.contains("did you mean Europe/Berlin"), "{}", e.message);
+        assert!(
+            e.message.contains("did you mean Europe/Berlin"),
+            "{}",
+            e.message
+        );
         let at = CronSchedule::At {
             at: "tomorrow".parse().unwrap(),
         };

@@ -15,7 +15,12 @@ pub async fn list(gw: &Gateway, params: CronListParams) -> CronListResult {
         .map(|e| e.job.clone())
         .filter(|job| params.include_disabled || job.enabled)
         .collect();
-    jobs.sort_by_key(|job| (job.state.next_run_at_ms.unwrap_or(u64::MAX), job.name.clone()));
+    jobs.sort_by_key(|job| {
+        (
+            job.state.next_run_at_ms.unwrap_or(u64::MAX),
+            job.name.clone(),
+        )
+    });
     CronListResult {
         enabled: table.enabled,
         jobs,
@@ -135,11 +140,7 @@ pub async fn run(gw: &Gateway, params: CronRunParams) -> Result<CronRunResult, R
     let id = params.id.to_string();
     if params.mode == CronRunParamsMode::Due {
         let table = gw.cron.lock().await;
-        let job = &table
-            .jobs
-            .get(&id)
-            .ok_or_else(|| no_job(&id))?
-            .job;
+        let job = &table.jobs.get(&id).ok_or_else(|| no_job(&id))?.job;
         let due = job.state.next_run_at_ms.is_some_and(|t| t <= now_ms());
         if !due {
             return Ok(CronRunResult {

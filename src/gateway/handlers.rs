@@ -125,7 +125,11 @@ impl Handlers for Gateway {
         Ok(cron_rpc::list(self, params).await)
     }
 
-    async fn cron_add(&self, _ctx: &CallContext, params: CronAddParams) -> Result<CronJob, RpcError> {
+    async fn cron_add(
+        &self,
+        _ctx: &CallContext,
+        params: CronAddParams,
+    ) -> Result<CronJob, RpcError> {
         cron_rpc::add(self, params).await
     }
 

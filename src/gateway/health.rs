@@ -17,7 +17,7 @@ struct HealthState {
 }
 
 impl HealthService {
-    pub fn new(started: Instant, config: ConfigHealth) -> Self {
+    pub fn new(started: Instant, config: ConfigHealth, cron_enabled: bool) -> Self {
         HealthService {
             started,
             state: Mutex::new(HealthState {
@@ -25,7 +25,7 @@ impl HealthService {
                 gateway: GatewayState::Ready,
                 config,
                 cron: CronHealth {
-                    enabled: false,
+                    enabled: cron_enabled,
                     jobs: 0,
                     running: 0,
                     next_run_at_ms: None,

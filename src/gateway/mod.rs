@@ -4,9 +4,9 @@ mod bus;
 pub mod chat;
 mod config_rpc;
 mod config_service;
-mod cron_rpc;
 mod connect;
 mod connections;
+mod cron_rpc;
 mod handlers;
 mod health;
 mod limiter;
@@ -74,7 +74,7 @@ impl Gateway {
         let started = Instant::now();
         let config_path = loaded.path.clone();
         let configs = ConfigService::new(loaded, options);
-        let health = HealthService::new(started, configs.health());
+        let health = HealthService::new(started, configs.health(), configs.current().cron.enabled);
         let http = crate::agent::http_client();
         let cron = crate::cron::CronService::new(&configs.current());
         Arc::new(Gateway {

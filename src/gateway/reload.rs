@@ -50,7 +50,11 @@ impl Gateway {
         let result = self.configs.apply_text(text, now_ms());
         match &result {
             Ok(applied) => {
-                if applied.changed.iter().any(|k| k == "cron" || k.starts_with("cron.")) {
+                if applied
+                    .changed
+                    .iter()
+                    .any(|k| k == "cron" || k.starts_with("cron."))
+                {
                     if let Err(e) = crate::cron::apply_config(self).await {
                         tracing::error!("cannot apply the cron config: {e}");
                     }

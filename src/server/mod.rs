@@ -102,7 +102,9 @@ pub async fn serve(
         tracing::warn!("some connections did not close in time");
     }
     if !crate::cron::wait_idle(&gw, drain).await {
-        tracing::warn!("cron runs still in progress at exit are recorded as interrupted at the next start");
+        tracing::warn!(
+            "cron runs still in progress at exit are recorded as interrupted at the next start"
+        );
     }
     scheduler.abort();
     ticker.abort();

@@ -15,7 +15,9 @@ impl Store {
         self.with(|db| {
             let mut stmt = db.prepare("SELECT id, job_json FROM cron_jobs ORDER BY id")?;
             let rows = stmt
-                .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?
+                .query_map([], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows
                 .into_iter()

@@ -5,6 +5,7 @@ mod chat;
 mod cli;
 mod config_errors;
 mod config_rpc;
+mod cron;
 mod errors;
 mod events;
 mod fake_anthropic;
