@@ -543,3 +543,78 @@ async fn config_jobs_follow_reloads() {
         );
     }
 }
+
+#[tokio::test]
+async fn pausing_the_scheduler_stops_runs_and_resuming_does_not_catch_up() {
+    let gw = TestGateway::start("").await;
+    let mut ws = gw.operator().await;
+    let job = add(
+        &mut ws,
+        json!({"schedule": {"kind": "every", "everyMs": 1000},
+               "payload": {"kind": "systemEvent", "text": "beat"}}),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_string();
+    cron_event(&mut ws, "cron.finished", &id).await;
+    let paused = ws
+        .call("config.set", json!({"key": "cron.enabled", "value": false}))
+        .await;
+    assert_eq!(paused["result"]["changed"], json!(["cron.enabled"]));
+    let health = ws.call("health", json!({})).await["result"]["cron"].clone();
+    assert_eq!(health["enabled"], false);
+    assert!(health.get("nextRunAtMs").is_none());
+    let runs_before_pause = runs(&mut ws, &id).await.len();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(2500);
+    while let Ok(frame) = tokio::time::timeout_at(deadline, ws.recv()).await {
+        assert!(
+            !(frame["event"] == "cron.started" && frame["data"]["jobId"] == id.as_str()),
+            "a paused scheduler ran a job: {frame}"
+        );
+    }
+    ws.call("config.set", json!({"key": "cron.enabled", "value": true}))
+        .await;
+    let resumed = cron_event(&mut ws, "cron.finished", &id).await;
+    assert_eq!(
+        resumed["run"]["trigger"], "schedule",
+        "no catch-up after a pause"
+    );
+    assert_eq!(runs(&mut ws, &id).await.len(), runs_before_pause + 1);
+}
+
+#[tokio::test]
+async fn a_run_cut_off_by_a_kill_is_recorded_as_interrupted() {
+    let dir = temp_dir("cron-kill");
+    let args = persistent_config(&dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let id;
+    {
+        let mut gw = TestGateway::spawn(&dir, &args, &[]);
+        gw.owns_dir = false;
+        let mut ws = gw.operator().await;
+        let job = add(
+            &mut ws,
+            json!({"schedule": {"kind": "every", "everyMs": 3_600_000, "anchorMs": 0},
+                   "payload": {"kind": "agentTurn", "message": "word ".repeat(5000)}}),
+        )
+        .await;
+        id = job["id"].as_str().unwrap().to_string();
+        ws.request("cron.run", json!({"id": id})).await;
+        cron_event(&mut ws, "cron.started", &id).await;
+        unsafe_kill(gw.child.id(), "KILL");
+        wait_exit(&mut gw.child, WAIT).expect("killed");
+    }
+    let gw = TestGateway::spawn(&dir, &args, &[]);
+    let mut ws = gw.operator().await;
+    let history = runs(&mut ws, &id).await;
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["status"], "error");
+    assert_eq!(history[0]["trigger"], "manual");
+    assert_eq!(
+        history[0]["error"],
+        "the gateway stopped before the run finished"
+    );
+    let job = ws.call("cron.list", json!({})).await["result"]["jobs"][0].clone();
+    assert_eq!(job["state"]["running"], false);
+    assert_eq!(job["state"]["lastStatus"], "error");
+    assert_eq!(job["state"]["consecutiveErrors"], 1);
+}
