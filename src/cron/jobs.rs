@@ -100,11 +100,12 @@ impl JobDraft {
 impl Table {
     /// Puts a job in the table with its plan; a schedule that no longer
     /// parses leaves the job in place but never due.
-    pub fn insert(&mut self, job: CronJob, now_ms: u64) {
+    pub fn insert(&mut self, mut job: CronJob, now_ms: u64) {
         let plan = match self.plan(&job, now_ms) {
             Ok(plan) => Some(plan),
             Err(e) => {
                 tracing::error!(job = %job.id, "cron job cannot be scheduled: {}", e.message);
+                job.state.next_run_at_ms = None;
                 None
             }
         };
@@ -118,7 +119,9 @@ impl Table {
 pub async fn load(gw: &Gateway) -> Result<(), StoreError> {
     let now = now_ms();
     let mut table = gw.cron.lock().await;
-    for job in gw.store.cron_jobs().await? {
+    for mut job in gw.store.cron_jobs().await? {
+        // No run is in progress in a process that is just starting.
+        job.state.running = false;
         table.insert(job, now);
     }
     for mut run in gw.store.cron_unfinished_runs().await? {

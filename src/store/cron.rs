@@ -207,3 +207,69 @@ fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CronRun> {
         run_id: row.get(11)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cron::JobDraft;
+    use crate::protocol::types::{CronJobSource, CronPayload, CronSchedule};
+    use std::num::NonZeroU64;
+
+    fn job() -> CronJob {
+        JobDraft {
+            name: "beat".into(),
+            enabled: true,
+            schedule: CronSchedule::Every {
+                every_ms: 1000,
+                anchor_ms: None,
+            },
+            payload: CronPayload::SystemEvent {
+                text: "beat".parse().unwrap(),
+            },
+            agent_id: None,
+            session_key: None,
+            delete_after_run: false,
+            timeout_ms: None,
+        }
+        .into_job("job-1".into(), CronJobSource::Api, 1_000)
+    }
+
+    fn run(at: u64) -> CronRun {
+        CronRun {
+            id: NonZeroU64::MIN,
+            job_id: "job-1".into(),
+            status: CronRunStatus::Ok,
+            trigger: CronTrigger::Schedule,
+            scheduled_at_ms: Some(at),
+            started_at_ms: at,
+            finished_at_ms: Some(at + 5),
+            duration_ms: Some(5),
+            error: None,
+            summary: Some(format!("run at {at}")),
+            session_key: None,
+            run_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn history_is_pruned_to_the_newest_runs_and_pages_backwards() {
+        let dir = std::env::temp_dir().join(format!("clawgate-store-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir).unwrap();
+        for i in 0..10 {
+            store.cron_record_run(run(i * 1000), job(), 4).await.unwrap();
+        }
+        let (page, next) = store.cron_runs("job-1".into(), 3, None).await.unwrap();
+        let starts: Vec<u64> = page.iter().map(|r| r.started_at_ms).collect();
+        assert_eq!(starts, [9000, 8000, 7000]);
+        let (rest, last) = store.cron_runs("job-1".into(), 3, next).await.unwrap();
+        assert_eq!(rest.len(), 1, "only the newest four are kept");
+        assert_eq!(rest[0].started_at_ms, 6000);
+        assert_eq!(last, None);
+        assert_eq!(rest[0], store.cron_run(rest[0].id.get()).await.unwrap().unwrap());
+        assert_eq!(store.cron_jobs().await.unwrap(), vec![job()]);
+        assert!(store.cron_delete_job("job-1".into()).await.unwrap());
+        assert!(store.cron_runs("job-1".into(), 10, None).await.unwrap().0.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
