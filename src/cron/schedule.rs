@@ -189,6 +189,17 @@ pub fn parse_time(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("{text:?} is before 1970, when no job can run"))
 }
 
+/// `ms` as an RFC 3339 time in the zone `tz` (UTC when None or unknown).
+pub fn local_time(ms: u64, tz: Option<&str>) -> String {
+    let tz = tz
+        .and_then(|name| name.parse::<Tz>().ok())
+        .unwrap_or(Tz::UTC);
+    match tz.timestamp_millis_opt(ms as i64).single() {
+        Some(time) => time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        None => ms.to_string(),
+    }
+}
+
 /// How long a job that failed `consecutive_errors` times in a row waits
 /// at least before its next run: 30 s, 1 min, 5 min, 15 min, then 60 min.
 pub fn backoff_ms(consecutive_errors: u64) -> u64 {

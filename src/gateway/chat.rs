@@ -447,7 +447,10 @@ impl ToolBox for TurnTools<'_> {
             self.events
                 .tool(AgentToolEventPhase::Start, call_id, name, &arguments, None);
             let outcome = match Tool::from_name(name).filter(|t| self.allowed.contains(t)) {
-                Some(tool) => super::tools::run(self.events.gw, tool, arguments.clone()).await,
+                Some(tool) => {
+                    let agent = &self.events.agent_id;
+                    super::tools::run(self.events.gw, agent, tool, arguments.clone()).await
+                }
                 None => Err(format!("no tool {name} is available to this agent")),
             };
             self.events.tool(

@@ -1,13 +1,17 @@
 //! The agent tools of schema/tools.json, run against the gateway's state.
 
-use super::Gateway;
-use crate::protocol::types::{SessionHistoryToolParams, SessionsListToolParams};
-use crate::protocol::{Schemas, Tool};
+use super::{cron_rpc, Gateway};
+use crate::protocol::types::{
+    CronAddParams, CronAddToolParams, CronJob, CronListParams, CronPayload, CronRemoveParams,
+    CronRemoveToolParams, CronSchedule, SessionHistoryToolParams, SessionsListToolParams,
+};
+use crate::protocol::{Method, Schemas, Tool};
 use crate::store::SessionFilter;
 use serde_json::{json, Value};
 
-/// Runs one tool call; an Err is shown to the model, which may recover.
-pub async fn run(gw: &Gateway, tool: Tool, args: Value) -> Result<Value, String> {
+/// Runs one tool call for `agent_id`; an Err is shown to the model,
+/// which may recover.
+pub async fn run(gw: &Gateway, agent_id: &str, tool: Tool, args: Value) -> Result<Value, String> {
     if let Err(violations) = Schemas::get().validate(tool.params_def(), &args) {
         let v = &violations[0];
         return Err(format!(
@@ -50,7 +54,79 @@ pub async fn run(gw: &Gateway, tool: Tool, args: Value) -> Result<Value, String>
                 .collect();
             Ok(json!({ "sessionKey": key, "messages": messages }))
         }
+        Tool::CronAdd => cron_add(gw, agent_id, decode(args)?).await,
+        Tool::CronList => {
+            let params = CronListParams {
+                include_disabled: true,
+            };
+            let jobs = cron_rpc::list(gw, params).await.jobs;
+            let jobs: Vec<Value> = jobs.iter().map(describe_job).collect();
+            Ok(json!({ "jobs": jobs }))
+        }
+        Tool::CronRemove => {
+            let params: CronRemoveToolParams = decode(args)?;
+            let params = CronRemoveParams {
+                id: params.id.to_string().parse().map_err(|e| format!("{e}"))?,
+            };
+            let removed = cron_rpc::remove(gw, params).await.map_err(|e| e.message)?;
+            Ok(json!({ "id": removed.id, "removed": removed.removed }))
+        }
     }
+}
+
+/// Schedules an agentTurn for the calling agent, through cron.add.
+async fn cron_add(gw: &Gateway, agent_id: &str, p: CronAddToolParams) -> Result<Value, String> {
+    let schedule = match (p.expr, p.every_ms, p.at) {
+        (Some(expr), None, None) => {
+            let mut s = json!({"kind": "cron", "expr": expr});
+            if let Some(tz) = p.tz {
+                s["tz"] = json!(tz);
+            }
+            s
+        }
+        (None, Some(every_ms), None) => json!({"kind": "every", "everyMs": every_ms}),
+        (None, None, Some(at)) => json!({"kind": "at", "at": at}),
+        _ => return Err("give exactly one of expr, everyMs or at".to_string()),
+    };
+    let mut params = json!({
+        "schedule": schedule,
+        "payload": {"kind": "agentTurn", "message": p.message},
+        "agentId": agent_id,
+    });
+    if let Some(name) = p.name {
+        params["name"] = json!(name);
+    }
+    if let Err(violations) = Schemas::get().validate(Method::CronAdd.params_def(), &params) {
+        let v = &violations[0];
+        return Err(format!("invalid job: {} at {}", v.message, v.pointer));
+    }
+    let params: CronAddParams = decode(params)?;
+    let job = cron_rpc::add(gw, params).await.map_err(|e| e.message)?;
+    Ok(describe_job(&job))
+}
+
+/// A job as a model reads it: times in RFC 3339, in the job's zone.
+fn describe_job(job: &CronJob) -> Value {
+    let tz = match &job.schedule {
+        CronSchedule::Cron { tz, .. } => tz.as_ref().map(|t| t.to_string()),
+        _ => None,
+    };
+    let time = |ms: Option<u64>| ms.map(|ms| crate::cron::schedule::local_time(ms, tz.as_deref()));
+    let task = match &job.payload {
+        CronPayload::AgentTurn { message } => json!({"message": message}),
+        CronPayload::SystemEvent { text } => json!({"systemEvent": text}),
+    };
+    json!({
+        "id": job.id,
+        "name": job.name,
+        "enabled": job.enabled,
+        "schedule": job.schedule,
+        "task": task,
+        "nextRunAt": time(job.state.next_run_at_ms),
+        "lastRunAt": time(job.state.last_run_at_ms),
+        "lastStatus": job.state.last_status,
+        "lastError": job.state.last_error,
+    })
 }
 
 fn decode<T: serde::de::DeserializeOwned>(args: Value) -> Result<T, String> {

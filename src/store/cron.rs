@@ -257,7 +257,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let store = Store::open(&dir).unwrap();
         for i in 0..10 {
-            store.cron_record_run(run(i * 1000), job(), 4).await.unwrap();
+            store
+                .cron_record_run(run(i * 1000), job(), 4)
+                .await
+                .unwrap();
         }
         let (page, next) = store.cron_runs("job-1".into(), 3, None).await.unwrap();
         let starts: Vec<u64> = page.iter().map(|r| r.started_at_ms).collect();
@@ -266,10 +269,18 @@ mod tests {
         assert_eq!(rest.len(), 1, "only the newest four are kept");
         assert_eq!(rest[0].started_at_ms, 6000);
         assert_eq!(last, None);
-        assert_eq!(rest[0], store.cron_run(rest[0].id.get()).await.unwrap().unwrap());
+        assert_eq!(
+            rest[0],
+            store.cron_run(rest[0].id.get()).await.unwrap().unwrap()
+        );
         assert_eq!(store.cron_jobs().await.unwrap(), vec![job()]);
         assert!(store.cron_delete_job("job-1".into()).await.unwrap());
-        assert!(store.cron_runs("job-1".into(), 10, None).await.unwrap().0.is_empty());
+        assert!(store
+            .cron_runs("job-1".into(), 10, None)
+            .await
+            .unwrap()
+            .0
+            .is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -618,3 +618,59 @@ async fn a_run_cut_off_by_a_kill_is_recorded_as_interrupted() {
     assert_eq!(job["state"]["lastStatus"], "error");
     assert_eq!(job["state"]["consecutiveErrors"], 1);
 }
+
+#[tokio::test]
+async fn the_assistant_schedules_a_job_with_the_cron_add_tool() {
+    use crate::fake_openai::{FakeOpenAi, Script};
+    let upstream = FakeOpenAi::start(Script::ToolThenText(
+        "cron_add",
+        r#"{"message": "Summarise my inbox.", "name": "Inbox", "expr": "0 8 * * 1-5", "tz": "Europe/Berlin"}"#,
+        vec!["Scheduled."],
+    ))
+    .await;
+    let gw = TestGateway::start_with_file(&format!(
+        "[gateway]\nport = 0\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\n\n\
+         [agents]\ndefault = \"gpt\"\n\n[agents.gpt]\nprovider = \"openai\"\nbaseUrl = \"{}\"\n\
+         model = \"fake-model\"\ntools = [\"cron_add\", \"cron_list\", \"cron_remove\"]\n",
+        upstream.base_url
+    ))
+    .await;
+    let mut ws = gw.operator().await;
+    let frame = ws
+        .call(
+            "chat",
+            json!({"message": "every weekday at 8:00 Berlin time, summarise my inbox"}),
+        )
+        .await;
+    assert_eq!(
+        frame["result"]["message"]["content"], "Scheduled.",
+        "{frame}"
+    );
+    let tool_end = loop {
+        let event = ws.event("agent.tool").await;
+        if event["data"]["phase"] == "end" {
+            break event["data"].clone();
+        }
+    };
+    let next = tool_end["result"]["nextRunAt"].as_str().unwrap();
+    assert!(
+        next.contains("T08:00:00+0"),
+        "08:00 Berlin time: {tool_end}"
+    );
+    let jobs = ws.call("cron.list", json!({})).await["result"]["jobs"].clone();
+    let job = &jobs[0];
+    assert_eq!(job["name"], "Inbox");
+    assert_eq!(
+        job["agentId"], "gpt",
+        "the job belongs to the agent that made it"
+    );
+    assert_eq!(
+        job["schedule"],
+        json!({"kind": "cron", "expr": "0 8 * * 1-5", "tz": "Europe/Berlin"})
+    );
+    assert_eq!(
+        job["payload"],
+        json!({"kind": "agentTurn", "message": "Summarise my inbox."})
+    );
+    assert_eq!(tool_end["result"]["id"], job["id"]);
+}
