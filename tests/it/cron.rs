@@ -628,9 +628,8 @@ async fn the_assistant_schedules_a_job_with_the_cron_add_tool() {
         vec!["Scheduled."],
     ))
     .await;
-    let gw = TestGateway::start_with_file(&format!(
-        "[gateway]\nport = 0\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\n\n\
-         [agents]\ndefault = \"gpt\"\n\n[agents.gpt]\nprovider = \"openai\"\nbaseUrl = \"{}\"\n\
+    let gw = TestGateway::start_with_sections(&format!(
+        "[agents]\ndefault = \"gpt\"\n\n[agents.gpt]\nprovider = \"openai\"\nbaseUrl = \"{}\"\n\
          model = \"fake-model\"\ntools = [\"cron_add\", \"cron_list\", \"cron_remove\"]\n",
         upstream.base_url
     ))

@@ -6,9 +6,8 @@ use clawgate::protocol::ErrorCode;
 use serde_json::json;
 
 async fn gateway_for(upstream: &str) -> TestGateway {
-    TestGateway::start_with_file(&format!(
-        "[gateway]\nport = 0\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\n\n\
-         [agents]\ndefault = \"gpt\"\n\n[agents.gpt]\nprovider = \"openai\"\nbaseUrl = \"{upstream}\"\n\
+    TestGateway::start_with_sections(&format!(
+        "[agents]\ndefault = \"gpt\"\n\n[agents.gpt]\nprovider = \"openai\"\nbaseUrl = \"{upstream}\"\n\
          apiKey = \"sk-test-key\"\nmodel = \"fake-model\"\nsystem = \"Be brief.\"\ntimeoutMs = 1500\n"
     ))
     .await
@@ -140,9 +139,8 @@ async fn a_tool_call_runs_and_its_result_goes_back_to_the_model() {
         vec!["You have ", "one session."],
     ))
     .await;
-    let gw = TestGateway::start_with_file(&format!(
-        "[gateway]\nport = 0\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\n\n\
-         [agents]\ndefault = \"gpt\"\n\n[agents.gpt]\nprovider = \"openai\"\nbaseUrl = \"{}\"\n\
+    let gw = TestGateway::start_with_sections(&format!(
+        "[agents]\ndefault = \"gpt\"\n\n[agents.gpt]\nprovider = \"openai\"\nbaseUrl = \"{}\"\n\
          model = \"fake-model\"\ntools = [\"sessions_list\", \"session_history\"]\n",
         upstream.base_url
     ))
@@ -206,9 +204,8 @@ mod anthropic {
     use serde_json::json;
 
     async fn gateway_for(upstream: &str) -> TestGateway {
-        TestGateway::start_with_file(&format!(
-            "[gateway]\nport = 0\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\n\n\
-             [agents]\ndefault = \"claude\"\n\n[agents.claude]\nprovider = \"anthropic\"\nbaseUrl = \"{upstream}\"\n\
+        TestGateway::start_with_sections(&format!(
+            "[agents]\ndefault = \"claude\"\n\n[agents.claude]\nprovider = \"anthropic\"\nbaseUrl = \"{upstream}\"\n\
              apiKey = \"sk-ant-test\"\nmodel = \"claude-fake\"\nsystem = \"Be brief.\"\ntimeoutMs = 2000\n"
         ))
         .await
@@ -284,9 +281,8 @@ mod anthropic {
             vec!["Done."],
         ))
         .await;
-        let gw = TestGateway::start_with_file(&format!(
-            "[gateway]\nport = 0\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\n\n\
-             [agents]\ndefault = \"claude\"\n\n[agents.claude]\nprovider = \"anthropic\"\nbaseUrl = \"{}\"\n\
+        let gw = TestGateway::start_with_sections(&format!(
+            "[agents]\ndefault = \"claude\"\n\n[agents.claude]\nprovider = \"anthropic\"\nbaseUrl = \"{}\"\n\
              model = \"claude-fake\"\ntools = [\"session_history\"]\n",
             upstream.base_url
         ))

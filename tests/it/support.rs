@@ -44,6 +44,11 @@ impl TestGateway {
         Self::start_with_file(&toml).await
     }
 
+    /// Starts with token auth followed by these TOML sections.
+    pub async fn start_with_sections(sections: &str) -> TestGateway {
+        Self::start_with_file(&format!("{}\n{sections}", token_config())).await
+    }
+
     pub async fn start_with_file(toml: &str) -> TestGateway {
         let dir = temp_dir("gw");
         let config = dir.join("clawgate.toml");
@@ -123,15 +128,16 @@ impl Drop for TestGateway {
     }
 }
 
+/// The token-auth config test gateways start from.
+pub fn token_config() -> String {
+    format!("[gateway]\nport = 0\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\n")
+}
+
 /// A config file with token auth in `dir`, for gateways that are started
 /// again on the same state (restart and crash tests); returns the run args.
 pub fn persistent_config(dir: &std::path::Path) -> Vec<String> {
     let config = dir.join("clawgate.toml");
-    std::fs::write(
-        &config,
-        format!("[gateway]\nport = 0\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\n"),
-    )
-    .unwrap();
+    std::fs::write(&config, token_config()).unwrap();
     vec!["--config".to_string(), config.to_str().unwrap().to_string()]
 }
 
