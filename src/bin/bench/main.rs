@@ -5,6 +5,8 @@
 //! them to BENCHMARKS.md. Each server runs in its own process (this binary
 //! re-executed with `--serve`), so its memory is measured alone.
 
+mod cron;
+
 use clap::Parser;
 use clawgate::client::small_buffers;
 use clawgate::config::{self, LoadOptions};
@@ -47,6 +49,15 @@ struct Args {
     /// Requests for the OpenAI-compatible endpoint run.
     #[arg(long, default_value_t = 300)]
     openai_requests: usize,
+    /// Jobs due every second in the cron run.
+    #[arg(long, default_value_t = 1000)]
+    cron_jobs: usize,
+    /// Seconds the cron run measures.
+    #[arg(long, default_value_t = 5)]
+    cron_seconds: u64,
+    /// Run only the cron part and print it (nothing is written).
+    #[arg(long)]
+    only_cron: bool,
     /// Internal: run a server (gateway or echo) in this process.
     #[arg(long, hide = true)]
     serve: Option<String>,
@@ -334,6 +345,10 @@ async fn idle_memory(server: Server, counts: &[usize]) -> Vec<(usize, f64)> {
 // ---- report -----------------------------------------------------------
 
 async fn run(args: Args) {
+    if args.only_cron {
+        println!("{}", cron::cron_load(args.cron_jobs, args.cron_seconds).await.summary());
+        return;
+    }
     let measure = Duration::from_secs_f64(args.seconds);
     let mut rows = Vec::new();
     for &conns in &args.conns {
@@ -377,9 +392,12 @@ async fn run(args: Args) {
         "openai endpoint: direct p50 {:.2} ms | through clawgate p50 {:.2} ms (+{:.2} ms) p99 {:.2} ms",
         openai.direct_p50_ms, openai.gateway_p50_ms, openai.gateway_p50_ms - openai.direct_p50_ms, openai.gateway_p99_ms
     );
+    let cron = cron::cron_load(args.cron_jobs, args.cron_seconds).await;
+    println!("{}", cron.summary());
     let mut report = markdown(&args, &rows, &gateway_mem, &echo_mem);
     report.push_str(&sessions.markdown(args.sessions));
     report.push_str(&openai.markdown(args.openai_requests));
+    report.push_str(&cron.markdown());
     std::fs::write(&args.write, report).expect("write report");
     println!("wrote {}", args.write.display());
 }
