@@ -9,7 +9,8 @@ use crate::gateway::{now_ms, Gateway};
 use crate::protocol::types::{
     CronJob, CronJobConfig, CronJobSource, CronJobState, CronPayload, CronRunStatus, CronSchedule,
 };
-use crate::store::StoreError;
+use crate::store::{CronWrite, StoreError};
+use std::sync::atomic::Ordering;
 
 /// A job's definition: everything but its id, source, timestamps and state.
 #[derive(Clone, Debug, PartialEq)]
@@ -114,53 +115,63 @@ impl Table {
 }
 
 /// Loads the stored jobs, settles the runs a stopped process left
-/// unfinished, and merges the config's jobs. Call before the scheduler
-/// starts.
+/// unfinished, merges the config's jobs, and starts the store writer.
+/// Call before the scheduler starts.
 pub async fn load(gw: &Gateway) -> Result<(), StoreError> {
     let now = now_ms();
-    let mut table = gw.cron.lock().await;
-    for mut job in gw.store.cron_jobs().await? {
-        // No run is in progress in a process that is just starting.
-        job.state.running = false;
-        table.insert(job, now);
-    }
-    for mut run in gw.store.cron_unfinished_runs().await? {
-        run.status = CronRunStatus::Error;
-        run.error = Some("the gateway stopped before the run finished".to_string());
-        let job = table.jobs.get_mut(&run.job_id).map(|entry| {
-            let state = &mut entry.job.state;
-            state.running = false;
-            state.last_run_at_ms = Some(run.started_at_ms);
-            state.last_status = Some(CronRunStatus::Error);
-            state.last_error = run.error.clone();
-            state.consecutive_errors += 1;
-            entry.job.clone()
-        });
-        tracing::warn!(job = %run.job_id, "cron run {} was interrupted by a stop", run.id);
-        gw.store.cron_finish_run(run, job).await?;
-    }
-    // A job whose next run passed while the gateway was down keeps it:
-    // it is due now and runs once, as a catch-up.
-    let config = gw.config();
-    sync_config(gw, &mut table, &config, now).await
+    let stored = gw.store.cron_jobs().await?;
+    let unfinished = gw.store.cron_unfinished_runs().await?;
+    let last_run_id = gw.store.cron_last_run_id().await?;
+    gw.cron.last_run_id.store(last_run_id, Ordering::Relaxed);
+    gw.cron.writer.start(gw.store.clone());
+    let keep = gw.config().cron.history_limit.get();
+    let pending = {
+        let mut table = gw.cron.lock();
+        for mut job in stored {
+            // No run is in progress in a process that is just starting.
+            job.state.running = false;
+            table.insert(job, now);
+        }
+        let mut writes = Vec::new();
+        for mut run in unfinished {
+            tracing::warn!(job = %run.job_id, "cron run {} was interrupted by a stop", run.id);
+            run.status = CronRunStatus::Error;
+            run.error = Some("the gateway stopped before the run finished".to_string());
+            if let Some(entry) = table.jobs.get_mut(&run.job_id) {
+                let state = &mut entry.job.state;
+                state.last_run_at_ms = Some(run.started_at_ms);
+                state.last_status = Some(CronRunStatus::Error);
+                state.last_error = run.error.clone();
+                state.consecutive_errors += 1;
+                writes.push(CronWrite::SaveJob(entry.job.clone()));
+            }
+            writes.push(CronWrite::PutRun { run, keep });
+        }
+        // A job whose next run passed while the gateway was down keeps
+        // it: it is due now and runs once, as a catch-up.
+        let config = gw.config();
+        writes.extend(sync_config(&mut table, &config, now));
+        super::runner::publish_health(gw, &table);
+        gw.cron.writer.queue(writes)
+    };
+    pending.stored().await
 }
 
 /// Applies the config's cron section: enabled, timezone and jobs.
 pub async fn apply_config(gw: &Gateway) -> Result<(), StoreError> {
     let config = gw.config();
-    let mut table = gw.cron.lock().await;
-    sync_config(gw, &mut table, &config, now_ms()).await?;
-    drop(table);
+    let pending = {
+        let mut table = gw.cron.lock();
+        let writes = sync_config(&mut table, &config, now_ms());
+        super::runner::publish_health(gw, &table);
+        gw.cron.writer.queue(writes)
+    };
     gw.cron.wake();
-    Ok(())
+    pending.stored().await
 }
 
-async fn sync_config(
-    gw: &Gateway,
-    table: &mut Table,
-    config: &Config,
-    now: u64,
-) -> Result<(), StoreError> {
+/// Brings the table in line with the config; returns the store writes.
+fn sync_config(table: &mut Table, config: &Config, now: u64) -> Vec<CronWrite> {
     let mut changed: Vec<String> = Vec::new();
     let default_tz = config.cron.timezone.as_ref().map(|t| t.to_string());
     let resumed = config.cron.enabled && !table.enabled;
@@ -211,6 +222,7 @@ async fn sync_config(
             }
         }
     }
+    let mut writes = Vec::new();
     let dropped: Vec<String> = table
         .jobs
         .iter()
@@ -221,18 +233,18 @@ async fn sync_config(
         .collect();
     for id in dropped {
         table.jobs.remove(&id);
-        gw.store.cron_delete_job(id.clone()).await?;
         tracing::info!(job = %id, "cron job removed from the config");
+        writes.push(CronWrite::DeleteJob(id));
     }
     changed.sort();
     changed.dedup();
-    for id in changed {
-        if let Some(entry) = table.jobs.get(&id) {
-            gw.store.cron_save_job(entry.job.clone()).await?;
-        }
-    }
-    super::runner::publish_health(gw, table);
-    Ok(())
+    writes.extend(
+        changed
+            .iter()
+            .filter_map(|id| table.jobs.get(id))
+            .map(|entry| CronWrite::SaveJob(entry.job.clone())),
+    );
+    writes
 }
 
 /// Problems with `cron` in a config that the schema cannot see: time

@@ -1,30 +1,38 @@
 //! The cron service: jobs (from the store and from `cron.jobs` in the
 //! config), the scheduler that starts them on time, and their runs.
 //!
-//! The job table lives behind one async lock; every change to a job is
-//! written through to the store while the lock is held, so the store
-//! never sees two changes of one job out of order.
+//! The job table lives behind one lock that is never held across an
+//! await. Every change to it is queued for the store while the lock is
+//! held (see [`writer`]), so the store sees changes in the table's order.
 
 mod jobs;
 mod runner;
 pub mod schedule;
+mod writer;
 
 pub use jobs::{apply_config, config_problems, JobDraft};
 pub use runner::{publish_health, run_now, spawn_scheduler, wait_idle};
+pub use writer::Pending;
 
 use crate::config::Config;
 use crate::protocol::types::{CronFailure, CronHealth, CronJob, CronJobSource};
 use schedule::Plan;
 use std::collections::BTreeMap;
 use std::num::NonZeroU64;
-use tokio::sync::{Mutex, MutexGuard, Notify, Semaphore};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use tokio::sync::{Notify, Semaphore};
 
 pub struct CronService {
     table: Mutex<Table>,
     /// Wakes the scheduler when jobs change.
     wake: Notify,
-    /// Runs of different jobs in progress at once (cron.maxConcurrentRuns).
+    /// Agent turns of different jobs in progress at once
+    /// (cron.maxConcurrentRuns); system events need none.
     permits: Semaphore,
+    pub writer: writer::Writer,
+    /// The last run id given out; ids are never reused.
+    last_run_id: AtomicU64,
 }
 
 /// The jobs and what the scheduler needs to know about the config.
@@ -52,11 +60,18 @@ impl CronService {
             }),
             wake: Notify::new(),
             permits: Semaphore::new(config.cron.max_concurrent_runs.get() as usize),
+            writer: writer::Writer::new(),
+            last_run_id: AtomicU64::new(0),
         }
     }
 
-    pub async fn lock(&self) -> MutexGuard<'_, Table> {
-        self.table.lock().await
+    pub fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().expect("cron table")
+    }
+
+    fn next_run_id(&self) -> NonZeroU64 {
+        let id = self.last_run_id.fetch_add(1, Ordering::Relaxed) + 1;
+        NonZeroU64::new(id).expect("counted from 1")
     }
 
     /// Tells the scheduler to look at the jobs again.

@@ -12,6 +12,7 @@ use crate::protocol::types::{
     CronRunStatus, CronStartedEvent, CronTrigger, SystemEventEvent, SystemEventEventSource,
 };
 use crate::protocol::{ErrorCode, Event, RpcError};
+use crate::store::CronWrite;
 use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +35,7 @@ pub async fn spawn_scheduler(
     Ok(tokio::spawn(async move {
         let mut shutdown = gw.shutdown_signal();
         loop {
-            let sleep = start_due(&gw).await.unwrap_or(MAX_SLEEP).min(MAX_SLEEP);
+            let sleep = start_due(&gw).unwrap_or(MAX_SLEEP).min(MAX_SLEEP);
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
                 _ = gw.cron.wake.notified() => {}
@@ -46,12 +47,13 @@ pub async fn spawn_scheduler(
 
 /// Starts every due job and records a skip for every due job that is
 /// still running. Returns how long until the next job is due.
-async fn start_due(gw: &Arc<Gateway>) -> Option<Duration> {
-    let mut table = gw.cron.lock().await;
+fn start_due(gw: &Arc<Gateway>) -> Option<Duration> {
+    let mut table = gw.cron.lock();
     if !table.enabled || gw.is_draining() {
         return None;
     }
     let now = now_ms();
+    let keep = gw.config().cron.history_limit.get();
     let due: Vec<(String, u64)> = table
         .jobs
         .values()
@@ -67,7 +69,17 @@ async fn start_due(gw: &Arc<Gateway>) -> Option<Duration> {
             .and_then(|p| p.next_after(now.max(slot)));
         entry.job.state.next_run_at_ms = next;
         if entry.job.state.running {
-            skip(gw, &table, &id, slot, now).await;
+            let run = CronRun {
+                status: CronRunStatus::Skipped,
+                finished_at_ms: Some(now),
+                duration_ms: Some(0),
+                error: Some("the previous run was still in progress".to_string()),
+                ..new_run(gw, &entry.job, CronTrigger::Schedule, Some(slot), now)
+            };
+            // The scheduler does not wait for the store; the order of
+            // writes is kept all the same.
+            drop(gw.cron.writer.record(&run, Some(&entry.job), keep));
+            publish_finished(gw, &entry.job, run);
             continue;
         }
         entry.job.state.running = true;
@@ -91,27 +103,29 @@ async fn start_due(gw: &Arc<Gateway>) -> Option<Duration> {
     Some(Duration::from_millis(next.saturating_sub(now_ms())))
 }
 
-/// Records that a slot came while the job's previous run was going.
-async fn skip(gw: &Gateway, table: &Table, id: &str, slot: u64, now: u64) {
-    let job = table.jobs[id].job.clone();
-    let run = CronRun {
-        id: NonZeroU64::MIN,
-        job_id: id.to_string(),
-        status: CronRunStatus::Skipped,
-        trigger: CronTrigger::Schedule,
-        scheduled_at_ms: Some(slot),
+/// A run of `job` starting now, with the next run id.
+fn new_run(
+    gw: &Gateway,
+    job: &CronJob,
+    trigger: CronTrigger,
+    slot: Option<u64>,
+    now: u64,
+) -> CronRun {
+    let session_key =
+        matches!(job.payload, CronPayload::AgentTurn { .. }).then(|| session_key(job));
+    CronRun {
+        id: gw.cron.next_run_id(),
+        job_id: job.id.clone(),
+        status: CronRunStatus::Running,
+        trigger,
+        scheduled_at_ms: slot,
         started_at_ms: now,
-        finished_at_ms: Some(now),
-        duration_ms: Some(0),
-        error: Some("the previous run was still in progress".to_string()),
+        finished_at_ms: None,
+        duration_ms: None,
+        error: None,
         summary: None,
-        session_key: None,
+        session_key,
         run_id: None,
-    };
-    let keep = gw.config().cron.history_limit.get();
-    match gw.store.cron_record_run(run, job.clone(), keep).await {
-        Ok(run) => publish_finished(gw, &job, run),
-        Err(e) => tracing::error!(job = %id, "cannot record a skipped cron run: {e}"),
     }
 }
 
@@ -119,7 +133,7 @@ async fn skip(gw: &Gateway, table: &Table, id: &str, slot: u64, now: u64) {
 /// when there is no such job, or it is already running.
 pub async fn run_now(gw: &Gateway, id: &str) -> Result<CronRun, RpcError> {
     {
-        let mut table = gw.cron.lock().await;
+        let mut table = gw.cron.lock();
         let entry = table
             .jobs
             .get_mut(id)
@@ -137,60 +151,50 @@ pub async fn run_now(gw: &Gateway, id: &str) -> Result<CronRun, RpcError> {
     run(gw, id, CronTrigger::Manual, None).await
 }
 
-/// One run of a job already marked running: waits for a permit, records
-/// the start, does the payload within the job's timeout, records the end.
+/// One run of a job already marked running: waits for a permit if it is
+/// an agent turn, records the start, does the payload within the job's
+/// timeout, records the end.
 async fn run(
     gw: &Gateway,
     id: &str,
     trigger: CronTrigger,
     slot: Option<u64>,
 ) -> Result<CronRun, RpcError> {
-    let _permit = gw.cron.permits.acquire().await;
-    let started = now_ms();
-    let (job, run) = {
-        let mut table = gw.cron.lock().await;
-        let Some(entry) = table.jobs.get_mut(id) else {
+    let is_turn = gw
+        .cron
+        .lock()
+        .jobs
+        .get(id)
+        .is_some_and(|e| matches!(e.job.payload, CronPayload::AgentTurn { .. }));
+    let _permit = if is_turn {
+        Some(gw.cron.permits.acquire().await)
+    } else {
+        None
+    };
+    let keep = gw.config().cron.history_limit.get();
+    let (job, run, stored) = {
+        let table = gw.cron.lock();
+        let Some(entry) = table.jobs.get(id) else {
             return Err(RpcError::new(
                 ErrorCode::NotFound,
                 format!("cron job {id} was removed before it started"),
             ));
         };
         let job = entry.job.clone();
-        let session_key =
-            matches!(job.payload, CronPayload::AgentTurn { .. }).then(|| session_key(&job));
-        let run = CronRun {
-            id: NonZeroU64::MIN,
-            job_id: id.to_string(),
-            status: CronRunStatus::Running,
-            trigger,
-            scheduled_at_ms: slot,
-            started_at_ms: started,
-            finished_at_ms: None,
-            duration_ms: None,
-            error: None,
-            summary: None,
-            session_key,
-            run_id: None,
-        };
-        let keep = gw.config().cron.history_limit.get();
-        match gw.store.cron_record_run(run, job.clone(), keep).await {
-            Ok(run) => (job, run),
-            Err(e) => {
-                if let Some(entry) = table.jobs.get_mut(id) {
-                    entry.job.state.running = false;
-                }
-                publish_health(gw, &table);
-                return Err(crate::gateway::chat::store_error(e));
-            }
-        }
+        let run = new_run(gw, &job, trigger, slot, now_ms());
+        let stored = gw.cron.writer.record(&run, Some(&job), keep);
+        (job, run, stored)
     };
+    if let Err(e) = stored.stored().await {
+        tracing::error!(job = %id, "cannot record the start of a cron run: {e}");
+    }
     gw.bus.publish(Event::CronStarted(CronStartedEvent {
         job_id: job.id.clone(),
         name: job.name.clone(),
         run_number: run.id,
         trigger,
         scheduled_at_ms: slot,
-        started_at_ms: started,
+        started_at_ms: run.started_at_ms,
         session_key: run.session_key.clone(),
     }));
     let timeout = Duration::from_millis(
@@ -202,7 +206,7 @@ async fn run(
     let finished = now_ms();
     let mut run = CronRun {
         finished_at_ms: Some(finished),
-        duration_ms: Some(finished.saturating_sub(started)),
+        duration_ms: Some(finished.saturating_sub(run.started_at_ms)),
         ..run
     };
     match outcome {
@@ -217,7 +221,7 @@ async fn run(
             run.run_id = failed.run_id;
         }
     }
-    finish(gw, run.clone()).await;
+    finish(gw, &run, keep).await;
     Ok(run)
 }
 
@@ -319,89 +323,96 @@ fn summarize(text: &str) -> String {
 }
 
 /// Records a finished run and the state it leaves the job in.
-async fn finish(gw: &Gateway, run: CronRun) {
+async fn finish(gw: &Gateway, run: &CronRun, keep: u64) {
     let now = now_ms();
-    let mut table = gw.cron.lock().await;
-    let mut delete = false;
-    let job = table.jobs.get_mut(&run.job_id).map(|entry| {
-        let done = entry
-            .plan
-            .as_ref()
-            .is_some_and(|plan| one_shot_done(&entry.job, plan));
-        let job = &mut entry.job;
-        let state = &mut job.state;
-        state.running = false;
-        state.last_run_at_ms = Some(run.started_at_ms);
-        state.last_status = Some(run.status);
-        state.last_error = run.error.clone();
-        state.last_duration_ms = run.duration_ms;
-        let ok = run.status == CronRunStatus::Ok;
-        state.consecutive_errors = if ok { 0 } else { state.consecutive_errors + 1 };
-        let natural = match &entry.plan {
-            Some(plan) if job.enabled && !done => {
-                if plan.is_one_shot() {
-                    state.next_run_at_ms
-                } else {
-                    plan.next_after(now)
-                }
+    let stored = {
+        let mut table = gw.cron.lock();
+        let job = table
+            .jobs
+            .get_mut(&run.job_id)
+            .map(|entry| settle(entry, run, now));
+        let mut writes = vec![CronWrite::PutRun {
+            run: run.clone(),
+            keep,
+        }];
+        match &job {
+            Some((job, false)) => writes.push(CronWrite::SaveJob(job.clone())),
+            Some((_, true)) => {
+                table.jobs.remove(&run.job_id);
+                writes.push(CronWrite::DeleteJob(run.job_id.clone()));
             }
-            _ => None,
-        };
-        let errors = state.consecutive_errors;
-        state.next_run_at_ms = match (ok, entry.plan.as_ref().map(|p| p.is_one_shot())) {
-            (false, Some(true)) if errors >= ONE_SHOT_ATTEMPTS => None,
-            (false, Some(true)) => Some(now + backoff_ms(errors)),
-            (false, _) => natural.map(|n| n.max(now + backoff_ms(errors))),
-            (true, _) => natural,
-        };
-        let finished_one_shot = ok
-            && run.trigger != CronTrigger::Manual
-            && entry.plan.as_ref().is_some_and(|p| p.is_one_shot());
-        if finished_one_shot && job.source == CronJobSource::Api {
-            if job.delete_after_run {
-                delete = true;
-            } else {
-                job.enabled = false;
-                job.updated_at_ms = now;
-            }
+            None => {}
         }
-        job.clone()
-    });
-    let result = if delete {
-        table.jobs.remove(&run.job_id);
-        match gw.store.cron_finish_run(run.clone(), None).await {
-            Ok(()) => gw
-                .store
-                .cron_delete_job(run.job_id.clone())
-                .await
-                .map(|_| ()),
-            Err(e) => Err(e),
+        match &job {
+            Some((job, _)) => publish_finished(gw, job, run.clone()),
+            // Removed while it ran: the id stands in for the name.
+            None => gw.bus.publish(Event::CronFinished(CronFinishedEvent {
+                job_id: run.job_id.clone(),
+                name: run.job_id.clone(),
+                next_run_at_ms: None,
+                run: run.clone(),
+            })),
         }
-    } else {
-        gw.store.cron_finish_run(run.clone(), job.clone()).await
+        publish_health(gw, &table);
+        gw.cron.writer.queue(writes)
     };
-    if let Err(e) = result {
-        tracing::error!(job = %run.job_id, "cannot record the cron run: {e}");
-    }
+    gw.cron.wake();
     match run.status {
         CronRunStatus::Ok => {
             tracing::info!(job = %run.job_id, duration_ms = ?run.duration_ms, "cron run finished")
         }
         _ => tracing::warn!(job = %run.job_id, error = ?run.error, "cron run failed"),
     }
-    match &job {
-        Some(job) => publish_finished(gw, job, run),
-        // Removed while it ran: the id stands in for the name.
-        None => gw.bus.publish(Event::CronFinished(CronFinishedEvent {
-            job_id: run.job_id.clone(),
-            name: run.job_id.clone(),
-            next_run_at_ms: None,
-            run,
-        })),
+    if let Err(e) = stored.stored().await {
+        tracing::error!(job = %run.job_id, "cannot record the cron run: {e}");
     }
-    publish_health(gw, &table);
-    drop(table);
-    gw.cron.wake();
+}
+
+/// The job's state after `run`: last run, errors, next run (with backoff
+/// after a failure), one-shot cleanup. Returns the job and whether it is
+/// to be deleted.
+fn settle(entry: &mut super::Entry, run: &CronRun, now: u64) -> (CronJob, bool) {
+    let done = entry
+        .plan
+        .as_ref()
+        .is_some_and(|plan| one_shot_done(&entry.job, plan));
+    let job = &mut entry.job;
+    let state = &mut job.state;
+    state.running = false;
+    state.last_run_at_ms = Some(run.started_at_ms);
+    state.last_status = Some(run.status);
+    state.last_error = run.error.clone();
+    state.last_duration_ms = run.duration_ms;
+    let ok = run.status == CronRunStatus::Ok;
+    state.consecutive_errors = if ok { 0 } else { state.consecutive_errors + 1 };
+    let natural = match &entry.plan {
+        Some(plan) if job.enabled && !done => {
+            if plan.is_one_shot() {
+                state.next_run_at_ms
+            } else {
+                plan.next_after(now)
+            }
+        }
+        _ => None,
+    };
+    let errors = state.consecutive_errors;
+    let one_shot = entry.plan.as_ref().is_some_and(|p| p.is_one_shot());
+    state.next_run_at_ms = match (ok, one_shot) {
+        (false, true) if errors >= ONE_SHOT_ATTEMPTS => None,
+        (false, true) => Some(now + backoff_ms(errors)),
+        (false, false) => natural.map(|n| n.max(now + backoff_ms(errors))),
+        (true, _) => natural,
+    };
+    let mut delete = false;
+    if ok && one_shot && run.trigger != CronTrigger::Manual && job.source == CronJobSource::Api {
+        if job.delete_after_run {
+            delete = true;
+        } else {
+            job.enabled = false;
+            job.updated_at_ms = now;
+        }
+    }
+    (job.clone(), delete)
 }
 
 fn publish_finished(gw: &Gateway, job: &CronJob, run: CronRun) {
@@ -424,7 +435,7 @@ pub fn publish_health(gw: &Gateway, table: &Table) {
 pub async fn wait_idle(gw: &Gateway, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        if gw.cron.lock().await.health().running == 0 {
+        if gw.cron.lock().health().running == 0 {
             return true;
         }
         if tokio::time::Instant::now() >= deadline {

@@ -15,12 +15,16 @@ pub struct EventBus {
     tx: broadcast::Sender<Arc<Published>>,
 }
 
-const BUS_CAPACITY: usize = 1024;
+/// Events a subscriber may fall behind by before it is dropped, at least.
+const MIN_CAPACITY: usize = 1024;
+const MAX_CAPACITY: usize = 65_536;
 
 impl EventBus {
-    pub fn new() -> Self {
+    /// `capacity` is the per-connection outbound queue, so a connection is
+    /// dropped for its own queue filling up, not for the bus's.
+    pub fn new(capacity: usize) -> Self {
         EventBus {
-            tx: broadcast::channel(BUS_CAPACITY).0,
+            tx: broadcast::channel(capacity.clamp(MIN_CAPACITY, MAX_CAPACITY)).0,
         }
     }
 
@@ -41,11 +45,5 @@ impl EventBus {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.tx.subscribe()
-    }
-}
-
-impl Default for EventBus {
-    fn default() -> Self {
-        Self::new()
     }
 }

@@ -3,12 +3,13 @@
 use super::chat::store_error;
 use super::{now_ms, Gateway};
 use crate::cron::schedule::Invalid;
-use crate::cron::JobDraft;
+use crate::cron::{JobDraft, Pending};
 use crate::protocol::types::*;
 use crate::protocol::{ErrorCode, Method, RpcError, SchemaViolation};
+use crate::store::CronWrite;
 
 pub async fn list(gw: &Gateway, params: CronListParams) -> CronListResult {
-    let table = gw.cron.lock().await;
+    let table = gw.cron.lock();
     let mut jobs: Vec<CronJob> = table
         .jobs
         .values()
@@ -46,19 +47,22 @@ pub async fn add(gw: &Gateway, params: CronAddParams) -> Result<CronJob, RpcErro
     check_agent(gw, Method::CronAdd, &draft)?;
     let id = format!("job-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let job = draft.into_job(id.clone(), CronJobSource::Api, now);
-    let mut table = gw.cron.lock().await;
-    table
-        .plan(&job, now)
-        .map_err(|e| invalid(Method::CronAdd, e))?;
-    table.insert(job, now);
-    table.reschedule(&id, now);
-    let job = table.jobs[&id].job.clone();
-    if let Err(e) = gw.store.cron_save_job(job.clone()).await {
-        table.jobs.remove(&id);
+    let (job, stored) = {
+        let mut table = gw.cron.lock();
+        table
+            .plan(&job, now)
+            .map_err(|e| invalid(Method::CronAdd, e))?;
+        table.insert(job, now);
+        table.reschedule(&id, now);
+        let job = table.jobs[&id].job.clone();
+        crate::cron::publish_health(gw, &table);
+        let stored = gw.cron.writer.save(&job);
+        (job, stored)
+    };
+    if let Err(e) = stored.stored().await {
+        gw.cron.lock().jobs.remove(&id);
         return Err(store_error(e));
     }
-    crate::cron::publish_health(gw, &table);
-    drop(table);
     gw.cron.wake();
     tracing::info!(job = %id, name = %job.name, "cron job added");
     Ok(job)
@@ -66,8 +70,24 @@ pub async fn add(gw: &Gateway, params: CronAddParams) -> Result<CronJob, RpcErro
 
 pub async fn update(gw: &Gateway, params: CronUpdateParams) -> Result<CronJob, RpcError> {
     let now = now_ms();
+    let (job, previous, stored) = change(gw, params, now)?;
+    if let Err(e) = stored.stored().await {
+        gw.cron.lock().insert(previous, now);
+        return Err(store_error(e));
+    }
+    gw.cron.wake();
+    Ok(job)
+}
+
+/// Applies cron.update to the table; returns the job, the job as it was,
+/// and its queued write.
+fn change(
+    gw: &Gateway,
+    params: CronUpdateParams,
+    now: u64,
+) -> Result<(CronJob, CronJob, Pending), RpcError> {
     let id = params.id.to_string();
-    let mut table = gw.cron.lock().await;
+    let mut table = gw.cron.lock();
     let current = api_job(&table, &id)?;
     let mut draft = JobDraft::of(&current);
     if let Some(name) = params.name {
@@ -107,30 +127,24 @@ pub async fn update(gw: &Gateway, params: CronUpdateParams) -> Result<CronJob, R
         table.reschedule(&id, now);
     }
     let job = table.jobs[&id].job.clone();
-    if let Err(e) = gw.store.cron_save_job(job.clone()).await {
-        table.insert(current, now);
-        return Err(store_error(e));
-    }
     crate::cron::publish_health(gw, &table);
-    drop(table);
-    gw.cron.wake();
-    Ok(job)
+    let stored = gw.cron.writer.save(&job);
+    Ok((job, current, stored))
 }
 
 pub async fn remove(gw: &Gateway, params: CronRemoveParams) -> Result<CronRemoveResult, RpcError> {
     let id = params.id.to_string();
-    let mut table = gw.cron.lock().await;
-    if !table.jobs.contains_key(&id) {
-        return Ok(CronRemoveResult { id, removed: false });
-    }
-    api_job(&table, &id)?;
-    gw.store
-        .cron_delete_job(id.clone())
-        .await
-        .map_err(store_error)?;
-    table.jobs.remove(&id);
-    crate::cron::publish_health(gw, &table);
-    drop(table);
+    let stored = {
+        let mut table = gw.cron.lock();
+        if !table.jobs.contains_key(&id) {
+            return Ok(CronRemoveResult { id, removed: false });
+        }
+        api_job(&table, &id)?;
+        table.jobs.remove(&id);
+        crate::cron::publish_health(gw, &table);
+        gw.cron.writer.queue(vec![CronWrite::DeleteJob(id.clone())])
+    };
+    stored.stored().await.map_err(store_error)?;
     gw.cron.wake();
     tracing::info!(job = %id, "cron job removed");
     Ok(CronRemoveResult { id, removed: true })
@@ -139,7 +153,7 @@ pub async fn remove(gw: &Gateway, params: CronRemoveParams) -> Result<CronRemove
 pub async fn run(gw: &Gateway, params: CronRunParams) -> Result<CronRunResult, RpcError> {
     let id = params.id.to_string();
     if params.mode == CronRunParamsMode::Due {
-        let table = gw.cron.lock().await;
+        let table = gw.cron.lock();
         let job = &table.jobs.get(&id).ok_or_else(|| no_job(&id))?.job;
         let due = job.state.next_run_at_ms.is_some_and(|t| t <= now_ms());
         if !due {
@@ -160,7 +174,7 @@ pub async fn run(gw: &Gateway, params: CronRunParams) -> Result<CronRunResult, R
 
 pub async fn runs(gw: &Gateway, params: CronRunsParams) -> Result<CronRunsResult, RpcError> {
     let id = params.id.to_string();
-    if !gw.cron.lock().await.jobs.contains_key(&id) {
+    if !gw.cron.lock().jobs.contains_key(&id) {
         return Err(no_job(&id));
     }
     let (runs, next_before) = gw

@@ -77,6 +77,7 @@ impl Gateway {
         let health = HealthService::new(started, configs.health(), configs.current().cron.enabled);
         let http = crate::agent::http_client();
         let cron = crate::cron::CronService::new(&configs.current());
+        let queue_frames = configs.current().gateway.limits.outbound_queue_frames as usize;
         Arc::new(Gateway {
             configs,
             store,
@@ -91,7 +92,7 @@ impl Gateway {
                 state_dir,
                 bind: OnceLock::new(),
             },
-            bus: EventBus::new(),
+            bus: EventBus::new(queue_frames),
             health,
             connections: Connections::default(),
             auth_failures: FailureLimiter::new(Duration::from_secs(60)),

@@ -106,6 +106,9 @@ pub async fn serve(
             "cron runs still in progress at exit are recorded as interrupted at the next start"
         );
     }
+    if let Err(e) = gw.cron.writer.flush().await {
+        tracing::error!("cron changes may be lost: {e}");
+    }
     scheduler.abort();
     ticker.abort();
     if let Some(watcher) = watcher {

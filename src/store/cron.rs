@@ -2,6 +2,18 @@
 //! of its protocol type; runs are rows, so history can be paged and pruned.
 
 use super::{Result, Store, StoreError};
+
+/// One change to the cron tables.
+#[derive(Clone, Debug)]
+pub enum CronWrite {
+    /// Insert or replace a job.
+    SaveJob(CronJob),
+    /// Delete a job and its history.
+    DeleteJob(String),
+    /// Insert or replace a run (its id is given), keeping the newest
+    /// `keep` runs of its job.
+    PutRun { run: CronRun, keep: u64 },
+}
 use crate::protocol::types::{CronJob, CronRun, CronRunStatus, CronTrigger};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
@@ -33,60 +45,50 @@ impl Store {
         .await
     }
 
-    pub async fn cron_save_job(&self, job: CronJob) -> Result<()> {
-        self.with(move |db| save_job(db, &job)).await
-    }
-
-    /// Deletes a job and its history; false when there was no such job.
-    pub async fn cron_delete_job(&self, id: String) -> Result<bool> {
+    /// Applies cron changes in order, in one transaction.
+    pub async fn cron_apply(&self, writes: Vec<CronWrite>) -> Result<()> {
         self.with(move |db| {
             let tx = db.transaction()?;
-            tx.execute("DELETE FROM cron_runs WHERE job_id = ?1", params![id])?;
-            let deleted = tx.execute("DELETE FROM cron_jobs WHERE id = ?1", params![id])? > 0;
-            tx.commit()?;
-            Ok(deleted)
-        })
-        .await
-    }
-
-    /// Records a new run (its id is assigned here) together with the job's
-    /// new state, in one transaction, and prunes the job's history to
-    /// `keep` runs.
-    pub async fn cron_record_run(&self, run: CronRun, job: CronJob, keep: u64) -> Result<CronRun> {
-        self.with(move |db| {
-            let tx = db.transaction()?;
-            tx.execute(
-                &format!("INSERT INTO cron_runs ({RUN_COLUMNS}) VALUES (NULL, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
-                params_from_iter(run_values(&run)),
-            )?;
-            let id = tx.last_insert_rowid();
-            save_job(&tx, &job)?;
-            prune(&tx, &run.job_id, keep)?;
-            tx.commit()?;
-            let id = std::num::NonZeroU64::new(id as u64)
-                .ok_or_else(|| StoreError("run id 0".into()))?;
-            Ok(CronRun { id, ..run })
-        })
-        .await
-    }
-
-    /// Rewrites a finished run and, when the job still exists, its state.
-    pub async fn cron_finish_run(&self, run: CronRun, job: Option<CronJob>) -> Result<()> {
-        self.with(move |db| {
-            let tx = db.transaction()?;
-            let mut values = run_values(&run);
-            values.push(SqlValue::Integer(run.id.get() as i64));
-            tx.execute(
-                "UPDATE cron_runs SET job_id = ?1, status = ?2, trigger = ?3, scheduled_at = ?4,
-                 started_at = ?5, finished_at = ?6, duration_ms = ?7, error = ?8, summary = ?9,
-                 session_key = ?10, run_id = ?11 WHERE id = ?12",
-                params_from_iter(values),
-            )?;
-            if let Some(job) = &job {
-                save_job(&tx, job)?;
+            let mut pruned: Vec<(String, u64)> = Vec::new();
+            for write in &writes {
+                match write {
+                    CronWrite::SaveJob(job) => save_job(&tx, job)?,
+                    CronWrite::DeleteJob(id) => {
+                        tx.execute("DELETE FROM cron_runs WHERE job_id = ?1", params![id])?;
+                        tx.execute("DELETE FROM cron_jobs WHERE id = ?1", params![id])?;
+                    }
+                    CronWrite::PutRun { run, keep } => {
+                        let mut values = vec![SqlValue::Integer(run.id.get() as i64)];
+                        values.extend(run_values(run));
+                        tx.execute(
+                            &format!("INSERT OR REPLACE INTO cron_runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+                            params_from_iter(values),
+                        )?;
+                        if !pruned.iter().any(|(id, _)| *id == run.job_id) {
+                            pruned.push((run.job_id.clone(), *keep));
+                        }
+                    }
+                }
+            }
+            for (job_id, keep) in pruned {
+                prune(&tx, &job_id, keep)?;
             }
             tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    /// The largest run id ever given out (ids are never reused).
+    pub async fn cron_last_run_id(&self) -> Result<u64> {
+        self.with(|db| {
+            let highest: i64 = db.query_row(
+                "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'cron_runs'), 0),
+                            coalesce((SELECT max(id) FROM cron_runs), 0))",
+                [],
+                |row| row.get(0),
+            )?;
+            Ok(highest.max(0) as u64)
         })
         .await
     }
@@ -256,12 +258,19 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("clawgate-store-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let store = Store::open(&dir).unwrap();
-        for i in 0..10 {
-            store
-                .cron_record_run(run(i * 1000), job(), 4)
-                .await
-                .unwrap();
+        store
+            .cron_apply(vec![CronWrite::SaveJob(job())])
+            .await
+            .unwrap();
+        for i in 0..10u64 {
+            let run = CronRun {
+                id: NonZeroU64::new(i + 1).unwrap(),
+                ..run(i * 1000)
+            };
+            let writes = vec![CronWrite::PutRun { run, keep: 4 }];
+            store.cron_apply(writes).await.unwrap();
         }
+        assert_eq!(store.cron_last_run_id().await.unwrap(), 10);
         let (page, next) = store.cron_runs("job-1".into(), 3, None).await.unwrap();
         let starts: Vec<u64> = page.iter().map(|r| r.started_at_ms).collect();
         assert_eq!(starts, [9000, 8000, 7000]);
@@ -274,13 +283,20 @@ mod tests {
             store.cron_run(rest[0].id.get()).await.unwrap().unwrap()
         );
         assert_eq!(store.cron_jobs().await.unwrap(), vec![job()]);
-        assert!(store.cron_delete_job("job-1".into()).await.unwrap());
+        let delete = vec![CronWrite::DeleteJob("job-1".into())];
+        store.cron_apply(delete).await.unwrap();
         assert!(store
             .cron_runs("job-1".into(), 10, None)
             .await
             .unwrap()
             .0
             .is_empty());
+        assert!(store.cron_jobs().await.unwrap().is_empty());
+        assert_eq!(
+            store.cron_last_run_id().await.unwrap(),
+            10,
+            "ids are never reused"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -6,6 +6,8 @@
 mod cron;
 mod migrations;
 
+pub use cron::CronWrite;
+
 use crate::protocol::types::{ChatMessage, ChatMessageRole, ChatMessageStatus, SessionInfo, Usage};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;

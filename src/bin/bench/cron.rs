@@ -2,7 +2,7 @@
 //! runs start after their slot, does every slot run, and what do cron.add
 //! and cron.list cost with that many jobs.
 
-use super::{open, percentile, sorted, ServerProcess, Server, Ws};
+use super::{open, percentile, sorted, Server, ServerProcess, Ws};
 use clawgate::protocol::{EventKind, Method};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};

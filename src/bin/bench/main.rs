@@ -105,6 +105,11 @@ fn serve_gateway(state_dir: Option<PathBuf>, upstream: Option<String>) {
         ("/gateway/auth/mode".to_string(), json!("token")),
         ("/gateway/auth/token".to_string(), json!(TOKEN)),
         ("/gateway/limits/maxConnections".to_string(), json!(100_000)),
+        // The cron run bursts thousands of events at one client.
+        (
+            "/gateway/limits/outboundQueueFrames".to_string(),
+            json!(65_536),
+        ),
         (
             "/gateway/http/chatCompletions/enabled".to_string(),
             json!(true),
@@ -346,7 +351,12 @@ async fn idle_memory(server: Server, counts: &[usize]) -> Vec<(usize, f64)> {
 
 async fn run(args: Args) {
     if args.only_cron {
-        println!("{}", cron::cron_load(args.cron_jobs, args.cron_seconds).await.summary());
+        println!(
+            "{}",
+            cron::cron_load(args.cron_jobs, args.cron_seconds)
+                .await
+                .summary()
+        );
         return;
     }
     let measure = Duration::from_secs_f64(args.seconds);
