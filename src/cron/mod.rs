@@ -6,6 +6,7 @@
 //! held (see [`writer`]), so the store sees changes in the table's order.
 
 mod jobs;
+mod payload;
 mod runner;
 pub mod schedule;
 mod writer;

@@ -2,18 +2,16 @@
 //! skip of a slot that comes while the previous run still goes, and the
 //! state a finished run leaves (next run, backoff, one-shot cleanup).
 
+use super::payload::{execute, session_key};
 use super::schedule::backoff_ms;
 use super::{one_shot_done, Table};
-use crate::agent::Agent;
-use crate::gateway::chat::{run_turn, Session, TurnRequest};
 use crate::gateway::{now_ms, Gateway};
 use crate::protocol::types::{
-    ChatResultStopReason, CronFinishedEvent, CronJob, CronJobSource, CronPayload, CronRun,
-    CronRunStatus, CronStartedEvent, CronTrigger, SystemEventEvent, SystemEventEventSource,
+    CronFinishedEvent, CronJob, CronJobSource, CronPayload, CronRun, CronRunStatus,
+    CronStartedEvent, CronTrigger,
 };
 use crate::protocol::{ErrorCode, Event, RpcError};
 use crate::store::CronWrite;
-use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,8 +20,6 @@ use std::time::Duration;
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// Failed runs in a row after which a one-shot job stops retrying.
 const ONE_SHOT_ATTEMPTS: u64 = 5;
-/// How much of an agent's reply a run's summary keeps.
-const SUMMARY_CHARS: usize = 200;
 
 /// Loads the jobs and starts the scheduler, which stops when the gateway
 /// begins to shut down.
@@ -223,103 +219,6 @@ async fn run(
     }
     finish(gw, &run, keep).await;
     Ok(run)
-}
-
-struct Done {
-    summary: String,
-    run_id: Option<String>,
-}
-
-struct Failed {
-    error: String,
-    run_id: Option<String>,
-}
-
-impl From<String> for Failed {
-    fn from(error: String) -> Self {
-        Failed {
-            error,
-            run_id: None,
-        }
-    }
-}
-
-async fn execute(
-    gw: &Gateway,
-    job: &CronJob,
-    timeout: Duration,
-    run_number: NonZeroU64,
-) -> Result<Done, Failed> {
-    match &job.payload {
-        CronPayload::SystemEvent { text } => {
-            gw.bus.publish(Event::SystemEvent(SystemEventEvent {
-                text: text.to_string(),
-                source: SystemEventEventSource::Cron,
-                job_id: Some(job.id.clone()),
-                ts: now_ms(),
-            }));
-            Ok(Done {
-                summary: summarize(text),
-                run_id: None,
-            })
-        }
-        CronPayload::AgentTurn { message } => {
-            let deadline = tokio::time::Instant::now() + timeout;
-            let config = gw.config();
-            let agent = Agent::resolve(&config, job.agent_id.as_deref()).map_err(|e| e.message)?;
-            let key = session_key(job);
-            let lock = gw.session_locks.get(&key);
-            let _turn = tokio::time::timeout_at(deadline, lock.lock_owned())
-                .await
-                .map_err(|_| {
-                    format!(
-                        "timed out after {} ms waiting for session {key}, busy with another run",
-                        timeout.as_millis()
-                    )
-                })?;
-            let run_id = format!("run-cron-{}-{run_number}", uuid::Uuid::new_v4().simple());
-            let request = TurnRequest {
-                agent,
-                session: Session::Stored(key),
-                message: message.to_string(),
-                run_id: Some(run_id.clone()),
-                deadline: Some(deadline),
-            };
-            match run_turn(gw, request, &mut |_| {}).await {
-                Ok(done) if done.stop_reason == ChatResultStopReason::Aborted => Err(Failed {
-                    error: "the run was aborted (chat.abort)".to_string(),
-                    run_id: Some(run_id),
-                }),
-                Ok(done) => Ok(Done {
-                    summary: summarize(&done.text),
-                    run_id: Some(run_id),
-                }),
-                Err(e) if e.code == ErrorCode::Timeout => Err(Failed {
-                    error: format!("timed out after {} ms", timeout.as_millis()),
-                    run_id: Some(run_id),
-                }),
-                Err(e) => Err(Failed {
-                    error: e.message,
-                    run_id: Some(run_id),
-                }),
-            }
-        }
-    }
-}
-
-/// The session of an agentTurn job.
-pub fn session_key(job: &CronJob) -> String {
-    job.session_key
-        .clone()
-        .unwrap_or_else(|| format!("cron:{}", job.id))
-}
-
-fn summarize(text: &str) -> String {
-    let text = text.trim();
-    match text.char_indices().nth(SUMMARY_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
-    }
 }
 
 /// Records a finished run and the state it leaves the job in.
