@@ -8,7 +8,7 @@ use crate::protocol::types::*;
 use crate::protocol::{ErrorCode, Method, RpcError, SchemaViolation};
 use crate::store::CronWrite;
 
-pub async fn list(gw: &Gateway, params: CronListParams) -> CronListResult {
+pub fn list(gw: &Gateway, params: CronListParams) -> CronListResult {
     let table = gw.cron.lock();
     let mut jobs: Vec<CronJob> = table
         .jobs

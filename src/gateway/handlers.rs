@@ -122,7 +122,7 @@ impl Handlers for Gateway {
         _ctx: &CallContext,
         params: CronListParams,
     ) -> Result<CronListResult, RpcError> {
-        Ok(cron_rpc::list(self, params).await)
+        Ok(cron_rpc::list(self, params))
     }
 
     async fn cron_add(

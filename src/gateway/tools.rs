@@ -59,7 +59,7 @@ pub async fn run(gw: &Gateway, agent_id: &str, tool: Tool, args: Value) -> Resul
             let params = CronListParams {
                 include_disabled: true,
             };
-            let jobs = cron_rpc::list(gw, params).await.jobs;
+            let jobs = cron_rpc::list(gw, params).jobs;
             let jobs: Vec<Value> = jobs.iter().map(describe_job).collect();
             Ok(json!({ "jobs": jobs }))
         }
