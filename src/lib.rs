@@ -6,6 +6,8 @@ pub mod config;
 pub mod cron;
 pub mod docs;
 pub mod gateway;
+pub mod nodes;
+pub mod pattern;
 pub mod protocol;
 pub mod server;
 pub mod store;

@@ -7,6 +7,8 @@ use tokio::sync::broadcast;
 pub struct Published {
     pub kind: EventKind,
     pub data: String,
+    /// The one connection this event is for; None for everyone allowed.
+    pub target: Option<String>,
 }
 
 /// The one broadcast bus of server events. Each connection subscribes and
@@ -29,6 +31,15 @@ impl EventBus {
     }
 
     pub fn publish(&self, event: Event) {
+        self.send(event, None);
+    }
+
+    /// Sends an event to one connection only.
+    pub fn publish_to(&self, conn_id: &str, event: Event) {
+        self.send(event, Some(conn_id.to_string()));
+    }
+
+    fn send(&self, event: Event, target: Option<String>) {
         let data = match event.payload() {
             Ok(v) => v.to_string(),
             Err(e) => {
@@ -40,6 +51,7 @@ impl EventBus {
         let _ = self.tx.send(Arc::new(Published {
             kind: event.kind(),
             data,
+            target,
         }));
     }
 

@@ -36,9 +36,19 @@ pub async fn connect(
         )
         .with_retry_after(wait_ms));
     }
-    if let Err(e) = authenticate(&config.gateway.auth, params.auth.as_ref()) {
-        gw.auth_failures.record_failure(ctx.remote_ip);
-        return Err(e);
+    // A paired node presents its own node token instead of the gateway's.
+    let node_id = match (params.role, params.auth.as_ref()) {
+        (Role::Node, Some(auth)) => auth
+            .token
+            .as_deref()
+            .and_then(|token| crate::nodes::authenticate(gw, token)),
+        _ => None,
+    };
+    if node_id.is_none() {
+        if let Err(e) = authenticate(&config.gateway.auth, params.auth.as_ref()) {
+            gw.auth_failures.record_failure(ctx.remote_ip);
+            return Err(e);
+        }
     }
     let granted = granted_scopes(params.role, &config.gateway.auth.scopes);
     let scopes = match params.scopes {
@@ -51,6 +61,10 @@ pub async fn connect(
     };
     if !ctx.set_grant(grant) {
         return Err(RpcError::new(ErrorCode::Conflict, "already connected"));
+    }
+    if let Some(node_id) = node_id {
+        ctx.bind_node(node_id.clone());
+        crate::nodes::connected(gw, &node_id, ctx);
     }
     let limits = &config.gateway.limits;
     Ok(ConnectResult {

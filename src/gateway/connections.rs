@@ -85,6 +85,9 @@ impl ConnectionSlot {
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
+        if self.role == Some(Role::Node) {
+            crate::nodes::disconnected(&self.gateway, &self.conn_id);
+        }
         let conns = &self.gateway.connections;
         if let Some(role) = self.role {
             conns.role_counter(role).fetch_sub(1, Ordering::Relaxed);

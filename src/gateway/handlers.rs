@@ -164,4 +164,96 @@ impl Handlers for Gateway {
     ) -> Result<CronRunsResult, RpcError> {
         cron_rpc::runs(self, params).await
     }
+
+    async fn nodes_register(
+        &self,
+        ctx: &CallContext,
+        params: NodesRegisterParams,
+    ) -> Result<NodesRegisterResult, RpcError> {
+        crate::nodes::register(self, ctx, params).await
+    }
+
+    async fn nodes_heartbeat(
+        &self,
+        ctx: &CallContext,
+        _params: NodesHeartbeatParams,
+    ) -> Result<NodesHeartbeatResult, RpcError> {
+        let node_id = crate::nodes::bound_node(ctx)?;
+        crate::nodes::heard(self, node_id);
+        Ok(NodesHeartbeatResult {
+            node_id: node_id.to_string(),
+            ts: super::now_ms(),
+        })
+    }
+
+    async fn nodes_result(
+        &self,
+        ctx: &CallContext,
+        params: NodesResultParams,
+    ) -> Result<NodesResultResult, RpcError> {
+        crate::nodes::result(self, ctx, params)
+    }
+
+    async fn nodes_list(
+        &self,
+        _ctx: &CallContext,
+        _params: NodesListParams,
+    ) -> Result<NodesListResult, RpcError> {
+        Ok(NodesListResult {
+            nodes: crate::nodes::list(self),
+        })
+    }
+
+    async fn nodes_pending(
+        &self,
+        _ctx: &CallContext,
+        _params: NodesPendingParams,
+    ) -> Result<NodesPendingResult, RpcError> {
+        Ok(NodesPendingResult {
+            requests: crate::nodes::pending(self),
+        })
+    }
+
+    async fn nodes_approve(
+        &self,
+        _ctx: &CallContext,
+        params: NodesApproveParams,
+    ) -> Result<NodesApproveResult, RpcError> {
+        let request_id = params.request_id.to_string();
+        let node_id = crate::nodes::approve(self, &request_id).await?;
+        Ok(NodesApproveResult {
+            request_id,
+            node_id,
+        })
+    }
+
+    async fn nodes_reject(
+        &self,
+        _ctx: &CallContext,
+        params: NodesRejectParams,
+    ) -> Result<NodesRejectResult, RpcError> {
+        let request_id = params.request_id.to_string();
+        crate::nodes::reject(self, &request_id, params.reason.map(|r| r.to_string()))?;
+        Ok(NodesRejectResult { request_id })
+    }
+
+    async fn nodes_remove(
+        &self,
+        _ctx: &CallContext,
+        params: NodesRemoveParams,
+    ) -> Result<NodesRemoveResult, RpcError> {
+        let node_id = params.node_id.to_string();
+        let removed = crate::nodes::remove(self, &node_id)
+            .await
+            .map_err(super::chat::store_error)?;
+        Ok(NodesRemoveResult { node_id, removed })
+    }
+
+    async fn nodes_invoke(
+        &self,
+        _ctx: &CallContext,
+        params: NodesInvokeParams,
+    ) -> Result<NodesInvokeResult, RpcError> {
+        crate::nodes::invoke(self, params).await
+    }
 }

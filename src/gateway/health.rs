@@ -1,5 +1,5 @@
 use super::now_ms;
-use crate::protocol::types::{ConfigHealth, CronHealth, GatewayState, HealthSnapshot};
+use crate::protocol::types::{ConfigHealth, CronHealth, GatewayState, HealthSnapshot, NodeHealth};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -14,6 +14,7 @@ struct HealthState {
     gateway: GatewayState,
     config: ConfigHealth,
     cron: CronHealth,
+    nodes: Vec<NodeHealth>,
 }
 
 impl HealthService {
@@ -31,6 +32,7 @@ impl HealthService {
                     next_run_at_ms: None,
                     failing: Vec::new(),
                 },
+                nodes: Vec::new(),
             }),
         }
     }
@@ -76,6 +78,24 @@ impl HealthService {
         Some(self.build(&state))
     }
 
+    /// Records the online nodes; returns the new snapshot when the set
+    /// changed (a node's lastSeenMs alone does not count).
+    pub fn set_nodes(&self, nodes: Vec<NodeHealth>) -> Option<HealthSnapshot> {
+        let mut state = self.state.lock().expect("health lock");
+        let ids = |list: &[NodeHealth]| -> Vec<(String, Option<String>)> {
+            list.iter()
+                .map(|n| (n.id.clone(), n.name.clone()))
+                .collect()
+        };
+        let changed = ids(&nodes) != ids(&state.nodes);
+        state.nodes = nodes;
+        if !changed {
+            return None;
+        }
+        state.version += 1;
+        Some(self.build(&state))
+    }
+
     fn build(&self, state: &HealthState) -> HealthSnapshot {
         HealthSnapshot {
             version: state.version,
@@ -83,7 +103,7 @@ impl HealthService {
             uptime: self.started.elapsed().as_secs_f64(),
             state: state.gateway,
             channels: Default::default(),
-            nodes: Vec::new(),
+            nodes: state.nodes.clone(),
             cron: state.cron.clone(),
             config: state.config.clone(),
         }

@@ -53,6 +53,7 @@ pub struct Gateway {
     pub session_locks: chat::SessionLocks,
     runs: chat::Runs,
     pub cron: crate::cron::CronService,
+    pub nodes: crate::nodes::NodeService,
     pub info: RuntimeInfo,
     pub bus: EventBus,
     pub health: HealthService,
@@ -85,6 +86,7 @@ impl Gateway {
             session_locks: chat::SessionLocks::default(),
             runs: chat::Runs::default(),
             cron,
+            nodes: Default::default(),
             info: RuntimeInfo {
                 started,
                 started_at_ms: now_ms(),

@@ -17,7 +17,7 @@ mod frames;
 mod patch;
 mod schemas;
 
-pub use context::{CallContext, Grant};
+pub use context::{CallContext, Grant, Kick};
 pub use error::RpcError;
 pub use frames::{error_frame, event_frame, parse_request, result_frame, Request};
 pub use generated::*;

@@ -96,6 +96,7 @@ impl Connection {
         tokio::pin!(handshake);
         let closing = closing(self.gw.shutdown_signal());
         tokio::pin!(closing);
+        let kick = Arc::clone(self.ctx.kick());
         loop {
             // Unbiased: no source of work can starve the others.
             let step = tokio::select! {
@@ -112,6 +113,7 @@ impl Connection {
                 _ = &mut handshake, if self.ctx.grant().is_none() => {
                     Err(End::Close(CLOSE_POLICY, "handshake timeout: send connect first"))
                 }
+                reason = kick.kicked() => Err(End::Close(CLOSE_POLICY, reason)),
             };
             if let Err(end) = step {
                 return end;
@@ -255,6 +257,13 @@ impl Connection {
         let Some(grant) = self.ctx.grant() else {
             return Ok(());
         };
+        if event
+            .target
+            .as_ref()
+            .is_some_and(|target| *target != self.ctx.conn_id)
+        {
+            return Ok(());
+        }
         if event
             .kind
             .scope()

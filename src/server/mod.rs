@@ -77,6 +77,10 @@ pub async fn serve(
     let scheduler = crate::cron::spawn_scheduler(&gw)
         .await
         .map_err(|e| std::io::Error::other(format!("cannot load the cron jobs: {e}")))?;
+    crate::nodes::load(&gw)
+        .await
+        .map_err(|e| std::io::Error::other(format!("cannot load the nodes: {e}")))?;
+    let watchdog = crate::nodes::spawn_watchdog(&gw);
     let ticker = gw.spawn_ticker();
     let watcher = gw.spawn_config_watcher();
     let app = router(Arc::clone(&gw)).into_make_service_with_connect_info::<SocketAddr>();
@@ -110,6 +114,7 @@ pub async fn serve(
         tracing::error!("cron changes may be lost: {e}");
     }
     scheduler.abort();
+    watchdog.abort();
     ticker.abort();
     if let Some(watcher) = watcher {
         watcher.abort();

@@ -54,6 +54,16 @@ const MIGRATIONS: &[&str] = &[
         run_id TEXT
     );
     CREATE INDEX cron_runs_by_job ON cron_runs (job_id, id);",
+    // 3: paired device nodes (their tokens only as SHA-256 hashes).
+    "CREATE TABLE nodes (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        caps_json TEXT NOT NULL,
+        commands_json TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        paired_at INTEGER NOT NULL
+    );",
 ];
 
 pub fn run(db: &Connection) -> rusqlite::Result<()> {

@@ -5,8 +5,10 @@
 
 mod cron;
 mod migrations;
+mod nodes;
 
 pub use cron::CronWrite;
+pub use nodes::StoredNode;
 
 use crate::protocol::types::{ChatMessage, ChatMessageRole, ChatMessageStatus, SessionInfo, Usage};
 use rusqlite::{params, Connection, OptionalExtension};

@@ -12,6 +12,7 @@ mod fake_anthropic;
 mod fake_openai;
 mod handshake;
 mod methods;
+mod nodes;
 mod openai_api;
 mod providers;
 mod reload;

@@ -295,6 +295,11 @@ impl Ws {
         }
     }
 
+    /// Puts a frame back, to be read first.
+    pub fn push_front(&mut self, frame: Value) {
+        self.pending.push_front(frame);
+    }
+
     /// The next event frame with this name, skipping others.
     pub async fn event(&mut self, name: &str) -> Value {
         loop {

@@ -1,0 +1,261 @@
+//! Device nodes: the registry of paired nodes and their live connections,
+//! pairing, invocations, and the heartbeat watchdog.
+//!
+//! A node connects with role `node`. With the gateway credential it may
+//! only ask to pair (`nodes.register`); once paired it connects with its
+//! own node token, which the store keeps only as a SHA-256 hash.
+
+mod invoke;
+mod pairing;
+
+pub use invoke::{bound_node, invoke, result};
+pub use pairing::{approve, pending, register, reject};
+
+use crate::gateway::{now_ms, Gateway};
+use crate::protocol::types::{NodeHealth, NodeInfo, NodesChangedEvent, NodesChangedEventChange};
+use crate::protocol::{CallContext, Event, Kick};
+use crate::store::{StoreError, StoredNode};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+#[derive(Default)]
+pub struct NodeService {
+    table: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    nodes: BTreeMap<String, Node>,
+    pairing: BTreeMap<String, pairing::Waiting>,
+    invokes: HashMap<String, invoke::Waiting>,
+}
+
+struct Node {
+    stored: StoredNode,
+    live: Option<Live>,
+}
+
+/// A node's current connection.
+struct Live {
+    conn_id: String,
+    kick: Arc<Kick>,
+    remote_ip: IpAddr,
+    connected_at_ms: u64,
+    last_heard_ms: u64,
+}
+
+impl NodeService {
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().expect("node table")
+    }
+}
+
+impl Node {
+    fn info(&self) -> NodeInfo {
+        let live = self.live.as_ref();
+        NodeInfo {
+            node_id: self.stored.id.clone(),
+            name: self.stored.name.clone(),
+            platform: self.stored.platform.clone(),
+            caps: self.stored.caps.clone(),
+            commands: self.stored.commands.clone(),
+            online: live.is_some(),
+            paired_at_ms: self.stored.paired_at_ms,
+            connected_at_ms: live.map(|l| l.connected_at_ms),
+            last_heartbeat_at_ms: live.map(|l| l.last_heard_ms),
+            remote_ip: live.map(|l| l.remote_ip.to_string()),
+        }
+    }
+
+    fn changed(&self, change: NodesChangedEventChange) -> Event {
+        Event::NodesChanged(NodesChangedEvent {
+            node_id: self.stored.id.clone(),
+            name: self.stored.name.clone(),
+            online: self.live.is_some(),
+            change,
+        })
+    }
+}
+
+/// The hex SHA-256 of a node token, as stored.
+fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A new node token: 244 random bits.
+fn new_token() -> String {
+    format!(
+        "cgn_{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// Loads the paired nodes; call before serving.
+pub async fn load(gw: &Gateway) -> Result<(), StoreError> {
+    let stored = gw.store.nodes().await?;
+    let mut table = gw.nodes.lock();
+    for node in stored {
+        table.nodes.insert(
+            node.id.clone(),
+            Node {
+                stored: node,
+                live: None,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// The node whose token this is, if any.
+pub fn authenticate(gw: &Gateway, token: &str) -> Option<String> {
+    let hash = token_hash(token);
+    gw.nodes
+        .lock()
+        .nodes
+        .values()
+        .find(|n| n.stored.token_hash == hash)
+        .map(|n| n.stored.id.clone())
+}
+
+/// Records that `ctx` is now node `node_id`'s connection; an older
+/// connection of the same node is closed.
+pub fn connected(gw: &Gateway, node_id: &str, ctx: &CallContext) {
+    let now = now_ms();
+    let mut table = gw.nodes.lock();
+    let Some(node) = table.nodes.get_mut(node_id) else {
+        return;
+    };
+    if let Some(old) = node.live.take() {
+        old.kick
+            .kick("replaced by a newer connection of the same node");
+    }
+    node.live = Some(Live {
+        conn_id: ctx.conn_id.clone(),
+        kick: Arc::clone(ctx.kick()),
+        remote_ip: ctx.remote_ip,
+        connected_at_ms: now,
+        last_heard_ms: now,
+    });
+    gw.bus
+        .publish(node.changed(NodesChangedEventChange::Connected));
+    publish_health(gw, &table);
+}
+
+/// Forgets connection `conn_id`: its node goes offline, calls waiting on
+/// it fail, and a pairing request it made lapses.
+pub fn disconnected(gw: &Gateway, conn_id: &str) {
+    let mut table = gw.nodes.lock();
+    pairing::drop_requests_of(gw, &mut table, conn_id);
+    let Some(node) = table
+        .nodes
+        .values_mut()
+        .find(|n| n.live.as_ref().is_some_and(|l| l.conn_id == conn_id))
+    else {
+        return;
+    };
+    node.live = None;
+    let id = node.stored.id.clone();
+    gw.bus
+        .publish(node.changed(NodesChangedEventChange::Disconnected));
+    invoke::fail_waiting(&mut table, &id, "the node disconnected before answering");
+    publish_health(gw, &table);
+}
+
+/// Notes that the node was heard from now.
+pub fn heard(gw: &Gateway, node_id: &str) {
+    let mut table = gw.nodes.lock();
+    if let Some(live) = table.nodes.get_mut(node_id).and_then(|n| n.live.as_mut()) {
+        live.last_heard_ms = now_ms();
+    }
+}
+
+pub fn list(gw: &Gateway) -> Vec<NodeInfo> {
+    let table = gw.nodes.lock();
+    let mut nodes: Vec<NodeInfo> = table.nodes.values().map(Node::info).collect();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name).then(a.node_id.cmp(&b.node_id)));
+    nodes
+}
+
+/// Unpairs a node: forgets its token and closes its connection.
+pub async fn remove(gw: &Gateway, node_id: &str) -> Result<bool, StoreError> {
+    if !gw.store.remove_node(node_id.to_string()).await? {
+        return Ok(false);
+    }
+    let mut table = gw.nodes.lock();
+    if let Some(mut node) = table.nodes.remove(node_id) {
+        if let Some(live) = node.live.take() {
+            live.kick.kick("the node was removed");
+        }
+        gw.bus
+            .publish(node.changed(NodesChangedEventChange::Removed));
+    }
+    invoke::fail_waiting(&mut table, node_id, "the node was removed");
+    publish_health(gw, &table);
+    tracing::info!(node = %node_id, "node removed");
+    Ok(true)
+}
+
+/// Marks offline, and disconnects, every node not heard from within
+/// nodes.heartbeatTimeoutMs. Runs until the gateway shuts down.
+pub fn spawn_watchdog(gw: &Arc<Gateway>) -> tokio::task::JoinHandle<()> {
+    let gw = Arc::clone(gw);
+    tokio::spawn(async move {
+        let mut shutdown = gw.shutdown_signal();
+        loop {
+            let timeout = gw.config().nodes.heartbeat_timeout_ms.max(1) as u64;
+            let period = Duration::from_millis((timeout / 4).clamp(50, 1000));
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = shutdown.wait_for(|closing| *closing) => return,
+            }
+            let now = now_ms();
+            let mut table = gw.nodes.lock();
+            let mut missed = Vec::new();
+            for node in table.nodes.values_mut() {
+                if node
+                    .live
+                    .as_ref()
+                    .is_some_and(|l| now.saturating_sub(l.last_heard_ms) > timeout)
+                {
+                    let live = node.live.take().expect("checked");
+                    live.kick.kick("heartbeat missed");
+                    tracing::warn!(node = %node.stored.id, "node missed its heartbeats; marked offline");
+                    gw.bus
+                        .publish(node.changed(NodesChangedEventChange::HeartbeatMissed));
+                    missed.push(node.stored.id.clone());
+                }
+            }
+            for id in &missed {
+                invoke::fail_waiting(&mut table, id, "the node stopped answering heartbeats");
+            }
+            if !missed.is_empty() {
+                publish_health(&gw, &table);
+            }
+        }
+    })
+}
+
+fn publish_health(gw: &Gateway, table: &Table) {
+    let online: Vec<NodeHealth> = table
+        .nodes
+        .values()
+        .filter_map(|n| {
+            let live = n.live.as_ref()?;
+            Some(NodeHealth {
+                id: n.stored.id.clone(),
+                name: Some(n.stored.name.clone()),
+                last_seen_ms: live.last_heard_ms,
+            })
+        })
+        .collect();
+    if let Some(snapshot) = gw.health.set_nodes(online) {
+        gw.bus.publish(Event::HealthChanged(snapshot));
+    }
+}
