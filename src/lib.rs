@@ -5,6 +5,7 @@ pub mod client;
 pub mod config;
 pub mod cron;
 pub mod docs;
+pub mod exec;
 pub mod gateway;
 pub mod nodes;
 pub mod pattern;

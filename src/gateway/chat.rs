@@ -448,8 +448,11 @@ impl ToolBox for TurnTools<'_> {
                 .tool(AgentToolEventPhase::Start, call_id, name, &arguments, None);
             let outcome = match Tool::from_name(name).filter(|t| self.allowed.contains(t)) {
                 Some(tool) => {
-                    let agent = &self.events.agent_id;
-                    super::tools::run(self.events.gw, agent, tool, arguments.clone()).await
+                    let caller = crate::exec::Caller {
+                        agent_id: &self.events.agent_id,
+                        session_key: &self.events.session_key,
+                    };
+                    super::tools::run(self.events.gw, &caller, tool, arguments.clone()).await
                 }
                 None => Err(format!("no tool {name} is available to this agent")),
             };

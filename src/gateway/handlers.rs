@@ -256,4 +256,43 @@ impl Handlers for Gateway {
     ) -> Result<NodesInvokeResult, RpcError> {
         crate::nodes::invoke(self, params).await
     }
+
+    async fn approvals_pending(
+        &self,
+        _ctx: &CallContext,
+        _params: ApprovalsPendingParams,
+    ) -> Result<ApprovalsPendingResult, RpcError> {
+        Ok(ApprovalsPendingResult {
+            approvals: self.approvals.pending(),
+        })
+    }
+
+    async fn approvals_respond(
+        &self,
+        ctx: &CallContext,
+        params: ApprovalsRespondParams,
+    ) -> Result<ApprovalsRespondResult, RpcError> {
+        let id = params.id.to_string();
+        self.approvals.respond(self, ctx, &id, params.decision)?;
+        Ok(ApprovalsRespondResult {
+            id,
+            decision: params.decision,
+        })
+    }
+
+    async fn approvals_audit(
+        &self,
+        _ctx: &CallContext,
+        params: ApprovalsAuditParams,
+    ) -> Result<ApprovalsAuditResult, RpcError> {
+        let (entries, next_before) = self
+            .store
+            .exec_audit(params.limit.get() as usize, params.before.map(|b| b.get()))
+            .await
+            .map_err(super::chat::store_error)?;
+        Ok(ApprovalsAuditResult {
+            entries,
+            next_before: next_before.and_then(std::num::NonZeroU64::new),
+        })
+    }
 }

@@ -54,6 +54,7 @@ pub struct Gateway {
     runs: chat::Runs,
     pub cron: crate::cron::CronService,
     pub nodes: crate::nodes::NodeService,
+    pub approvals: crate::exec::Approvals,
     pub info: RuntimeInfo,
     pub bus: EventBus,
     pub health: HealthService,
@@ -87,6 +88,7 @@ impl Gateway {
             runs: chat::Runs::default(),
             cron,
             nodes: Default::default(),
+            approvals: Default::default(),
             info: RuntimeInfo {
                 started,
                 started_at_ms: now_ms(),

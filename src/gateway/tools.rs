@@ -1,17 +1,24 @@
 //! The agent tools of schema/tools.json, run against the gateway's state.
 
 use super::{cron_rpc, Gateway};
+use crate::exec::Caller;
 use crate::protocol::types::{
     CronAddParams, CronAddToolParams, CronJob, CronListParams, CronPayload, CronRemoveParams,
-    CronRemoveToolParams, CronSchedule, SessionHistoryToolParams, SessionsListToolParams,
+    CronRemoveToolParams, CronSchedule, NodeInvokeToolParams, NodesInvokeParams,
+    SessionHistoryToolParams, SessionsListToolParams,
 };
 use crate::protocol::{Method, Schemas, Tool};
 use crate::store::SessionFilter;
 use serde_json::{json, Value};
 
-/// Runs one tool call for `agent_id`; an Err is shown to the model,
-/// which may recover.
-pub async fn run(gw: &Gateway, agent_id: &str, tool: Tool, args: Value) -> Result<Value, String> {
+/// Runs one tool call; an Err is shown to the model, which may recover.
+pub async fn run(
+    gw: &Gateway,
+    caller: &Caller<'_>,
+    tool: Tool,
+    args: Value,
+) -> Result<Value, String> {
+    let agent_id = caller.agent_id;
     if let Err(violations) = Schemas::get().validate(tool.params_def(), &args) {
         let v = &violations[0];
         return Err(format!(
@@ -55,6 +62,21 @@ pub async fn run(gw: &Gateway, agent_id: &str, tool: Tool, args: Value) -> Resul
             Ok(json!({ "sessionKey": key, "messages": messages }))
         }
         Tool::CronAdd => cron_add(gw, agent_id, decode(args)?).await,
+        Tool::Exec => crate::exec::exec_tool(gw, caller, decode(args)?).await,
+        Tool::NodeInvoke => {
+            let p: NodeInvokeToolParams = decode(args)?;
+            let params = NodesInvokeParams {
+                node_id: p.node_id.to_string().parse().map_err(|e| format!("{e}"))?,
+                command: p.command.to_string().parse().map_err(|e| format!("{e}"))?,
+                params: p.params,
+                timeout_ms: None,
+                idempotency_key: None,
+            };
+            let result = crate::nodes::invoke(gw, params)
+                .await
+                .map_err(|e| e.message)?;
+            Ok(serde_json::to_value(result).expect("result serializes"))
+        }
         Tool::CronList => {
             let params = CronListParams {
                 include_disabled: true,

@@ -64,6 +64,27 @@ const MIGRATIONS: &[&str] = &[
         token_hash TEXT NOT NULL UNIQUE,
         paired_at INTEGER NOT NULL
     );",
+    // 4: the exec audit log, and commands allowed for good (allow-always).
+    "CREATE TABLE exec_audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        approval_id TEXT,
+        command TEXT NOT NULL,
+        argv_json TEXT NOT NULL,
+        cwd TEXT,
+        agent_id TEXT NOT NULL,
+        session_key TEXT,
+        node_id TEXT,
+        decision TEXT NOT NULL,
+        decided_by TEXT,
+        requested_at INTEGER NOT NULL,
+        decided_at INTEGER NOT NULL
+    );
+    CREATE TABLE exec_allowlist (
+        agent_id TEXT NOT NULL,
+        command TEXT NOT NULL,
+        added_at INTEGER NOT NULL,
+        PRIMARY KEY (agent_id, command)
+    );",
 ];
 
 pub fn run(db: &Connection) -> rusqlite::Result<()> {

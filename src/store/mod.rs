@@ -4,6 +4,7 @@
 //! connection task.
 
 mod cron;
+mod exec;
 mod migrations;
 mod nodes;
 

@@ -1,6 +1,7 @@
 //! Integration tests: each starts the real `clawgate` binary on an
 //! ephemeral port and talks to it over real sockets.
 
+mod approvals;
 mod chat;
 mod cli;
 mod config_errors;

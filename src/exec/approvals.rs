@@ -1,0 +1,135 @@
+//! Pending exec approvals: asked of every client with the approvals
+//! scope, answered by the first of them, denied when nobody answers.
+
+use crate::gateway::{now_ms, Gateway};
+use crate::protocol::types::{
+    ApprovalDecision, ApprovalsResolvedEvent, ApprovalsResolvedEventDecision, ExecApproval,
+};
+use crate::protocol::{CallContext, ErrorCode, Event, RpcError};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// How many decided approvals are remembered, to tell a late answer
+/// (conflict) from an unknown id (not found).
+const REMEMBERED: usize = 1024;
+
+#[derive(Default)]
+pub struct Approvals {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    waiting: HashMap<String, Waiting>,
+    decided: VecDeque<String>,
+}
+
+struct Waiting {
+    approval: ExecApproval,
+    answer: oneshot::Sender<(ApprovalDecision, String)>,
+}
+
+/// What became of a request.
+pub enum Outcome {
+    /// A person decided: the decision and who made it.
+    Decided(ApprovalDecision, String),
+    TimedOut,
+}
+
+impl Approvals {
+    /// Asks every approvals client and waits for the first answer, or
+    /// approvals.timeoutMs.
+    pub async fn ask(&self, gw: &Gateway, mut approval: ExecApproval) -> Outcome {
+        let timeout = gw.config().approvals.timeout_ms.max(1) as u64;
+        approval.requested_at_ms = now_ms();
+        approval.expires_at_ms = approval.requested_at_ms + timeout;
+        let id = approval.id.clone();
+        let (answer, answered) = oneshot::channel();
+        self.state.lock().expect("approvals").waiting.insert(
+            id.clone(),
+            Waiting {
+                approval: approval.clone(),
+                answer,
+            },
+        );
+        tracing::info!(approval = %id, command = %approval.command, agent = %approval.agent_id, "exec approval requested");
+        gw.bus.publish(Event::ApprovalsRequested(approval));
+        match tokio::time::timeout(Duration::from_millis(timeout), answered).await {
+            Ok(Ok((decision, by))) => Outcome::Decided(decision, by),
+            Ok(Err(_)) | Err(_) => {
+                if self.finish(&id).is_some() {
+                    gw.bus
+                        .publish(Event::ApprovalsResolved(ApprovalsResolvedEvent {
+                            id,
+                            decision: ApprovalsResolvedEventDecision::Timeout,
+                            decided_by: "timeout".to_string(),
+                        }));
+                }
+                Outcome::TimedOut
+            }
+        }
+    }
+
+    /// approvals.respond: the first answer wins.
+    pub fn respond(
+        &self,
+        gw: &Gateway,
+        ctx: &CallContext,
+        id: &str,
+        decision: ApprovalDecision,
+    ) -> Result<(), RpcError> {
+        let Some(waiting) = self.finish(id) else {
+            let decided = self
+                .state
+                .lock()
+                .expect("approvals")
+                .decided
+                .iter()
+                .any(|d| d == id);
+            return Err(if decided {
+                RpcError::new(
+                    ErrorCode::Conflict,
+                    format!("approval {id} was already decided"),
+                )
+            } else {
+                RpcError::new(ErrorCode::NotFound, format!("no pending approval {id}"))
+            });
+        };
+        let by = ctx.conn_id.clone();
+        gw.bus
+            .publish(Event::ApprovalsResolved(ApprovalsResolvedEvent {
+                id: id.to_string(),
+                decision: match decision {
+                    ApprovalDecision::AllowOnce => ApprovalsResolvedEventDecision::AllowOnce,
+                    ApprovalDecision::AllowAlways => ApprovalsResolvedEventDecision::AllowAlways,
+                    ApprovalDecision::Deny => ApprovalsResolvedEventDecision::Deny,
+                },
+                decided_by: by.clone(),
+            }));
+        // The asking turn may have ended meanwhile; the decision stands.
+        let _ = waiting.answer.send((decision, by));
+        Ok(())
+    }
+
+    /// approvals.pending, oldest first.
+    pub fn pending(&self) -> Vec<ExecApproval> {
+        let state = self.state.lock().expect("approvals");
+        let mut list: Vec<ExecApproval> =
+            state.waiting.values().map(|w| w.approval.clone()).collect();
+        list.sort_by_key(|a| a.requested_at_ms);
+        list
+    }
+
+    /// Takes a request out of the waiting set, remembering its id.
+    fn finish(&self, id: &str) -> Option<Waiting> {
+        let mut state = self.state.lock().expect("approvals");
+        let waiting = state.waiting.remove(id)?;
+        if state.decided.len() == REMEMBERED {
+            state.decided.pop_front();
+        }
+        state.decided.push_back(id.to_string());
+        Some(waiting)
+    }
+}

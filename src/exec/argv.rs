@@ -1,0 +1,121 @@
+//! Command lines to argv and back, without a shell: quotes group words,
+//! a backslash escapes the next character (outside single quotes), and
+//! nothing else is special — `|`, `;`, `$(...)` and `>` are plain text.
+
+/// Splits a command line into words.
+pub fn split(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated single quote".into()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c) => word.push(c),
+                            None => return Err("unterminated double quote".into()),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated double quote".into()),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => word.push(c),
+                    None => return Err("a backslash ends the command".into()),
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    if words.is_empty() {
+        return Err("the command is empty".into());
+    }
+    Ok(words)
+}
+
+/// The one way an argv is shown and matched: words joined by spaces,
+/// each quoted when it would otherwise split or change meaning.
+pub fn display(argv: &[String]) -> String {
+    argv.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
+}
+
+fn quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_alphanumeric() || "-_./=:,+@%^".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(line: &str) -> Vec<String> {
+        split(line).unwrap()
+    }
+
+    #[test]
+    fn quotes_group_and_shell_syntax_stays_literal() {
+        assert_eq!(words("git log --oneline"), ["git", "log", "--oneline"]);
+        assert_eq!(
+            words("  echo   'a b'  \"c d\" e\\ f "),
+            ["echo", "a b", "c d", "e f"]
+        );
+        assert_eq!(
+            words("echo hi; rm -rf /"),
+            ["echo", "hi;", "rm", "-rf", "/"]
+        );
+        assert_eq!(
+            words("echo $(id) | cat > x"),
+            ["echo", "$(id)", "|", "cat", ">", "x"]
+        );
+        assert_eq!(words("echo ''"), ["echo", ""]);
+        assert_eq!(words(r#"echo "say \"hi\"""#), ["echo", r#"say "hi""#]);
+        assert!(split("echo 'open").is_err());
+        assert!(split("   ").is_err());
+    }
+
+    #[test]
+    fn display_round_trips_through_split() {
+        for line in ["git log", "echo 'a b' \"it's\" '' x;y $HOME"] {
+            let argv = words(line);
+            assert_eq!(words(&display(&argv)), argv, "{line}");
+        }
+        assert_eq!(display(&words("ls -la /tmp")), "ls -la /tmp");
+        assert_eq!(display(&words("echo 'a b'")), "echo 'a b'");
+    }
+}
