@@ -367,3 +367,66 @@ async fn a_silent_node_is_marked_offline_and_a_removed_one_is_cut_off() {
         .await;
     assert_eq!(again["result"]["removed"], false);
 }
+
+#[tokio::test]
+async fn an_agent_invokes_a_node_command_with_the_node_invoke_tool() {
+    use crate::fake_openai::{FakeOpenAi, Script};
+    let gw = TestGateway::start_with_sections("[nodes]\nautoApproveLoopback = true\n").await;
+    let (mut node, _) = node_with(&gw, TOKEN).await;
+    let paired = node
+        .call(
+            "nodes.register",
+            register_params("phone", &["system.which"]),
+        )
+        .await;
+    let node_id = paired["result"]["nodeId"].as_str().unwrap().to_string();
+    let arguments: &'static str = Box::leak(
+        format!(
+            r#"{{"nodeId": "{node_id}", "command": "system.which", "params": {{"bin": "git"}}}}"#
+        )
+        .into_boxed_str(),
+    );
+    let upstream = FakeOpenAi::start(Script::ToolThenText(
+        "node_invoke",
+        arguments,
+        vec!["Found it."],
+    ))
+    .await;
+    let mut operator = gw.operator().await;
+    for (key, value) in [
+        ("agents.default", json!("gpt")),
+        (
+            "agents.gpt",
+            json!({"provider": "openai", "baseUrl": upstream.base_url, "model": "m", "tools": ["node_invoke"]}),
+        ),
+    ] {
+        let set = operator
+            .call("config.set", json!({"key": key, "value": value}))
+            .await;
+        assert!(set["error"].is_null(), "{set}");
+    }
+    let chat = operator
+        .request("chat", json!({"message": "is git installed on my phone?"}))
+        .await;
+    let request = node.event("nodes.invoke.request").await["data"].clone();
+    assert_eq!(request["command"], "system.which");
+    assert_eq!(request["params"], json!({"bin": "git"}));
+    node.call(
+        "nodes.result",
+        json!({"invokeId": request["invokeId"], "ok": true, "payload": {"path": "/usr/bin/git"}}),
+    )
+    .await;
+    let done = response(&mut operator, &chat).await;
+    assert_eq!(done["result"]["message"]["content"], "Found it.", "{done}");
+    let told = upstream.requests().last().unwrap().1["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .cloned()
+        .unwrap();
+    assert!(
+        told["content"].as_str().unwrap().contains("/usr/bin/git"),
+        "{told}"
+    );
+}
