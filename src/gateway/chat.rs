@@ -1,7 +1,7 @@
 //! Chat turns: one run at a time per session, the reply streamed as
 //! agent.message events, both sides of the turn stored.
 
-use super::{now_ms, Gateway};
+use super::{idempotency, now_ms, Gateway};
 use crate::agent::ToolBox;
 use crate::agent::{Agent, Delta, Reply};
 use crate::protocol::types::{
@@ -100,23 +100,12 @@ pub async fn chat(gw: &Gateway, params: ChatParams) -> Result<ChatResult, RpcErr
         })?
     };
     // Checked under the session lock, so two requests with one key cannot both run.
-    let idempotency_key = params
-        .idempotency_key
-        .map(|k| format!("chat:{}", k.as_str()));
-    if let Some(key) = &idempotency_key {
-        if let Some(json) = gw
-            .store
-            .idempotent_result(key.clone())
-            .await
-            .map_err(store_error)?
-        {
-            return serde_json::from_str(&json).map_err(|e| {
-                RpcError::new(
-                    ErrorCode::InternalError,
-                    format!("stored result unreadable: {e}"),
-                )
-            });
-        }
+    let idempotency_key = idempotency::key(
+        crate::protocol::Method::Chat.name(),
+        params.idempotency_key.as_deref().map(String::as_str),
+    );
+    if let Some(earlier) = idempotency::replay(gw, idempotency_key.as_ref()).await? {
+        return Ok(earlier);
     }
     let turn = TurnRequest {
         agent,
@@ -134,13 +123,7 @@ pub async fn chat(gw: &Gateway, params: ChatParams) -> Result<ChatResult, RpcErr
         usage: done.usage,
         stop_reason: done.stop_reason,
     };
-    if let Some(key) = idempotency_key {
-        let json = serde_json::to_string(&result).expect("result serializes");
-        gw.store
-            .remember_result(key, json, now_ms())
-            .await
-            .map_err(store_error)?;
-    }
+    idempotency::remember(gw, idempotency_key, &result).await?;
     Ok(result)
 }
 

@@ -9,6 +9,7 @@ mod connections;
 mod cron_rpc;
 mod handlers;
 mod health;
+pub mod idempotency;
 mod limiter;
 mod reload;
 mod sessions;

@@ -3,7 +3,7 @@
 //! and answers with nodes.result.
 
 use super::Table;
-use crate::gateway::Gateway;
+use crate::gateway::{idempotency, Gateway};
 use crate::protocol::types::{
     NodesInvokeParams, NodesInvokeRequestEvent, NodesInvokeResult, NodesResultParams,
     NodesResultResult,
@@ -30,24 +30,12 @@ pub async fn invoke(
     gw: &Gateway,
     params: NodesInvokeParams,
 ) -> Result<NodesInvokeResult, RpcError> {
-    let idempotency_key = params
-        .idempotency_key
-        .as_ref()
-        .map(|k| format!("node-invoke:{}", k.as_str()));
-    if let Some(key) = &idempotency_key {
-        if let Some(json) = gw
-            .store
-            .idempotent_result(key.clone())
-            .await
-            .map_err(crate::gateway::chat::store_error)?
-        {
-            return serde_json::from_str(&json).map_err(|e| {
-                RpcError::new(
-                    ErrorCode::InternalError,
-                    format!("stored result unreadable: {e}"),
-                )
-            });
-        }
+    let idempotency_key = idempotency::key(
+        crate::protocol::Method::NodesInvoke.name(),
+        params.idempotency_key.as_deref().map(String::as_str),
+    );
+    if let Some(earlier) = idempotency::replay(gw, idempotency_key.as_ref()).await? {
+        return Ok(earlier);
     }
     let config = gw.config();
     let node_id = params.node_id.to_string();
@@ -127,13 +115,7 @@ pub async fn invoke(
         payload: answer.payload,
         error: answer.error,
     };
-    if let Some(key) = idempotency_key {
-        let json = serde_json::to_string(&result).expect("result serializes");
-        gw.store
-            .remember_result(key, json, crate::gateway::now_ms())
-            .await
-            .map_err(crate::gateway::chat::store_error)?;
-    }
+    idempotency::remember(gw, idempotency_key, &result).await?;
     Ok(result)
 }
 

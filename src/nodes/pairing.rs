@@ -103,12 +103,7 @@ pub async fn register(
 
 /// nodes.approve: creates the node and answers the waiting device.
 pub async fn approve(gw: &Gateway, request_id: &str) -> Result<String, RpcError> {
-    let waiting = gw
-        .nodes
-        .lock()
-        .pairing
-        .remove(request_id)
-        .ok_or_else(|| no_request(request_id))?;
+    let waiting = take(gw, request_id)?;
     let token = new_token();
     let request = &waiting.request;
     let stored = StoredNode {
@@ -158,12 +153,7 @@ pub async fn approve(gw: &Gateway, request_id: &str) -> Result<String, RpcError>
 
 /// nodes.reject: the waiting device gets forbidden.
 pub fn reject(gw: &Gateway, request_id: &str, reason: Option<String>) -> Result<(), RpcError> {
-    let waiting = gw
-        .nodes
-        .lock()
-        .pairing
-        .remove(request_id)
-        .ok_or_else(|| no_request(request_id))?;
+    let waiting = take(gw, request_id)?;
     let _ = waiting.answer.send(Answer::Rejected(reason));
     resolved(
         gw,
@@ -215,9 +205,12 @@ fn resolved(
         }));
 }
 
-fn no_request(request_id: &str) -> RpcError {
-    RpcError::new(
-        ErrorCode::NotFound,
-        format!("no pending pairing request {request_id}"),
-    )
+/// Takes a pending request out of the table, to answer it.
+fn take(gw: &Gateway, request_id: &str) -> Result<Waiting, RpcError> {
+    gw.nodes.lock().pairing.remove(request_id).ok_or_else(|| {
+        RpcError::new(
+            ErrorCode::NotFound,
+            format!("no pending pairing request {request_id}"),
+        )
+    })
 }

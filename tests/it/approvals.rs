@@ -41,6 +41,19 @@ async fn reply(ws: &mut Ws, id: &str) -> Value {
     }
 }
 
+/// Answers the next approval request; returns the request.
+async fn answer_next(approver: &mut Ws, decision: &str) -> Value {
+    let asked = approver.event("approvals.requested").await["data"].clone();
+    let answer = approver
+        .call(
+            "approvals.respond",
+            json!({"id": asked["id"], "decision": decision}),
+        )
+        .await;
+    assert_eq!(answer["result"]["decision"], decision, "{answer}");
+    asked
+}
+
 async fn audit(ws: &mut Ws) -> Vec<Value> {
     ws.call("approvals.audit", json!({})).await["result"]["entries"]
         .as_array()
@@ -115,13 +128,7 @@ async fn denied_and_unanswered_commands_do_not_run_and_the_model_is_told() {
     let chat = user
         .request("chat", json!({"message": "touch it", "sessionKey": "d1"}))
         .await;
-    let asked = approver.event("approvals.requested").await["data"].clone();
-    approver
-        .call(
-            "approvals.respond",
-            json!({"id": asked["id"], "decision": "deny"}),
-        )
-        .await;
+    answer_next(&mut approver, "deny").await;
     let end = tool_end(&mut user).await;
     assert_eq!(end["error"], "not run: a person denied this command");
     reply(&mut user, &chat).await;
@@ -170,13 +177,7 @@ async fn allow_always_adds_the_command_and_later_runs_need_no_one() {
     let chat = user
         .request("chat", json!({"message": "1", "sessionKey": "a1"}))
         .await;
-    let asked = approver.event("approvals.requested").await["data"].clone();
-    approver
-        .call(
-            "approvals.respond",
-            json!({"id": asked["id"], "decision": "allow-always"}),
-        )
-        .await;
+    answer_next(&mut approver, "allow-always").await;
     assert_eq!(tool_end(&mut user).await["result"]["stdout"], "again\n");
     reply(&mut user, &chat).await;
     user.call("chat", json!({"message": "2", "sessionKey": "a1"}))
@@ -426,15 +427,9 @@ async fn exec_on_a_node_runs_the_approved_argv_there() {
     let mut user = gw.operator().await;
     user.request("chat", json!({"message": "where", "sessionKey": "n1"}))
         .await;
-    let asked = approver.event("approvals.requested").await["data"].clone();
+    let asked = answer_next(&mut approver, "allow-once").await;
     assert_eq!(asked["nodeId"], node_id.as_str());
     assert_eq!(asked["argv"], json!(["uname", "-a"]));
-    approver
-        .call(
-            "approvals.respond",
-            json!({"id": asked["id"], "decision": "allow-once"}),
-        )
-        .await;
     let request = node.event("nodes.invoke.request").await["data"].clone();
     assert_eq!(request["command"], "system.run");
     assert_eq!(
