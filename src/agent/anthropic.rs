@@ -48,7 +48,7 @@ pub async fn reply(turn: &Turn<'_>, on_delta: &mut OnDelta<'_>) -> Result<Reply,
     let mut text = String::new();
     let mut usage = no_usage();
     for _ in 0..MAX_TOOL_ROUNDS {
-        let round = stream_round(turn, &messages, &tools, on_delta).await?;
+        let round = super::within(turn, stream_round(turn, &messages, &tools, on_delta)).await?;
         text.push_str(&round.text);
         usage.input_tokens += round.usage.input_tokens;
         usage.output_tokens += round.usage.output_tokens;

@@ -138,25 +138,33 @@ impl Agent {
             http,
             tools,
         };
-        let limit = Duration::from_millis(config.timeout_ms as u64);
-        let run = async {
-            match self.provider {
-                AgentConfigProvider::Openai => openai::reply(&turn, on_delta).await,
-                AgentConfigProvider::Echo => Ok(echo::reply(message, on_delta).await),
-                AgentConfigProvider::Anthropic => anthropic::reply(&turn, on_delta).await,
-            }
-        };
-        tokio::time::timeout(limit, run).await.unwrap_or_else(|_| {
-            Err(RpcError::new(
-                ErrorCode::Timeout,
-                format!(
-                    "agent {}: no complete reply within {} ms",
-                    self.id,
-                    limit.as_millis()
-                ),
-            ))
-        })
+        match self.provider {
+            AgentConfigProvider::Openai => openai::reply(&turn, on_delta).await,
+            AgentConfigProvider::Echo => Ok(echo::reply(message, on_delta).await),
+            AgentConfigProvider::Anthropic => anthropic::reply(&turn, on_delta).await,
+        }
     }
+}
+
+/// One upstream call (a request and its whole streamed answer), failed
+/// with timeout after the agent's timeoutMs. Tool calls between upstream
+/// calls do not count: a person answering an exec approval is not the
+/// model being slow.
+async fn within<T>(
+    turn: &Turn<'_>,
+    call: impl std::future::Future<Output = Result<T, RpcError>>,
+) -> Result<T, RpcError> {
+    let limit = Duration::from_millis(turn.config.timeout_ms as u64);
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(RpcError::new(
+            ErrorCode::Timeout,
+            format!(
+                "agent {}: no complete reply within {} ms",
+                turn.agent_id,
+                limit.as_millis()
+            ),
+        ))
+    })
 }
 
 /// The HTTP client for model providers. reqwest is built without a

@@ -51,7 +51,7 @@ pub async fn reply(turn: &Turn<'_>, on_delta: &mut OnDelta<'_>) -> Result<Reply,
         output_tokens: 0,
     };
     for _ in 0..MAX_TOOL_ROUNDS {
-        let round = stream_round(turn, &messages, &tools, on_delta).await?;
+        let round = super::within(turn, stream_round(turn, &messages, &tools, on_delta)).await?;
         text.push_str(&round.text);
         if let Some(u) = &round.usage {
             usage.input_tokens += u.input_tokens;

@@ -446,3 +446,41 @@ async fn exec_on_a_node_runs_the_approved_argv_there() {
     assert_eq!(end["result"]["payload"]["stdout"], "Linux box\n");
     assert_eq!(audit(&mut approver).await[0]["nodeId"], node_id.as_str());
 }
+
+#[tokio::test]
+async fn time_spent_waiting_for_a_person_does_not_count_against_the_model() {
+    let upstream = FakeOpenAi::start(Script::ToolThenText(
+        "exec",
+        r#"{"command": "echo late"}"#,
+        vec!["ok"],
+    ))
+    .await;
+    // The model must answer each call within 500 ms; the person takes longer.
+    let gw = TestGateway::start_with_sections(&format!(
+        "[agents]\ndefault = \"gpt\"\n\n[agents.gpt]\nprovider = \"openai\"\nbaseUrl = \"{}\"\n\
+         model = \"fake-model\"\ntools = [\"exec\"]\ntimeoutMs = 500\n",
+        upstream.base_url
+    ))
+    .await;
+    let mut approver = gw.operator().await;
+    let mut user = gw.operator().await;
+    let chat = user
+        .request("chat", json!({"message": "slowly", "sessionKey": "t1"}))
+        .await;
+    approver.event("approvals.requested").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    answer_next_pending(&mut approver, "allow-once").await;
+    assert_eq!(tool_end(&mut user).await["result"]["stdout"], "late\n");
+    let done = reply(&mut user, &chat).await;
+    assert_eq!(done["result"]["message"]["content"], "ok", "{done}");
+}
+
+/// Answers the oldest pending approval.
+async fn answer_next_pending(approver: &mut Ws, decision: &str) {
+    let pending = approver.call("approvals.pending", json!({})).await;
+    let id = pending["result"]["approvals"][0]["id"].clone();
+    let answer = approver
+        .call("approvals.respond", json!({"id": id, "decision": decision}))
+        .await;
+    assert!(answer["error"].is_null(), "{answer}");
+}
