@@ -30,6 +30,9 @@ pub struct Caller<'a> {
 
 /// The node command that runs an argv.
 const NODE_RUN: &str = "system.run";
+/// The default working directory, inside the state dir (not the state
+/// dir itself, which holds the database).
+const WORKSPACE: &str = "workspace";
 
 /// Runs the exec tool; an Err is what the model is told.
 pub async fn exec_tool(
@@ -51,7 +54,7 @@ pub async fn exec_tool(
         .clone()
         .or_else(|| policy.cwd.as_ref().map(|c| c.to_string()))
         .map(PathBuf::from)
-        .unwrap_or_else(|| gw.info.state_dir.clone());
+        .unwrap_or_else(|| gw.info.state_dir.join(WORKSPACE));
     let node_id = params.node_id.map(|n| n.to_string());
     let allowed_for_good = gw
         .store
@@ -136,6 +139,10 @@ pub async fn exec_tool(
         .max(1) as u64;
     match node_id {
         None => {
+            if params.cwd.is_none() && policy.cwd.is_none() {
+                std::fs::create_dir_all(&cwd)
+                    .map_err(|e| format!("cannot create {}: {e}", cwd.display()))?;
+            }
             run::on_host(
                 &argv,
                 &cwd,

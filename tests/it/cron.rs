@@ -510,7 +510,7 @@ async fn config_jobs_follow_reloads() {
         .contains("cron.jobs.chime"));
 
     // Changed in the file: the next runs say dong.
-    std::fs::write(&config, with_job("dong")).unwrap();
+    save_file(&config, &with_job("dong"));
     ws.event("config.changed").await;
     let event = cron_event(&mut ws, "system.event", "chime").await;
     assert_eq!(event["text"], "dong");
@@ -519,7 +519,7 @@ async fn config_jobs_follow_reloads() {
     let broken = format!(
         "{base}[gateway.reload]\ndebounceMs = 50\n[cron.jobs.chime]\nschedule = {{ kind = \"cron\", expr = \"0 25 * * *\" }}\npayload = {{ kind = \"systemEvent\", text = \"dong\" }}\n"
     );
-    std::fs::write(&config, broken).unwrap();
+    save_file(&config, &broken);
     let failed = ws.event("config.reload.failed").await;
     let problem = &failed["data"]["errors"][0];
     assert_eq!(problem["path"], "cron.jobs.chime.schedule.expr", "{failed}");
@@ -527,11 +527,10 @@ async fn config_jobs_follow_reloads() {
     cron_event(&mut ws, "system.event", "chime").await;
 
     // Removed from the file: it stops.
-    std::fs::write(
+    save_file(
         &config,
-        format!("{base}[gateway.reload]\ndebounceMs = 50\n"),
-    )
-    .unwrap();
+        &format!("{base}[gateway.reload]\ndebounceMs = 50\n"),
+    );
     ws.event("config.changed").await;
     let list = ws.call("cron.list", json!({})).await["result"]["jobs"].clone();
     assert_eq!(list, json!([]));

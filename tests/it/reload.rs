@@ -10,13 +10,8 @@ fn config_text(extra_gateway: &str, token: &str) -> String {
     )
 }
 
-/// Saves the way most editors do: a temporary file renamed over the old one.
 fn save(gw: &TestGateway, text: &str) {
-    let tmp = gw
-        .dir
-        .join(format!(".clawgate.toml.{}", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, gw.config_path()).unwrap();
+    save_file(&gw.config_path(), text);
 }
 
 async fn start(extra_gateway: &str) -> TestGateway {

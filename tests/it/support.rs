@@ -128,6 +128,14 @@ impl Drop for TestGateway {
     }
 }
 
+/// Saves the way most editors do: a temporary file renamed over the old
+/// one, so a watcher never reads half a file.
+pub fn save_file(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// The token-auth config test gateways start from.
 pub fn token_config() -> String {
     format!("[gateway]\nport = 0\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\n")
