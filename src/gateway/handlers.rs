@@ -257,6 +257,37 @@ impl Handlers for Gateway {
         crate::nodes::invoke(self, params).await
     }
 
+    async fn channels_status(
+        &self,
+        _ctx: &CallContext,
+        _params: ChannelsStatusParams,
+    ) -> Result<ChannelsStatusResult, RpcError> {
+        Ok(ChannelsStatusResult {
+            channels: self.channels.status(),
+        })
+    }
+
+    async fn channels_restart(
+        &self,
+        _ctx: &CallContext,
+        params: ChannelsRestartParams,
+    ) -> Result<ChannelsRestartResult, RpcError> {
+        let key = crate::channels::Key {
+            kind: params.channel,
+            account: params.account_id.to_string(),
+        };
+        if !self.channels.restart(&self.arc(), &key) {
+            return Err(RpcError::new(
+                crate::protocol::ErrorCode::NotFound,
+                format!("no running channel account {key}"),
+            ));
+        }
+        Ok(ChannelsRestartResult {
+            channel: key.kind,
+            account_id: key.account,
+        })
+    }
+
     async fn approvals_pending(
         &self,
         _ctx: &CallContext,

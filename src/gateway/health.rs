@@ -1,5 +1,8 @@
 use super::now_ms;
-use crate::protocol::types::{ConfigHealth, CronHealth, GatewayState, HealthSnapshot, NodeHealth};
+use crate::protocol::types::{
+    ChannelHealth, ConfigHealth, CronHealth, GatewayState, HealthSnapshot, NodeHealth,
+};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -15,6 +18,7 @@ struct HealthState {
     config: ConfigHealth,
     cron: CronHealth,
     nodes: Vec<NodeHealth>,
+    channels: BTreeMap<String, ChannelHealth>,
 }
 
 impl HealthService {
@@ -33,6 +37,7 @@ impl HealthService {
                     failing: Vec::new(),
                 },
                 nodes: Vec::new(),
+                channels: BTreeMap::new(),
             }),
         }
     }
@@ -96,13 +101,27 @@ impl HealthService {
         Some(self.build(&state))
     }
 
+    /// Records the channel accounts; returns the new snapshot when any changed.
+    pub fn set_channels(
+        &self,
+        channels: BTreeMap<String, ChannelHealth>,
+    ) -> Option<HealthSnapshot> {
+        let mut state = self.state.lock().expect("health lock");
+        if state.channels == channels {
+            return None;
+        }
+        state.channels = channels;
+        state.version += 1;
+        Some(self.build(&state))
+    }
+
     fn build(&self, state: &HealthState) -> HealthSnapshot {
         HealthSnapshot {
             version: state.version,
             timestamp: now_ms(),
             uptime: self.started.elapsed().as_secs_f64(),
             state: state.gateway,
-            channels: Default::default(),
+            channels: state.channels.clone().into_iter().collect(),
             nodes: state.nodes.clone(),
             cron: state.cron.clone(),
             config: state.config.clone(),

@@ -29,7 +29,7 @@ use crate::protocol::Event;
 use crate::store::Store;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
@@ -47,6 +47,8 @@ pub struct RuntimeInfo {
 pub type LogControl = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 pub struct Gateway {
+    /// This gateway, for work that outlives the call that starts it.
+    me: Weak<Gateway>,
     pub configs: ConfigService,
     pub store: Store,
     /// The HTTP client for model providers, shared by every turn.
@@ -56,6 +58,7 @@ pub struct Gateway {
     pub cron: crate::cron::CronService,
     pub nodes: crate::nodes::NodeService,
     pub approvals: crate::exec::Approvals,
+    pub channels: crate::channels::ChannelManager,
     pub info: RuntimeInfo,
     pub bus: EventBus,
     pub health: HealthService,
@@ -81,7 +84,8 @@ impl Gateway {
         let http = crate::agent::http_client();
         let cron = crate::cron::CronService::new(&configs.current());
         let queue_frames = configs.current().gateway.limits.outbound_queue_frames as usize;
-        Arc::new(Gateway {
+        Arc::new_cyclic(|me| Gateway {
+            me: me.clone(),
             configs,
             store,
             http,
@@ -90,6 +94,7 @@ impl Gateway {
             cron,
             nodes: Default::default(),
             approvals: Default::default(),
+            channels: Default::default(),
             info: RuntimeInfo {
                 started,
                 started_at_ms: now_ms(),
@@ -105,6 +110,11 @@ impl Gateway {
             closing: AtomicBool::new(false),
             log_control: OnceLock::new(),
         })
+    }
+
+    /// The shared handle of this gateway.
+    pub fn arc(&self) -> Arc<Gateway> {
+        self.me.upgrade().expect("the gateway outlives its calls")
     }
 
     pub fn config(&self) -> Arc<Config> {

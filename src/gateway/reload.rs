@@ -50,11 +50,16 @@ impl Gateway {
         let result = self.configs.apply_text(text, now_ms());
         match &result {
             Ok(applied) => {
-                if applied
-                    .changed
-                    .iter()
-                    .any(|k| k == "cron" || k.starts_with("cron."))
-                {
+                let touched = |section: &str| {
+                    applied
+                        .changed
+                        .iter()
+                        .any(|k| k == section || k.starts_with(&format!("{section}.")))
+                };
+                if touched("channels") {
+                    self.channels.apply(&self.arc());
+                }
+                if touched("cron") {
                     if let Err(e) = crate::cron::apply_config(self).await {
                         tracing::error!("cannot apply the cron config: {e}");
                     }

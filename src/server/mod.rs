@@ -27,6 +27,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/readyz", get(http::readyz))
         .route("/v1/models", get(openai_api::models))
         .route(
+            "/hooks/{account}",
+            axum::routing::post(crate::channels::webhook::receive),
+        )
+        .route(
             "/v1/chat/completions",
             axum::routing::post(openai_api::completions),
         )
@@ -81,6 +85,7 @@ pub async fn serve(
         .await
         .map_err(|e| std::io::Error::other(format!("cannot load the nodes: {e}")))?;
     let watchdog = crate::nodes::spawn_watchdog(&gw);
+    gw.channels.apply(&gw);
     let ticker = gw.spawn_ticker();
     let watcher = gw.spawn_config_watcher();
     let app = router(Arc::clone(&gw)).into_make_service_with_connect_info::<SocketAddr>();
@@ -113,6 +118,7 @@ pub async fn serve(
     if let Err(e) = gw.cron.writer.flush().await {
         tracing::error!("cron changes may be lost: {e}");
     }
+    gw.channels.stop_all();
     scheduler.abort();
     watchdog.abort();
     ticker.abort();

@@ -85,6 +85,14 @@ const MIGRATIONS: &[&str] = &[
         added_at INTEGER NOT NULL,
         PRIMARY KEY (agent_id, command)
     );",
+    // 5: where each channel account's inbound stream stopped (Telegram's
+    // update offset), so a restart neither loses nor repeats a message.
+    "CREATE TABLE channel_offsets (
+        channel TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        next_offset INTEGER NOT NULL,
+        PRIMARY KEY (channel, account_id)
+    );",
 ];
 
 pub fn run(db: &Connection) -> rusqlite::Result<()> {

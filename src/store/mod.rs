@@ -3,6 +3,7 @@
 //! write in progress. Calls run on the blocking pool, never on a
 //! connection task.
 
+mod channels;
 mod cron;
 mod exec;
 mod migrations;

@@ -2,6 +2,7 @@
 //! ephemeral port and talks to it over real sockets.
 
 mod approvals;
+mod channels;
 mod chat;
 mod cli;
 mod config_errors;
@@ -11,6 +12,7 @@ mod errors;
 mod events;
 mod fake_anthropic;
 mod fake_openai;
+mod fake_telegram;
 mod handshake;
 mod methods;
 mod nodes;

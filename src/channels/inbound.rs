@@ -1,0 +1,261 @@
+//! The inbound pipeline: security policy, routing to an agent, the
+//! session key, the agent turn, and the reply back through the channel
+//! in pieces the channel accepts.
+
+use super::{irc, telegram, webhook, Key, Policy};
+use crate::agent::Agent;
+use crate::gateway::chat::{run_turn, Session, TurnRequest};
+use crate::gateway::Gateway;
+use crate::protocol::types::{Binding, DmPolicy, SessionConfigDmScope};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Message counts of one account.
+#[derive(Default)]
+pub struct Counters {
+    pub received: AtomicU64,
+    pub replied: AtomicU64,
+    pub dropped: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// A message as every channel hands it over.
+#[derive(Clone, Debug)]
+pub struct Inbound {
+    pub peer: String,
+    /// The group or channel it was said in; None for a direct message.
+    pub group: Option<String>,
+    pub text: String,
+    /// Whether it mentions the assistant (groups only).
+    pub mentioned: bool,
+}
+
+/// How to answer, by channel.
+pub enum Reply {
+    Telegram(telegram::Replier),
+    Irc(irc::Replier),
+    Webhook(webhook::Replier),
+}
+
+impl Reply {
+    /// The longest piece the channel takes at once, in characters.
+    fn limit(&self) -> usize {
+        match self {
+            Reply::Telegram(_) => telegram::MAX_MESSAGE_CHARS,
+            Reply::Irc(_) => irc::MAX_LINE_CHARS,
+            Reply::Webhook(_) => usize::MAX,
+        }
+    }
+
+    async fn send(&self, text: &str, session_key: &str) -> Result<(), String> {
+        match self {
+            Reply::Telegram(r) => r.send(text).await,
+            Reply::Irc(r) => r.send(text).await,
+            Reply::Webhook(r) => r.send(text, session_key).await,
+        }
+    }
+}
+
+/// Takes one inbound message: drops it (counted, unanswered) when the
+/// policy refuses it, else answers it in the background.
+pub fn dispatch(
+    gw: &Arc<Gateway>,
+    key: &Key,
+    policy: &Policy,
+    counters: &Arc<super::Counters>,
+    message: Inbound,
+    reply: Reply,
+) {
+    counters.received.fetch_add(1, Ordering::Relaxed);
+    if let Err(why) = allowed(policy, &message) {
+        counters.dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(channel = %key, peer = %message.peer, group = ?message.group, "message dropped: {why}");
+        return;
+    }
+    let gw = Arc::clone(gw);
+    let key = key.clone();
+    let counters = Arc::clone(counters);
+    tokio::spawn(async move {
+        match answer(&gw, &key, &message, &reply).await {
+            Ok(pieces) => {
+                counters.replied.fetch_add(pieces, Ordering::Relaxed);
+            }
+            Err(e) => {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(channel = %key, peer = %message.peer, "message not answered: {e}");
+            }
+        }
+    });
+}
+
+/// Whether the account's policy lets this message through.
+pub fn allowed(policy: &Policy, message: &Inbound) -> Result<(), &'static str> {
+    match &message.group {
+        Some(group) => {
+            if !policy.groups.contains(group) {
+                return Err("the group is not in groups");
+            }
+            if policy.require_mention && !message.mentioned {
+                return Err("the assistant was not mentioned (requireMention)");
+            }
+            Ok(())
+        }
+        None => match policy.dm_policy {
+            DmPolicy::Open => Ok(()),
+            DmPolicy::Disabled => Err("direct messages are disabled (dmPolicy)"),
+            DmPolicy::Allowlist if policy.allow_from.contains(&message.peer) => Ok(()),
+            DmPolicy::Allowlist => Err("the sender is not in allowFrom"),
+        },
+    }
+}
+
+/// Runs the turn and delivers the reply; returns the pieces sent.
+async fn answer(gw: &Gateway, key: &Key, message: &Inbound, reply: &Reply) -> Result<u64, String> {
+    let config = gw.config();
+    let agent_id = route(&config.bindings, key, message);
+    let agent = Agent::resolve(&config, agent_id.as_deref()).map_err(|e| e.message)?;
+    let session_key = session_key(config.session.dm_scope, &agent.id, key, message);
+    let lock = gw.session_locks.get(&session_key);
+    let _turn = lock.lock_owned().await;
+    let request = TurnRequest {
+        agent,
+        session: Session::Stored(session_key.clone()),
+        message: message.text.clone(),
+        run_id: None,
+        deadline: None,
+    };
+    let done = run_turn(gw, request, &mut |_| {})
+        .await
+        .map_err(|e| e.message)?;
+    let mut sent = 0;
+    for piece in split(&done.text, reply.limit()) {
+        reply.send(&piece, &session_key).await?;
+        sent += 1;
+    }
+    Ok(sent)
+}
+
+/// The agent of the first binding that matches; None for agents.default.
+pub fn route(bindings: &[Binding], key: &Key, message: &Inbound) -> Option<String> {
+    bindings
+        .iter()
+        .find(|b| {
+            let m = &b.match_;
+            m.channel.is_none_or(|c| c == key.kind)
+                && m.account_id.as_ref().is_none_or(|a| *a == key.account)
+                && m.peer.as_ref().is_none_or(|p| *p == message.peer)
+                && m.group
+                    .as_ref()
+                    .is_none_or(|g| message.group.as_ref() == Some(g))
+        })
+        .map(|b| b.agent_id.to_string())
+}
+
+/// The session a message joins.
+pub fn session_key(
+    scope: SessionConfigDmScope,
+    agent_id: &str,
+    key: &Key,
+    message: &Inbound,
+) -> String {
+    let channel = key.kind;
+    match (&message.group, scope) {
+        (Some(group), _) => format!("agent:{agent_id}:{channel}:group:{group}"),
+        (None, SessionConfigDmScope::Main) => format!("agent:{agent_id}:main"),
+        (None, SessionConfigDmScope::PerPeer) => format!("agent:{agent_id}:dm:{}", message.peer),
+        (None, SessionConfigDmScope::PerChannelPeer) => {
+            format!("agent:{agent_id}:{channel}:dm:{}", message.peer)
+        }
+    }
+}
+
+/// Splits text into pieces of at most `limit` characters, at a line
+/// break or a space where there is one in the second half of the piece.
+pub fn split(text: &str, limit: usize) -> Vec<String> {
+    let text = text.trim();
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let Some((cut, _)) = rest.char_indices().nth(limit) else {
+            pieces.push(rest.to_string());
+            break;
+        };
+        let window = &rest[..cut];
+        let half = window.len() / 2;
+        let at = window
+            .rfind('\n')
+            .filter(|i| *i >= half)
+            .or_else(|| window.rfind(' ').filter(|i| *i >= half))
+            .unwrap_or(cut);
+        pieces.push(rest[..at].trim_end().to_string());
+        rest = rest[at..].trim_start();
+    }
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::types::ChannelKind;
+
+    fn message(peer: &str, group: Option<&str>, mentioned: bool) -> Inbound {
+        Inbound {
+            peer: peer.into(),
+            group: group.map(String::from),
+            text: "hi".into(),
+            mentioned,
+        }
+    }
+
+    fn policy(dm_policy: DmPolicy) -> Policy {
+        Policy {
+            dm_policy,
+            allow_from: vec!["alice".into()],
+            groups: vec!["#home".into()],
+            require_mention: true,
+        }
+    }
+
+    #[test]
+    fn the_policy_decides_direct_and_group_messages() {
+        let allowlist = policy(DmPolicy::Allowlist);
+        assert!(allowed(&allowlist, &message("alice", None, false)).is_ok());
+        assert!(allowed(&allowlist, &message("mallory", None, false)).is_err());
+        assert!(allowed(&policy(DmPolicy::Open), &message("mallory", None, false)).is_ok());
+        assert!(allowed(&policy(DmPolicy::Disabled), &message("alice", None, false)).is_err());
+        assert!(allowed(&allowlist, &message("bob", Some("#home"), true)).is_ok());
+        assert!(allowed(&allowlist, &message("bob", Some("#home"), false)).is_err());
+        assert!(allowed(&allowlist, &message("alice", Some("#other"), true)).is_err());
+    }
+
+    #[test]
+    fn session_keys_follow_the_dm_scope() {
+        let key = Key {
+            kind: ChannelKind::Telegram,
+            account: "main".into(),
+        };
+        let dm = message("42", None, false);
+        let group = message("42", Some("-100"), true);
+        let scope = |s| session_key(s, "main", &key, &dm);
+        assert_eq!(scope(SessionConfigDmScope::Main), "agent:main:main");
+        assert_eq!(scope(SessionConfigDmScope::PerPeer), "agent:main:dm:42");
+        assert_eq!(
+            scope(SessionConfigDmScope::PerChannelPeer),
+            "agent:main:telegram:dm:42"
+        );
+        assert_eq!(
+            session_key(SessionConfigDmScope::Main, "main", &key, &group),
+            "agent:main:telegram:group:-100"
+        );
+    }
+
+    #[test]
+    fn long_replies_split_at_spaces_and_lines() {
+        assert_eq!(split("short", 10), ["short"]);
+        assert_eq!(split("aaaa bbbb cccc", 10), ["aaaa bbbb", "cccc"]);
+        assert_eq!(split("line one\nline two", 12), ["line one", "line two"]);
+        assert_eq!(split("abcdefghij", 4), ["abcd", "efgh", "ij"]);
+        assert_eq!(split("ééééé", 2), ["éé", "éé", "é"]);
+        assert!(split("   ", 5).is_empty());
+    }
+}

@@ -1,0 +1,406 @@
+//! Channels: how people reach the assistant. The manager runs every
+//! configured account as a supervised monitor (restarted with backoff and
+//! jitter when it fails), follows config reloads account by account, and
+//! hands inbound messages to the pipeline in [`inbound`].
+
+mod inbound;
+mod irc;
+mod telegram;
+pub mod webhook;
+
+use crate::config::Config;
+use crate::gateway::{now_ms, Gateway};
+use crate::protocol::types::{
+    ChannelConnectedEvent, ChannelDisconnectedEvent, ChannelHealth, ChannelInfo, ChannelKind,
+    ChannelStatus, DmPolicy,
+};
+use crate::protocol::Event;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub use inbound::Counters;
+
+/// One account: its kind and id.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Key {
+    pub kind: ChannelKind,
+    pub account: String,
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.kind, self.account)
+    }
+}
+
+/// Who may reach the assistant through an account.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub dm_policy: DmPolicy,
+    pub allow_from: Vec<String>,
+    pub groups: Vec<String>,
+    pub require_mention: bool,
+}
+
+/// An account's config, by kind.
+#[derive(Clone, Debug)]
+pub enum Account {
+    Telegram(crate::protocol::types::TelegramAccount),
+    Irc(crate::protocol::types::IrcAccount),
+    Webhook(crate::protocol::types::WebhookAccount),
+}
+
+impl Account {
+    pub fn policy(&self) -> Policy {
+        macro_rules! policy {
+            ($a:expr) => {
+                Policy {
+                    dm_policy: $a.dm_policy,
+                    allow_from: $a.allow_from.clone(),
+                    groups: $a.groups.clone(),
+                    require_mention: $a.require_mention,
+                }
+            };
+        }
+        match self {
+            Account::Telegram(a) => policy!(a),
+            Account::Irc(a) => policy!(a),
+            Account::Webhook(a) => policy!(a),
+        }
+    }
+
+    fn json(&self) -> Value {
+        match self {
+            Account::Telegram(a) => serde_json::to_value(a),
+            Account::Irc(a) => serde_json::to_value(a),
+            Account::Webhook(a) => serde_json::to_value(a),
+        }
+        .unwrap_or(Value::Null)
+    }
+}
+
+/// Every enabled account in the config.
+fn accounts(config: &Config) -> BTreeMap<Key, Account> {
+    let mut all = BTreeMap::new();
+    let key = |kind, id: &String| Key {
+        kind,
+        account: id.clone(),
+    };
+    let channels = &config.channels;
+    for (id, a) in channels.telegram.iter().filter(|(_, a)| a.enabled) {
+        all.insert(key(ChannelKind::Telegram, id), Account::Telegram(a.clone()));
+    }
+    for (id, a) in channels.irc.iter().filter(|(_, a)| a.enabled) {
+        all.insert(key(ChannelKind::Irc, id), Account::Irc(a.clone()));
+    }
+    for (id, a) in channels.webhook.iter().filter(|(_, a)| a.enabled) {
+        all.insert(key(ChannelKind::Webhook, id), Account::Webhook(a.clone()));
+    }
+    all
+}
+
+#[derive(Default)]
+pub struct ChannelManager {
+    monitors: Mutex<BTreeMap<Key, Monitor>>,
+}
+
+struct Monitor {
+    account: Account,
+    state: Arc<Mutex<State>>,
+    counters: Arc<Counters>,
+    stop: watch::Sender<bool>,
+}
+
+/// What a monitor reports.
+#[derive(Clone, Debug)]
+struct State {
+    status: ChannelStatus,
+    last_error: Option<String>,
+    since_ms: u64,
+    restarts: u64,
+    next_retry_at_ms: Option<u64>,
+}
+
+/// What a running account gets from its monitor.
+pub struct Link {
+    pub key: Key,
+    pub counters: Arc<Counters>,
+    stop: watch::Receiver<bool>,
+    gw: Arc<Gateway>,
+    state: Arc<Mutex<State>>,
+}
+
+impl Link {
+    /// Reports that the account is connected.
+    pub fn connected(&self) {
+        set_status(
+            &self.gw,
+            &self.key,
+            &self.state,
+            ChannelStatus::Connected,
+            None,
+        );
+        self.gw
+            .bus
+            .publish(Event::ChannelConnected(ChannelConnectedEvent {
+                channel: self.key.kind,
+                account_id: self.key.account.clone(),
+            }));
+    }
+
+    /// Resolves when the account is to stop.
+    pub async fn stopped(&self) {
+        let mut stop = self.stop.clone();
+        let _ = stop.wait_for(|s| *s).await;
+    }
+
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gw
+    }
+}
+
+/// Restart delays: 1 s doubling to 60 s, each ±20% so accounts that fail
+/// together do not retry together.
+fn backoff(failures: u32) -> Duration {
+    let base = 1000u64.saturating_mul(1 << failures.min(6)).min(60_000);
+    let jitter = (uuid::Uuid::new_v4().as_u128() % 401) as u64; // 0..=400 ‰
+    Duration::from_millis(base * (800 + jitter) / 1000)
+}
+
+/// A connection that stayed up this long resets the backoff.
+const STABLE: Duration = Duration::from_secs(30);
+
+impl ChannelManager {
+    /// Starts, stops and restarts monitors so that they match the config.
+    pub fn apply(&self, gw: &Arc<Gateway>) {
+        let wanted = accounts(&gw.config());
+        let mut monitors = self.monitors.lock().expect("channels");
+        let gone: Vec<Key> = monitors
+            .iter()
+            .filter(|(key, m)| {
+                wanted
+                    .get(key)
+                    .is_none_or(|account| account.json() != m.account.json())
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in gone {
+            if let Some(monitor) = monitors.remove(&key) {
+                tracing::info!(channel = %key, "channel account stopped");
+                monitor.stop.send_replace(true);
+            }
+        }
+        for (key, account) in wanted {
+            if let std::collections::btree_map::Entry::Vacant(slot) = monitors.entry(key) {
+                let key = slot.key().clone();
+                slot.insert(start(gw, key, account, None));
+            }
+        }
+        drop(monitors);
+        self.publish_health(gw);
+    }
+
+    /// Restarts one account; false when it is not configured.
+    pub fn restart(&self, gw: &Arc<Gateway>, key: &Key) -> bool {
+        let mut monitors = self.monitors.lock().expect("channels");
+        let Some(old) = monitors.remove(key) else {
+            return false;
+        };
+        old.stop.send_replace(true);
+        let restarts = old.state.lock().expect("channel state").restarts + 1;
+        let carried = (restarts, Arc::clone(&old.counters));
+        let monitor = start(gw, key.clone(), old.account, Some(carried));
+        monitors.insert(key.clone(), monitor);
+        true
+    }
+
+    /// Stops every account (shutdown).
+    pub fn stop_all(&self) {
+        for monitor in self.monitors.lock().expect("channels").values() {
+            monitor.stop.send_replace(true);
+        }
+    }
+
+    pub fn status(&self) -> Vec<ChannelInfo> {
+        let monitors = self.monitors.lock().expect("channels");
+        monitors
+            .iter()
+            .map(|(key, m)| {
+                let state = m.state.lock().expect("channel state").clone();
+                ChannelInfo {
+                    channel: key.kind,
+                    account_id: key.account.clone(),
+                    status: state.status,
+                    last_error: state.last_error,
+                    since_ms: state.since_ms,
+                    restarts: state.restarts,
+                    next_retry_at_ms: state.next_retry_at_ms,
+                    received: m.counters.received.load(Ordering::Relaxed),
+                    replied: m.counters.replied.load(Ordering::Relaxed),
+                    dropped: m.counters.dropped.load(Ordering::Relaxed),
+                    failed: m.counters.failed.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
+    }
+
+    /// The running account of this kind and id, for inbound HTTP.
+    pub fn running(&self, key: &Key) -> Option<(Account, Arc<Counters>)> {
+        let monitors = self.monitors.lock().expect("channels");
+        let m = monitors.get(key)?;
+        Some((m.account.clone(), Arc::clone(&m.counters)))
+    }
+
+    fn publish_health(&self, gw: &Gateway) {
+        let channels = self
+            .monitors
+            .lock()
+            .expect("channels")
+            .iter()
+            .map(|(key, m)| {
+                let state = m.state.lock().expect("channel state");
+                (
+                    key.to_string(),
+                    ChannelHealth {
+                        status: state.status,
+                        last_error: state.last_error.clone(),
+                        since_ms: Some(state.since_ms),
+                    },
+                )
+            })
+            .collect();
+        if let Some(snapshot) = gw.health.set_channels(channels) {
+            gw.bus.publish(Event::HealthChanged(snapshot));
+        }
+    }
+}
+
+fn set_status(
+    gw: &Gateway,
+    key: &Key,
+    state: &Mutex<State>,
+    status: ChannelStatus,
+    error: Option<String>,
+) {
+    {
+        let mut state = state.lock().expect("channel state");
+        if state.status != status {
+            state.since_ms = now_ms();
+        }
+        state.status = status;
+        if error.is_some() || status == ChannelStatus::Connected {
+            state.last_error = error.or(state.last_error.take());
+        }
+        if status == ChannelStatus::Connected {
+            state.next_retry_at_ms = None;
+        }
+    }
+    tracing::debug!(channel = %key, ?status, "channel status");
+    gw.channels.publish_health(gw);
+}
+
+/// Starts the supervised monitor of one account; a manual restart
+/// carries over the restart count and the message counters.
+fn start(
+    gw: &Arc<Gateway>,
+    key: Key,
+    account: Account,
+    carried: Option<(u64, Arc<Counters>)>,
+) -> Monitor {
+    let (stop, stop_rx) = watch::channel(false);
+    let (restarts, counters) = carried.unwrap_or_default();
+    let state = Arc::new(Mutex::new(State {
+        status: ChannelStatus::Starting,
+        last_error: None,
+        since_ms: now_ms(),
+        restarts,
+        next_retry_at_ms: None,
+    }));
+    let link = Link {
+        key: key.clone(),
+        counters: Arc::clone(&counters),
+        stop: stop_rx,
+        gw: Arc::clone(gw),
+        state: Arc::clone(&state),
+    };
+    tracing::info!(channel = %key, "channel account starting");
+    tokio::spawn(supervise(link, account.clone()));
+    Monitor {
+        account,
+        state,
+        counters,
+        stop,
+    }
+}
+
+/// Runs the account until it is stopped, restarting it after failures.
+async fn supervise(link: Link, account: Account) {
+    let mut failures: u32 = 0;
+    loop {
+        let began = tokio::time::Instant::now();
+        let outcome = tokio::select! {
+            outcome = run(&link, &account) => outcome,
+            _ = link.stopped() => return,
+        };
+        if *link.stop.borrow() {
+            return;
+        }
+        if began.elapsed() >= STABLE {
+            failures = 0;
+        }
+        let delay = backoff(failures);
+        failures = failures.saturating_add(1);
+        let error = match outcome {
+            Ok(()) => "the connection ended".to_string(),
+            Err(e) => e,
+        };
+        tracing::warn!(channel = %link.key, retry_in_ms = delay.as_millis() as u64, "channel failed: {error}");
+        {
+            let mut state = link.state.lock().expect("channel state");
+            state.restarts += 1;
+            state.next_retry_at_ms = Some(now_ms() + delay.as_millis() as u64);
+        }
+        let status = if began.elapsed() >= STABLE {
+            ChannelStatus::Disconnected
+        } else {
+            ChannelStatus::Error
+        };
+        set_status(
+            &link.gw,
+            &link.key,
+            &link.state,
+            status,
+            Some(error.clone()),
+        );
+        link.gw
+            .bus
+            .publish(Event::ChannelDisconnected(ChannelDisconnectedEvent {
+                channel: link.key.kind,
+                account_id: link.key.account.clone(),
+                error: Some(error),
+                retry_in_ms: Some(delay.as_millis() as u64),
+            }));
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = link.stopped() => return,
+        }
+    }
+}
+
+/// One connection of an account, until it fails or is stopped.
+async fn run(link: &Link, account: &Account) -> Result<(), String> {
+    match account {
+        Account::Telegram(config) => telegram::run(link, config).await,
+        Account::Irc(config) => irc::run(link, config).await,
+        Account::Webhook(_) => {
+            // Inbound arrives over the gateway's HTTP server.
+            link.connected();
+            link.stopped().await;
+            Ok(())
+        }
+    }
+}

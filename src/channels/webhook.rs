@@ -1,0 +1,192 @@
+//! Signed webhooks: `POST /hooks/<accountId>` with `{peer, text, group?}`,
+//! signed with `X-Clawgate-Timestamp` and `X-Clawgate-Signature:
+//! sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>">`; replies are
+//! POSTed to the account's replyUrl, signed the same way.
+
+use super::inbound::{dispatch, Inbound, Reply};
+use super::{Account, Key};
+use crate::gateway::Gateway;
+use crate::protocol::types::ChannelKind;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+pub const TIMESTAMP_HEADER: &str = "x-clawgate-timestamp";
+pub const SIGNATURE_HEADER: &str = "x-clawgate-signature";
+/// How far a request's timestamp may be from the gateway's clock.
+const MAX_SKEW_SECS: u64 = 300;
+
+/// `sha256=<hex>` of `<timestamp>.<body>` under `secret`.
+pub fn sign(secret: &str, timestamp: u64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+/// Checks a request's timestamp window and signature (in constant time).
+pub fn verify(
+    secret: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    now_secs: u64,
+) -> Result<(), &'static str> {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let timestamp: u64 = header(TIMESTAMP_HEADER)
+        .ok_or("missing X-Clawgate-Timestamp")?
+        .parse()
+        .map_err(|_| "X-Clawgate-Timestamp is not unix seconds")?;
+    if timestamp.abs_diff(now_secs) > MAX_SKEW_SECS {
+        return Err("X-Clawgate-Timestamp is more than 5 minutes away");
+    }
+    let given = header(SIGNATURE_HEADER)
+        .and_then(|s| s.strip_prefix("sha256="))
+        .ok_or("missing X-Clawgate-Signature: sha256=<hex>")?;
+    let given = decode_hex(given).ok_or("the signature is not hex")?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(body);
+    mac.verify_slice(&given).map_err(|_| "bad signature")
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn now_secs() -> u64 {
+    crate::gateway::now_ms() / 1000
+}
+
+/// `POST /hooks/{account}`.
+pub async fn receive(
+    State(gw): State<Arc<Gateway>>,
+    Path(account): Path<String>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let key = Key {
+        kind: ChannelKind::Webhook,
+        account,
+    };
+    let Some((Account::Webhook(config), counters)) = gw.channels.running(&key) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no webhook account {}", key.account),
+        );
+    };
+    let limit = gw.config().gateway.auth.max_failures_per_minute.get() as usize;
+    if gw.auth_failures.check(remote.ip(), limit).is_err() {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many bad signatures from this address".into(),
+        );
+    }
+    if let Err(why) = verify(config.secret.as_str(), &headers, &body, now_secs()) {
+        gw.auth_failures.record_failure(remote.ip());
+        counters.dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(channel = %key, %remote, "webhook refused: {why}");
+        return error(StatusCode::UNAUTHORIZED, why.to_string());
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        peer: String,
+        text: String,
+        group: Option<String>,
+    }
+    let message: Body = match serde_json::from_slice(&body) {
+        Ok(m) => m,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"peer\", \"text\", \"group\"?}}: {e}"),
+            )
+        }
+    };
+    let reply = Reply::Webhook(Replier {
+        http: gw.http.clone(),
+        url: config.reply_url.as_ref().map(|u| u.to_string()),
+        secret: config.secret.to_string(),
+        peer: message.peer.clone(),
+    });
+    let inbound = Inbound {
+        peer: message.peer,
+        group: message.group,
+        text: message.text,
+        // A webhook message is addressed to the assistant by definition.
+        mentioned: true,
+    };
+    dispatch(
+        &gw,
+        &key,
+        &Account::Webhook(config).policy(),
+        &counters,
+        inbound,
+        reply,
+    );
+    (StatusCode::ACCEPTED, Json(json!({"accepted": true}))).into_response()
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({"error": message}))).into_response()
+}
+
+/// Posts replies to the account's replyUrl.
+pub struct Replier {
+    http: reqwest::Client,
+    url: Option<String>,
+    secret: String,
+    peer: String,
+}
+
+impl Replier {
+    pub async fn send(&self, text: &str, session_key: &str) -> Result<(), String> {
+        let Some(url) = &self.url else {
+            return Err("the account has no replyUrl".into());
+        };
+        let body = json!({"peer": self.peer, "text": text, "sessionKey": session_key}).to_string();
+        let timestamp = now_secs();
+        let response = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header(TIMESTAMP_HEADER, timestamp.to_string())
+            .header(
+                SIGNATURE_HEADER,
+                sign(&self.secret, timestamp, body.as_bytes()),
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("posting the reply to {url}: {e}"))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{url} answered the reply with {}",
+                response.status()
+            ))
+        }
+    }
+}
