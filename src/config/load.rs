@@ -264,6 +264,7 @@ pub fn validate(value: &Value) -> Result<Config, Vec<(String, String)>> {
     let mut problems = cross_field_problems(&config.gateway);
     problems.extend(unknown_tools(&config));
     problems.extend(crate::cron::config_problems(&config));
+    problems.extend(unknown_binding_agents(&config));
     if problems.is_empty() {
         Ok(config)
     } else {
@@ -464,4 +465,18 @@ fn unknown_tools(config: &Config) -> Vec<(String, String)> {
         }
     }
     problems
+}
+
+/// Bindings that route to an agent the config does not define.
+fn unknown_binding_agents(config: &Config) -> Vec<(String, String)> {
+    config
+        .bindings
+        .iter()
+        .enumerate()
+        .filter_map(|(i, binding)| {
+            crate::agent::Agent::resolve(config, Some(binding.agent_id.as_str()))
+                .err()
+                .map(|e| (format!("/bindings/{i}/agentId"), e.message))
+        })
+        .collect()
 }

@@ -31,9 +31,15 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
 fn toml_offset(text: &str, segments: &[String]) -> Option<usize> {
     let doc = toml_edit::Document::parse(text).ok()?;
     let mut item = doc.as_item();
+    // Set while inside one table of an array of tables ([[name]]).
+    let mut in_table: Option<&toml_edit::Table> = None;
     let mut best = None;
     for segment in segments {
-        if let Some(table) = item.as_table_like() {
+        let table = match in_table.take() {
+            Some(table) => Some(table as &dyn toml_edit::TableLike),
+            None => item.as_table_like(),
+        };
+        if let Some(table) = table {
             let Some((key, child)) = table.get_key_value(segment) else {
                 return best;
             };
@@ -45,6 +51,12 @@ fn toml_offset(text: &str, segments: &[String]) -> Option<usize> {
                 .and_then(|value| value.span())
                 .map(|s| s.start)
                 .or(best);
+        } else if let (Some(tables), Ok(index)) =
+            (item.as_array_of_tables(), segment.parse::<usize>())
+        {
+            let table = tables.get(index)?;
+            best = table.span().map(|s| s.start).or(best);
+            in_table = Some(table);
         } else {
             return best;
         }
