@@ -326,6 +326,44 @@ async fn reload_adds_and_removes_an_account_live() {
     .await;
     assert_eq!(status, 202);
     sink.wait(1).await;
+    // A second account; changing the first restarts it alone.
+    let set = ws
+        .call(
+            "config.set",
+            json!({"key": "channels.webhook.steady", "value": {"secret": SECRET, "dmPolicy": "open"}}),
+        )
+        .await;
+    assert!(set["error"].is_null(), "{set}");
+    let steady_before = wait_status(&mut ws, "webhook", "steady", "connected").await;
+    let (status, _) = hook(
+        &gw,
+        "steady",
+        &json!({"peer": "p", "text": "x"}),
+        SECRET,
+        now_secs(),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let changed = ws
+        .call(
+            "config.set",
+            json!({"key": "channels.webhook.live.dmPolicy", "value": "allowlist"}),
+        )
+        .await;
+    assert!(changed["error"].is_null(), "{changed}");
+    let live = wait_status(&mut ws, "webhook", "live", "connected").await;
+    assert_eq!(live["received"], 0, "the changed account restarted: {live}");
+    let steady = status_of(&mut ws, "webhook", "steady").await;
+    assert_eq!(
+        steady["received"], 1,
+        "the other account kept running: {steady}"
+    );
+    assert_eq!(steady["sinceMs"], steady_before["sinceMs"]);
+    ws.call(
+        "config.set",
+        json!({"key": "channels.webhook.steady", "value": null}),
+    )
+    .await;
     let unset = ws
         .call(
             "config.set",
