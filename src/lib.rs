@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod channels;
 pub mod client;
+pub mod compat;
 pub mod config;
 pub mod cron;
 pub mod docs;

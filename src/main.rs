@@ -27,6 +27,9 @@ enum Command {
     /// Check or describe the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Record the protocol surface, or check two versions of it for breaking changes.
+    #[command(subcommand)]
+    Protocol(ProtocolCommand),
     /// Write the generated artifacts in gen/ (the bundled schemas), or check they are fresh.
     Gen {
         /// Fail, writing nothing, when a file in gen/ differs from what would be written.
@@ -81,6 +84,25 @@ struct CallArgs {
 }
 
 #[derive(Subcommand)]
+enum ProtocolCommand {
+    /// Compare a newer protocol with an older one; exit 1 when a client of the older one could break.
+    Check {
+        /// The older protocol: a recorded snapshot (snapshots/protocol/v1.json), a bundled
+        /// schema (gen/schema/clawgate.schema.json) or a directory laid out like schema/.
+        #[arg(long)]
+        against: PathBuf,
+        /// The newer protocol, in the same forms; default the one built into this binary.
+        #[arg(long)]
+        current: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the protocol surface of this binary (what snapshots/protocol/vN.json records).
+    Snapshot,
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     /// Validate a config file (default: the one `run` would use); exit 1 when invalid.
     Validate { path: Option<PathBuf> },
@@ -97,6 +119,16 @@ fn main() -> ExitCode {
         Command::Call(args) => call(args),
         Command::Config(ConfigCommand::Validate { path }) => validate(path),
         Command::Gen { check, root } => generate(&root, check),
+        Command::Protocol(ProtocolCommand::Snapshot) => {
+            let surface = clawgate::compat::current();
+            println!("{}", serde_json::to_string_pretty(&surface).expect("JSON"));
+            ExitCode::SUCCESS
+        }
+        Command::Protocol(ProtocolCommand::Check {
+            against,
+            current,
+            json,
+        }) => protocol_check(&against, current.as_deref(), json),
         Command::Config(ConfigCommand::Docs) => {
             print!("{}", clawgate::docs::config_table());
             ExitCode::SUCCESS
@@ -327,6 +359,38 @@ fn validate(path: Option<PathBuf>) -> ExitCode {
 
 fn config_schema() -> Value {
     clawgate::docs::config_schema()
+}
+
+fn protocol_check(
+    against: &std::path::Path,
+    current: Option<&std::path::Path>,
+    json: bool,
+) -> ExitCode {
+    let loaded = clawgate::compat::load(against).and_then(|old| {
+        let new = match current {
+            Some(path) => clawgate::compat::load(path)?,
+            None => clawgate::compat::current(),
+        };
+        Ok((old, new))
+    });
+    let (old, new) = match loaded {
+        Ok(pair) => pair,
+        Err(e) => {
+            eprintln!("clawgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = clawgate::compat::check(&old, &new);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("JSON"));
+    } else {
+        print!("{}", report.text());
+    }
+    if report.breaking.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn generate(root: &std::path::Path, check: bool) -> ExitCode {

@@ -5,6 +5,7 @@ mod approvals;
 mod channels;
 mod chat;
 mod cli;
+mod compat;
 mod config_errors;
 mod config_rpc;
 mod cron;
