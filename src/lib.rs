@@ -12,5 +12,6 @@ pub mod gateway;
 pub mod nodes;
 pub mod pattern;
 pub mod protocol;
+pub mod sdk;
 pub mod server;
 pub mod store;

@@ -395,8 +395,19 @@ fn protocol_check(
 
 fn generate(root: &std::path::Path, check: bool) -> ExitCode {
     let mut stale = Vec::new();
-    for (path, content) in clawgate::docs::generated_files() {
-        let full = root.join(path);
+    let mut files: Vec<(String, String)> = clawgate::docs::generated_files()
+        .into_iter()
+        .map(|(path, content)| (path.to_string(), content))
+        .collect();
+    match clawgate::sdk::typescript_files(root) {
+        Ok(sdk) => files.extend(sdk),
+        Err(e) => {
+            eprintln!("clawgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    for (path, content) in files {
+        let full = root.join(&path);
         let current = std::fs::read_to_string(&full).unwrap_or_default();
         if current == content {
             continue;

@@ -22,6 +22,7 @@ mod providers;
 mod reload;
 mod robustness;
 mod schema;
+mod sdk;
 mod sessions;
 mod shutdown;
 mod support;
