@@ -399,7 +399,11 @@ fn generate(root: &std::path::Path, check: bool) -> ExitCode {
         .into_iter()
         .map(|(path, content)| (path.to_string(), content))
         .collect();
-    match clawgate::sdk::typescript_files(root) {
+    let sdks = clawgate::sdk::typescript_files(root).and_then(|mut ts| {
+        ts.extend(clawgate::sdk::python_files()?);
+        Ok(ts)
+    });
+    match sdks {
         Ok(sdk) => files.extend(sdk),
         Err(e) => {
             eprintln!("clawgate: {e}");

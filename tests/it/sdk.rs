@@ -1,5 +1,6 @@
-//! The generated TypeScript client: type-checked with `tsc --strict`, and
-//! driven by Node against a live gateway that restarts under it.
+//! The generated clients: the TypeScript one type-checked with
+//! `tsc --strict`; both driven (by Node and by Python) against a live
+//! gateway that restarts under them.
 
 use crate::support::*;
 use std::io::{BufRead, BufReader};
@@ -54,7 +55,26 @@ fn the_typescript_client_type_checks_strictly() {
 #[test]
 fn the_typescript_client_works_against_a_live_gateway_that_restarts() {
     tools();
-    let dir = temp_dir("sdk-ts");
+    let script = root().join("tests/typescript/live.mjs");
+    let mut node = Command::new("node");
+    node.arg("--experimental-websocket").arg(script);
+    restart_under(node, "sdk-ts");
+}
+
+#[test]
+fn the_python_client_works_against_a_live_gateway_that_restarts() {
+    let mut python = Command::new("python3");
+    python
+        .arg(root().join("tests/python/sdk_live.py"))
+        .env("PYTHONPATH", root().join("gen/python"));
+    restart_under(python, "sdk-py");
+}
+
+/// Runs a client program (given the URL and token as its last two
+/// arguments) against a gateway that restarts on the same port when the
+/// program prints READY_FOR_RESTART; the program must then print OK.
+fn restart_under(mut program: Command, tag: &str) {
+    let dir = temp_dir(tag);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -71,15 +91,13 @@ fn the_typescript_client_works_against_a_live_gateway_that_restarts() {
     let args = ["--config", config.to_str().unwrap()];
     let mut gw = TestGateway::spawn(&dir, &args, &[]);
     gw.owns_dir = false;
-    let mut node = Command::new("node")
-        .arg("--experimental-websocket")
-        .arg(root().join("tests/typescript/live.mjs"))
+    let mut node = program
         .arg(format!("ws://127.0.0.1:{port}/"))
         .arg(TOKEN)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("node");
+        .expect("the client program starts");
     let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
     let first = lines.next().expect("a line").unwrap();
     assert_eq!(first, "READY_FOR_RESTART");
@@ -88,7 +106,7 @@ fn the_typescript_client_works_against_a_live_gateway_that_restarts() {
     let gw = TestGateway::spawn(&dir, &args, &[]);
     let last = lines.next().expect("a line").unwrap();
     assert_eq!(last, "OK");
-    let status = wait_exit(&mut node, Duration::from_secs(20)).expect("node finished");
+    let status = wait_exit(&mut node, Duration::from_secs(20)).expect("the client finished");
     assert!(status.success());
     drop(gw);
 }
