@@ -110,3 +110,61 @@ fn restart_under(mut program: Command, tag: &str) {
     assert!(status.success());
     drop(gw);
 }
+
+/// The first fenced block of `lang` in a README.
+fn example(readme: &str, lang: &str) -> String {
+    let text = std::fs::read_to_string(root().join(readme)).unwrap();
+    let start = text.find(&format!("```{lang}\n")).expect("an example") + lang.len() + 4;
+    let end = start + text[start..].find("```").unwrap();
+    text[start..end].to_string()
+}
+
+#[tokio::test]
+async fn the_readme_examples_of_both_clients_run() {
+    let gw = TestGateway::start("").await;
+    let url = gw.url.trim_end_matches('/').to_string();
+    let dir = temp_dir("readme-examples");
+
+    let client_js = root().join("gen/typescript/client.js");
+    let js = example("gen/typescript/README.md", "js")
+        .replace("ws://127.0.0.1:18789", &url)
+        .replace(
+            "\"./client.js\"",
+            &format!("{:?}", client_js.to_str().unwrap()),
+        );
+    let script = dir.join("example.mjs");
+    std::fs::write(&script, js).unwrap();
+    let out = Command::new("node")
+        .arg("--experimental-websocket")
+        .arg(&script)
+        .env("GATEWAY_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("ready hello"), "{printed}");
+    assert!(printed.contains("not_found -32008"), "{printed}");
+
+    let py = example("gen/python/README.md", "python").replace("ws://127.0.0.1:18789", &url);
+    let script = dir.join("example.py");
+    std::fs::write(&script, py).unwrap();
+    let out = Command::new("python3")
+        .arg(&script)
+        .env("GATEWAY_TOKEN", TOKEN)
+        .env("PYTHONPATH", root().join("gen/python"))
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.lines().any(|l| l == "ready hello"), "{printed}");
+    assert!(printed.contains("not_found -32008"), "{printed}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
