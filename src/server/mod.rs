@@ -4,6 +4,7 @@ mod connection;
 mod http;
 mod openai_api;
 mod outbound;
+mod web;
 mod ws;
 
 use crate::config::{is_loopback_host, listen_host};
@@ -25,6 +26,13 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/health", get(http::health))
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
+        .route("/ui", get(web::ui))
+        .route("/chat", get(web::chat))
+        .route("/web/{name}", get(web::asset))
+        .route(
+            "/favicon.ico",
+            get(|| async { axum::http::StatusCode::NO_CONTENT }),
+        )
         .route("/v1/models", get(openai_api::models))
         .route(
             "/hooks/{account}",

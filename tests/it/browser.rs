@@ -1,0 +1,51 @@
+//! The Control UI and WebChat in Debian's headless Chromium (driven by
+//! playwright-core from tests/browser/), against a gateway whose agent is
+//! the fake OpenAI upstream asking for an exec approval.
+
+use crate::fake_openai::{FakeOpenAi, Script};
+use crate::support::*;
+use std::path::Path;
+use std::process::Command;
+
+#[tokio::test]
+async fn the_control_ui_and_webchat_work_in_a_real_browser() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        root.join("tests/browser/node_modules/playwright-core")
+            .is_dir(),
+        "npm ci --prefix tests/browser"
+    );
+    let upstream = FakeOpenAi::start(Script::ToolThenText(
+        "exec",
+        r#"{"command": "echo approved"}"#,
+        vec!["All ", "done."],
+    ))
+    .await;
+    let gw = TestGateway::start_with_sections(&format!(
+        "[agents.main]\nprovider = \"openai\"\nbaseUrl = \"{}\"\nmodel = \"fake-model\"\ntools = [\"exec\"]\n",
+        upstream.base_url
+    ))
+    .await;
+    let shots = root.join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let http = gw.http.clone();
+    let shots_arg = shots.to_str().unwrap().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/web.mjs"))
+            .args([http.trim_end_matches('/'), TOKEN, &shots_arg])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("OK"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for page in ["control-ui.png", "approval.png", "chat.png"] {
+        assert!(shots.join(page).is_file(), "{page}");
+    }
+}
