@@ -92,6 +92,51 @@ function logEvent(data, seq, name) {
   while (events.childElementCount > 200) events.lastChild.remove();
 }
 
+// The config editor: the file's text, validated by the gateway as it is
+// typed (the same line-precise errors as `clawgate config validate`),
+// saved whole with the hash it was read at.
+let configHash = null;
+let validateTimer = null;
+
+async function loadConfig() {
+  try {
+    const file = await client.configFile();
+    configHash = file.hash;
+    $("#config-path").textContent = file.path;
+    $("#config-text").value = file.text;
+    $("#config-status").textContent = "";
+    $("#config-errors").replaceChildren();
+  } catch (e) {
+    $("#config-section").classList.add("hidden");
+  }
+}
+
+async function validateConfig() {
+  const { ok, errors } = await client.configValidate({ text: $("#config-text").value });
+  $("#config-errors").replaceChildren(
+    ...errors.map((p) => el("li", {}, `line ${p.line ?? "?"}: ${p.path ? `${p.path}: ` : ""}${p.message}`)),
+  );
+  $("#config-status").textContent = ok ? "valid" : "";
+  $("#config-save").disabled = !ok;
+}
+
+$("#config-text").addEventListener("input", () => {
+  clearTimeout(validateTimer);
+  validateTimer = setTimeout(validateConfig, 250);
+});
+
+$("#config-save").addEventListener("click", async () => {
+  try {
+    const result = await client.configWrite({ text: $("#config-text").value, baseHash: configHash });
+    configHash = result.hash;
+    const live = result.changed.filter((k) => !result.restartRequired.includes(k));
+    $("#config-status").textContent =
+      `saved · applied live: ${live.join(", ") || "nothing"} · needs a restart: ${result.restartRequired.join(", ") || "nothing"}`;
+  } catch (e) {
+    $("#config-status").textContent = e.message;
+  }
+});
+
 connectForm($("#connect form"), async (connected, hello) => {
   client = connected;
   $("#state").textContent = `open · ${hello.server.name} ${hello.server.version}`;
@@ -110,7 +155,7 @@ connectForm($("#connect form"), async (connected, hello) => {
   if (grants.has("operator.approvals") || grants.has("operator.admin")) {
     for (const approval of (await client.approvalsPending()).approvals) showApproval(approval);
   }
-  await Promise.all([refreshHealth(), refreshChannels(), refreshNodes(), refreshCron()]);
+  await Promise.all([refreshHealth(), refreshChannels(), refreshNodes(), refreshCron(), loadConfig()]);
 });
 
 $("#cron-add").addEventListener("submit", (event) => {

@@ -66,9 +66,12 @@ export interface Methods {
   "chat": { params: T.ChatParams; result: T.ChatResult };
   "chat.abort": { params: T.ChatAbortParams; result: T.ChatAbortResult };
   "config": { params: T.ConfigParams; result: T.ConfigResult };
+  "config.file": { params: T.ConfigFileParams; result: T.ConfigFileResult };
   "config.reload": { params: T.ConfigReloadParams; result: T.ConfigReloadResult };
   "config.schema": { params: T.ConfigSchemaParams; result: T.ConfigSchemaResult };
   "config.set": { params: T.ConfigSetParams; result: T.ConfigSetResult };
+  "config.validate": { params: T.ConfigValidateParams; result: T.ConfigValidateResult };
+  "config.write": { params: T.ConfigWriteParams; result: T.ConfigWriteResult };
   "cron.add": { params: T.CronAddParams; result: T.CronJob };
   "cron.list": { params: T.CronListParams; result: T.CronListResult };
   "cron.remove": { params: T.CronRemoveParams; result: T.CronRemoveResult };
@@ -152,12 +155,18 @@ export declare class ClawgateClient extends ClawgateClientBase {
   chatAbort(params: T.ChatAbortParams): Promise<T.ChatAbortResult>;
   /** The effective configuration, or one dotted key of it, with secrets redacted, and the hash of the config file. */
   config(params?: T.ConfigParams): Promise<T.ConfigResult>;
+  /** The config file's text as it is on disk, with its hash, for editing. Secrets written literally in the file are included: prefer ${ENV_VAR} references. */
+  configFile(params?: T.ConfigFileParams): Promise<T.ConfigFileResult>;
   /** Read the config file now and apply it as the file watcher would; returns the outcome. */
   configReload(params?: T.ConfigReloadParams): Promise<T.ConfigReloadResult>;
   /** The JSON Schema of the config file, as `clawgate config schema` prints it. */
   configSchema(params?: T.ConfigSchemaParams): Promise<T.ConfigSchemaResult>;
   /** Set one dotted key in the config file, keeping its comments and layout; validated before anything is written, written atomically, and applied like a reload. */
   configSet(params: T.ConfigSetParams): Promise<T.ConfigSetResult>;
+  /** Check a whole config text without writing it: every problem with its line, as config validate reports them. */
+  configValidate(params: T.ConfigValidateParams): Promise<T.ConfigValidateResult>;
+  /** Replace the whole config file (validated first, written atomically) and apply it as a reload. */
+  configWrite(params: T.ConfigWriteParams): Promise<T.ConfigWriteResult>;
   /** Add a job; it is stored and scheduled at once. */
   cronAdd(params: T.CronAddParams): Promise<T.CronJob>;
   /** List the scheduled jobs, soonest first. */

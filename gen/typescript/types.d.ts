@@ -141,6 +141,8 @@ export interface ClawgateProtocol {
   ChatResult: ChatResult;
   ClientInfo: ClientInfo;
   ConfigChangedEvent: ConfigChangedEvent;
+  ConfigFileParams: ConfigFileParams;
+  ConfigFileResult: ConfigFileResult;
   ConfigHealth: ConfigHealth;
   ConfigParams: ConfigParams;
   ConfigProblem: ConfigProblem;
@@ -152,6 +154,10 @@ export interface ClawgateProtocol {
   ConfigSchemaResult: ConfigSchemaResult;
   ConfigSetParams: ConfigSetParams;
   ConfigSetResult: ConfigSetResult;
+  ConfigValidateParams: ConfigValidateParams;
+  ConfigValidateResult: ConfigValidateResult;
+  ConfigWriteParams: ConfigWriteParams;
+  ConfigWriteResult: ConfigWriteResult;
   ConnectAuth: ConnectAuth;
   ConnectParams: ConnectParams;
   ConnectResult: ConnectResult;
@@ -797,6 +803,21 @@ export interface ConfigChangedEvent {
    */
   restartRequired: string[];
 }
+export interface ConfigFileParams {}
+export interface ConfigFileResult {
+  /**
+   * SHA-256 of the content; pass it as baseHash to config.write.
+   */
+  hash: string;
+  /**
+   * The file.
+   */
+  path: string;
+  /**
+   * Its content.
+   */
+  text: string;
+}
 /**
  * The configuration in force and the outcome of the last reload.
  */
@@ -952,6 +973,46 @@ export interface ConfigSetResult {
   hash: string;
   /**
    * Dotted keys that changed but take effect only after a restart; until then the running value stays.
+   */
+  restartRequired: string[];
+}
+export interface ConfigValidateParams {
+  /**
+   * The config text, in the format of the gateway's config file.
+   */
+  text: string;
+}
+export interface ConfigValidateResult {
+  /**
+   * Each problem, with its line and column in the text.
+   */
+  errors: ConfigProblem[];
+  /**
+   * Whether the text is a valid config.
+   */
+  ok: boolean;
+}
+export interface ConfigWriteParams {
+  /**
+   * The hash of the content this edit started from (config.file); a different file on disk fails with conflict.
+   */
+  baseHash: string;
+  /**
+   * The new content.
+   */
+  text: string;
+}
+export interface ConfigWriteResult {
+  /**
+   * Config keys whose effective value changed.
+   */
+  changed: string[];
+  /**
+   * The hash of the written file.
+   */
+  hash: string;
+  /**
+   * Changed keys that take effect only after a restart.
    */
   restartRequired: string[];
 }

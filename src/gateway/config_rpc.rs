@@ -2,7 +2,10 @@
 
 use super::Gateway;
 use crate::config::{dotted, pointer, redacted, set_key, write_atomic, ConfigError};
-use crate::protocol::types::{ConfigParams, ConfigResult, ConfigSetParams, ConfigSetResult};
+use crate::protocol::types::{
+    ConfigFileResult, ConfigParams, ConfigResult, ConfigSetParams, ConfigSetResult,
+    ConfigValidateParams, ConfigValidateResult, ConfigWriteParams, ConfigWriteResult,
+};
 use crate::protocol::{ErrorCode, RpcError, Schemas};
 use serde_json::json;
 
@@ -37,19 +40,9 @@ pub async fn set(gw: &Gateway, params: ConfigSetParams) -> Result<ConfigSetResul
     if Schemas::get().schema_at("Config", &target).is_none() || key == "$schema" {
         return Err(unknown_key(&key));
     }
-    let Some(path) = gw.configs.path().map(|p| p.to_path_buf()) else {
-        return Err(RpcError::new(
-            ErrorCode::NotFound,
-            "the gateway runs on defaults without a config file; start it with --config PATH to edit the configuration",
-        ));
-    };
+    let path = config_path(gw)?;
     let _guard = gw.configs.lock().await;
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        RpcError::new(
-            ErrorCode::Unavailable,
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })?;
+    let text = read(&path)?;
     let current_hash = crate::config::hash_text(&text);
     if let Some(base) = params.base_hash.as_deref() {
         if base != current_hash {
@@ -109,4 +102,78 @@ fn unknown_key(key: &str) -> RpcError {
         .map(|best| format!("; did you mean {}?", dotted(&format!("{parent}/{best}"))))
         .unwrap_or_default();
     RpcError::new(ErrorCode::NotFound, format!("no config key {key}{hint}"))
+}
+
+/// The config file the gateway runs on, or the error saying there is none.
+fn config_path(gw: &Gateway) -> Result<std::path::PathBuf, RpcError> {
+    gw.configs.path().map(|p| p.to_path_buf()).ok_or_else(|| {
+        RpcError::new(
+            ErrorCode::NotFound,
+            "the gateway runs on defaults without a config file; start it with --config PATH to edit the configuration",
+        )
+    })
+}
+
+fn read(path: &std::path::Path) -> Result<String, RpcError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        RpcError::new(
+            ErrorCode::Unavailable,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })
+}
+
+pub fn file(gw: &Gateway) -> Result<ConfigFileResult, RpcError> {
+    let path = config_path(gw)?;
+    let text = read(&path)?;
+    Ok(ConfigFileResult {
+        path: path.display().to_string(),
+        hash: crate::config::hash_text(&text),
+        text,
+    })
+}
+
+pub fn validate(gw: &Gateway, params: ConfigValidateParams) -> ConfigValidateResult {
+    match crate::config::load_text(gw.configs.options(), Some(&params.text)) {
+        Ok(_) => ConfigValidateResult {
+            ok: true,
+            errors: Vec::new(),
+        },
+        Err(error) => ConfigValidateResult {
+            ok: false,
+            errors: error.problems(),
+        },
+    }
+}
+
+pub async fn write(gw: &Gateway, params: ConfigWriteParams) -> Result<ConfigWriteResult, RpcError> {
+    let path = config_path(gw)?;
+    let _guard = gw.configs.lock().await;
+    let current_hash = crate::config::hash_text(&read(&path)?);
+    if params.base_hash.as_str() != current_hash {
+        return Err(RpcError::new(
+            ErrorCode::Conflict,
+            "the config file changed since baseHash was read; read it again and retry",
+        )
+        .with_data(json!({ "hash": current_hash })));
+    }
+    let text = params.text;
+    if let Err(error) = crate::config::load_text(gw.configs.options(), Some(&text)) {
+        return Err(rejected("the file", &error));
+    }
+    write_atomic(&path, &text).map_err(|e| {
+        RpcError::new(
+            ErrorCode::InternalError,
+            format!("cannot write {}: {e}", path.display()),
+        )
+    })?;
+    let applied = gw
+        .apply_config_locked(&text)
+        .await
+        .map_err(|error| rejected("the file", &error))?;
+    Ok(ConfigWriteResult {
+        hash: applied.hash.unwrap_or_default(),
+        changed: applied.changed,
+        restart_required: applied.restart_required,
+    })
 }

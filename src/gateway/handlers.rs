@@ -46,6 +46,30 @@ impl Handlers for Gateway {
         config_rpc::set(self, params).await
     }
 
+    async fn config_file(
+        &self,
+        _ctx: &CallContext,
+        _params: ConfigFileParams,
+    ) -> Result<ConfigFileResult, RpcError> {
+        config_rpc::file(self)
+    }
+
+    async fn config_validate(
+        &self,
+        _ctx: &CallContext,
+        params: ConfigValidateParams,
+    ) -> Result<ConfigValidateResult, RpcError> {
+        Ok(config_rpc::validate(self, params))
+    }
+
+    async fn config_write(
+        &self,
+        _ctx: &CallContext,
+        params: ConfigWriteParams,
+    ) -> Result<ConfigWriteResult, RpcError> {
+        config_rpc::write(self, params).await
+    }
+
     async fn config_reload(
         &self,
         _ctx: &CallContext,

@@ -40,6 +40,19 @@ await ui.click('tr[data-job="browser job"] button[data-action=run]');
 await ui.waitForFunction(() => document.querySelector('tr[data-job="browser job"]')?.textContent.includes("ok"));
 await ui.screenshot({ path: `${shots}/control-ui.png`, fullPage: true });
 
+// Config editor: an error shown at its line, then a valid save applied live.
+const original = await ui.inputValue("#config-text");
+const errorLine = original.split("\n").length + 1;
+await ui.fill("#config-text", `${original}[cron]\nhistoryLimit = "many"\n`);
+await ui.waitForSelector("#config-errors li");
+const shown = await ui.textContent("#config-errors li");
+if (!shown.startsWith(`line ${errorLine}: cron.historyLimit`)) fail(`the error reads ${shown}`);
+await ui.screenshot({ path: `${shots}/config-error.png`, fullPage: true });
+await ui.fill("#config-text", `${original}[cron]\nhistoryLimit = 50\n`);
+await ui.waitForFunction(() => document.querySelector("#config-status").textContent === "valid");
+await ui.click("#config-save");
+await ui.waitForFunction(() => document.querySelector("#config-status").textContent.includes("applied live: cron.historyLimit"));
+
 // WebChat: a message whose reply needs an exec approval, given in the UI.
 const chat = await browser.newPage();
 await connect(chat, "/chat");

@@ -197,3 +197,56 @@ async fn config_set_when_the_file_is_gone_is_unavailable_and_retryable() {
     assert_eq!(frame["error"]["retryable"], true);
     assert!(!gw.config_path().exists(), "nothing was written");
 }
+
+#[tokio::test]
+async fn the_whole_file_is_read_validated_and_written_with_its_hash() {
+    let gw = TestGateway::start("").await;
+    let mut ws = gw.operator().await;
+    let file = ws.call("config.file", json!({})).await["result"].clone();
+    let text = file["text"].as_str().unwrap().to_string();
+    assert_eq!(text, std::fs::read_to_string(gw.config_path()).unwrap());
+    let broken = format!("{text}[cron]\nhistoryLimit = \"many\"\n");
+    let checked = ws.call("config.validate", json!({"text": broken})).await["result"].clone();
+    assert_eq!(checked["ok"], false);
+    let problem = &checked["errors"][0];
+    assert_eq!(problem["path"], "cron.historyLimit");
+    assert_eq!(
+        problem["line"],
+        text.lines().count() as u64 + 2,
+        "{checked}"
+    );
+    let refused = ws
+        .call(
+            "config.write",
+            json!({"text": broken, "baseHash": file["hash"]}),
+        )
+        .await;
+    assert_eq!(error_code(&refused), ErrorCode::InvalidParams.code());
+    assert_eq!(
+        std::fs::read_to_string(gw.config_path()).unwrap(),
+        text,
+        "nothing written"
+    );
+    let good = format!("{text}[cron]\nhistoryLimit = 50\n");
+    assert_eq!(
+        ws.call("config.validate", json!({"text": good})).await["result"]["ok"],
+        true
+    );
+    let written = ws
+        .call(
+            "config.write",
+            json!({"text": good, "baseHash": file["hash"]}),
+        )
+        .await["result"]
+        .clone();
+    assert_eq!(written["changed"], json!(["cron.historyLimit"]));
+    assert_eq!(written["restartRequired"], json!([]));
+    assert_eq!(std::fs::read_to_string(gw.config_path()).unwrap(), good);
+    let stale = ws
+        .call(
+            "config.write",
+            json!({"text": text, "baseHash": file["hash"]}),
+        )
+        .await;
+    assert_eq!(error_code(&stale), ErrorCode::Conflict.code());
+}

@@ -36,9 +36,12 @@ METHODS: dict[str, tuple[Any, Any]] = {
     "chat": (models.ChatParams, models.ChatResult),
     "chat.abort": (models.ChatAbortParams, models.ChatAbortResult),
     "config": (models.ConfigParams, models.ConfigResult),
+    "config.file": (models.ConfigFileParams, models.ConfigFileResult),
     "config.reload": (models.ConfigReloadParams, models.ConfigReloadResult),
     "config.schema": (models.ConfigSchemaParams, models.ConfigSchemaResult),
     "config.set": (models.ConfigSetParams, models.ConfigSetResult),
+    "config.validate": (models.ConfigValidateParams, models.ConfigValidateResult),
+    "config.write": (models.ConfigWriteParams, models.ConfigWriteResult),
     "cron.add": (models.CronAddParams, models.CronJob),
     "cron.list": (models.CronListParams, models.CronListResult),
     "cron.remove": (models.CronRemoveParams, models.CronRemoveResult),
@@ -138,6 +141,12 @@ class GeneratedMethods:
         """The effective configuration, or one dotted key of it, with secrets redacted, and the hash of the config file."""
         return await self.call("config", params)
 
+    async def config_file(
+        self, params: models.ConfigFileParams | dict[str, Any] | None = None
+    ) -> models.ConfigFileResult:
+        """The config file's text as it is on disk, with its hash, for editing. Secrets written literally in the file are included: prefer ${ENV_VAR} references."""
+        return await self.call("config.file", params)
+
     async def config_reload(
         self, params: models.ConfigReloadParams | dict[str, Any] | None = None
     ) -> models.ConfigReloadResult:
@@ -155,6 +164,18 @@ class GeneratedMethods:
     ) -> models.ConfigSetResult:
         """Set one dotted key in the config file, keeping its comments and layout; validated before anything is written, written atomically, and applied like a reload."""
         return await self.call("config.set", params)
+
+    async def config_validate(
+        self, params: models.ConfigValidateParams | dict[str, Any]
+    ) -> models.ConfigValidateResult:
+        """Check a whole config text without writing it: every problem with its line, as config validate reports them."""
+        return await self.call("config.validate", params)
+
+    async def config_write(
+        self, params: models.ConfigWriteParams | dict[str, Any]
+    ) -> models.ConfigWriteResult:
+        """Replace the whole config file (validated first, written atomically) and apply it as a reload."""
+        return await self.call("config.write", params)
 
     async def cron_add(
         self, params: models.CronAddParams | dict[str, Any]

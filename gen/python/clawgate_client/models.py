@@ -387,6 +387,24 @@ class ConfigChangedEvent(BaseModel):
     )
 
 
+class ConfigFileParams(BaseModel):
+    pass
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+
+
+class ConfigFileResult(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    hash: str = Field(
+        ..., description='SHA-256 of the content; pass it as baseHash to config.write.'
+    )
+    path: str = Field(..., description='The file.')
+    text: str = Field(..., description='Its content.')
+
+
 class ConfigParams(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
@@ -537,6 +555,52 @@ class ConfigSetResult(BaseModel):
     restartRequired: list[str] = Field(
         ...,
         description='Dotted keys that changed but take effect only after a restart; until then the running value stays.',
+    )
+
+
+class ConfigValidateParams(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    text: str = Field(
+        ...,
+        description="The config text, in the format of the gateway's config file.",
+        max_length=1048576,
+    )
+
+
+class ConfigValidateResult(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    errors: list[ConfigProblem] = Field(
+        ..., description='Each problem, with its line and column in the text.'
+    )
+    ok: bool = Field(..., description='Whether the text is a valid config.')
+
+
+class ConfigWriteParams(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    baseHash: str = Field(
+        ...,
+        description='The hash of the content this edit started from (config.file); a different file on disk fails with conflict.',
+        min_length=1,
+    )
+    text: str = Field(..., description='The new content.', max_length=1048576)
+
+
+class ConfigWriteResult(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    changed: list[str] = Field(
+        ..., description='Config keys whose effective value changed.'
+    )
+    hash: str = Field(..., description='The hash of the written file.')
+    restartRequired: list[str] = Field(
+        ..., description='Changed keys that take effect only after a restart.'
     )
 
 
