@@ -92,6 +92,39 @@ function logEvent(data, seq, name) {
   while (events.childElementCount > 200) events.lastChild.remove();
 }
 
+async function refreshSessions() {
+  const search = $("#sessions-search").value.trim();
+  const { sessions } = await client.sessions({ limit: 50, ...(search ? { search } : {}) });
+  const table = $("#sessions");
+  rows(table, ["session", "messages", "last active", ""], []);
+  for (const s of sessions) {
+    const actions = el("span", {},
+      el("button", { class: "secondary", "data-action": "open", onclick: () => openTranscript(s.key) }, "Open"),
+      el("button", { class: "secondary", onclick: () => sessionAction(() => client.sessionsClear({ sessionKey: s.key })) }, "Clear"),
+      el("button", { class: "danger", onclick: () => sessionAction(() => client.sessionsDelete({ sessionKey: s.key })) }, "Delete"));
+    table.append(el("tr", { "data-session": s.key },
+      ...[s.label ? `${s.label} (${s.key})` : s.key, String(s.messageCount), when(s.updatedAtMs)].map((c) => el("td", {}, c)),
+      el("td", {}, actions)));
+  }
+}
+
+async function openTranscript(sessionKey) {
+  const { messages } = await client.sessionsHistory({ sessionKey, limit: 100 });
+  $("#transcript").textContent = messages.map((m) => `${m.role}: ${m.content}`).join("\n");
+}
+
+async function sessionAction(action) {
+  await action();
+  $("#transcript").textContent = "";
+  await refreshSessions();
+}
+
+let searchTimer = null;
+$("#sessions-search").addEventListener("input", () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(refreshSessions, 250);
+});
+
 // The config editor: the file's text, validated by the gateway as it is
 // typed (the same line-precise errors as `clawgate config validate`),
 // saved whole with the hash it was read at.
@@ -146,6 +179,7 @@ connectForm($("#connect form"), async (connected, hello) => {
   client.on("approvals.resolved", (e) => document.querySelector(`[data-approval="${e.id}"]`)?.remove());
   client.on("health.changed", refreshHealth);
   client.on("cron.finished", refreshCron);
+  client.on("agent.message", (e) => e.state === "final" && refreshSessions());
   client.on("channel.connected", refreshChannels);
   client.on("channel.disconnected", refreshChannels);
   client.on("nodes.changed", refreshNodes);
@@ -155,7 +189,7 @@ connectForm($("#connect form"), async (connected, hello) => {
   if (grants.has("operator.approvals") || grants.has("operator.admin")) {
     for (const approval of (await client.approvalsPending()).approvals) showApproval(approval);
   }
-  await Promise.all([refreshHealth(), refreshChannels(), refreshNodes(), refreshCron(), loadConfig()]);
+  await Promise.all([refreshHealth(), refreshChannels(), refreshNodes(), refreshCron(), loadConfig(), refreshSessions()]);
 });
 
 $("#cron-add").addEventListener("submit", (event) => {

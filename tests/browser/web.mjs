@@ -72,6 +72,12 @@ const tool = await chat.textContent(".message.assistant details.tool pre");
 if (!tool.includes("approved")) fail(`the tool result reads ${tool}`);
 await chat.screenshot({ path: `${shots}/chat.png`, fullPage: true });
 
+// The session shows up in the Control UI with its transcript.
+await ui.fill("#sessions-search", "main");
+await ui.waitForSelector('tr[data-session="agent:main:main"]');
+await ui.click('tr[data-session="agent:main:main"] button[data-action=open]');
+await ui.waitForFunction(() => document.querySelector("#transcript").textContent.includes("user: run something for me"));
+
 // History comes back on reload (the token is remembered for this tab only).
 await chat.reload();
 await chat.click("#connect button[type=submit]");

@@ -136,3 +136,40 @@ async fn a_flood_of_malformed_frames_does_not_hurt_the_gateway() {
     assert!(fine.call("health", json!({})).await.get("result").is_some());
     assert!(bad.call("health", json!({})).await.get("result").is_some());
 }
+
+#[tokio::test]
+async fn the_web_pages_are_served_with_a_strict_policy_and_can_be_turned_off() {
+    let gw = TestGateway::start("").await;
+    let response = clawgate::agent::http_client()
+        .get(format!("{}/ui", gw.http.trim_end_matches('/')))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let csp = header("content-security-policy");
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(header("x-frame-options"), "DENY");
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    let page = response.text().await.unwrap();
+    assert!(
+        !page.contains("<script>") && page.contains("src=\"/web/ui.js\""),
+        "no inline script"
+    );
+
+    let off = TestGateway::start("[gateway.controlUi]\nenabled = false\n").await;
+    for path in ["/ui", "/chat", "/web/client.js"] {
+        let (status, _) = http_get(&off.http, path).await;
+        assert_eq!(status, 404, "{path}");
+    }
+}
