@@ -43,31 +43,10 @@ pub async fn set(gw: &Gateway, params: ConfigSetParams) -> Result<ConfigSetResul
     let path = config_path(gw)?;
     let _guard = gw.configs.lock().await;
     let text = read(&path)?;
-    let current_hash = crate::config::hash_text(&text);
-    if let Some(base) = params.base_hash.as_deref() {
-        if base != current_hash {
-            return Err(RpcError::new(
-                ErrorCode::Conflict,
-                "the config file changed since baseHash was read; read it again and retry",
-            )
-            .with_data(json!({ "hash": current_hash })));
-        }
-    }
+    check_base(&text, params.base_hash.as_deref())?;
     let edited = set_key(&path, &text, &target, &params.value)
         .map_err(|e| RpcError::new(ErrorCode::InvalidParams, format!("cannot set {key}: {e}")))?;
-    if let Err(error) = crate::config::load_text(gw.configs.options(), Some(&edited)) {
-        return Err(rejected(&key, &error));
-    }
-    write_atomic(&path, &edited).map_err(|e| {
-        RpcError::new(
-            ErrorCode::InternalError,
-            format!("cannot write {}: {e}", path.display()),
-        )
-    })?;
-    let applied = gw
-        .apply_config_locked(&edited)
-        .await
-        .map_err(|error| rejected(&key, &error))?;
+    let applied = commit(gw, &path, &edited, &key).await?;
     Ok(ConfigSetResult {
         hash: applied.hash.unwrap_or_default(),
         changed: applied.changed,
@@ -149,31 +128,46 @@ pub fn validate(gw: &Gateway, params: ConfigValidateParams) -> ConfigValidateRes
 pub async fn write(gw: &Gateway, params: ConfigWriteParams) -> Result<ConfigWriteResult, RpcError> {
     let path = config_path(gw)?;
     let _guard = gw.configs.lock().await;
-    let current_hash = crate::config::hash_text(&read(&path)?);
-    if params.base_hash.as_str() != current_hash {
-        return Err(RpcError::new(
-            ErrorCode::Conflict,
-            "the config file changed since baseHash was read; read it again and retry",
-        )
-        .with_data(json!({ "hash": current_hash })));
-    }
-    let text = params.text;
-    if let Err(error) = crate::config::load_text(gw.configs.options(), Some(&text)) {
-        return Err(rejected("the file", &error));
-    }
-    write_atomic(&path, &text).map_err(|e| {
-        RpcError::new(
-            ErrorCode::InternalError,
-            format!("cannot write {}: {e}", path.display()),
-        )
-    })?;
-    let applied = gw
-        .apply_config_locked(&text)
-        .await
-        .map_err(|error| rejected("the file", &error))?;
+    check_base(&read(&path)?, Some(params.base_hash.as_str()))?;
+    let applied = commit(gw, &path, &params.text, "the file").await?;
     Ok(ConfigWriteResult {
         hash: applied.hash.unwrap_or_default(),
         changed: applied.changed,
         restart_required: applied.restart_required,
     })
+}
+
+/// A stale `baseHash` is a conflict.
+fn check_base(text: &str, base: Option<&str>) -> Result<(), RpcError> {
+    let current_hash = crate::config::hash_text(text);
+    match base {
+        Some(base) if base != current_hash => Err(RpcError::new(
+            ErrorCode::Conflict,
+            "the config file changed since baseHash was read; read it again and retry",
+        )
+        .with_data(json!({ "hash": current_hash }))),
+        _ => Ok(()),
+    }
+}
+
+/// Validates `text`, writes it atomically and applies it as a reload;
+/// `what` names the edit in errors. Call with the config lock held.
+async fn commit(
+    gw: &Gateway,
+    path: &std::path::Path,
+    text: &str,
+    what: &str,
+) -> Result<crate::gateway::Applied, RpcError> {
+    if let Err(error) = crate::config::load_text(gw.configs.options(), Some(text)) {
+        return Err(rejected(what, &error));
+    }
+    write_atomic(path, text).map_err(|e| {
+        RpcError::new(
+            ErrorCode::InternalError,
+            format!("cannot write {}: {e}", path.display()),
+        )
+    })?;
+    gw.apply_config_locked(text)
+        .await
+        .map_err(|error| rejected(what, &error))
 }
