@@ -1,6 +1,7 @@
 //! clawgate: a schema-first control-plane gateway.
 
 pub mod agent;
+pub mod bounded;
 pub mod channels;
 pub mod client;
 pub mod compat;

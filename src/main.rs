@@ -24,6 +24,13 @@ enum Command {
     Run(RunArgs),
     /// Connect to a running gateway, call one method and print the result as JSON.
     Call(CallArgs),
+    /// Print the token the local gateway generated (auth mode token without a
+    /// configured token), e.g. to paste into the Control UI.
+    Token {
+        /// The gateway's state dir. Default: $CLAWGATE_STATE_DIR, else $XDG_DATA_HOME/clawgate.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
     /// Check or describe the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -72,9 +79,17 @@ struct CallArgs {
     /// Gateway URL. Default: $CLAWGATE_URL, else the port of the local config, else ws://127.0.0.1:18789.
     #[arg(long)]
     url: Option<String>,
-    /// Token for auth mode token. Default: $CLAWGATE_TOKEN, else the local config's.
+    /// Token for auth mode token (visible to other local users in the process
+    /// list: prefer --token-file or $CLAWGATE_TOKEN). Default: $CLAWGATE_TOKEN,
+    /// else the local config's, else the one the local gateway generated.
     #[arg(long)]
     token: Option<String>,
+    /// Read the token from this file.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// The local gateway's state dir, where a generated token is kept.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
     /// Password for auth mode password. Default: $CLAWGATE_PASSWORD, else the local config's.
     #[arg(long)]
     password: Option<String>,
@@ -117,6 +132,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Call(args) => call(args),
+        Command::Token { state_dir } => print_token(state_dir),
         Command::Config(ConfigCommand::Validate { path }) => validate(path),
         Command::Gen { check, root } => generate(&root, check),
         Command::Protocol(ProtocolCommand::Snapshot) => {
@@ -154,21 +170,6 @@ fn run(args: RunArgs) -> ExitCode {
     if let Some(host) = &args.host {
         overrides.push(("/gateway/host".to_string(), json!(host)));
     }
-    let options = match config::resolve_config_path(args.config.as_deref()) {
-        Ok(path) => LoadOptions::from_process_env(path, overrides),
-        Err(e) => {
-            eprintln!("clawgate: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let loaded = match config::load(&options) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("clawgate: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let log_control = init_logging(&loaded.config, args.verbose);
     let state_dir = config::resolve_state_dir(args.state_dir.as_deref());
     if let Err(e) = create_private_dir(&state_dir) {
         eprintln!(
@@ -177,6 +178,22 @@ fn run(args: RunArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    let mut options = match config::resolve_config_path(args.config.as_deref()) {
+        Ok(path) => LoadOptions::from_process_env(path, overrides),
+        Err(e) => {
+            eprintln!("clawgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    options.state_dir = Some(state_dir.clone());
+    let loaded = match config::load(&options) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("clawgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let log_control = init_logging(&loaded.config, args.verbose);
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::debug!("cannot raise the open-file limit: {e}");
     }
@@ -257,12 +274,35 @@ fn init_logging(config: &config::Config, verbose: bool) -> Option<clawgate::gate
     }))
 }
 
+/// Creates the state dir (0700), or narrows an existing one to its owner.
 fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+fn print_token(state_dir: Option<PathBuf>) -> ExitCode {
+    let state_dir = config::resolve_state_dir(state_dir.as_deref());
+    match config::read_token(&state_dir) {
+        Some(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!(
+                "clawgate: no generated token in {} (a gateway with auth mode token and no gateway.auth.token creates it at start)",
+                config::token_path(&state_dir).display()
+            );
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn call(args: CallArgs) -> ExitCode {
@@ -285,11 +325,22 @@ fn call(args: CallArgs) -> ExitCode {
             format!("ws://127.0.0.1:{port}")
         });
     let auth = local.as_ref().map(|c| &c.gateway.auth);
+    let token_file = match args.token_file.as_deref().map(std::fs::read_to_string) {
+        Some(Ok(text)) => Some(text.trim().to_string()),
+        Some(Err(e)) => {
+            eprintln!("clawgate: cannot read the token file: {e}");
+            return ExitCode::from(2);
+        }
+        None => None,
+    };
+    let state_dir = config::resolve_state_dir(args.state_dir.as_deref());
     let opts = ConnectOptions {
         token: args
             .token
+            .or(token_file)
             .or_else(|| std::env::var("CLAWGATE_TOKEN").ok())
-            .or_else(|| auth.and_then(|a| a.token.as_ref().map(|t| t.to_string()))),
+            .or_else(|| auth.and_then(|a| a.token.as_ref().map(|t| t.to_string())))
+            .or_else(|| config::read_token(&state_dir)),
         password: args
             .password
             .or_else(|| std::env::var("CLAWGATE_PASSWORD").ok())

@@ -140,6 +140,15 @@ async fn stream_round(
             Some("content_block_start") => {
                 let block = &event["content_block"];
                 if block["type"] == "tool_use" {
+                    if round.tool_uses.len() >= super::MAX_TOOL_CALLS {
+                        return Err(super::malformed(
+                            turn.agent_id,
+                            &format!(
+                                "more than {} tool calls in one reply",
+                                super::MAX_TOOL_CALLS
+                            ),
+                        ));
+                    }
                     round.tool_uses.push((
                         event["index"].as_u64().unwrap_or(0),
                         block["id"].as_str().unwrap_or_default().to_string(),
@@ -153,7 +162,7 @@ async fn stream_round(
                 match delta["type"].as_str() {
                     Some("text_delta") => {
                         if let Some(t) = delta["text"].as_str() {
-                            round.text.push_str(t);
+                            super::bounded_push(turn.agent_id, &mut round.text, t)?;
                             on_delta(Delta::Text(t));
                         }
                     }
@@ -165,8 +174,8 @@ async fn stream_round(
                     Some("input_json_delta") => {
                         let index = event["index"].as_u64().unwrap_or(0);
                         if let Some(tool) = round.tool_uses.iter_mut().find(|t| t.0 == index) {
-                            tool.3
-                                .push_str(delta["partial_json"].as_str().unwrap_or_default());
+                            let piece = delta["partial_json"].as_str().unwrap_or_default();
+                            super::bounded_push(turn.agent_id, &mut tool.3, piece)?;
                         }
                     }
                     _ => {}

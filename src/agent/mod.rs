@@ -177,6 +177,24 @@ pub fn http_client() -> reqwest::Client {
         .expect("HTTP client")
 }
 
+/// Most tool calls one upstream reply may ask for.
+pub const MAX_TOOL_CALLS: usize = 64;
+/// Longest text (reply, tool name, tool arguments) one upstream reply may
+/// stream; past it the reply is malformed, not a reason to run out of memory.
+pub const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Appends a streamed piece, refusing to grow past [`MAX_REPLY_BYTES`].
+fn bounded_push(agent_id: &str, text: &mut String, piece: &str) -> Result<(), RpcError> {
+    if text.len() + piece.len() > MAX_REPLY_BYTES {
+        return Err(malformed(
+            agent_id,
+            &format!("a reply longer than {MAX_REPLY_BYTES} bytes"),
+        ));
+    }
+    text.push_str(piece);
+    Ok(())
+}
+
 /// The arguments a model streamed for a tool call; empty means none.
 fn tool_arguments(raw: &str) -> Result<serde_json::Value, String> {
     let raw = if raw.trim().is_empty() { "{}" } else { raw };
@@ -209,13 +227,19 @@ async fn send_json(
     if status.is_success() {
         return Ok(response);
     }
-    let text = response.text().await.unwrap_or_default();
+    let body = crate::bounded::response_body(response, ERROR_BODY_BYTES)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body);
     let message = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
         .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
         .unwrap_or_else(|| text.chars().take(300).collect());
     Err(status_error(agent_id, status.as_u16(), &message))
 }
+
+/// The most of an error answer read to find the provider's message.
+const ERROR_BODY_BYTES: usize = 64 * 1024;
 
 /// The provider could not be reached or the connection broke.
 fn transport_error(agent_id: &str, e: &reqwest::Error) -> RpcError {

@@ -141,23 +141,36 @@ async fn stream_round(
         if let Some(choice) = event["choices"].get(0) {
             let delta = &choice["delta"];
             if let Some(piece) = delta["content"].as_str().filter(|d| !d.is_empty()) {
-                round.text.push_str(piece);
+                super::bounded_push(turn.agent_id, &mut round.text, piece)?;
                 on_delta(Delta::Text(piece));
             }
             for call in delta["tool_calls"].as_array().into_iter().flatten() {
-                let index = call["index"].as_u64().unwrap_or(0) as usize;
-                if round.calls.len() <= index {
-                    round.calls.resize(index + 1, ToolCall::default());
+                // The index comes from the upstream: it may name the next
+                // call, never make room for a trillion.
+                let index = call["index"].as_u64().unwrap_or(0);
+                if index > round.calls.len() as u64 || index >= super::MAX_TOOL_CALLS as u64 {
+                    return Err(super::malformed(
+                        turn.agent_id,
+                        &format!(
+                            "tool call index {index} (after {} calls; at most {} per reply)",
+                            round.calls.len(),
+                            super::MAX_TOOL_CALLS
+                        ),
+                    ));
+                }
+                let index = index as usize;
+                if index == round.calls.len() {
+                    round.calls.push(ToolCall::default());
                 }
                 let slot = &mut round.calls[index];
                 if let Some(id) = call["id"].as_str() {
                     slot.id = id.to_string();
                 }
                 if let Some(name) = call["function"]["name"].as_str() {
-                    slot.name.push_str(name);
+                    super::bounded_push(turn.agent_id, &mut slot.name, name)?;
                 }
                 if let Some(arguments) = call["function"]["arguments"].as_str() {
-                    slot.arguments.push_str(arguments);
+                    super::bounded_push(turn.agent_id, &mut slot.arguments, arguments)?;
                 }
             }
             if let Some(reason) = choice["finish_reason"].as_str() {

@@ -1,25 +1,40 @@
 //! Server-sent events: splits a byte stream into the payloads of its
 //! `data:` lines.
 
+/// The longest line an upstream may send; a longer one is a malformed
+/// stream, not a reason to buffer without end.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
 #[derive(Default)]
 pub struct SseLines {
     buffer: Vec<u8>,
+    /// How much of `buffer` is known to hold no newline.
+    scanned: usize,
 }
 
 impl SseLines {
-    /// Adds bytes; returns the `data:` payloads of the lines completed.
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+    /// Adds bytes; returns the `data:` payloads of the lines completed, or
+    /// an error when a line grows past [`MAX_LINE_BYTES`].
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<String>, String> {
         self.buffer.extend_from_slice(bytes);
         let mut out = Vec::new();
-        while let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+        while let Some(at) = self.buffer[self.scanned..].iter().position(|b| *b == b'\n') {
+            let end = self.scanned + at;
             let line: Vec<u8> = self.buffer.drain(..=end).collect();
+            self.scanned = 0;
             let line = String::from_utf8_lossy(&line);
             let line = line.trim_end_matches(['\n', '\r']);
             if let Some(data) = line.strip_prefix("data:") {
                 out.push(data.trim_start().to_string());
             }
         }
-        out
+        self.scanned = self.buffer.len();
+        if self.buffer.len() > MAX_LINE_BYTES {
+            return Err(format!(
+                "an event line is longer than {MAX_LINE_BYTES} bytes"
+            ));
+        }
+        Ok(out)
     }
 }
 
@@ -57,7 +72,10 @@ impl SseStream {
                 }));
             }
             match self.body.next().await? {
-                Ok(chunk) => self.pending.extend(self.lines.push(&chunk)),
+                Ok(chunk) => match self.lines.push(&chunk) {
+                    Ok(payloads) => self.pending.extend(payloads),
+                    Err(why) => return Some(Err(super::malformed(agent_id, &why))),
+                },
                 Err(e) => return Some(Err(super::transport_error(agent_id, &e))),
             }
         }
@@ -71,10 +89,24 @@ mod tests {
     #[test]
     fn splits_data_lines_across_chunks() {
         let mut sse = SseLines::default();
-        assert!(sse.push(b"data: {\"a\"").is_empty());
+        assert!(sse.push(b"data: {\"a\"").unwrap().is_empty());
         assert_eq!(
-            sse.push(b":1}\r\n\r\nevent: x\ndata: [DONE]\n"),
+            sse.push(b":1}\r\n\r\nevent: x\ndata: [DONE]\n").unwrap(),
             vec!["{\"a\":1}", "[DONE]"]
         );
+    }
+
+    #[test]
+    fn an_endless_line_is_refused() {
+        let mut sse = SseLines::default();
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut refused = false;
+        for _ in 0..(MAX_LINE_BYTES / chunk.len() + 2) {
+            if sse.push(&chunk).is_err() {
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused);
     }
 }

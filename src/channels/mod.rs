@@ -5,6 +5,7 @@
 
 mod inbound;
 mod irc;
+mod replay;
 mod telegram;
 pub mod webhook;
 
@@ -106,6 +107,7 @@ fn accounts(config: &Config) -> BTreeMap<Key, Account> {
 #[derive(Default)]
 pub struct ChannelManager {
     monitors: Mutex<BTreeMap<Key, Monitor>>,
+    replays: Mutex<replay::ReplayCache>,
 }
 
 struct Monitor {
@@ -253,6 +255,25 @@ impl ChannelManager {
         let monitors = self.monitors.lock().expect("channels");
         let m = monitors.get(key)?;
         Some((m.account.clone(), Arc::clone(&m.counters)))
+    }
+
+    /// Whether this signed webhook request is seen for the first time;
+    /// it is remembered until `forget_at` (unix seconds).
+    pub fn first_delivery(
+        &self,
+        key: &Key,
+        timestamp: u64,
+        signature: Vec<u8>,
+        forget_at: u64,
+    ) -> bool {
+        let now = now_ms() / 1000;
+        self.replays.lock().expect("replays").first_delivery(
+            &key.account,
+            timestamp,
+            signature,
+            forget_at,
+            now,
+        )
     }
 
     fn publish_health(&self, gw: &Gateway) {

@@ -33,10 +33,9 @@ impl Api {
             .await
             .map_err(|e| format!("{method}: {}", e.without_url()))?;
         let status = response.status();
-        let bytes = response
-            .bytes()
+        let bytes = crate::bounded::response_body(response, crate::bounded::MAX_RESPONSE_BYTES)
             .await
-            .map_err(|e| format!("{method}: {}", e.without_url()))?;
+            .map_err(|e| format!("{method}: {e}"))?;
         let body: Value = serde_json::from_slice(&bytes)
             .map_err(|e| format!("{method}: unreadable answer ({status}): {e}"))?;
         if body["ok"] == true {

@@ -7,7 +7,7 @@ use super::inbound::{dispatch, Inbound, Reply};
 use super::{Account, Key};
 use crate::gateway::Gateway;
 use crate::protocol::types::ChannelKind;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,8 +21,11 @@ use std::sync::Arc;
 
 pub const TIMESTAMP_HEADER: &str = "x-clawgate-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-clawgate-signature";
-/// How far a request's timestamp may be from the gateway's clock.
-const MAX_SKEW_SECS: u64 = 300;
+/// How old a request's timestamp may be; a request is accepted at most
+/// once within this window.
+pub const MAX_AGE_SECS: u64 = 300;
+/// How far ahead of the gateway's clock a timestamp may be (clock drift).
+const MAX_AHEAD_SECS: u64 = 30;
 
 /// `sha256=<hex>` of `<timestamp>.<body>` under `secret`.
 pub fn sign(secret: &str, timestamp: u64, body: &[u8]) -> String {
@@ -50,8 +53,11 @@ pub fn verify(
         .ok_or("missing X-Clawgate-Timestamp")?
         .parse()
         .map_err(|_| "X-Clawgate-Timestamp is not unix seconds")?;
-    if timestamp.abs_diff(now_secs) > MAX_SKEW_SECS {
-        return Err("X-Clawgate-Timestamp is more than 5 minutes away");
+    if timestamp + MAX_AGE_SECS < now_secs {
+        return Err("X-Clawgate-Timestamp is more than 5 minutes old");
+    }
+    if timestamp > now_secs + MAX_AHEAD_SECS {
+        return Err("X-Clawgate-Timestamp is in the future");
     }
     let given = header(SIGNATURE_HEADER)
         .and_then(|s| s.strip_prefix("sha256="))
@@ -61,6 +67,20 @@ pub fn verify(
     mac.update(format!("{timestamp}.").as_bytes());
     mac.update(body);
     mac.verify_slice(&given).map_err(|_| "bad signature")
+}
+
+/// The request's timestamp and signature, which together name it for the
+/// replay check (call after [`verify`]).
+fn request_id(headers: &HeaderMap) -> (u64, Vec<u8>) {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let timestamp = header(TIMESTAMP_HEADER)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let signature = header(SIGNATURE_HEADER)
+        .and_then(|s| s.strip_prefix("sha256="))
+        .and_then(decode_hex)
+        .unwrap_or_default();
+    (timestamp, signature)
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
@@ -83,30 +103,58 @@ pub async fn receive(
     Path(account): Path<String>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let key = Key {
         kind: ChannelKind::Webhook,
         account,
     };
+    let auth = gw.config().gateway.auth.clone();
+    let per_client = auth.max_failures_per_minute.get() as usize;
+    let total = auth.max_failures_per_minute_total.get() as usize;
+    if let Err(limited) = gw.webhook_failures.check(remote.ip(), per_client, total) {
+        let mut response = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many refused webhook requests; try again later".into(),
+        );
+        let seconds = limited.retry_after_ms.div_ceil(1000).to_string();
+        if let Ok(value) = seconds.parse() {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
+        }
+        return response;
+    }
     let Some((Account::Webhook(config), counters)) = gw.channels.running(&key) else {
+        // Counted like a bad signature, so account names cannot be probed.
+        gw.webhook_failures.record_failure(remote.ip(), total);
         return error(
             StatusCode::NOT_FOUND,
             format!("no webhook account {}", key.account),
         );
     };
-    let limit = gw.config().gateway.auth.max_failures_per_minute.get() as usize;
-    if gw.auth_failures.check(remote.ip(), limit).is_err() {
-        return error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many bad signatures from this address".into(),
-        );
-    }
-    if let Err(why) = verify(config.secret.as_str(), &headers, &body, now_secs()) {
-        gw.auth_failures.record_failure(remote.ip());
+    let body = match gw.request_body(body).await {
+        Ok(body) => body,
+        Err(e) => return error(e.status, e.message),
+    };
+    let now = now_secs();
+    if let Err(why) = verify(config.secret.as_str(), &headers, &body, now) {
+        gw.webhook_failures.record_failure(remote.ip(), total);
         counters.dropped.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(channel = %key, %remote, "webhook refused: {why}");
         return error(StatusCode::UNAUTHORIZED, why.to_string());
+    }
+    let (timestamp, signature) = request_id(&headers);
+    if !gw
+        .channels
+        .first_delivery(&key, timestamp, signature, now + MAX_AGE_SECS + 1)
+    {
+        counters.dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(channel = %key, %remote, "webhook refused: a replay of an earlier request");
+        return error(
+            StatusCode::CONFLICT,
+            "this signed request was already delivered; sign each request anew".into(),
+        );
     }
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -16,6 +16,9 @@ pub struct LoadOptions {
     pub env: Vec<(String, String)>,
     /// CLI flags as `(JSON pointer, value)`, applied last.
     pub overrides: Vec<(String, Value)>,
+    /// The state dir of a running gateway: in auth mode token without a
+    /// configured token, the token generated there is used.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl LoadOptions {
@@ -24,6 +27,7 @@ impl LoadOptions {
             path,
             env: std::env::vars().collect(),
             overrides,
+            state_dir: None,
         }
     }
 }
@@ -173,6 +177,9 @@ pub fn load_text(opts: &LoadOptions, text: Option<&str>) -> Result<Loaded, Confi
         set_pointer(&mut merged, pointer, value.clone());
         origins.push((pointer.clone(), "command-line flag".to_string()));
     }
+    if let Some(state_dir) = &opts.state_dir {
+        use_generated_token(&mut merged, state_dir)?;
+    }
     let config = validate(&merged).map_err(|problems| {
         let mut located: Vec<ConfigProblem> = problems
             .into_iter()
@@ -188,6 +195,31 @@ pub fn load_text(opts: &LoadOptions, text: Option<&str>) -> Result<Loaded, Confi
         effective,
         file_hash: file.map(|f| hash_text(f.text)),
     })
+}
+
+/// In auth mode token (the default) without a token, fills in the one
+/// generated in the state dir, creating it on first use.
+fn use_generated_token(merged: &mut Value, state_dir: &Path) -> Result<(), ConfigError> {
+    let auth = merged.pointer("/gateway/auth");
+    let mode = auth.and_then(|a| a.get("mode")).and_then(Value::as_str);
+    let has_token = auth.and_then(|a| a.get("token")).is_some();
+    if has_token || !matches!(mode, None | Some("token")) {
+        return Ok(());
+    }
+    let token = super::load_or_create_token(state_dir).map_err(|e| {
+        ConfigError::Invalid(vec![ConfigProblem {
+            path: "gateway.auth.token".to_string(),
+            message: format!(
+                "no token is configured and none can be kept in {}: {e}",
+                super::token_path(state_dir).display()
+            ),
+            source: None,
+            line: None,
+            column: None,
+        }])
+    })?;
+    set_pointer(merged, "/gateway/auth/token", Value::String(token));
+    Ok(())
 }
 
 struct FileLayer<'a> {
@@ -284,16 +316,30 @@ fn cross_field_problems(gateway: &GatewayConfig) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     let auth = &gateway.auth;
     match auth.mode {
-        AuthConfigMode::Token if auth.token.is_none() => problems.push((
-            "/gateway/auth/mode".into(),
-            "auth mode token needs gateway.auth.token (or CLAWGATE_GATEWAY__AUTH__TOKEN)".into(),
-        )),
         AuthConfigMode::Password if auth.password.is_none() => problems.push((
             "/gateway/auth/mode".into(),
             "auth mode password needs gateway.auth.password (or CLAWGATE_GATEWAY__AUTH__PASSWORD)"
                 .into(),
         )),
         _ => {}
+    }
+    for (i, origin) in gateway.allowed_origins.iter().enumerate() {
+        if let Err(why) = check_origin_entry(origin) {
+            problems.push((format!("/gateway/allowedOrigins/{i}"), why));
+        }
+    }
+    for (i, host) in gateway.allowed_hosts.iter().enumerate() {
+        if let Err(why) = check_host_entry(host) {
+            problems.push((format!("/gateway/allowedHosts/{i}"), why));
+        }
+    }
+    if auth.mode == AuthConfigMode::None && gateway.http.chat_completions.enabled {
+        problems.push((
+            "/gateway/http/chatCompletions/enabled".into(),
+            "the OpenAI-compatible API runs agent turns, so it needs a credential: \
+             set gateway.auth.mode to token or password"
+                .into(),
+        ));
     }
     let host = listen_host(gateway);
     if auth.mode == AuthConfigMode::None && !is_loopback_host(&host) {
@@ -311,6 +357,40 @@ fn cross_field_problems(gateway: &GatewayConfig) -> Vec<(String, String)> {
         ));
     }
     problems
+}
+
+/// An allowedOrigins entry: `http(s)://host[:port]`, nothing else.
+fn check_origin_entry(origin: &str) -> Result<(), String> {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return Err(format!(
+            "{origin:?} is not an origin; write scheme://host[:port], e.g. http://ui.example:8080"
+        ));
+    };
+    if !matches!(scheme, "http" | "https") {
+        return Err(format!(
+            "{origin:?}: only http and https origins can be allowed"
+        ));
+    }
+    check_host_entry(authority.trim_end_matches('/')).map_err(|_| {
+        format!(
+            "{origin:?} is not an origin; write scheme://host[:port] with no path and no wildcard"
+        )
+    })
+}
+
+/// An allowedHosts entry: a host name or address, optionally `:port`.
+fn check_host_entry(host: &str) -> Result<(), String> {
+    let valid = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{host:?} is not a host name; write a name or address, optionally with :port (no wildcards)"
+        ))
+    }
 }
 
 /// The address the listener binds to.

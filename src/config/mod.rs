@@ -8,6 +8,7 @@ mod env;
 mod load;
 mod locate;
 mod paths;
+mod token;
 
 pub use crate::protocol::types::Config;
 pub use diff::changed_pointers;
@@ -17,6 +18,7 @@ pub use load::{
     set_pointer, validate, ConfigError, LoadOptions, Loaded,
 };
 pub use paths::{resolve_config_path, resolve_state_dir};
+pub use token::{load_or_create_token, read_token, token_path};
 
 pub mod meta {
     /// Whether a change to a config path applies live or needs a restart.

@@ -72,6 +72,11 @@ impl ConfigService {
         self.current.load_full()
     }
 
+    /// Whether `seen` is the config in force (cheaper than `current`).
+    pub fn is_current(&self, seen: &Arc<Config>) -> bool {
+        Arc::ptr_eq(&self.current.load(), seen)
+    }
+
     pub fn path(&self) -> Option<&Path> {
         self.options.path.as_deref()
     }

@@ -3,8 +3,8 @@
 
 use super::Gateway;
 use crate::protocol::types::{
-    AuthConfigMode, ConnectAuth, ConnectParams, ConnectResult, ConnectResultSnapshot, Policy, Role,
-    Scope, ServerInfo,
+    AuthConfig, AuthConfigMode, ConnectAuth, ConnectParams, ConnectResult, ConnectResultSnapshot,
+    Policy, Role, Scope, ServerInfo,
 };
 use crate::protocol::{
     CallContext, ErrorCode, EventKind, Grant, Method, RpcError, ALL_SCOPES, SUPPORTED_PROTOCOL,
@@ -28,14 +28,7 @@ pub async fn connect(
     }
     let protocol = negotiate(params.protocol.min.get(), params.protocol.max.get())?;
     let config = gw.config();
-    let max_failures = config.gateway.auth.max_failures_per_minute.get() as usize;
-    if let Err(wait_ms) = gw.auth_failures.check(ctx.remote_ip, max_failures) {
-        return Err(RpcError::new(
-            ErrorCode::RateLimited,
-            "too many failed connect attempts from this address",
-        )
-        .with_retry_after(wait_ms));
-    }
+    gw.check_auth_limit(ctx.remote_ip)?;
     // A paired node presents its own node token instead of the gateway's.
     let node_id = match (params.role, params.auth.as_ref()) {
         (Role::Node, Some(auth)) => auth
@@ -46,11 +39,11 @@ pub async fn connect(
     };
     if node_id.is_none() {
         if let Err(e) = authenticate(&config.gateway.auth, params.auth.as_ref()) {
-            gw.auth_failures.record_failure(ctx.remote_ip);
+            gw.record_auth_failure(ctx.remote_ip);
             return Err(e);
         }
     }
-    let granted = granted_scopes(params.role, &config.gateway.auth.scopes);
+    let granted = granted_scopes(params.role, &config.gateway.auth);
     let scopes = match params.scopes {
         None => granted,
         Some(asked) => narrow(&granted, asked)?,
@@ -58,6 +51,10 @@ pub async fn connect(
     let grant = Grant {
         role: params.role,
         scopes: scopes.clone(),
+        credential: node_id
+            .is_none()
+            .then(|| credential_digest(&config.gateway.auth))
+            .flatten(),
     };
     if !ctx.set_grant(grant) {
         return Err(RpcError::new(ErrorCode::Conflict, "already connected"));
@@ -115,10 +112,7 @@ fn negotiate(client_min: u64, client_max: u64) -> Result<u32, RpcError> {
     Ok(best as u32)
 }
 
-fn authenticate(
-    auth: &crate::protocol::types::AuthConfig,
-    presented: Option<&ConnectAuth>,
-) -> Result<(), RpcError> {
+fn authenticate(auth: &AuthConfig, presented: Option<&ConnectAuth>) -> Result<(), RpcError> {
     let (given, what) = match auth.mode {
         AuthConfigMode::None => return Ok(()),
         AuthConfigMode::Token => (presented.and_then(|a| a.token.as_deref()), "token"),
@@ -140,21 +134,52 @@ fn authenticate(
     }
 }
 
-/// Everything the credential grants the role, with implied scopes spelled out.
-fn granted_scopes(role: Role, configured: &[Scope]) -> Vec<Scope> {
+/// Everything the credential grants the role, with implied scopes spelled
+/// out. Without a credential (auth mode none) an operator may read, never
+/// change anything.
+fn granted_scopes(role: Role, auth: &AuthConfig) -> Vec<Scope> {
     match role {
         Role::Node => vec![Scope::Node],
         Role::Operator => ALL_SCOPES
             .iter()
             .copied()
             .filter(|s| *s != Scope::Node)
+            .filter(|s| auth.mode != AuthConfigMode::None || *s == Scope::OperatorRead)
             .filter(|s| {
-                configured
+                auth.scopes
                     .iter()
                     .any(|c| crate::protocol::scope_covers(*c, *s))
             })
             .collect(),
     }
+}
+
+/// What an open connection may still do under the config now in force:
+/// its grant narrowed to what the config grants its role. Err when the
+/// gateway credential it connected with is no longer the configured one.
+pub fn revalidate(auth: &AuthConfig, grant: &Grant) -> Result<Vec<Scope>, &'static str> {
+    if let Some(presented) = grant.credential {
+        let current = credential_digest(auth);
+        if !current.is_some_and(|c| bool::from(c.ct_eq(&presented))) {
+            return Err("the credential was rotated; connect again with the new one");
+        }
+    }
+    Ok(granted_scopes(grant.role, auth))
+}
+
+/// A digest that changes whenever the configured credential does.
+fn credential_digest(auth: &AuthConfig) -> Option<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    let (kind, secret) = match auth.mode {
+        AuthConfigMode::None => return None,
+        AuthConfigMode::Token => ("token", auth.token.as_deref()?),
+        AuthConfigMode::Password => ("password", auth.password.as_deref()?),
+    };
+    let mut hash = Sha256::new();
+    hash.update(kind.as_bytes());
+    hash.update([0]);
+    hash.update(secret.as_bytes());
+    Some(hash.finalize().into())
 }
 
 /// The scopes the client asked for, if every one of them is granted.
@@ -183,10 +208,10 @@ fn protocol_nonzero(version: u32) -> std::num::NonZeroU32 {
 }
 
 /// Whether `presented` is the credential the auth mode asks for, compared
-/// in constant time. Always true in mode none.
-pub fn credential_matches(auth: &crate::protocol::types::AuthConfig, presented: &str) -> bool {
+/// in constant time. Never true in mode none: there is no credential.
+pub fn credential_matches(auth: &AuthConfig, presented: &str) -> bool {
     let expected = match auth.mode {
-        AuthConfigMode::None => return true,
+        AuthConfigMode::None => return false,
         AuthConfigMode::Token => auth.token.as_deref(),
         AuthConfigMode::Password => auth.password.as_deref(),
     };

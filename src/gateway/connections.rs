@@ -55,21 +55,23 @@ pub struct ConnectionSlot {
 }
 
 impl ConnectionSlot {
-    /// Takes a slot if fewer than `max` connections are open.
-    pub fn try_open(gateway: &Arc<Gateway>, max: usize) -> Option<ConnectionSlot> {
+    /// Counts a new socket. Unauthenticated sockets are capped by the
+    /// server's admission; the connection limit applies at connect.
+    pub fn open(gateway: &Arc<Gateway>) -> ConnectionSlot {
         let conns = &gateway.connections;
-        conns
-            .total
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()?;
+        conns.total.fetch_add(1, Ordering::AcqRel);
         let id = conns.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        Some(ConnectionSlot {
+        ConnectionSlot {
             gateway: Arc::clone(gateway),
             conn_id: format!("c{id}-{:08x}", rand_suffix()),
             role: None,
-        })
+        }
+    }
+
+    /// Whether another connection may authenticate under a limit of `max`.
+    pub fn has_room(&self, max: usize) -> bool {
+        let conns = &self.gateway.connections;
+        conns.operators.load(Ordering::Relaxed) + conns.nodes.load(Ordering::Relaxed) < max
     }
 
     pub fn set_role(&mut self, role: Role) {

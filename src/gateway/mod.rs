@@ -18,14 +18,14 @@ mod tools;
 
 pub use bus::{EventBus, Published};
 pub use config_service::{Applied, ConfigService};
-pub use connect::credential_matches;
+pub use connect::{credential_matches, revalidate};
 pub use connections::{ConnectionSlot, Connections};
 pub use health::HealthService;
-pub use limiter::FailureLimiter;
+pub use limiter::{client_key, ClientKey, FailureLimiter, Limited};
 
 use crate::config::{Config, LoadOptions, Loaded};
 use crate::protocol::types::{BindInfo, GatewayClosingEvent, GatewayState, TickEvent};
-use crate::protocol::Event;
+use crate::protocol::{ErrorCode, Event, RpcError};
 use crate::store::Store;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,6 +64,9 @@ pub struct Gateway {
     pub health: HealthService,
     pub connections: Connections,
     pub auth_failures: FailureLimiter,
+    /// Bad webhook signatures and unknown webhook accounts, apart from
+    /// the connect limiter so webhook senders cannot lock out operators.
+    pub webhook_failures: FailureLimiter,
     shutdown: watch::Sender<bool>,
     closing: AtomicBool,
     log_control: OnceLock<LogControl>,
@@ -106,6 +109,7 @@ impl Gateway {
             health,
             connections: Connections::default(),
             auth_failures: FailureLimiter::new(Duration::from_secs(60)),
+            webhook_failures: FailureLimiter::new(Duration::from_secs(60)),
             shutdown: watch::channel(false).0,
             closing: AtomicBool::new(false),
             log_control: OnceLock::new(),
@@ -142,6 +146,50 @@ impl Gateway {
         // Signalled after the events are on the bus, so a connection that
         // sees the signal finds gateway.closing already queued for it.
         self.shutdown.send_replace(true);
+    }
+
+    /// Refuses an authentication attempt from `ip` while it, or everyone
+    /// together, has failed too often in the last minute.
+    pub fn check_auth_limit(&self, ip: std::net::IpAddr) -> Result<(), RpcError> {
+        let auth = &self.config().gateway.auth;
+        self.auth_failures
+            .check(
+                ip,
+                auth.max_failures_per_minute.get() as usize,
+                auth.max_failures_per_minute_total.get() as usize,
+            )
+            .map_err(|limited| {
+                let whom = if limited.global {
+                    "too many failed authentication attempts from all addresses; try again later"
+                } else {
+                    "too many failed authentication attempts from this address"
+                };
+                RpcError::new(ErrorCode::RateLimited, whom).with_retry_after(limited.retry_after_ms)
+            })
+    }
+
+    pub fn record_auth_failure(&self, ip: std::net::IpAddr) {
+        let total = self
+            .config()
+            .gateway
+            .auth
+            .max_failures_per_minute_total
+            .get() as usize;
+        self.auth_failures.record_failure(ip, total);
+    }
+
+    /// Reads a request body within the configured size and time limits.
+    pub async fn request_body(
+        &self,
+        body: axum::body::Body,
+    ) -> Result<axum::body::Bytes, crate::bounded::BodyError> {
+        let limits = self.config().gateway.limits.clone();
+        crate::bounded::request_body(
+            body,
+            limits.max_payload_bytes as usize,
+            Duration::from_millis(limits.http_body_timeout_ms as u64),
+        )
+        .await
     }
 
     pub fn is_draining(&self) -> bool {

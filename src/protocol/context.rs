@@ -1,5 +1,6 @@
-use super::{scope_covers, types};
+use super::{scope_covers, types, ALL_SCOPES};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::Notify;
 
@@ -8,6 +9,9 @@ use tokio::sync::Notify;
 pub struct Grant {
     pub role: types::Role,
     pub scopes: Vec<types::Scope>,
+    /// A digest of the gateway credential the client presented; None
+    /// when it presented none (auth mode none) or its own node token.
+    pub credential: Option<[u8; 32]>,
 }
 
 impl Grant {
@@ -16,12 +20,32 @@ impl Grant {
     }
 }
 
+/// The set of scopes `held` covers, one bit per scope of ALL_SCOPES.
+pub fn covered_mask(held: &[types::Scope]) -> u32 {
+    ALL_SCOPES
+        .iter()
+        .enumerate()
+        .filter(|(_, needed)| held.iter().any(|h| scope_covers(*h, **needed)))
+        .fold(0, |mask, (i, _)| mask | (1 << i))
+}
+
+fn bit(scope: types::Scope) -> u32 {
+    ALL_SCOPES
+        .iter()
+        .position(|s| *s == scope)
+        .map_or(0, |i| 1 << i)
+}
+
 /// The facts about the connection a call arrives on.
 #[derive(Debug)]
 pub struct CallContext {
     pub conn_id: String,
     pub remote_ip: IpAddr,
     grant: OnceLock<Grant>,
+    /// The scopes the connection holds now: its grant, narrowed by the
+    /// config in force (scopes removed from gateway.auth.scopes stop
+    /// working on open connections too).
+    live: AtomicU32,
     /// The paired node this connection speaks for, once known.
     node: OnceLock<String>,
     kick: Arc<Kick>,
@@ -58,6 +82,7 @@ impl CallContext {
             conn_id,
             remote_ip,
             grant: OnceLock::new(),
+            live: AtomicU32::new(0),
             node: OnceLock::new(),
             kick: Arc::new(Kick::default()),
         }
@@ -84,6 +109,24 @@ impl CallContext {
 
     /// Records the grant of a successful connect; false if one was already set.
     pub fn set_grant(&self, grant: Grant) -> bool {
-        self.grant.set(grant).is_ok()
+        let mask = covered_mask(&grant.scopes);
+        let set = self.grant.set(grant).is_ok();
+        if set {
+            self.live.store(mask, Ordering::Release);
+        }
+        set
+    }
+
+    /// Whether the connection may use `needed` now.
+    pub fn allows(&self, needed: types::Scope) -> bool {
+        self.live.load(Ordering::Acquire) & bit(needed) != 0
+    }
+
+    /// Narrows what the connection may do to what `held` covers (never
+    /// beyond its grant).
+    pub fn restrict_to(&self, held: &[types::Scope]) {
+        let granted = self.grant().map_or(0, |g| covered_mask(&g.scopes));
+        self.live
+            .store(granted & covered_mask(held), Ordering::Release);
     }
 }

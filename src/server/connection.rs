@@ -2,11 +2,13 @@
 //! dispatch requests, forward events, and write everything through a
 //! bounded outbound queue.
 
+use super::admission::Ticket;
+use super::metered::{BudgetSpent, ReadBudget};
 use super::outbound::Outbound;
 use crate::gateway::{ConnectionSlot, Gateway, Published};
 use crate::protocol::{
     dispatch, error_frame, event_frame, parse_request, result_frame, CallContext, ErrorCode,
-    Method, RpcError,
+    EventKind, Method, RpcError,
 };
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::StreamExt;
@@ -36,6 +38,7 @@ enum End {
 }
 
 const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_INVALID_DATA: u16 = 1007;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
 const LINGER: Duration = Duration::from_millis(500);
@@ -44,7 +47,21 @@ const CLOSE_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 
 type Response = Pin<Box<dyn Future<Output = String> + Send>>;
 
-pub async fn run(gw: Arc<Gateway>, socket: WebSocket, remote: SocketAddr, slot: ConnectionSlot) {
+/// What a connection holds until its connect succeeds.
+pub struct PreAuth {
+    /// Its place among unauthenticated connections.
+    pub ticket: Ticket,
+    /// Caps the bytes its socket may read before a message is complete.
+    pub budget: Arc<ReadBudget>,
+}
+
+pub async fn run(
+    gw: Arc<Gateway>,
+    socket: WebSocket,
+    remote: SocketAddr,
+    slot: ConnectionSlot,
+    pre_auth: PreAuth,
+) {
     let config = gw.config();
     let limits = &config.gateway.limits;
     let ctx = Arc::new(CallContext::new(slot.conn_id.clone(), remote.ip()));
@@ -64,6 +81,9 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, remote: SocketAddr, slot: 
         max_pre_auth_bytes: limits.max_pre_auth_payload_bytes as usize,
         handshake_timeout: Duration::from_millis(config.gateway.handshake_timeout_ms as u64),
         drain_timeout: Duration::from_millis(config.gateway.shutdown.drain_timeout_ms as u64),
+        budget: Arc::clone(&pre_auth.budget),
+        ticket: Some(pre_auth.ticket),
+        config_seen: config,
     };
     let end = conn.serve().await;
     conn.finish(end).await;
@@ -88,6 +108,11 @@ struct Connection {
     max_pre_auth_bytes: usize,
     handshake_timeout: Duration,
     drain_timeout: Duration,
+    budget: Arc<ReadBudget>,
+    /// Held until connect succeeds; eviction closes the connection.
+    ticket: Option<Ticket>,
+    /// The config the connection's scopes were last checked against.
+    config_seen: Arc<crate::config::Config>,
 }
 
 impl Connection {
@@ -97,7 +122,19 @@ impl Connection {
         let closing = closing(self.gw.shutdown_signal());
         tokio::pin!(closing);
         let kick = Arc::clone(self.ctx.kick());
+        let eviction = self.ticket.as_ref().map(Ticket::eviction);
+        let evicted = async {
+            match eviction {
+                Some(eviction) => eviction.wait().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(evicted);
         loop {
+            // At the in-flight limit the connection stops reading frames,
+            // but keeps writing answers and events: a busy client is
+            // slowed by its own backlog, never cut off for it.
+            let saturated = self.inflight.available_permits() == 0;
             // Unbiased: no source of work can starve the others.
             let step = tokio::select! {
                 _ = &mut closing => return self.drain().await,
@@ -109,9 +146,12 @@ impl Connection {
                     }
                 },
                 event = next_event(&mut self.bus) => self.on_bus(event),
-                frame = self.out.write_then_read(&mut self.ws) => self.on_frame(frame).await,
+                frame = self.out.write_then_read(&mut self.ws, !saturated) => self.on_frame(frame).await,
                 _ = &mut handshake, if self.ctx.grant().is_none() => {
                     Err(End::Close(CLOSE_POLICY, "handshake timeout: send connect first"))
+                }
+                _ = &mut evicted, if self.ctx.grant().is_none() => {
+                    Err(End::Close(CLOSE_POLICY, "too many unauthenticated connections"))
                 }
                 reason = kick.kicked() => Err(End::Close(CLOSE_POLICY, reason)),
             };
@@ -122,6 +162,9 @@ impl Connection {
     }
 
     async fn on_frame(&mut self, frame: Option<Result<Message, axum::Error>>) -> Result<(), End> {
+        if matches!(frame, Some(Ok(_))) {
+            self.budget.message_done();
+        }
         match frame {
             None | Some(Ok(Message::Close(_))) => Err(End::Gone),
             Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
@@ -135,6 +178,16 @@ impl Connection {
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
             Some(Err(e)) if is_too_large(&e) => self.too_large(),
             Some(Err(e)) if is_backlog(&e) => Err(End::Slow),
+            Some(Err(e)) if is_invalid_utf8(&e) => {
+                self.send(error_frame(
+                    None,
+                    &RpcError::new(
+                        ErrorCode::InvalidRequest,
+                        "a text frame is not valid UTF-8; the connection is closed",
+                    ),
+                ))?;
+                Err(End::CloseLingering(CLOSE_INVALID_DATA, "invalid UTF-8"))
+            }
             Some(Err(e)) => {
                 tracing::debug!(conn = %self.ctx.conn_id, "socket error: {e}");
                 Err(End::Gone)
@@ -166,15 +219,17 @@ impl Connection {
             Ok(r) => r,
             Err((id, e)) => return self.send(error_frame(id.as_deref(), &e)),
         };
-        let Some(method) = Method::from_name(&request.method) else {
+        let method = Method::from_name(&request.method);
+        if self.ctx.grant().is_none() {
+            return self.handshake(method, request.id, request.params).await;
+        }
+        let Some(method) = method else {
             let e = RpcError::method_not_found(&request.method);
             return self.send(error_frame(Some(&request.id), &e));
         };
-        let Some(grant) = self.ctx.grant() else {
-            return self.handshake(method, request.id, request.params).await;
-        };
+        self.follow_config()?;
         if let Some(needed) = method.scope() {
-            if !grant.allows(needed) {
+            if !self.ctx.allows(needed) {
                 let e = RpcError::new(
                     ErrorCode::Forbidden,
                     format!("{} requires scope {needed}", method.name()),
@@ -197,6 +252,8 @@ impl Connection {
         {
             return self.send(frame);
         }
+        // Frames are only read while a permit is free, so this succeeds
+        // at once.
         let Ok(permit) = Arc::clone(&self.inflight).acquire_owned().await else {
             return Err(End::Gone);
         };
@@ -209,19 +266,28 @@ impl Connection {
     }
 
     /// Before connect, only connect is served, inline; a failed connect
-    /// closes the connection.
+    /// closes the connection. Other names, known or not, get the same
+    /// answer, so the method list cannot be probed without a credential.
     async fn handshake(
         &mut self,
-        method: Method,
+        method: Option<Method>,
         id: String,
         params: serde_json::Value,
     ) -> Result<(), End> {
-        if method != Method::Connect {
+        let Some(method) = method.filter(|m| *m == Method::Connect) else {
             let e = RpcError::new(
                 ErrorCode::Unauthorized,
                 format!("send {} first", Method::Connect.name()),
             );
             return self.send(error_frame(Some(&id), &e));
+        };
+        let max = self.gw.config().gateway.limits.max_connections.get() as usize;
+        if !self.slot.has_room(max) {
+            tracing::warn!(conn = %self.ctx.conn_id, "refused a connect: connection limit reached");
+            let e = RpcError::new(ErrorCode::Unavailable, "too many connections")
+                .with_retry_after(1000);
+            self.send(error_frame(Some(&id), &e))?;
+            return Err(End::Close(CLOSE_POLICY, "too many connections"));
         }
         // Boxed: the dispatch future is as large as the largest handler's
         // (a streaming chat turn), and awaiting it inline would make every
@@ -231,6 +297,8 @@ impl Connection {
                 if let Some(grant) = self.ctx.grant() {
                     self.slot.set_role(grant.role);
                 }
+                self.ticket = None;
+                self.budget.unlimit();
                 self.bus = Some(BroadcastStream::new(self.gw.bus.subscribe()));
                 self.send(result_frame(&id, &hello))
             }
@@ -247,16 +315,45 @@ impl Connection {
         event: Option<Result<Arc<Published>, BroadcastStreamRecvError>>,
     ) -> Result<(), End> {
         match event {
-            Some(Ok(event)) => self.forward(&event),
+            Some(Ok(event)) => {
+                self.forward(&event)?;
+                if event.kind == EventKind::ConfigChanged {
+                    self.follow_config()?;
+                }
+                Ok(())
+            }
             Some(Err(BroadcastStreamRecvError::Lagged(_))) => Err(End::Slow),
             None => Err(End::Close(CLOSE_NORMAL, "gateway closed")),
         }
     }
 
-    fn forward(&mut self, event: &Published) -> Result<(), End> {
+    /// Applies the config in force to this connection, once per change:
+    /// scopes removed from the config stop working, and a connection whose
+    /// credential was rotated out is closed.
+    fn follow_config(&mut self) -> Result<(), End> {
+        if self.gw.configs.is_current(&self.config_seen) {
+            return Ok(());
+        }
+        self.config_seen = self.gw.config();
         let Some(grant) = self.ctx.grant() else {
             return Ok(());
         };
+        match crate::gateway::revalidate(&self.config_seen.gateway.auth, grant) {
+            Ok(scopes) => {
+                self.ctx.restrict_to(&scopes);
+                Ok(())
+            }
+            Err(why) => {
+                tracing::info!(conn = %self.ctx.conn_id, "closing a connection: {why}");
+                Err(End::Close(CLOSE_POLICY, why))
+            }
+        }
+    }
+
+    fn forward(&mut self, event: &Published) -> Result<(), End> {
+        if self.ctx.grant().is_none() {
+            return Ok(());
+        }
         if event
             .target
             .as_ref()
@@ -267,7 +364,7 @@ impl Connection {
         if event
             .kind
             .scope()
-            .is_some_and(|needed| !grant.allows(needed))
+            .is_some_and(|needed| !self.ctx.allows(needed))
         {
             return Ok(());
         }
@@ -382,7 +479,18 @@ async fn closing(mut shutdown: tokio::sync::watch::Receiver<bool>) {
 
 fn is_too_large(e: &axum::Error) -> bool {
     use tokio_tungstenite::tungstenite::Error as WsError;
-    super::outbound::ws_error(e).is_some_and(|err| matches!(err, WsError::Capacity(_)))
+    super::outbound::ws_error(e).is_some_and(|err| match err {
+        WsError::Capacity(_) => true,
+        WsError::Io(io) => io
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<BudgetSpent>().is_some()),
+        _ => false,
+    })
+}
+
+fn is_invalid_utf8(e: &axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    super::outbound::ws_error(e).is_some_and(|err| matches!(err, WsError::Utf8(_)))
 }
 
 fn is_backlog(e: &axum::Error) -> bool {

@@ -38,3 +38,20 @@ pub async fn not_found(uri: Uri) -> impl IntoResponse {
         })),
     )
 }
+
+/// A refusal with a JSON body `{"error": message}`.
+pub fn refuse(code: StatusCode, message: &str) -> axum::response::Response {
+    (code, Json(json!({ "error": message }))).into_response()
+}
+
+/// Whether the request says its body is JSON. Browsers can send
+/// text/plain, form and multipart bodies to any site without asking it
+/// first; requiring JSON makes a cross-site request need a preflight,
+/// which the gateway never grants.
+pub fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}

@@ -1,7 +1,10 @@
 //! The HTTP and WebSocket server around one [`Gateway`].
 
+mod admission;
 mod connection;
+mod hosts;
 mod http;
+mod metered;
 mod openai_api;
 mod outbound;
 mod web;
@@ -10,14 +13,21 @@ mod ws;
 use crate::config::{is_loopback_host, listen_host};
 use crate::gateway::Gateway;
 use crate::protocol::types::BindInfo;
+use admission::{Admission, Ticket};
+use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::Router;
+use hosts::HostPolicy;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use metered::{Metered, ReadBudget};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
 
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
@@ -80,7 +90,8 @@ fn bracket_v6(host: &str) -> String {
 
 /// Serves until `shutdown` resolves, then drains: clients get
 /// gateway.closing, in-flight requests get drainTimeoutMs to finish, and
-/// every socket is closed with a normal close frame.
+/// every socket is closed with a normal close frame. Whatever clients do,
+/// the drain ends after drainTimeoutMs (plus the close handshake).
 pub async fn serve(
     gw: Arc<Gateway>,
     listener: TcpListener,
@@ -96,26 +107,42 @@ pub async fn serve(
     gw.channels.apply(&gw);
     let ticker = gw.spawn_ticker();
     let watcher = gw.spawn_config_watcher();
-    let app = router(Arc::clone(&gw)).into_make_service_with_connect_info::<SocketAddr>();
-    let drain_gw = Arc::clone(&gw);
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
+    let app = router(Arc::clone(&gw));
+    let admission = Arc::new(Admission::default());
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, remote)) => {
+                    let accepted = Accepted { tcp, remote, admission: &admission };
+                    connections.spawn(accepted.serve(Arc::clone(&gw), app.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors, most likely: let some close.
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: draining connections");
-            drain_gw.begin_shutdown("shutdown", None);
-        })
-        .await?;
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining connections");
+    gw.begin_shutdown("shutdown", None);
     let drain = Duration::from_millis(gw.config().gateway.shutdown.drain_timeout_ms as u64);
-    if !gw
-        .connections
-        .wait_all_closed(drain + Duration::from_secs(2))
-        .await
-    {
+    let deadline = tokio::time::Instant::now() + drain + CLOSE_GRACE;
+    let http_done = tokio::time::timeout_at(deadline, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if http_done.is_err() {
+        tracing::warn!("HTTP requests still open at the end of the drain were cut off");
+        connections.shutdown().await;
+    }
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    if !gw.connections.wait_all_closed(left).await {
         tracing::warn!("some connections did not close in time");
     }
     if !crate::cron::wait_idle(&gw, drain).await {
@@ -134,4 +161,129 @@ pub async fn serve(
         watcher.abort();
     }
     Ok(())
+}
+
+/// Time on top of drainTimeoutMs for close frames to go out.
+const CLOSE_GRACE: Duration = Duration::from_secs(3);
+/// Largest request head (request line and headers) read from a client.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// What handlers learn about the connection a request came on.
+#[derive(Clone)]
+pub struct Peer {
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    /// Caps what the socket may read while a WebSocket is unauthenticated.
+    pub budget: Arc<ReadBudget>,
+    /// The connection's place among unauthenticated ones; a WebSocket
+    /// takes it and keeps it until connect succeeds.
+    pub ticket: Arc<std::sync::Mutex<Option<Ticket>>>,
+    pub admission: Arc<Admission>,
+}
+
+struct Accepted<'a> {
+    tcp: TcpStream,
+    remote: SocketAddr,
+    admission: &'a Arc<Admission>,
+}
+
+impl Accepted<'_> {
+    /// Serves HTTP on one connection until it closes, is upgraded to a
+    /// WebSocket, is evicted to make room, or the gateway shuts down.
+    fn serve(self, gw: Arc<Gateway>, app: Router) -> impl Future<Output = ()> + Send + 'static {
+        let config = gw.config();
+        let limits = &config.gateway.limits;
+        let ticket = self.admission.admit(
+            self.remote.ip(),
+            limits.max_unauthenticated_connections.get() as usize,
+            limits.max_unauthenticated_per_address.get() as usize,
+        );
+        let eviction = ticket.eviction();
+        if let Err(e) = self.tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+        let local = self
+            .tcp
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let budget = Arc::new(ReadBudget::default());
+        let peer = Peer {
+            remote: self.remote,
+            local,
+            budget: Arc::clone(&budget),
+            ticket: Arc::new(std::sync::Mutex::new(Some(ticket))),
+            admission: Arc::clone(self.admission),
+        };
+        let io = TokioIo::new(Metered::new(self.tcp, budget));
+        let header_timeout = Duration::from_millis(limits.http_header_timeout_ms as u64);
+        let mut closing = gw.shutdown_signal();
+        let service_gw = Arc::clone(&gw);
+        let service = hyper::service::service_fn(move |request| {
+            handle(Arc::clone(&service_gw), app.clone(), peer.clone(), request)
+        });
+        async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .serve_connection(io, service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = eviction.wait() => return,
+                _ = closing.wait_for(|closing| *closing) => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Every request passes here first: the Host and Origin checks, then the
+/// routes.
+async fn handle(
+    gw: Arc<Gateway>,
+    mut app: Router,
+    peer: Peer,
+    mut request: axum::http::Request<hyper::body::Incoming>,
+) -> Result<Response, std::convert::Infallible> {
+    if let Some(refusal) = refuse_foreign(&gw, &peer, request.headers()) {
+        return Ok(refusal);
+    }
+    request.extensions_mut().insert(ConnectInfo(peer.remote));
+    request.extensions_mut().insert(peer);
+    tower_service::Service::call(&mut app, request.map(axum::body::Body::new)).await
+}
+
+/// A response when the request's Host is not this gateway's (DNS
+/// rebinding) or a browser page of a foreign origin sent it.
+fn refuse_foreign(gw: &Gateway, peer: &Peer, headers: &HeaderMap) -> Option<Response> {
+    let config = gw.config();
+    let port = gw.info.bind.get().map_or(peer.local.port(), |b| b.port);
+    let policy = HostPolicy {
+        port,
+        listen_host: config.gateway.host.as_ref().map(|h| h.as_str()),
+        local_ip: peer.local.ip(),
+        allowed_hosts: &config.gateway.allowed_hosts,
+        allowed_origins: &config.gateway.allowed_origins,
+    };
+    let host = headers.get(header::HOST).map(|h| h.to_str().unwrap_or(""));
+    let Some(host) = host.filter(|h| policy.host_allowed(h)) else {
+        tracing::warn!(remote = %peer.remote, host = ?host, "refused a request for a foreign Host");
+        return Some(http::refuse(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this gateway does not answer to that Host; list the name in gateway.allowedHosts to reach it by that name",
+        ));
+    };
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        if !policy.origin_allowed(origin.to_str().unwrap_or("")) {
+            tracing::warn!(remote = %peer.remote, host, origin = ?origin, "refused a request from a foreign origin");
+            return Some(http::refuse(
+                StatusCode::FORBIDDEN,
+                "origin not allowed; list it in gateway.allowedOrigins to let its pages call the gateway",
+            ));
+        }
+    }
+    None
 }

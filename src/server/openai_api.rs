@@ -4,6 +4,7 @@
 //! without a `user` field each request is stateless, with one it is a
 //! stored session `openai:<agentId>:<user>`.
 
+use super::http::is_json;
 use crate::agent::Agent;
 use crate::gateway::chat::{run_turn, Session, TurnDone, TurnRequest};
 use crate::gateway::{now_ms, Gateway};
@@ -47,11 +48,23 @@ pub async fn completions(
     State(gw): State<Arc<Gateway>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     if let Some(refusal) = refusal(&gw, &headers, remote) {
         return refusal;
     }
+    if !is_json(&headers) {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the request as Content-Type: application/json",
+            "invalid_request_error",
+            None,
+        );
+    }
+    let body = match gw.request_body(body).await {
+        Ok(body) => body,
+        Err(e) => return error(e.status, &e.message, "invalid_request_error", None),
+    };
     let request = match parse(&body) {
         Ok(r) => r,
         Err(message) => {
@@ -276,16 +289,21 @@ fn refusal(gw: &Gateway, headers: &HeaderMap, remote: SocketAddr) -> Option<Resp
     }
     let auth = &config.gateway.auth;
     if auth.mode == AuthConfigMode::None {
-        return None;
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "the OpenAI-compatible API needs a credential: set gateway.auth.mode to token or password",
+            "invalid_request_error",
+            None,
+        ));
     }
-    let max = auth.max_failures_per_minute.get() as usize;
-    if let Err(wait_ms) = gw.auth_failures.check(remote.ip(), max) {
+    if let Err(limited) = gw.check_auth_limit(remote.ip()) {
         let mut response = error(
             StatusCode::TOO_MANY_REQUESTS,
-            "too many failed attempts from this address",
+            &limited.message,
             "rate_limit_error",
             None,
         );
+        let wait_ms = limited.retry_after_ms.unwrap_or(1000);
         let seconds = wait_ms.div_ceil(1000).to_string();
         response
             .headers_mut()
@@ -300,7 +318,7 @@ fn refusal(gw: &Gateway, headers: &HeaderMap, remote: SocketAddr) -> Option<Resp
     if crate::gateway::credential_matches(auth, presented) {
         None
     } else {
-        gw.auth_failures.record_failure(remote.ip());
+        gw.record_auth_failure(remote.ip());
         Some(error(
             StatusCode::UNAUTHORIZED,
             "invalid API key: send Authorization: Bearer <gateway token or password>",

@@ -67,17 +67,23 @@ impl Outbound {
         Ok(())
     }
 
-    /// Writes queued frames as the socket allows and resolves with the
-    /// next frame read (or the write error, if writing failed).
+    /// Writes queued frames as the socket allows and, when `read`,
+    /// resolves with the next frame read (or the write error, if writing
+    /// failed). Without `read` it only writes, and resolves only on error.
     pub fn write_then_read<'a>(
         &'a mut self,
         ws: &'a mut WebSocket,
+        read: bool,
     ) -> impl Future<Output = Option<Result<Message, axum::Error>>> + 'a {
         poll_fn(move |cx| {
             if let Err(e) = self.pump(ws, cx) {
                 return Poll::Ready(Some(Err(e)));
             }
-            ws.poll_next_unpin(cx)
+            if read {
+                ws.poll_next_unpin(cx)
+            } else {
+                Poll::Pending
+            }
         })
     }
 

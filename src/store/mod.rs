@@ -63,7 +63,9 @@ pub struct SessionChange {
 impl Store {
     /// Opens (creating if needed) `clawgate.db` in `dir` and migrates it.
     pub fn open(dir: &Path) -> Result<Store> {
-        let db = Connection::open(dir.join("clawgate.db"))?;
+        let path = dir.join("clawgate.db");
+        private_file(&path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+        let db = Connection::open(&path)?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "NORMAL")?;
         db.pragma_update(None, "foreign_keys", "ON")?;
@@ -409,4 +411,24 @@ fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
         created_at_ms: row.get::<_, i64>(5)? as u64,
         usage,
     })
+}
+
+/// Creates the database file readable by its owner only (SQLite gives its
+/// -wal and -shm files the same mode), or narrows an existing one.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    for file in ["", "-wal", "-shm"] {
+        let path = std::path::PathBuf::from(format!("{}{file}", path.display()));
+        if let Ok(meta) = std::fs::metadata(&path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,5 +1,6 @@
 use crate::support::*;
 use std::process::Command;
+use std::time::Duration;
 
 #[tokio::test]
 async fn call_prints_the_result_as_json() {
@@ -53,11 +54,19 @@ fn run_expecting_exit(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A gateway that starts instead of refusing must fail the test, not hang it.
+    let Some(status) = wait_exit(&mut child, Duration::from_secs(20)) else {
+        let _ = child.kill();
+        panic!("the gateway started instead of exiting");
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.code().unwrap_or(-1), stderr)
 }
 
 #[test]
@@ -78,6 +87,11 @@ fn an_invalid_config_file_stops_startup_with_exit_2_naming_the_field() {
 #[test]
 fn binding_beyond_loopback_without_auth_is_refused() {
     let dir = temp_dir("lan");
+    std::fs::write(
+        dir.join("clawgate.toml"),
+        "[gateway.auth]\nmode = \"none\"\n",
+    )
+    .unwrap();
     let (code, stderr) = run_expecting_exit(&dir, &["--bind", "lan", "--port", "0"], &[]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("without authentication"), "{stderr}");
@@ -140,12 +154,7 @@ async fn agents_can_be_declared_through_the_environment() {
             ("CLAWGATE_AGENTS__DEFAULT", "helper"),
         ],
     );
-    let mut ws = gw.raw().await;
-    ws.call(
-        "connect",
-        serde_json::json!({"protocol": {"min": 1, "max": 1}, "client": {"name": "it", "version": "1"}, "role": "operator"}),
-    )
-    .await;
+    let mut ws = gw.local_operator().await;
     let status = ws.call("status", serde_json::json!({})).await;
     assert_eq!(
         status["result"]["agents"],

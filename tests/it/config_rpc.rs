@@ -166,12 +166,7 @@ async fn config_methods_need_the_admin_scope() {
 async fn config_set_without_a_config_file_says_how_to_get_one() {
     let dir = temp_dir("nofile");
     let gw = TestGateway::spawn(&dir, &["--port", "0"], &[]);
-    let mut ws = gw.raw().await;
-    ws.call(
-        "connect",
-        json!({"protocol": {"min": 1, "max": 1}, "client": {"name": "it", "version": "1"}, "role": "operator"}),
-    )
-    .await;
+    let mut ws = gw.local_operator().await;
     let frame = ws
         .call("config.set", json!({"key": "gateway.port", "value": 1}))
         .await;

@@ -24,6 +24,10 @@ pub enum Script {
     /// First call a tool with these JSON arguments; once the tool result
     /// comes back, stream the text.
     ToolThenText(&'static str, &'static str, Vec<&'static str>),
+    /// Stream exactly these SSE bytes (a hostile or broken upstream).
+    Raw(Vec<String>),
+    /// Stream one line that never ends, this many bytes of it.
+    EndlessLine(usize),
 }
 
 #[derive(Clone)]
@@ -149,6 +153,14 @@ async fn completions(
         Script::Hang => {
             std::future::pending::<()>().await;
             unreachable!()
+        }
+        Script::Raw(parts) => sse(parts.into_iter().map(|p| Ok(Bytes::from(p))).collect()),
+        Script::EndlessLine(total) => {
+            let piece = Bytes::from(vec![b'x'; 64 * 1024]);
+            let count = total / piece.len();
+            let mut parts = vec![Ok(Bytes::from_static(b"data: "))];
+            parts.extend((0..count).map(|_| Ok(piece.clone())));
+            sse(parts)
         }
     }
 }

@@ -186,17 +186,3 @@ async fn connect_twice_is_a_conflict() {
     let health = ws.call("health", json!({})).await;
     assert!(health.get("result").is_some());
 }
-
-#[tokio::test]
-async fn auth_none_on_loopback_needs_no_credential() {
-    let dir = temp_dir("noauth");
-    let gw = TestGateway::spawn(&dir, &["--port", "0"], &[]);
-    let mut ws = gw.raw().await;
-    let frame = ws
-        .call(
-            "connect",
-            json!({"protocol": {"min": 1, "max": 1}, "client": {"name": "it", "version": "1"}, "role": "operator"}),
-        )
-        .await;
-    assert_eq!(frame["result"]["protocol"], 1);
-}

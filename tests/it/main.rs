@@ -24,6 +24,7 @@ mod reload;
 mod robustness;
 mod schema;
 mod sdk;
+mod security;
 mod sessions;
 mod shutdown;
 mod support;

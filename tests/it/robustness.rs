@@ -1,4 +1,5 @@
 use crate::support::*;
+use clawgate::protocol::ErrorCode;
 use futures_util::SinkExt;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -69,17 +70,20 @@ async fn a_client_that_stops_reading_is_dropped_and_others_keep_working() {
 }
 
 #[tokio::test]
-async fn connections_beyond_the_limit_are_refused_with_503() {
+async fn connections_beyond_the_limit_are_refused_at_connect() {
     let gw = TestGateway::start("[gateway.limits]\nmaxConnections = 2").await;
     let _a = gw.operator().await;
-    let _b = gw.raw().await;
-    match tokio_tungstenite::connect_async(&gw.url).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), 503)
-        }
-        other => panic!("expected HTTP 503, got {:?}", other.map(|_| ())),
-    }
-    drop(_b);
+    let b = gw.operator().await;
+    // Unauthenticated sockets do not count: the third may open, but not
+    // authenticate while two are connected.
+    let mut c = gw.raw().await;
+    let refused = c.connect(json!({"token": TOKEN}), None).await;
+    assert_eq!(
+        error_code(&refused),
+        ErrorCode::Unavailable.code(),
+        "{refused}"
+    );
+    drop(b);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut c = gw.operator().await;
     assert!(c.call("health", json!({})).await.get("result").is_some());

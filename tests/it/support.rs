@@ -108,6 +108,24 @@ impl TestGateway {
         ws
     }
 
+    /// The token a gateway without a configured one generated in its state dir.
+    pub fn generated_token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("state").join("gateway.token"))
+            .expect("the gateway generated a token")
+            .trim()
+            .to_string()
+    }
+
+    /// A connection that completed connect with the generated token.
+    pub async fn local_operator(&self) -> Ws {
+        let mut ws = self.raw().await;
+        let hello = ws
+            .connect(json!({"token": self.generated_token()}), None)
+            .await;
+        assert!(hello.get("result").is_some(), "connect failed: {hello}");
+        ws
+    }
+
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         unsafe_kill(self.child.id(), "TERM");
         wait_exit(&mut self.child, Duration::from_secs(15)).expect("gateway exits after SIGTERM")
@@ -200,6 +218,14 @@ pub enum Closed {
 }
 
 impl Ws {
+    pub fn from_stream(stream: Stream) -> Ws {
+        Ws {
+            stream,
+            next_id: 0,
+            pending: Default::default(),
+        }
+    }
+
     pub async fn open(url: &str) -> Ws {
         let (stream, _) = tokio_tungstenite::connect_async(url)
             .await

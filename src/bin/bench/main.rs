@@ -126,6 +126,7 @@ fn serve_gateway(state_dir: Option<PathBuf>, upstream: Option<String>) {
         path: None,
         env: Vec::new(),
         overrides,
+        state_dir: None,
     };
     let loaded = config::load(&options).expect("bench config is valid");
     let state_dir = state_dir.unwrap_or_else(|| {

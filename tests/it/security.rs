@@ -1,0 +1,500 @@
+//! The attacks of the security review (issue 13), each replayed over real
+//! sockets against the real binary: every test passes because the attack
+//! fails. SECURITY.md maps each threat to the test that pins it.
+
+use crate::fake_openai::{FakeOpenAi, Script};
+use crate::support::*;
+use clawgate::protocol::ErrorCode;
+use futures_util::SinkExt;
+use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+fn addr(gw: &TestGateway) -> String {
+    gw.url.trim_start_matches("ws://").to_string()
+}
+
+/// Sends raw request bytes; returns everything the server answered until
+/// it closed the connection or `limit` passed.
+async fn raw_http(addr: &str, request: &str, limit: Duration) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(limit, stream.read_to_end(&mut response)).await;
+    String::from_utf8_lossy(&response).to_string()
+}
+
+fn status(response: &str) -> u16 {
+    response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"))
+}
+
+/// The status line of a WebSocket upgrade sent with these Host and Origin
+/// headers, as a page in a browser would send them.
+async fn upgrade_status(addr: &str, host: &str, origin: Option<&str>) -> u16 {
+    let origin = origin
+        .map(|o| format!("Origin: {o}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {host}\r\n{origin}Upgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = vec![0u8; 12];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut head))
+        .await
+        .expect("an answer to the upgrade")
+        .unwrap();
+    status(&String::from_utf8_lossy(&head))
+}
+
+#[tokio::test]
+async fn dns_rebinding_cannot_reach_the_gateway() {
+    let gw = TestGateway::start("allowedHosts = [\"gw.example.com\"]").await;
+    let addr = addr(&gw);
+    let port = addr.rsplit(':').next().unwrap();
+    // A page on attacker.example, rebound to 127.0.0.1: Host and Origin
+    // agree with each other, and that proves nothing.
+    let rebound = format!("attacker.example:{port}");
+    let rebound_origin = format!("http://attacker.example:{port}");
+    assert_eq!(
+        upgrade_status(&addr, &rebound, Some(&rebound_origin)).await,
+        421
+    );
+    assert_eq!(upgrade_status(&addr, "attacker.example", None).await, 421);
+    for path in ["/health", "/healthz", "/ui", "/v1/models"] {
+        let response = raw_http(
+            &addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: {rebound}\r\nConnection: close\r\n\r\n"),
+            WAIT,
+        )
+        .await;
+        assert_eq!(status(&response), 421, "{path}: {response}");
+    }
+    // A page of another site talking to the real loopback address.
+    let own = format!("127.0.0.1:{port}");
+    assert_eq!(
+        upgrade_status(&addr, &own, Some("http://evil.example")).await,
+        403
+    );
+    assert_eq!(upgrade_status(&addr, &own, Some("null")).await, 403);
+    // The gateway's own pages, local clients and listed names still work.
+    let own_origin = format!("http://127.0.0.1:{port}");
+    assert_eq!(upgrade_status(&addr, &own, Some(&own_origin)).await, 101);
+    let localhost = format!("localhost:{port}");
+    let localhost_origin = format!("http://localhost:{port}");
+    assert_eq!(
+        upgrade_status(&addr, &localhost, Some(&localhost_origin)).await,
+        101
+    );
+    assert_eq!(upgrade_status(&addr, &own, None).await, 101);
+    assert_eq!(upgrade_status(&addr, "gw.example.com", None).await, 101);
+}
+
+#[tokio::test]
+async fn a_default_gateway_gives_nothing_without_the_credential_it_generated() {
+    let dir = temp_dir("default");
+    let gw = TestGateway::spawn(&dir, &["--port", "0"], &[]);
+    // No credential: no power at all, not even reading.
+    let mut ws = gw.raw().await;
+    let refused = ws.connect(json!({}), None).await;
+    assert_eq!(error_code(&refused), ErrorCode::Unauthorized.code());
+    // The generated token is the owner's alone.
+    let state = dir.join("state");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state.join("gateway.token")), 0o600);
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&state.join("clawgate.db")), 0o600);
+    // The local CLI finds it by itself: the quick tour needs no flags.
+    let call = |method: &str, params: &str| {
+        std::process::Command::new(bin())
+            .args(["call", method, params, "--url", &gw.url])
+            .env("CLAWGATE_STATE_DIR", &state)
+            .env_remove("CLAWGATE_TOKEN")
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    let out = call("chat", r#"{"message":"hello there"}"#);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["message"]["content"], "hello there", "{reply}");
+    // The token survives a restart unchanged.
+    let token = gw.generated_token();
+    let mut gw = gw;
+    gw.owns_dir = false;
+    drop(gw);
+    let gw = TestGateway::spawn(&dir, &["--port", "0"], &[]);
+    assert_eq!(gw.generated_token(), token);
+    let mut ws = gw.local_operator().await;
+    assert!(ws.call("status", json!({})).await.get("result").is_some());
+}
+
+#[tokio::test]
+async fn without_a_credential_a_client_may_read_and_nothing_more() {
+    let gw = TestGateway::start_with_file("[gateway]\nport = 0\n[gateway.auth]\nmode = \"none\"\n")
+        .await;
+    let mut ws = gw.raw().await;
+    let hello = ws.connect(json!({}), None).await;
+    assert_eq!(
+        hello["result"]["scopes"],
+        json!(["operator.read"]),
+        "{hello}"
+    );
+    assert!(ws.call("health", json!({})).await.get("result").is_some());
+    for (method, params) in [
+        ("config", json!({})),
+        ("chat", json!({"message": "touch /tmp/pwned"})),
+        (
+            "approvals.respond",
+            json!({"id": "x", "decision": "allow-once"}),
+        ),
+        (
+            "cron.add",
+            json!({"name": "x", "schedule": {"kind": "every", "everyMs": 1000}, "payload": {"kind": "systemEvent", "text": "x"}}),
+        ),
+        ("nodes.approve", json!({"requestId": "x"})),
+    ] {
+        let frame = ws.call(method, params).await;
+        assert_eq!(
+            error_code(&frame),
+            ErrorCode::Forbidden.code(),
+            "{method}: {frame}"
+        );
+    }
+    let mut greedy = gw.raw().await;
+    let frame = greedy
+        .connect(json!({}), Some(json!(["operator.admin"])))
+        .await;
+    assert_eq!(error_code(&frame), ErrorCode::Forbidden.code());
+}
+
+/// A gateway whose default agent streams what `script` says.
+async fn gateway_with_upstream(script: Script) -> (FakeOpenAi, TestGateway) {
+    let upstream = FakeOpenAi::start(script).await;
+    let gw = TestGateway::start_with_sections(&format!(
+        "[agents]\ndefault = \"gpt\"\n\n[agents.gpt]\nprovider = \"openai\"\nbaseUrl = \"{}\"\n\
+         model = \"fake-model\"\ntools = [\"sessions_list\"]\n",
+        upstream.base_url
+    ))
+    .await;
+    (upstream, gw)
+}
+
+fn sse_chunk(delta: Value) -> String {
+    let event = json!({"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": null}]});
+    format!("data: {event}\n\n")
+}
+
+#[tokio::test]
+async fn a_hostile_provider_reply_fails_the_turn_not_the_gateway() {
+    let huge_index = sse_chunk(json!({"tool_calls": [{"index": 1u64 << 45, "id": "c",
+        "type": "function", "function": {"name": "sessions_list", "arguments": "{}"}}]}));
+    let max_index = sse_chunk(json!({"tool_calls": [{"index": u64::MAX, "id": "c",
+        "type": "function", "function": {"name": "sessions_list", "arguments": "{}"}}]}));
+    for script in [
+        Script::Raw(vec![huge_index, "data: [DONE]\n\n".into()]),
+        Script::Raw(vec![max_index, "data: [DONE]\n\n".into()]),
+        Script::EndlessLine(8 * 1024 * 1024),
+    ] {
+        let (_upstream, mut gw) = gateway_with_upstream(script).await;
+        let mut ws = gw.operator().await;
+        let frame = ws.call("chat", json!({"message": "hi"})).await;
+        assert_eq!(
+            error_code(&frame),
+            ErrorCode::UpstreamError.code(),
+            "{frame}"
+        );
+        assert!(
+            frame["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("malformed reply"),
+            "{frame}"
+        );
+        assert!(gw.child.try_wait().unwrap().is_none(), "the gateway died");
+        assert!(ws.call("health", json!({})).await.get("result").is_some());
+    }
+}
+
+#[tokio::test]
+async fn cross_site_posts_to_the_openai_api_are_refused() {
+    let upstream = FakeOpenAi::start(Script::Text(vec!["ok"])).await;
+    let gw = TestGateway::start_with_sections(&format!(
+        "[gateway.http.chatCompletions]\nenabled = true\n\n[agents.main]\nprovider = \"openai\"\n\
+         baseUrl = \"{}\"\nmodel = \"m\"\n",
+        upstream.base_url
+    ))
+    .await;
+    let addr = addr(&gw);
+    let body = r#"{"model":"main","user":"victim","messages":[{"role":"user","content":"written by evil.example"}]}"#;
+    let post = |headers: &str| {
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    // The no-preflight request a page can send: text/plain, foreign Origin.
+    let forged = raw_http(
+        &addr,
+        &post("Origin: http://evil.example\r\nContent-Type: text/plain\r\n"),
+        WAIT,
+    )
+    .await;
+    assert_eq!(status(&forged), 403, "{forged}");
+    // Without a credential, nothing runs.
+    let anonymous = raw_http(&addr, &post("Content-Type: application/json\r\n"), WAIT).await;
+    assert_eq!(status(&anonymous), 401, "{anonymous}");
+    // Even with one, a body a form could send is refused.
+    let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
+    let plain = raw_http(
+        &addr,
+        &post(&format!("{bearer}Content-Type: text/plain\r\n")),
+        WAIT,
+    )
+    .await;
+    assert_eq!(status(&plain), 415, "{plain}");
+    assert!(upstream.requests().is_empty(), "no turn may have run");
+    let mut ws = gw.operator().await;
+    let sessions = ws.call("sessions", json!({})).await;
+    assert_eq!(sessions["result"]["sessions"], json!([]), "{sessions}");
+    // The legitimate client still gets its answer.
+    let ok = raw_http(
+        &addr,
+        &post(&format!("{bearer}Content-Type: application/json\r\n")),
+        WAIT,
+    )
+    .await;
+    assert_eq!(status(&ok), 200, "{ok}");
+}
+
+/// Connects from a chosen source address (any of 127.0.0.0/8 is local).
+async fn connect_from(source: &str, url: &str, token: &str) -> Value {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let target = url.trim_start_matches("ws://").parse().unwrap();
+    let tcp = socket.connect(target).await.unwrap();
+    let tcp = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
+    let (stream, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
+    let mut ws = Ws::from_stream(stream);
+    ws.connect(json!({"token": token}), None).await
+}
+
+#[tokio::test]
+async fn rotating_the_source_address_buys_no_extra_guesses() {
+    let gw = TestGateway::start_with_file(&format!(
+        "[gateway]\nport = 0\n[gateway.auth]\ntoken = \"{TOKEN}\"\nmaxFailuresPerMinute = 5\n"
+    ))
+    .await;
+    let mut codes = Vec::new();
+    for i in 2..14 {
+        let frame = connect_from(&format!("127.0.0.{i}"), &gw.url, "guess").await;
+        codes.push(error_code(&frame));
+    }
+    let limited = codes
+        .iter()
+        .filter(|c| **c == ErrorCode::RateLimited.code())
+        .count();
+    assert_eq!(limited, 7, "{codes:?}");
+    assert!(codes[..5]
+        .iter()
+        .all(|c| *c == ErrorCode::Unauthorized.code()));
+}
+
+#[tokio::test]
+async fn unauthenticated_sockets_cannot_lock_out_the_owner() {
+    let gw = TestGateway::start(
+        "[gateway.limits]\nmaxConnections = 4\nmaxUnauthenticatedConnections = 16\nmaxUnauthenticatedPerAddress = 16",
+    )
+    .await;
+    let mut squatters = Vec::new();
+    for _ in 0..60 {
+        squatters.push(Ws::open(&gw.url).await);
+    }
+    let mut owner = gw.operator().await;
+    assert!(owner
+        .call("health", json!({}))
+        .await
+        .get("result")
+        .is_some());
+    // The oldest squatters were closed to make room.
+    let first = squatters.first_mut().unwrap();
+    match first.recv_or_close().await {
+        Err(Closed::Code(1008, reason)) => assert!(reason.contains("unauthenticated"), "{reason}"),
+        other => panic!("expected the oldest squatter to be closed, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_unauthenticated_frame_is_cut_off_as_it_arrives() {
+    let gw = TestGateway::start("").await;
+    let mut ws = gw.raw().await;
+    // Announce a 1 MiB text frame (the post-auth limit), send 128 KiB of it.
+    let mut header = vec![0x81u8, 0x80 | 127];
+    header.extend_from_slice(&(1024u64 * 1024).to_be_bytes());
+    header.extend_from_slice(&[0, 0, 0, 0]);
+    let stream = ws.stream.get_mut();
+    let tcp = match stream {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp,
+        _ => unreachable!(),
+    };
+    tcp.write_all(&header).await.unwrap();
+    tcp.write_all(&vec![b' '; 128 * 1024]).await.unwrap();
+    // The gateway answers now; it does not wait to buffer the megabyte.
+    let mut buffer = vec![0u8; 4096];
+    let n = tokio::time::timeout(WAIT, tcp.read(&mut buffer))
+        .await
+        .expect("the gateway refuses before the frame is complete")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buffer[..n]);
+    assert!(
+        answer.contains(&ErrorCode::PayloadTooLarge.code().to_string()),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn half_sent_requests_are_cut_off_and_do_not_hold_up_shutdown() {
+    let mut gw = TestGateway::start_with_sections(
+        "[gateway.limits]\nhttpHeaderTimeoutMs = 500\nhttpBodyTimeoutMs = 500\n[gateway.shutdown]\ndrainTimeoutMs = 1000\n\
+         [channels.webhook.x]\nsecret = \"0123456789abcdef0123\"\n",
+    )
+    .await;
+    let addr = addr(&gw);
+    // Headers that never end.
+    let started = Instant::now();
+    let partial = raw_http(
+        &addr,
+        "GET /health HTTP/1.1\r\nHost: 127",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "held for {:?}",
+        started.elapsed()
+    );
+    assert!(!partial.contains("200 OK"), "{partial}");
+    // A body that never ends.
+    let started = Instant::now();
+    let body = raw_http(
+        &addr,
+        &format!("POST /hooks/x HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"peer\""),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "held for {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status(&body), 408, "{body}");
+    // Half-open requests at SIGTERM: the drain still ends on time.
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(format!("POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 1000\r\n\r\n{{").as_bytes())
+            .await
+            .unwrap();
+        stalled.push(s);
+    }
+    let started = Instant::now();
+    let status = gw.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_pipelines_many_chats_is_answered_not_dropped() {
+    let gw = TestGateway::start("[gateway.limits]\nmaxInflightPerConnection = 8").await;
+    let mut ws = gw.operator().await;
+    let message = "one two three four five six seven eight nine ten eleven twelve";
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        ids.push(ws.request("chat", json!({"message": message})).await);
+    }
+    let mut answered = 0;
+    while answered < ids.len() {
+        match ws.recv_or_close().await {
+            Ok(frame) if frame.get("event").is_some() => {}
+            Ok(frame) => {
+                assert!(frame.get("result").is_some(), "{frame}");
+                answered += 1;
+            }
+            Err(closed) => panic!("dropped after {answered} answers: {closed:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn narrowing_the_scopes_reaches_open_connections() {
+    let gw = TestGateway::start("[gateway.reload]\ndebounceMs = 50").await;
+    let mut admin = gw.operator().await;
+    let text = std::fs::read_to_string(gw.config_path()).unwrap();
+    save_file(
+        &gw.config_path(),
+        &format!("{text}scopes = [\"operator.read\"]\n"),
+    );
+    admin.event("config.changed").await;
+    let frame = admin
+        .call(
+            "config.set",
+            json!({"key": "gateway.handshakeTimeoutMs", "value": 5000}),
+        )
+        .await;
+    assert_eq!(error_code(&frame), ErrorCode::Forbidden.code(), "{frame}");
+    assert!(admin
+        .call("health", json!({}))
+        .await
+        .get("result")
+        .is_some());
+}
+
+#[tokio::test]
+async fn protocol_edge_cases_get_precise_answers() {
+    let gw = TestGateway::start("").await;
+    // Before connect, a real method and a made-up one get the same answer.
+    let mut ws = gw.raw().await;
+    let known = ws.call("config.set", json!({})).await;
+    let unknown = ws.call("no.such.method", json!({})).await;
+    assert_eq!(error_code(&known), ErrorCode::Unauthorized.code());
+    assert_eq!(error_code(&unknown), ErrorCode::Unauthorized.code());
+    // A text frame that is not UTF-8 is closed with 1007.
+    let mut ws = gw.operator().await;
+    ws.stream
+        .send(Message::Frame(
+            tokio_tungstenite::tungstenite::protocol::frame::Frame::message(
+                vec![0xff, 0xfe, b'{'],
+                tokio_tungstenite::tungstenite::protocol::frame::coding::OpCode::Data(
+                    tokio_tungstenite::tungstenite::protocol::frame::coding::Data::Text,
+                ),
+                true,
+            ),
+        ))
+        .await
+        .unwrap();
+    loop {
+        match ws.recv_or_close().await {
+            Ok(_) => continue,
+            Err(closed) => {
+                assert!(matches!(closed, Closed::Code(1007, _)), "{closed:?}");
+                break;
+            }
+        }
+    }
+}
