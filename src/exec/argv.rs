@@ -68,6 +68,29 @@ pub fn display(argv: &[String]) -> String {
     argv.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
 }
 
+/// Whether an allowlist pattern matches an argv, word by word: each word
+/// of the pattern matches one word of the argv (`*` inside a word matches
+/// any characters of that word only), and a last word `**` matches any
+/// further words. So `ls *` allows `ls -la` but not `ls -la /root`.
+pub fn pattern_matches(pattern: &str, argv: &[String]) -> bool {
+    let Ok(words) = split(pattern) else {
+        return false;
+    };
+    let (words, rest_any) = match words.split_last() {
+        Some((last, init)) if last == "**" => (init, true),
+        _ => (&words[..], false),
+    };
+    let fits = if rest_any {
+        argv.len() >= words.len()
+    } else {
+        argv.len() == words.len()
+    };
+    fits && words
+        .iter()
+        .zip(argv)
+        .all(|(p, w)| crate::pattern::matches(p, w))
+}
+
 fn quote(word: &str) -> String {
     let plain = !word.is_empty()
         && word
@@ -107,6 +130,21 @@ mod tests {
         assert_eq!(words(r#"echo "say \"hi\"""#), ["echo", r#"say "hi""#]);
         assert!(split("echo 'open").is_err());
         assert!(split("   ").is_err());
+    }
+
+    #[test]
+    fn allowlist_patterns_match_word_by_word() {
+        let m = |p: &str, line: &str| pattern_matches(p, &words(line));
+        assert!(m("ls *", "ls -la"));
+        assert!(!m("ls *", "ls -la /root"));
+        assert!(!m("ls *", "ls"));
+        assert!(m("git status", "git status"));
+        assert!(!m("git status", "git status --short"));
+        assert!(m("git log **", "git log"));
+        assert!(m("git log **", "git log --oneline -5"));
+        assert!(!m("git *", "git -c alias.x=!sh x"));
+        assert!(m("cat /var/log/*.log", "cat /var/log/syslog.log"));
+        assert!(!m("echo *", "/bin/echo hi"));
     }
 
     #[test]

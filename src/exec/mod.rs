@@ -34,48 +34,61 @@ const NODE_RUN: &str = "system.run";
 /// dir itself, which holds the database).
 const WORKSPACE: &str = "workspace";
 
-/// Runs the exec tool; an Err is what the model is told.
-pub async fn exec_tool(
-    gw: &Gateway,
-    caller: &Caller<'_>,
-    params: ExecToolParams,
-) -> Result<Value, String> {
-    let config = gw.config();
-    let policy = config
+/// What a caller asks to run, as policy, approval and audit see it.
+pub struct Request {
+    /// The command as people read it (and allowlists match, word by word).
+    pub command: String,
+    pub argv: Vec<String>,
+    pub cwd: Option<String>,
+    pub node_id: Option<String>,
+}
+
+impl Request {
+    /// An allow-always answer allows exactly this: the argv, in this
+    /// directory, on this host or node.
+    fn binding(&self) -> String {
+        json!({"argv": self.argv, "cwd": self.cwd, "node": self.node_id}).to_string()
+    }
+}
+
+/// The calling agent's exec policy (defaults when it has none).
+pub fn policy_of(config: &crate::config::Config, agent_id: &str) -> ExecConfig {
+    config
         .agents
         .extra
-        .get(caller.agent_id)
+        .get(agent_id)
         .and_then(|a| a.exec.clone())
-        .unwrap_or_else(default_policy);
-    let argv = argv::split(&params.command).map_err(|e| format!("invalid command: {e}"))?;
-    let command = argv::display(&argv);
-    let asked_cwd = params.cwd.as_ref().map(|c| c.to_string());
-    let cwd = asked_cwd
-        .clone()
-        .or_else(|| policy.cwd.as_ref().map(|c| c.to_string()))
-        .map(PathBuf::from)
-        .unwrap_or_else(|| gw.info.state_dir.join(WORKSPACE));
-    let node_id = params.node_id.map(|n| n.to_string());
+        .unwrap_or_else(default_policy)
+}
+
+/// Decides whether `request` may run under the agent's policy, asking a
+/// person when the policy says so, and records the decision in the audit
+/// log. Err is what the model is told; nothing may run then.
+pub async fn authorize(
+    gw: &Gateway,
+    caller: &Caller<'_>,
+    policy: &ExecConfig,
+    request: &Request,
+) -> Result<(), String> {
     let allowed_for_good = gw
         .store
         .exec_allowed(caller.agent_id.to_string())
         .await
         .map_err(|e| e.to_string())?;
-    let listed = crate::pattern::any_matches(policy.allowlist.iter().map(|p| p.as_str()), &command)
-        || allowed_for_good.contains(&command);
+    let listed = policy
+        .allowlist
+        .iter()
+        .any(|p| argv::pattern_matches(p, &request.argv))
+        || allowed_for_good.contains(&request.binding());
     let mut entry = ApprovalAuditEntry {
         id: NonZeroU64::MIN,
         approval_id: None,
-        command: command.clone(),
-        argv: argv.clone(),
-        // A node runs in its own default directory unless one is named.
-        cwd: match &node_id {
-            Some(_) => asked_cwd.clone(),
-            None => Some(cwd.display().to_string()),
-        },
+        command: request.command.clone(),
+        argv: request.argv.clone(),
+        cwd: request.cwd.clone(),
         agent_id: caller.agent_id.to_string(),
         session_key: Some(caller.session_key.to_string()),
-        node_id: node_id.clone(),
+        node_id: request.node_id.clone(),
         decision: ApprovalAuditEntryDecision::Allowed,
         decided_by: Some("policy".to_string()),
         requested_at_ms: now_ms(),
@@ -92,12 +105,12 @@ pub async fn exec_tool(
             entry.approval_id = Some(id.clone());
             let approval = ExecApproval {
                 id,
-                command: command.clone(),
-                argv: argv.clone(),
-                cwd: entry.cwd.clone(),
+                command: request.command.clone(),
+                argv: request.argv.clone(),
+                cwd: request.cwd.clone(),
                 agent_id: caller.agent_id.to_string(),
                 session_key: entry.session_key.clone(),
-                node_id: node_id.clone(),
+                node_id: request.node_id.clone(),
                 requested_at_ms: 0,
                 expires_at_ms: 0,
             };
@@ -117,21 +130,112 @@ pub async fn exec_tool(
                     entry.decision = ApprovalAuditEntryDecision::Timeout;
                     Some(format!(
                         "not run: nobody approved the command within {} ms",
-                        config.approvals.timeout_ms
+                        gw.config().approvals.timeout_ms
                     ))
                 }
             }
         }
     };
     entry.decided_at_ms = now_ms();
-    tracing::info!(agent = %caller.agent_id, command = %command, decision = %entry.decision, "exec decision");
+    tracing::info!(agent = %caller.agent_id, command = %request.command, decision = %entry.decision, "exec decision");
     gw.store
-        .record_exec_decision(entry)
+        .record_exec_decision(entry, request.binding())
         .await
         .map_err(|e| format!("not run: the audit log could not be written ({e})"))?;
-    if let Some(refusal) = refusal {
-        return Err(refusal);
+    match refusal {
+        Some(refusal) => Err(refusal),
+        None => Ok(()),
     }
+}
+
+/// Records that an operator (not an agent) had a node run a dangerous
+/// command directly; `by` names the connection.
+pub async fn audit_operator_invoke(
+    gw: &Gateway,
+    by: &str,
+    request: &Request,
+) -> Result<(), crate::store::StoreError> {
+    let now = now_ms();
+    let entry = ApprovalAuditEntry {
+        id: NonZeroU64::MIN,
+        approval_id: None,
+        command: request.command.clone(),
+        argv: request.argv.clone(),
+        cwd: request.cwd.clone(),
+        agent_id: OPERATOR.to_string(),
+        session_key: None,
+        node_id: request.node_id.clone(),
+        decision: ApprovalAuditEntryDecision::Allowed,
+        decided_by: Some(by.to_string()),
+        requested_at_ms: now,
+        decided_at_ms: now,
+    };
+    gw.store
+        .record_exec_decision(entry, request.binding())
+        .await
+        .map(|_| ())
+}
+
+/// The audit log's agent for commands an operator ran directly.
+const OPERATOR: &str = "(operator)";
+
+/// How a node command reads in approvals and the audit log: system.run
+/// with an argv as that argv, anything else as its name and params.
+pub fn node_request(node_id: &str, command: &str, params: Option<&Value>) -> Request {
+    let argv: Option<Vec<String>> = (command == NODE_RUN)
+        .then(|| params?.get("argv").cloned())
+        .flatten()
+        .and_then(|a| serde_json::from_value(a).ok())
+        .filter(|a: &Vec<String>| !a.is_empty());
+    let (argv, cwd) = match argv {
+        Some(argv) => {
+            let cwd = params
+                .and_then(|p| p.get("cwd"))
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            (argv, cwd)
+        }
+        None => {
+            let mut argv = vec![command.to_string()];
+            argv.extend(params.filter(|p| !p.is_null()).map(Value::to_string));
+            (argv, None)
+        }
+    };
+    Request {
+        command: argv::display(&argv),
+        argv,
+        cwd,
+        node_id: Some(node_id.to_string()),
+    }
+}
+
+/// Runs the exec tool; an Err is what the model is told.
+pub async fn exec_tool(
+    gw: &Gateway,
+    caller: &Caller<'_>,
+    params: ExecToolParams,
+) -> Result<Value, String> {
+    let config = gw.config();
+    let policy = policy_of(&config, caller.agent_id);
+    let argv = argv::split(&params.command).map_err(|e| format!("invalid command: {e}"))?;
+    let asked_cwd = params.cwd.as_ref().map(|c| c.to_string());
+    let cwd = asked_cwd
+        .clone()
+        .or_else(|| policy.cwd.as_ref().map(|c| c.to_string()))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| gw.info.state_dir.join(WORKSPACE));
+    let node_id = params.node_id.map(|n| n.to_string());
+    let request = Request {
+        command: argv::display(&argv),
+        argv: argv.clone(),
+        // A node runs in its own default directory unless one is named.
+        cwd: match &node_id {
+            Some(_) => asked_cwd.clone(),
+            None => Some(cwd.display().to_string()),
+        },
+        node_id: node_id.clone(),
+    };
+    authorize(gw, caller, &policy, &request).await?;
     let timeout_ms = params
         .timeout_ms
         .unwrap_or(policy.timeout_ms)

@@ -3,7 +3,7 @@
 
 use super::{chat, config_rpc, connect, cron_rpc, sessions, status, Gateway};
 use crate::protocol::types::*;
-use crate::protocol::{CallContext, Handlers, RpcError};
+use crate::protocol::{CallContext, ErrorCode, Handlers, RpcError};
 
 impl Handlers for Gateway {
     async fn connect(
@@ -275,9 +275,25 @@ impl Handlers for Gateway {
 
     async fn nodes_invoke(
         &self,
-        _ctx: &CallContext,
+        ctx: &CallContext,
         params: NodesInvokeParams,
     ) -> Result<NodesInvokeResult, RpcError> {
+        let command = params.command.to_string();
+        if crate::nodes::is_dangerous(&self.config(), &command) {
+            if !ctx.allows(Scope::OperatorAdmin) {
+                return Err(RpcError::new(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "{command} runs code on the node: invoking it needs operator.admin (nodes.dangerousCommands)"
+                    ),
+                ));
+            }
+            let request =
+                crate::exec::node_request(&params.node_id, &command, params.params.as_ref());
+            crate::exec::audit_operator_invoke(self, &ctx.conn_id, &request)
+                .await
+                .map_err(super::chat::store_error)?;
+        }
         crate::nodes::invoke(self, params).await
     }
 

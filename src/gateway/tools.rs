@@ -65,6 +65,24 @@ pub async fn run(
         Tool::Exec => crate::exec::exec_tool(gw, caller, decode(args)?).await,
         Tool::NodeInvoke => {
             let p: NodeInvokeToolParams = decode(args)?;
+            let config = gw.config();
+            let command = p.command.to_string();
+            let allowed = config.agents.extra.get(agent_id).is_some_and(|a| {
+                crate::pattern::any_matches(
+                    a.allow_node_commands.iter().map(|c| c.as_str()),
+                    &command,
+                )
+            });
+            if !allowed {
+                return Err(format!(
+                    "this agent may not invoke {command} on nodes (agents.{agent_id}.allowNodeCommands)"
+                ));
+            }
+            if crate::nodes::is_dangerous(&config, &command) {
+                let request = crate::exec::node_request(&p.node_id, &command, p.params.as_ref());
+                let policy = crate::exec::policy_of(&config, agent_id);
+                crate::exec::authorize(gw, caller, &policy, &request).await?;
+            }
             let params = NodesInvokeParams {
                 node_id: p.node_id.to_string().parse().map_err(|e| format!("{e}"))?,
                 command: p.command.to_string().parse().map_err(|e| format!("{e}"))?,

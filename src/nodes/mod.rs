@@ -88,6 +88,15 @@ fn token_hash(token: &str) -> String {
         .collect()
 }
 
+/// Whether `command` is one of nodes.dangerousCommands: it runs code or
+/// changes the node, so it goes through the exec policy and the audit log.
+pub fn is_dangerous(config: &crate::config::Config, command: &str) -> bool {
+    crate::pattern::any_matches(
+        config.nodes.dangerous_commands.iter().map(|p| p.as_str()),
+        command,
+    )
+}
+
 /// A new node token: 244 random bits.
 fn new_token() -> String {
     format!(

@@ -7,7 +7,8 @@ use rusqlite::params;
 use std::num::NonZeroU64;
 
 impl Store {
-    /// Commands `agent_id` was allowed to run for good.
+    /// What `agent_id` was allowed to run for good: each an exact argv,
+    /// working directory and node, as [`crate::exec::Request`] binds it.
     pub async fn exec_allowed(&self, agent_id: String) -> Result<Vec<String>> {
         self.with(move |db| {
             let mut stmt =
@@ -20,9 +21,13 @@ impl Store {
         .await
     }
 
-    /// Records a decision, with the command allowed for good when the
+    /// Records a decision, with `binding` allowed for good when the
     /// decision is allow-always, in one transaction.
-    pub async fn record_exec_decision(&self, entry: ApprovalAuditEntry) -> Result<u64> {
+    pub async fn record_exec_decision(
+        &self,
+        entry: ApprovalAuditEntry,
+        binding: String,
+    ) -> Result<u64> {
         self.with(move |db| {
             let tx = db.transaction()?;
             tx.execute(
@@ -48,7 +53,7 @@ impl Store {
                 tx.execute(
                     "INSERT OR IGNORE INTO exec_allowlist (agent_id, command, added_at)
                      VALUES (?1, ?2, ?3)",
-                    params![entry.agent_id, entry.command, entry.decided_at_ms as i64],
+                    params![entry.agent_id, binding, entry.decided_at_ms as i64],
                 )?;
             }
             tx.commit()?;

@@ -196,6 +196,37 @@ async fn allow_always_adds_the_command_and_later_runs_need_no_one() {
 }
 
 #[tokio::test]
+async fn allow_always_binds_the_argv_the_directory_and_the_host() {
+    // The user's message names the directory the model asks to run `pwd` in.
+    fn pwd_in(message: &str) -> String {
+        format!(r#"{{"command": "pwd", "cwd": "{message}"}}"#)
+    }
+    let upstream = FakeOpenAi::start(Script::ToolByMessage("exec", pwd_in, vec!["ok"])).await;
+    let gw = TestGateway::start_with_sections(&format!(
+        "[agents]\ndefault = \"gpt\"\n\n[agents.gpt]\nprovider = \"openai\"\nbaseUrl = \"{}\"\n\
+         model = \"fake-model\"\ntools = [\"exec\"]\n",
+        upstream.base_url
+    ))
+    .await;
+    let mut approver = gw.operator().await;
+    let mut user = gw.operator().await;
+    let tmp = std::env::temp_dir().display().to_string();
+    let chat = user.request("chat", json!({"message": tmp})).await;
+    answer_next(&mut approver, "allow-always").await;
+    reply(&mut user, &chat).await;
+    // The same command elsewhere is a new question.
+    let chat = user.request("chat", json!({"message": "/"})).await;
+    let asked = answer_next(&mut approver, "deny").await;
+    assert_eq!(asked["cwd"], "/", "{asked}");
+    reply(&mut user, &chat).await;
+    // The approved one is not.
+    user.call("chat", json!({"message": tmp})).await;
+    let pending = approver.call("approvals.pending", json!({})).await;
+    assert_eq!(pending["result"]["approvals"], json!([]));
+    assert_eq!(audit(&mut approver).await[0]["decision"], "allowed");
+}
+
+#[tokio::test]
 async fn two_operators_answer_at_once_and_only_the_first_counts() {
     let (_upstream, gw) = gateway(r#"{"command": "echo race"}"#, "", "").await;
     let mut first = gw.operator().await;

@@ -24,6 +24,9 @@ pub enum Script {
     /// First call a tool with these JSON arguments; once the tool result
     /// comes back, stream the text.
     ToolThenText(&'static str, &'static str, Vec<&'static str>),
+    /// Like ToolThenText, with the tool's arguments made from the last
+    /// user message.
+    ToolByMessage(&'static str, fn(&str) -> String, Vec<&'static str>),
     /// Stream exactly these SSE bytes (a hostile or broken upstream).
     Raw(Vec<String>),
     /// Stream one line that never ends, this many bytes of it.
@@ -84,6 +87,20 @@ fn chunk(delta: Value, finish: Option<&str>) -> String {
     format!("data: {event}\n\n")
 }
 
+/// The content of the last user message of the last request received.
+fn body_of_last_user(shared: &Shared) -> String {
+    let requests = shared.requests.lock().unwrap();
+    let Some((_, body)) = requests.last() else {
+        return String::new();
+    };
+    body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn text_chunks(pieces: &[&str]) -> Vec<String> {
     let mut out = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
     out.extend(pieces.iter().map(|p| chunk(json!({"content": p}), None)));
@@ -105,7 +122,16 @@ async fn completions(
             .body(Body::from_stream(futures_util::stream::iter(parts)))
             .unwrap()
     };
-    match shared.script {
+    let last_user = body_of_last_user(&shared);
+    let script = match shared.script {
+        Script::ToolByMessage(name, arguments, pieces) => {
+            let arguments: &'static str = Box::leak(arguments(&last_user).into_boxed_str());
+            Script::ToolThenText(name, arguments, pieces)
+        }
+        other => other,
+    };
+    match script {
+        Script::ToolByMessage(..) => unreachable!(),
         Script::Text(pieces) => {
             let mut parts = text_chunks(&pieces);
             parts.push(chunk(json!({}), Some("stop")));

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 /// Opens a connection and connects as a node with this token.
-async fn node_with(gw: &TestGateway, token: &str) -> (Ws, Value) {
+pub async fn node_with(gw: &TestGateway, token: &str) -> (Ws, Value) {
     let mut ws = gw.raw().await;
     let hello = ws
         .call(
@@ -26,7 +26,7 @@ async fn node_with(gw: &TestGateway, token: &str) -> (Ws, Value) {
 }
 
 /// The response to request `id`, keeping events for later.
-async fn response(ws: &mut Ws, id: &str) -> Value {
+pub async fn response(ws: &mut Ws, id: &str) -> Value {
     let mut events = Vec::new();
     let frame = loop {
         let frame = ws.recv().await;
@@ -51,7 +51,7 @@ async fn node_change(ws: &mut Ws, change: &str) -> Value {
     }
 }
 
-fn register_params(name: &str, commands: &[&str]) -> Value {
+pub fn register_params(name: &str, commands: &[&str]) -> Value {
     json!({"name": name, "platform": "linux", "caps": ["screen"], "commands": commands})
 }
 
@@ -397,7 +397,7 @@ async fn an_agent_invokes_a_node_command_with_the_node_invoke_tool() {
         ("agents.default", json!("gpt")),
         (
             "agents.gpt",
-            json!({"provider": "openai", "baseUrl": upstream.base_url, "model": "m", "tools": ["node_invoke"]}),
+            json!({"provider": "openai", "baseUrl": upstream.base_url, "model": "m", "tools": ["node_invoke"], "allowNodeCommands": ["system.which"]}),
         ),
     ] {
         let set = operator

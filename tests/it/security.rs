@@ -498,3 +498,150 @@ async fn protocol_edge_cases_get_precise_answers() {
         }
     }
 }
+
+/// A gateway with a paired test node declaring system.run, and an agent
+/// `locked` whose exec policy is `exec` and whose model calls node_invoke
+/// system.run with an rm argv.
+async fn node_and_agent(exec: &str, allow: &str) -> (TestGateway, FakeOpenAi, Ws, String) {
+    use crate::nodes::{node_with, register_params};
+    let gw = TestGateway::start_with_sections("[nodes]\nautoApproveLoopback = true\n").await;
+    let (mut node, _) = node_with(&gw, TOKEN).await;
+    let paired = node
+        .call("nodes.register", register_params("box", &["system.run"]))
+        .await;
+    let node_id = paired["result"]["nodeId"].as_str().unwrap().to_string();
+    let arguments: &'static str = Box::leak(
+        format!(r#"{{"nodeId": "{node_id}", "command": "system.run", "params": {{"argv": ["rm", "-rf", "/home/victim"]}}}}"#)
+            .into_boxed_str(),
+    );
+    let upstream =
+        FakeOpenAi::start(Script::ToolThenText("node_invoke", arguments, vec!["done"])).await;
+    let mut text = std::fs::read_to_string(gw.config_path()).unwrap();
+    text.push_str(&format!(
+        "\n[agents]\ndefault = \"locked\"\n\n[agents.locked]\nprovider = \"openai\"\nbaseUrl = \"{}\"\n\
+         model = \"m\"\ntools = [\"node_invoke\"]\n{allow}\n\n[agents.locked.exec]\n{exec}\n",
+        upstream.base_url
+    ));
+    let mut operator = gw.operator().await;
+    save_file(&gw.config_path(), &text);
+    operator.event("config.changed").await;
+    (gw, upstream, node, node_id)
+}
+
+async fn audit_mentioning(ws: &mut Ws, word: &str) -> Vec<Value> {
+    let audit = ws.call("approvals.audit", json!({})).await;
+    audit["result"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["command"].as_str().unwrap_or_default().contains(word))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn node_invoke_cannot_bypass_the_exec_policy() {
+    let (gw, _upstream, mut node, _) = node_and_agent(
+        "security = \"deny\"",
+        "allowNodeCommands = [\"system.run\"]",
+    )
+    .await;
+    let mut operator = gw.operator().await;
+    let chat = operator.call("chat", json!({"message": "clean up"})).await;
+    assert!(chat.get("result").is_some(), "{chat}");
+    // The node was never asked, and the refusal is in the audit log.
+    let nothing = tokio::time::timeout(
+        Duration::from_millis(300),
+        node.event("nodes.invoke.request"),
+    )
+    .await;
+    assert!(nothing.is_err(), "the node received {nothing:?}");
+    let entries = audit_mentioning(&mut operator, "rm -rf").await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["decision"], "denied");
+    assert_eq!(entries[0]["argv"], json!(["rm", "-rf", "/home/victim"]));
+}
+
+#[tokio::test]
+async fn node_invoke_of_a_dangerous_command_asks_like_exec() {
+    let (gw, _upstream, mut node, _) = node_and_agent(
+        "security = \"allowlist\"\nask = \"on-miss\"",
+        "allowNodeCommands = [\"system.*\"]",
+    )
+    .await;
+    let mut operator = gw.operator().await;
+    let chat = operator
+        .request("chat", json!({"message": "clean up"}))
+        .await;
+    let asked = operator.event("approvals.requested").await["data"].clone();
+    assert_eq!(asked["argv"], json!(["rm", "-rf", "/home/victim"]));
+    assert!(asked["nodeId"].is_string(), "{asked}");
+    let denied = operator
+        .call(
+            "approvals.respond",
+            json!({"id": asked["id"], "decision": "deny"}),
+        )
+        .await;
+    assert!(denied.get("result").is_some(), "{denied}");
+    let done = crate::nodes::response(&mut operator, &chat).await;
+    assert!(done.get("result").is_some(), "{done}");
+    let nothing = tokio::time::timeout(
+        Duration::from_millis(300),
+        node.event("nodes.invoke.request"),
+    )
+    .await;
+    assert!(nothing.is_err(), "the node received {nothing:?}");
+}
+
+#[tokio::test]
+async fn an_agent_invokes_only_the_node_commands_it_was_given() {
+    let (gw, upstream, mut node, _) =
+        node_and_agent("security = \"full\"\nask = \"off\"", "").await;
+    let mut operator = gw.operator().await;
+    let chat = operator.call("chat", json!({"message": "clean up"})).await;
+    assert!(chat.get("result").is_some(), "{chat}");
+    let told = upstream.requests().last().unwrap().1.to_string();
+    assert!(told.contains("allowNodeCommands"), "{told}");
+    let nothing = tokio::time::timeout(
+        Duration::from_millis(300),
+        node.event("nodes.invoke.request"),
+    )
+    .await;
+    assert!(nothing.is_err(), "the node received {nothing:?}");
+}
+
+#[tokio::test]
+async fn running_code_on_a_node_directly_needs_admin_and_is_audited() {
+    let (gw, _upstream, mut node, node_id) = node_and_agent("", "").await;
+    let mut writer = gw.raw().await;
+    writer
+        .connect(
+            json!({"token": TOKEN}),
+            Some(json!(["operator.read", "operator.write"])),
+        )
+        .await;
+    let params = json!({"nodeId": node_id, "command": "system.run", "params": {"argv": ["id"]}});
+    let refused = writer.call("nodes.invoke", params.clone()).await;
+    assert_eq!(
+        error_code(&refused),
+        ErrorCode::Forbidden.code(),
+        "{refused}"
+    );
+    let mut admin = gw.operator().await;
+    let id = admin.request("nodes.invoke", params).await;
+    let request = node.event("nodes.invoke.request").await["data"].clone();
+    node.call(
+        "nodes.result",
+        json!({"invokeId": request["invokeId"], "ok": true, "payload": {"stdout": "uid=0"}}),
+    )
+    .await;
+    let done = crate::nodes::response(&mut admin, &id).await;
+    assert_eq!(done["result"]["ok"], true, "{done}");
+    let entries = audit_mentioning(&mut admin, "id").await;
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["argv"] == json!(["id"]) && e["agentId"] == "(operator)"),
+        "{entries:?}"
+    );
+}
