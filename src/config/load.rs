@@ -450,14 +450,20 @@ fn strip_position(message: &str) -> &str {
         .map_or(message, |i| &message[..i])
 }
 
-/// Replaces `${NAME}` in string values with the environment variable NAME.
-/// Err is `(pointer, message)`.
+/// Replaces `${NAME}` in secret values with the environment variable
+/// NAME; anywhere else a `${` is an error, so no other value can carry the
+/// environment back out. Err is `(pointer, message)`.
 fn substitute_env_refs(
     v: &mut Value,
     pointer: &str,
     vars: &[(String, String)],
 ) -> Result<(), (String, String)> {
     match v {
+        Value::String(s) if s.contains("${") && !meta::is_secret(pointer) => Err((
+            pointer.to_string(),
+            "${VAR} is read only in secret fields (the token, passwords, API keys); write this value itself"
+                .to_string(),
+        )),
         Value::String(s) if s.contains("${") => {
             let mut out = String::new();
             let mut rest = s.as_str();

@@ -8,6 +8,7 @@ mod env;
 mod load;
 mod locate;
 mod paths;
+pub mod secrets;
 mod token;
 
 pub use crate::protocol::types::Config;
@@ -38,6 +39,16 @@ pub mod meta {
             .max_by_key(|(rule, _)| rule.len())
             .map(|(_, class)| *class)
             .unwrap_or(Reload::Restart)
+    }
+
+    /// The sibling keys naming the endpoint a secret at `pointer` is sent
+    /// to (x-endpoint), if it is such a secret.
+    pub fn endpoint_keys(pointer: &str) -> Option<&'static [&'static str]> {
+        let depth = pointer.matches('/').count();
+        SECRET_ENDPOINTS
+            .iter()
+            .find(|(rule, _)| rule.matches('/').count() == depth && prefix_matches(rule, pointer))
+            .map(|(_, keys)| *keys)
     }
 
     pub fn is_secret(pointer: &str) -> bool {

@@ -1,9 +1,9 @@
 //! The config method family: read, edit, reload, schema.
 
 use super::Gateway;
-use crate::config::{dotted, pointer, redacted, set_key, write_atomic, ConfigError};
+use crate::config::{dotted, pointer, redacted, secrets, set_key, write_atomic, ConfigError};
 use crate::protocol::types::{
-    ConfigFileResult, ConfigParams, ConfigResult, ConfigSetParams, ConfigSetResult,
+    ConfigFileResult, ConfigParams, ConfigProblem, ConfigResult, ConfigSetParams, ConfigSetResult,
     ConfigValidateParams, ConfigValidateResult, ConfigWriteParams, ConfigWriteResult,
 };
 use crate::protocol::{ErrorCode, RpcError, Schemas};
@@ -46,7 +46,7 @@ pub async fn set(gw: &Gateway, params: ConfigSetParams) -> Result<ConfigSetResul
     check_base(&text, params.base_hash.as_deref())?;
     let edited = set_key(&path, &text, &target, &params.value)
         .map_err(|e| RpcError::new(ErrorCode::InvalidParams, format!("cannot set {key}: {e}")))?;
-    let applied = commit(gw, &path, &edited, &key).await?;
+    let applied = commit(gw, &path, &text, &edited, &key).await?;
     Ok(ConfigSetResult {
         hash: applied.hash.unwrap_or_default(),
         changed: applied.changed,
@@ -55,7 +55,10 @@ pub async fn set(gw: &Gateway, params: ConfigSetParams) -> Result<ConfigSetResul
 }
 
 fn rejected(key: &str, error: &ConfigError) -> RpcError {
-    let problems = error.problems();
+    rejected_for(key, error.problems())
+}
+
+fn rejected_for(key: &str, problems: Vec<ConfigProblem>) -> RpcError {
     let reason = problems
         .iter()
         .map(|p| format!("{}: {}", p.path, p.message))
@@ -102,34 +105,81 @@ fn read(path: &std::path::Path) -> Result<String, RpcError> {
     })
 }
 
+/// The file as the editor sees it: secrets masked, the hash of the file
+/// as it is on disk.
 pub fn file(gw: &Gateway) -> Result<ConfigFileResult, RpcError> {
     let path = config_path(gw)?;
     let text = read(&path)?;
+    let masked =
+        secrets::mask_file(&path, &text).map_err(|e| RpcError::new(ErrorCode::Unavailable, e))?;
     Ok(ConfigFileResult {
         path: path.display().to_string(),
         hash: crate::config::hash_text(&text),
-        text,
+        text: masked,
     })
 }
 
 pub fn validate(gw: &Gateway, params: ConfigValidateParams) -> ConfigValidateResult {
-    match crate::config::load_text(gw.configs.options(), Some(&params.text)) {
-        Ok(_) => ConfigValidateResult {
+    // Without a file, the text is checked as the first content of one.
+    let checked = match config_path(gw) {
+        Ok(path) => read(&path).map(|current| check(gw, &path, &current, &params.text)),
+        Err(_) => Ok(check(
+            gw,
+            std::path::Path::new("clawgate.toml"),
+            "",
+            &params.text,
+        )),
+    };
+    match checked {
+        Ok(Ok(_)) => ConfigValidateResult {
             ok: true,
             errors: Vec::new(),
         },
-        Err(error) => ConfigValidateResult {
+        Ok(Err(errors)) => ConfigValidateResult { ok: false, errors },
+        Err(e) => ConfigValidateResult {
             ok: false,
-            errors: error.problems(),
+            errors: vec![ConfigProblem {
+                path: String::new(),
+                message: e.message,
+                source: None,
+                line: None,
+                column: None,
+            }],
         },
+    }
+}
+
+/// What an RPC edit would write: `sent` with masked secrets put back,
+/// valid, and exposing no secret. `current` is the file on disk.
+fn check(
+    gw: &Gateway,
+    path: &std::path::Path,
+    current: &str,
+    sent: &str,
+) -> Result<String, Vec<ConfigProblem>> {
+    let text = secrets::unmask(path, current, sent)?;
+    let candidate =
+        crate::config::load_text(gw.configs.options(), Some(&text)).map_err(|e| e.problems())?;
+    let exposed = secrets::exposure_problems(
+        path,
+        current,
+        sent,
+        &gw.configs.running(),
+        &candidate.effective,
+    );
+    if exposed.is_empty() {
+        Ok(text)
+    } else {
+        Err(exposed)
     }
 }
 
 pub async fn write(gw: &Gateway, params: ConfigWriteParams) -> Result<ConfigWriteResult, RpcError> {
     let path = config_path(gw)?;
     let _guard = gw.configs.lock().await;
-    check_base(&read(&path)?, Some(params.base_hash.as_str()))?;
-    let applied = commit(gw, &path, &params.text, "the file").await?;
+    let current = read(&path)?;
+    check_base(&current, Some(params.base_hash.as_str()))?;
+    let applied = commit(gw, &path, &current, &params.text, "the file").await?;
     Ok(ConfigWriteResult {
         hash: applied.hash.unwrap_or_default(),
         changed: applied.changed,
@@ -150,17 +200,17 @@ fn check_base(text: &str, base: Option<&str>) -> Result<(), RpcError> {
     }
 }
 
-/// Validates `text`, writes it atomically and applies it as a reload;
-/// `what` names the edit in errors. Call with the config lock held.
+/// Checks `sent` (see [`check`]), writes it atomically and applies it as
+/// a reload; `what` names the edit in errors. Call with the config lock held.
 async fn commit(
     gw: &Gateway,
     path: &std::path::Path,
-    text: &str,
+    current: &str,
+    sent: &str,
     what: &str,
 ) -> Result<crate::gateway::Applied, RpcError> {
-    if let Err(error) = crate::config::load_text(gw.configs.options(), Some(text)) {
-        return Err(rejected(what, &error));
-    }
+    let text = check(gw, path, current, sent).map_err(|problems| rejected_for(what, problems))?;
+    let text = text.as_str();
     write_atomic(path, text).map_err(|e| {
         RpcError::new(
             ErrorCode::InternalError,

@@ -199,7 +199,9 @@ async fn the_whole_file_is_read_validated_and_written_with_its_hash() {
     let mut ws = gw.operator().await;
     let file = ws.call("config.file", json!({})).await["result"].clone();
     let text = file["text"].as_str().unwrap().to_string();
-    assert_eq!(text, std::fs::read_to_string(gw.config_path()).unwrap());
+    // The file as on disk, with its secret masked.
+    let on_disk = std::fs::read_to_string(gw.config_path()).unwrap();
+    assert_eq!(text, on_disk.replace(TOKEN, "[redacted]"));
     let broken = format!("{text}[cron]\nhistoryLimit = \"many\"\n");
     let checked = ws.call("config.validate", json!({"text": broken})).await["result"].clone();
     assert_eq!(checked["ok"], false);
@@ -219,7 +221,7 @@ async fn the_whole_file_is_read_validated_and_written_with_its_hash() {
     assert_eq!(error_code(&refused), ErrorCode::InvalidParams.code());
     assert_eq!(
         std::fs::read_to_string(gw.config_path()).unwrap(),
-        text,
+        on_disk,
         "nothing written"
     );
     let good = format!("{text}[cron]\nhistoryLimit = 50\n");
@@ -236,7 +238,11 @@ async fn the_whole_file_is_read_validated_and_written_with_its_hash() {
         .clone();
     assert_eq!(written["changed"], json!(["cron.historyLimit"]));
     assert_eq!(written["restartRequired"], json!([]));
-    assert_eq!(std::fs::read_to_string(gw.config_path()).unwrap(), good);
+    assert_eq!(
+        std::fs::read_to_string(gw.config_path()).unwrap(),
+        good.replace("[redacted]", TOKEN),
+        "written as sent, the masked secret kept"
+    );
     let stale = ws
         .call(
             "config.write",

@@ -645,3 +645,101 @@ async fn running_code_on_a_node_directly_needs_admin_and_is_audited() {
         "{entries:?}"
     );
 }
+
+#[tokio::test]
+async fn an_admin_cannot_get_the_secrets_out_of_the_config() {
+    let upstream = FakeOpenAi::start(Script::Text(vec!["ok"])).await;
+    let gw = TestGateway::start_with_sections(&format!(
+        "[gateway.reload]\ndebounceMs = 50\n\n[agents.main]\nprovider = \"openai\"\nbaseUrl = \"{}\"\nmodel = \"m\"\napiKey = \"sk-provider-key-should-not-leak\"\n",
+        upstream.base_url
+    ))
+    .await;
+    let mut admin = gw.operator().await;
+    let thief = FakeOpenAi::start(Script::Text(vec!["stolen"])).await;
+    // Pointing the key's endpoint elsewhere is refused...
+    let moved = admin
+        .call(
+            "config.set",
+            json!({"key": "agents.main.baseUrl", "value": thief.base_url}),
+        )
+        .await;
+    assert_eq!(
+        error_code(&moved),
+        ErrorCode::InvalidParams.code(),
+        "{moved}"
+    );
+    assert!(
+        moved["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("agents.main.apiKey"),
+        "{moved}"
+    );
+    // ...so is reading the environment into a value.
+    for (key, value) in [
+        ("agents.main.system", "${HOME}"),
+        ("agents.main.apiKey", "${HOME}"),
+    ] {
+        let frame = admin
+            .call("config.set", json!({"key": key, "value": value}))
+            .await;
+        assert_eq!(
+            error_code(&frame),
+            ErrorCode::InvalidParams.code(),
+            "{key}: {frame}"
+        );
+    }
+    // The editor sees no secret, and saving what it saw keeps them.
+    let file = admin.call("config.file", json!({})).await["result"].clone();
+    let text = file["text"].as_str().unwrap();
+    assert!(
+        !text.contains("sk-provider-key") && !text.contains(TOKEN),
+        "{text}"
+    );
+    let moved_text = text.replace(&upstream.base_url, &thief.base_url);
+    let refused = admin
+        .call(
+            "config.write",
+            json!({"text": moved_text, "baseHash": file["hash"]}),
+        )
+        .await;
+    assert_eq!(
+        error_code(&refused),
+        ErrorCode::InvalidParams.code(),
+        "{refused}"
+    );
+    let saved = admin
+        .call("config.write", json!({"text": text.replace("model = \"m\"", "model = \"m2\""), "baseHash": file["hash"]}))
+        .await;
+    assert!(saved.get("result").is_some(), "{saved}");
+    let on_disk = std::fs::read_to_string(gw.config_path()).unwrap();
+    assert!(on_disk.contains("sk-provider-key-should-not-leak") && on_disk.contains(TOKEN));
+    // A new key typed together with the new endpoint is fine.
+    let file = admin.call("config.file", json!({})).await["result"].clone();
+    let retyped = file["text"]
+        .as_str()
+        .unwrap()
+        .replace(&upstream.base_url, &thief.base_url)
+        .replacen(
+            "apiKey = \"[redacted]\"",
+            "apiKey = \"sk-for-the-new-endpoint\"",
+            1,
+        );
+    let ok = admin
+        .call(
+            "config.write",
+            json!({"text": retyped, "baseHash": file["hash"]}),
+        )
+        .await;
+    assert!(ok.get("result").is_some(), "{ok}");
+    admin.call("chat", json!({"message": "hi"})).await;
+    let sent: Vec<String> = thief
+        .requests()
+        .iter()
+        .filter_map(|(h, _)| {
+            h.get("authorization")
+                .map(|v| v.to_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(sent, vec!["Bearer sk-for-the-new-endpoint".to_string()]);
+}
