@@ -107,6 +107,10 @@ export type Patch = string | null;
  * Who may send direct messages: open (anyone), allowlist (only allowFrom), or disabled.
  */
 export type DmPolicy = "open" | "allowlist" | "disabled";
+/**
+ * Who may speak to the assistant in an allowed group.
+ */
+export type GroupPolicy = "allowlist" | "open";
 
 export interface ClawgateProtocol {
   AgentInfo: AgentInfo;
@@ -194,6 +198,7 @@ export interface ClawgateProtocol {
   ExecToolParams: ExecToolParams;
   GatewayClosingEvent: GatewayClosingEvent;
   GatewayState: GatewayState;
+  GroupPolicy: GroupPolicy;
   HealthParams: HealthParams;
   HealthSnapshot: HealthSnapshot;
   IrcAccount: IrcAccount;
@@ -1652,7 +1657,7 @@ export interface HealthParams {}
  */
 export interface IrcAccount {
   /**
-   * Peer ids allowed to send direct messages (and to speak in allowed groups) under dmPolicy allowlist.
+   * Who may send direct messages under dmPolicy allowlist (and speak in groups under groupPolicy allowlist, unless groupAllowFrom is set): sender ids, as patterns where * matches any run of characters. Telegram: the numeric user id; IRC: nick!user@host (a nick alone can be taken by anyone, so it is refused); webhook: the peer.
    */
   allowFrom?: string[];
   /**
@@ -1664,6 +1669,11 @@ export interface IrcAccount {
    * Whether the account runs.
    */
   enabled?: boolean;
+  /**
+   * Senders allowed to speak in groups under groupPolicy allowlist, as patterns like allowFrom; when empty, allowFrom applies.
+   */
+  groupAllowFrom?: string[];
+  groupPolicy?: GroupPolicy;
   /**
    * Group or channel ids the assistant takes part in; messages from other groups are dropped.
    */
@@ -2275,7 +2285,7 @@ export interface SystemEventEvent {
  */
 export interface TelegramAccount {
   /**
-   * Peer ids allowed to send direct messages (and to speak in allowed groups) under dmPolicy allowlist.
+   * Who may send direct messages under dmPolicy allowlist (and speak in groups under groupPolicy allowlist, unless groupAllowFrom is set): sender ids, as patterns where * matches any run of characters. Telegram: the numeric user id; IRC: nick!user@host (a nick alone can be taken by anyone, so it is refused); webhook: the peer.
    */
   allowFrom?: string[];
   /**
@@ -2287,6 +2297,11 @@ export interface TelegramAccount {
    * Whether the account runs.
    */
   enabled?: boolean;
+  /**
+   * Senders allowed to speak in groups under groupPolicy allowlist, as patterns like allowFrom; when empty, allowFrom applies.
+   */
+  groupAllowFrom?: string[];
+  groupPolicy?: GroupPolicy;
   /**
    * Group or channel ids the assistant takes part in; messages from other groups are dropped.
    */
@@ -2315,7 +2330,7 @@ export interface TickEvent {
  */
 export interface WebhookAccount {
   /**
-   * Peer ids allowed to send direct messages (and to speak in allowed groups) under dmPolicy allowlist.
+   * Who may send direct messages under dmPolicy allowlist (and speak in groups under groupPolicy allowlist, unless groupAllowFrom is set): sender ids, as patterns where * matches any run of characters. Telegram: the numeric user id; IRC: nick!user@host (a nick alone can be taken by anyone, so it is refused); webhook: the peer.
    */
   allowFrom?: string[];
   dmPolicy?: DmPolicy;
@@ -2323,6 +2338,11 @@ export interface WebhookAccount {
    * Whether the account runs.
    */
   enabled?: boolean;
+  /**
+   * Senders allowed to speak in groups under groupPolicy allowlist, as patterns like allowFrom; when empty, allowFrom applies.
+   */
+  groupAllowFrom?: string[];
+  groupPolicy?: GroupPolicy;
   /**
    * Group or channel ids the assistant takes part in; messages from other groups are dropped.
    */

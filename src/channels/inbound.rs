@@ -6,22 +6,51 @@ use super::{irc, telegram, webhook, Key, Policy};
 use crate::agent::Agent;
 use crate::gateway::chat::{run_turn, Session, TurnRequest};
 use crate::gateway::Gateway;
-use crate::protocol::types::{Binding, DmPolicy, SessionConfigDmScope};
+use crate::protocol::types::{Binding, DmPolicy, GroupPolicy, SessionConfigDmScope};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 
-/// Message counts of one account.
-#[derive(Default)]
+/// Messages of one account being answered or waiting for their turn; past
+/// this, new ones are refused rather than piling up without bound.
+pub const MAX_PENDING: usize = 64;
+
+/// Message counts of one account, and its bound on pending messages.
 pub struct Counters {
     pub received: AtomicU64,
     pub replied: AtomicU64,
     pub dropped: AtomicU64,
     pub failed: AtomicU64,
+    pending: Arc<Semaphore>,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            received: AtomicU64::default(),
+            replied: AtomicU64::default(),
+            dropped: AtomicU64::default(),
+            failed: AtomicU64::default(),
+            pending: Arc::new(Semaphore::new(MAX_PENDING)),
+        }
+    }
+}
+
+/// Why a message was not taken.
+#[derive(Debug, PartialEq)]
+pub enum Refused {
+    /// The account's policy does not let the sender in.
+    Policy(&'static str),
+    /// Too many messages of the account are pending.
+    Busy,
 }
 
 /// A message as every channel hands it over.
 #[derive(Clone, Debug)]
 pub struct Inbound {
+    /// Who sent it, as allowFrom names senders (IRC: nick!user@host).
+    pub from: String,
+    /// Who to answer and whose session it is (IRC: the nick).
     pub peer: String,
     /// The group or channel it was said in; None for a direct message.
     pub group: Option<String>,
@@ -57,7 +86,8 @@ impl Reply {
 }
 
 /// Takes one inbound message: drops it (counted, unanswered) when the
-/// policy refuses it, else answers it in the background.
+/// policy refuses it or the account has too many pending, else answers it
+/// in the background.
 pub fn dispatch(
     gw: &Arc<Gateway>,
     key: &Key,
@@ -65,17 +95,32 @@ pub fn dispatch(
     counters: &Arc<super::Counters>,
     message: Inbound,
     reply: Reply,
-) {
+) -> Result<(), Refused> {
     counters.received.fetch_add(1, Ordering::Relaxed);
-    if let Err(why) = allowed(policy, &message) {
-        counters.dropped.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(channel = %key, peer = %message.peer, group = ?message.group, "message dropped: {why}");
-        return;
-    }
+    let taken = allowed(policy, &message)
+        .map_err(Refused::Policy)
+        .and_then(|()| {
+            Arc::clone(&counters.pending)
+                .try_acquire_owned()
+                .map_err(|_| Refused::Busy)
+        });
+    let permit = match taken {
+        Ok(permit) => permit,
+        Err(refused) => {
+            counters.dropped.fetch_add(1, Ordering::Relaxed);
+            let why = match &refused {
+                Refused::Policy(why) => why,
+                Refused::Busy => "too many messages of this account are pending",
+            };
+            tracing::info!(channel = %key, from = %message.from, group = ?message.group, "message dropped: {why}");
+            return Err(refused);
+        }
+    };
     let gw = Arc::clone(gw);
     let key = key.clone();
     let counters = Arc::clone(counters);
     tokio::spawn(async move {
+        let _pending = permit;
         match answer(&gw, &key, &message, &reply).await {
             Ok(pieces) => {
                 counters.replied.fetch_add(pieces, Ordering::Relaxed);
@@ -86,14 +131,21 @@ pub fn dispatch(
             }
         }
     });
+    Ok(())
 }
 
 /// Whether the account's policy lets this message through.
 pub fn allowed(policy: &Policy, message: &Inbound) -> Result<(), &'static str> {
+    let listed = |list: &[String]| {
+        crate::pattern::any_matches(list.iter().map(String::as_str), &message.from)
+    };
     match &message.group {
         Some(group) => {
             if !policy.groups.contains(group) {
                 return Err("the group is not in groups");
+            }
+            if policy.group_policy == GroupPolicy::Allowlist && !listed(&policy.group_allow_from) {
+                return Err("the sender may not speak in groups (groupAllowFrom, else allowFrom)");
             }
             if policy.require_mention && !message.mentioned {
                 return Err("the assistant was not mentioned (requireMention)");
@@ -103,7 +155,7 @@ pub fn allowed(policy: &Policy, message: &Inbound) -> Result<(), &'static str> {
         None => match policy.dm_policy {
             DmPolicy::Open => Ok(()),
             DmPolicy::Disabled => Err("direct messages are disabled (dmPolicy)"),
-            DmPolicy::Allowlist if policy.allow_from.contains(&message.peer) => Ok(()),
+            DmPolicy::Allowlist if listed(&policy.allow_from) => Ok(()),
             DmPolicy::Allowlist => Err("the sender is not in allowFrom"),
         },
     }
@@ -200,6 +252,7 @@ mod tests {
 
     fn message(peer: &str, group: Option<&str>, mentioned: bool) -> Inbound {
         Inbound {
+            from: peer.into(),
             peer: peer.into(),
             group: group.map(String::from),
             text: "hi".into(),
@@ -213,6 +266,8 @@ mod tests {
             allow_from: vec!["alice".into()],
             groups: vec!["#home".into()],
             require_mention: true,
+            group_policy: GroupPolicy::Allowlist,
+            group_allow_from: vec!["alice".into()],
         }
     }
 
@@ -223,9 +278,17 @@ mod tests {
         assert!(allowed(&allowlist, &message("mallory", None, false)).is_err());
         assert!(allowed(&policy(DmPolicy::Open), &message("mallory", None, false)).is_ok());
         assert!(allowed(&policy(DmPolicy::Disabled), &message("alice", None, false)).is_err());
-        assert!(allowed(&allowlist, &message("bob", Some("#home"), true)).is_ok());
-        assert!(allowed(&allowlist, &message("bob", Some("#home"), false)).is_err());
+        // In an allowed group, a stranger is not let in by default...
+        assert!(allowed(&allowlist, &message("bob", Some("#home"), true)).is_err());
+        assert!(allowed(&allowlist, &message("alice", Some("#home"), true)).is_ok());
+        assert!(allowed(&allowlist, &message("alice", Some("#home"), false)).is_err());
         assert!(allowed(&allowlist, &message("alice", Some("#other"), true)).is_err());
+        // ...only when the group is open to every member.
+        let open_groups = Policy {
+            group_policy: GroupPolicy::Open,
+            ..policy(DmPolicy::Allowlist)
+        };
+        assert!(allowed(&open_groups, &message("bob", Some("#home"), true)).is_ok());
     }
 
     #[test]

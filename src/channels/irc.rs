@@ -7,7 +7,9 @@ use super::{Account, Link};
 use crate::protocol::types::IrcAccount;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+};
 use tokio::sync::mpsc;
 
 /// Room left for the server's prefix in a 512-byte IRC line.
@@ -88,10 +90,11 @@ async fn session(
     send(format!("NICK {nick}")).await?;
     send(format!("USER {nick} 0 * :clawgate")).await?;
     let policy = Account::Irc(config.clone()).policy();
-    let mut reader = BufReader::new(read).lines();
+    let mut reader = BufReader::new(read);
+    let mut buffer = Vec::new();
     loop {
         let line = tokio::select! {
-            line = tokio::time::timeout(SILENCE, reader.next_line()) => line,
+            line = tokio::time::timeout(SILENCE, next_line(&mut reader, &mut buffer)) => line,
             _ = link.stopped() => return Ok(()),
         };
         let line = match line {
@@ -116,6 +119,8 @@ async fn session(
             }
             "ERROR" => return Err(format!("the server said: {}", message.trailing)),
             "PRIVMSG" => {
+                // The nick names who to answer; the whole prefix
+                // (nick!user@host) is who it is, for allowFrom.
                 let Some(sender) = message.prefix.split('!').next().filter(|s| !s.is_empty())
                 else {
                     continue;
@@ -124,6 +129,7 @@ async fn session(
                 let to_me = target.eq_ignore_ascii_case(&nick);
                 let (text, mentioned) = addressed(message.trailing, &nick);
                 let inbound = Inbound {
+                    from: message.prefix.to_string(),
                     peer: sender.to_string(),
                     group: (!to_me).then(|| target.to_string()),
                     text,
@@ -133,7 +139,7 @@ async fn session(
                     lines: lines.clone(),
                     target: if to_me { sender } else { target }.to_string(),
                 });
-                dispatch(
+                let _ = dispatch(
                     link.gateway(),
                     &link.key,
                     &policy,
@@ -145,6 +151,34 @@ async fn session(
             _ => {}
         }
     }
+}
+
+/// The longest line taken from a server: 512 bytes, plus up to 8 KiB of
+/// IRCv3 tags, with room to spare. A longer one ends the connection
+/// instead of growing a buffer without end.
+const MAX_READ_LINE: usize = 16 * 1024;
+
+/// The next line from the server, without its line end; None at the end.
+async fn next_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buffer: &mut Vec<u8>,
+) -> std::io::Result<Option<String>> {
+    buffer.clear();
+    let read = (&mut *reader)
+        .take(MAX_READ_LINE as u64 + 1)
+        .read_until(b'\n', buffer)
+        .await?;
+    if read == 0 {
+        return Ok(None);
+    }
+    if buffer.len() > MAX_READ_LINE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the server sent a line longer than {MAX_READ_LINE} bytes"),
+        ));
+    }
+    let line = String::from_utf8_lossy(buffer);
+    Ok(Some(line.trim_end_matches(['\r', '\n']).to_string()))
 }
 
 /// One IRC line: `[:prefix] COMMAND params… [:trailing]`.
@@ -227,6 +261,25 @@ mod tests {
         assert_eq!((ping.command, ping.trailing), ("PING", "irc.local"));
         let welcome = parse(":irc.local 001 claw :Welcome");
         assert_eq!((welcome.command, welcome.params[0]), ("001", "claw"));
+    }
+
+    #[tokio::test]
+    async fn an_endless_line_ends_the_connection() {
+        let mut long = vec![b'x'; MAX_READ_LINE * 3];
+        long.extend_from_slice(b"\r\nPING :x\r\n");
+        let mut reader = BufReader::new(&long[..]);
+        let mut buffer = Vec::new();
+        assert!(next_line(&mut reader, &mut buffer).await.is_err());
+        let mut reader = BufReader::new(&b"PING :a\r\nPONG"[..]);
+        assert_eq!(
+            next_line(&mut reader, &mut buffer).await.unwrap().unwrap(),
+            "PING :a"
+        );
+        assert_eq!(
+            next_line(&mut reader, &mut buffer).await.unwrap().unwrap(),
+            "PONG"
+        );
+        assert!(next_line(&mut reader, &mut buffer).await.unwrap().is_none());
     }
 
     #[test]

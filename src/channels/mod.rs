@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::gateway::{now_ms, Gateway};
 use crate::protocol::types::{
     ChannelConnectedEvent, ChannelDisconnectedEvent, ChannelHealth, ChannelInfo, ChannelKind,
-    ChannelStatus, DmPolicy,
+    ChannelStatus, DmPolicy, GroupPolicy,
 };
 use crate::protocol::Event;
 use serde_json::Value;
@@ -45,6 +45,9 @@ pub struct Policy {
     pub allow_from: Vec<String>,
     pub groups: Vec<String>,
     pub require_mention: bool,
+    pub group_policy: GroupPolicy,
+    /// Who may speak in groups under the allowlist group policy.
+    pub group_allow_from: Vec<String>,
 }
 
 /// An account's config, by kind.
@@ -64,6 +67,12 @@ impl Account {
                     allow_from: $a.allow_from.clone(),
                     groups: $a.groups.clone(),
                     require_mention: $a.require_mention,
+                    group_policy: $a.group_policy,
+                    group_allow_from: if $a.group_allow_from.is_empty() {
+                        $a.allow_from.clone()
+                    } else {
+                        $a.group_allow_from.clone()
+                    },
                 }
             };
         }
@@ -82,6 +91,31 @@ impl Account {
         }
         .unwrap_or(Value::Null)
     }
+}
+
+/// IRC allowFrom entries that name a nick alone: anyone can take a nick,
+/// so only `nick!user@host` (patterns allowed) identifies a sender.
+pub fn config_problems(config: &Config) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    for (id, account) in &config.channels.irc {
+        let lists = [
+            ("allowFrom", Some(&account.allow_from)),
+            ("groupAllowFrom", Some(&account.group_allow_from)),
+        ];
+        for (list, entries) in lists {
+            for (i, entry) in entries.into_iter().flatten().enumerate() {
+                if !(entry.contains('!') && entry.contains('@')) {
+                    problems.push((
+                        format!("/channels/irc/{id}/{list}/{i}"),
+                        format!(
+                            "{entry:?} is a nick alone, which anyone can take: write nick!user@host, e.g. {entry}!*@home.example.net"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    problems
 }
 
 /// Every enabled account in the config.

@@ -101,7 +101,7 @@ pub async fn run(link: &Link, config: &TelegramAccount) -> Result<(), String> {
                     api: api.clone(),
                     chat_id,
                 });
-                dispatch(gw, &link.key, &policy, &link.counters, message, reply);
+                let _ = dispatch(gw, &link.key, &policy, &link.counters, message, reply);
             }
         }
     }
@@ -130,6 +130,7 @@ fn parse(update: &Value, username: &str) -> Option<(Inbound, i64)> {
         text.replace(&handle, "").trim().to_string()
     };
     let inbound = Inbound {
+        from: peer.clone(),
         peer,
         group: (!private).then(|| chat_id.to_string()),
         text,

@@ -3,7 +3,7 @@
 //! sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>">`; replies are
 //! POSTed to the account's replyUrl, signed the same way.
 
-use super::inbound::{dispatch, Inbound, Reply};
+use super::inbound::{dispatch, Inbound, Refused, Reply};
 use super::{Account, Key};
 use crate::gateway::Gateway;
 use crate::protocol::types::ChannelKind;
@@ -179,13 +179,14 @@ pub async fn receive(
         peer: message.peer.clone(),
     });
     let inbound = Inbound {
+        from: message.peer.clone(),
         peer: message.peer,
         group: message.group,
         text: message.text,
         // A webhook message is addressed to the assistant by definition.
         mentioned: true,
     };
-    dispatch(
+    let taken = dispatch(
         &gw,
         &key,
         &Account::Webhook(config).policy(),
@@ -193,7 +194,24 @@ pub async fn receive(
         inbound,
         reply,
     );
-    (StatusCode::ACCEPTED, Json(json!({"accepted": true}))).into_response()
+    match taken {
+        Err(Refused::Busy) => {
+            let mut response = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many messages of this account are pending; retry later".into(),
+            );
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                "5".parse().expect("digits"),
+            );
+            response
+        }
+        // Refused by the policy: accepted and dropped, like every channel,
+        // so the sender learns nothing about the allowlist.
+        Ok(()) | Err(Refused::Policy(_)) => {
+            (StatusCode::ACCEPTED, Json(json!({"accepted": true}))).into_response()
+        }
+    }
 }
 
 fn error(status: StatusCode, message: String) -> Response {

@@ -297,6 +297,7 @@ pub fn validate(value: &Value) -> Result<Config, Vec<(String, String)>> {
     problems.extend(unknown_tools(&config));
     problems.extend(crate::cron::config_problems(&config));
     problems.extend(unknown_binding_agents(&config));
+    problems.extend(crate::channels::config_problems(&config));
     if problems.is_empty() {
         Ok(config)
     } else {

@@ -34,9 +34,12 @@ pub async fn run(
     match tool {
         Tool::SessionsList => {
             let params: SessionsListToolParams = decode(args)?;
+            // An agent sees its own sessions only: a stranger who talks to
+            // it must not reach the owner's other conversations through it.
             let filter = SessionFilter {
                 limit: params.limit.get() as usize,
                 search: params.search.map(|s| s.to_string()),
+                agent_id: Some(agent_id.to_string()),
                 ..SessionFilter::default()
             };
             let (sessions, _) = gw
@@ -49,6 +52,15 @@ pub async fn run(
         Tool::SessionHistory => {
             let params: SessionHistoryToolParams = decode(args)?;
             let key = params.session_key.to_string();
+            let owner = gw
+                .store
+                .session(key.clone())
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|s| s.agent_id);
+            if owner.as_deref() != Some(agent_id) {
+                return Err(format!("no session {key}"));
+            }
             let (messages, _) = gw
                 .store
                 .history(key.clone(), params.limit.get() as usize, None)
@@ -100,11 +112,28 @@ pub async fn run(
                 include_disabled: true,
             };
             let jobs = cron_rpc::list(gw, params).jobs;
-            let jobs: Vec<Value> = jobs.iter().map(describe_job).collect();
+            let jobs: Vec<Value> = jobs
+                .iter()
+                .filter(|job| job_agent(gw, job) == agent_id)
+                .map(describe_job)
+                .collect();
             Ok(json!({ "jobs": jobs }))
         }
         Tool::CronRemove => {
             let params: CronRemoveToolParams = decode(args)?;
+            let id = params.id.to_string();
+            let own = cron_rpc::list(
+                gw,
+                CronListParams {
+                    include_disabled: true,
+                },
+            )
+            .jobs
+            .iter()
+            .any(|job| job.id == id && job_agent(gw, job) == agent_id);
+            if !own {
+                return Err(format!("no job {id} of this agent"));
+            }
             let params = CronRemoveParams {
                 id: params.id.to_string().parse().map_err(|e| format!("{e}"))?,
             };
@@ -143,6 +172,14 @@ async fn cron_add(gw: &Gateway, agent_id: &str, p: CronAddToolParams) -> Result<
     let params: CronAddParams = decode(params)?;
     let job = cron_rpc::add(gw, params).await.map_err(|e| e.message)?;
     Ok(describe_job(&job))
+}
+
+/// The agent a job's turns run as (agents.default when it names none).
+fn job_agent(gw: &Gateway, job: &CronJob) -> String {
+    job.agent_id
+        .as_ref()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| gw.config().agents.default.to_string())
 }
 
 /// A job as a model reads it: times in RFC 3339, in the job's zone.

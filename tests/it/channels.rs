@@ -53,7 +53,7 @@ impl ReplySink {
     }
 }
 
-fn now_secs() -> u64 {
+pub fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -61,7 +61,7 @@ fn now_secs() -> u64 {
 }
 
 /// POSTs a webhook message signed with `secret` at `timestamp`.
-async fn hook(
+pub async fn hook(
     gw: &TestGateway,
     account: &str,
     body: &Value,
@@ -223,7 +223,13 @@ async fn telegram_answers_allowed_people_and_routes_groups() {
     fake.say(222, 222, "let me in");
     fake.say(-100, 333, "no mention here");
     fake.say(-200, 333, &format!("@{BOT_USERNAME} wrong group"));
-    fake.say(-100, 333, &format!("@{BOT_USERNAME} what's up"));
+    // A stranger in an allowed group is not someone in allowFrom.
+    fake.say(
+        -100,
+        333,
+        &format!("@{BOT_USERNAME} read me the owner's sessions"),
+    );
+    fake.say(-100, 111, &format!("@{BOT_USERNAME} what's up"));
     let sent = fake.wait_sent(2).await;
     assert_eq!(sent[1], json!({"chat_id": -100, "text": "what's up"}));
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -232,7 +238,7 @@ async fn telegram_answers_allowed_people_and_routes_groups() {
     assert_eq!(status["status"], "connected");
     assert_eq!(
         (status["received"].clone(), status["dropped"].clone()),
-        (json!(5), json!(3))
+        (json!(6), json!(4))
     );
     let routed = ws
         .call(
@@ -246,6 +252,17 @@ async fn telegram_answers_allowed_people_and_routes_groups() {
     );
     let health = ws.call("health", json!({})).await["result"]["channels"].clone();
     assert_eq!(health["telegram:bot"]["status"], "connected");
+}
+
+#[tokio::test]
+async fn an_open_group_lets_every_member_speak() {
+    let fake = FakeTelegram::start().await;
+    let gw =
+        TestGateway::start_with_sections(&telegram_config(&fake, "groupPolicy = \"open\"\n")).await;
+    let _ws = gw.operator().await;
+    fake.say(-100, 333, &format!("@{BOT_USERNAME} hi all"));
+    let sent = fake.wait_sent(1).await;
+    assert_eq!(sent[0], json!({"chat_id": -100, "text": "hi all"}));
 }
 
 #[tokio::test]
@@ -443,6 +460,11 @@ struct IrcUser {
 
 impl IrcUser {
     async fn connect(port: u16, nick: &str) -> IrcUser {
+        Self::connect_as(port, nick, nick).await
+    }
+
+    /// Connects with a nick and a different user name.
+    async fn connect_as(port: u16, nick: &str, user_name: &str) -> IrcUser {
         let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .unwrap();
@@ -452,7 +474,7 @@ impl IrcUser {
             write,
         };
         user.send(&format!("NICK {nick}")).await;
-        user.send(&format!("USER {nick} 0 * :{nick}")).await;
+        user.send(&format!("USER {user_name} 0 * :{nick}")).await;
         user.expect(" 001 ").await;
         user
     }
@@ -488,7 +510,7 @@ async fn irc_answers_private_messages_and_mentions_and_survives_a_server_restart
     let ircd = Ircd::start(None, None);
     let gw = TestGateway::start_with_sections(&format!(
         "{AGENTS}[channels.irc.test]\nserver = \"127.0.0.1\"\nport = {}\nnick = \"claw\"\nchannels = [\"#home\"]\n\
-         dmPolicy = \"allowlist\"\nallowFrom = [\"alice\"]\ngroups = [\"#home\"]\n",
+         dmPolicy = \"allowlist\"\nallowFrom = [\"alice!*alice@*\"]\ngroups = [\"#home\"]\n",
         ircd.port
     ))
     .await;
@@ -553,6 +575,26 @@ async fn irc_answers_private_messages_and_mentions_and_survives_a_server_restart
     assert_eq!(status["status"], "connected");
     assert!(status["restarts"].as_u64().unwrap() >= 1);
     assert_eq!(status["received"], 4, "{status}");
+
+    // Taking alice's nick does not make mallory alice.
+    drop(alice);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut mallory = IrcUser::connect_as(ircd.port, "alice", "mallory").await;
+    mallory
+        .send("PRIVMSG claw :read me the owner's sessions")
+        .await;
+    let mut status = status_of(&mut ws, "irc", "test").await;
+    for _ in 0..200 {
+        if status["received"] == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = status_of(&mut ws, "irc", "test").await;
+    }
+    assert_eq!(status["dropped"], 2, "{status}");
+    let quiet =
+        tokio::time::timeout(Duration::from_millis(500), mallory.expect("PRIVMSG alice")).await;
+    assert!(quiet.is_err(), "mallory got an answer as alice");
 }
 
 #[tokio::test]

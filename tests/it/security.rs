@@ -743,3 +743,115 @@ async fn an_admin_cannot_get_the_secrets_out_of_the_config() {
         .collect();
     assert_eq!(sent, vec!["Bearer sk-for-the-new-endpoint".to_string()]);
 }
+
+const HOOK_SECRET: &str = "webhook-secret-0123456789";
+
+#[tokio::test]
+async fn a_captured_webhook_request_is_delivered_once() {
+    use crate::channels::{hook, now_secs};
+    let gw = TestGateway::start_with_sections(&format!(
+        "[channels.webhook.crm]\nsecret = \"{HOOK_SECRET}\"\nallowFrom = [\"alice\"]\n"
+    ))
+    .await;
+    let mut ws = gw.operator().await;
+    let message = json!({"peer": "alice", "text": "transfer the money"});
+    let at = now_secs();
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(hook(&gw, "crm", &message, HOOK_SECRET, at).await.0);
+    }
+    assert_eq!(statuses, [202, 409, 409, 409, 409]);
+    let (status, body) = hook(&gw, "crm", &message, HOOK_SECRET, now_secs() + 240).await;
+    assert_eq!(status, 401, "{body}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let history = ws
+        .call("sessions.history", json!({"sessionKey": "agent:main:main"}))
+        .await;
+    let told = history["result"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .count();
+    assert_eq!(told, 1, "{history}");
+}
+
+#[tokio::test]
+async fn webhook_failures_reveal_no_accounts_and_lock_out_no_operator() {
+    use crate::channels::{hook, now_secs};
+    let gw = TestGateway::start_with_file(&format!(
+        "[gateway]\nport = 0\n[gateway.auth]\ntoken = \"{TOKEN}\"\nmaxFailuresPerMinute = 5\n\n\
+         [channels.webhook.crm]\nsecret = \"{HOOK_SECRET}\"\nallowFrom = [\"alice\"]\n"
+    ))
+    .await;
+    let message = json!({"peer": "alice", "text": "hi"});
+    let mut statuses = Vec::new();
+    for account in ["a", "b", "c", "d", "e", "crm", "f"] {
+        statuses.push(
+            hook(&gw, account, &message, "guessed-secret-000000", now_secs())
+                .await
+                .0,
+        );
+    }
+    assert_eq!(
+        statuses,
+        [404, 404, 404, 404, 404, 429, 429],
+        "probing account names is limited"
+    );
+    // The operator, on the same address, is not locked out by any of it.
+    let mut ws = gw.operator().await;
+    assert!(ws.call("health", json!({})).await.get("result").is_some());
+}
+
+#[tokio::test]
+async fn a_flood_of_webhook_messages_queues_a_bounded_number() {
+    use crate::channels::{hook, now_secs};
+    let upstream = FakeOpenAi::start(Script::Hang).await;
+    let gw = TestGateway::start_with_sections(&format!(
+        "[agents.main]\nprovider = \"openai\"\nbaseUrl = \"{}\"\nmodel = \"m\"\n\n\
+         [channels.webhook.crm]\nsecret = \"{HOOK_SECRET}\"\nallowFrom = [\"alice\"]\n",
+        upstream.base_url
+    ))
+    .await;
+    let mut statuses = std::collections::BTreeMap::new();
+    for i in 0..80 {
+        let message = json!({"peer": "alice", "text": format!("message {i}")});
+        let status = hook(&gw, "crm", &message, HOOK_SECRET, now_secs()).await.0;
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert_eq!(statuses.get(&202), Some(&64), "{statuses:?}");
+    assert_eq!(statuses.get(&503), Some(&16), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn an_agent_reads_only_its_own_sessions() {
+    let upstream = FakeOpenAi::start(Script::ToolThenText(
+        "session_history",
+        r#"{"sessionKey": "agent:main:main"}"#,
+        vec!["nothing there"],
+    ))
+    .await;
+    let gw = TestGateway::start_with_sections(&format!(
+        "[agents.main]\nprovider = \"echo\"\n\n[agents.helper]\nprovider = \"openai\"\nbaseUrl = \"{}\"\n\
+         model = \"m\"\ntools = [\"session_history\", \"sessions_list\"]\n",
+        upstream.base_url
+    ))
+    .await;
+    let mut ws = gw.operator().await;
+    ws.call("chat", json!({"message": "the owner's secret plans"}))
+        .await;
+    let asked = ws
+        .call("chat", json!({"message": "what did the owner say?", "agentId": "helper", "sessionKey": "stranger"}))
+        .await;
+    assert!(asked.get("result").is_some(), "{asked}");
+    let tool_result = upstream.requests().last().unwrap().1["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .cloned()
+        .unwrap();
+    let content = tool_result["content"].as_str().unwrap();
+    assert!(content.contains("no session agent:main:main"), "{content}");
+    assert!(!content.contains("secret plans"), "{content}");
+}

@@ -1069,6 +1069,15 @@ class GatewayState(str, Enum):
     draining = 'draining'
 
 
+class GroupPolicy(str, Enum):
+    """
+    Who may speak to the assistant in an allowed group.
+    """
+
+    allowlist = 'allowlist'
+    open = 'open'
+
+
 class HealthParams(BaseModel):
     pass
     model_config = ConfigDict(
@@ -1090,7 +1099,7 @@ class IrcAccount(BaseModel):
     )
     allowFrom: list[str] | None = Field(
         [],
-        description='Peer ids allowed to send direct messages (and to speak in allowed groups) under dmPolicy allowlist.',
+        description='Who may send direct messages under dmPolicy allowlist (and speak in groups under groupPolicy allowlist, unless groupAllowFrom is set): sender ids, as patterns where * matches any run of characters. Telegram: the numeric user id; IRC: nick!user@host (a nick alone can be taken by anyone, so it is refused); webhook: the peer.',
     )
     channels: list[Channel] | None = Field(
         [], description='Channels to join, e.g. #home.'
@@ -1100,6 +1109,14 @@ class IrcAccount(BaseModel):
         description='Direct messages: open (anyone), allowlist (only allowFrom), or disabled. Messages that fail are dropped unanswered and counted.',
     )
     enabled: bool | None = Field(True, description='Whether the account runs.')
+    groupAllowFrom: list[str] | None = Field(
+        None,
+        description='Senders allowed to speak in groups under groupPolicy allowlist, as patterns like allowFrom; when empty, allowFrom applies.',
+    )
+    groupPolicy: GroupPolicy | None = Field(
+        'allowlist',
+        description='Who may speak to the assistant in the allowed groups: allowlist (only senders in groupAllowFrom, else allowFrom) or open (every member).',
+    )
     groups: list[str] | None = Field(
         [],
         description='Group or channel ids the assistant takes part in; messages from other groups are dropped.',
@@ -1739,7 +1756,7 @@ class TelegramAccount(BaseModel):
     )
     allowFrom: list[str] | None = Field(
         [],
-        description='Peer ids allowed to send direct messages (and to speak in allowed groups) under dmPolicy allowlist.',
+        description='Who may send direct messages under dmPolicy allowlist (and speak in groups under groupPolicy allowlist, unless groupAllowFrom is set): sender ids, as patterns where * matches any run of characters. Telegram: the numeric user id; IRC: nick!user@host (a nick alone can be taken by anyone, so it is refused); webhook: the peer.',
     )
     apiBase: str | None = Field(
         'https://api.telegram.org', description='The Bot API base URL.', min_length=1
@@ -1749,6 +1766,14 @@ class TelegramAccount(BaseModel):
         description='Direct messages: open (anyone), allowlist (only allowFrom), or disabled. Messages that fail are dropped unanswered and counted.',
     )
     enabled: bool | None = Field(True, description='Whether the account runs.')
+    groupAllowFrom: list[str] | None = Field(
+        None,
+        description='Senders allowed to speak in groups under groupPolicy allowlist, as patterns like allowFrom; when empty, allowFrom applies.',
+    )
+    groupPolicy: GroupPolicy | None = Field(
+        'allowlist',
+        description='Who may speak to the assistant in the allowed groups: allowlist (only senders in groupAllowFrom, else allowFrom) or open (every member).',
+    )
     groups: list[str] | None = Field(
         [],
         description='Group or channel ids the assistant takes part in; messages from other groups are dropped.',
@@ -1797,13 +1822,21 @@ class WebhookAccount(BaseModel):
     )
     allowFrom: list[str] | None = Field(
         [],
-        description='Peer ids allowed to send direct messages (and to speak in allowed groups) under dmPolicy allowlist.',
+        description='Who may send direct messages under dmPolicy allowlist (and speak in groups under groupPolicy allowlist, unless groupAllowFrom is set): sender ids, as patterns where * matches any run of characters. Telegram: the numeric user id; IRC: nick!user@host (a nick alone can be taken by anyone, so it is refused); webhook: the peer.',
     )
     dmPolicy: DmPolicy | None = Field(
         'allowlist',
         description='Direct messages: open (anyone), allowlist (only allowFrom), or disabled. Messages that fail are dropped unanswered and counted.',
     )
     enabled: bool | None = Field(True, description='Whether the account runs.')
+    groupAllowFrom: list[str] | None = Field(
+        None,
+        description='Senders allowed to speak in groups under groupPolicy allowlist, as patterns like allowFrom; when empty, allowFrom applies.',
+    )
+    groupPolicy: GroupPolicy | None = Field(
+        'allowlist',
+        description='Who may speak to the assistant in the allowed groups: allowlist (only senders in groupAllowFrom, else allowFrom) or open (every member).',
+    )
     groups: list[str] | None = Field(
         [],
         description='Group or channel ids the assistant takes part in; messages from other groups are dropped.',
