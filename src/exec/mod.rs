@@ -264,7 +264,7 @@ pub async fn exec_tool(
                 timeout_ms: Some((timeout_ms + 5_000).min(600_000) as i64),
                 idempotency_key: None,
             };
-            let result = crate::nodes::invoke(gw, params)
+            let result = crate::nodes::invoke(gw, params, "agent")
                 .await
                 .map_err(|e| e.message)?;
             Ok(serde_json::to_value(result).expect("result serializes"))

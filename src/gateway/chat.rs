@@ -81,7 +81,7 @@ impl SessionLocks {
     }
 }
 
-pub async fn chat(gw: &Gateway, params: ChatParams) -> Result<ChatResult, RpcError> {
+pub async fn chat(gw: &Gateway, owner: &str, params: ChatParams) -> Result<ChatResult, RpcError> {
     let config = gw.config();
     let agent = Agent::resolve(&config, params.agent_id.as_deref().map(|s| s.as_str()))?;
     let session_key = params
@@ -102,6 +102,7 @@ pub async fn chat(gw: &Gateway, params: ChatParams) -> Result<ChatResult, RpcErr
     // Checked under the session lock, so two requests with one key cannot both run.
     let idempotency_key = idempotency::key(
         crate::protocol::Method::Chat.name(),
+        owner,
         params.idempotency_key.as_deref().map(String::as_str),
     );
     if let Some(earlier) = idempotency::replay(gw, idempotency_key.as_ref()).await? {

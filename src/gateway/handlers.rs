@@ -89,8 +89,8 @@ impl Handlers for Gateway {
         Ok(ConfigSchemaResult { schema })
     }
 
-    async fn chat(&self, _ctx: &CallContext, params: ChatParams) -> Result<ChatResult, RpcError> {
-        chat::chat(self, params).await
+    async fn chat(&self, ctx: &CallContext, params: ChatParams) -> Result<ChatResult, RpcError> {
+        chat::chat(self, &super::idempotency::owner(ctx), params).await
     }
 
     async fn chat_abort(
@@ -294,7 +294,7 @@ impl Handlers for Gateway {
                 .await
                 .map_err(super::chat::store_error)?;
         }
-        crate::nodes::invoke(self, params).await
+        crate::nodes::invoke(self, params, &super::idempotency::owner(ctx)).await
     }
 
     async fn channels_status(

@@ -1,14 +1,34 @@
-//! Idempotency keys: a repeated request returns the first result.
+//! Idempotency keys: a repeated request returns the first result, for a
+//! day. Keys belong to the credential that used them, so nobody can read
+//! another caller's result by guessing its key.
 
 use super::chat::store_error;
 use super::{now_ms, Gateway};
-use crate::protocol::{ErrorCode, RpcError};
+use crate::protocol::{CallContext, ErrorCode, RpcError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// The stored key of `client_key` for one kind of request.
-pub fn key(kind: &str, client_key: Option<&str>) -> Option<String> {
-    client_key.map(|k| format!("{kind}:{k}"))
+/// How long a key returns its first result.
+pub const TTL_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// Whose keys a caller's are: its node, the credential it connected with,
+/// or nobody's in particular.
+pub fn owner(ctx: &CallContext) -> String {
+    if let Some(node) = ctx.node_id() {
+        return format!("node:{node}");
+    }
+    match ctx.grant().and_then(|g| g.credential) {
+        Some(digest) => {
+            let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            format!("cred:{hex}")
+        }
+        None => "anonymous".to_string(),
+    }
+}
+
+/// The stored key of `client_key` for one kind of request by `owner`.
+pub fn key(kind: &str, owner: &str, client_key: Option<&str>) -> Option<String> {
+    client_key.map(|k| format!("{kind}:{owner}:{k}"))
 }
 
 /// The result an earlier request with this key returned, if any.
@@ -21,7 +41,7 @@ pub async fn replay<T: DeserializeOwned>(
     };
     let Some(json) = gw
         .store
-        .idempotent_result(key.clone())
+        .idempotent_result(key.clone(), now_ms().saturating_sub(TTL_MS))
         .await
         .map_err(store_error)?
     else {

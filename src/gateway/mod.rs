@@ -11,6 +11,7 @@ mod handlers;
 mod health;
 pub mod idempotency;
 mod limiter;
+mod maintenance;
 mod reload;
 mod sessions;
 mod status;

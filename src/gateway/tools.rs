@@ -102,7 +102,7 @@ pub async fn run(
                 timeout_ms: None,
                 idempotency_key: None,
             };
-            let result = crate::nodes::invoke(gw, params)
+            let result = crate::nodes::invoke(gw, params, "agent")
                 .await
                 .map_err(|e| e.message)?;
             Ok(serde_json::to_value(result).expect("result serializes"))

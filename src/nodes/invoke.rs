@@ -26,14 +26,26 @@ struct Answer {
 }
 
 /// nodes.invoke: checks the command, sends it to the node, waits.
+/// `owner` names whose idempotency keys the caller's are.
 pub async fn invoke(
     gw: &Gateway,
     params: NodesInvokeParams,
+    owner: &str,
 ) -> Result<NodesInvokeResult, RpcError> {
     let idempotency_key = idempotency::key(
         crate::protocol::Method::NodesInvoke.name(),
+        owner,
         params.idempotency_key.as_deref().map(String::as_str),
     );
+    // Two requests with one key: the second waits for the first and gets
+    // its result, so the node runs the command once.
+    let lock = idempotency_key
+        .as_ref()
+        .map(|key| gw.session_locks.get(&format!("idempotency:{key}")));
+    let _once = match &lock {
+        Some(lock) => Some(lock.lock().await),
+        None => None,
+    };
     if let Some(earlier) = idempotency::replay(gw, idempotency_key.as_ref()).await? {
         return Ok(earlier);
     }

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 pub struct Request {
     pub id: String,
     pub method: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::strict::strict_value")]
     pub params: Value,
 }
 
@@ -23,15 +23,29 @@ pub fn parse_request(text: &str) -> Result<Request, (Option<String>, RpcError)> 
     if let Ok(request) = serde_json::from_str::<Request>(text) {
         return Ok(request);
     }
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        (
-            None,
-            RpcError::new(
-                ErrorCode::ParseError,
-                format!("frame is not valid JSON: {e}"),
-            ),
-        )
-    })?;
+    // Strict: a key given twice is refused, never resolved one way here
+    // and another way by whatever sits in front of the gateway.
+    let value: Value = match serde_json::from_str::<super::strict::StrictValue>(text) {
+        Ok(value) => value.0,
+        Err(e) if e.is_data() => {
+            return Err((
+                None,
+                RpcError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("not a request frame: {e}"),
+                ),
+            ))
+        }
+        Err(e) => {
+            return Err((
+                None,
+                RpcError::new(
+                    ErrorCode::ParseError,
+                    format!("frame is not valid JSON: {e}"),
+                ),
+            ))
+        }
+    };
     let id = value.get("id").and_then(Value::as_str).map(str::to_string);
     if let Err(violations) = Schemas::get().validate("RequestFrame", &value) {
         let detail: Vec<Value> = violations
@@ -53,7 +67,7 @@ pub fn parse_request(text: &str) -> Result<Request, (Option<String>, RpcError)> 
             .with_data(json!({ "errors": detail })),
         ));
     }
-    // Valid by the schema but not by serde, e.g. a key given twice.
+    // Valid by the schema but not by serde.
     serde_json::from_value(value).map_err(|e| {
         (
             id,

@@ -16,6 +16,7 @@ mod error;
 mod frames;
 mod patch;
 mod schemas;
+mod strict;
 
 pub use context::{CallContext, Grant, Kick};
 pub use error::RpcError;

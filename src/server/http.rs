@@ -1,14 +1,46 @@
 use crate::gateway::Gateway;
 use crate::protocol::types::GatewayState;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::json;
 use std::sync::Arc;
 
-pub async fn health(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
-    Json(gw.health.snapshot())
+/// The health snapshot names nodes, channel errors and config paths, so
+/// it needs the gateway credential (`Authorization: Bearer`); without one
+/// the answer is liveness only.
+pub async fn health(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(remote): ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    let config = gw.config();
+    let auth = &config.gateway.auth;
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let snapshot = gw.health.snapshot();
+    let Some(presented) = presented else {
+        if auth.mode == crate::protocol::types::AuthConfigMode::None {
+            return Json(snapshot).into_response();
+        }
+        return Json(json!({
+            "state": snapshot.state,
+            "detail": "send Authorization: Bearer <gateway token> for the full snapshot",
+        }))
+        .into_response();
+    };
+    if let Err(limited) = gw.check_auth_limit(remote.ip()) {
+        return refuse(StatusCode::TOO_MANY_REQUESTS, &limited.message);
+    }
+    if crate::gateway::credential_matches(auth, presented) {
+        Json(snapshot).into_response()
+    } else {
+        gw.record_auth_failure(remote.ip());
+        refuse(StatusCode::UNAUTHORIZED, "invalid credential")
+    }
 }
 
 /// Liveness: the process is up and serving HTTP.

@@ -106,6 +106,7 @@ pub async fn serve(
     let watchdog = crate::nodes::spawn_watchdog(&gw);
     gw.channels.apply(&gw);
     let ticker = gw.spawn_ticker();
+    let maintenance = gw.spawn_maintenance();
     let watcher = gw.spawn_config_watcher();
     let app = router(Arc::clone(&gw));
     let admission = Arc::new(Admission::default());
@@ -157,6 +158,7 @@ pub async fn serve(
     scheduler.abort();
     watchdog.abort();
     ticker.abort();
+    maintenance.abort();
     if let Some(watcher) = watcher {
         watcher.abort();
     }

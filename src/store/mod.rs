@@ -304,16 +304,42 @@ impl Store {
         .await
     }
 
-    /// The stored result of an earlier request with this idempotency key.
-    pub async fn idempotent_result(&self, key: String) -> Result<Option<String>> {
+    /// The stored result of an earlier request with this idempotency key,
+    /// if it was stored at or after `since_ms`.
+    pub async fn idempotent_result(&self, key: String, since_ms: u64) -> Result<Option<String>> {
         self.with(move |db| {
             Ok(db
                 .query_row(
-                    "SELECT result_json FROM idempotency WHERE key = ?1",
-                    params![key],
+                    "SELECT result_json FROM idempotency WHERE key = ?1 AND created_at >= ?2",
+                    params![key, since_ms as i64],
                     |row| row.get(0),
                 )
                 .optional()?)
+        })
+        .await
+    }
+
+    /// Deletes idempotency keys stored before `keys_before_ms` and, when
+    /// given, exec audit entries decided before `audit_before_ms`; returns
+    /// how many rows of each went.
+    pub async fn prune(
+        &self,
+        keys_before_ms: u64,
+        audit_before_ms: Option<u64>,
+    ) -> Result<(usize, usize)> {
+        self.with(move |db| {
+            let keys = db.execute(
+                "DELETE FROM idempotency WHERE created_at < ?1",
+                params![keys_before_ms as i64],
+            )?;
+            let audit = match audit_before_ms {
+                Some(before) => db.execute(
+                    "DELETE FROM exec_audit WHERE decided_at < ?1",
+                    params![before as i64],
+                )?,
+                None => 0,
+            };
+            Ok((keys, audit))
         })
         .await
     }
@@ -326,7 +352,7 @@ impl Store {
     ) -> Result<()> {
         self.with(move |db| {
             db.execute(
-                "INSERT OR IGNORE INTO idempotency (key, result_json, created_at) VALUES (?1, ?2, ?3)",
+                "INSERT OR REPLACE INTO idempotency (key, result_json, created_at) VALUES (?1, ?2, ?3)",
                 params![key, result_json, now_ms as i64],
             )?;
             Ok(())

@@ -406,6 +406,27 @@ async fn policy_decides_without_asking_and_commands_are_bounded() {
     let end = tool_end(&mut ws).await;
     assert_eq!(end["result"]["timedOut"], true, "{end}");
     assert!(started.elapsed() < Duration::from_secs(4));
+    // A child that left the process group dies with the command, and the
+    // output written before the timeout is kept.
+    let (_upstream, gw) = gateway(
+        r#"{"command": "sh -c 'setsid sleep 97 & echo partial; sleep 30'", "timeoutMs": 700}"#,
+        "security = \"full\"",
+        "",
+    )
+    .await;
+    let mut ws = gw.operator().await;
+    ws.call("chat", json!({"message": "x", "sessionKey": "k"}))
+        .await;
+    let end = tool_end(&mut ws).await;
+    assert_eq!(end["result"]["timedOut"], true, "{end}");
+    assert_eq!(end["result"]["stdout"], "partial\n", "{end}");
+    let survivors: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.trim() == "sleep 97")
+        .collect();
+    assert!(survivors.is_empty(), "{survivors:?}");
     let (_upstream, gw) = gateway(
         r#"{"command": "seq 1 20000"}"#,
         "security = \"full\"\nmaxOutputBytes = 1024",

@@ -52,10 +52,21 @@ async fn status_reports_where_the_gateway_listens_and_who_is_connected() {
 #[tokio::test]
 async fn http_health_liveness_readiness_and_404() {
     let gw = TestGateway::start("").await;
-    let (code, health) = gw.get("/health").await;
+    let (code, health) = gw.get_authorized("/health").await;
     assert_eq!(code, 200);
     assert_eq!(health["state"], "ready");
     assert!(health["version"].as_u64().is_some());
+    // Without the credential: liveness, and nothing about nodes, channels
+    // or the config.
+    let (code, anonymous) = gw.get("/health").await;
+    assert_eq!(code, 200);
+    assert_eq!(anonymous["state"], "ready");
+    assert!(
+        anonymous.get("config").is_none() && anonymous.get("nodes").is_none(),
+        "{anonymous}"
+    );
+    let (code, _) = http_get_with(&gw.http, "/health", "Authorization: Bearer wrong\r\n").await;
+    assert_eq!(code, 401);
     assert_eq!(gw.get("/healthz").await, (200, json!({"ok": true})));
     let (code, ready) = gw.get("/readyz").await;
     assert_eq!((code, ready["ready"].clone()), (200, json!(true)));

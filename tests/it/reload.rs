@@ -78,7 +78,7 @@ async fn an_invalid_edit_keeps_the_old_config_and_shows_the_error_in_health() {
         .as_str()
         .unwrap()
         .contains("invalid configuration"));
-    let (_, http_health) = gw.get("/health").await;
+    let (_, http_health) = gw.get_authorized("/health").await;
     assert_eq!(http_health["config"]["reloadOk"], false);
 
     // The old token still works; the token in the rejected file does not.

@@ -474,6 +474,27 @@ async fn protocol_edge_cases_get_precise_answers() {
     let unknown = ws.call("no.such.method", json!({})).await;
     assert_eq!(error_code(&known), ErrorCode::Unauthorized.code());
     assert_eq!(error_code(&unknown), ErrorCode::Unauthorized.code());
+    // A key given twice is refused, not resolved one way or the other.
+    let mut ws = gw.operator().await;
+    for frame in [
+        r#"{"id":"a","method":"health","method":"status"}"#,
+        r#"{"id":"b","method":"chat","params":{"message":"hi","message":"rm -rf /"}}"#,
+    ] {
+        ws.send_text(frame).await;
+        let answer = ws.recv().await;
+        assert_eq!(
+            error_code(&answer),
+            ErrorCode::InvalidRequest.code(),
+            "{answer}"
+        );
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("twice"),
+            "{answer}"
+        );
+    }
     // A text frame that is not UTF-8 is closed with 1007.
     let mut ws = gw.operator().await;
     ws.stream
@@ -854,4 +875,35 @@ async fn an_agent_reads_only_its_own_sessions() {
     let content = tool_result["content"].as_str().unwrap();
     assert!(content.contains("no session agent:main:main"), "{content}");
     assert!(!content.contains("secret plans"), "{content}");
+}
+
+#[tokio::test]
+async fn one_idempotency_key_runs_a_node_command_once() {
+    use crate::nodes::{node_with, register_params, response};
+    let gw = TestGateway::start_with_sections("[nodes]\nautoApproveLoopback = true\n").await;
+    let (mut node, _) = node_with(&gw, TOKEN).await;
+    let paired = node
+        .call("nodes.register", register_params("box", &["camera.snap"]))
+        .await;
+    let node_id = paired["result"]["nodeId"].as_str().unwrap().to_string();
+    let params = json!({"nodeId": node_id, "command": "camera.snap", "idempotencyKey": "snap-1"});
+    let mut first = gw.operator().await;
+    let mut second = gw.operator().await;
+    let a = first.request("nodes.invoke", params.clone()).await;
+    let b = second.request("nodes.invoke", params.clone()).await;
+    let request = node.event("nodes.invoke.request").await["data"].clone();
+    node.call(
+        "nodes.result",
+        json!({"invokeId": request["invokeId"], "ok": true, "payload": {"photo": 1}}),
+    )
+    .await;
+    let a = response(&mut first, &a).await;
+    let b = response(&mut second, &b).await;
+    assert_eq!(a["result"], b["result"], "{a} {b}");
+    let again = tokio::time::timeout(
+        Duration::from_millis(300),
+        node.event("nodes.invoke.request"),
+    )
+    .await;
+    assert!(again.is_err(), "the node was asked twice");
 }

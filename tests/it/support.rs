@@ -134,6 +134,16 @@ impl TestGateway {
     pub async fn get(&self, path: &str) -> (u16, Value) {
         http_get(&self.http, path).await
     }
+
+    /// A GET with the test token as bearer credential.
+    pub async fn get_authorized(&self, path: &str) -> (u16, Value) {
+        http_get_with(
+            &self.http,
+            path,
+            &format!("Authorization: Bearer {TOKEN}\r\n"),
+        )
+        .await
+    }
 }
 
 impl Drop for TestGateway {
@@ -188,10 +198,16 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::Exi
 
 /// A minimal HTTP/1.1 GET over a real socket.
 pub async fn http_get(base: &str, path: &str) -> (u16, Value) {
+    http_get_with(base, path, "").await
+}
+
+/// A GET with extra header lines (each ending in \r\n).
+pub async fn http_get_with(base: &str, path: &str, headers: &str) -> (u16, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let host = base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(host).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
