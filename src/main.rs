@@ -186,6 +186,9 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     options.state_dir = Some(state_dir.clone());
+    if let Some(path) = &options.path {
+        config::remove_stale_temp_files(path);
+    }
     let loaded = match config::load(&options) {
         Ok(loaded) => loaded,
         Err(e) => {

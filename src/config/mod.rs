@@ -13,7 +13,7 @@ mod token;
 
 pub use crate::protocol::types::Config;
 pub use diff::changed_pointers;
-pub use edit::{set_key, write_atomic};
+pub use edit::{remove_stale_temp_files, set_key, write_atomic};
 pub use load::{
     format_problem, hash_text, is_loopback_host, listen_host, load, load_text, parse_text,
     set_pointer, validate, ConfigError, LoadOptions, Loaded,

@@ -25,6 +25,7 @@ pub fn read_token(state_dir: &Path) -> Option<String> {
 /// sees half a token.
 pub fn load_or_create_token(state_dir: &Path) -> std::io::Result<String> {
     let path = token_path(state_dir);
+    super::remove_stale_temp_files(&path);
     if let Some(token) = read_token(state_dir) {
         let mode = std::fs::metadata(&path)?.permissions().mode();
         if mode & 0o077 != 0 {
@@ -37,7 +38,10 @@ pub fn load_or_create_token(state_dir: &Path) -> std::io::Result<String> {
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    let tmp = state_dir.join(format!(".{TOKEN_FILE}.{}", uuid::Uuid::new_v4().simple()));
+    let tmp = state_dir.join(format!(
+        ".{TOKEN_FILE}.tmp-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

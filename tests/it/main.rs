@@ -9,6 +9,7 @@ mod cli;
 mod compat;
 mod config_errors;
 mod config_rpc;
+mod crash;
 mod cron;
 mod errors;
 mod events;
