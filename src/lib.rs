@@ -9,6 +9,9 @@ pub mod config;
 pub mod cron;
 pub mod docs;
 pub mod exec;
+// Entry points for the fuzz targets in fuzz/, which cannot reach private items.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod nodes;
 pub mod pattern;

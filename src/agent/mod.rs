@@ -3,7 +3,7 @@
 mod anthropic;
 mod echo;
 mod openai;
-mod sse;
+pub(crate) mod sse;
 
 use crate::config::Config;
 use crate::protocol::types::{AgentConfig, AgentConfigProvider, ChatResultStopReason, Usage};

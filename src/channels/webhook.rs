@@ -53,10 +53,10 @@ pub fn verify(
         .ok_or("missing X-Clawgate-Timestamp")?
         .parse()
         .map_err(|_| "X-Clawgate-Timestamp is not unix seconds")?;
-    if timestamp + MAX_AGE_SECS < now_secs {
+    if timestamp.saturating_add(MAX_AGE_SECS) < now_secs {
         return Err("X-Clawgate-Timestamp is more than 5 minutes old");
     }
-    if timestamp > now_secs + MAX_AHEAD_SECS {
+    if timestamp > now_secs.saturating_add(MAX_AHEAD_SECS) {
         return Err("X-Clawgate-Timestamp is in the future");
     }
     let given = header(SIGNATURE_HEADER)
@@ -254,5 +254,37 @@ impl Replier {
                 response.status()
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(timestamp: &str, signature: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(TIMESTAMP_HEADER, timestamp.parse().unwrap());
+        headers.insert(SIGNATURE_HEADER, signature.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn the_time_window_holds_at_the_edges_of_u64() {
+        let now = 1_800_000_000;
+        // Found by the webhook fuzz target: this used to overflow.
+        let far = headers(&u64::MAX.to_string(), "sha256=00");
+        assert_eq!(
+            verify("s", &far, b"", now),
+            Err("X-Clawgate-Timestamp is in the future")
+        );
+        let old = headers("0", "sha256=00");
+        assert_eq!(
+            verify("s", &old, b"", now),
+            Err("X-Clawgate-Timestamp is more than 5 minutes old")
+        );
+        let body = b"{}";
+        let signed = headers(&now.to_string(), &sign("s", now, body));
+        assert_eq!(verify("s", &signed, body, now + MAX_AGE_SECS), Ok(()));
+        assert!(verify("s", &signed, body, now + MAX_AGE_SECS + 1).is_err());
     }
 }

@@ -155,7 +155,8 @@ fn bad_field(parser: &CronParser, expr: &str) -> Option<(&'static str, String, &
         ("day-of-week", "0-7 or SUN-SAT, #, L"),
     ];
     let fields: Vec<&str> = expr.split_whitespace().collect();
-    let names = &FIELDS[FIELDS.len() - fields.len()..];
+    // More than 6 fields gets here only after a `@`: no field to name.
+    let names = &FIELDS[FIELDS.len().checked_sub(fields.len())?..];
     (0..fields.len()).find_map(|i| {
         let mut patched = fields.clone();
         patched[i] = "*";
@@ -504,6 +505,13 @@ mod tests {
             at: "tomorrow".parse().unwrap(),
         };
         assert_eq!(Plan::new(&at, None, 0, 0).unwrap_err().field, "/at");
+    }
+
+    #[test]
+    fn an_alias_with_too_many_fields_is_refused() {
+        // Found by the cron fuzz target: this used to panic.
+        let e = parse_expr("@ 0 * * * * 3").unwrap_err();
+        assert!(e.starts_with("invalid cron expression"), "{e}");
     }
 
     #[test]

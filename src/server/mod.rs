@@ -5,7 +5,7 @@ mod connection;
 mod hosts;
 mod http;
 mod metered;
-mod openai_api;
+pub(crate) mod openai_api;
 mod outbound;
 mod web;
 mod ws;
@@ -181,6 +181,14 @@ pub struct Peer {
     /// takes it and keeps it until connect succeeds.
     pub ticket: Arc<std::sync::Mutex<Option<Ticket>>>,
     pub admission: Arc<Admission>,
+}
+
+impl Peer {
+    /// The connection presented the gateway credential: it leaves the
+    /// unauthenticated ones, so it is neither capped nor evicted with them.
+    pub fn authenticated(&self) {
+        self.ticket.lock().expect("ticket lock").take();
+    }
 }
 
 struct Accepted<'a> {

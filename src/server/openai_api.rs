@@ -5,29 +5,29 @@
 //! stored session `openai:<agentId>:<user>`.
 
 use super::http::is_json;
+use super::Peer;
 use crate::agent::Agent;
 use crate::gateway::chat::{run_turn, Session, TurnDone, TurnRequest};
 use crate::gateway::{now_ms, Gateway};
 use crate::protocol::types::{AuthConfigMode, ChatResultStopReason};
 use crate::protocol::{ErrorCode, RpcError};
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{Extension, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 const MODEL_PREFIX: &str = "clawgate:";
 
 pub async fn models(
     State(gw): State<Arc<Gateway>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Extension(peer): Extension<Peer>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refusal) = refusal(&gw, &headers, remote) {
+    if let Some(refusal) = refusal(&gw, &headers, &peer) {
         return refusal;
     }
     let config = gw.config();
@@ -46,11 +46,11 @@ pub async fn models(
 
 pub async fn completions(
     State(gw): State<Arc<Gateway>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Extension(peer): Extension<Peer>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Some(refusal) = refusal(&gw, &headers, remote) {
+    if let Some(refusal) = refusal(&gw, &headers, &peer) {
         return refusal;
     }
     if !is_json(&headers) {
@@ -116,7 +116,7 @@ pub async fn completions(
 }
 
 #[derive(Clone)]
-struct CompletionRequest {
+pub(crate) struct CompletionRequest {
     model: String,
     stream: bool,
     user: Option<String>,
@@ -125,7 +125,7 @@ struct CompletionRequest {
     message: String,
 }
 
-fn parse(body: &[u8]) -> Result<CompletionRequest, String> {
+pub(crate) fn parse(body: &[u8]) -> Result<CompletionRequest, String> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
     let model = value["model"]
@@ -277,7 +277,8 @@ fn usage(done: &TurnDone) -> Value {
 
 /// Why a request may not use the API (it is off, or the bearer
 /// credential is wrong or rate limited); None when it may.
-fn refusal(gw: &Gateway, headers: &HeaderMap, remote: SocketAddr) -> Option<Response> {
+fn refusal(gw: &Gateway, headers: &HeaderMap, peer: &Peer) -> Option<Response> {
+    let remote = peer.remote;
     let config = gw.config();
     if !config.gateway.http.chat_completions.enabled {
         return Some(error(
@@ -316,6 +317,7 @@ fn refusal(gw: &Gateway, headers: &HeaderMap, remote: SocketAddr) -> Option<Resp
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     if crate::gateway::credential_matches(auth, presented) {
+        peer.authenticated();
         None
     } else {
         gw.record_auth_failure(remote.ip());
