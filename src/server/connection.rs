@@ -46,6 +46,16 @@ const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 const CLOSE_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 
 type Response = Pin<Box<dyn Future<Output = String> + Send>>;
+/// Boxed so that a connected client does not keep its space.
+type PreAuthDeadline = Pin<Box<dyn Future<Output = &'static str> + Send>>;
+
+/// Waits for the deadline while there is one.
+async fn until_some(deadline: &mut Option<PreAuthDeadline>) -> &'static str {
+    match deadline {
+        Some(deadline) => deadline.await,
+        None => std::future::pending().await,
+    }
+}
 
 /// What a connection holds until its connect succeeds.
 pub struct PreAuth {
@@ -117,19 +127,10 @@ struct Connection {
 
 impl Connection {
     async fn serve(&mut self) -> End {
-        let handshake = tokio::time::sleep(self.handshake_timeout);
-        tokio::pin!(handshake);
+        let mut pre_auth = Some(self.pre_auth_deadline());
         let closing = closing(self.gw.shutdown_signal());
         tokio::pin!(closing);
         let kick = Arc::clone(self.ctx.kick());
-        let eviction = self.ticket.as_ref().map(Ticket::eviction);
-        let evicted = async {
-            match eviction {
-                Some(eviction) => eviction.wait().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::pin!(evicted);
         loop {
             // At the in-flight limit the connection stops reading frames,
             // but keeps writing answers and events: a busy client is
@@ -147,18 +148,37 @@ impl Connection {
                 },
                 event = next_event(&mut self.bus) => self.on_bus(event),
                 frame = self.out.write_then_read(&mut self.ws, !saturated) => self.on_frame(frame).await,
-                _ = &mut handshake, if self.ctx.grant().is_none() => {
-                    Err(End::Close(CLOSE_POLICY, "handshake timeout: send connect first"))
-                }
-                _ = &mut evicted, if self.ctx.grant().is_none() => {
-                    Err(End::Close(CLOSE_POLICY, "too many unauthenticated connections"))
-                }
+                reason = until_some(&mut pre_auth) => Err(End::Close(CLOSE_POLICY, reason)),
                 reason = kick.kicked() => Err(End::Close(CLOSE_POLICY, reason)),
             };
+            if pre_auth.is_some() && self.ctx.grant().is_some() {
+                // Connected: the timer and the eviction handle are freed
+                // rather than kept for the connection's life.
+                pre_auth = None;
+            }
             if let Err(end) = step {
                 return end;
             }
         }
+    }
+
+    /// Resolves with the reason to close a connection that has not
+    /// connected in time or was evicted to make room for others.
+    fn pre_auth_deadline(&self) -> PreAuthDeadline {
+        let timeout = tokio::time::sleep(self.handshake_timeout);
+        let eviction = self.ticket.as_ref().map(Ticket::eviction);
+        Box::pin(async move {
+            let evicted = async {
+                match eviction {
+                    Some(eviction) => eviction.wait().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = timeout => "handshake timeout: send connect first",
+                _ = evicted => "too many unauthenticated connections",
+            }
+        })
     }
 
     async fn on_frame(&mut self, frame: Option<Result<Message, axum::Error>>) -> Result<(), End> {
