@@ -215,9 +215,12 @@ fn run(args: RunArgs) -> ExitCode {
         }
         let listener = clawgate::server::bind(&gw).await?;
         let addr = listener.local_addr()?;
+        // Handlers first: a SIGTERM right after the ready line still
+        // shuts down gracefully instead of killing the process.
+        let shutdown = shutdown_signal()?;
         println!("clawgate listening on ws://{addr}");
         tracing::info!(%addr, config = ?gw.info.config_path, "gateway ready");
-        clawgate::server::serve(gw, listener, shutdown_signal()).await
+        clawgate::server::serve(gw, listener, shutdown).await
     });
     match result {
         Ok(()) => {
@@ -231,14 +234,18 @@ fn run(args: RunArgs) -> ExitCode {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
+/// Installs the SIGINT and SIGTERM handlers now; the future resolves
+/// at the first of either.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 /// Sets up logging to stderr. Unless --verbose or CLAWGATE_LOG fix the

@@ -907,3 +907,53 @@ async fn one_idempotency_key_runs_a_node_command_once() {
     .await;
     assert!(again.is_err(), "the node was asked twice");
 }
+
+#[tokio::test]
+async fn expired_idempotency_keys_and_audit_entries_are_pruned() {
+    let mut gw = TestGateway::start_with_sections("[approvals]\nauditRetentionDays = 30\n").await;
+    gw.owns_dir = false;
+    assert!(gw.terminate().success());
+    let dir = gw.dir.clone();
+    drop(gw);
+    let db_path = dir.join("state/clawgate.db");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    const DAY: i64 = 24 * 60 * 60 * 1000;
+    {
+        let db = rusqlite::Connection::open(&db_path).unwrap();
+        for (key, at) in [("stale", now - 2 * DAY), ("fresh", now)] {
+            db.execute(
+                "INSERT INTO idempotency (key, result_json, created_at) VALUES (?1, '{}', ?2)",
+                rusqlite::params![key, at],
+            )
+            .unwrap();
+        }
+        for (command, at) in [("old", now - 40 * DAY), ("recent", now - DAY)] {
+            db.execute(
+                "INSERT INTO exec_audit (command, argv_json, agent_id, decision, requested_at, decided_at) \
+                 VALUES (?1, '[]', 'main', 'allow-once', ?2, ?2)",
+                rusqlite::params![command, at],
+            )
+            .unwrap();
+        }
+    }
+    let config = dir.join("clawgate.toml");
+    let mut gw = TestGateway::spawn(&dir, &["--config", config.to_str().unwrap()], &[]);
+    let left = |sql: &str| -> Vec<String> {
+        let db = rusqlite::Connection::open(&db_path).unwrap();
+        let mut query = db.prepare(sql).unwrap();
+        let rows = query.query_map([], |r| r.get(0)).unwrap();
+        let mut rows: Vec<String> = rows.map(Result::unwrap).collect();
+        rows.sort();
+        rows
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while left("SELECT key FROM idempotency").len() > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(left("SELECT key FROM idempotency"), ["fresh"]);
+    assert_eq!(left("SELECT command FROM exec_audit"), ["recent"]);
+    assert!(gw.terminate().success());
+}

@@ -72,3 +72,14 @@ async fn a_running_turn_finishes_during_the_drain() {
     let status = wait_exit(&mut gw.child, std::time::Duration::from_secs(10)).expect("exits");
     assert!(status.success());
 }
+
+#[tokio::test]
+async fn a_sigterm_right_after_the_ready_line_is_a_clean_shutdown() {
+    // A supervisor may stop the gateway the moment it reports ready; the
+    // signal handlers are in place before that line is printed.
+    for _ in 0..3 {
+        let mut gw = TestGateway::start("").await;
+        let status = gw.terminate();
+        assert!(status.success(), "{status:?}");
+    }
+}
