@@ -199,4 +199,25 @@ mod tests {
         assert_eq!(problems[0].path, "agents.a.apiKey");
         assert!(exposure_problems(path(), FILE, FILE, &Value::Null, &Value::Null).is_empty());
     }
+
+    #[test]
+    fn an_id_with_a_slash_or_tilde_hides_no_secret() {
+        for id in ["x/y", "a~1b"] {
+            let file = format!(
+                "[agents.\"{id}\"]\nprovider = \"openai\"\nbaseUrl = \"https://api.example\"\napiKey = \"sk-live\"\n"
+            );
+            let masked = mask_file(path(), &file).unwrap();
+            assert!(!masked.contains("sk-live"), "{masked}");
+            assert_eq!(unmask(path(), &file, &masked).unwrap(), file);
+            let sent = file.replace("sk-live", "${AWS_SECRET_ACCESS_KEY}");
+            let problems = exposure_problems(path(), &file, &sent, &Value::Null, &Value::Null);
+            assert_eq!(problems.len(), 1, "{id}: {problems:?}");
+            let before = json!({"agents": {id: {"provider": "openai", "baseUrl": "https://api.example", "apiKey": "sk-live"}}});
+            let mut after = before.clone();
+            after["agents"][id]["baseUrl"] = json!("https://evil.example");
+            let moved = file.replace("https://api.example", "https://evil.example");
+            let problems = exposure_problems(path(), &file, &moved, &before, &after);
+            assert_eq!(problems.len(), 1, "{id}: {problems:?}");
+        }
+    }
 }

@@ -180,9 +180,18 @@ pub async fn audit_operator_invoke(
 const OPERATOR: &str = "(operator)";
 
 /// How a node command reads in approvals and the audit log: system.run
-/// with an argv as that argv, anything else as its name and params.
+/// with only an argv (and cwd, timeout) as that argv, anything else as
+/// its name and all its params.
+/// The params of a system.run that reads as its argv: anything else sent
+/// along (an environment, another command field) would reach the node
+/// without being part of what was approved.
+const NODE_RUN_PARAMS: &[&str] = &["argv", "cwd", "timeoutMs"];
+
 pub fn node_request(node_id: &str, command: &str, params: Option<&Value>) -> Request {
-    let argv: Option<Vec<String>> = (command == NODE_RUN)
+    let plain = params
+        .and_then(Value::as_object)
+        .is_some_and(|p| p.keys().all(|k| NODE_RUN_PARAMS.contains(&k.as_str())));
+    let argv: Option<Vec<String>> = (command == NODE_RUN && plain)
         .then(|| params?.get("argv").cloned())
         .flatten()
         .and_then(|a| serde_json::from_value(a).ok())
@@ -274,4 +283,31 @@ pub async fn exec_tool(
 
 fn default_policy() -> ExecConfig {
     serde_json::from_value(json!({})).expect("exec policy defaults")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_node_run_reads_as_its_argv_only_when_nothing_else_is_sent() {
+        let plain = node_request(
+            "box",
+            NODE_RUN,
+            Some(&json!({"argv": ["ls"], "cwd": "/tmp", "timeoutMs": 1000})),
+        );
+        assert_eq!(plain.argv, ["ls"]);
+        assert_eq!(plain.cwd.as_deref(), Some("/tmp"));
+        // Whatever else rides along is part of what is approved and
+        // audited, so an allowlisted `ls` does not carry it through.
+        let extra = node_request(
+            "box",
+            NODE_RUN,
+            Some(&json!({"argv": ["ls"], "env": {"LD_PRELOAD": "/tmp/x.so"}})),
+        );
+        assert_eq!(extra.argv[0], NODE_RUN);
+        assert!(extra.command.contains("LD_PRELOAD"), "{}", extra.command);
+        assert!(extra.cwd.is_none());
+    }
 }

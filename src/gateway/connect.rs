@@ -1,7 +1,7 @@
 //! The connect handshake: protocol negotiation, authentication and the
 //! grant of scopes, which always comes from the server.
 
-use super::Gateway;
+use super::{AuthRefused, Gateway};
 use crate::protocol::types::{
     AuthConfig, AuthConfigMode, ConnectAuth, ConnectParams, ConnectResult, ConnectResultSnapshot,
     Policy, Role, Scope, ServerInfo,
@@ -28,7 +28,7 @@ pub async fn connect(
     }
     let protocol = negotiate(params.protocol.min.get(), params.protocol.max.get())?;
     let config = gw.config();
-    gw.check_auth_limit(ctx.remote_ip)?;
+    let auth = &config.gateway.auth;
     // A paired node presents its own node token instead of the gateway's.
     let node_id = match (params.role, params.auth.as_ref()) {
         (Role::Node, Some(auth)) => auth
@@ -37,11 +37,15 @@ pub async fn connect(
             .and_then(|token| crate::nodes::authenticate(gw, token)),
         _ => None,
     };
-    if node_id.is_none() {
-        if let Err(e) = authenticate(&config.gateway.auth, params.auth.as_ref()) {
-            gw.record_auth_failure(ctx.remote_ip);
-            return Err(e);
-        }
+    let verdict = match node_id {
+        Some(_) => Ok(()),
+        None => authenticate(auth, params.role, params.auth.as_ref()),
+    };
+    let guessable = node_id.is_none() && auth.mode == AuthConfigMode::Password;
+    match gw.judge_credential(ctx.remote_ip, verdict.is_ok(), guessable) {
+        Ok(()) => {}
+        Err(AuthRefused::Limited(e)) => return Err(e),
+        Err(AuthRefused::Invalid) => return Err(verdict.expect_err("refused as invalid")),
     }
     let granted = granted_scopes(params.role, &config.gateway.auth);
     let scopes = match params.scopes {
@@ -112,8 +116,20 @@ fn negotiate(client_min: u64, client_max: u64) -> Result<u32, RpcError> {
     Ok(best as u32)
 }
 
-fn authenticate(auth: &AuthConfig, presented: Option<&ConnectAuth>) -> Result<(), RpcError> {
+fn authenticate(
+    auth: &AuthConfig,
+    role: Role,
+    presented: Option<&ConnectAuth>,
+) -> Result<(), RpcError> {
     let (given, what) = match auth.mode {
+        // Without a gateway credential nothing can be paired, so a node
+        // gets in only with the token of an earlier pairing.
+        AuthConfigMode::None if role == Role::Node => {
+            return Err(RpcError::new(
+                ErrorCode::Unauthorized,
+                "with gateway.auth.mode none a node connects only with the node token it was paired with",
+            ))
+        }
         AuthConfigMode::None => return Ok(()),
         AuthConfigMode::Token => (presented.and_then(|a| a.token.as_deref()), "token"),
         AuthConfigMode::Password => (presented.and_then(|a| a.password.as_deref()), "password"),
@@ -152,6 +168,12 @@ fn granted_scopes(role: Role, auth: &AuthConfig) -> Vec<Scope> {
             })
             .collect(),
     }
+}
+
+/// Whether the gateway credential grants an operator `needed` (HTTP
+/// routes, which have no connect, ask this).
+pub fn credential_grants(auth: &AuthConfig, needed: Scope) -> bool {
+    granted_scopes(Role::Operator, auth).contains(&needed)
 }
 
 /// What an open connection may still do under the config now in force:

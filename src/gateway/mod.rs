@@ -19,7 +19,7 @@ mod tools;
 
 pub use bus::{EventBus, Published};
 pub use config_service::{Applied, ConfigService};
-pub use connect::{credential_matches, revalidate};
+pub use connect::{credential_grants, credential_matches, revalidate};
 pub use connections::{ConnectionSlot, Connections};
 pub use health::HealthService;
 pub use limiter::{client_key, ClientKey, FailureLimiter, Limited};
@@ -71,6 +71,13 @@ pub struct Gateway {
     shutdown: watch::Sender<bool>,
     closing: AtomicBool,
     log_control: OnceLock<LogControl>,
+}
+
+/// Why a credential was not accepted.
+pub enum AuthRefused {
+    /// Too many failures lately; the error says for how long.
+    Limited(RpcError),
+    Invalid,
 }
 
 impl Gateway {
@@ -151,7 +158,7 @@ impl Gateway {
 
     /// Refuses an authentication attempt from `ip` while it, or everyone
     /// together, has failed too often in the last minute.
-    pub fn check_auth_limit(&self, ip: std::net::IpAddr) -> Result<(), RpcError> {
+    fn check_auth_limit(&self, ip: std::net::IpAddr) -> Result<(), RpcError> {
         let auth = &self.config().gateway.auth;
         self.auth_failures
             .check(
@@ -169,7 +176,30 @@ impl Gateway {
             })
     }
 
-    pub fn record_auth_failure(&self, ip: std::net::IpAddr) {
+    /// Lets a credential check through the failed-auth limiter. A valid
+    /// credential that cannot be guessed (a token) passes even while the
+    /// limiter is closed, so other clients' failures never lock the owner
+    /// out; a guessable one (a password) is only accepted while it is
+    /// open. Every invalid credential is counted.
+    pub fn judge_credential(
+        &self,
+        ip: std::net::IpAddr,
+        valid: bool,
+        guessable: bool,
+    ) -> Result<(), AuthRefused> {
+        if valid && !guessable {
+            return Ok(());
+        }
+        self.check_auth_limit(ip).map_err(AuthRefused::Limited)?;
+        if valid {
+            Ok(())
+        } else {
+            self.record_auth_failure(ip);
+            Err(AuthRefused::Invalid)
+        }
+    }
+
+    fn record_auth_failure(&self, ip: std::net::IpAddr) {
         let total = self
             .config()
             .gateway

@@ -1,5 +1,5 @@
-use crate::gateway::Gateway;
-use crate::protocol::types::GatewayState;
+use crate::gateway::{AuthRefused, Gateway};
+use crate::protocol::types::{GatewayState, Scope};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
@@ -32,14 +32,18 @@ pub async fn health(
         }))
         .into_response();
     };
-    if let Err(limited) = gw.check_auth_limit(remote.ip()) {
-        return refuse(StatusCode::TOO_MANY_REQUESTS, &limited.message);
-    }
-    if crate::gateway::credential_matches(auth, presented) {
-        Json(snapshot).into_response()
-    } else {
-        gw.record_auth_failure(remote.ip());
-        refuse(StatusCode::UNAUTHORIZED, "invalid credential")
+    let valid = crate::gateway::credential_matches(auth, presented);
+    let guessable = auth.mode == crate::protocol::types::AuthConfigMode::Password;
+    match gw.judge_credential(remote.ip(), valid, guessable) {
+        Err(AuthRefused::Limited(limited)) => {
+            refuse(StatusCode::TOO_MANY_REQUESTS, &limited.message)
+        }
+        Err(AuthRefused::Invalid) => refuse(StatusCode::UNAUTHORIZED, "invalid credential"),
+        Ok(()) if !crate::gateway::credential_grants(auth, Scope::OperatorRead) => refuse(
+            StatusCode::FORBIDDEN,
+            "the credential does not grant operator.read (gateway.auth.scopes)",
+        ),
+        Ok(()) => Json(snapshot).into_response(),
     }
 }
 

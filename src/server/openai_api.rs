@@ -8,8 +8,8 @@ use super::http::is_json;
 use super::Peer;
 use crate::agent::Agent;
 use crate::gateway::chat::{run_turn, Session, TurnDone, TurnRequest};
-use crate::gateway::{now_ms, Gateway};
-use crate::protocol::types::{AuthConfigMode, ChatResultStopReason};
+use crate::gateway::{now_ms, AuthRefused, Gateway};
+use crate::protocol::types::{AuthConfigMode, ChatResultStopReason, Scope};
 use crate::protocol::{ErrorCode, RpcError};
 use axum::body::{Body, Bytes};
 use axum::extract::{Extension, State};
@@ -27,7 +27,7 @@ pub async fn models(
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refusal) = refusal(&gw, &headers, &peer) {
+    if let Some(refusal) = refusal(&gw, &headers, &peer, Scope::OperatorRead) {
         return refusal;
     }
     let config = gw.config();
@@ -50,7 +50,8 @@ pub async fn completions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Some(refusal) = refusal(&gw, &headers, &peer) {
+    // A chat turn, as over WebSocket.
+    if let Some(refusal) = refusal(&gw, &headers, &peer, Scope::OperatorWrite) {
         return refusal;
     }
     if !is_json(&headers) {
@@ -275,9 +276,10 @@ fn usage(done: &TurnDone) -> Value {
     })
 }
 
-/// Why a request may not use the API (it is off, or the bearer
-/// credential is wrong or rate limited); None when it may.
-fn refusal(gw: &Gateway, headers: &HeaderMap, peer: &Peer) -> Option<Response> {
+/// Why a request may not use the API (it is off, the bearer credential
+/// is wrong or rate limited, or it does not grant `needed`); None when
+/// it may.
+fn refusal(gw: &Gateway, headers: &HeaderMap, peer: &Peer, needed: Scope) -> Option<Response> {
     let remote = peer.remote;
     let config = gw.config();
     if !config.gateway.http.chat_completions.enabled {
@@ -297,37 +299,48 @@ fn refusal(gw: &Gateway, headers: &HeaderMap, peer: &Peer) -> Option<Response> {
             None,
         ));
     }
-    if let Err(limited) = gw.check_auth_limit(remote.ip()) {
-        let mut response = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            &limited.message,
-            "rate_limit_error",
-            None,
-        );
-        let wait_ms = limited.retry_after_ms.unwrap_or(1000);
-        let seconds = wait_ms.div_ceil(1000).to_string();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, seconds.parse().expect("digits"));
-        return Some(response);
-    }
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    if crate::gateway::credential_matches(auth, presented) {
-        peer.authenticated();
-        None
-    } else {
-        gw.record_auth_failure(remote.ip());
-        Some(error(
-            StatusCode::UNAUTHORIZED,
-            "invalid API key: send Authorization: Bearer <gateway token or password>",
-            "invalid_request_error",
-            Some("invalid_api_key"),
-        ))
+    let valid = crate::gateway::credential_matches(auth, presented);
+    let guessable = auth.mode == AuthConfigMode::Password;
+    match gw.judge_credential(remote.ip(), valid, guessable) {
+        Ok(()) => {}
+        Err(AuthRefused::Limited(limited)) => {
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                &limited.message,
+                "rate_limit_error",
+                None,
+            );
+            let wait_ms = limited.retry_after_ms.unwrap_or(1000);
+            let seconds = wait_ms.div_ceil(1000).to_string();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, seconds.parse().expect("digits"));
+            return Some(response);
+        }
+        Err(AuthRefused::Invalid) => {
+            return Some(error(
+                StatusCode::UNAUTHORIZED,
+                "invalid API key: send Authorization: Bearer <gateway token or password>",
+                "invalid_request_error",
+                Some("invalid_api_key"),
+            ))
+        }
     }
+    peer.authenticated();
+    if !crate::gateway::credential_grants(auth, needed) {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            &format!("the credential does not grant {needed} (gateway.auth.scopes)"),
+            "permission_error",
+            None,
+        ));
+    }
+    None
 }
 
 fn status_of(e: &RpcError) -> (StatusCode, &'static str, &'static str) {

@@ -95,10 +95,30 @@ async fn repeated_failures_are_rate_limited_even_on_loopback() {
         assert_eq!(error_code(&frame), ErrorCode::Unauthorized.code());
     }
     let mut ws = gw.raw().await;
-    let frame = ws.connect(json!({"token": TOKEN}), None).await;
+    let frame = ws.connect(json!({"token": "guess"}), None).await;
     assert_eq!(error_code(&frame), ErrorCode::RateLimited.code());
     assert_eq!(frame["error"]["retryable"], true);
     assert!(frame["error"]["retryAfterMs"].as_u64().unwrap() > 0);
+    // A token cannot be guessed, so the failures of others never keep its
+    // holder out.
+    let mut ws = gw.raw().await;
+    let frame = ws.connect(json!({"token": TOKEN}), None).await;
+    assert!(frame.get("result").is_some(), "{frame}");
+
+    // A password might be guessed: while the limiter is closed even the
+    // right one waits.
+    let gw = TestGateway::start_with_file(
+        "[gateway]\nport = 0\n[gateway.auth]\nmode = \"password\"\npassword = \"correct horse\"\nmaxFailuresPerMinute = 3\n",
+    )
+    .await;
+    for _ in 0..3 {
+        let mut ws = gw.raw().await;
+        let frame = ws.connect(json!({"password": "guess"}), None).await;
+        assert_eq!(error_code(&frame), ErrorCode::Unauthorized.code());
+    }
+    let mut ws = gw.raw().await;
+    let frame = ws.connect(json!({"password": "correct horse"}), None).await;
+    assert_eq!(error_code(&frame), ErrorCode::RateLimited.code(), "{frame}");
 }
 
 #[tokio::test]

@@ -177,6 +177,51 @@ async fn without_a_credential_a_client_may_read_and_nothing_more() {
         .connect(json!({}), Some(json!(["operator.admin"])))
         .await;
     assert_eq!(error_code(&frame), ErrorCode::Forbidden.code());
+    // Nothing can be paired without a credential, so a node needs the
+    // token of an earlier pairing.
+    let mut node = gw.raw().await;
+    let frame = node
+        .call(
+            "connect",
+            json!({"protocol": {"min": 1, "max": 1}, "client": {"name": "it", "version": "1.0"},
+                   "role": "node"}),
+        )
+        .await;
+    assert_eq!(
+        error_code(&frame),
+        ErrorCode::Unauthorized.code(),
+        "{frame}"
+    );
+}
+
+#[tokio::test]
+async fn a_read_only_credential_runs_no_turn_over_http() {
+    let upstream = FakeOpenAi::start(Script::Text(vec!["ok"])).await;
+    let gw = TestGateway::start_with_file(&format!(
+        "[gateway]\nport = 0\n[gateway.auth]\ntoken = \"{TOKEN}\"\nscopes = [\"operator.read\"]\n\n\
+         [gateway.http.chatCompletions]\nenabled = true\n\n[agents.main]\nprovider = \"openai\"\n\
+         baseUrl = \"{}\"\nmodel = \"m\"\n",
+        upstream.base_url
+    ))
+    .await;
+    let addr = addr(&gw);
+    let body = r#"{"model":"main","messages":[{"role":"user","content":"hi"}]}"#;
+    let post = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let refused = raw_http(&addr, &post, WAIT).await;
+    assert_eq!(status(&refused), 403, "{refused}");
+    assert!(refused.contains("operator.write"), "{refused}");
+    assert!(upstream.requests().is_empty(), "no turn may have run");
+    let models = raw_http(
+        &addr,
+        &format!("GET /v1/models HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"),
+        WAIT,
+    )
+    .await;
+    assert_eq!(status(&models), 200, "{models}");
 }
 
 /// A gateway whose default agent streams what `script` says.
@@ -310,6 +355,13 @@ async fn rotating_the_source_address_buys_no_extra_guesses() {
     assert!(codes[..5]
         .iter()
         .all(|c| *c == ErrorCode::Unauthorized.code()));
+    // The guesses lock out guessers, not the owner: the right token still
+    // gets in, over WebSocket and over HTTP.
+    let owner = connect_from("127.0.0.1", &gw.url, TOKEN).await;
+    assert!(owner.get("result").is_some(), "{owner}");
+    let (code, health) = gw.get_authorized("/health").await;
+    assert_eq!(code, 200, "{health}");
+    assert!(health.get("uptime").is_some(), "{health}");
 }
 
 #[tokio::test]
