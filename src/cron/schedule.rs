@@ -128,6 +128,13 @@ pub fn parse_expr(expr: &str) -> Result<Cron, String> {
             "{expr:?} has {fields} fields; a cron expression has 5 (minute hour day-of-month month day-of-week) or 6 (seconds first)"
         ));
     }
+    // croner reads a lone `,` as a field that matches nothing, and then
+    // searches for a next run forever.
+    if let Some((name, field)) = field_names(expr).find(|(_, f)| f.split(',').any(str::is_empty)) {
+        return Err(format!(
+            "invalid cron expression {expr:?}: the {name} field {field:?} has an empty item in its list"
+        ));
+    }
     let parser = CronParser::builder()
         .seconds(Seconds::Optional)
         .year(Year::Disallowed)
@@ -143,17 +150,31 @@ pub fn parse_expr(expr: &str) -> Result<Cron, String> {
     })
 }
 
+/// Each field's name and the values it allows, seconds first.
+const FIELDS: [(&str, &str); 6] = [
+    ("second", "0-59"),
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day-of-month", "1-31, L, W"),
+    ("month", "1-12 or JAN-DEC"),
+    ("day-of-week", "0-7 or SUN-SAT, #, L"),
+];
+
+/// The fields of a 5- or 6-field expression with their names; nothing
+/// for an `@` alias.
+fn field_names(expr: &str) -> impl Iterator<Item = (&'static str, &str)> {
+    let fields: Vec<&str> = if expr.trim_start().starts_with('@') {
+        Vec::new()
+    } else {
+        expr.split_whitespace().collect()
+    };
+    let names = &FIELDS[FIELDS.len().saturating_sub(fields.len())..];
+    names.iter().map(|(name, _)| *name).zip(fields)
+}
+
 /// The one field whose replacement by `*` makes the expression parse:
 /// its name, its text and the values it allows.
 fn bad_field(parser: &CronParser, expr: &str) -> Option<(&'static str, String, &'static str)> {
-    const FIELDS: [(&str, &str); 6] = [
-        ("second", "0-59"),
-        ("minute", "0-59"),
-        ("hour", "0-23"),
-        ("day-of-month", "1-31, L, W"),
-        ("month", "1-12 or JAN-DEC"),
-        ("day-of-week", "0-7 or SUN-SAT, #, L"),
-    ];
     let fields: Vec<&str> = expr.split_whitespace().collect();
     // More than 6 fields gets here only after a `@`: no field to name.
     let names = &FIELDS[FIELDS.len().checked_sub(fields.len())?..];
@@ -512,6 +533,20 @@ mod tests {
         // Found by the cron fuzz target: this used to panic.
         let e = parse_expr("@ 0 * * * * 3").unwrap_err();
         assert!(e.starts_with("invalid cron expression"), "{e}");
+    }
+
+    #[test]
+    fn a_field_with_an_empty_list_item_is_refused() {
+        // Found by the cron fuzz target: croner took "," for a field that
+        // matches nothing and searched for the next run without end.
+        for expr in ["*/20 , * * * *", ", * * * *", "0 1,,2 * * *", "0 0 1, * *"] {
+            let e = parse_expr(expr).unwrap_err();
+            assert!(e.contains("empty item"), "{expr}: {e}");
+        }
+        let e = parse_expr("*/20 , * * * *").unwrap_err();
+        assert!(e.contains("the minute field"), "{e}");
+        assert!(parse_expr("0 1,2 * * *").is_ok());
+        assert!(parse_expr("@daily").is_ok());
     }
 
     #[test]

@@ -1009,3 +1009,31 @@ async fn expired_idempotency_keys_and_audit_entries_are_pruned() {
     assert_eq!(left("SELECT command FROM exec_audit"), ["recent"]);
     assert!(gw.terminate().success());
 }
+
+#[tokio::test]
+async fn a_cron_field_that_matches_nothing_is_refused_not_searched_forever() {
+    // Found by fuzzing: "," made croner search for a next run without end,
+    // on a runtime thread; two such jobs would stall the gateway.
+    let gw = TestGateway::start("").await;
+    let mut ws = gw.operator().await;
+    let frame = ws
+        .call(
+            "cron.add",
+            json!({"name": "never", "schedule": {"kind": "cron", "expr": "*/20 , * * * *"},
+                   "payload": {"kind": "systemEvent", "text": "x"}}),
+        )
+        .await;
+    assert_eq!(
+        error_code(&frame),
+        ErrorCode::InvalidParams.code(),
+        "{frame}"
+    );
+    assert!(
+        frame["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("minute"),
+        "{frame}"
+    );
+    assert!(ws.call("health", json!({})).await.get("result").is_some());
+}
