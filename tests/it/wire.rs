@@ -122,10 +122,11 @@ async fn round_trip_frames() {
         "unauthorized (wrong token)".into(),
         guess.connect(json!({"token": "nope"}), None).await,
     );
+    // Another guess is limited (the right token would still get in).
     let mut again = gw.raw().await;
     frames.insert(
         "rate_limited".into(),
-        again.connect(json!({"token": TOKEN}), None).await,
+        again.connect(json!({"token": "nope"}), None).await,
     );
 
     settings()
