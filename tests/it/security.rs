@@ -601,6 +601,15 @@ async fn node_and_agent(exec: &str, allow: &str) -> (TestGateway, FakeOpenAi, Ws
     (gw, upstream, node, node_id)
 }
 
+async fn assert_node_not_asked(node: &mut Ws) {
+    let nothing = tokio::time::timeout(
+        Duration::from_millis(300),
+        node.event("nodes.invoke.request"),
+    )
+    .await;
+    assert!(nothing.is_err(), "the node received {nothing:?}");
+}
+
 async fn audit_mentioning(ws: &mut Ws, word: &str) -> Vec<Value> {
     let audit = ws.call("approvals.audit", json!({})).await;
     audit["result"]["entries"]
@@ -623,12 +632,7 @@ async fn node_invoke_cannot_bypass_the_exec_policy() {
     let chat = operator.call("chat", json!({"message": "clean up"})).await;
     assert!(chat.get("result").is_some(), "{chat}");
     // The node was never asked, and the refusal is in the audit log.
-    let nothing = tokio::time::timeout(
-        Duration::from_millis(300),
-        node.event("nodes.invoke.request"),
-    )
-    .await;
-    assert!(nothing.is_err(), "the node received {nothing:?}");
+    assert_node_not_asked(&mut node).await;
     let entries = audit_mentioning(&mut operator, "rm -rf").await;
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert_eq!(entries[0]["decision"], "denied");
@@ -658,12 +662,7 @@ async fn node_invoke_of_a_dangerous_command_asks_like_exec() {
     assert!(denied.get("result").is_some(), "{denied}");
     let done = crate::nodes::response(&mut operator, &chat).await;
     assert!(done.get("result").is_some(), "{done}");
-    let nothing = tokio::time::timeout(
-        Duration::from_millis(300),
-        node.event("nodes.invoke.request"),
-    )
-    .await;
-    assert!(nothing.is_err(), "the node received {nothing:?}");
+    assert_node_not_asked(&mut node).await;
 }
 
 #[tokio::test]
@@ -675,12 +674,7 @@ async fn an_agent_invokes_only_the_node_commands_it_was_given() {
     assert!(chat.get("result").is_some(), "{chat}");
     let told = upstream.requests().last().unwrap().1.to_string();
     assert!(told.contains("allowNodeCommands"), "{told}");
-    let nothing = tokio::time::timeout(
-        Duration::from_millis(300),
-        node.event("nodes.invoke.request"),
-    )
-    .await;
-    assert!(nothing.is_err(), "the node received {nothing:?}");
+    assert_node_not_asked(&mut node).await;
 }
 
 #[tokio::test]
