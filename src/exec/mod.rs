@@ -179,14 +179,14 @@ pub async fn audit_operator_invoke(
 /// The audit log's agent for commands an operator ran directly.
 const OPERATOR: &str = "(operator)";
 
-/// How a node command reads in approvals and the audit log: system.run
-/// with only an argv (and cwd, timeout) as that argv, anything else as
-/// its name and all its params.
 /// The params of a system.run that reads as its argv: anything else sent
 /// along (an environment, another command field) would reach the node
 /// without being part of what was approved.
 const NODE_RUN_PARAMS: &[&str] = &["argv", "cwd", "timeoutMs"];
 
+/// How a node command reads in approvals and the audit log: system.run
+/// with only an argv (and cwd, timeout) as that argv, anything else as
+/// its name and all its params.
 pub fn node_request(node_id: &str, command: &str, params: Option<&Value>) -> Request {
     let plain = params
         .and_then(Value::as_object)

@@ -47,7 +47,7 @@ pub async fn connect(
         Err(AuthRefused::Limited(e)) => return Err(e),
         Err(AuthRefused::Invalid) => return Err(verdict.expect_err("refused as invalid")),
     }
-    let granted = granted_scopes(params.role, &config.gateway.auth);
+    let granted = granted_scopes(params.role, auth);
     let scopes = match params.scopes {
         None => granted,
         Some(asked) => narrow(&granted, asked)?,

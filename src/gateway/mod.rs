@@ -25,7 +25,9 @@ pub use health::HealthService;
 pub use limiter::{client_key, ClientKey, FailureLimiter, Limited};
 
 use crate::config::{Config, LoadOptions, Loaded};
-use crate::protocol::types::{BindInfo, GatewayClosingEvent, GatewayState, TickEvent};
+use crate::protocol::types::{
+    AuthConfigMode, BindInfo, GatewayClosingEvent, GatewayState, TickEvent,
+};
 use crate::protocol::{ErrorCode, Event, RpcError};
 use crate::store::Store;
 use std::path::PathBuf;
@@ -197,6 +199,14 @@ impl Gateway {
             self.record_auth_failure(ip);
             Err(AuthRefused::Invalid)
         }
+    }
+
+    /// Checks a bearer credential (HTTP routes) against the gateway's
+    /// token or password, under the limiter.
+    pub fn check_bearer(&self, ip: std::net::IpAddr, presented: &str) -> Result<(), AuthRefused> {
+        let auth = &self.config().gateway.auth;
+        let valid = credential_matches(auth, presented);
+        self.judge_credential(ip, valid, auth.mode == AuthConfigMode::Password)
     }
 
     fn record_auth_failure(&self, ip: std::net::IpAddr) {

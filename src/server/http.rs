@@ -32,16 +32,17 @@ pub async fn health(
         }))
         .into_response();
     };
-    let valid = crate::gateway::credential_matches(auth, presented);
-    let guessable = auth.mode == crate::protocol::types::AuthConfigMode::Password;
-    match gw.judge_credential(remote.ip(), valid, guessable) {
+    match gw.check_bearer(remote.ip(), presented) {
         Err(AuthRefused::Limited(limited)) => {
             refuse(StatusCode::TOO_MANY_REQUESTS, &limited.message)
         }
         Err(AuthRefused::Invalid) => refuse(StatusCode::UNAUTHORIZED, "invalid credential"),
         Ok(()) if !crate::gateway::credential_grants(auth, Scope::OperatorRead) => refuse(
             StatusCode::FORBIDDEN,
-            "the credential does not grant operator.read (gateway.auth.scopes)",
+            &format!(
+                "the credential does not grant {} (gateway.auth.scopes)",
+                Scope::OperatorRead
+            ),
         ),
         Ok(()) => Json(snapshot).into_response(),
     }

@@ -304,9 +304,7 @@ fn refusal(gw: &Gateway, headers: &HeaderMap, peer: &Peer, needed: Scope) -> Opt
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    let valid = crate::gateway::credential_matches(auth, presented);
-    let guessable = auth.mode == AuthConfigMode::Password;
-    match gw.judge_credential(remote.ip(), valid, guessable) {
+    match gw.check_bearer(remote.ip(), presented) {
         Ok(()) => {}
         Err(AuthRefused::Limited(limited)) => {
             let mut response = error(
