@@ -1,6 +1,6 @@
 use clap::{Args, Parser, Subcommand};
 use clawgate::client::{Client, ClientError, ConnectOptions};
-use clawgate::config::{self, LoadOptions};
+use clawgate::config::{self, LoadOptions, Override};
 use clawgate::gateway::Gateway;
 use clawgate::protocol::{ErrorCode, Schemas};
 use serde_json::{json, Value};
@@ -56,6 +56,16 @@ struct RunArgs {
     /// Where state is kept. Default: $CLAWGATE_STATE_DIR, else $XDG_DATA_HOME/clawgate.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    flags: ConfigFlags,
+    /// Log at debug level.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+/// The flags that set config values, applied over the file and the environment.
+#[derive(Args, Clone, Default)]
+struct ConfigFlags {
     /// Port to listen on (0 picks a free one); overrides gateway.port.
     #[arg(long)]
     port: Option<u16>,
@@ -65,9 +75,36 @@ struct RunArgs {
     /// An explicit address to listen on; overrides gateway.host.
     #[arg(long)]
     host: Option<String>,
-    /// Log at debug level.
-    #[arg(long, short)]
-    verbose: bool,
+}
+
+impl ConfigFlags {
+    fn overrides(&self) -> Vec<Override> {
+        let flag = |flag: &str, pointer: &str, value: Value| Override {
+            flag: flag.to_string(),
+            pointer: pointer.to_string(),
+            value,
+        };
+        let mut out = Vec::new();
+        if let Some(port) = self.port {
+            out.push(flag("--port", "/gateway/port", json!(port)));
+        }
+        if let Some(bind) = &self.bind {
+            out.push(flag("--bind", "/gateway/bind", json!(bind)));
+        }
+        if let Some(host) = &self.host {
+            out.push(flag("--host", "/gateway/host", json!(host)));
+        }
+        out
+    }
+}
+
+#[derive(Clone, Copy, Default, clap::ValueEnum)]
+enum Format {
+    /// For people: compiler-style reports, colours on a terminal.
+    #[default]
+    Human,
+    /// For editors and CI: one JSON document.
+    Json,
 }
 
 #[derive(Args)]
@@ -120,7 +157,29 @@ enum ProtocolCommand {
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Validate a config file (default: the one `run` would use); exit 1 when invalid.
-    Validate { path: Option<PathBuf> },
+    Validate {
+        path: Option<PathBuf>,
+        /// human (caret under each bad value) or json (problems with line/column spans).
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Print the effective configuration (secrets masked), or one dotted key of it.
+    Show {
+        /// A dotted key such as gateway or gateway.port.
+        key: Option<String>,
+        /// Also print where each value came from: default, file:line:column,
+        /// environment variable or flag.
+        #[arg(long)]
+        origin: bool,
+        /// Config file. Default: the one `run` would use.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        flags: ConfigFlags,
+        /// human (key = value lines) or json.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Print the JSON Schema of the config file.
     Schema,
     /// Print the reference table of every config key (Markdown).
@@ -133,7 +192,14 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Call(args) => call(args),
         Command::Token { state_dir } => print_token(state_dir),
-        Command::Config(ConfigCommand::Validate { path }) => validate(path),
+        Command::Config(ConfigCommand::Validate { path, format }) => validate(path, format),
+        Command::Config(ConfigCommand::Show {
+            key,
+            origin,
+            config,
+            flags,
+            format,
+        }) => show(key, origin, config, &flags, format),
         Command::Gen { check, root } => generate(&root, check),
         Command::Protocol(ProtocolCommand::Snapshot) => {
             let surface = clawgate::compat::current();
@@ -160,16 +226,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let mut overrides = Vec::new();
-    if let Some(port) = args.port {
-        overrides.push(("/gateway/port".to_string(), json!(port)));
-    }
-    if let Some(bind) = &args.bind {
-        overrides.push(("/gateway/bind".to_string(), json!(bind)));
-    }
-    if let Some(host) = &args.host {
-        overrides.push(("/gateway/host".to_string(), json!(host)));
-    }
+    let overrides = args.flags.overrides();
     let state_dir = config::resolve_state_dir(args.state_dir.as_deref());
     if let Err(e) = create_private_dir(&state_dir) {
         eprintln!(
@@ -192,7 +249,7 @@ fn run(args: RunArgs) -> ExitCode {
     let loaded = match config::load(&options) {
         Ok(loaded) => loaded,
         Err(e) => {
-            eprintln!("clawgate: {e}");
+            eprintln!("{}", e.render(colour_on_stderr()));
             return ExitCode::from(2);
         }
     };
@@ -391,7 +448,7 @@ fn call(args: CallArgs) -> ExitCode {
     }
 }
 
-fn validate(path: Option<PathBuf>) -> ExitCode {
+fn validate(path: Option<PathBuf>, format: Format) -> ExitCode {
     let path = match config::resolve_config_path(path.as_deref()) {
         Ok(Some(p)) => p,
         Ok(None) => {
@@ -403,19 +460,106 @@ fn validate(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match config::load(&LoadOptions::from_process_env(
+    let result = config::load(&LoadOptions::from_process_env(
         Some(path.clone()),
         Vec::new(),
-    )) {
+    ));
+    if let Format::Json = format {
+        let problems = result
+            .as_ref()
+            .err()
+            .map(|e| e.problems())
+            .unwrap_or_default();
+        let report = json!({
+            "ok": result.is_ok(),
+            "path": path.display().to_string(),
+            "problems": problems,
+        });
+        println!("{}", serde_json::to_string_pretty(&report).expect("JSON"));
+        return if result.is_ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    match result {
         Ok(_) => {
             println!("{} is valid", path.display());
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}", e.render(colour_on_stderr()));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Colours only for a person at a terminal, and never with NO_COLOR set.
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn show(
+    key: Option<String>,
+    origin: bool,
+    config_path: Option<PathBuf>,
+    flags: &ConfigFlags,
+    format: Format,
+) -> ExitCode {
+    let options = match config::resolve_config_path(config_path.as_deref()) {
+        Ok(path) => LoadOptions::from_process_env(path, flags.overrides()),
+        Err(e) => {
+            eprintln!("clawgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let loaded = match config::load(&options) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("{}", e.render(colour_on_stderr()));
+            return ExitCode::FAILURE;
+        }
+    };
+    let at = key.as_deref().map(config::pointer).unwrap_or_default();
+    let shown = config::redacted(&loaded.effective);
+    let Some(value) = shown.pointer(&at) else {
+        eprintln!(
+            "clawgate: no config key {}",
+            key.as_deref().unwrap_or_default()
+        );
+        return ExitCode::FAILURE;
+    };
+    let origins = loaded.origins(&at);
+    if let Format::Json = format {
+        let mut out = json!({ "value": value });
+        if origin {
+            let by_key: serde_json::Map<String, Value> = origins
+                .into_iter()
+                .map(|(key, origin)| (key, json!(origin)))
+                .collect();
+            out["origins"] = Value::Object(by_key);
+        }
+        println!("{}", serde_json::to_string_pretty(&out).expect("JSON"));
+        return ExitCode::SUCCESS;
+    }
+    let described: Vec<(String, String)> = origins
+        .iter()
+        .map(|(key, o)| (key.clone(), config::describe_origin(o)))
+        .collect();
+    let width = described.iter().map(|(_, o)| o.len()).max().unwrap_or(0);
+    for (key, from) in described {
+        let leaf = shown
+            .pointer(&config::pointer(&key))
+            .cloned()
+            .unwrap_or(Value::Null);
+        if origin {
+            println!("{from:width$}  {key} = {leaf}");
+        } else {
+            println!("{key} = {leaf}");
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn config_schema() -> Value {

@@ -148,6 +148,7 @@ export interface ClawgateProtocol {
   ConfigFileParams: ConfigFileParams;
   ConfigFileResult: ConfigFileResult;
   ConfigHealth: ConfigHealth;
+  ConfigOrigin: ConfigOrigin;
   ConfigParams: ConfigParams;
   ConfigProblem: ConfigProblem;
   ConfigReloadFailedEvent: ConfigReloadFailedEvent;
@@ -857,11 +858,31 @@ export interface ConfigHealth {
  */
 export interface ConfigProblem {
   /**
-   * 1-based column in the config file, when the value came from it.
+   * 1-based column in the config file where the offending value (or key) starts, when it came from the file.
    */
   column?: number;
   /**
-   * 1-based line in the config file, when the value came from it.
+   * 1-based column just past the end of the offending span, on endLine.
+   */
+  endColumn?: number;
+  /**
+   * 1-based line where the offending span ends.
+   */
+  endLine?: number;
+  /**
+   * What the schema expects here, e.g. an integer from 0 to 65535.
+   */
+  expected?: string;
+  /**
+   * What was found instead, e.g. the string "18789"; absent for secret values.
+   */
+  found?: string;
+  /**
+   * A suggested fix, e.g. did you mean `port`?
+   */
+  help?: string;
+  /**
+   * 1-based line in the config file where the offending value (or key) starts, when it came from the file.
    */
   line?: number;
   /**
@@ -874,6 +895,27 @@ export interface ConfigProblem {
   path: string;
   /**
    * Where the value came from: the file path, an environment variable, or a flag.
+   */
+  source?: string;
+}
+/**
+ * Where one effective config value came from, as git config --show-origin tells.
+ */
+export interface ConfigOrigin {
+  /**
+   * 1-based column of the value in the config file, for kind file.
+   */
+  column?: number;
+  /**
+   * default: the schema's default; file: the config file; env: a CLAWGATE_ environment variable; flag: a command-line flag; generated: the token the gateway generated in its state dir.
+   */
+  kind: "default" | "file" | "env" | "flag" | "generated";
+  /**
+   * 1-based line of the value in the config file, for kind file.
+   */
+  line?: number;
+  /**
+   * The file path, the variable name or the flag (e.g. --port); absent for a default.
    */
   source?: string;
 }
@@ -933,6 +975,12 @@ export interface ConfigResult {
    * The dotted key asked for, when one was.
    */
   key?: string;
+  /**
+   * Where each value came from, by dotted key of every leaf value shown (schema default, file and line, environment variable, flag or generated).
+   */
+  origins?: {
+    [k: string]: ConfigOrigin;
+  };
   /**
    * The config file, or null when running on defaults.
    */

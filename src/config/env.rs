@@ -28,8 +28,9 @@ pub fn settings(vars: &[(String, String)]) -> Result<Vec<EnvSetting>, (String, S
         let (pointer, leaf) = resolve(key).ok_or_else(|| {
             (
                 var.clone(),
-                "names no config key (use __ between levels, e.g. CLAWGATE_GATEWAY__PORT)"
-                    .to_string(),
+                format!(
+                    "{var} names no config key (use __ between levels, e.g. CLAWGATE_GATEWAY__PORT)"
+                ),
             )
         })?;
         out.push(EnvSetting {

@@ -1,10 +1,14 @@
-use super::{dotted, env, locate, meta, Config};
-use crate::protocol::types::{AuthConfigMode, ConfigProblem, GatewayConfig, GatewayConfigBind};
-use crate::protocol::Schemas;
+use super::report::{self, SourceFile};
+use super::{dotted, env, explain, locate, meta, Config};
+use crate::protocol::types::{
+    AuthConfigMode, ConfigOrigin, ConfigOriginKind, ConfigProblem, GatewayConfig, GatewayConfigBind,
+};
+use crate::protocol::{closest, SchemaViolation, Schemas, ViolationKind};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::net::IpAddr;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// What to load: the file (already resolved), the environment and flags.
@@ -14,15 +18,15 @@ pub struct LoadOptions {
     /// `(name, value)` pairs; `CLAWGATE_` names are config layers and
     /// every name can be used by `${NAME}` in the file.
     pub env: Vec<(String, String)>,
-    /// CLI flags as `(JSON pointer, value)`, applied last.
-    pub overrides: Vec<(String, Value)>,
+    /// CLI flags, applied last.
+    pub overrides: Vec<Override>,
     /// The state dir of a running gateway: in auth mode token without a
     /// configured token, the token generated there is used.
     pub state_dir: Option<PathBuf>,
 }
 
 impl LoadOptions {
-    pub fn from_process_env(path: Option<PathBuf>, overrides: Vec<(String, Value)>) -> Self {
+    pub fn from_process_env(path: Option<PathBuf>, overrides: Vec<Override>) -> Self {
         LoadOptions {
             path,
             env: std::env::vars().collect(),
@@ -30,6 +34,15 @@ impl LoadOptions {
             state_dir: None,
         }
     }
+}
+
+/// A command-line flag that sets one config value.
+#[derive(Clone, Debug)]
+pub struct Override {
+    /// As typed, e.g. `--port`.
+    pub flag: String,
+    pub pointer: String,
+    pub value: Value,
 }
 
 /// A validated configuration and where it came from.
@@ -41,6 +54,87 @@ pub struct Loaded {
     pub effective: Value,
     /// SHA-256 of the file content, when there is a file.
     pub file_hash: Option<String>,
+    pub layers: Layers,
+}
+
+/// What each layer contributed, to tell where a value came from.
+#[derive(Clone, Debug, Default)]
+pub struct Layers {
+    file: Option<SourceFile>,
+    /// The file's values, `${VAR}` references resolved.
+    file_value: Value,
+    /// Values set over the file, in order: environment variables, flags,
+    /// the generated token.
+    set_by: Vec<(String, ConfigOrigin)>,
+}
+
+impl Loaded {
+    /// Where each leaf value at or under `pointer` came from, by dotted key.
+    pub fn origins(&self, pointer: &str) -> Vec<(String, ConfigOrigin)> {
+        self.layers.origins(&self.effective, pointer)
+    }
+}
+
+impl Layers {
+    /// Where each leaf value of `effective` at or under `pointer` came
+    /// from, by dotted key.
+    pub fn origins(&self, effective: &Value, pointer: &str) -> Vec<(String, ConfigOrigin)> {
+        let mut leaves = Vec::new();
+        if let Some(value) = effective.pointer(pointer) {
+            collect_leaves(value, pointer.to_string(), &mut leaves);
+        }
+        leaves
+            .into_iter()
+            .map(|leaf| {
+                let origin = self.origin_of(&leaf);
+                (dotted(&leaf), origin)
+            })
+            .collect()
+    }
+
+    fn origin_of(&self, pointer: &str) -> ConfigOrigin {
+        let over = self
+            .set_by
+            .iter()
+            .rev()
+            .find(|(set, _)| pointer == set || pointer.starts_with(&format!("{set}/")));
+        if let Some((_, origin)) = over {
+            return origin.clone();
+        }
+        let Some(file) = self
+            .file
+            .as_ref()
+            .filter(|_| self.file_value.pointer(pointer).is_some())
+        else {
+            return ConfigOrigin {
+                kind: ConfigOriginKind::Default,
+                source: None,
+                line: None,
+                column: None,
+            };
+        };
+        let path = Path::new(&file.path);
+        let at = locate::spans(path, &file.text, pointer)
+            .and_then(|s| s.value.or(s.key))
+            .map(|r| locate::line_column(&file.text, r.start));
+        ConfigOrigin {
+            line: at.and_then(|p| one_based(p.0)),
+            column: at.and_then(|p| one_based(p.1)),
+            ..origin(ConfigOriginKind::File, &file.path)
+        }
+    }
+}
+
+/// Pointers of every value that is not a table: scalars and lists.
+fn collect_leaves(value: &Value, pointer: String, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (key, child) in map {
+                collect_leaves(child, format!("{pointer}/{}", escape(key)), out);
+            }
+        }
+        _ => out.push(pointer),
+    }
 }
 
 #[derive(Debug)]
@@ -48,21 +142,29 @@ pub enum ConfigError {
     /// The file could not be read.
     Read { path: PathBuf, reason: String },
     /// Values that break TOML/JSON syntax, the schema, or a rule the
-    /// schema cannot express; each problem is located.
-    Invalid(Vec<ConfigProblem>),
+    /// schema cannot express; each problem is located. `file` is the text
+    /// the problems point into, for rendering them.
+    Invalid {
+        problems: Vec<ConfigProblem>,
+        file: Option<SourceFile>,
+    },
 }
 
 impl ConfigError {
+    pub fn invalid(problems: Vec<ConfigProblem>) -> ConfigError {
+        ConfigError::Invalid {
+            problems,
+            file: None,
+        }
+    }
+
     pub fn problems(&self) -> Vec<ConfigProblem> {
         match self {
             ConfigError::Read { path, reason } => vec![ConfigProblem {
-                path: String::new(),
-                message: format!("cannot read the file: {reason}"),
                 source: Some(path.display().to_string()),
-                line: None,
-                column: None,
+                ..problem("", format!("cannot read the file: {reason}"))
             }],
-            ConfigError::Invalid(problems) => problems.clone(),
+            ConfigError::Invalid { problems, .. } => problems.clone(),
         }
     }
 
@@ -70,11 +172,22 @@ impl ConfigError {
     pub fn summary(&self) -> String {
         match self {
             ConfigError::Read { .. } => "cannot read the config file".to_string(),
-            ConfigError::Invalid(problems) if problems.len() == 1 => {
+            ConfigError::Invalid { problems, .. } if problems.len() == 1 => {
                 format!("invalid configuration: {}", format_problem(&problems[0]))
             }
-            ConfigError::Invalid(problems) => {
+            ConfigError::Invalid { problems, .. } => {
                 format!("invalid configuration ({} problems)", problems.len())
+            }
+        }
+    }
+
+    /// Every problem as a compiler reports errors, quoting the file with a
+    /// caret under each offending value; `color` for a terminal.
+    pub fn render(&self, color: bool) -> String {
+        match self {
+            ConfigError::Read { .. } => report::render(&self.problems(), None, color),
+            ConfigError::Invalid { problems, file } => {
+                report::render(problems, file.as_ref(), color)
             }
         }
     }
@@ -82,24 +195,29 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::Read { path, reason } => {
-                write!(f, "cannot read config file {}: {reason}", path.display())
-            }
-            ConfigError::Invalid(problems) => {
-                write!(f, "invalid configuration:")?;
-                for p in problems {
-                    write!(f, "\n  {}", format_problem(p))?;
-                }
-                Ok(())
-            }
-        }
+        f.write_str(&self.render(false))
     }
 }
 
 impl std::error::Error for ConfigError {}
 
-/// `file:line:column: key: message`, as compilers print errors.
+/// A problem with nothing but its key and message.
+pub fn problem(path: &str, message: String) -> ConfigProblem {
+    ConfigProblem {
+        path: path.to_string(),
+        message,
+        source: None,
+        line: None,
+        column: None,
+        end_line: None,
+        end_column: None,
+        expected: None,
+        found: None,
+        help: None,
+    }
+}
+
+/// `file:line:column: key: message; help`, on one line.
 pub fn format_problem(p: &ConfigProblem) -> String {
     let mut out = String::new();
     if let Some(source) = &p.source {
@@ -114,7 +232,51 @@ pub fn format_problem(p: &ConfigProblem) -> String {
         out.push_str(": ");
     }
     out.push_str(&p.message);
+    if let Some(help) = &p.help {
+        out.push_str("; ");
+        out.push_str(help);
+    }
     out
+}
+
+/// One problem found by [`validate`], before it is located in a file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Invalid {
+    pub pointer: String,
+    pub message: String,
+    /// The problem is the key itself (an unknown key), not its value.
+    pub at_key: bool,
+    /// The value must not be quoted: it is not known to be harmless (the
+    /// value of an unknown key, or a string where no string belongs, which
+    /// may be a credential pasted into the wrong place).
+    pub hide_value: bool,
+    pub expected: Option<String>,
+    pub found: Option<String>,
+    pub help: Option<String>,
+}
+
+impl Invalid {
+    pub fn new(pointer: impl Into<String>, message: impl Into<String>) -> Invalid {
+        Invalid {
+            pointer: pointer.into(),
+            message: message.into(),
+            at_key: false,
+            hide_value: false,
+            expected: None,
+            found: None,
+            help: None,
+        }
+    }
+
+    /// The problem with no place in a file (yet).
+    pub fn unplaced(self) -> ConfigProblem {
+        ConfigProblem {
+            expected: self.expected,
+            found: self.found,
+            help: self.help,
+            ..problem(&dotted_or_empty(&self.pointer), self.message)
+        }
+    }
 }
 
 fn one_based(n: usize) -> Option<std::num::NonZeroU64> {
@@ -148,78 +310,130 @@ pub fn load_text(opts: &LoadOptions, text: Option<&str>) -> Result<Loaded, Confi
         (Some(path), Some(text)) => Some(FileLayer { path, text }),
         _ => None,
     };
-    let mut merged = match &file {
+    let source_file = |hidden: Vec<Range<usize>>| {
+        file.as_ref().map(|f| SourceFile {
+            path: f.path.display().to_string(),
+            text: f.text.to_string(),
+            hidden,
+        })
+    };
+    let invalid = |problems: Vec<ConfigProblem>| ConfigError::Invalid {
+        problems,
+        file: source_file(Vec::new()),
+    };
+    let file_value = match &file {
         Some(f) => {
-            let mut value =
-                parse_text(f.path, f.text).map_err(|p| ConfigError::Invalid(vec![p]))?;
+            let mut value = parse_text(f.path, f.text).map_err(|p| invalid(vec![*p]))?;
             substitute_env_refs(&mut value, "", &opts.env).map_err(|(pointer, message)| {
-                ConfigError::Invalid(vec![f.problem(&pointer, message)])
+                invalid(vec![f.problem(Invalid::new(pointer, message))])
             })?;
             value
         }
         None => Value::Object(Map::new()),
     };
-    let mut origins: Vec<(String, String)> = Vec::new();
+    let mut merged = file_value.clone();
+    let mut set_by: Vec<(String, ConfigOrigin)> = Vec::new();
     let settings = env::settings(&opts.env).map_err(|(var, message)| {
-        ConfigError::Invalid(vec![ConfigProblem {
-            path: String::new(),
-            message,
-            source: Some(format!("environment {var}")),
-            line: None,
-            column: None,
+        invalid(vec![ConfigProblem {
+            source: Some(format!("environment variable {var}")),
+            ..problem("", message)
         }])
     })?;
     for setting in settings {
         set_pointer(&mut merged, &setting.pointer, setting.value);
-        origins.push((setting.pointer, format!("environment {}", setting.var)));
+        set_by.push((setting.pointer, origin(ConfigOriginKind::Env, &setting.var)));
     }
-    for (pointer, value) in &opts.overrides {
-        set_pointer(&mut merged, pointer, value.clone());
-        origins.push((pointer.clone(), "command-line flag".to_string()));
+    for o in &opts.overrides {
+        set_pointer(&mut merged, &o.pointer, o.value.clone());
+        set_by.push((o.pointer.clone(), origin(ConfigOriginKind::Flag, &o.flag)));
     }
     if let Some(state_dir) = &opts.state_dir {
-        use_generated_token(&mut merged, state_dir)?;
+        if let Some(generated) = use_generated_token(&mut merged, state_dir)? {
+            set_by.push(generated);
+        }
     }
     let config = validate(&merged).map_err(|problems| {
+        let mut hidden = Vec::new();
         let mut located: Vec<ConfigProblem> = problems
             .into_iter()
-            .map(|(pointer, message)| locate_problem(&file, &origins, &pointer, message))
+            .map(|problem| {
+                if let (true, Some(f)) = (problem.hide_value, &file) {
+                    hidden.extend(value_spans(f, &merged, &problem.pointer));
+                }
+                locate_problem(&file, &set_by, problem)
+            })
             .collect();
         located.sort_by_key(|p| (p.line.is_none(), p.line, p.column));
-        ConfigError::Invalid(located)
+        ConfigError::Invalid {
+            problems: located,
+            file: source_file(hidden),
+        }
     })?;
     let effective = serde_json::to_value(&config).expect("config serializes");
     Ok(Loaded {
         config,
         path: opts.path.clone(),
         effective,
-        file_hash: file.map(|f| hash_text(f.text)),
+        file_hash: file.as_ref().map(|f| hash_text(f.text)),
+        layers: Layers {
+            file: source_file(Vec::new()),
+            file_value,
+            set_by,
+        },
     })
+}
+
+/// The spans of every value that is not a table at or under `pointer`
+/// (of a table, its values, so its header and keys stay readable).
+fn value_spans(file: &FileLayer<'_>, merged: &Value, pointer: &str) -> Vec<Range<usize>> {
+    let mut leaves = Vec::new();
+    if let Some(value) = merged.pointer(pointer) {
+        collect_leaves(value, pointer.to_string(), &mut leaves);
+    }
+    leaves
+        .iter()
+        .filter(|leaf| !merged.pointer(leaf).is_some_and(Value::is_object))
+        .filter_map(|leaf| locate::spans(file.path, file.text, leaf)?.value)
+        .collect()
+}
+
+fn origin(kind: ConfigOriginKind, source: &str) -> ConfigOrigin {
+    ConfigOrigin {
+        kind,
+        source: Some(source.to_string()),
+        line: None,
+        column: None,
+    }
 }
 
 /// In auth mode token (the default) without a token, fills in the one
 /// generated in the state dir, creating it on first use.
-fn use_generated_token(merged: &mut Value, state_dir: &Path) -> Result<(), ConfigError> {
+fn use_generated_token(
+    merged: &mut Value,
+    state_dir: &Path,
+) -> Result<Option<(String, ConfigOrigin)>, ConfigError> {
     let auth = merged.pointer("/gateway/auth");
     let mode = auth.and_then(|a| a.get("mode")).and_then(Value::as_str);
     let has_token = auth.and_then(|a| a.get("token")).is_some();
     if has_token || !matches!(mode, None | Some("token")) {
-        return Ok(());
+        return Ok(None);
     }
+    let token_path = super::token_path(state_dir);
     let token = super::load_or_create_token(state_dir).map_err(|e| {
-        ConfigError::Invalid(vec![ConfigProblem {
-            path: "gateway.auth.token".to_string(),
-            message: format!(
+        ConfigError::invalid(vec![problem(
+            "gateway.auth.token",
+            format!(
                 "no token is configured and none can be kept in {}: {e}",
-                super::token_path(state_dir).display()
+                token_path.display()
             ),
-            source: None,
-            line: None,
-            column: None,
-        }])
+        )])
     })?;
     set_pointer(merged, "/gateway/auth/token", Value::String(token));
-    Ok(())
+    let generated = origin(
+        ConfigOriginKind::Generated,
+        &token_path.display().to_string(),
+    );
+    Ok(Some(("/gateway/auth/token".to_string(), generated)))
 }
 
 struct FileLayer<'a> {
@@ -228,14 +442,28 @@ struct FileLayer<'a> {
 }
 
 impl FileLayer<'_> {
-    fn problem(&self, pointer: &str, message: String) -> ConfigProblem {
-        let position = locate::position(self.path, self.text, pointer);
+    /// The problem placed on the key or value it is about; a value that
+    /// spans several lines (a table) is pointed at by its key.
+    fn problem(&self, invalid: Invalid) -> ConfigProblem {
+        let spans = locate::spans(self.path, self.text, &invalid.pointer).unwrap_or_default();
+        let one_line = |r: &Range<usize>| !self.text[r.clone()].contains('\n');
+        let span = if invalid.at_key || !spans.exact {
+            spans.key.or(spans.value)
+        } else {
+            let whole = spans.value.clone();
+            spans.value.filter(one_line).or(spans.key).or(whole)
+        };
+        let start = span
+            .as_ref()
+            .map(|r| locate::line_column(self.text, r.start));
+        let end = span.as_ref().map(|r| locate::line_column(self.text, r.end));
         ConfigProblem {
-            path: dotted_or_empty(pointer),
-            message,
             source: Some(self.path.display().to_string()),
-            line: position.and_then(|p| one_based(p.0)),
-            column: position.and_then(|p| one_based(p.1)),
+            line: start.and_then(|p| one_based(p.0)),
+            column: start.and_then(|p| one_based(p.1)),
+            end_line: end.and_then(|p| one_based(p.0)),
+            end_column: end.and_then(|p| one_based(p.1)),
+            ..invalid.unplaced()
         }
     }
 }
@@ -252,47 +480,55 @@ fn dotted_or_empty(pointer: &str) -> String {
 /// it (or a parent of it), else its place in the file.
 fn locate_problem(
     file: &Option<FileLayer<'_>>,
-    origins: &[(String, String)],
-    pointer: &str,
-    message: String,
+    set_by: &[(String, ConfigOrigin)],
+    invalid: Invalid,
 ) -> ConfigProblem {
-    let from_override = origins
+    let pointer = &invalid.pointer;
+    let from_override = set_by
         .iter()
         .rev()
         .find(|(set, _)| pointer == set || pointer.starts_with(&format!("{set}/")));
     match (from_override, file) {
         (Some((_, origin)), _) => ConfigProblem {
-            path: dotted_or_empty(pointer),
-            message,
-            source: Some(origin.clone()),
-            line: None,
-            column: None,
+            source: Some(describe_origin(origin)),
+            ..invalid.unplaced()
         },
-        (None, Some(file)) => file.problem(pointer, message),
-        (None, None) => ConfigProblem {
-            path: dotted_or_empty(pointer),
-            message,
-            source: None,
-            line: None,
-            column: None,
+        (None, Some(file)) => file.problem(invalid),
+        (None, None) => invalid.unplaced(),
+    }
+}
+
+/// An origin as a person reads it: `environment variable CLAWGATE_X`,
+/// `flag --port`, `clawgate.toml:3:8`, `default`.
+pub fn describe_origin(origin: &ConfigOrigin) -> String {
+    let source = origin.source.as_deref().unwrap_or_default();
+    match origin.kind {
+        ConfigOriginKind::Default => "default".to_string(),
+        ConfigOriginKind::Env => format!("environment variable {source}"),
+        ConfigOriginKind::Flag => format!("flag {source}"),
+        ConfigOriginKind::Generated => format!("generated, kept in {source}"),
+        ConfigOriginKind::File => match (origin.line, origin.column) {
+            (Some(line), Some(column)) => format!("{source}:{line}:{column}"),
+            _ => source.to_string(),
         },
     }
 }
 
 /// Checks a merged config value against the schema and the cross-field
-/// rules, and decodes it. Problems are `(JSON pointer, message)`.
-pub fn validate(value: &Value) -> Result<Config, Vec<(String, String)>> {
+/// rules, and decodes it.
+pub fn validate(value: &Value) -> Result<Config, Vec<Invalid>> {
     if let Err(violations) = Schemas::get().validate("Config", value) {
-        return Err(violations
-            .into_iter()
-            .map(|v| {
-                let message = redact(&v.pointer, v.message);
-                (v.pointer, message)
-            })
-            .collect());
+        let mut problems: Vec<Invalid> = Vec::new();
+        for violation in violations {
+            let explained = explain_violation(value, violation);
+            if !problems.contains(&explained) {
+                problems.push(explained);
+            }
+        }
+        return Err(problems);
     }
-    let config: Config =
-        serde_json::from_value(value.clone()).map_err(|e| vec![(String::new(), e.to_string())])?;
+    let config: Config = serde_json::from_value(value.clone())
+        .map_err(|e| vec![Invalid::new(String::new(), e.to_string())])?;
     let mut problems = cross_field_problems(&config.gateway);
     problems.extend(unknown_tools(&config));
     problems.extend(crate::cron::config_problems(&config));
@@ -301,7 +537,68 @@ pub fn validate(value: &Value) -> Result<Config, Vec<(String, String)>> {
     if problems.is_empty() {
         Ok(config)
     } else {
-        Err(problems)
+        Err(problems
+            .into_iter()
+            .map(|(pointer, message)| Invalid::new(pointer, message))
+            .collect())
+    }
+}
+
+/// A schema violation in the config's own words: expected, found, the fix.
+fn explain_violation(value: &Value, violation: SchemaViolation) -> Invalid {
+    let SchemaViolation {
+        pointer,
+        message,
+        kind,
+    } = violation;
+    let secret = meta::is_secret(&pointer);
+    match kind {
+        ViolationKind::UnknownKey { key, known } => {
+            let shown: String = key.chars().take(64).collect();
+            let help = match closest(&key, &known) {
+                Some(best) => format!("did you mean `{best}`?"),
+                None if known.is_empty() => "this table takes no keys".to_string(),
+                None => format!("expected one of: {}", known.join(", ")),
+            };
+            Invalid {
+                at_key: true,
+                hide_value: true,
+                help: Some(help),
+                ..Invalid::new(pointer, format!("unknown key `{shown}`"))
+            }
+        }
+        ViolationKind::Value => {
+            let schema = Schemas::get().schema_at("Config", &pointer);
+            let given = value.pointer(&pointer).filter(|_| !secret);
+            let expected = schema.and_then(explain::expected);
+            let hide_value = secret || given.is_some_and(|v| !explain::may_show(schema, v));
+            let found = given.map(|v| {
+                if hide_value {
+                    explain::kind_of(v)
+                } else {
+                    explain::found(v)
+                }
+            });
+            let help = schema.zip(given).and_then(|(s, v)| explain::help(s, v));
+            let message = match (&expected, &found) {
+                (Some(e), Some(f)) => format!("expected {e}, found {f}"),
+                (Some(e), None) if secret => {
+                    format!("invalid secret value (not shown); expected {e}")
+                }
+                _ => redact(&pointer, message),
+            };
+            Invalid {
+                expected,
+                found,
+                help,
+                hide_value,
+                ..Invalid::new(pointer, message)
+            }
+        }
+        ViolationKind::Other => {
+            let message = redact(&pointer, message);
+            Invalid::new(pointer, message)
+        }
     }
 }
 
@@ -420,25 +717,30 @@ pub fn is_json(path: &Path) -> bool {
 /// Parses config text as JSON when the file name ends in .json, else
 /// TOML. A syntax error is located but never quotes the offending line,
 /// which may hold a secret.
-pub fn parse_text(path: &Path, text: &str) -> Result<Value, ConfigProblem> {
-    let located = |message: String, position: Option<(usize, usize)>| ConfigProblem {
-        path: String::new(),
-        message,
-        source: Some(path.display().to_string()),
-        line: position.and_then(|p| one_based(p.0)),
-        column: position.and_then(|p| one_based(p.1)),
+pub fn parse_text(path: &Path, text: &str) -> Result<Value, Box<ConfigProblem>> {
+    let located = |message: String, span: Option<Range<usize>>| {
+        let start = span.as_ref().map(|r| locate::line_column(text, r.start));
+        let end = span.as_ref().map(|r| locate::line_column(text, r.end));
+        Box::new(ConfigProblem {
+            source: Some(path.display().to_string()),
+            line: start.and_then(|p| one_based(p.0)),
+            column: start.and_then(|p| one_based(p.1)),
+            end_line: end.and_then(|p| one_based(p.0)),
+            end_column: end.and_then(|p| one_based(p.1)),
+            ..problem("", message)
+        })
     };
     if is_json(path) {
         serde_json::from_str::<Value>(text).map_err(|e| {
             let message = format!("not valid JSON: {}", strip_position(&e.to_string()));
-            located(message, Some((e.line(), e.column())))
+            let at = locate::offset_of(text, e.line(), e.column().max(1));
+            located(message, Some(at..at))
         })
     } else {
         toml::from_str::<Value>(text).map_err(|e| {
-            let position = e.span().map(|span| locate::line_column(text, span.start));
             located(
                 format!("not valid TOML: {}", e.message().trim_end()),
-                position,
+                e.span(),
             )
         })
     }

@@ -3,37 +3,80 @@
 //! nearest enclosing table or object that exists is named instead.
 
 use super::load::is_json;
+use std::ops::Range;
 use std::path::Path;
+
+/// Where the value at a JSON pointer sits in the file: byte ranges of its
+/// key and of its value. When the pointer names something the file does
+/// not hold, the nearest enclosing key that exists, with `exact` false.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Spans {
+    pub key: Option<Range<usize>>,
+    pub value: Option<Range<usize>>,
+    pub exact: bool,
+}
 
 /// 1-based `(line, column)` of the key (or array item) at `pointer`.
 pub fn position(path: &Path, text: &str, pointer: &str) -> Option<(usize, usize)> {
+    let spans = spans(path, text, pointer)?;
+    let start = spans.key.or(spans.value)?.start;
+    Some(line_column(text, start))
+}
+
+/// The spans of the key and value at `pointer`.
+pub fn spans(path: &Path, text: &str, pointer: &str) -> Option<Spans> {
     let segments: Vec<String> = pointer
         .split('/')
         .skip(1)
         .map(|s| s.replace("~1", "/").replace("~0", "~"))
         .collect();
-    let offset = if is_json(path) {
-        json_offset(text, &segments)
+    let spans = if is_json(path) {
+        json_spans(text, &segments)
     } else {
-        toml_offset(text, &segments)
-    }?;
-    Some(line_column(text, offset))
+        toml_spans(text, &segments)
+    };
+    (spans.key.is_some() || spans.value.is_some()).then_some(spans)
 }
 
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     (line, before[line_start..].chars().count() + 1)
 }
 
-fn toml_offset(text: &str, segments: &[String]) -> Option<usize> {
-    let doc = toml_edit::Document::parse(text).ok()?;
+/// The byte offset of a 1-based line and column (in characters), clamped
+/// to the text.
+pub fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let line_start = if line <= 1 {
+        0
+    } else {
+        text.match_indices('\n')
+            .nth(line - 2)
+            .map_or(text.len(), |(i, _)| i + 1)
+    };
+    let rest = &text[line_start..];
+    let in_line = rest
+        .char_indices()
+        .take_while(|(_, c)| *c != '\n')
+        .nth(column.saturating_sub(1))
+        .map_or_else(|| rest.find('\n').unwrap_or(rest.len()), |(i, _)| i);
+    line_start + in_line
+}
+
+fn toml_spans(text: &str, segments: &[String]) -> Spans {
+    let Ok(doc) = toml_edit::Document::parse(text) else {
+        return Spans::default();
+    };
     let mut item = doc.as_item();
     // Set while inside one table of an array of tables ([[name]]).
     let mut in_table: Option<&toml_edit::Table> = None;
-    let mut best = None;
+    let mut best = Spans::default();
     for segment in segments {
         let table = match in_table.take() {
             Some(table) => Some(table as &dyn toml_edit::TableLike),
@@ -43,52 +86,80 @@ fn toml_offset(text: &str, segments: &[String]) -> Option<usize> {
             let Some((key, child)) = table.get_key_value(segment) else {
                 return best;
             };
-            best = key.span().map(|s| s.start).or(best);
+            best = Spans {
+                key: key.span().or(best.key),
+                value: child.span(),
+                exact: false,
+            };
             item = child;
         } else if let (Some(array), Ok(index)) = (item.as_array(), segment.parse::<usize>()) {
-            return array
-                .get(index)
-                .and_then(|value| value.span())
-                .map(|s| s.start)
-                .or(best);
+            return match array.get(index).and_then(|value| value.span()) {
+                Some(span) => Spans {
+                    key: None,
+                    value: Some(span),
+                    exact: true,
+                },
+                None => best,
+            };
         } else if let (Some(tables), Ok(index)) =
             (item.as_array_of_tables(), segment.parse::<usize>())
         {
-            let table = tables.get(index)?;
-            best = table.span().map(|s| s.start).or(best);
+            let Some(table) = tables.get(index) else {
+                return best;
+            };
+            best = Spans {
+                key: table.span().or(best.key),
+                value: None,
+                exact: false,
+            };
             in_table = Some(table);
         } else {
             return best;
         }
     }
+    best.exact = true;
     best
 }
 
-/// Byte offset of the member key (or array item) at `segments` in JSON
+/// The spans of the member key (or array item) at `segments` in JSON
 /// text, found by a small scanner that skips over values it does not need.
-fn json_offset(text: &str, segments: &[String]) -> Option<usize> {
+fn json_spans(text: &str, segments: &[String]) -> Spans {
     let mut scanner = Scanner {
         bytes: text.as_bytes(),
         at: 0,
     };
-    let mut best = None;
+    let mut best = Spans::default();
     for segment in segments {
         scanner.skip_space();
-        match scanner.peek()? {
-            b'{' => match scanner.find_member(segment) {
-                Some(key_at) => best = Some(key_at),
+        let key = match scanner.peek() {
+            Some(b'{') => match scanner.find_member(segment) {
+                Some(key) => Some(key),
                 None => return best,
             },
-            b'[' => {
-                let index = segment.parse::<usize>().ok()?;
-                match scanner.find_item(index) {
-                    Some(item_at) => best = Some(item_at),
-                    None => return best,
+            Some(b'[') => {
+                let Some(index) = segment.parse::<usize>().ok() else {
+                    return best;
+                };
+                if scanner.find_item(index).is_none() {
+                    return best;
                 }
+                None
             }
             _ => return best,
-        }
+        };
+        let value_start = scanner.at;
+        let mut end = Scanner {
+            bytes: scanner.bytes,
+            at: value_start,
+        };
+        let value = end.skip_value().map(|()| value_start..end.at);
+        best = Spans {
+            key,
+            value,
+            exact: false,
+        };
     }
+    best.exact = true;
     best
 }
 
@@ -108,8 +179,8 @@ impl Scanner<'_> {
         }
     }
 
-    /// At `{`: moves to the value of member `name`; returns the key's offset.
-    fn find_member(&mut self, name: &str) -> Option<usize> {
+    /// At `{`: moves to the value of member `name`; returns the key's span.
+    fn find_member(&mut self, name: &str) -> Option<Range<usize>> {
         self.at += 1;
         loop {
             self.skip_space();
@@ -118,12 +189,13 @@ impl Scanner<'_> {
             }
             let key_at = self.at;
             let key = self.string()?;
+            let key_end = self.at;
             self.skip_space();
             (self.peek()? == b':').then_some(())?;
             self.at += 1;
             self.skip_space();
             if key == name {
-                return Some(key_at);
+                return Some(key_at..key_end);
             }
             self.skip_value()?;
             self.skip_space();
@@ -209,6 +281,23 @@ mod tests {
             position(p, text, "/gateway/auth/nope").map(|p| p.0),
             Some(5)
         );
+    }
+
+    #[test]
+    fn spans_cover_the_value() {
+        let text = "[gateway]\nport = \"x\"\n";
+        let s = spans(Path::new("c.toml"), text, "/gateway/port").unwrap();
+        assert_eq!(&text[s.value.unwrap()], "\"x\"");
+        assert_eq!(&text[s.key.unwrap()], "port");
+        let json = r#"{"gateway": {"port": [1, 2]}}"#;
+        let s = spans(Path::new("c.json"), json, "/gateway/port").unwrap();
+        assert_eq!(&json[s.value.unwrap()], "[1, 2]");
+        let s = spans(Path::new("c.json"), json, "/gateway/port/1").unwrap();
+        assert_eq!(&json[s.value.unwrap()], "2");
+        assert!(s.exact);
+        let s = spans(Path::new("c.json"), json, "/gateway/nope").unwrap();
+        assert!(!s.exact);
+        assert_eq!(offset_of(json, 1, 3), 2);
     }
 
     #[test]

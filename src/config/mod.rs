@@ -5,9 +5,11 @@
 mod diff;
 mod edit;
 mod env;
+mod explain;
 mod load;
 mod locate;
 mod paths;
+mod report;
 pub mod secrets;
 mod token;
 
@@ -15,10 +17,12 @@ pub use crate::protocol::types::Config;
 pub use diff::changed_pointers;
 pub use edit::{remove_stale_temp_files, set_key, write_atomic};
 pub use load::{
-    format_problem, hash_text, is_loopback_host, listen_host, load, load_text, parse_text,
-    set_pointer, validate, ConfigError, LoadOptions, Loaded,
+    describe_origin, format_problem, hash_text, is_loopback_host, listen_host, load, load_text,
+    parse_text, problem, set_pointer, validate, ConfigError, Invalid, Layers, LoadOptions, Loaded,
+    Override,
 };
 pub use paths::{resolve_config_path, resolve_state_dir};
+pub use report::SourceFile;
 pub use token::{load_or_create_token, read_token, token_path};
 
 pub mod meta {

@@ -141,11 +141,10 @@ fn problem(path: &Path, text: &str, pointer: &str, message: String) -> ConfigPro
     let position = locate::position(path, text, pointer);
     let one_based = |n: usize| std::num::NonZeroU64::new(n as u64);
     ConfigProblem {
-        path: dotted(pointer),
-        message,
         source: Some(path.display().to_string()),
         line: position.and_then(|p| one_based(p.0)),
         column: position.and_then(|p| one_based(p.1)),
+        ..super::problem(&dotted(pointer), message)
     }
 }
 

@@ -13,17 +13,20 @@ pub fn get(gw: &Gateway, params: ConfigParams) -> Result<ConfigResult, RpcError>
     let effective = redacted(&gw.configs.running());
     let path = gw.configs.path().map(|p| p.display().to_string());
     let hash = gw.configs.hash();
+    let origins = |at: &str| gw.configs.origins(at).into_iter().collect();
     let Some(key) = params.key else {
         return Ok(ConfigResult {
             hash,
             path,
             key: None,
             value: effective,
+            origins: origins(""),
         });
     };
     let key = key.to_string();
+    let at = pointer(&key);
     let value = effective
-        .pointer(&pointer(&key))
+        .pointer(&at)
         .cloned()
         .ok_or_else(|| unknown_key(&key))?;
     Ok(ConfigResult {
@@ -31,6 +34,7 @@ pub fn get(gw: &Gateway, params: ConfigParams) -> Result<ConfigResult, RpcError>
         path,
         key: Some(key),
         value,
+        origins: origins(&at),
     })
 }
 
@@ -138,13 +142,7 @@ pub fn validate(gw: &Gateway, params: ConfigValidateParams) -> ConfigValidateRes
         Ok(Err(errors)) => ConfigValidateResult { ok: false, errors },
         Err(e) => ConfigValidateResult {
             ok: false,
-            errors: vec![ConfigProblem {
-                path: String::new(),
-                message: e.message,
-                source: None,
-                line: None,
-                column: None,
-            }],
+            errors: vec![crate::config::problem("", e.message)],
         },
     }
 }

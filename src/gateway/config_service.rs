@@ -4,10 +4,10 @@
 
 use crate::config::meta::{reload_class, Reload};
 use crate::config::{
-    changed_pointers, dotted, load_text, set_pointer, validate, Config, ConfigError, LoadOptions,
-    Loaded,
+    changed_pointers, dotted, load_text, set_pointer, validate, Config, ConfigError, Layers,
+    LoadOptions, Loaded,
 };
-use crate::protocol::types::{ConfigHealth, ConfigProblem};
+use crate::protocol::types::{ConfigHealth, ConfigOrigin};
 use arc_swap::ArcSwap;
 use serde_json::Value;
 use std::path::Path;
@@ -31,6 +31,8 @@ struct State {
     hash: Option<String>,
     /// Hash of the last file content read, valid or not.
     attempted: Option<String>,
+    /// Where the values of `file` came from.
+    layers: Layers,
     health: ConfigHealth,
 }
 
@@ -61,6 +63,7 @@ impl ConfigService {
                 file: loaded.effective,
                 hash: loaded.file_hash.clone(),
                 attempted: loaded.file_hash,
+                layers: loaded.layers,
                 health,
             }),
             options,
@@ -100,6 +103,12 @@ impl ConfigService {
 
     pub fn running(&self) -> Value {
         self.state().running.clone()
+    }
+
+    /// Where each value in force at or under `pointer` came from.
+    pub fn origins(&self, pointer: &str) -> Vec<(String, ConfigOrigin)> {
+        let state = self.state();
+        state.layers.origins(&state.running, pointer)
     }
 
     pub fn health(&self) -> ConfigHealth {
@@ -153,17 +162,16 @@ impl ConfigService {
             set_pointer(&mut next, pointer, running);
         }
         let config = validate(&next).map_err(|problems| {
-            ConfigError::Invalid(
+            ConfigError::invalid(
                 problems
                     .into_iter()
-                    .map(|(pointer, message)| ConfigProblem {
-                        path: dotted(&pointer),
-                        message: format!(
-                            "{message} (with restart-only keys kept at their running values until a restart)"
-                        ),
-                        source: self.path().map(|p| p.display().to_string()),
-                        line: None,
-                        column: None,
+                    .map(|invalid| {
+                        let mut problem = invalid.unplaced();
+                        problem.message.push_str(
+                            " (with restart-only keys kept at their running values until a restart)",
+                        );
+                        problem.source = self.path().map(|p| p.display().to_string());
+                        problem
                     })
                     .collect(),
             )
@@ -171,6 +179,7 @@ impl ConfigService {
         self.current.store(Arc::new(config));
         state.running = next;
         state.file = candidate.effective;
+        state.layers = candidate.layers;
         state.hash = candidate.file_hash.clone();
         state.health.restart_required = pending.iter().map(|p| dotted(p)).collect();
         Ok(Applied {

@@ -5,7 +5,7 @@ use super::{now_ms, Gateway};
 use crate::cron::schedule::Invalid;
 use crate::cron::{JobDraft, Pending};
 use crate::protocol::types::*;
-use crate::protocol::{ErrorCode, Method, RpcError, SchemaViolation};
+use crate::protocol::{ErrorCode, Method, RpcError, SchemaViolation, ViolationKind};
 use crate::store::CronWrite;
 
 pub fn list(gw: &Gateway, params: CronListParams) -> CronListResult {
@@ -217,6 +217,7 @@ fn invalid(method: Method, e: Invalid) -> RpcError {
         vec![SchemaViolation {
             pointer: format!("/schedule{}", e.field),
             message: e.message,
+            kind: ViolationKind::Other,
         }],
     )
 }
@@ -234,6 +235,7 @@ fn check_agent(gw: &Gateway, method: Method, draft: &JobDraft) -> Result<(), Rpc
                 vec![SchemaViolation {
                     pointer: "/agentId".to_string(),
                     message: e.message,
+                    kind: ViolationKind::Other,
                 }],
             )
         })

@@ -23,7 +23,7 @@ pub use error::RpcError;
 pub use frames::{error_frame, event_frame, parse_request, result_frame, Request};
 pub use generated::*;
 pub use patch::Patch;
-pub use schemas::{closest, SchemaViolation, Schemas};
+pub use schemas::{closest, SchemaViolation, Schemas, ViolationKind};
 
 /// Validates `params` against the method's schema, then decodes them.
 /// Missing or null params are read as `{}`.

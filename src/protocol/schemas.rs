@@ -14,6 +14,20 @@ pub struct Schemas {
 pub struct SchemaViolation {
     pub pointer: String,
     pub message: String,
+    pub kind: ViolationKind,
+}
+
+/// What kind of rule a violation breaks, for callers that explain it in
+/// their own words (the config diagnostics).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ViolationKind {
+    /// A key the object's schema does not define; `known` are the keys it does.
+    UnknownKey { key: String, known: Vec<String> },
+    /// The value itself fails its own schema (type, enum, const, range,
+    /// length, pattern, format, multipleOf, item count).
+    Value,
+    /// Anything else (a missing required key, a failed oneOf, ...).
+    Other,
 }
 
 const BUNDLE: &str = include_str!(concat!(env!("OUT_DIR"), "/bundle.json"));
@@ -57,11 +71,16 @@ impl Schemas {
                     violations.extend(unexpected.iter().map(|key| SchemaViolation {
                         pointer: format!("{pointer}/{}", escape_pointer(key)),
                         message: unknown_key_message(key, &known),
+                        kind: ViolationKind::UnknownKey {
+                            key: key.clone(),
+                            known: known.clone(),
+                        },
                     }));
                 }
-                _ => violations.push(SchemaViolation {
+                kind => violations.push(SchemaViolation {
                     pointer,
                     message: error.masked().to_string(),
+                    kind: value_or_other(kind),
                 }),
             }
         }
@@ -108,6 +127,27 @@ impl Schemas {
             .and_then(Value::as_object)
             .map(|props| props.keys().cloned().collect())
             .unwrap_or_default()
+    }
+}
+
+fn value_or_other(kind: &jsonschema::error::ValidationErrorKind) -> ViolationKind {
+    use jsonschema::error::ValidationErrorKind as K;
+    match kind {
+        K::Type { .. }
+        | K::Enum { .. }
+        | K::Constant { .. }
+        | K::Minimum { .. }
+        | K::Maximum { .. }
+        | K::ExclusiveMinimum { .. }
+        | K::ExclusiveMaximum { .. }
+        | K::MinLength { .. }
+        | K::MaxLength { .. }
+        | K::Pattern { .. }
+        | K::Format { .. }
+        | K::MultipleOf { .. }
+        | K::MinItems { .. }
+        | K::MaxItems { .. } => ViolationKind::Value,
+        _ => ViolationKind::Other,
     }
 }
 

@@ -49,6 +49,97 @@ fn every_bad_config_gets_a_located_error_and_never_shows_a_secret() {
 }
 
 #[test]
+fn format_json_gives_editors_every_problem_with_its_span() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(bin())
+        .args([
+            "config",
+            "validate",
+            "--format",
+            "json",
+            "tests/config_corpus/several_problems.json",
+        ])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 5);
+    for p in problems {
+        for field in ["line", "column", "endLine", "endColumn"] {
+            assert!(p[field].as_u64().is_some(), "{field} in {p}");
+        }
+    }
+    // "port": -1 — the span is the value, not the key.
+    let port = problems
+        .iter()
+        .find(|p| p["path"] == "gateway.port")
+        .unwrap();
+    assert_eq!((&port["line"], &port["column"]), (&3.into(), &13.into()));
+    assert_eq!(port["endColumn"], 15);
+    assert_eq!(port["expected"], "an integer from 0 to 65535");
+    assert_eq!(port["found"], "the number -1");
+    let mode = problems
+        .iter()
+        .find(|p| p["path"] == "gateway.auth.mode")
+        .unwrap();
+    assert_eq!(mode["help"], "did you mean \"token\"?");
+}
+
+#[test]
+fn config_show_names_where_each_value_came_from() {
+    let dir = crate::support::temp_dir("show");
+    let file = dir.join("clawgate.toml");
+    std::fs::write(
+        &file,
+        "[gateway]\nport = 4000\ntickIntervalMs = 20000\n\n[gateway.auth]\nmode = \"token\"\ntoken = \"file-secret-token\"\n",
+    )
+    .unwrap();
+    let show = |args: &[&str]| {
+        let mut cmd = Command::new(bin());
+        cmd.args(["config", "show", "--config", file.to_str().unwrap()])
+            .args(args)
+            .env("CLAWGATE_GATEWAY__HANDSHAKE_TIMEOUT_MS", "7000");
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("CLAWGATE_GATEWAY__T")) {
+            cmd.env_remove(key);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = show(&["--origin", "--port", "4100", "gateway"]);
+    let line_of = |key: &str| {
+        text.lines()
+            .find(|l| l.contains(&format!(" {key} = ")))
+            .unwrap_or_else(|| panic!("{key} missing in:\n{text}"))
+            .to_string()
+    };
+    let file_name = file.display().to_string();
+    assert!(line_of("gateway.tickIntervalMs").starts_with(&format!("{file_name}:3:18 ")));
+    assert!(line_of("gateway.port").starts_with("flag --port "));
+    assert!(line_of("gateway.port").ends_with("= 4100"));
+    assert!(line_of("gateway.handshakeTimeoutMs")
+        .starts_with("environment variable CLAWGATE_GATEWAY__HANDSHAKE_TIMEOUT_MS "));
+    assert!(line_of("gateway.reload.debounceMs").starts_with("default "));
+    assert!(line_of("gateway.auth.token").ends_with("= \"[redacted]\""));
+    assert!(!text.contains("file-secret-token"));
+
+    let plain = show(&["gateway.port"]);
+    assert_eq!(plain.trim(), "gateway.port = 4000");
+    let json: serde_json::Value =
+        serde_json::from_str(&show(&["--origin", "--format", "json", "gateway.port"])).unwrap();
+    assert_eq!(json["value"], 4000);
+    assert_eq!(json["origins"]["gateway.port"]["kind"], "file");
+    assert_eq!(json["origins"]["gateway.port"]["line"], 2);
+}
+
+#[test]
 fn a_valid_file_validates_with_exit_zero() {
     let root = env!("CARGO_MANIFEST_DIR");
     let out = Command::new(bin())

@@ -24,8 +24,24 @@ async fn config_returns_the_effective_config_with_secrets_redacted_and_the_file_
         "defaults are filled in"
     );
     assert!(!frame.to_string().contains(TOKEN));
+    // Where each value came from, for the UI: the file and line, or the default.
+    let origins = &result["origins"];
+    assert_eq!(origins["gateway.handshakeTimeoutMs"]["kind"], "file");
+    assert_eq!(origins["gateway.handshakeTimeoutMs"]["line"], 5);
+    assert_eq!(origins["gateway.handshakeTimeoutMs"]["column"], 22);
+    assert_eq!(
+        origins["gateway.handshakeTimeoutMs"]["source"],
+        gw.config_path().display().to_string()
+    );
+    assert_eq!(origins["gateway.limits.maxConnections"]["kind"], "default");
     let key = ws.call("config", json!({"key": "gateway.auth.mode"})).await;
     assert_eq!(key["result"]["value"], "token");
+    assert_eq!(key["result"]["origins"]["gateway.auth.mode"]["line"], 9);
+    assert_eq!(
+        key["result"]["origins"].as_object().unwrap().len(),
+        1,
+        "only the key asked for"
+    );
     let missing = ws.call("config", json!({"key": "gateway.prot"})).await;
     assert_eq!(error_code(&missing), ErrorCode::NotFound.code());
     assert!(missing["error"]["message"]

@@ -66,11 +66,15 @@ async fn an_invalid_edit_keeps_the_old_config_and_shows_the_error_in_health() {
         .iter()
         .find(|e| e["path"] == "gateway.port")
         .expect("port error");
+    // Located like a compiler error: the span of the value, what the
+    // schema expects, and the fix for the misspelt key.
     assert_eq!(port["line"], 3);
-    assert!(errors.iter().any(|e| e["message"]
-        .as_str()
-        .unwrap()
-        .contains("did you mean `port`")));
+    assert_eq!(port["column"], 8);
+    assert_eq!(port["endColumn"], 16);
+    assert_eq!(port["expected"], "an integer from 0 to 65535");
+    assert!(errors
+        .iter()
+        .any(|e| e["path"] == "gateway.prot" && e["help"] == "did you mean `port`?"));
 
     let health = ws.call("health", json!({})).await["result"].clone();
     assert_eq!(health["config"]["reloadOk"], false);

@@ -405,6 +405,46 @@ class ConfigFileResult(BaseModel):
     text: str = Field(..., description='Its content.')
 
 
+class Kind(str, Enum):
+    """
+    default: the schema's default; file: the config file; env: a CLAWGATE_ environment variable; flag: a command-line flag; generated: the token the gateway generated in its state dir.
+    """
+
+    default = 'default'
+    file = 'file'
+    env = 'env'
+    flag = 'flag'
+    generated = 'generated'
+
+
+class ConfigOrigin(BaseModel):
+    """
+    Where one effective config value came from, as git config --show-origin tells.
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    column: int | None = Field(
+        None,
+        description='1-based column of the value in the config file, for kind file.',
+        ge=1,
+    )
+    kind: Kind = Field(
+        ...,
+        description="default: the schema's default; file: the config file; env: a CLAWGATE_ environment variable; flag: a command-line flag; generated: the token the gateway generated in its state dir.",
+    )
+    line: int | None = Field(
+        None,
+        description='1-based line of the value in the config file, for kind file.',
+        ge=1,
+    )
+    source: str | None = Field(
+        None,
+        description='The file path, the variable name or the flag (e.g. --port); absent for a default.',
+    )
+
+
 class ConfigParams(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
@@ -426,12 +466,31 @@ class ConfigProblem(BaseModel):
     )
     column: int | None = Field(
         None,
-        description='1-based column in the config file, when the value came from it.',
+        description='1-based column in the config file where the offending value (or key) starts, when it came from the file.',
         ge=1,
+    )
+    endColumn: int | None = Field(
+        None,
+        description='1-based column just past the end of the offending span, on endLine.',
+        ge=1,
+    )
+    endLine: int | None = Field(
+        None, description='1-based line where the offending span ends.', ge=1
+    )
+    expected: str | None = Field(
+        None,
+        description='What the schema expects here, e.g. an integer from 0 to 65535.',
+    )
+    found: str | None = Field(
+        None,
+        description='What was found instead, e.g. the string "18789"; absent for secret values.',
+    )
+    help: str | None = Field(
+        None, description='A suggested fix, e.g. did you mean `port`?'
     )
     line: int | None = Field(
         None,
-        description='1-based line in the config file, when the value came from it.',
+        description='1-based line in the config file where the offending value (or key) starts, when it came from the file.',
         ge=1,
     )
     message: str = Field(
@@ -502,6 +561,10 @@ class ConfigResult(BaseModel):
         description='SHA-256 of the config file content; pass it as baseHash to config.set. Null when running on defaults.',
     )
     key: str | None = Field(None, description='The dotted key asked for, when one was.')
+    origins: dict[str, ConfigOrigin] | None = Field(
+        None,
+        description='Where each value came from, by dotted key of every leaf value shown (schema default, file and line, environment variable, flag or generated).',
+    )
     path: str | None = Field(
         ..., description='The config file, or null when running on defaults.'
     )
@@ -729,7 +792,7 @@ class CronListToolParams(BaseModel):
     )
 
 
-class Kind(str, Enum):
+class Kind1(str, Enum):
     """
     agentTurn.
     """
@@ -745,13 +808,13 @@ class CronPayload1(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
     )
-    kind: Kind = Field(..., description='agentTurn.')
+    kind: Kind1 = Field(..., description='agentTurn.')
     message: str = Field(
         ..., description='The message the agent receives.', min_length=1
     )
 
 
-class Kind1(str, Enum):
+class Kind2(str, Enum):
     """
     systemEvent.
     """
@@ -767,7 +830,7 @@ class CronPayload2(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
     )
-    kind: Kind1 = Field(..., description='systemEvent.')
+    kind: Kind2 = Field(..., description='systemEvent.')
     text: str = Field(..., description="The event's text.", min_length=1)
 
 
@@ -843,7 +906,7 @@ class CronRunsParams(BaseModel):
     limit: int | None = Field(50, description='Most runs to return.', ge=1, le=500)
 
 
-class Kind2(str, Enum):
+class Kind3(str, Enum):
     """
     cron.
     """
@@ -864,7 +927,7 @@ class CronSchedule1(BaseModel):
         description='A crontab expression: 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first; names (MON, JAN), ranges, lists, steps, L, W and # are accepted. When both day fields are restricted a day matches either, as in crontab; prefix the weekday with + to require both.',
         min_length=1,
     )
-    kind: Kind2 = Field(..., description='cron.')
+    kind: Kind3 = Field(..., description='cron.')
     tz: str | None = Field(
         None,
         description='The IANA time zone the expression is read in, e.g. Europe/Berlin; default cron.timezone, else UTC. A local time skipped by a daylight-saving change runs at the first instant after the change; a local time that occurs twice runs once, at its first occurrence.',
@@ -872,7 +935,7 @@ class CronSchedule1(BaseModel):
     )
 
 
-class Kind3(str, Enum):
+class Kind4(str, Enum):
     """
     every.
     """
@@ -894,10 +957,10 @@ class CronSchedule2(BaseModel):
         ge=0,
     )
     everyMs: int = Field(..., description='The interval in milliseconds.', ge=1000)
-    kind: Kind3 = Field(..., description='every.')
+    kind: Kind4 = Field(..., description='every.')
 
 
-class Kind4(str, Enum):
+class Kind5(str, Enum):
     """
     at.
     """
@@ -918,7 +981,7 @@ class CronSchedule3(BaseModel):
         description='The time, in RFC 3339 (e.g. 2026-12-24T18:00:00+01:00). A time already past runs at once.',
         min_length=1,
     )
-    kind: Kind4 = Field(..., description='at.')
+    kind: Kind5 = Field(..., description='at.')
 
 
 class CronSchedule(RootModel[CronSchedule1 | CronSchedule2 | CronSchedule3]):

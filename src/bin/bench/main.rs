@@ -9,7 +9,7 @@ mod cron;
 
 use clap::Parser;
 use clawgate::client::small_buffers;
-use clawgate::config::{self, LoadOptions};
+use clawgate::config::{self, LoadOptions, Override};
 use clawgate::gateway::Gateway;
 use clawgate::protocol::Method;
 use futures_util::{SinkExt, StreamExt};
@@ -122,6 +122,14 @@ fn serve_gateway(state_dir: Option<PathBuf>, upstream: Option<String>) {
             json!({"provider": "openai", "baseUrl": base_url, "model": "fake", "apiKey": "bench"}),
         ));
     }
+    let overrides = overrides
+        .into_iter()
+        .map(|(pointer, value)| Override {
+            flag: "(benchmark)".to_string(),
+            pointer,
+            value,
+        })
+        .collect();
     let options = LoadOptions {
         path: None,
         env: Vec::new(),
