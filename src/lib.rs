@@ -13,6 +13,7 @@ pub mod exec;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;
+pub mod metrics;
 pub mod nodes;
 pub mod pattern;
 pub mod protocol;

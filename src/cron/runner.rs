@@ -223,6 +223,7 @@ async fn run(
 
 /// Records a finished run and the state it leaves the job in.
 async fn finish(gw: &Gateway, run: &CronRun, keep: u64) {
+    gw.metrics.cron_run(run.status);
     let now = now_ms();
     let stored = {
         let mut table = gw.cron.lock();

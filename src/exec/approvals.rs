@@ -57,8 +57,12 @@ impl Approvals {
         tracing::info!(approval = %id, command = %approval.command, agent = %approval.agent_id, "exec approval requested");
         gw.bus.publish(Event::ApprovalsRequested(approval));
         match tokio::time::timeout(Duration::from_millis(timeout), answered).await {
-            Ok(Ok((decision, by))) => Outcome::Decided(decision, by),
+            Ok(Ok((decision, by))) => {
+                gw.metrics.approval(decision);
+                Outcome::Decided(decision, by)
+            }
             Ok(Err(_)) | Err(_) => {
+                gw.metrics.approval(ApprovalsResolvedEventDecision::Timeout);
                 if self.finish(&id).is_some() {
                     gw.bus
                         .publish(Event::ApprovalsResolved(ApprovalsResolvedEvent {

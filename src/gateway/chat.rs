@@ -223,6 +223,7 @@ pub async fn run_turn(
         Delta::Thinking(text) => events.thinking(text),
     };
     let mut run = gw.runs.start(&run_id);
+    let started = std::time::Instant::now();
     let timed_out = async {
         match deadline {
             Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -236,18 +237,30 @@ pub async fn run_turn(
     };
     drop(run);
     let (reply, status, state) = match outcome {
-        Some(Ok(reply)) => (
-            reply,
-            ChatMessageStatus::Complete,
-            AgentMessageEventState::Final,
-        ),
+        Some(Ok(reply)) => {
+            gw.metrics
+                .upstream(&agent.id, &agent.provider, started.elapsed());
+            gw.metrics.turn(&agent.id, "complete");
+            gw.metrics.tokens(
+                &agent.id,
+                reply.usage.input_tokens,
+                reply.usage.output_tokens,
+            );
+            (
+                reply,
+                ChatMessageStatus::Complete,
+                AgentMessageEventState::Final,
+            )
+        }
         Some(Err(e)) => {
+            gw.metrics.turn(&agent.id, e.code.name());
             let mut failed = event(AgentMessageEventState::Error);
             failed.error = Some(e.message.clone());
             gw.bus.publish(Event::AgentMessage(failed));
             return Err(e);
         }
         None => {
+            gw.metrics.turn(&agent.id, "aborted");
             let words = partial.split_whitespace().count() as u64;
             let reply = Reply {
                 text: partial,

@@ -70,6 +70,7 @@ pub struct Gateway {
     /// Bad webhook signatures and unknown webhook accounts, apart from
     /// the connect limiter so webhook senders cannot lock out operators.
     pub webhook_failures: FailureLimiter,
+    pub metrics: crate::metrics::Metrics,
     shutdown: watch::Sender<bool>,
     closing: AtomicBool,
     log_control: OnceLock<LogControl>,
@@ -97,6 +98,10 @@ impl Gateway {
         let http = crate::agent::http_client();
         let cron = crate::cron::CronService::new(&configs.current());
         let queue_frames = configs.current().gateway.limits.outbound_queue_frames as usize;
+        let metrics = crate::metrics::Metrics::new();
+        metrics.set_enabled(configs.current().gateway.http.metrics.enabled);
+        let started_at_ms = now_ms();
+        metrics.set_start_time(started_at_ms / 1000);
         Arc::new_cyclic(|me| Gateway {
             me: me.clone(),
             configs,
@@ -110,7 +115,7 @@ impl Gateway {
             channels: Default::default(),
             info: RuntimeInfo {
                 started,
-                started_at_ms: now_ms(),
+                started_at_ms,
                 config_path,
                 state_dir,
                 bind: OnceLock::new(),
@@ -120,6 +125,7 @@ impl Gateway {
             connections: Connections::default(),
             auth_failures: FailureLimiter::new(Duration::from_secs(60)),
             webhook_failures: FailureLimiter::new(Duration::from_secs(60)),
+            metrics,
             shutdown: watch::channel(false).0,
             closing: AtomicBool::new(false),
             log_control: OnceLock::new(),

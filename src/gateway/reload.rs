@@ -38,6 +38,7 @@ impl Gateway {
                     reason: e.to_string(),
                 };
                 self.configs.record_unreadable(&error, now_ms());
+                self.metrics.config_reload("unreadable");
                 self.announce_failure(None, &error);
                 reload_result(Err(error), None)
             }
@@ -59,6 +60,10 @@ impl Gateway {
                 if touched("channels") {
                     self.channels.apply(&self.arc());
                 }
+                // Before counting, so turning metrics on counts this reload.
+                self.metrics
+                    .set_enabled(self.config().gateway.http.metrics.enabled);
+                self.metrics.config_reload("applied");
                 if touched("cron") {
                     if let Err(e) = crate::cron::apply_config(self).await {
                         tracing::error!("cannot apply the cron config: {e}");
@@ -66,7 +71,10 @@ impl Gateway {
                 }
                 self.announce_applied(applied)
             }
-            Err(error) => self.announce_failure(Some(hash_text(text)), error),
+            Err(error) => {
+                self.metrics.config_reload("rejected");
+                self.announce_failure(Some(hash_text(text)), error)
+            }
         }
         result
     }

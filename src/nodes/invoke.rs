@@ -32,6 +32,20 @@ pub async fn invoke(
     params: NodesInvokeParams,
     owner: &str,
 ) -> Result<NodesInvokeResult, RpcError> {
+    let result = send_and_wait(gw, params, owner).await;
+    gw.metrics.node_invoke(match &result {
+        Ok(answer) if answer.ok => "ok",
+        Ok(_) => "failed",
+        Err(e) => e.code.name(),
+    });
+    result
+}
+
+async fn send_and_wait(
+    gw: &Gateway,
+    params: NodesInvokeParams,
+    owner: &str,
+) -> Result<NodesInvokeResult, RpcError> {
     let idempotency_key = idempotency::key(
         crate::protocol::Method::NodesInvoke.name(),
         owner,

@@ -245,6 +245,10 @@ impl Connection {
         }
         let Some(method) = method else {
             let e = RpcError::method_not_found(&request.method);
+            // Unknown names share one label: a client cannot grow the series.
+            self.gw
+                .metrics
+                .rpc("(unknown)", e.code.name(), std::time::Duration::ZERO);
             return self.send(error_frame(Some(&request.id), &e));
         };
         self.follow_config()?;
@@ -254,6 +258,9 @@ impl Connection {
                     ErrorCode::Forbidden,
                     format!("{} requires scope {needed}", method.name()),
                 );
+                self.gw
+                    .metrics
+                    .rpc(method.name(), e.code.name(), std::time::Duration::ZERO);
                 return self.send(error_frame(Some(&request.id), &e));
             }
         }
@@ -312,7 +319,13 @@ impl Connection {
         // Boxed: the dispatch future is as large as the largest handler's
         // (a streaming chat turn), and awaiting it inline would make every
         // idle connection's task that large.
-        match Box::pin(dispatch(&*self.gw, &self.ctx, method, params)).await {
+        let started = std::time::Instant::now();
+        let answer = Box::pin(dispatch(&*self.gw, &self.ctx, method, params)).await;
+        let outcome = answer.as_ref().map_or_else(|e| e.code.name(), |_| "ok");
+        self.gw
+            .metrics
+            .rpc(method.name(), outcome, started.elapsed());
+        match answer {
             Ok(hello) => {
                 if let Some(grant) = self.ctx.grant() {
                     self.slot.set_role(grant.role);
@@ -342,7 +355,10 @@ impl Connection {
                 }
                 Ok(())
             }
-            Some(Err(BroadcastStreamRecvError::Lagged(_))) => Err(End::Slow),
+            Some(Err(BroadcastStreamRecvError::Lagged(missed))) => {
+                self.gw.metrics.events_dropped(missed);
+                Err(End::Slow)
+            }
             None => Err(End::Close(CLOSE_NORMAL, "gateway closed")),
         }
     }
@@ -390,6 +406,7 @@ impl Connection {
         }
         self.seq += 1;
         let frame = event_frame(event.kind.name(), &event.data, self.seq);
+        self.gw.metrics.event_sent(event.kind.name());
         self.send(frame)
     }
 
@@ -442,6 +459,7 @@ impl Connection {
         let conn_id = self.ctx.conn_id.clone();
         let (code, reason, linger) = match end {
             End::Slow => {
+                self.gw.metrics.slow_disconnect();
                 tracing::warn!(conn = %conn_id, "disconnecting a client that does not keep up");
                 return;
             }
@@ -473,7 +491,11 @@ async fn respond(
     id: String,
     params: serde_json::Value,
 ) -> String {
-    match dispatch(&*gw, &ctx, method, params).await {
+    let started = std::time::Instant::now();
+    let answer = dispatch(&*gw, &ctx, method, params).await;
+    let outcome = answer.as_ref().map_or_else(|e| e.code.name(), |_| "ok");
+    gw.metrics.rpc(method.name(), outcome, started.elapsed());
+    match answer {
         Ok(result) => result_frame(&id, &result),
         Err(e) => {
             if e.code == ErrorCode::InternalError {

@@ -1,5 +1,5 @@
 use crate::gateway::{AuthRefused, Gateway};
-use crate::protocol::types::{GatewayState, Scope};
+use crate::protocol::types::{GatewayState, Role, Scope};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
@@ -15,36 +15,120 @@ pub async fn health(
     ConnectInfo(remote): ConnectInfo<std::net::SocketAddr>,
     headers: axum::http::HeaderMap,
 ) -> axum::response::Response {
+    let snapshot = gw.health.snapshot();
+    match may_read(&gw, remote.ip(), &headers) {
+        Access::Granted => Json(snapshot).into_response(),
+        Access::NoCredential => Json(json!({
+            "state": snapshot.state,
+            "detail": "send Authorization: Bearer <gateway token> for the full snapshot",
+        }))
+        .into_response(),
+        Access::Refused(code, why) => refuse(code, &why),
+    }
+}
+
+/// GET /metrics: off unless configured, and like the full /health it
+/// needs a credential that grants operator.read.
+pub async fn metrics(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(remote): ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    if !gw.config().gateway.http.metrics.enabled {
+        return refuse(StatusCode::NOT_FOUND, "metrics are off in the config");
+    }
+    match may_read(&gw, remote.ip(), &headers) {
+        Access::Granted => {}
+        Access::NoCredential => {
+            let mut response = refuse(
+                StatusCode::UNAUTHORIZED,
+                "send Authorization: Bearer <gateway token>",
+            );
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+            return response;
+        }
+        Access::Refused(code, why) => return refuse(code, &why),
+    }
+    let counts = gw.connections.counts();
+    let live = crate::metrics::Live {
+        connections: vec![
+            (Role::Operator.to_string(), counts.operator),
+            (Role::Node.to_string(), counts.node),
+            (
+                "unauthenticated".to_string(),
+                counts.total.saturating_sub(counts.operator + counts.node),
+            ),
+        ],
+        channels: gw
+            .channels
+            .status()
+            .into_iter()
+            .map(|c| crate::metrics::ChannelCounts {
+                channel: c.channel.to_string(),
+                account: c.account_id,
+                received: c.received,
+                sent: c.replied,
+                dropped: c.dropped,
+            })
+            .collect(),
+    };
+    let exposition = gw.metrics.render(&live);
+    let wants_openmetrics = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    let (content_type, body) = if wants_openmetrics {
+        (crate::metrics::OPENMETRICS, exposition)
+    } else {
+        (
+            crate::metrics::PROMETHEUS_TEXT,
+            crate::metrics::prometheus_text(&exposition),
+        )
+    };
+    ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// What a request's bearer credential allows on the read-only routes.
+enum Access {
+    Granted,
+    /// No credential was sent, and one is needed.
+    NoCredential,
+    Refused(StatusCode, String),
+}
+
+/// Whether the request's bearer credential grants operator.read.
+fn may_read(gw: &Gateway, ip: std::net::IpAddr, headers: &axum::http::HeaderMap) -> Access {
     let config = gw.config();
     let auth = &config.gateway.auth;
     let presented = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let snapshot = gw.health.snapshot();
     let Some(presented) = presented else {
-        if auth.mode == crate::protocol::types::AuthConfigMode::None {
-            return Json(snapshot).into_response();
-        }
-        return Json(json!({
-            "state": snapshot.state,
-            "detail": "send Authorization: Bearer <gateway token> for the full snapshot",
-        }))
-        .into_response();
+        return if auth.mode == crate::protocol::types::AuthConfigMode::None {
+            Access::Granted
+        } else {
+            Access::NoCredential
+        };
     };
-    match gw.check_bearer(remote.ip(), presented) {
+    match gw.check_bearer(ip, presented) {
         Err(AuthRefused::Limited(limited)) => {
-            refuse(StatusCode::TOO_MANY_REQUESTS, &limited.message)
+            Access::Refused(StatusCode::TOO_MANY_REQUESTS, limited.message)
         }
-        Err(AuthRefused::Invalid) => refuse(StatusCode::UNAUTHORIZED, "invalid credential"),
-        Ok(()) if !crate::gateway::credential_grants(auth, Scope::OperatorRead) => refuse(
+        Err(AuthRefused::Invalid) => {
+            Access::Refused(StatusCode::UNAUTHORIZED, "invalid credential".into())
+        }
+        Ok(()) if !crate::gateway::credential_grants(auth, Scope::OperatorRead) => Access::Refused(
             StatusCode::FORBIDDEN,
-            &format!(
+            format!(
                 "the credential does not grant {} (gateway.auth.scopes)",
                 Scope::OperatorRead
             ),
         ),
-        Ok(()) => Json(snapshot).into_response(),
+        Ok(()) => Access::Granted,
     }
 }
 

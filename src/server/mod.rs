@@ -36,6 +36,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/health", get(http::health))
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
+        .route("/metrics", get(http::metrics))
         .route("/ui", get(web::ui))
         .route("/chat", get(web::chat))
         .route("/web/{name}", get(web::asset))

@@ -18,6 +18,7 @@ mod fake_openai;
 mod fake_telegram;
 mod handshake;
 mod methods;
+mod metrics;
 mod nodes;
 mod openai_api;
 mod providers;

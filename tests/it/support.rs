@@ -203,6 +203,12 @@ pub async fn http_get(base: &str, path: &str) -> (u16, Value) {
 
 /// A GET with extra header lines (each ending in \r\n).
 pub async fn http_get_with(base: &str, path: &str, headers: &str) -> (u16, Value) {
+    let (status, _, body) = http_get_raw(base, path, headers).await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// A GET with extra header lines: status, response head and body text.
+pub async fn http_get_raw(base: &str, path: &str, headers: &str) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let host = base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(host).await.unwrap();
@@ -212,8 +218,8 @@ pub async fn http_get_with(base: &str, path: &str, headers: &str) -> (u16, Value
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     let status: u16 = response[9..12].parse().unwrap();
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (status, head.to_string(), body.to_string())
 }
 
 pub type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;

@@ -67,6 +67,12 @@ struct Args {
     /// Internal: an OpenAI-compatible upstream for the gateway's main agent.
     #[arg(long, hide = true)]
     upstream: Option<String>,
+    /// Internal: serve with Prometheus metrics recorded.
+    #[arg(long, hide = true)]
+    metrics: bool,
+    /// Connections for the metrics-cost run.
+    #[arg(long, default_value_t = 64)]
+    metrics_conns: usize,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -88,7 +94,7 @@ fn main() {
     let args = Args::parse();
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     match args.serve.as_deref() {
-        Some("gateway") => serve_gateway(args.state_dir, args.upstream),
+        Some("gateway") => serve_gateway(args.state_dir, args.upstream, args.metrics),
         Some("echo") => serve_echo(),
         Some(other) => panic!("unknown server {other}"),
         None => tokio::runtime::Runtime::new()
@@ -99,7 +105,7 @@ fn main() {
 
 // ---- servers ----------------------------------------------------------
 
-fn serve_gateway(state_dir: Option<PathBuf>, upstream: Option<String>) {
+fn serve_gateway(state_dir: Option<PathBuf>, upstream: Option<String>, metrics: bool) {
     let mut overrides = vec![
         ("/gateway/port".to_string(), json!(0)),
         ("/gateway/auth/mode".to_string(), json!("token")),
@@ -115,6 +121,7 @@ fn serve_gateway(state_dir: Option<PathBuf>, upstream: Option<String>) {
             json!(true),
         ),
         ("/logging/level".to_string(), json!("error")),
+        ("/gateway/http/metrics/enabled".to_string(), json!(metrics)),
     ];
     if let Some(base_url) = upstream {
         overrides.push((
@@ -392,6 +399,8 @@ async fn run(args: Args) {
         );
         rows.push((conns, gateway, echo));
     }
+    let metrics_cost = metrics_cost(args.metrics_conns, measure, args.repeat).await;
+    println!("{}", metrics_cost.summary());
     let gateway_mem = idle_memory(Server::Gateway, &args.idle).await;
     let echo_mem = idle_memory(Server::Echo, &args.idle).await;
     for ((count, g), (_, e)) in gateway_mem.iter().zip(&echo_mem) {
@@ -414,11 +423,82 @@ async fn run(args: Args) {
     let cron = cron::cron_load(args.cron_jobs, args.cron_seconds).await;
     println!("{}", cron.summary());
     let mut report = markdown(&args, &rows, &gateway_mem, &echo_mem);
+    report.push_str(&metrics_cost.markdown());
     report.push_str(&sessions.markdown(args.sessions));
     report.push_str(&openai.markdown(args.openai_requests));
     report.push_str(&cron.markdown());
     std::fs::write(&args.write, report).expect("write report");
     println!("wrote {}", args.write.display());
+}
+
+/// Round trips with metrics recorded against the same gateway without,
+/// alternating, and the spread between repeated runs without, which is
+/// the noise the difference is to be read against.
+struct MetricsCost {
+    conns: usize,
+    off: Vec<f64>,
+    on: Vec<f64>,
+}
+
+async fn metrics_cost(conns: usize, measure: Duration, repeat: usize) -> MetricsCost {
+    let mut cost = MetricsCost {
+        conns,
+        off: Vec::new(),
+        on: Vec::new(),
+    };
+    for _ in 0..repeat.max(3) {
+        for metrics in [false, true] {
+            let extra: &[&str] = if metrics { &["--metrics"] } else { &[] };
+            let p = ServerProcess::start_with(Server::Gateway, extra);
+            let run = throughput(Server::Gateway, &p.url, conns, measure).await;
+            if metrics { &mut cost.on } else { &mut cost.off }.push(run.per_second);
+        }
+    }
+    cost
+}
+
+impl MetricsCost {
+    fn median(values: &[f64]) -> f64 {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted[sorted.len() / 2]
+    }
+
+    /// (change of the median with metrics on, in percent; spread of the
+    /// runs with metrics off, max-min over median, in percent).
+    fn figures(&self) -> (f64, f64) {
+        let off = Self::median(&self.off);
+        let on = Self::median(&self.on);
+        let max = self.off.iter().cloned().fold(f64::MIN, f64::max);
+        let min = self.off.iter().cloned().fold(f64::MAX, f64::min);
+        (100.0 * (on - off) / off, 100.0 * (max - min) / off)
+    }
+
+    fn summary(&self) -> String {
+        let (change, noise) = self.figures();
+        format!(
+            "metrics at {} conns: off {:.0} rt/s, on {:.0} rt/s ({change:+.1}%; run-to-run spread with metrics off {noise:.1}%)",
+            self.conns,
+            Self::median(&self.off),
+            Self::median(&self.on)
+        )
+    }
+
+    fn markdown(&self) -> String {
+        let (change, noise) = self.figures();
+        let verdict = if change.abs() <= noise.max(1.0) {
+            "met"
+        } else {
+            "not met"
+        };
+        format!(
+            "\n## Cost of metrics\n\nRound trips at {} connections with `gateway.http.metrics.enabled` off and on (RPC counters and latency histograms, events sent), {} alternating runs each, medians.\n\n| metrics | rt/s |\n|---|---:|\n| off | {:.0} |\n| on | {:.0} |\n\n- within noise: {change:+.1}% against a run-to-run spread of {noise:.1}% with metrics off, {verdict}\n",
+            self.conns,
+            self.off.len(),
+            Self::median(&self.off),
+            Self::median(&self.on),
+        )
+    }
 }
 
 fn ratio((gateway, echo): &(Throughput, Throughput)) -> f64 {
