@@ -1,8 +1,9 @@
 use clap::{Args, Parser, Subcommand};
-use clawgate::client::{Client, ClientError, ConnectOptions};
+use clawgate::cli::ConnectArgs;
+use clawgate::client::Client;
 use clawgate::config::{self, LoadOptions};
 use clawgate::gateway::Gateway;
-use clawgate::protocol::{ErrorCode, Schemas};
+use clawgate::protocol::Schemas;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +25,9 @@ enum Command {
     Run(RunArgs),
     /// Connect to a running gateway, call one method and print the result as JSON.
     Call(CallArgs),
+    /// Chat with an agent in the terminal: replies stream as they are written,
+    /// tool calls and exec approvals show inline (/help lists the commands).
+    Chat(ChatArgs),
     /// Print the token the local gateway generated (auth mode token without a
     /// configured token), e.g. to paste into the Control UI.
     Token {
@@ -76,26 +80,23 @@ struct CallArgs {
     method: String,
     /// Params as JSON, e.g. '{"key":"gateway.port"}'.
     params: Option<String>,
-    /// Gateway URL. Default: $CLAWGATE_URL, else the port of the local config, else ws://127.0.0.1:18789.
+    #[command(flatten)]
+    connect: ConnectArgs,
+}
+
+#[derive(Args)]
+struct ChatArgs {
+    /// The agent to talk to. Default: agents.default.
     #[arg(long)]
-    url: Option<String>,
-    /// Token for auth mode token (visible to other local users in the process
-    /// list: prefer --token-file or $CLAWGATE_TOKEN). Default: $CLAWGATE_TOKEN,
-    /// else the local config's, else the one the local gateway generated.
+    agent: Option<String>,
+    /// The session to continue. Default: agent:<agent>:main.
     #[arg(long)]
-    token: Option<String>,
-    /// Read the token from this file.
-    #[arg(long)]
-    token_file: Option<PathBuf>,
-    /// The local gateway's state dir, where a generated token is kept.
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
-    /// Password for auth mode password. Default: $CLAWGATE_PASSWORD, else the local config's.
-    #[arg(long)]
-    password: Option<String>,
-    /// Config file to read the URL and credential from.
-    #[arg(long)]
-    config: Option<PathBuf>,
+    session: Option<String>,
+    /// Send this one message, print the reply as it streams and exit.
+    #[arg(short, long)]
+    message: Option<String>,
+    #[command(flatten)]
+    connect: ConnectArgs,
 }
 
 #[derive(Subcommand)]
@@ -132,6 +133,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Call(args) => call(args),
+        Command::Chat(args) => chat(args),
         Command::Token { state_dir } => print_token(state_dir),
         Command::Config(ConfigCommand::Validate { path }) => validate(path),
         Command::Gen { check, root } => generate(&root, check),
@@ -323,47 +325,19 @@ fn call(args: CallArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let local = config::resolve_config_path(args.config.as_deref())
-        .ok()
-        .and_then(|path| config::load(&LoadOptions::from_process_env(path, Vec::new())).ok())
-        .map(|l| l.config);
-    let url = args
-        .url
-        .or_else(|| std::env::var("CLAWGATE_URL").ok())
-        .unwrap_or_else(|| {
-            let port = local.as_ref().map_or(18789, |c| c.gateway.port);
-            format!("ws://127.0.0.1:{port}")
-        });
-    let auth = local.as_ref().map(|c| &c.gateway.auth);
-    let token_file = match args.token_file.as_deref().map(std::fs::read_to_string) {
-        Some(Ok(text)) => Some(text.trim().to_string()),
-        Some(Err(e)) => {
-            eprintln!("clawgate: cannot read the token file: {e}");
+    let target = match args.connect.resolve("clawgate-cli") {
+        Ok(target) => target,
+        Err(e) => {
+            eprintln!("clawgate: {e}");
             return ExitCode::from(2);
         }
-        None => None,
-    };
-    let state_dir = config::resolve_state_dir(args.state_dir.as_deref());
-    let opts = ConnectOptions {
-        token: args
-            .token
-            .or(token_file)
-            .or_else(|| std::env::var("CLAWGATE_TOKEN").ok())
-            .or_else(|| auth.and_then(|a| a.token.as_ref().map(|t| t.to_string())))
-            .or_else(|| config::read_token(&state_dir)),
-        password: args
-            .password
-            .or_else(|| std::env::var("CLAWGATE_PASSWORD").ok())
-            .or_else(|| auth.and_then(|a| a.password.as_ref().map(|p| p.to_string()))),
-        client_name: "clawgate-cli".to_string(),
-        ..ConnectOptions::default()
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let result = runtime.block_on(async {
-        let mut client = Client::connect(&url, &opts).await?;
+        let mut client = Client::connect(&target.url, &target.options).await?;
         let result = client.call(&args.method, params).await;
         client.close().await;
         result
@@ -373,19 +347,34 @@ fn call(args: CallArgs) -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&value).expect("JSON"));
             ExitCode::SUCCESS
         }
-        Err(ClientError::Rpc(e)) => {
-            let name = ErrorCode::ALL
-                .iter()
-                .find(|c| c.code() == e.code)
-                .map_or("error", |c| c.name());
-            eprintln!("clawgate: {name} ({}): {}", e.code, e.message);
-            if let Some(data) = e.data {
-                eprintln!("{}", serde_json::to_string_pretty(&data).expect("JSON"));
-            }
+        Err(e) => {
+            clawgate::cli::report(&e);
             ExitCode::FAILURE
         }
+    }
+}
+
+fn chat(args: ChatArgs) -> ExitCode {
+    let target = match args.connect.resolve("clawgate-chat") {
+        Ok(target) => target,
         Err(e) => {
             eprintln!("clawgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let chat = clawgate::cli::chat::ChatArgs {
+        agent: args.agent,
+        session: args.session,
+        message: args.message,
+    };
+    match runtime.block_on(clawgate::cli::chat::run(target, chat)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            clawgate::cli::report(&e);
             ExitCode::FAILURE
         }
     }

@@ -213,7 +213,7 @@ pub fn session_key(
     let channel = key.kind;
     match (&message.group, scope) {
         (Some(group), _) => format!("agent:{agent_id}:{channel}:group:{group}"),
-        (None, SessionConfigDmScope::Main) => format!("agent:{agent_id}:main"),
+        (None, SessionConfigDmScope::Main) => crate::agent::main_session_key(agent_id),
         (None, SessionConfigDmScope::PerPeer) => format!("agent:{agent_id}:dm:{}", message.peer),
         (None, SessionConfigDmScope::PerChannelPeer) => {
             format!("agent:{agent_id}:{channel}:dm:{}", message.peer)

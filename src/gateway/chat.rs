@@ -87,7 +87,7 @@ pub async fn chat(gw: &Gateway, owner: &str, params: ChatParams) -> Result<ChatR
     let session_key = params
         .session_key
         .map(|k| k.to_string())
-        .unwrap_or_else(|| format!("agent:{}:main", agent.id));
+        .unwrap_or_else(|| crate::agent::main_session_key(&agent.id));
     let lock = gw.session_locks.get(&session_key);
     let _turn = if params.wait {
         lock.lock_owned().await
