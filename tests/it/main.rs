@@ -5,6 +5,7 @@ mod approvals;
 mod browser;
 mod channels;
 mod chat;
+mod chat_cli;
 mod cli;
 mod compat;
 mod config_errors;
