@@ -135,6 +135,8 @@ async fn gpt_gateway(upstream: &FakeOpenAi, exec: &str) -> TestGateway {
 /// dropping it kills the server.
 struct Terminal {
     socket: String,
+    /// The socket's file, which kill-server leaves behind.
+    socket_path: Option<String>,
 }
 
 impl Terminal {
@@ -148,14 +150,17 @@ impl Terminal {
             .map(|a| format!("'{a}'"))
             .collect::<Vec<_>>()
             .join(" ");
-        let terminal = Terminal {
+        let mut terminal = Terminal {
             socket: format!("clawgate-it-{}", uuid::Uuid::new_v4().simple()),
+            socket_path: None,
         };
         let started = terminal
             .tmux(&["new-session", "-d", "-x", "120", "-y", "40", &command])
             .status
             .success();
         assert!(started, "tmux starts");
+        let path = terminal.tmux(&["display-message", "-p", "#{socket_path}"]);
+        terminal.socket_path = Some(String::from_utf8_lossy(&path.stdout).trim().to_string());
         terminal
             .wait_for("the banner", |screen| screen.contains("/help for commands"))
             .await;
@@ -206,6 +211,9 @@ impl Terminal {
 impl Drop for Terminal {
     fn drop(&mut self) {
         let _ = self.tmux(&["kill-server"]);
+        if let Some(path) = self.socket_path.as_deref().filter(|p| !p.is_empty()) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
