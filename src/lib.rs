@@ -20,3 +20,4 @@ pub mod protocol;
 pub mod sdk;
 pub mod server;
 pub mod store;
+pub mod systemd;

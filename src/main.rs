@@ -202,8 +202,12 @@ fn run(args: RunArgs) -> ExitCode {
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::debug!("cannot raise the open-file limit: {e}");
     }
+    let notifier = clawgate::systemd::Notifier::from_env().map(std::sync::Arc::new);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = runtime.block_on(async {
+        if let Some(notifier) = &notifier {
+            notifier.spawn_watchdog();
+        }
         Schemas::get();
         let store = clawgate::store::Store::open(&state_dir).map_err(|e| {
             std::io::Error::other(format!(
@@ -219,9 +223,19 @@ fn run(args: RunArgs) -> ExitCode {
         let addr = listener.local_addr()?;
         // Handlers first: a SIGTERM right after the ready line still
         // shuts down gracefully instead of killing the process.
-        let shutdown = shutdown_signal()?;
+        let signal = shutdown_signal()?;
+        let stopping = notifier.clone();
+        let shutdown = async move {
+            signal.await;
+            if let Some(notifier) = stopping {
+                notifier.stopping();
+            }
+        };
         println!("clawgate listening on ws://{addr}");
         tracing::info!(%addr, config = ?gw.info.config_path, "gateway ready");
+        if let Some(notifier) = &notifier {
+            notifier.ready(&format!("listening on ws://{addr}"));
+        }
         clawgate::server::serve(gw, listener, shutdown).await
     });
     match result {

@@ -119,7 +119,8 @@ pub fn dispatch(
     let gw = Arc::clone(gw);
     let key = key.clone();
     let counters = Arc::clone(counters);
-    tokio::spawn(async move {
+    let span = tracing::info_span!("message", channel = %key, peer = %message.peer);
+    let answering = async move {
         let _pending = permit;
         match answer(&gw, &key, &message, &reply).await {
             Ok(pieces) => {
@@ -130,7 +131,8 @@ pub fn dispatch(
                 tracing::warn!(channel = %key, peer = %message.peer, "message not answered: {e}");
             }
         }
-    });
+    };
+    tokio::spawn(tracing::Instrument::instrument(answering, span));
     Ok(())
 }
 

@@ -95,8 +95,17 @@ pub async fn run(
         ticket: Some(pre_auth.ticket),
         config_seen: config,
     };
-    let end = conn.serve().await;
-    conn.finish(end).await;
+    // Everything logged for this connection, its requests included,
+    // carries its id.
+    let span = tracing::info_span!("conn", connId = %conn.ctx.conn_id, %remote);
+    tracing::Instrument::instrument(
+        async move {
+            let end = conn.serve().await;
+            conn.finish(end).await;
+        },
+        span,
+    )
+    .await;
 }
 
 struct Connection {
@@ -312,10 +321,13 @@ impl Connection {
         // Boxed: the dispatch future is as large as the largest handler's
         // (a streaming chat turn), and awaiting it inline would make every
         // idle connection's task that large.
-        match Box::pin(dispatch(&*self.gw, &self.ctx, method, params)).await {
+        let span = tracing::info_span!("request", method = method.name(), requestId = %id);
+        let connecting = Box::pin(dispatch(&*self.gw, &self.ctx, method, params));
+        match tracing::Instrument::instrument(connecting, span.clone()).await {
             Ok(hello) => {
                 if let Some(grant) = self.ctx.grant() {
                     self.slot.set_role(grant.role);
+                    span.in_scope(|| tracing::debug!(role = %grant.role, "connected"));
                 }
                 self.ticket = None;
                 self.budget.unlimit();
@@ -473,15 +485,27 @@ async fn respond(
     id: String,
     params: serde_json::Value,
 ) -> String {
-    match dispatch(&*gw, &ctx, method, params).await {
-        Ok(result) => result_frame(&id, &result),
-        Err(e) => {
-            if e.code == ErrorCode::InternalError {
-                tracing::error!(method = method.name(), "internal error: {}", e.message);
+    let span = tracing::info_span!("request", method = method.name(), requestId = %id);
+    let answer = async move {
+        let started = std::time::Instant::now();
+        let outcome = dispatch(&*gw, &ctx, method, params).await;
+        let ms = started.elapsed().as_millis() as u64;
+        match outcome {
+            Ok(result) => {
+                tracing::debug!(ms, "request done");
+                result_frame(&id, &result)
             }
-            error_frame(Some(&id), &e)
+            Err(e) => {
+                if e.code == ErrorCode::InternalError {
+                    tracing::error!(ms, "internal error: {}", e.message);
+                } else {
+                    tracing::debug!(ms, code = e.code.code(), "request failed: {}", e.message);
+                }
+                error_frame(Some(&id), &e)
+            }
         }
-    }
+    };
+    tracing::Instrument::instrument(answer, span).await
 }
 
 async fn next_event(
