@@ -1,4 +1,4 @@
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use clawgate::cli::ConnectArgs;
 use clawgate::client::Client;
 use clawgate::config::{self, LoadOptions};
@@ -41,6 +41,17 @@ enum Command {
     /// Record the protocol surface, or check two versions of it for breaking changes.
     #[command(subcommand)]
     Protocol(ProtocolCommand),
+    /// Print a shell completion script, e.g. `clawgate completions bash > /etc/bash_completion.d/clawgate`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into a directory.
+    Man {
+        /// Write clawgate.1 and a clawgate-<command>.1 page per command here.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Write the generated artifacts in gen/ (the bundled schemas), or check they are fresh.
     Gen {
         /// Fail, writing nothing, when a file in gen/ differs from what would be written.
@@ -135,6 +146,16 @@ fn main() -> ExitCode {
         Command::Call(args) => call(args),
         Command::Chat(args) => chat(args),
         Command::Token { state_dir } => print_token(state_dir),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "clawgate",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => man(dir.as_deref()),
         Command::Config(ConfigCommand::Validate { path }) => validate(path),
         Command::Gen { check, root } => generate(&root, check),
         Command::Protocol(ProtocolCommand::Snapshot) => {
@@ -392,6 +413,46 @@ fn chat(args: ChatArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn man(dir: Option<&std::path::Path>) -> ExitCode {
+    let written = match dir {
+        None => man_page(Cli::command()).render(&mut std::io::stdout()),
+        Some(dir) => write_man_pages(&Cli::command(), dir),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("clawgate: cannot write the man page: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A page titled in capitals, as man pages are.
+fn man_page(command: clap::Command) -> clap_mangen::Man {
+    let mut command = command.disable_help_subcommand(true);
+    command.build();
+    let title = command
+        .get_display_name()
+        .unwrap_or(command.get_name())
+        .to_uppercase();
+    clap_mangen::Man::new(command).title(title)
+}
+
+/// clawgate.1 and clawgate-<command>.1 for every command below it.
+fn write_man_pages(command: &clap::Command, dir: &std::path::Path) -> std::io::Result<()> {
+    let mut command = command.clone().disable_help_subcommand(true);
+    command.build();
+    for sub in command.get_subcommands() {
+        write_man_pages(sub, dir)?;
+    }
+    let page = man_page(command);
+    let path = dir.join(page.get_filename());
+    let mut file = std::fs::File::create(&path)?;
+    page.render(&mut file)?;
+    println!("wrote {}", path.display());
+    Ok(())
 }
 
 fn validate(path: Option<PathBuf>) -> ExitCode {
