@@ -265,6 +265,7 @@ async fn run_turn_in_span(
             AgentMessageEventState::Final,
         ),
         Some(Err(e)) => {
+            tracing::warn!("turn failed: {}", e.message);
             let mut failed = event(AgentMessageEventState::Error);
             failed.error = Some(e.message.clone());
             gw.bus.publish(Event::AgentMessage(failed));
@@ -306,6 +307,12 @@ async fn run_turn_in_span(
     let mut done = event(state);
     done.message = stored.clone();
     gw.bus.publish(Event::AgentMessage(done));
+    tracing::info!(
+        stopReason = %reply.stop_reason,
+        inputTokens = reply.usage.input_tokens,
+        outputTokens = reply.usage.output_tokens,
+        "turn finished"
+    );
     Ok(TurnDone {
         run_id,
         session_key: event_session,

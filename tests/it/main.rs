@@ -27,6 +27,7 @@ mod robustness;
 mod schema;
 mod sdk;
 mod security;
+mod service;
 mod sessions;
 mod shutdown;
 mod support;
