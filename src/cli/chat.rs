@@ -18,6 +18,9 @@ use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use tokio::sync::mpsc;
 
+/// How many ended runs are remembered to tell their late events apart.
+const FINISHED_REMEMBERED: usize = 8;
+
 /// How many sessions `/sessions` lists.
 const SESSIONS_SHOWN: u64 = 20;
 
@@ -75,6 +78,7 @@ pub async fn run(target: Target, args: ChatArgs) -> Result<(), ClientError> {
         queue: VecDeque::new(),
         approvals: VecDeque::new(),
         pending: HashMap::new(),
+        finished: VecDeque::new(),
         failed: None,
         quit: false,
     };
@@ -133,7 +137,9 @@ struct Turn {
     run: Option<String>,
     /// /abort came before the run id was known.
     abort_asked: bool,
-    printed: bool,
+    /// The reply text shown so far.
+    shown: String,
+    aborted_shown: bool,
     thinking_shown: bool,
 }
 
@@ -149,6 +155,9 @@ struct Chat {
     /// Exec requests of this chat's session; the first is being asked.
     approvals: VecDeque<ExecApproval>,
     pending: HashMap<String, Pending>,
+    /// Runs that ended, whose late events must not be taken for the next
+    /// turn's.
+    finished: VecDeque<String>,
     /// The error of the one message's turn (with -m).
     failed: Option<ErrorObject>,
     quit: bool,
@@ -157,8 +166,8 @@ struct Chat {
 impl Chat {
     async fn on_line(&mut self, line: &str) -> Result<(), ClientError> {
         let line = line.trim();
-        if let Some(command) = line.strip_prefix('/') {
-            return self.command(command).await;
+        if line.starts_with('/') {
+            return self.command(line).await;
         }
         if !self.approvals.is_empty() {
             return self.answer(line).await;
@@ -175,26 +184,28 @@ impl Chat {
         Ok(())
     }
 
+    /// A slash command (matched with its slash: `/sessions` is not the
+    /// method of that name).
     async fn command(&mut self, command: &str) -> Result<(), ClientError> {
         let (name, rest) = command.split_once(' ').unwrap_or((command, ""));
         match name {
-            "quit" | "exit" | "q" => self.quit = true,
-            "help" | "?" => {
+            "/quit" | "/exit" | "/q" => self.quit = true,
+            "/help" | "/?" => {
                 self.screen.status(HELP);
                 self.prompt();
             }
-            "new" => {
+            "/new" => {
                 let name = format!("cli-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
                 self.session = crate::agent::session_key(&self.agent, &name);
                 self.screen.status(&format!("new session {}", self.session));
                 self.prompt();
             }
-            "session" if !rest.trim().is_empty() => {
+            "/session" if !rest.trim().is_empty() => {
                 self.session = rest.trim().to_string();
                 self.screen.status(&format!("session {}", self.session));
                 self.prompt();
             }
-            "sessions" => {
+            "/sessions" => {
                 let params = SessionsParams {
                     active_minutes: None,
                     agent_id: None,
@@ -205,7 +216,7 @@ impl Chat {
                 self.send(Method::Sessions, &params, Pending::Sessions)
                     .await?;
             }
-            "abort" => match &mut self.turn {
+            "/abort" => match &mut self.turn {
                 Some(turn) => match turn.run.clone() {
                     Some(run) => self.abort(run).await?,
                     None => turn.abort_asked = true,
@@ -217,7 +228,7 @@ impl Chat {
             },
             _ => {
                 self.screen
-                    .warn(&format!("unknown command /{name}; /help lists them"));
+                    .warn(&format!("unknown command {name}; /help lists them"));
                 self.prompt();
             }
         }
@@ -237,7 +248,8 @@ impl Chat {
             session: self.session.clone(),
             run: None,
             abort_asked: false,
-            printed: false,
+            shown: String::new(),
+            aborted_shown: false,
             thinking_shown: false,
         });
         Ok(())
@@ -332,12 +344,21 @@ impl Chat {
             Pending::Chat => {
                 let turn = self.turn.take();
                 if let Ok(result) = serde_json::from_value::<ChatResult>(outcome) {
-                    // Without operator.read no deltas came: show the reply now.
-                    if !turn.is_some_and(|t| t.printed) {
-                        self.screen.text(&result.message.content);
-                        if result.stop_reason == ChatResultStopReason::Aborted {
-                            self.screen.status("⏹ aborted");
-                        }
+                    // The answer can overtake the run's last events (or
+                    // come without any, lacking operator.read): whatever
+                    // of the reply was not shown yet is shown now, and
+                    // the run's stragglers are ignored.
+                    let (shown, aborted_shown) =
+                        turn.map_or((String::new(), false), |t| (t.shown, t.aborted_shown));
+                    let content = &result.message.content;
+                    self.screen
+                        .text(content.strip_prefix(shown.as_str()).unwrap_or_default());
+                    if result.stop_reason == ChatResultStopReason::Aborted && !aborted_shown {
+                        self.screen.status("⏹ aborted");
+                    }
+                    self.finished.push_back(result.run_id);
+                    if self.finished.len() > FINISHED_REMEMBERED {
+                        self.finished.pop_front();
                     }
                     if result.stop_reason == ChatResultStopReason::Length {
                         self.screen
@@ -376,15 +397,16 @@ impl Chat {
                 }
                 match e.state {
                     AgentMessageEventState::Delta => {
+                        let delta = e.delta.as_deref().unwrap_or_default();
                         if let Some(turn) = &mut self.turn {
-                            turn.printed = true;
+                            turn.shown.push_str(delta);
                         }
-                        self.screen.text(e.delta.as_deref().unwrap_or_default());
+                        self.screen.text(delta);
                     }
                     AgentMessageEventState::Final => self.screen.end_line(),
                     AgentMessageEventState::Aborted => {
                         if let Some(turn) = &mut self.turn {
-                            turn.printed = true;
+                            turn.aborted_shown = true;
                         }
                         self.screen.status("⏹ aborted");
                     }
@@ -465,7 +487,7 @@ impl Chat {
         let Some(turn) = &mut self.turn else {
             return Ok(false);
         };
-        if turn.session != session {
+        if turn.session != session || self.finished.iter().any(|r| r == run) {
             return Ok(false);
         }
         match &turn.run {
