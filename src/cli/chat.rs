@@ -9,8 +9,8 @@ use crate::client::{Client, ClientError, Frame};
 use crate::protocol::types::{
     AgentMessageEvent, AgentMessageEventState, AgentThinkingEvent, AgentToolEvent,
     AgentToolEventPhase, ApprovalDecision, ApprovalsResolvedEvent, ApprovalsRespondParams,
-    ChatAbortParams, ChatParams, ChatResult, ChatResultStopReason, ConnectResult, ErrorObject,
-    ExecApproval, Scope, SessionsParams, SessionsResult, StatusResult,
+    ChatAbortParams, ChatParams, ChatParamsSessionKey, ChatResult, ChatResultStopReason,
+    ConnectResult, ErrorObject, ExecApproval, Scope, SessionsParams, SessionsResult, StatusResult,
 };
 use crate::protocol::{scope_covers, EventKind, Method};
 use serde::de::DeserializeOwned;
@@ -45,12 +45,13 @@ pub struct ChatArgs {
 pub async fn run(target: Target, args: ChatArgs) -> Result<(), ClientError> {
     let one_shot = args.message.is_some();
     let mut client = Client::connect(&target.url, &target.options).await?;
-    let hello: ConnectResult = decode(client.hello.clone())?;
+    let hello: ConnectResult = decode(client.hello.clone()).map_err(ClientError::Transport)?;
     let agent = match args.agent {
         Some(agent) => agent,
         None => {
             let status: StatusResult =
-                decode(client.call(Method::Status.name(), Value::Null).await?)?;
+                decode(client.call(Method::Status.name(), Value::Null).await?)
+                    .map_err(ClientError::Transport)?;
             status
                 .agents
                 .into_iter()
@@ -201,8 +202,13 @@ impl Chat {
                 self.prompt();
             }
             "/session" if !rest.trim().is_empty() => {
-                self.session = rest.trim().to_string();
-                self.screen.status(&format!("session {}", self.session));
+                match param::<ChatParamsSessionKey>(rest.trim()) {
+                    Ok(key) => {
+                        self.session = key.to_string();
+                        self.screen.status(&format!("session {}", self.session));
+                    }
+                    Err(e) => self.screen.error(&e),
+                }
                 self.prompt();
             }
             "/sessions" => {
@@ -237,10 +243,10 @@ impl Chat {
 
     async fn start_turn(&mut self, message: String) -> Result<(), ClientError> {
         let params = ChatParams {
-            agent_id: Some(param(&self.agent)?),
+            agent_id: Some(param(&self.agent).map_err(ClientError::Transport)?),
             idempotency_key: None,
-            message: param(&message)?,
-            session_key: Some(param(&self.session)?),
+            message: param(&message).map_err(ClientError::Transport)?,
+            session_key: Some(param(&self.session).map_err(ClientError::Transport)?),
             wait: true,
         };
         self.send(Method::Chat, &params, Pending::Chat).await?;
@@ -257,7 +263,7 @@ impl Chat {
 
     async fn abort(&mut self, run: String) -> Result<(), ClientError> {
         let params = ChatAbortParams {
-            run_id: param(&run)?,
+            run_id: param(&run).map_err(ClientError::Transport)?,
         };
         self.send(Method::ChatAbort, &params, Pending::Abort).await
     }
@@ -275,7 +281,7 @@ impl Chat {
         let asked = self.approvals.pop_front().expect("an approval is asked");
         let params = ApprovalsRespondParams {
             decision,
-            id: param(&asked.id)?,
+            id: param(&asked.id).map_err(ClientError::Transport)?,
         };
         self.send(
             Method::ApprovalsRespond,
@@ -556,17 +562,16 @@ impl Chat {
 
 /// A string parameter through its generated type, which checks the
 /// schema's limits (a session key of at most 256 characters, say).
-fn param<T: TryFrom<String>>(value: &str) -> Result<T, ClientError>
+fn param<T: TryFrom<String>>(value: &str) -> Result<T, String>
 where
     T::Error: std::fmt::Display,
 {
-    T::try_from(value.to_string())
-        .map_err(|e| ClientError::Transport(format!("{value:?} is not a valid parameter: {e}")))
+    T::try_from(value.to_string()).map_err(|e| format!("{value:?} is not a valid parameter: {e}"))
 }
 
-fn decode<T: DeserializeOwned>(value: Value) -> Result<T, ClientError> {
-    serde_json::from_value(value)
-        .map_err(|e| ClientError::Transport(format!("unreadable answer from the gateway: {e}")))
+/// A result of the gateway's, read into its generated type.
+fn decode<T: DeserializeOwned>(value: Value) -> Result<T, String> {
+    serde_json::from_value(value).map_err(|e| format!("unreadable answer from the gateway: {e}"))
 }
 
 /// Lines from stdin, read on a thread of their own: blocking reads never
