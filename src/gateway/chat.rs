@@ -265,7 +265,8 @@ async fn run_turn_in_span(
             AgentMessageEventState::Final,
         ),
         Some(Err(e)) => {
-            tracing::warn!("turn failed: {}", e.message);
+            // Debug-quoted: the message may quote the upstream.
+            tracing::warn!("turn failed: {:?}", e.message);
             let mut failed = event(AgentMessageEventState::Error);
             failed.error = Some(e.message.clone());
             gw.bus.publish(Event::AgentMessage(failed));

@@ -321,7 +321,7 @@ impl Connection {
         // Boxed: the dispatch future is as large as the largest handler's
         // (a streaming chat turn), and awaiting it inline would make every
         // idle connection's task that large.
-        let span = tracing::info_span!("request", method = method.name(), requestId = %id);
+        let span = tracing::info_span!("request", method = method.name());
         let connecting = Box::pin(dispatch(&*self.gw, &self.ctx, method, params));
         match tracing::Instrument::instrument(connecting, span.clone()).await {
             Ok(hello) => {
@@ -485,7 +485,7 @@ async fn respond(
     id: String,
     params: serde_json::Value,
 ) -> String {
-    let span = tracing::info_span!("request", method = method.name(), requestId = %id);
+    let span = tracing::info_span!("request", method = method.name());
     let answer = async move {
         let started = std::time::Instant::now();
         let outcome = dispatch(&*gw, &ctx, method, params).await;
@@ -499,7 +499,8 @@ async fn respond(
                 if e.code == ErrorCode::InternalError {
                     tracing::error!(ms, "internal error: {}", e.message);
                 } else {
-                    tracing::debug!(ms, code = e.code.code(), "request failed: {}", e.message);
+                    // Debug-quoted: the message may repeat what the client sent.
+                    tracing::debug!(ms, code = e.code.code(), "request failed: {:?}", e.message);
                 }
                 error_frame(Some(&id), &e)
             }
