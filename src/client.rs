@@ -29,6 +29,19 @@ impl std::fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
+/// One frame from the gateway.
+#[derive(Debug)]
+pub enum Frame {
+    /// `{event, data, seq}`.
+    Event(Value),
+    /// The answer to a request; `id` is None for errors the gateway could
+    /// not tie to a request.
+    Response {
+        id: Option<String>,
+        outcome: Result<Value, ErrorObject>,
+    },
+}
+
 #[derive(Clone, Debug)]
 pub struct ConnectOptions {
     pub token: Option<String>,
@@ -96,6 +109,23 @@ impl Client {
     /// Sends one request and waits for its response; events that arrive
     /// meanwhile are kept for [`Client::next_event`].
     pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
+        let id = self.send(method, params).await?;
+        loop {
+            match self.read_classified().await? {
+                Frame::Event(event) => self.events.push_back(event),
+                Frame::Response { id: got, outcome }
+                    if got.as_deref() == Some(&id) || got.is_none() =>
+                {
+                    return outcome.map_err(ClientError::Rpc);
+                }
+                Frame::Response { .. } => {}
+            }
+        }
+    }
+
+    /// Sends one request without waiting; returns its id, which its
+    /// response from [`Client::next_frame`] carries.
+    pub async fn send(&mut self, method: &str, params: Value) -> Result<String, ClientError> {
         self.next_id += 1;
         let id = self.next_id.to_string();
         let frame = json!({"id": id, "method": method, "params": params});
@@ -103,22 +133,31 @@ impl Client {
             .send(Message::Text(frame.to_string().into()))
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))?;
-        loop {
-            let frame = self.read_frame().await?;
-            if frame.get("event").is_some() {
-                self.events.push_back(frame);
-                continue;
-            }
-            if frame["id"] != json!(id) && !frame["id"].is_null() {
-                continue;
-            }
-            if let Some(error) = frame.get("error") {
-                let error: ErrorObject = serde_json::from_value(error.clone())
-                    .map_err(|e| ClientError::Transport(format!("unreadable error frame: {e}")))?;
-                return Err(ClientError::Rpc(error));
-            }
-            return Ok(frame.get("result").cloned().unwrap_or(Value::Null));
+        Ok(id)
+    }
+
+    /// The next frame from the gateway, event or response, for clients
+    /// that keep several requests open. Cancel-safe: a frame is never
+    /// half read.
+    pub async fn next_frame(&mut self) -> Result<Frame, ClientError> {
+        if let Some(event) = self.events.pop_front() {
+            return Ok(Frame::Event(event));
         }
+        self.read_classified().await
+    }
+
+    async fn read_classified(&mut self) -> Result<Frame, ClientError> {
+        let frame = self.read_frame().await?;
+        if frame.get("event").is_some() {
+            return Ok(Frame::Event(frame));
+        }
+        let id = frame["id"].as_str().map(str::to_string);
+        let outcome = match frame.get("error") {
+            Some(error) => Err(serde_json::from_value(error.clone())
+                .map_err(|e| ClientError::Transport(format!("unreadable error frame: {e}")))?),
+            None => Ok(frame.get("result").cloned().unwrap_or(Value::Null)),
+        };
+        Ok(Frame::Response { id, outcome })
     }
 
     /// The next event frame (`{event, data, seq}`).

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod bounded;
 pub mod channels;
+pub mod cli;
 pub mod client;
 pub mod compat;
 pub mod config;
@@ -20,3 +21,4 @@ pub mod protocol;
 pub mod sdk;
 pub mod server;
 pub mod store;
+pub mod systemd;

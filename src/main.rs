@@ -1,8 +1,9 @@
-use clap::{Args, Parser, Subcommand};
-use clawgate::client::{Client, ClientError, ConnectOptions};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use clawgate::cli::ConnectArgs;
+use clawgate::client::Client;
 use clawgate::config::{self, LoadOptions, Override};
 use clawgate::gateway::Gateway;
-use clawgate::protocol::{ErrorCode, Schemas};
+use clawgate::protocol::Schemas;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +25,9 @@ enum Command {
     Run(RunArgs),
     /// Connect to a running gateway, call one method and print the result as JSON.
     Call(CallArgs),
+    /// Chat with an agent in the terminal: replies stream as they are written,
+    /// tool calls and exec approvals show inline (/help lists the commands).
+    Chat(ChatArgs),
     /// Print the token the local gateway generated (auth mode token without a
     /// configured token), e.g. to paste into the Control UI.
     Token {
@@ -37,6 +41,17 @@ enum Command {
     /// Record the protocol surface, or check two versions of it for breaking changes.
     #[command(subcommand)]
     Protocol(ProtocolCommand),
+    /// Print a shell completion script, e.g. `clawgate completions bash > /etc/bash_completion.d/clawgate`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into a directory.
+    Man {
+        /// Write clawgate.1 and a clawgate-<command>.1 page per command here.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Write the generated artifacts in gen/ (the bundled schemas), or check they are fresh.
     Gen {
         /// Fail, writing nothing, when a file in gen/ differs from what would be written.
@@ -113,26 +128,23 @@ struct CallArgs {
     method: String,
     /// Params as JSON, e.g. '{"key":"gateway.port"}'.
     params: Option<String>,
-    /// Gateway URL. Default: $CLAWGATE_URL, else the port of the local config, else ws://127.0.0.1:18789.
+    #[command(flatten)]
+    connect: ConnectArgs,
+}
+
+#[derive(Args)]
+struct ChatArgs {
+    /// The agent to talk to. Default: agents.default.
     #[arg(long)]
-    url: Option<String>,
-    /// Token for auth mode token (visible to other local users in the process
-    /// list: prefer --token-file or $CLAWGATE_TOKEN). Default: $CLAWGATE_TOKEN,
-    /// else the local config's, else the one the local gateway generated.
+    agent: Option<String>,
+    /// The session to continue. Default: agent:<agent>:main.
     #[arg(long)]
-    token: Option<String>,
-    /// Read the token from this file.
-    #[arg(long)]
-    token_file: Option<PathBuf>,
-    /// The local gateway's state dir, where a generated token is kept.
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
-    /// Password for auth mode password. Default: $CLAWGATE_PASSWORD, else the local config's.
-    #[arg(long)]
-    password: Option<String>,
-    /// Config file to read the URL and credential from.
-    #[arg(long)]
-    config: Option<PathBuf>,
+    session: Option<String>,
+    /// Send this one message, print the reply as it streams and exit.
+    #[arg(short, long)]
+    message: Option<String>,
+    #[command(flatten)]
+    connect: ConnectArgs,
 }
 
 #[derive(Subcommand)]
@@ -191,6 +203,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Call(args) => call(args),
+        Command::Chat(args) => chat(args),
         Command::Token { state_dir } => print_token(state_dir),
         Command::Config(ConfigCommand::Validate { path, format }) => validate(path, format),
         Command::Config(ConfigCommand::Show {
@@ -200,6 +213,16 @@ fn main() -> ExitCode {
             flags,
             format,
         }) => show(key, origin, config, &flags, format),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "clawgate",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => man(dir.as_deref()),
         Command::Gen { check, root } => generate(&root, check),
         Command::Protocol(ProtocolCommand::Snapshot) => {
             let surface = clawgate::compat::current();
@@ -257,8 +280,12 @@ fn run(args: RunArgs) -> ExitCode {
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::debug!("cannot raise the open-file limit: {e}");
     }
+    let notifier = clawgate::systemd::Notifier::from_env().map(std::sync::Arc::new);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = runtime.block_on(async {
+        if let Some(notifier) = &notifier {
+            notifier.spawn_watchdog();
+        }
         Schemas::get();
         let store = clawgate::store::Store::open(&state_dir).map_err(|e| {
             std::io::Error::other(format!(
@@ -274,9 +301,19 @@ fn run(args: RunArgs) -> ExitCode {
         let addr = listener.local_addr()?;
         // Handlers first: a SIGTERM right after the ready line still
         // shuts down gracefully instead of killing the process.
-        let shutdown = shutdown_signal()?;
+        let signal = shutdown_signal()?;
+        let stopping = notifier.clone();
+        let shutdown = async move {
+            signal.await;
+            if let Some(notifier) = stopping {
+                notifier.stopping();
+            }
+        };
         println!("clawgate listening on ws://{addr}");
         tracing::info!(%addr, config = ?gw.info.config_path, "gateway ready");
+        if let Some(notifier) = &notifier {
+            notifier.ready(&format!("listening on ws://{addr}"));
+        }
         clawgate::server::serve(gw, listener, shutdown).await
     });
     match result {
@@ -380,47 +417,19 @@ fn call(args: CallArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let local = config::resolve_config_path(args.config.as_deref())
-        .ok()
-        .and_then(|path| config::load(&LoadOptions::from_process_env(path, Vec::new())).ok())
-        .map(|l| l.config);
-    let url = args
-        .url
-        .or_else(|| std::env::var("CLAWGATE_URL").ok())
-        .unwrap_or_else(|| {
-            let port = local.as_ref().map_or(18789, |c| c.gateway.port);
-            format!("ws://127.0.0.1:{port}")
-        });
-    let auth = local.as_ref().map(|c| &c.gateway.auth);
-    let token_file = match args.token_file.as_deref().map(std::fs::read_to_string) {
-        Some(Ok(text)) => Some(text.trim().to_string()),
-        Some(Err(e)) => {
-            eprintln!("clawgate: cannot read the token file: {e}");
+    let target = match args.connect.resolve("clawgate-cli") {
+        Ok(target) => target,
+        Err(e) => {
+            eprintln!("clawgate: {e}");
             return ExitCode::from(2);
         }
-        None => None,
-    };
-    let state_dir = config::resolve_state_dir(args.state_dir.as_deref());
-    let opts = ConnectOptions {
-        token: args
-            .token
-            .or(token_file)
-            .or_else(|| std::env::var("CLAWGATE_TOKEN").ok())
-            .or_else(|| auth.and_then(|a| a.token.as_ref().map(|t| t.to_string())))
-            .or_else(|| config::read_token(&state_dir)),
-        password: args
-            .password
-            .or_else(|| std::env::var("CLAWGATE_PASSWORD").ok())
-            .or_else(|| auth.and_then(|a| a.password.as_ref().map(|p| p.to_string()))),
-        client_name: "clawgate-cli".to_string(),
-        ..ConnectOptions::default()
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let result = runtime.block_on(async {
-        let mut client = Client::connect(&url, &opts).await?;
+        let mut client = Client::connect(&target.url, &target.options).await?;
         let result = client.call(&args.method, params).await;
         client.close().await;
         result
@@ -430,22 +439,77 @@ fn call(args: CallArgs) -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&value).expect("JSON"));
             ExitCode::SUCCESS
         }
-        Err(ClientError::Rpc(e)) => {
-            let name = ErrorCode::ALL
-                .iter()
-                .find(|c| c.code() == e.code)
-                .map_or("error", |c| c.name());
-            eprintln!("clawgate: {name} ({}): {}", e.code, e.message);
-            if let Some(data) = e.data {
-                eprintln!("{}", serde_json::to_string_pretty(&data).expect("JSON"));
-            }
-            ExitCode::FAILURE
-        }
         Err(e) => {
-            eprintln!("clawgate: {e}");
+            clawgate::cli::report(&e);
             ExitCode::FAILURE
         }
     }
+}
+
+fn chat(args: ChatArgs) -> ExitCode {
+    let target = match args.connect.resolve("clawgate-chat") {
+        Ok(target) => target,
+        Err(e) => {
+            eprintln!("clawgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let chat = clawgate::cli::chat::ChatArgs {
+        agent: args.agent,
+        session: args.session,
+        message: args.message,
+    };
+    match runtime.block_on(clawgate::cli::chat::run(target, chat)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            clawgate::cli::report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn man(dir: Option<&std::path::Path>) -> ExitCode {
+    let written = match dir {
+        None => man_page(Cli::command()).render(&mut std::io::stdout()),
+        Some(dir) => write_man_pages(&Cli::command(), dir),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("clawgate: cannot write the man page: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A page titled in capitals, as man pages are.
+fn man_page(command: clap::Command) -> clap_mangen::Man {
+    let mut command = command.disable_help_subcommand(true);
+    command.build();
+    let title = command
+        .get_display_name()
+        .unwrap_or(command.get_name())
+        .to_uppercase();
+    clap_mangen::Man::new(command).title(title)
+}
+
+/// clawgate.1 and clawgate-<command>.1 for every command below it.
+fn write_man_pages(command: &clap::Command, dir: &std::path::Path) -> std::io::Result<()> {
+    let mut command = command.clone().disable_help_subcommand(true);
+    command.build();
+    for sub in command.get_subcommands() {
+        write_man_pages(sub, dir)?;
+    }
+    let page = man_page(command);
+    let path = dir.join(page.get_filename());
+    let mut file = std::fs::File::create(&path)?;
+    page.render(&mut file)?;
+    println!("wrote {}", path.display());
+    Ok(())
 }
 
 fn validate(path: Option<PathBuf>, format: Format) -> ExitCode {

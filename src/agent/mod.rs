@@ -14,6 +14,16 @@ use std::time::Duration;
 /// The agent id used when nothing is configured.
 pub const MAIN: &str = "main";
 
+/// The session a chat turn joins when it names none.
+pub fn main_session_key(agent_id: &str) -> String {
+    session_key(agent_id, "main")
+}
+
+/// A session key of an agent's own namespace.
+pub fn session_key(agent_id: &str, name: &str) -> String {
+    format!("agent:{agent_id}:{name}")
+}
+
 /// An agent resolved from the configuration.
 #[derive(Clone, Debug)]
 pub struct Agent {

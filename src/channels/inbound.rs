@@ -119,7 +119,8 @@ pub fn dispatch(
     let gw = Arc::clone(gw);
     let key = key.clone();
     let counters = Arc::clone(counters);
-    tokio::spawn(async move {
+    let span = tracing::info_span!("message", channel = %key, peer = %message.peer);
+    let answering = async move {
         let _pending = permit;
         match answer(&gw, &key, &message, &reply).await {
             Ok(pieces) => {
@@ -130,7 +131,8 @@ pub fn dispatch(
                 tracing::warn!(channel = %key, peer = %message.peer, "message not answered: {e}");
             }
         }
-    });
+    };
+    tokio::spawn(tracing::Instrument::instrument(answering, span));
     Ok(())
 }
 
@@ -213,7 +215,7 @@ pub fn session_key(
     let channel = key.kind;
     match (&message.group, scope) {
         (Some(group), _) => format!("agent:{agent_id}:{channel}:group:{group}"),
-        (None, SessionConfigDmScope::Main) => format!("agent:{agent_id}:main"),
+        (None, SessionConfigDmScope::Main) => crate::agent::main_session_key(agent_id),
         (None, SessionConfigDmScope::PerPeer) => format!("agent:{agent_id}:dm:{}", message.peer),
         (None, SessionConfigDmScope::PerChannelPeer) => {
             format!("agent:{agent_id}:{channel}:dm:{}", message.peer)

@@ -383,7 +383,11 @@ fn start(
         state: Arc::clone(&state),
     };
     tracing::info!(channel = %key, "channel account starting");
-    tokio::spawn(supervise(link, account.clone()));
+    let span = tracing::info_span!("channel", channel = %key);
+    tokio::spawn(tracing::Instrument::instrument(
+        supervise(link, account.clone()),
+        span,
+    ));
     Monitor {
         account,
         state,

@@ -87,7 +87,7 @@ pub async fn chat(gw: &Gateway, owner: &str, params: ChatParams) -> Result<ChatR
     let session_key = params
         .session_key
         .map(|k| k.to_string())
-        .unwrap_or_else(|| format!("agent:{}:main", agent.id));
+        .unwrap_or_else(|| crate::agent::main_session_key(&agent.id));
     let lock = gw.session_locks.get(&session_key);
     let _turn = if params.wait {
         lock.lock_owned().await
@@ -161,8 +161,31 @@ pub struct TurnDone {
 
 /// Runs one turn: streams agent.message events (and each delta to
 /// `on_delta`), honours chat.abort, and stores both sides of a stored
-/// session's turn.
+/// session's turn. Everything logged meanwhile carries the run's id,
+/// session and agent.
 pub async fn run_turn(
+    gw: &Gateway,
+    mut request: TurnRequest,
+    on_delta: &mut (dyn FnMut(&str) + Send),
+) -> Result<TurnDone, RpcError> {
+    let run_id = request
+        .run_id
+        .get_or_insert_with(|| format!("run-{}", uuid::Uuid::new_v4().simple()))
+        .clone();
+    let session_key = match &request.session {
+        Session::Stored(key) => key.clone(),
+        Session::Stateless(_) => stateless_key(&run_id),
+    };
+    let span = tracing::info_span!("run", runId = %run_id, sessionKey = %session_key, agentId = %request.agent.id);
+    tracing::Instrument::instrument(run_turn_in_span(gw, request, on_delta), span).await
+}
+
+/// The key events of a turn without a stored session carry.
+fn stateless_key(run_id: &str) -> String {
+    format!("stateless:{run_id}")
+}
+
+async fn run_turn_in_span(
     gw: &Gateway,
     request: TurnRequest,
     on_delta: &mut (dyn FnMut(&str) + Send),
@@ -174,7 +197,7 @@ pub async fn run_turn(
         run_id,
         deadline,
     } = request;
-    let run_id = run_id.unwrap_or_else(|| format!("run-{}", uuid::Uuid::new_v4().simple()));
+    let run_id = run_id.expect("run_turn names every run");
     let (session_key, history, session_model) = match session {
         Session::Stored(key) => {
             let (history, model) = context(gw, &key).await?;
@@ -194,7 +217,7 @@ pub async fn run_turn(
     };
     let event_session = session_key
         .clone()
-        .unwrap_or_else(|| format!("stateless:{run_id}"));
+        .unwrap_or_else(|| stateless_key(&run_id));
     let events = RunEvents {
         gw,
         run_id: run_id.clone(),
@@ -254,6 +277,8 @@ pub async fn run_turn(
         }
         Some(Err(e)) => {
             gw.metrics.turn(&agent.id, e.code.name());
+            // Debug-quoted: the message may quote the upstream.
+            tracing::warn!("turn failed: {:?}", e.message);
             let mut failed = event(AgentMessageEventState::Error);
             failed.error = Some(e.message.clone());
             gw.bus.publish(Event::AgentMessage(failed));
@@ -296,6 +321,12 @@ pub async fn run_turn(
     let mut done = event(state);
     done.message = stored.clone();
     gw.bus.publish(Event::AgentMessage(done));
+    tracing::info!(
+        stopReason = %reply.stop_reason,
+        inputTokens = reply.usage.input_tokens,
+        outputTokens = reply.usage.output_tokens,
+        "turn finished"
+    );
     Ok(TurnDone {
         run_id,
         session_key: event_session,

@@ -95,8 +95,17 @@ pub async fn run(
         ticket: Some(pre_auth.ticket),
         config_seen: config,
     };
-    let end = conn.serve().await;
-    conn.finish(end).await;
+    // Everything logged for this connection, its requests included,
+    // carries its id.
+    let span = tracing::info_span!("conn", connId = %conn.ctx.conn_id, %remote);
+    tracing::Instrument::instrument(
+        async move {
+            let end = conn.serve().await;
+            conn.finish(end).await;
+        },
+        span,
+    )
+    .await;
 }
 
 struct Connection {
@@ -319,8 +328,10 @@ impl Connection {
         // Boxed: the dispatch future is as large as the largest handler's
         // (a streaming chat turn), and awaiting it inline would make every
         // idle connection's task that large.
+        let span = tracing::info_span!("request", method = method.name());
         let started = std::time::Instant::now();
-        let answer = Box::pin(dispatch(&*self.gw, &self.ctx, method, params)).await;
+        let connecting = Box::pin(dispatch(&*self.gw, &self.ctx, method, params));
+        let answer = tracing::Instrument::instrument(connecting, span.clone()).await;
         let outcome = answer.as_ref().map_or_else(|e| e.code.name(), |_| "ok");
         self.gw
             .metrics
@@ -329,6 +340,7 @@ impl Connection {
             Ok(hello) => {
                 if let Some(grant) = self.ctx.grant() {
                     self.slot.set_role(grant.role);
+                    span.in_scope(|| tracing::debug!(role = %grant.role, "connected"));
                 }
                 self.ticket = None;
                 self.budget.unlimit();
@@ -491,19 +503,31 @@ async fn respond(
     id: String,
     params: serde_json::Value,
 ) -> String {
-    let started = std::time::Instant::now();
-    let answer = dispatch(&*gw, &ctx, method, params).await;
-    let outcome = answer.as_ref().map_or_else(|e| e.code.name(), |_| "ok");
-    gw.metrics.rpc(method.name(), outcome, started.elapsed());
-    match answer {
-        Ok(result) => result_frame(&id, &result),
-        Err(e) => {
-            if e.code == ErrorCode::InternalError {
-                tracing::error!(method = method.name(), "internal error: {}", e.message);
+    let span = tracing::info_span!("request", method = method.name());
+    let answer = async move {
+        let started = std::time::Instant::now();
+        let outcome = dispatch(&*gw, &ctx, method, params).await;
+        let took = started.elapsed();
+        let code = outcome.as_ref().map_or_else(|e| e.code.name(), |_| "ok");
+        gw.metrics.rpc(method.name(), code, took);
+        let ms = took.as_millis() as u64;
+        match outcome {
+            Ok(result) => {
+                tracing::debug!(ms, "request done");
+                result_frame(&id, &result)
             }
-            error_frame(Some(&id), &e)
+            Err(e) => {
+                if e.code == ErrorCode::InternalError {
+                    tracing::error!(ms, "internal error: {}", e.message);
+                } else {
+                    // Debug-quoted: the message may repeat what the client sent.
+                    tracing::debug!(ms, code = e.code.code(), "request failed: {:?}", e.message);
+                }
+                error_frame(Some(&id), &e)
+            }
         }
-    }
+    };
+    tracing::Instrument::instrument(answer, span).await
 }
 
 async fn next_event(

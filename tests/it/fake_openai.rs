@@ -21,6 +21,8 @@ pub enum Script {
     BreakAfter(Vec<&'static str>),
     /// Accept the request and never answer.
     Hang,
+    /// Stream these pieces, then keep the stream open without another byte.
+    TextThenHang(Vec<&'static str>),
     /// First call a tool with these JSON arguments; once the tool result
     /// comes back, stream the text.
     ToolThenText(&'static str, &'static str, Vec<&'static str>),
@@ -179,6 +181,17 @@ async fn completions(
         Script::Hang => {
             std::future::pending::<()>().await;
             unreachable!()
+        }
+        Script::TextThenHang(pieces) => {
+            use futures_util::StreamExt;
+            let parts = text_chunks(&pieces)
+                .into_iter()
+                .map(|p| Ok::<_, std::io::Error>(Bytes::from(p)));
+            let stream = futures_util::stream::iter(parts).chain(futures_util::stream::pending());
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Body::from_stream(stream))
+                .unwrap()
         }
         Script::Raw(parts) => sse(parts.into_iter().map(|p| Ok(Bytes::from(p))).collect()),
         Script::EndlessLine(total) => {

@@ -1,0 +1,79 @@
+//! Where a command connects and with which credential: flags first, then
+//! `CLAWGATE_*` variables, then the local config, then the token the
+//! local gateway generated in its state dir.
+
+use crate::client::ConnectOptions;
+use crate::config::{self, LoadOptions};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug, Default)]
+pub struct ConnectArgs {
+    /// Gateway URL. Default: $CLAWGATE_URL, else the port of the local config, else ws://127.0.0.1:18789.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Token for auth mode token (visible to other local users in the process
+    /// list: prefer --token-file or $CLAWGATE_TOKEN). Default: $CLAWGATE_TOKEN,
+    /// else the local config's, else the one the local gateway generated.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Read the token from this file.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// The local gateway's state dir, where a generated token is kept.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Password for auth mode password. Default: $CLAWGATE_PASSWORD, else the local config's.
+    #[arg(long)]
+    pub password: Option<String>,
+    /// Config file to read the URL and credential from.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// A gateway to connect to, with the credential to present.
+pub struct Target {
+    pub url: String,
+    pub options: ConnectOptions,
+}
+
+impl ConnectArgs {
+    /// Resolves the URL and credential; fails only when a named token
+    /// file cannot be read.
+    pub fn resolve(self, client_name: &str) -> Result<Target, String> {
+        let local = config::resolve_config_path(self.config.as_deref())
+            .ok()
+            .and_then(|path| config::load(&LoadOptions::from_process_env(path, Vec::new())).ok())
+            .map(|l| l.config);
+        let url = self
+            .url
+            .or_else(|| std::env::var("CLAWGATE_URL").ok())
+            .unwrap_or_else(|| {
+                let port = local.as_ref().map_or(18789, |c| c.gateway.port);
+                format!("ws://127.0.0.1:{port}")
+            });
+        let auth = local.as_ref().map(|c| &c.gateway.auth);
+        let token_file = match self.token_file.as_deref().map(std::fs::read_to_string) {
+            Some(Ok(text)) => Some(text.trim().to_string()),
+            // The error names the file, never its content.
+            Some(Err(e)) => return Err(format!("cannot read the token file: {e}")),
+            None => None,
+        };
+        let state_dir = config::resolve_state_dir(self.state_dir.as_deref());
+        let options = ConnectOptions {
+            token: self
+                .token
+                .or(token_file)
+                .or_else(|| std::env::var("CLAWGATE_TOKEN").ok())
+                .or_else(|| auth.and_then(|a| a.token.as_ref().map(|t| t.to_string())))
+                .or_else(|| config::read_token(&state_dir)),
+            password: self
+                .password
+                .or_else(|| std::env::var("CLAWGATE_PASSWORD").ok())
+                .or_else(|| auth.and_then(|a| a.password.as_ref().map(|p| p.to_string()))),
+            client_name: client_name.to_string(),
+            ..ConnectOptions::default()
+        };
+        Ok(Target { url, options })
+    }
+}
