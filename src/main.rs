@@ -600,23 +600,22 @@ fn show(
         if origin {
             let by_key: serde_json::Map<String, Value> = origins
                 .into_iter()
-                .map(|(key, origin)| (key, json!(origin)))
+                .map(|(leaf, origin)| (config::dotted(&leaf), json!(origin)))
                 .collect();
             out["origins"] = Value::Object(by_key);
         }
         println!("{}", serde_json::to_string_pretty(&out).expect("JSON"));
         return ExitCode::SUCCESS;
     }
-    let described: Vec<(String, String)> = origins
+    let width = origins
         .iter()
-        .map(|(key, o)| (key.clone(), config::describe_origin(o)))
-        .collect();
-    let width = described.iter().map(|(_, o)| o.len()).max().unwrap_or(0);
-    for (key, from) in described {
-        let leaf = shown
-            .pointer(&config::pointer(&key))
-            .cloned()
-            .unwrap_or(Value::Null);
+        .map(|(_, o)| config::describe_origin(o).len())
+        .max()
+        .unwrap_or(0);
+    for (pointer, o) in &origins {
+        let key = config::dotted(pointer);
+        let from = config::describe_origin(o);
+        let leaf = shown.pointer(pointer).cloned().unwrap_or(Value::Null);
         if origin {
             println!("{from:width$}  {key} = {leaf}");
         } else {

@@ -69,7 +69,7 @@ pub struct Layers {
 }
 
 impl Loaded {
-    /// Where each leaf value at or under `pointer` came from, by dotted key.
+    /// Where each leaf value at or under `pointer` came from, by pointer.
     pub fn origins(&self, pointer: &str) -> Vec<(String, ConfigOrigin)> {
         self.layers.origins(&self.effective, pointer)
     }
@@ -77,7 +77,7 @@ impl Loaded {
 
 impl Layers {
     /// Where each leaf value of `effective` at or under `pointer` came
-    /// from, by dotted key.
+    /// from, by pointer.
     pub fn origins(&self, effective: &Value, pointer: &str) -> Vec<(String, ConfigOrigin)> {
         let mut leaves = Vec::new();
         if let Some(value) = effective.pointer(pointer) {
@@ -87,7 +87,7 @@ impl Layers {
             .into_iter()
             .map(|leaf| {
                 let origin = self.origin_of(&leaf);
-                (dotted(&leaf), origin)
+                (leaf, origin)
             })
             .collect()
     }

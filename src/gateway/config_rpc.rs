@@ -13,7 +13,13 @@ pub fn get(gw: &Gateway, params: ConfigParams) -> Result<ConfigResult, RpcError>
     let effective = redacted(&gw.configs.running());
     let path = gw.configs.path().map(|p| p.display().to_string());
     let hash = gw.configs.hash();
-    let origins = |at: &str| gw.configs.origins(at).into_iter().collect();
+    let origins = |at: &str| {
+        gw.configs
+            .origins(at)
+            .into_iter()
+            .map(|(leaf, origin)| (dotted(&leaf), origin))
+            .collect()
+    };
     let Some(key) = params.key else {
         return Ok(ConfigResult {
             hash,

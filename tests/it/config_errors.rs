@@ -165,3 +165,49 @@ fn config_schema_prints_the_json_schema() {
     assert_eq!(schema["title"], "clawgate configuration");
     assert!(schema["properties"]["gateway"].is_object());
 }
+
+/// On a terminal the report is coloured (and still says the same); piped,
+/// as in the snapshots above, it has no escape codes at all.
+#[test]
+fn the_report_is_coloured_only_on_a_terminal() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let socket = format!("clawgate-it-{}", uuid::Uuid::new_v4().simple());
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(["-L", &socket, "-f", "/dev/null"])
+            .args(args)
+            .env_remove("TMUX")
+            .output()
+            .expect("tmux is installed")
+    };
+    let command = format!(
+        "cd '{root}' && env -u NO_COLOR '{}' config validate tests/config_corpus/wrong_type.toml; sleep 30",
+        bin()
+    );
+    assert!(
+        tmux(&["new-session", "-d", "-x", "150", "-y", "30", &command])
+            .status
+            .success()
+    );
+    let socket_path =
+        String::from_utf8_lossy(&tmux(&["display-message", "-p", "#{socket_path}"]).stdout)
+            .trim()
+            .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let screen = loop {
+        let screen =
+            String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-e"]).stdout).to_string();
+        if screen.contains("invalid configuration") || std::time::Instant::now() > deadline {
+            break screen;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = tmux(&["kill-server"]);
+    let _ = std::fs::remove_file(&socket_path);
+    assert!(screen.contains("invalid configuration"), "{screen}");
+    assert!(
+        screen.contains('\u{1b}'),
+        "no colour on a terminal:\n{screen}"
+    );
+    assert!(screen.contains("^^^^^^^^"), "{screen}");
+}
