@@ -186,6 +186,9 @@ enum ConfigCommand {
         /// Config file. Default: the one `run` would use.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The state dir, where a generated token is kept. Default: $CLAWGATE_STATE_DIR, else $XDG_DATA_HOME/clawgate.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
         #[command(flatten)]
         flags: ConfigFlags,
         /// human (key = value lines) or json.
@@ -210,9 +213,10 @@ fn main() -> ExitCode {
             key,
             origin,
             config,
+            state_dir,
             flags,
             format,
-        }) => show(key, origin, config, &flags, format),
+        }) => show(key, origin, config, state_dir, &flags, format),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -568,16 +572,23 @@ fn show(
     key: Option<String>,
     origin: bool,
     config_path: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
     flags: &ConfigFlags,
     format: Format,
 ) -> ExitCode {
-    let options = match config::resolve_config_path(config_path.as_deref()) {
+    let mut options = match config::resolve_config_path(config_path.as_deref()) {
         Ok(path) => LoadOptions::from_process_env(path, flags.overrides()),
         Err(e) => {
             eprintln!("clawgate: {e}");
             return ExitCode::from(2);
         }
     };
+    // The token a running gateway generated counts, but showing the
+    // config never creates one.
+    let state_dir = config::resolve_state_dir(state_dir.as_deref());
+    if config::read_token(&state_dir).is_some() {
+        options.state_dir = Some(state_dir);
+    }
     let loaded = match config::load(&options) {
         Ok(loaded) => loaded,
         Err(e) => {

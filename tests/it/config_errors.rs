@@ -130,6 +130,24 @@ fn config_show_names_where_each_value_came_from() {
     assert!(line_of("gateway.auth.token").ends_with("= \"[redacted]\""));
     assert!(!text.contains("file-secret-token"));
 
+    // Without a token in the file, the one a gateway generated counts.
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("gateway.token"), "generated-secret-token\n").unwrap();
+    std::fs::write(&file, "[gateway]\nport = 4000\n").unwrap();
+    let text = show(&[
+        "--origin",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "gateway.auth",
+    ]);
+    let token = text
+        .lines()
+        .find(|l| l.contains("gateway.auth.token"))
+        .unwrap();
+    assert!(token.starts_with("generated, kept in "), "{text}");
+    assert!(!text.contains("generated-secret-token"));
+
     let plain = show(&["gateway.port"]);
     assert_eq!(plain.trim(), "gateway.port = 4000");
     let json: serde_json::Value =
