@@ -3,6 +3,7 @@
 //! Encoded by prometheus-client in the OpenMetrics text format, which
 //! Prometheus scrapes natively.
 
+use crate::protocol::Method;
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -11,12 +12,16 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The content type of [`Metrics::render`]'s output.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// The content type of [`prometheus_text`]'s output.
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The outcome of a call that succeeded.
+pub const OK: &str = "ok";
 
 /// RPC latency buckets, in seconds: most calls answer in microseconds,
 /// a chat turn may take a minute.
@@ -111,6 +116,10 @@ pub struct Metrics {
     registry: Registry,
     rpc_calls: Family<MethodOutcome, Counter>,
     rpc_duration: Family<MethodLabel, Histogram>,
+    /// By `Method as usize`: the method's `ok` counter and its latency
+    /// histogram, taken from the families at first use, so that the
+    /// common call skips the families' locked lookups.
+    by_method: Vec<OnceLock<(Counter, Histogram)>>,
     events_sent: Family<EventLabel, Counter>,
     events_dropped: Counter,
     slow_disconnects: Counter,
@@ -220,6 +229,7 @@ impl Metrics {
             registry,
             rpc_calls,
             rpc_duration,
+            by_method: Method::ALL.iter().map(|_| OnceLock::new()).collect(),
             events_sent,
             events_dropped,
             slow_disconnects,
@@ -248,16 +258,46 @@ impl Metrics {
             .store(unix_seconds, Ordering::Relaxed);
     }
 
-    pub fn rpc(&self, method: &'static str, outcome: &'static str, took: Duration) {
+    /// One answered call; `outcome` is `ok` or the error code's name.
+    pub fn rpc(&self, method: Method, outcome: &'static str, took: Duration) {
         if !self.enabled() {
             return;
         }
-        self.rpc_calls
-            .get_or_create(&MethodOutcome { method, outcome })
-            .inc();
-        self.rpc_duration
-            .get_or_create(&MethodLabel { method })
-            .observe(took.as_secs_f64());
+        let name = method.name();
+        let (ok, latency) = self.by_method[method as usize].get_or_init(|| {
+            let ok = MethodOutcome {
+                method: name,
+                outcome: OK,
+            };
+            let latency = MethodLabel { method: name };
+            (
+                self.rpc_calls.get_or_create(&ok).clone(),
+                self.rpc_duration.get_or_create(&latency).clone(),
+            )
+        });
+        if outcome == OK {
+            ok.inc();
+        } else {
+            self.rpc_calls
+                .get_or_create(&MethodOutcome {
+                    method: name,
+                    outcome,
+                })
+                .inc();
+        }
+        latency.observe(took.as_secs_f64());
+    }
+
+    /// A call of a name that is no method; all such names share one label,
+    /// so a client cannot grow the series.
+    pub fn rpc_unknown(&self, outcome: &'static str) {
+        if self.enabled() {
+            let labels = MethodOutcome {
+                method: "(unknown)",
+                outcome,
+            };
+            self.rpc_calls.get_or_create(&labels).inc();
+        }
     }
 
     pub fn event_sent(&self, event: &'static str) {
@@ -524,7 +564,7 @@ mod tests {
 
     #[test]
     fn nothing_is_recorded_while_off_and_everything_while_on() {
-        let health = crate::protocol::Method::Health.name();
+        let health = Method::Health;
         let metrics = Metrics::new();
         metrics.rpc(health, "ok", Duration::from_micros(80));
         assert!(!metrics

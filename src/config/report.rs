@@ -85,9 +85,12 @@ fn render_one(
                     .element(Level::NOTE.message(format!("expected {expected}, found {found}")));
             }
             if let Some(source) = &problem.source {
+                let set_outside_files =
+                    source.starts_with("environment variable ") || source.starts_with("flag ");
                 let note = match (problem.line, problem.column) {
                     (Some(line), Some(column)) => format!("in {source}:{line}:{column}"),
-                    _ => format!("set by {source}"),
+                    _ if set_outside_files => format!("set by {source}"),
+                    _ => format!("in {source}"),
                 };
                 group = group.element(Level::NOTE.message(note));
             }

@@ -34,7 +34,7 @@ pub async fn invoke(
 ) -> Result<NodesInvokeResult, RpcError> {
     let result = send_and_wait(gw, params, owner).await;
     gw.metrics.node_invoke(match &result {
-        Ok(answer) if answer.ok => "ok",
+        Ok(answer) if answer.ok => crate::metrics::OK,
         Ok(_) => "failed",
         Err(e) => e.code.name(),
     });

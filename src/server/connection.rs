@@ -6,6 +6,7 @@ use super::admission::Ticket;
 use super::metered::{BudgetSpent, ReadBudget};
 use super::outbound::Outbound;
 use crate::gateway::{ConnectionSlot, Gateway, Published};
+use crate::metrics::OK;
 use crate::protocol::{
     dispatch, error_frame, event_frame, parse_request, result_frame, CallContext, ErrorCode,
     EventKind, Method, RpcError,
@@ -250,10 +251,7 @@ impl Connection {
         }
         let Some(method) = method else {
             let e = RpcError::method_not_found(&request.method);
-            // Unknown names share one label: a client cannot grow the series.
-            self.gw
-                .metrics
-                .rpc("(unknown)", e.code.name(), std::time::Duration::ZERO);
+            self.gw.metrics.rpc_unknown(e.code.name());
             return self.send(error_frame(Some(&request.id), &e));
         };
         self.follow_config()?;
@@ -265,7 +263,7 @@ impl Connection {
                 );
                 self.gw
                     .metrics
-                    .rpc(method.name(), e.code.name(), std::time::Duration::ZERO);
+                    .rpc(method, e.code.name(), std::time::Duration::ZERO);
                 return self.send(error_frame(Some(&request.id), &e));
             }
         }
@@ -328,10 +326,8 @@ impl Connection {
         let started = std::time::Instant::now();
         let connecting = Box::pin(dispatch(&*self.gw, &self.ctx, method, params));
         let answer = tracing::Instrument::instrument(connecting, span.clone()).await;
-        let outcome = answer.as_ref().map_or_else(|e| e.code.name(), |_| "ok");
-        self.gw
-            .metrics
-            .rpc(method.name(), outcome, started.elapsed());
+        let outcome = answer.as_ref().map_or_else(|e| e.code.name(), |_| OK);
+        self.gw.metrics.rpc(method, outcome, started.elapsed());
         match answer {
             Ok(hello) => {
                 if let Some(grant) = self.ctx.grant() {
@@ -504,8 +500,8 @@ async fn respond(
         let started = std::time::Instant::now();
         let outcome = dispatch(&*gw, &ctx, method, params).await;
         let took = started.elapsed();
-        let code = outcome.as_ref().map_or_else(|e| e.code.name(), |_| "ok");
-        gw.metrics.rpc(method.name(), code, took);
+        let code = outcome.as_ref().map_or_else(|e| e.code.name(), |_| OK);
+        gw.metrics.rpc(method, code, took);
         let ms = took.as_millis() as u64;
         match outcome {
             Ok(result) => {

@@ -446,7 +446,7 @@ async fn metrics_cost(conns: usize, measure: Duration, repeat: usize) -> Metrics
         off: Vec::new(),
         on: Vec::new(),
     };
-    for _ in 0..repeat.max(3) {
+    for _ in 0..repeat.max(5) {
         for metrics in [false, true] {
             let extra: &[&str] = if metrics { &["--metrics"] } else { &[] };
             let p = ServerProcess::start_with(Server::Gateway, extra);
