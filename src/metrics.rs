@@ -9,7 +9,6 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -115,16 +114,16 @@ pub struct Metrics {
     enabled: AtomicBool,
     registry: Registry,
     rpc_calls: Family<MethodOutcome, Counter>,
-    rpc_duration: Family<MethodLabel, Histogram>,
+    rpc_duration: Family<MethodLabel, LatencyHistogram>,
     /// By `Method as usize`: the method's `ok` counter and its latency
     /// histogram, taken from the families at first use, so that the
     /// common call skips the families' locked lookups.
-    by_method: Vec<OnceLock<(Counter, Histogram)>>,
+    by_method: Vec<OnceLock<(Counter, LatencyHistogram)>>,
     events_sent: Family<EventLabel, Counter>,
     events_dropped: Counter,
     slow_disconnects: Counter,
     chat_turns: Family<AgentOutcome, Counter>,
-    upstream_duration: Family<AgentProvider, Histogram>,
+    upstream_duration: Family<AgentProvider, LatencyHistogram>,
     tokens: Family<AgentTokens, Counter>,
     cron_runs: Family<Outcome, Counter>,
     node_invokes: Family<Outcome, Counter>,
@@ -133,12 +132,80 @@ pub struct Metrics {
     start_time_seconds: AtomicU64,
 }
 
-fn rpc_histogram() -> Histogram {
-    Histogram::new(RPC_BUCKETS)
+fn rpc_histogram() -> LatencyHistogram {
+    LatencyHistogram::new(&RPC_BUCKETS)
 }
 
-fn upstream_histogram() -> Histogram {
-    Histogram::new(UPSTREAM_BUCKETS)
+fn upstream_histogram() -> LatencyHistogram {
+    LatencyHistogram::new(&UPSTREAM_BUCKETS)
+}
+
+/// A histogram of durations kept in atomics. prometheus-client's own
+/// histogram takes a mutex per observation, and with every worker thread
+/// answering the same method that lock was contended on each call; this
+/// one is encoded through the same encoder, as a classic histogram.
+#[derive(Clone, Debug)]
+pub struct LatencyHistogram {
+    inner: std::sync::Arc<LatencyBuckets>,
+}
+
+#[derive(Debug)]
+struct LatencyBuckets {
+    /// Upper bounds in seconds, ascending; a last bucket catches the rest.
+    bounds: &'static [f64],
+    /// Observations per bucket (not cumulative), one more than `bounds`.
+    counts: Vec<AtomicU64>,
+    sum_nanos: AtomicU64,
+}
+
+impl LatencyHistogram {
+    fn new(bounds: &'static [f64]) -> LatencyHistogram {
+        LatencyHistogram {
+            inner: std::sync::Arc::new(LatencyBuckets {
+                bounds,
+                counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+                sum_nanos: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn observe(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let bucket = self.inner.bounds.partition_point(|bound| *bound < seconds);
+        self.inner.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+impl prometheus_client::metrics::TypedMetric for LatencyHistogram {
+    const TYPE: prometheus_client::metrics::MetricType =
+        prometheus_client::metrics::MetricType::Histogram;
+}
+
+impl prometheus_client::encoding::EncodeMetric for LatencyHistogram {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let bounds = self.inner.bounds.iter().copied().chain([f64::INFINITY]);
+        let mut cumulative = 0;
+        let buckets: Vec<(f64, u64)> = bounds
+            .zip(&self.inner.counts)
+            .map(|(bound, count)| {
+                cumulative += count.load(Ordering::Relaxed);
+                (bound, cumulative)
+            })
+            .collect();
+        let sum = self.inner.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            sum, cumulative, &buckets, None,
+        )
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        <Self as prometheus_client::metrics::TypedMetric>::TYPE
+    }
 }
 
 impl Default for Metrics {
@@ -156,8 +223,8 @@ impl Metrics {
             "RPC calls answered, by method and outcome (ok or the error code)",
             rpc_calls.clone(),
         );
-        let rpc_duration = Family::<MethodLabel, Histogram>::new_with_constructor(
-            rpc_histogram as fn() -> Histogram,
+        let rpc_duration = Family::<MethodLabel, LatencyHistogram>::new_with_constructor(
+            rpc_histogram as fn() -> LatencyHistogram,
         );
         registry.register_with_unit(
             "rpc_duration",
@@ -189,8 +256,8 @@ impl Metrics {
             "Agent turns, by agent and outcome (complete, aborted, error)",
             chat_turns.clone(),
         );
-        let upstream_duration = Family::<AgentProvider, Histogram>::new_with_constructor(
-            upstream_histogram as fn() -> Histogram,
+        let upstream_duration = Family::<AgentProvider, LatencyHistogram>::new_with_constructor(
+            upstream_histogram as fn() -> LatencyHistogram,
         );
         registry.register_with_unit(
             "upstream_duration",
@@ -285,7 +352,7 @@ impl Metrics {
                 })
                 .inc();
         }
-        latency.observe(took.as_secs_f64());
+        latency.observe(took);
     }
 
     /// A call of a name that is no method; all such names share one label,
@@ -334,9 +401,7 @@ impl Metrics {
                 agent: agent.to_string(),
                 provider: provider.to_string(),
             };
-            self.upstream_duration
-                .get_or_create(&labels)
-                .observe(took.as_secs_f64());
+            self.upstream_duration.get_or_create(&labels).observe(took);
         }
     }
 
