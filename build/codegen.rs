@@ -355,6 +355,45 @@ pub fn config_meta(b: &Bundle) -> Result<String, String> {
         let _ = writeln!(o, "    ({path:?}, &{keys:?}),");
     }
     o.push_str("];\n");
+    o.push_str(&config_keys(&rules)?);
+    Ok(o)
+}
+
+/// A constant per config key without a user-chosen part, named after its
+/// path (`/gateway/http/chatCompletions/enabled` is
+/// `GATEWAY_HTTP_CHAT_COMPLETIONS_ENABLED`), so code names keys through
+/// the schema instead of spelling them.
+fn config_keys(rules: &[(String, String)]) -> Result<String, String> {
+    use heck::ToShoutySnakeCase;
+    let mut o = String::from(
+        "/// Every config key without a user-chosen part, as a JSON pointer.\npub mod keys {\n",
+    );
+    let mut seen: std::collections::BTreeMap<String, &str> = Default::default();
+    let mut all = Vec::new();
+    for (path, _) in rules {
+        if path.contains('*') || path.contains('$') {
+            continue;
+        }
+        let name = path
+            .trim_start_matches('/')
+            .split('/')
+            .map(|s| s.to_shouty_snake_case())
+            .collect::<Vec<_>>()
+            .join("_");
+        if let Some(other) = seen.insert(name.clone(), path) {
+            return Err(format!(
+                "config keys {other} and {path} both become the constant {name}"
+            ));
+        }
+        let _ = writeln!(o, "    pub const {name}: &str = {path:?};");
+        all.push(name);
+    }
+    let _ = writeln!(
+        o,
+        "    /// All of the above.\n    pub const ALL: &[&str] = &[{}];",
+        all.join(", ")
+    );
+    o.push_str("}\n");
     Ok(o)
 }
 

@@ -1,7 +1,7 @@
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use clawgate::cli::ConnectArgs;
 use clawgate::client::Client;
-use clawgate::config::{self, LoadOptions, Override};
+use clawgate::config::{self, keys, LoadOptions, Override};
 use clawgate::gateway::Gateway;
 use clawgate::protocol::Schemas;
 use serde_json::{json, Value};
@@ -101,13 +101,13 @@ impl ConfigFlags {
         };
         let mut out = Vec::new();
         if let Some(port) = self.port {
-            out.push(flag("--port", "/gateway/port", json!(port)));
+            out.push(flag("--port", keys::GATEWAY_PORT, json!(port)));
         }
         if let Some(bind) = &self.bind {
-            out.push(flag("--bind", "/gateway/bind", json!(bind)));
+            out.push(flag("--bind", keys::GATEWAY_BIND, json!(bind)));
         }
         if let Some(host) = &self.host {
-            out.push(flag("--host", "/gateway/host", json!(host)));
+            out.push(flag("--host", keys::GATEWAY_HOST, json!(host)));
         }
         out
     }
@@ -126,7 +126,7 @@ enum Format {
 struct CallArgs {
     /// Method name, e.g. health.
     method: String,
-    /// Params as JSON, e.g. '{"key":"gateway.port"}'.
+    /// Params as JSON, e.g. '{"sessionKey":"agent:main:main"}'.
     params: Option<String>,
     #[command(flatten)]
     connect: ConnectArgs,

@@ -106,7 +106,7 @@ pub fn config_problems(config: &Config) -> Vec<(String, String)> {
             for (i, entry) in entries.into_iter().flatten().enumerate() {
                 if !(entry.contains('!') && entry.contains('@')) {
                     problems.push((
-                        format!("/channels/irc/{id}/{list}/{i}"),
+                        format!("{}/{id}/{list}/{i}", crate::config::keys::CHANNELS_IRC),
                         format!(
                             "{entry:?} is a nick alone, which anyone can take: write nick!user@host, e.g. {entry}!*@home.example.net"
                         ),

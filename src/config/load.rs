@@ -1,5 +1,5 @@
 use super::report::{self, SourceFile};
-use super::{dotted, env, explain, locate, meta, Config};
+use super::{dotted, env, explain, keys, locate, meta, Config};
 use crate::protocol::types::{
     AuthConfigMode, ConfigOrigin, ConfigOriginKind, ConfigProblem, GatewayConfig, GatewayConfigBind,
 };
@@ -412,7 +412,7 @@ fn use_generated_token(
     merged: &mut Value,
     state_dir: &Path,
 ) -> Result<Option<(String, ConfigOrigin)>, ConfigError> {
-    let auth = merged.pointer("/gateway/auth");
+    let auth = merged.pointer(keys::GATEWAY_AUTH);
     let mode = auth.and_then(|a| a.get("mode")).and_then(Value::as_str);
     let has_token = auth.and_then(|a| a.get("token")).is_some();
     if has_token || !matches!(mode, None | Some("token")) {
@@ -421,19 +421,19 @@ fn use_generated_token(
     let token_path = super::token_path(state_dir);
     let token = super::load_or_create_token(state_dir).map_err(|e| {
         ConfigError::invalid(vec![problem(
-            "gateway.auth.token",
+            &dotted(keys::GATEWAY_AUTH_TOKEN),
             format!(
                 "no token is configured and none can be kept in {}: {e}",
                 token_path.display()
             ),
         )])
     })?;
-    set_pointer(merged, "/gateway/auth/token", Value::String(token));
+    set_pointer(merged, keys::GATEWAY_AUTH_TOKEN, Value::String(token));
     let generated = origin(
         ConfigOriginKind::Generated,
         &token_path.display().to_string(),
     );
-    Ok(Some(("/gateway/auth/token".to_string(), generated)))
+    Ok(Some((keys::GATEWAY_AUTH_TOKEN.to_string(), generated)))
 }
 
 struct FileLayer<'a> {
@@ -615,7 +615,7 @@ fn cross_field_problems(gateway: &GatewayConfig) -> Vec<(String, String)> {
     let auth = &gateway.auth;
     match auth.mode {
         AuthConfigMode::Password if auth.password.is_none() => problems.push((
-            "/gateway/auth/mode".into(),
+            keys::GATEWAY_AUTH_MODE.into(),
             "auth mode password needs gateway.auth.password (or CLAWGATE_GATEWAY__AUTH__PASSWORD)"
                 .into(),
         )),
@@ -623,17 +623,17 @@ fn cross_field_problems(gateway: &GatewayConfig) -> Vec<(String, String)> {
     }
     for (i, origin) in gateway.allowed_origins.iter().enumerate() {
         if let Err(why) = check_origin_entry(origin) {
-            problems.push((format!("/gateway/allowedOrigins/{i}"), why));
+            problems.push((format!("{}/{i}", keys::GATEWAY_ALLOWED_ORIGINS), why));
         }
     }
     for (i, host) in gateway.allowed_hosts.iter().enumerate() {
         if let Err(why) = check_host_entry(host) {
-            problems.push((format!("/gateway/allowedHosts/{i}"), why));
+            problems.push((format!("{}/{i}", keys::GATEWAY_ALLOWED_HOSTS), why));
         }
     }
     if auth.mode == AuthConfigMode::None && gateway.http.chat_completions.enabled {
         problems.push((
-            "/gateway/http/chatCompletions/enabled".into(),
+            keys::GATEWAY_HTTP_CHAT_COMPLETIONS_ENABLED.into(),
             "the OpenAI-compatible API runs agent turns, so it needs a credential: \
              set gateway.auth.mode to token or password"
                 .into(),
@@ -642,9 +642,9 @@ fn cross_field_problems(gateway: &GatewayConfig) -> Vec<(String, String)> {
     let host = listen_host(gateway);
     if auth.mode == AuthConfigMode::None && !is_loopback_host(&host) {
         let exposing = if gateway.host.is_some() {
-            "/gateway/host"
+            keys::GATEWAY_HOST
         } else {
-            "/gateway/bind"
+            keys::GATEWAY_BIND
         };
         problems.push((
             exposing.into(),
@@ -847,7 +847,7 @@ fn unknown_tools(config: &Config) -> Vec<(String, String)> {
                     .map(|best| format!("; did you mean {best}?"))
                     .unwrap_or_else(|| format!("; tools: {}", known.join(", ")));
                 problems.push((
-                    format!("/agents/{id}/tools/{i}"),
+                    format!("{}/{id}/tools/{i}", keys::AGENTS),
                     format!("no tool {name}{hint}"),
                 ));
             }
@@ -865,7 +865,7 @@ fn unknown_binding_agents(config: &Config) -> Vec<(String, String)> {
         .filter_map(|(i, binding)| {
             crate::agent::Agent::resolve(config, Some(binding.agent_id.as_str()))
                 .err()
-                .map(|e| (format!("/bindings/{i}/agentId"), e.message))
+                .map(|e| (format!("{}/{i}/agentId", keys::BINDINGS), e.message))
         })
         .collect()
 }

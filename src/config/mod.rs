@@ -21,6 +21,7 @@ pub use load::{
     parse_text, problem, set_pointer, validate, ConfigError, Invalid, Layers, LoadOptions, Loaded,
     Override,
 };
+pub use meta::keys;
 pub use paths::{resolve_config_path, resolve_state_dir};
 pub use report::SourceFile;
 pub use token::{load_or_create_token, read_token, token_path};

@@ -255,7 +255,7 @@ pub fn config_problems(config: &Config) -> Vec<(String, String)> {
     let default_tz = config.cron.timezone.as_ref().map(|t| t.to_string());
     if let Some(tz) = &default_tz {
         if let Err(message) = super::schedule::parse_tz(tz) {
-            problems.push(("/cron/timezone".to_string(), message));
+            problems.push((crate::config::keys::CRON_TIMEZONE.to_string(), message));
         }
     }
     let default_tz = default_tz.filter(|tz| super::schedule::parse_tz(tz).is_ok());
@@ -264,7 +264,7 @@ pub fn config_problems(config: &Config) -> Vec<(String, String)> {
     ids.sort();
     for id in ids {
         let job = &config.cron.jobs[id];
-        let at = format!("/cron/jobs/{}", escape_pointer(id));
+        let at = format!("{}/{}", crate::config::keys::CRON_JOBS, escape_pointer(id));
         if let Err(e) = Plan::new(&job.schedule, default_tz.as_deref(), now, now) {
             problems.push((format!("{at}/schedule{}", e.field), e.message));
         }

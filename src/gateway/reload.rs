@@ -2,6 +2,7 @@
 //! (config.changed or config.reload.failed, health, the log).
 
 use super::{now_ms, Applied, Gateway};
+use crate::config::keys;
 use crate::config::{hash_text, ConfigError};
 use crate::protocol::types::{
     ConfigChangedEvent, ConfigReloadFailedEvent, ConfigReloadResult, ReloadConfigMode,
@@ -52,19 +53,20 @@ impl Gateway {
         match &result {
             Ok(applied) => {
                 let touched = |section: &str| {
+                    let section = crate::config::dotted(section);
                     applied
                         .changed
                         .iter()
-                        .any(|k| k == section || k.starts_with(&format!("{section}.")))
+                        .any(|k| *k == section || k.starts_with(&format!("{section}.")))
                 };
-                if touched("channels") {
+                if touched(keys::CHANNELS) {
                     self.channels.apply(&self.arc());
                 }
                 // Before counting, so turning metrics on counts this reload.
                 self.metrics
                     .set_enabled(self.config().gateway.http.metrics.enabled);
                 self.metrics.config_reload("applied");
-                if touched("cron") {
+                if touched(keys::CRON) {
                     if let Err(e) = crate::cron::apply_config(self).await {
                         tracing::error!("cannot apply the cron config: {e}");
                     }
@@ -88,7 +90,8 @@ impl Gateway {
         if !applied.restart_required.is_empty() {
             tracing::warn!(keys = ?applied.restart_required, "config changes that take effect only after a restart");
         }
-        if applied.changed.iter().any(|k| k == "logging.level") {
+        let log_level = crate::config::dotted(keys::LOGGING_LEVEL);
+        if applied.changed.contains(&log_level) {
             self.apply_log_level();
         }
         // Health first, so a client that reacts to the event reads the new state.

@@ -150,6 +150,42 @@ fn no_method_or_event_name_is_spelled_in_src() {
     assert!(found.is_empty(), "{found:#?}");
 }
 
+/// Config keys are named through `config::keys`, generated from the
+/// schema; no code outside tests spells one, as a pointer or dotted. Keys
+/// of one segment are left out: "cron" is also a word, and "/session" also
+/// a chat command.
+#[test]
+fn no_config_key_is_spelled_in_src() {
+    let mut spellings: Vec<String> = Vec::new();
+    for key in clawgate::config::keys::ALL {
+        let dotted = clawgate::config::dotted(key);
+        if dotted.contains('.') {
+            spellings.push(format!("\"{key}\""));
+            spellings.push(format!("\"{dotted}\""));
+        }
+    }
+    let mut found = Vec::new();
+    let mut dirs = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src"
+    ))];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                for spelled in spellings.iter().filter(|s| code.contains(s.as_str())) {
+                    found.push(format!("{} spells {spelled}", path.display()));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "{found:#?}");
+}
+
 fn snapshot_settings() -> insta::Settings {
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"));

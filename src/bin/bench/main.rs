@@ -9,7 +9,7 @@ mod cron;
 
 use clap::Parser;
 use clawgate::client::small_buffers;
-use clawgate::config::{self, LoadOptions, Override};
+use clawgate::config::{self, keys, LoadOptions, Override};
 use clawgate::gateway::Gateway;
 use clawgate::protocol::Method;
 use futures_util::{SinkExt, StreamExt};
@@ -107,25 +107,33 @@ fn main() {
 
 fn serve_gateway(state_dir: Option<PathBuf>, upstream: Option<String>, metrics: bool) {
     let mut overrides = vec![
-        ("/gateway/port".to_string(), json!(0)),
-        ("/gateway/auth/mode".to_string(), json!("token")),
-        ("/gateway/auth/token".to_string(), json!(TOKEN)),
-        ("/gateway/limits/maxConnections".to_string(), json!(100_000)),
+        (keys::GATEWAY_PORT.to_string(), json!(0)),
+        (keys::GATEWAY_AUTH_MODE.to_string(), json!("token")),
+        (keys::GATEWAY_AUTH_TOKEN.to_string(), json!(TOKEN)),
+        (
+            keys::GATEWAY_LIMITS_MAX_CONNECTIONS.to_string(),
+            json!(100_000),
+        ),
         // The cron run bursts thousands of events at one client.
         (
-            "/gateway/limits/outboundQueueFrames".to_string(),
+            keys::GATEWAY_LIMITS_OUTBOUND_QUEUE_FRAMES.to_string(),
             json!(65_536),
         ),
         (
-            "/gateway/http/chatCompletions/enabled".to_string(),
+            keys::GATEWAY_HTTP_CHAT_COMPLETIONS_ENABLED.to_string(),
             json!(true),
         ),
-        ("/logging/level".to_string(), json!("error")),
-        ("/gateway/http/metrics/enabled".to_string(), json!(metrics)),
+        (keys::LOGGING_LEVEL.to_string(), json!("error")),
+        (
+            keys::GATEWAY_HTTP_METRICS_ENABLED.to_string(),
+            json!(metrics),
+        ),
     ];
     if let Some(base_url) = upstream {
+        // The agent id is the bench's own choice, not a schema key.
+        let main_agent = format!("{}/main", keys::AGENTS);
         overrides.push((
-            "/agents/main".to_string(),
+            main_agent,
             json!({"provider": "openai", "baseUrl": base_url, "model": "fake", "apiKey": "bench"}),
         ));
     }
