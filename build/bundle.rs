@@ -66,6 +66,7 @@ pub fn load(dir: &Path) -> Result<Bundle> {
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let doc: Value =
             serde_json::from_str(&text).map_err(|e| format!("{file} is not valid JSON: {e}"))?;
+        unique_keys(&text).map_err(|e| format!("{file}: {e}"))?;
         docs.insert(file.to_string(), localize_refs(file, doc)?);
     }
     let mut defs = Map::new();
@@ -90,6 +91,15 @@ pub fn load(dir: &Path) -> Result<Bundle> {
     let method_table = docs["methods.json"]["methods"]
         .as_object()
         .ok_or("methods.json needs a methods object")?;
+    distinct_after_conversion("method", method_table.keys())?;
+    distinct_after_conversion(
+        "event",
+        docs["events.json"]["events"]
+            .as_object()
+            .into_iter()
+            .flat_map(|events| events.keys()),
+    )?;
+    distinct_after_conversion("$defs name", defs.keys())?;
     for (name, spec) in method_table {
         let ctx = format!("method {name}");
         let scope = read_scope(spec, &scopes, &ctx)?;
@@ -223,6 +233,80 @@ pub fn load(dir: &Path) -> Result<Bundle> {
 
 pub fn pascal(name: &str) -> String {
     name.to_pascal_case()
+}
+
+/// Fails when two names become one Rust name (`sessions.list` and
+/// `sessionsList` are both `SessionsList`), naming both.
+fn distinct_after_conversion<'a>(
+    what: &str,
+    names: impl IntoIterator<Item = &'a String>,
+) -> Result<()> {
+    let mut seen: std::collections::BTreeMap<String, &String> = Default::default();
+    for name in names {
+        if let Some(other) = seen.insert(pascal(name), name) {
+            return Err(format!(
+                "{what}s {other} and {name} both become {} in the generated code; rename one",
+                pascal(name)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Fails on an object that names a key twice, which serde_json would
+/// accept, keeping the last: a duplicated method or definition would
+/// silently replace the first.
+fn unique_keys(text: &str) -> Result<()> {
+    use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+    struct Unique;
+    impl<'de> serde::Deserialize<'de> for Unique {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            d.deserialize_any(Unique)
+        }
+    }
+    impl<'de> Visitor<'de> for Unique {
+        type Value = Unique;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Unique, A::Error> {
+            let mut keys = BTreeSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !keys.insert(key.clone()) {
+                    return Err(serde::de::Error::custom(format!(
+                        "the key {key:?} appears twice in one object"
+                    )));
+                }
+                map.next_value::<Unique>()?;
+            }
+            Ok(Unique)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Unique, A::Error> {
+            while seq.next_element::<Unique>()?.is_some() {}
+            Ok(Unique)
+        }
+        fn visit_bool<E>(self, _: bool) -> std::result::Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_i64<E>(self, _: i64) -> std::result::Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_u64<E>(self, _: u64) -> std::result::Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_f64<E>(self, _: f64) -> std::result::Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_str<E>(self, _: &str) -> std::result::Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_unit<E>(self) -> std::result::Result<Unique, E> {
+            Ok(Unique)
+        }
+    }
+    serde_json::from_str::<Unique>(text)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 fn insert_def(defs: &mut Map<String, Value>, name: &str, schema: Value, file: &str) -> Result<()> {

@@ -1,5 +1,14 @@
 //! The wire protocol: generated types and method table, frames, errors and
 //! the schema validators. Everything here derives from `schema/`.
+//!
+//! Every method in `schema/methods.json` is a method of the generated
+//! [`Handlers`] trait, so a method without a handler does not compile
+//! (error E0046, trait items missing):
+//!
+//! ```compile_fail,E0046
+//! struct NoHandlers;
+//! impl clawgate::protocol::Handlers for NoHandlers {}
+//! ```
 
 pub mod types {
     #![allow(clippy::all, clippy::pedantic)]
