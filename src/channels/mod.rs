@@ -9,8 +9,9 @@ mod replay;
 mod telegram;
 pub mod webhook;
 
+use crate::clock::now_ms;
 use crate::config::Config;
-use crate::gateway::{now_ms, Gateway};
+use crate::gateway::Gateway;
 use crate::protocol::types::{
     ChannelConnectedEvent, ChannelDisconnectedEvent, ChannelHealth, ChannelInfo, ChannelKind,
     ChannelStatus, DmPolicy, GroupPolicy,

@@ -32,13 +32,7 @@ pub fn sign(secret: &str, timestamp: u64, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(format!("{timestamp}.").as_bytes());
     mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// Checks a request's timestamp window and signature (in constant time).
@@ -94,7 +88,7 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 }
 
 fn now_secs() -> u64 {
-    crate::gateway::now_ms() / 1000
+    crate::clock::now_ms() / 1000
 }
 
 /// `POST /hooks/{account}`.

@@ -16,7 +16,7 @@ fn walk(old: &Value, new: &Value, pointer: String, out: &mut Vec<String>) {
             keys.sort();
             keys.dedup();
             for key in keys {
-                let child = format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"));
+                let child = crate::pointer::child(&pointer, key);
                 match (a.get(key), b.get(key)) {
                     (Some(x), Some(y)) => walk(x, y, child, out),
                     (Some(x), None) => walk(x, &Value::Null, child, out),

@@ -11,11 +11,7 @@ use std::path::Path;
 /// outside the changed value; JSON is rewritten pretty-printed in its
 /// existing key order.
 pub fn set_key(path: &Path, text: &str, pointer: &str, value: &Value) -> Result<String, String> {
-    let segments: Vec<String> = pointer
-        .split('/')
-        .skip(1)
-        .map(|s| s.replace("~1", "/").replace("~0", "~"))
-        .collect();
+    let segments: Vec<String> = crate::pointer::segments(pointer).collect();
     if is_json(path) {
         let mut doc: Value =
             serde_json::from_str(text).map_err(|e| format!("the file is not valid JSON: {e}"))?;

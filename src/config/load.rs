@@ -130,7 +130,7 @@ fn collect_leaves(value: &Value, pointer: String, out: &mut Vec<String>) {
     match value {
         Value::Object(map) if !map.is_empty() => {
             for (key, child) in map {
-                collect_leaves(child, format!("{pointer}/{}", escape(key)), out);
+                collect_leaves(child, crate::pointer::child(&pointer, key), out);
             }
         }
         _ => out.push(pointer),
@@ -284,10 +284,7 @@ fn one_based(n: usize) -> Option<std::num::NonZeroU64> {
 }
 
 pub fn hash_text(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// Loads, merges and validates the configuration from disk.
@@ -795,7 +792,7 @@ fn substitute_env_refs(
             Ok(())
         }
         Value::Object(map) => map.iter_mut().try_for_each(|(k, child)| {
-            substitute_env_refs(child, &format!("{pointer}/{}", escape(k)), vars)
+            substitute_env_refs(child, &crate::pointer::child(pointer, k), vars)
         }),
         Value::Array(items) => items
             .iter_mut()
@@ -805,30 +802,27 @@ fn substitute_env_refs(
     }
 }
 
-fn escape(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
-}
-
 /// Sets the value at a JSON pointer, creating objects on the way; a null
 /// value removes the key.
 pub fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
     let mut node = root;
-    let segments: Vec<&str> = pointer.split('/').skip(1).collect();
-    for (i, segment) in segments.iter().enumerate() {
+    let count = crate::pointer::segments(pointer).count();
+    let segments: Vec<String> = crate::pointer::segments(pointer).collect();
+    for (i, segment) in segments.into_iter().enumerate() {
         if !node.is_object() {
             *node = Value::Object(Map::new());
         }
         let map = node.as_object_mut().expect("just made an object");
-        if i + 1 == segments.len() {
+        if i + 1 == count {
             if value.is_null() {
-                map.shift_remove(*segment);
+                map.shift_remove(&segment);
             } else {
-                map.insert(segment.to_string(), value);
+                map.insert(segment, value);
             }
             return;
         }
         node = map
-            .entry(segment.to_string())
+            .entry(segment)
             .or_insert_with(|| Value::Object(Map::new()));
     }
 }
@@ -868,4 +862,19 @@ fn unknown_binding_agents(config: &Config) -> Vec<(String, String)> {
                 .map(|e| (format!("{}/{i}/agentId", keys::BINDINGS), e.message))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn set_pointer_unescapes_keys() {
+        let mut root = json!({});
+        set_pointer(&mut root, "/agents/a~1b~0c/model", json!("m"));
+        assert_eq!(root, json!({"agents": {"a/b~c": {"model": "m"}}}));
+        set_pointer(&mut root, "/agents/a~1b~0c", Value::Null);
+        assert_eq!(root, json!({"agents": {}}));
+    }
 }

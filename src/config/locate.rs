@@ -25,11 +25,7 @@ pub fn position(path: &Path, text: &str, pointer: &str) -> Option<(usize, usize)
 
 /// The spans of the key and value at `pointer`.
 pub fn spans(path: &Path, text: &str, pointer: &str) -> Option<Spans> {
-    let segments: Vec<String> = pointer
-        .split('/')
-        .skip(1)
-        .map(|s| s.replace("~1", "/").replace("~0", "~"))
-        .collect();
+    let segments: Vec<String> = crate::pointer::segments(pointer).collect();
     let spans = if is_json(path) {
         json_spans(text, &segments)
     } else {

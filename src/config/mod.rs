@@ -81,10 +81,8 @@ pub mod meta {
             let Some(map) = value.as_object() else { return };
             for (key, child) in map {
                 if *first == "*" || first == key {
-                    // Escaped as JSON pointers are: an agent id may hold
-                    // `/` or `~`.
-                    let key = key.replace('~', "~0").replace('/', "~1");
-                    expand(child, rest, format!("{at}/{key}"), out);
+                    // An agent id may hold `/` or `~`.
+                    expand(child, rest, crate::pointer::child(&at, key), out);
                 }
             }
         }

@@ -4,8 +4,9 @@
 
 use super::schedule::Plan;
 use super::{Entry, Table};
+use crate::clock::now_ms;
 use crate::config::Config;
-use crate::gateway::{now_ms, Gateway};
+use crate::gateway::Gateway;
 use crate::protocol::types::{
     CronJob, CronJobConfig, CronJobSource, CronJobState, CronPayload, CronRunStatus, CronSchedule,
 };
@@ -264,7 +265,7 @@ pub fn config_problems(config: &Config) -> Vec<(String, String)> {
     ids.sort();
     for id in ids {
         let job = &config.cron.jobs[id];
-        let at = format!("{}/{}", crate::config::keys::CRON_JOBS, escape_pointer(id));
+        let at = crate::pointer::child(crate::config::keys::CRON_JOBS, id);
         if let Err(e) = Plan::new(&job.schedule, default_tz.as_deref(), now, now) {
             problems.push((format!("{at}/schedule{}", e.field), e.message));
         }
@@ -281,8 +282,4 @@ pub fn config_problems(config: &Config) -> Vec<(String, String)> {
         }
     }
     problems
-}
-
-fn escape_pointer(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
 }

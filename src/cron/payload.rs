@@ -2,8 +2,9 @@
 //! event to operators.
 
 use crate::agent::Agent;
+use crate::clock::now_ms;
 use crate::gateway::chat::{run_turn, Session, TurnRequest};
-use crate::gateway::{now_ms, Gateway};
+use crate::gateway::Gateway;
 use crate::protocol::types::{
     ChatResultStopReason, CronJob, CronPayload, SystemEventEvent, SystemEventEventSource,
 };

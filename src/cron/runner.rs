@@ -5,7 +5,8 @@
 use super::payload::{execute, session_key};
 use super::schedule::backoff_ms;
 use super::{one_shot_done, Table};
-use crate::gateway::{now_ms, Gateway};
+use crate::clock::now_ms;
+use crate::gateway::Gateway;
 use crate::protocol::types::{
     CronFinishedEvent, CronJob, CronJobSource, CronPayload, CronRun, CronRunStatus,
     CronStartedEvent, CronTrigger,

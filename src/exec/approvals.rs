@@ -1,7 +1,8 @@
 //! Pending exec approvals: asked of every client with the approvals
 //! scope, answered by the first of them, denied when nobody answers.
 
-use crate::gateway::{now_ms, Gateway};
+use crate::clock::now_ms;
+use crate::gateway::Gateway;
 use crate::protocol::types::{
     ApprovalDecision, ApprovalsResolvedEvent, ApprovalsResolvedEventDecision, ExecApproval,
 };

@@ -10,7 +10,8 @@ mod run;
 
 pub use approvals::Approvals;
 
-use crate::gateway::{now_ms, Gateway};
+use crate::clock::now_ms;
+use crate::gateway::Gateway;
 use crate::protocol::types::{
     ApprovalAuditEntry, ApprovalAuditEntryDecision, ApprovalDecision, ExecApproval, ExecConfig,
     ExecToolParams, NodesInvokeParams,

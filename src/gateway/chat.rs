@@ -210,7 +210,7 @@ async fn run_turn_in_span(
                     now_ms(),
                 )
                 .await
-                .map_err(store_error)?;
+                .map_err(RpcError::from)?;
             (Some(key), history, model)
         }
         Session::Stateless(history) => (None, history, None),
@@ -314,7 +314,7 @@ async fn run_turn_in_span(
                     now_ms(),
                 )
                 .await
-                .map_err(store_error)?,
+                .map_err(RpcError::from)?,
         ),
         None => None,
     };
@@ -338,14 +338,6 @@ async fn run_turn_in_span(
     })
 }
 
-pub fn store_error(e: crate::store::StoreError) -> RpcError {
-    tracing::error!("{e}");
-    RpcError::new(
-        ErrorCode::InternalError,
-        "the session store failed; see the gateway log",
-    )
-}
-
 /// Messages of the session a provider sees, and the session's model override.
 const CONTEXT_MESSAGES: usize = 100;
 
@@ -357,7 +349,7 @@ async fn context(
         .store
         .history(session_key.to_string(), CONTEXT_MESSAGES, None)
         .await
-        .map_err(store_error)?
+        .map_err(RpcError::from)?
         .map(|(messages, _)| messages)
         .unwrap_or_default()
         .into_iter()
@@ -368,7 +360,7 @@ async fn context(
         .store
         .session(session_key.to_string())
         .await
-        .map_err(store_error)?
+        .map_err(RpcError::from)?
         .and_then(|s| s.model);
     Ok((history, model))
 }

@@ -1,6 +1,5 @@
 //! The cron method family: the job table as clients see and change it.
 
-use super::chat::store_error;
 use super::{now_ms, Gateway};
 use crate::cron::schedule::Invalid;
 use crate::cron::{JobDraft, Pending};
@@ -61,7 +60,7 @@ pub async fn add(gw: &Gateway, params: CronAddParams) -> Result<CronJob, RpcErro
     };
     if let Err(e) = stored.stored().await {
         gw.cron.lock().jobs.remove(&id);
-        return Err(store_error(e));
+        return Err(e.into());
     }
     gw.cron.wake();
     tracing::info!(job = %id, name = %job.name, "cron job added");
@@ -73,7 +72,7 @@ pub async fn update(gw: &Gateway, params: CronUpdateParams) -> Result<CronJob, R
     let (job, previous, stored) = change(gw, params, now)?;
     if let Err(e) = stored.stored().await {
         gw.cron.lock().insert(previous, now);
-        return Err(store_error(e));
+        return Err(e.into());
     }
     gw.cron.wake();
     Ok(job)
@@ -144,7 +143,7 @@ pub async fn remove(gw: &Gateway, params: CronRemoveParams) -> Result<CronRemove
         crate::cron::publish_health(gw, &table);
         gw.cron.writer.queue(vec![CronWrite::DeleteJob(id.clone())])
     };
-    stored.stored().await.map_err(store_error)?;
+    stored.stored().await.map_err(RpcError::from)?;
     gw.cron.wake();
     tracing::info!(job = %id, "cron job removed");
     Ok(CronRemoveResult { id, removed: true })
@@ -185,7 +184,7 @@ pub async fn runs(gw: &Gateway, params: CronRunsParams) -> Result<CronRunsResult
             params.before.map(|b| b.get()),
         )
         .await
-        .map_err(store_error)?;
+        .map_err(RpcError::from)?;
     Ok(CronRunsResult {
         id,
         runs,

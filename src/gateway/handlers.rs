@@ -269,7 +269,7 @@ impl Handlers for Gateway {
         let node_id = params.node_id.to_string();
         let removed = crate::nodes::remove(self, &node_id)
             .await
-            .map_err(super::chat::store_error)?;
+            .map_err(RpcError::from)?;
         Ok(NodesRemoveResult { node_id, removed })
     }
 
@@ -292,7 +292,7 @@ impl Handlers for Gateway {
                 crate::exec::node_request(&params.node_id, &command, params.params.as_ref());
             crate::exec::audit_operator_invoke(self, &ctx.conn_id, &request)
                 .await
-                .map_err(super::chat::store_error)?;
+                .map_err(RpcError::from)?;
         }
         crate::nodes::invoke(self, params, &super::idempotency::owner(ctx)).await
     }
@@ -360,7 +360,7 @@ impl Handlers for Gateway {
             .store
             .exec_audit(params.limit.get() as usize, params.before.map(|b| b.get()))
             .await
-            .map_err(super::chat::store_error)?;
+            .map_err(RpcError::from)?;
         Ok(ApprovalsAuditResult {
             entries,
             next_before: next_before.and_then(std::num::NonZeroU64::new),

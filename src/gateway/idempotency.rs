@@ -2,7 +2,6 @@
 //! day. Keys belong to the credential that used them, so nobody can read
 //! another caller's result by guessing its key.
 
-use super::chat::store_error;
 use super::{now_ms, Gateway};
 use crate::protocol::{CallContext, ErrorCode, RpcError};
 use serde::de::DeserializeOwned;
@@ -19,8 +18,7 @@ pub fn owner(ctx: &CallContext) -> String {
     }
     match ctx.grant().and_then(|g| g.credential) {
         Some(digest) => {
-            let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-            format!("cred:{hex}")
+            format!("cred:{}", hex::encode(&digest[..8]))
         }
         None => "anonymous".to_string(),
     }
@@ -43,7 +41,7 @@ pub async fn replay<T: DeserializeOwned>(
         .store
         .idempotent_result(key.clone(), now_ms().saturating_sub(TTL_MS))
         .await
-        .map_err(store_error)?
+        .map_err(RpcError::from)?
     else {
         return Ok(None);
     };
@@ -68,5 +66,5 @@ pub async fn remember<T: Serialize>(
     gw.store
         .remember_result(key, json, now_ms())
         .await
-        .map_err(store_error)
+        .map_err(RpcError::from)
 }

@@ -1,6 +1,5 @@
 //! The sessions method family, over the store.
 
-use super::chat::store_error;
 use super::{now_ms, Gateway};
 use crate::protocol::types::*;
 use crate::protocol::{ErrorCode, RpcError};
@@ -20,7 +19,11 @@ pub async fn list(gw: &Gateway, params: SessionsParams) -> Result<SessionsResult
         search: params.search.map(|s| s.to_string()),
         agent_id: params.agent_id,
     };
-    let (sessions, next_cursor) = gw.store.list_sessions(filter).await.map_err(store_error)?;
+    let (sessions, next_cursor) = gw
+        .store
+        .list_sessions(filter)
+        .await
+        .map_err(RpcError::from)?;
     Ok(SessionsResult {
         sessions,
         next_cursor,
@@ -36,7 +39,7 @@ pub async fn history(
         .store
         .history(key.clone(), params.limit.get() as usize, params.before)
         .await
-        .map_err(store_error)?
+        .map_err(RpcError::from)?
         .ok_or_else(|| no_session(&key))?;
     Ok(SessionsHistoryResult {
         session_key: key,
@@ -55,7 +58,7 @@ pub async fn patch(gw: &Gateway, params: SessionsPatchParams) -> Result<SessionI
     gw.store
         .patch_session(key.clone(), change)
         .await
-        .map_err(store_error)?
+        .map_err(RpcError::from)?
         .ok_or_else(|| no_session(&key))
 }
 
@@ -68,7 +71,7 @@ pub async fn clear(
         .store
         .clear_session(key.clone())
         .await
-        .map_err(store_error)?
+        .map_err(RpcError::from)?
         .ok_or_else(|| no_session(&key))?;
     Ok(SessionsClearResult {
         session_key: key,
@@ -85,7 +88,7 @@ pub async fn delete(
         .store
         .delete_session(key.clone())
         .await
-        .map_err(store_error)?;
+        .map_err(RpcError::from)?;
     Ok(SessionsDeleteResult {
         session_key: key,
         deleted,

@@ -11,7 +11,8 @@ mod pairing;
 pub use invoke::{bound_node, invoke, result};
 pub use pairing::{approve, pending, register, reject};
 
-use crate::gateway::{now_ms, Gateway};
+use crate::clock::now_ms;
+use crate::gateway::Gateway;
 use crate::protocol::types::{NodeHealth, NodeInfo, NodesChangedEvent, NodesChangedEventChange};
 use crate::protocol::{CallContext, Event, Kick};
 use crate::store::{StoreError, StoredNode};
@@ -82,10 +83,7 @@ impl Node {
 
 /// The hex SHA-256 of a node token, as stored.
 fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// Whether `command` is one of nodes.dangerousCommands: it runs code or

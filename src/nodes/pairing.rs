@@ -2,7 +2,8 @@
 //! answers (nodes.approve / nodes.reject), or the request lapses.
 
 use super::{new_token, token_hash, Node, Table};
-use crate::gateway::{now_ms, Gateway};
+use crate::clock::now_ms;
+use crate::gateway::Gateway;
 use crate::protocol::types::{
     NodesChangedEventChange, NodesPairingResolvedEvent, NodesPairingResolvedEventDecision,
     NodesRegisterParams, NodesRegisterResult, PairingRequest, Role,
@@ -120,7 +121,7 @@ pub async fn approve(gw: &Gateway, request_id: &str) -> Result<String, RpcError>
         let _ = waiting.answer.send(Answer::Rejected(Some(
             "the gateway could not store the pairing".into(),
         )));
-        return Err(crate::gateway::chat::store_error(e));
+        return Err(e.into());
     }
     {
         let mut table = gw.nodes.lock();

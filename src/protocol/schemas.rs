@@ -69,7 +69,7 @@ impl Schemas {
                 jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
                     let known = self.property_names(def, &pointer);
                     violations.extend(unexpected.iter().map(|key| SchemaViolation {
-                        pointer: format!("{pointer}/{}", escape_pointer(key)),
+                        pointer: crate::pointer::child(&pointer, key),
                         message: unknown_key_message(key, &known),
                         kind: ViolationKind::UnknownKey {
                             key: key.clone(),
@@ -98,8 +98,7 @@ impl Schemas {
     /// additionalProperties.
     pub fn schema_at(&self, def: &str, pointer: &str) -> Option<&Value> {
         let mut schema = self.resolve(self.def(def)?);
-        for segment in pointer.split('/').skip(1) {
-            let segment = segment.replace("~1", "/").replace("~0", "~");
+        for segment in crate::pointer::segments(pointer) {
             schema = if let Some(child) = schema.get("properties").and_then(|p| p.get(&segment)) {
                 child
             } else if segment.parse::<usize>().is_ok() && schema.get("items").is_some() {
@@ -149,10 +148,6 @@ fn value_or_other(kind: &jsonschema::error::ValidationErrorKind) -> ViolationKin
         | K::MaxItems { .. } => ViolationKind::Value,
         _ => ViolationKind::Other,
     }
-}
-
-fn escape_pointer(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
 }
 
 fn unknown_key_message(key: &str, known: &[String]) -> String {

@@ -7,8 +7,9 @@
 use super::http::is_json;
 use super::Peer;
 use crate::agent::Agent;
+use crate::clock::now_ms;
 use crate::gateway::chat::{run_turn, Session, TurnDone, TurnRequest};
-use crate::gateway::{now_ms, AuthRefused, Gateway};
+use crate::gateway::{AuthRefused, Gateway};
 use crate::protocol::types::{AuthConfigMode, ChatResultStopReason, Scope};
 use crate::protocol::{ErrorCode, RpcError};
 use axum::body::{Body, Bytes};

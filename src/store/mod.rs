@@ -458,3 +458,15 @@ fn private_file(path: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// A store failure as a caller sees it: an internal error whose cause
+/// goes to the log, never to the client.
+impl From<StoreError> for crate::protocol::RpcError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!("{e}");
+        crate::protocol::RpcError::new(
+            crate::protocol::ErrorCode::InternalError,
+            "the session store failed; see the gateway log",
+        )
+    }
+}

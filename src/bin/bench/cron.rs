@@ -102,7 +102,7 @@ pub async fn cron_load(jobs: usize, seconds: u64) -> CronFigures {
         assert_eq!(reply["result"]["jobs"].as_array().map(Vec::len), Some(jobs));
     }
     // Measure whole seconds, starting at the next one.
-    let now_ms = clawgate::gateway::now_ms();
+    let now_ms = clawgate::clock::now_ms();
     let from = (now_ms / 1000 + 1) * 1000;
     let until = from + seconds * 1000;
     let mut late = Vec::new();
