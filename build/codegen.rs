@@ -194,14 +194,14 @@ pub fn dispatch(b: &Bundle) -> String {
         .iter()
         .map(|e| {
             format!(
-                "            Event::{}(p) => serde_json::to_value(p),\n",
+                "            Event::{}(p) => serde_json::to_string(p),\n",
                 pascal(&e.name)
             )
         })
         .collect();
     let _ = writeln!(
         w,
-        "    pub fn payload(&self) -> serde_json::Result<serde_json::Value> {{\n        match self {{\n{payloads}        }}\n    }}\n}}"
+        "    /// The payload as JSON text, straight from its type.\n    pub fn payload_json(&self) -> serde_json::Result<String> {{\n        match self {{\n{payloads}        }}\n    }}\n}}"
     );
 
     // Agent tools.

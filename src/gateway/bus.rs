@@ -40,8 +40,8 @@ impl EventBus {
     }
 
     fn send(&self, event: Event, target: Option<String>) {
-        let data = match event.payload() {
-            Ok(v) => v.to_string(),
+        let data = match event.payload_json() {
+            Ok(text) => text,
             Err(e) => {
                 tracing::error!(event = event.kind().name(), "cannot encode event: {e}");
                 return;
