@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod bounded;
+pub mod bus;
 pub mod channels;
 pub mod cli;
 pub mod client;
@@ -15,11 +16,13 @@ pub mod exec;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;
+pub mod health;
 pub mod metrics;
 pub mod nodes;
 pub mod pattern;
 pub mod pointer;
 pub mod protocol;
+pub mod runtime;
 pub mod sdk;
 pub mod server;
 pub mod store;

@@ -182,7 +182,7 @@ impl Link {
             None,
         );
         self.gw
-            .bus
+            .rt.bus
             .publish(Event::ChannelConnected(ChannelConnectedEvent {
                 channel: self.key.kind,
                 account_id: self.key.account.clone(),
@@ -329,9 +329,7 @@ impl ChannelManager {
                 )
             })
             .collect();
-        if let Some(snapshot) = gw.health.set_channels(channels) {
-            gw.bus.publish(Event::HealthChanged(snapshot));
-        }
+        gw.rt.health.set_channels(channels);
     }
 }
 
@@ -437,7 +435,7 @@ async fn supervise(link: Link, account: Account) {
             Some(error.clone()),
         );
         link.gw
-            .bus
+            .rt.bus
             .publish(Event::ChannelDisconnected(ChannelDisconnectedEvent {
                 channel: link.key.kind,
                 account_id: link.key.account.clone(),

@@ -167,7 +167,7 @@ pub async fn receive(
         }
     };
     let reply = Reply::Webhook(Replier {
-        http: gw.http.clone(),
+        http: gw.rt.http.clone(),
         url: config.reply_url.as_ref().map(|u| u.to_string()),
         secret: config.secret.to_string(),
         peer: message.peer.clone(),

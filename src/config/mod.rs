@@ -11,6 +11,7 @@ mod locate;
 mod paths;
 mod report;
 pub mod secrets;
+mod service;
 mod token;
 
 pub use crate::protocol::types::Config;
@@ -24,6 +25,7 @@ pub use load::{
 pub use meta::keys;
 pub use paths::{resolve_config_path, resolve_state_dir};
 pub use report::SourceFile;
+pub use service::{Applied, ConfigService, ConfigWatch};
 pub use token::{load_or_create_token, read_token, token_path};
 
 pub mod meta {

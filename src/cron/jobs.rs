@@ -120,11 +120,11 @@ impl Table {
 /// Call before the scheduler starts.
 pub async fn load(gw: &Gateway) -> Result<(), StoreError> {
     let now = now_ms();
-    let stored = gw.store.cron_jobs().await?;
-    let unfinished = gw.store.cron_unfinished_runs().await?;
-    let last_run_id = gw.store.cron_last_run_id().await?;
+    let stored = gw.rt.store.cron_jobs().await?;
+    let unfinished = gw.rt.store.cron_unfinished_runs().await?;
+    let last_run_id = gw.rt.store.cron_last_run_id().await?;
     gw.cron.last_run_id.store(last_run_id, Ordering::Relaxed);
-    gw.cron.writer.start(gw.store.clone());
+    gw.cron.writer.start(gw.rt.store.clone());
     let keep = gw.config().cron.history_limit.get();
     let pending = {
         let mut table = gw.cron.lock();

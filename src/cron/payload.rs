@@ -43,7 +43,7 @@ pub async fn execute(
 ) -> Result<Done, Failed> {
     match &job.payload {
         CronPayload::SystemEvent { text } => {
-            gw.bus.publish(Event::SystemEvent(SystemEventEvent {
+            gw.rt.bus.publish(Event::SystemEvent(SystemEventEvent {
                 text: text.to_string(),
                 source: SystemEventEventSource::Cron,
                 job_id: Some(job.id.clone()),

@@ -185,7 +185,7 @@ async fn run(
     if let Err(e) = stored.stored().await {
         tracing::error!(job = %id, "cannot record the start of a cron run: {e}");
     }
-    gw.bus.publish(Event::CronStarted(CronStartedEvent {
+    gw.rt.bus.publish(Event::CronStarted(CronStartedEvent {
         job_id: job.id.clone(),
         name: job.name.clone(),
         run_number: run.id,
@@ -224,7 +224,7 @@ async fn run(
 
 /// Records a finished run and the state it leaves the job in.
 async fn finish(gw: &Gateway, run: &CronRun, keep: u64) {
-    gw.metrics.cron_run(run.status);
+    gw.rt.metrics.cron_run(run.status);
     let now = now_ms();
     let stored = {
         let mut table = gw.cron.lock();
@@ -247,7 +247,7 @@ async fn finish(gw: &Gateway, run: &CronRun, keep: u64) {
         match &job {
             Some((job, _)) => publish_finished(gw, job, run.clone()),
             // Removed while it ran: the id stands in for the name.
-            None => gw.bus.publish(Event::CronFinished(CronFinishedEvent {
+            None => gw.rt.bus.publish(Event::CronFinished(CronFinishedEvent {
                 job_id: run.job_id.clone(),
                 name: run.job_id.clone(),
                 next_run_at_ms: None,
@@ -317,7 +317,7 @@ fn settle(entry: &mut super::Entry, run: &CronRun, now: u64) -> (CronJob, bool) 
 }
 
 fn publish_finished(gw: &Gateway, job: &CronJob, run: CronRun) {
-    gw.bus.publish(Event::CronFinished(CronFinishedEvent {
+    gw.rt.bus.publish(Event::CronFinished(CronFinishedEvent {
         job_id: job.id.clone(),
         name: job.name.clone(),
         next_run_at_ms: job.state.next_run_at_ms,
@@ -327,9 +327,7 @@ fn publish_finished(gw: &Gateway, job: &CronJob, run: CronRun) {
 
 /// Updates the health snapshot's cron section, announcing a change.
 pub fn publish_health(gw: &Gateway, table: &Table) {
-    if let Some(snapshot) = gw.health.set_cron(table.health()) {
-        gw.bus.publish(Event::HealthChanged(snapshot));
-    }
+    gw.rt.health.set_cron(table.health());
 }
 
 /// Waits until no run is in progress, or `limit` passes; false on timeout.

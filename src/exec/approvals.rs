@@ -56,16 +56,16 @@ impl Approvals {
             },
         );
         tracing::info!(approval = %id, command = %approval.command, agent = %approval.agent_id, "exec approval requested");
-        gw.bus.publish(Event::ApprovalsRequested(approval));
+        gw.rt.bus.publish(Event::ApprovalsRequested(approval));
         match tokio::time::timeout(Duration::from_millis(timeout), answered).await {
             Ok(Ok((decision, by))) => {
-                gw.metrics.approval(decision);
+                gw.rt.metrics.approval(decision);
                 Outcome::Decided(decision, by)
             }
             Ok(Err(_)) | Err(_) => {
-                gw.metrics.approval(ApprovalsResolvedEventDecision::Timeout);
+                gw.rt.metrics.approval(ApprovalsResolvedEventDecision::Timeout);
                 if self.finish(&id).is_some() {
-                    gw.bus
+                    gw.rt.bus
                         .publish(Event::ApprovalsResolved(ApprovalsResolvedEvent {
                             id,
                             decision: ApprovalsResolvedEventDecision::Timeout,
@@ -103,7 +103,7 @@ impl Approvals {
             });
         };
         let by = ctx.conn_id.clone();
-        gw.bus
+        gw.rt.bus
             .publish(Event::ApprovalsResolved(ApprovalsResolvedEvent {
                 id: id.to_string(),
                 decision: match decision {

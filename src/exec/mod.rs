@@ -72,7 +72,7 @@ pub async fn authorize(
     request: &Request,
 ) -> Result<(), String> {
     let allowed_for_good = gw
-        .store
+        .rt.store
         .exec_allowed(caller.agent_id.to_string())
         .await
         .map_err(|e| e.to_string())?;
@@ -139,7 +139,7 @@ pub async fn authorize(
     };
     entry.decided_at_ms = now_ms();
     tracing::info!(agent = %caller.agent_id, command = %request.command, decision = %entry.decision, "exec decision");
-    gw.store
+    gw.rt.store
         .record_exec_decision(entry, request.binding())
         .await
         .map_err(|e| format!("not run: the audit log could not be written ({e})"))?;
@@ -171,7 +171,7 @@ pub async fn audit_operator_invoke(
         requested_at_ms: now,
         decided_at_ms: now,
     };
-    gw.store
+    gw.rt.store
         .record_exec_decision(entry, request.binding())
         .await
         .map(|_| ())

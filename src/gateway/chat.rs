@@ -201,7 +201,7 @@ async fn run_turn_in_span(
     let (session_key, history, session_model) = match session {
         Session::Stored(key) => {
             let (history, model) = context(gw, &key).await?;
-            gw.store
+            gw.rt.store
                 .begin_turn(
                     key.clone(),
                     agent.id.clone(),
@@ -241,7 +241,7 @@ async fn run_turn_in_span(
             on_delta(text);
             let mut e = event(AgentMessageEventState::Delta);
             e.delta = Some(text.to_string());
-            gw.bus.publish(Event::AgentMessage(e));
+            gw.rt.bus.publish(Event::AgentMessage(e));
         }
         Delta::Thinking(text) => events.thinking(text),
     };
@@ -254,17 +254,17 @@ async fn run_turn_in_span(
         }
     };
     let outcome = tokio::select! {
-        reply = agent.reply(&gw.http, &tools, history, session_model, &message, &mut stream) => Some(reply),
+        reply = agent.reply(&gw.rt.http, &tools, history, session_model, &message, &mut stream) => Some(reply),
         _ = run.aborted() => None,
         _ = timed_out => Some(Err(RpcError::new(ErrorCode::Timeout, "the turn did not finish before its deadline"))),
     };
     drop(run);
     let (reply, status, state) = match outcome {
         Some(Ok(reply)) => {
-            gw.metrics
+            gw.rt.metrics
                 .upstream(&agent.id, &agent.provider, started.elapsed());
-            gw.metrics.turn(&agent.id, "complete");
-            gw.metrics.tokens(
+            gw.rt.metrics.turn(&agent.id, "complete");
+            gw.rt.metrics.tokens(
                 &agent.id,
                 reply.usage.input_tokens,
                 reply.usage.output_tokens,
@@ -276,16 +276,16 @@ async fn run_turn_in_span(
             )
         }
         Some(Err(e)) => {
-            gw.metrics.turn(&agent.id, e.code.name());
+            gw.rt.metrics.turn(&agent.id, e.code.name());
             // Debug-quoted: the message may quote the upstream.
             tracing::warn!("turn failed: {:?}", e.message);
             let mut failed = event(AgentMessageEventState::Error);
             failed.error = Some(e.message.clone());
-            gw.bus.publish(Event::AgentMessage(failed));
+            gw.rt.bus.publish(Event::AgentMessage(failed));
             return Err(e);
         }
         None => {
-            gw.metrics.turn(&agent.id, "aborted");
+            gw.rt.metrics.turn(&agent.id, "aborted");
             let words = partial.split_whitespace().count() as u64;
             let reply = Reply {
                 text: partial,
@@ -304,7 +304,7 @@ async fn run_turn_in_span(
     };
     let stored = match &session_key {
         Some(key) => Some(
-            gw.store
+            gw.rt.store
                 .finish_turn(
                     key.clone(),
                     run_id.clone(),
@@ -320,7 +320,7 @@ async fn run_turn_in_span(
     };
     let mut done = event(state);
     done.message = stored.clone();
-    gw.bus.publish(Event::AgentMessage(done));
+    gw.rt.bus.publish(Event::AgentMessage(done));
     tracing::info!(
         stopReason = %reply.stop_reason,
         inputTokens = reply.usage.input_tokens,
@@ -346,7 +346,7 @@ async fn context(
     session_key: &str,
 ) -> Result<(Vec<(String, String)>, Option<String>), RpcError> {
     let history = gw
-        .store
+        .rt.store
         .history(session_key.to_string(), CONTEXT_MESSAGES, None)
         .await
         .map_err(RpcError::from)?
@@ -357,7 +357,7 @@ async fn context(
         .map(|m| (m.role.to_string(), m.content))
         .collect();
     let model = gw
-        .store
+        .rt.store
         .session(session_key.to_string())
         .await
         .map_err(RpcError::from)?
@@ -403,7 +403,7 @@ impl RunEvents<'_> {
 
     fn thinking(&self, text: &str) {
         self.gw
-            .bus
+            .rt.bus
             .publish(Event::AgentThinking(AgentThinkingEvent {
                 run_id: self.run_id.clone(),
                 session_key: self.session_key.clone(),
@@ -421,7 +421,7 @@ impl RunEvents<'_> {
         arguments: &Value,
         outcome: Option<&Result<Value, String>>,
     ) {
-        self.gw.bus.publish(Event::AgentTool(AgentToolEvent {
+        self.gw.rt.bus.publish(Event::AgentTool(AgentToolEvent {
             run_id: self.run_id.clone(),
             session_key: self.session_key.clone(),
             agent_id: self.agent_id.clone(),

@@ -212,7 +212,7 @@ async fn commit(
     current: &str,
     sent: &str,
     what: &str,
-) -> Result<crate::gateway::Applied, RpcError> {
+) -> Result<crate::config::Applied, RpcError> {
     let text = check(gw, path, current, sent).map_err(|problems| rejected_for(what, problems))?;
     let text = text.as_str();
     write_atomic(path, text).map_err(|e| {

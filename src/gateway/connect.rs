@@ -89,7 +89,7 @@ pub async fn connect(
             outbound_queue_frames: limits.outbound_queue_frames as u64,
         },
         snapshot: ConnectResultSnapshot {
-            health: gw.health.snapshot(),
+            health: gw.rt.health.snapshot(),
         },
     })
 }

@@ -19,7 +19,7 @@ impl Handlers for Gateway {
         _ctx: &CallContext,
         _params: HealthParams,
     ) -> Result<HealthSnapshot, RpcError> {
-        Ok(self.health.snapshot())
+        Ok(self.rt.health.snapshot())
     }
 
     async fn status(
@@ -357,7 +357,7 @@ impl Handlers for Gateway {
         params: ApprovalsAuditParams,
     ) -> Result<ApprovalsAuditResult, RpcError> {
         let (entries, next_before) = self
-            .store
+            .rt.store
             .exec_audit(params.limit.get() as usize, params.before.map(|b| b.get()))
             .await
             .map_err(RpcError::from)?;

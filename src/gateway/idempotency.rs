@@ -38,7 +38,7 @@ pub async fn replay<T: DeserializeOwned>(
         return Ok(None);
     };
     let Some(json) = gw
-        .store
+        .rt.store
         .idempotent_result(key.clone(), now_ms().saturating_sub(TTL_MS))
         .await
         .map_err(RpcError::from)?
@@ -63,7 +63,7 @@ pub async fn remember<T: Serialize>(
         return Ok(());
     };
     let json = serde_json::to_string(result).expect("results serialize");
-    gw.store
+    gw.rt.store
         .remember_result(key, json, now_ms())
         .await
         .map_err(RpcError::from)

@@ -28,7 +28,7 @@ impl Gateway {
         let days = self.config().approvals.audit_retention_days as u64;
         let audit_before = (days > 0).then(|| now.saturating_sub(days * DAY_MS));
         match self
-            .store
+            .rt.store
             .prune(now.saturating_sub(idempotency::TTL_MS), audit_before)
             .await
         {

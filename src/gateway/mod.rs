@@ -1,14 +1,11 @@
 //! The runtime state of one gateway and its method handlers.
 
-mod bus;
 pub mod chat;
 mod config_rpc;
-mod config_service;
 mod connect;
 mod connections;
 mod cron_rpc;
 mod handlers;
-mod health;
 pub mod idempotency;
 mod limiter;
 mod maintenance;
@@ -17,11 +14,9 @@ mod sessions;
 mod status;
 mod tools;
 
-pub use bus::{EventBus, Published};
-pub use config_service::{Applied, ConfigService};
+pub use crate::config::{Applied, ConfigService};
 pub use connect::{credential_grants, credential_matches, revalidate};
 pub use connections::{ConnectionSlot, Connections};
-pub use health::HealthService;
 pub use limiter::{client_key, ClientKey, FailureLimiter, Limited};
 
 use crate::config::{Config, LoadOptions, Loaded};
@@ -29,6 +24,9 @@ use crate::protocol::types::{
     AuthConfigMode, BindInfo, GatewayClosingEvent, GatewayState, TickEvent,
 };
 use crate::protocol::{ErrorCode, Event, RpcError};
+use crate::bus::Bus;
+use crate::health::HealthService;
+use crate::runtime::{Runtime, Shutdown};
 use crate::store::Store;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,9 +51,8 @@ pub struct Gateway {
     /// This gateway, for work that outlives the call that starts it.
     me: Weak<Gateway>,
     pub configs: ConfigService,
-    pub store: Store,
-    /// The HTTP client for model providers, shared by every turn.
-    pub http: reqwest::Client,
+    /// The handles the services share.
+    pub rt: Runtime,
     pub session_locks: chat::SessionLocks,
     runs: chat::Runs,
     pub cron: crate::cron::CronService,
@@ -63,14 +60,11 @@ pub struct Gateway {
     pub approvals: crate::exec::Approvals,
     pub channels: crate::channels::ChannelManager,
     pub info: RuntimeInfo,
-    pub bus: EventBus,
-    pub health: HealthService,
     pub connections: Connections,
     pub auth_failures: FailureLimiter,
     /// Bad webhook signatures and unknown webhook accounts, apart from
     /// the connect limiter so webhook senders cannot lock out operators.
     pub webhook_failures: FailureLimiter,
-    pub metrics: crate::metrics::Metrics,
     shutdown: watch::Sender<bool>,
     closing: AtomicBool,
     log_control: OnceLock<LogControl>,
@@ -94,19 +88,30 @@ impl Gateway {
         let started = Instant::now();
         let config_path = loaded.path.clone();
         let configs = ConfigService::new(loaded, options);
-        let health = HealthService::new(started, configs.health(), configs.current().cron.enabled);
-        let http = crate::agent::http_client();
-        let cron = crate::cron::CronService::new(&configs.current());
-        let queue_frames = configs.current().gateway.limits.outbound_queue_frames as usize;
+        let config = configs.current();
+        let bus = Bus::local(config.gateway.limits.outbound_queue_frames as usize);
+        let health = HealthService::new(started, bus.clone(), configs.health(), config.cron.enabled);
+        let cron = crate::cron::CronService::new(&config);
         let metrics = crate::metrics::Metrics::new();
-        metrics.set_enabled(configs.current().gateway.http.metrics.enabled);
+        metrics.set_enabled(config.gateway.http.metrics.enabled);
         let started_at_ms = now_ms();
         metrics.set_start_time(started_at_ms / 1000);
+        let shutdown = watch::channel(false).0;
+        let rt = Runtime {
+            config: configs.watch(),
+            bus,
+            store,
+            health: Arc::new(health),
+            metrics: Arc::new(metrics),
+            http: crate::agent::http_client(),
+            shutdown: Shutdown::new(shutdown.subscribe()),
+            started_at_ms,
+            state_dir: Arc::new(state_dir.clone()),
+        };
         Arc::new_cyclic(|me| Gateway {
             me: me.clone(),
             configs,
-            store,
-            http,
+            rt,
             session_locks: chat::SessionLocks::default(),
             runs: chat::Runs::default(),
             cron,
@@ -120,13 +125,10 @@ impl Gateway {
                 state_dir,
                 bind: OnceLock::new(),
             },
-            bus: EventBus::new(queue_frames),
-            health,
             connections: Connections::default(),
             auth_failures: FailureLimiter::new(Duration::from_secs(60)),
             webhook_failures: FailureLimiter::new(Duration::from_secs(60)),
-            metrics,
-            shutdown: watch::channel(false).0,
+            shutdown,
             closing: AtomicBool::new(false),
             log_control: OnceLock::new(),
         })
@@ -152,10 +154,8 @@ impl Gateway {
         if self.closing.swap(true, Ordering::AcqRel) {
             return;
         }
-        if let Some(snapshot) = self.health.set_state(GatewayState::Draining) {
-            self.bus.publish(Event::HealthChanged(snapshot));
-        }
-        self.bus.publish(Event::GatewayClosing(GatewayClosingEvent {
+        self.rt.health.set_state(GatewayState::Draining);
+        self.rt.bus.publish(Event::GatewayClosing(GatewayClosingEvent {
             reason: reason.to_string(),
             restart_expected_ms,
         }));
@@ -258,7 +258,7 @@ impl Gateway {
             let mut shutdown = gw.shutdown_signal();
             loop {
                 tokio::select! {
-                    _ = interval.tick() => gw.bus.publish(Event::Tick(TickEvent { ts: now_ms() })),
+                    _ = interval.tick() => gw.rt.bus.publish(Event::Tick(TickEvent { ts: now_ms() })),
                     _ = async { let _ = shutdown.wait_for(|closing| *closing).await; } => return,
                 }
             }

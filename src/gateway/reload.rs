@@ -39,7 +39,7 @@ impl Gateway {
                     reason: e.to_string(),
                 };
                 self.configs.record_unreadable(&error, now_ms());
-                self.metrics.config_reload("unreadable");
+                self.rt.metrics.config_reload("unreadable");
                 self.announce_failure(None, &error);
                 reload_result(Err(error), None)
             }
@@ -63,9 +63,9 @@ impl Gateway {
                     self.channels.apply(&self.arc());
                 }
                 // Before counting, so turning metrics on counts this reload.
-                self.metrics
+                self.rt.metrics
                     .set_enabled(self.config().gateway.http.metrics.enabled);
-                self.metrics.config_reload("applied");
+                self.rt.metrics.config_reload("applied");
                 if touched(keys::CRON) {
                     if let Err(e) = crate::cron::apply_config(self).await {
                         tracing::error!("cannot apply the cron config: {e}");
@@ -74,7 +74,7 @@ impl Gateway {
                 self.announce_applied(applied)
             }
             Err(error) => {
-                self.metrics.config_reload("rejected");
+                self.rt.metrics.config_reload("rejected");
                 self.announce_failure(Some(hash_text(text)), error)
             }
         }
@@ -95,25 +95,23 @@ impl Gateway {
             self.apply_log_level();
         }
         // Health first, so a client that reacts to the event reads the new state.
-        let health = self.health.set_config(self.configs.health());
-        self.bus.publish(Event::ConfigChanged(ConfigChangedEvent {
+        self.rt.health.set_config(self.configs.health());
+        self.rt.bus.publish(Event::ConfigChanged(ConfigChangedEvent {
             hash: applied.hash.clone().unwrap_or_default(),
             changed: applied.changed.clone(),
             restart_required: applied.restart_required.clone(),
         }));
-        self.bus.publish(Event::HealthChanged(health));
     }
 
     fn announce_failure(&self, hash: Option<String>, error: &ConfigError) {
         tracing::warn!("config reload rejected, keeping the last good config: {error}");
-        let health = self.health.set_config(self.configs.health());
-        self.bus
+        self.rt.health.set_config(self.configs.health());
+        self.rt.bus
             .publish(Event::ConfigReloadFailed(ConfigReloadFailedEvent {
                 hash,
                 error: error.summary(),
                 errors: error.problems(),
             }));
-        self.bus.publish(Event::HealthChanged(health));
     }
 
     fn apply_log_level(&self) {

@@ -43,7 +43,7 @@ pub async fn run(
                 ..SessionFilter::default()
             };
             let (sessions, _) = gw
-                .store
+                .rt.store
                 .list_sessions(filter)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -53,7 +53,7 @@ pub async fn run(
             let params: SessionHistoryToolParams = decode(args)?;
             let key = params.session_key.to_string();
             let owner = gw
-                .store
+                .rt.store
                 .session(key.clone())
                 .await
                 .map_err(|e| e.to_string())?
@@ -62,7 +62,7 @@ pub async fn run(
                 return Err(format!("no session {key}"));
             }
             let (messages, _) = gw
-                .store
+                .rt.store
                 .history(key.clone(), params.limit.get() as usize, None)
                 .await
                 .map_err(|e| e.to_string())?

@@ -33,7 +33,7 @@ pub async fn invoke(
     owner: &str,
 ) -> Result<NodesInvokeResult, RpcError> {
     let result = send_and_wait(gw, params, owner).await;
-    gw.metrics.node_invoke(match &result {
+    gw.rt.metrics.node_invoke(match &result {
         Ok(answer) if answer.ok => crate::metrics::OK,
         Ok(_) => "failed",
         Err(e) => e.code.name(),
@@ -103,7 +103,7 @@ async fn send_and_wait(
             )
             .with_retryable(true));
         };
-        gw.bus.publish_to(
+        gw.rt.bus.publish_to(
             &live.conn_id,
             Event::NodesInvokeRequest(NodesInvokeRequestEvent {
                 invoke_id: invoke_id.clone(),

@@ -106,7 +106,7 @@ fn new_token() -> String {
 
 /// Loads the paired nodes; call before serving.
 pub async fn load(gw: &Gateway) -> Result<(), StoreError> {
-    let stored = gw.store.nodes().await?;
+    let stored = gw.rt.store.nodes().await?;
     let mut table = gw.nodes.lock();
     for node in stored {
         table.nodes.insert(
@@ -150,7 +150,7 @@ pub fn connected(gw: &Gateway, node_id: &str, ctx: &CallContext) {
         connected_at_ms: now,
         last_heard_ms: now,
     });
-    gw.bus
+    gw.rt.bus
         .publish(node.changed(NodesChangedEventChange::Connected));
     publish_health(gw, &table);
 }
@@ -169,7 +169,7 @@ pub fn disconnected(gw: &Gateway, conn_id: &str) {
     };
     node.live = None;
     let id = node.stored.id.clone();
-    gw.bus
+    gw.rt.bus
         .publish(node.changed(NodesChangedEventChange::Disconnected));
     invoke::fail_waiting(&mut table, &id, "the node disconnected before answering");
     publish_health(gw, &table);
@@ -192,7 +192,7 @@ pub fn list(gw: &Gateway) -> Vec<NodeInfo> {
 
 /// Unpairs a node: forgets its token and closes its connection.
 pub async fn remove(gw: &Gateway, node_id: &str) -> Result<bool, StoreError> {
-    if !gw.store.remove_node(node_id.to_string()).await? {
+    if !gw.rt.store.remove_node(node_id.to_string()).await? {
         return Ok(false);
     }
     let mut table = gw.nodes.lock();
@@ -200,7 +200,7 @@ pub async fn remove(gw: &Gateway, node_id: &str) -> Result<bool, StoreError> {
         if let Some(live) = node.live.take() {
             live.kick.kick("the node was removed");
         }
-        gw.bus
+        gw.rt.bus
             .publish(node.changed(NodesChangedEventChange::Removed));
     }
     invoke::fail_waiting(&mut table, node_id, "the node was removed");
@@ -234,7 +234,7 @@ pub fn spawn_watchdog(gw: &Arc<Gateway>) -> tokio::task::JoinHandle<()> {
                     let live = node.live.take().expect("checked");
                     live.kick.kick("heartbeat missed");
                     tracing::warn!(node = %node.stored.id, "node missed its heartbeats; marked offline");
-                    gw.bus
+                    gw.rt.bus
                         .publish(node.changed(NodesChangedEventChange::HeartbeatMissed));
                     missed.push(node.stored.id.clone());
                 }
@@ -262,7 +262,5 @@ fn publish_health(gw: &Gateway, table: &Table) {
             })
         })
         .collect();
-    if let Some(snapshot) = gw.health.set_nodes(online) {
-        gw.bus.publish(Event::HealthChanged(snapshot));
-    }
+    gw.rt.health.set_nodes(online);
 }

@@ -69,7 +69,7 @@ pub async fn register(
         approve(gw, &request_id).await?;
     } else {
         tracing::info!(request = %request_id, name = %request.name, remote = %request.remote_ip, "pairing requested");
-        gw.bus.publish(Event::NodesPairing(request));
+        gw.rt.bus.publish(Event::NodesPairing(request));
     }
     let answer = tokio::time::timeout(Duration::from_millis(timeout), answered).await;
     match answer {
@@ -117,7 +117,7 @@ pub async fn approve(gw: &Gateway, request_id: &str) -> Result<String, RpcError>
         paired_at_ms: now_ms(),
     };
     let node_id = stored.id.clone();
-    if let Err(e) = gw.store.add_node(stored.clone()).await {
+    if let Err(e) = gw.rt.store.add_node(stored.clone()).await {
         let _ = waiting.answer.send(Answer::Rejected(Some(
             "the gateway could not store the pairing".into(),
         )));
@@ -126,7 +126,7 @@ pub async fn approve(gw: &Gateway, request_id: &str) -> Result<String, RpcError>
     {
         let mut table = gw.nodes.lock();
         let node = Node { stored, live: None };
-        gw.bus
+        gw.rt.bus
             .publish(node.changed(NodesChangedEventChange::Paired));
         table.nodes.insert(node_id.clone(), node);
     }
@@ -198,7 +198,7 @@ fn resolved(
     decision: NodesPairingResolvedEventDecision,
     node_id: Option<String>,
 ) {
-    gw.bus
+    gw.rt.bus
         .publish(Event::NodesPairingResolved(NodesPairingResolvedEvent {
             request_id: request_id.to_string(),
             decision,

@@ -5,7 +5,8 @@
 use super::admission::Ticket;
 use super::metered::{BudgetSpent, ReadBudget};
 use super::outbound::Outbound;
-use crate::gateway::{ConnectionSlot, Gateway, Published};
+use crate::bus::Published;
+use crate::gateway::{ConnectionSlot, Gateway};
 use crate::metrics::OK;
 use crate::protocol::{
     dispatch, error_frame, event_frame, parse_request, result_frame, CallContext, ErrorCode,
@@ -251,7 +252,7 @@ impl Connection {
         }
         let Some(method) = method else {
             let e = RpcError::method_not_found(&request.method);
-            self.gw.metrics.rpc_unknown(e.code.name());
+            self.gw.rt.metrics.rpc_unknown(e.code.name());
             return self.send(error_frame(Some(&request.id), &e));
         };
         self.follow_config()?;
@@ -262,7 +263,7 @@ impl Connection {
                     format!("{} requires scope {needed}", method.name()),
                 );
                 self.gw
-                    .metrics
+                    .rt.metrics
                     .rpc(method, e.code.name(), std::time::Duration::ZERO);
                 return self.send(error_frame(Some(&request.id), &e));
             }
@@ -327,7 +328,7 @@ impl Connection {
         let connecting = Box::pin(dispatch(&*self.gw, &self.ctx, method, params));
         let answer = tracing::Instrument::instrument(connecting, span.clone()).await;
         let outcome = answer.as_ref().map_or_else(|e| e.code.name(), |_| OK);
-        self.gw.metrics.rpc(method, outcome, started.elapsed());
+        self.gw.rt.metrics.rpc(method, outcome, started.elapsed());
         match answer {
             Ok(hello) => {
                 if let Some(grant) = self.ctx.grant() {
@@ -336,7 +337,7 @@ impl Connection {
                 }
                 self.ticket = None;
                 self.budget.unlimit();
-                self.bus = Some(BroadcastStream::new(self.gw.bus.subscribe()));
+                self.bus = Some(BroadcastStream::new(self.gw.rt.bus.subscribe()));
                 self.send(result_frame(&id, &hello))
             }
             Err(e) => {
@@ -360,7 +361,7 @@ impl Connection {
                 Ok(())
             }
             Some(Err(BroadcastStreamRecvError::Lagged(missed))) => {
-                self.gw.metrics.events_dropped(missed);
+                self.gw.rt.metrics.events_dropped(missed);
                 Err(End::Slow)
             }
             None => Err(End::Close(CLOSE_NORMAL, "gateway closed")),
@@ -371,7 +372,7 @@ impl Connection {
     /// scopes removed from the config stop working, and a connection whose
     /// credential was rotated out is closed.
     fn follow_config(&mut self) -> Result<(), End> {
-        if self.gw.configs.is_current(&self.config_seen) {
+        if self.gw.rt.config.is_current(&self.config_seen) {
             return Ok(());
         }
         self.config_seen = self.gw.config();
@@ -410,7 +411,7 @@ impl Connection {
         }
         self.seq += 1;
         let frame = event_frame(event.kind.name(), &event.data, self.seq);
-        self.gw.metrics.event_sent(event.kind.name());
+        self.gw.rt.metrics.event_sent(event.kind.name());
         self.send(frame)
     }
 
@@ -463,7 +464,7 @@ impl Connection {
         let conn_id = self.ctx.conn_id.clone();
         let (code, reason, linger) = match end {
             End::Slow => {
-                self.gw.metrics.slow_disconnect();
+                self.gw.rt.metrics.slow_disconnect();
                 tracing::warn!(conn = %conn_id, "disconnecting a client that does not keep up");
                 return;
             }
@@ -501,7 +502,7 @@ async fn respond(
         let outcome = dispatch(&*gw, &ctx, method, params).await;
         let took = started.elapsed();
         let code = outcome.as_ref().map_or_else(|e| e.code.name(), |_| OK);
-        gw.metrics.rpc(method, code, took);
+        gw.rt.metrics.rpc(method, code, took);
         let ms = took.as_millis() as u64;
         match outcome {
             Ok(result) => {

@@ -15,7 +15,7 @@ pub async fn health(
     ConnectInfo(remote): ConnectInfo<std::net::SocketAddr>,
     headers: axum::http::HeaderMap,
 ) -> axum::response::Response {
-    let snapshot = gw.health.snapshot();
+    let snapshot = gw.rt.health.snapshot();
     match may_read(&gw, remote.ip(), &headers) {
         Access::Granted => Json(snapshot).into_response(),
         Access::NoCredential => Json(json!({
@@ -75,7 +75,7 @@ pub async fn metrics(
             })
             .collect(),
     };
-    let exposition = gw.metrics.render(&live);
+    let exposition = gw.rt.metrics.render(&live);
     let wants_openmetrics = headers
         .get(axum::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -139,7 +139,7 @@ pub async fn healthz() -> impl IntoResponse {
 
 /// Readiness: 200 while accepting work, 503 once draining.
 pub async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
-    let health = gw.health.snapshot();
+    let health = gw.rt.health.snapshot();
     let ready = health.state == GatewayState::Ready;
     let code = if ready {
         StatusCode::OK

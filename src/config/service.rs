@@ -2,8 +2,8 @@
 //! hot keys apply at once, restart keys keep their running value until
 //! the next start, and an invalid content never replaces anything.
 
-use crate::config::meta::{reload_class, Reload};
-use crate::config::{
+use super::meta::{reload_class, Reload};
+use super::{
     changed_pointers, dotted, load_text, set_pointer, validate, Config, ConfigError, Layers,
     LoadOptions, Loaded,
 };
@@ -14,7 +14,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 pub struct ConfigService {
-    current: ArcSwap<Config>,
+    current: Arc<ArcSwap<Config>>,
+    /// Each configuration put in force, for the services that follow it.
+    changes: tokio::sync::watch::Sender<Arc<Config>>,
     state: Mutex<State>,
     options: LoadOptions,
     /// Serializes reloads and edits.
@@ -56,8 +58,10 @@ impl ConfigService {
             errors: Vec::new(),
             restart_required: Vec::new(),
         };
+        let config = Arc::new(loaded.config);
         ConfigService {
-            current: ArcSwap::from_pointee(loaded.config),
+            current: Arc::new(ArcSwap::new(Arc::clone(&config))),
+            changes: tokio::sync::watch::channel(config).0,
             state: Mutex::new(State {
                 running: loaded.effective.clone(),
                 file: loaded.effective,
@@ -75,9 +79,12 @@ impl ConfigService {
         self.current.load_full()
     }
 
-    /// Whether `seen` is the config in force (cheaper than `current`).
-    pub fn is_current(&self, seen: &Arc<Config>) -> bool {
-        Arc::ptr_eq(&self.current.load(), seen)
+    /// A read-only handle on the configuration in force, for services.
+    pub fn watch(&self) -> ConfigWatch {
+        ConfigWatch {
+            current: Arc::clone(&self.current),
+            changes: self.changes.subscribe(),
+        }
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -176,7 +183,9 @@ impl ConfigService {
                     .collect(),
             )
         })?;
-        self.current.store(Arc::new(config));
+        let config = Arc::new(config);
+        self.current.store(Arc::clone(&config));
+        self.changes.send_replace(config);
         state.running = next;
         state.file = candidate.effective;
         state.layers = candidate.layers;
@@ -201,5 +210,41 @@ impl ConfigService {
         state.health.reload_ok = false;
         state.health.last_error = Some(error.summary());
         state.health.errors = error.problems();
+    }
+}
+
+/// The configuration in force, as a service sees it: read it at any time
+/// (lock-free), or follow each new one as it is put in force.
+#[derive(Clone)]
+pub struct ConfigWatch {
+    current: Arc<ArcSwap<Config>>,
+    changes: tokio::sync::watch::Receiver<Arc<Config>>,
+}
+
+impl ConfigWatch {
+    /// A handle on a fixed configuration (tests, tools).
+    pub fn fixed(config: Config) -> Self {
+        let config = Arc::new(config);
+        ConfigWatch {
+            current: Arc::new(ArcSwap::new(Arc::clone(&config))),
+            changes: tokio::sync::watch::channel(config).1,
+        }
+    }
+
+    pub fn get(&self) -> Arc<Config> {
+        self.current.load_full()
+    }
+
+    /// Whether `seen` is the config in force (cheaper than `get`).
+    pub fn is_current(&self, seen: &Arc<Config>) -> bool {
+        Arc::ptr_eq(&self.current.load(), seen)
+    }
+
+    /// Every configuration put in force from now on; the first
+    /// `changed()` resolves at the next reload that applies.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<Arc<Config>> {
+        let mut changes = self.changes.clone();
+        changes.mark_unchanged();
+        changes
     }
 }

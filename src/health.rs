@@ -1,4 +1,9 @@
-use super::now_ms;
+//! The health snapshot: each service reports its own section, and every
+//! change is published as `health.changed` from here, and only here.
+
+use crate::bus::Bus;
+use crate::clock::now_ms;
+use crate::protocol::Event;
 use crate::protocol::types::{
     ChannelHealth, ConfigHealth, CronHealth, GatewayState, HealthSnapshot, NodeHealth,
 };
@@ -9,6 +14,7 @@ use std::time::Instant;
 /// The health snapshot and its version, which increases on every change.
 pub struct HealthService {
     started: Instant,
+    bus: Bus,
     state: Mutex<HealthState>,
 }
 
@@ -22,9 +28,10 @@ struct HealthState {
 }
 
 impl HealthService {
-    pub fn new(started: Instant, config: ConfigHealth, cron_enabled: bool) -> Self {
+    pub fn new(started: Instant, bus: Bus, config: ConfigHealth, cron_enabled: bool) -> Self {
         HealthService {
             started,
+            bus,
             state: Mutex::new(HealthState {
                 version: 1,
                 gateway: GatewayState::Ready,
@@ -42,12 +49,11 @@ impl HealthService {
         }
     }
 
-    /// Records the outcome of a config reload; returns the new snapshot.
-    pub fn set_config(&self, config: ConfigHealth) -> HealthSnapshot {
+    /// Records the outcome of a config reload.
+    pub fn set_config(&self, config: ConfigHealth) {
         let mut state = self.state.lock().expect("health lock");
         state.config = config;
-        state.version += 1;
-        self.build(&state)
+        self.changed(&mut state);
     }
 
     pub fn snapshot(&self) -> HealthSnapshot {
@@ -55,20 +61,18 @@ impl HealthService {
         self.build(&state)
     }
 
-    /// Changes the gateway state; returns the new snapshot if it changed.
-    pub fn set_state(&self, gateway: GatewayState) -> Option<HealthSnapshot> {
+    /// Changes the gateway state.
+    pub fn set_state(&self, gateway: GatewayState) {
         let mut state = self.state.lock().expect("health lock");
-        if state.gateway == gateway {
-            return None;
+        if state.gateway != gateway {
+            state.gateway = gateway;
+            self.changed(&mut state);
         }
-        state.gateway = gateway;
-        state.version += 1;
-        Some(self.build(&state))
     }
 
-    /// Records the cron section; returns the new snapshot when anything
-    /// but the next run time changed (that one moves with every run).
-    pub fn set_cron(&self, cron: CronHealth) -> Option<HealthSnapshot> {
+    /// Records the cron section; a change to anything but the next run
+    /// time is published (that one moves with every run).
+    pub fn set_cron(&self, cron: CronHealth) {
         let mut state = self.state.lock().expect("health lock");
         let material = CronHealth {
             next_run_at_ms: state.cron.next_run_at_ms,
@@ -76,16 +80,14 @@ impl HealthService {
         };
         let changed = material != state.cron;
         state.cron = cron;
-        if !changed {
-            return None;
+        if changed {
+            self.changed(&mut state);
         }
-        state.version += 1;
-        Some(self.build(&state))
     }
 
-    /// Records the online nodes; returns the new snapshot when the set
-    /// changed (a node's lastSeenMs alone does not count).
-    pub fn set_nodes(&self, nodes: Vec<NodeHealth>) -> Option<HealthSnapshot> {
+    /// Records the online nodes; a change of the set is published (a
+    /// node's lastSeenMs alone does not count).
+    pub fn set_nodes(&self, nodes: Vec<NodeHealth>) {
         let mut state = self.state.lock().expect("health lock");
         let ids = |list: &[NodeHealth]| -> Vec<(String, Option<String>)> {
             list.iter()
@@ -94,25 +96,25 @@ impl HealthService {
         };
         let changed = ids(&nodes) != ids(&state.nodes);
         state.nodes = nodes;
-        if !changed {
-            return None;
+        if changed {
+            self.changed(&mut state);
         }
-        state.version += 1;
-        Some(self.build(&state))
     }
 
-    /// Records the channel accounts; returns the new snapshot when any changed.
-    pub fn set_channels(
-        &self,
-        channels: BTreeMap<String, ChannelHealth>,
-    ) -> Option<HealthSnapshot> {
+    /// Records the channel accounts.
+    pub fn set_channels(&self, channels: BTreeMap<String, ChannelHealth>) {
         let mut state = self.state.lock().expect("health lock");
-        if state.channels == channels {
-            return None;
+        if state.channels != channels {
+            state.channels = channels;
+            self.changed(&mut state);
         }
-        state.channels = channels;
+    }
+
+    /// A new version, published under the lock so that subscribers see
+    /// the versions in order.
+    fn changed(&self, state: &mut HealthState) {
         state.version += 1;
-        Some(self.build(&state))
+        self.bus.publish(Event::HealthChanged(self.build(state)));
     }
 
     fn build(&self, state: &HealthState) -> HealthSnapshot {
