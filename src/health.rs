@@ -3,10 +3,10 @@
 
 use crate::bus::Bus;
 use crate::clock::now_ms;
-use crate::protocol::Event;
 use crate::protocol::types::{
     ChannelHealth, ConfigHealth, CronHealth, GatewayState, HealthSnapshot, NodeHealth,
 };
+use crate::protocol::Event;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;

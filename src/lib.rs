@@ -17,6 +17,8 @@ pub mod exec;
 pub mod fuzzing;
 pub mod gateway;
 pub mod health;
+pub mod idempotency;
+pub mod locks;
 pub mod metrics;
 pub mod nodes;
 pub mod pattern;

@@ -4,6 +4,9 @@ mod anthropic;
 mod echo;
 mod openai;
 pub(crate) mod sse;
+pub mod turn;
+
+pub use turn::{Caller, Session, SessionGuard, ToolRunner, TurnDone, TurnRequest, Turns};
 
 use crate::config::Config;
 use crate::protocol::types::{AgentConfig, AgentConfigProvider, ChatResultStopReason, Usage};

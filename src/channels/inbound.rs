@@ -4,7 +4,7 @@
 
 use super::{irc, telegram, webhook, Key, Policy};
 use crate::agent::Agent;
-use crate::gateway::chat::{run_turn, Session, TurnRequest};
+use crate::agent::{Session, TurnRequest};
 use crate::gateway::Gateway;
 use crate::protocol::types::{Binding, DmPolicy, GroupPolicy, SessionConfigDmScope};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -169,16 +169,17 @@ async fn answer(gw: &Gateway, key: &Key, message: &Inbound, reply: &Reply) -> Re
     let agent_id = route(&config.bindings, key, message);
     let agent = Agent::resolve(&config, agent_id.as_deref()).map_err(|e| e.message)?;
     let session_key = session_key(config.session.dm_scope, &agent.id, key, message);
-    let lock = gw.session_locks.get(&session_key);
-    let _turn = lock.lock_owned().await;
+    let session = gw.turns.lock(session_key.clone()).await;
     let request = TurnRequest {
         agent,
-        session: Session::Stored(session_key.clone()),
+        session: Session::Stored(&session),
         message: message.text.clone(),
         run_id: None,
         deadline: None,
     };
-    let done = run_turn(gw, request, &mut |_| {})
+    let done = gw
+        .turns
+        .run(request, &mut |_| {})
         .await
         .map_err(|e| e.message)?;
     let mut sent = 0;

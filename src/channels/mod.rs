@@ -182,7 +182,8 @@ impl Link {
             None,
         );
         self.gw
-            .rt.bus
+            .rt
+            .bus
             .publish(Event::ChannelConnected(ChannelConnectedEvent {
                 channel: self.key.kind,
                 account_id: self.key.account.clone(),
@@ -435,7 +436,8 @@ async fn supervise(link: Link, account: Account) {
             Some(error.clone()),
         );
         link.gw
-            .rt.bus
+            .rt
+            .bus
             .publish(Event::ChannelDisconnected(ChannelDisconnectedEvent {
                 channel: link.key.kind,
                 account_id: link.key.account.clone(),

@@ -2,8 +2,8 @@
 //! event to operators.
 
 use crate::agent::Agent;
+use crate::agent::{Session, TurnRequest};
 use crate::clock::now_ms;
-use crate::gateway::chat::{run_turn, Session, TurnRequest};
 use crate::gateway::Gateway;
 use crate::protocol::types::{
     ChatResultStopReason, CronJob, CronPayload, SystemEventEvent, SystemEventEventSource,
@@ -59,8 +59,7 @@ pub async fn execute(
             let config = gw.config();
             let agent = Agent::resolve(&config, job.agent_id.as_deref()).map_err(|e| e.message)?;
             let key = session_key(job);
-            let lock = gw.session_locks.get(&key);
-            let _turn = tokio::time::timeout_at(deadline, lock.lock_owned())
+            let session = tokio::time::timeout_at(deadline, gw.turns.lock(key.clone()))
                 .await
                 .map_err(|_| {
                     format!(
@@ -71,12 +70,12 @@ pub async fn execute(
             let run_id = format!("run-cron-{}-{run_number}", uuid::Uuid::new_v4().simple());
             let request = TurnRequest {
                 agent,
-                session: Session::Stored(key),
+                session: Session::Stored(&session),
                 message: message.to_string(),
                 run_id: Some(run_id.clone()),
                 deadline: Some(deadline),
             };
-            match run_turn(gw, request, &mut |_| {}).await {
+            match gw.turns.run(request, &mut |_| {}).await {
                 Ok(done) if done.stop_reason == ChatResultStopReason::Aborted => Err(Failed {
                     error: "the run was aborted (chat.abort)".to_string(),
                     run_id: Some(run_id),

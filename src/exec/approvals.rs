@@ -63,9 +63,12 @@ impl Approvals {
                 Outcome::Decided(decision, by)
             }
             Ok(Err(_)) | Err(_) => {
-                gw.rt.metrics.approval(ApprovalsResolvedEventDecision::Timeout);
+                gw.rt
+                    .metrics
+                    .approval(ApprovalsResolvedEventDecision::Timeout);
                 if self.finish(&id).is_some() {
-                    gw.rt.bus
+                    gw.rt
+                        .bus
                         .publish(Event::ApprovalsResolved(ApprovalsResolvedEvent {
                             id,
                             decision: ApprovalsResolvedEventDecision::Timeout,
@@ -103,7 +106,8 @@ impl Approvals {
             });
         };
         let by = ctx.conn_id.clone();
-        gw.rt.bus
+        gw.rt
+            .bus
             .publish(Event::ApprovalsResolved(ApprovalsResolvedEvent {
                 id: id.to_string(),
                 decision: match decision {

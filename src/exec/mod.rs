@@ -23,11 +23,7 @@ use std::num::NonZeroU64;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Who is calling a tool.
-pub struct Caller<'a> {
-    pub agent_id: &'a str,
-    pub session_key: &'a str,
-}
+pub use crate::agent::Caller;
 
 /// The node command that runs an argv.
 const NODE_RUN: &str = "system.run";
@@ -72,7 +68,8 @@ pub async fn authorize(
     request: &Request,
 ) -> Result<(), String> {
     let allowed_for_good = gw
-        .rt.store
+        .rt
+        .store
         .exec_allowed(caller.agent_id.to_string())
         .await
         .map_err(|e| e.to_string())?;
@@ -139,7 +136,8 @@ pub async fn authorize(
     };
     entry.decided_at_ms = now_ms();
     tracing::info!(agent = %caller.agent_id, command = %request.command, decision = %entry.decision, "exec decision");
-    gw.rt.store
+    gw.rt
+        .store
         .record_exec_decision(entry, request.binding())
         .await
         .map_err(|e| format!("not run: the audit log could not be written ({e})"))?;
@@ -171,7 +169,8 @@ pub async fn audit_operator_invoke(
         requested_at_ms: now,
         decided_at_ms: now,
     };
-    gw.rt.store
+    gw.rt
+        .store
         .record_exec_decision(entry, request.binding())
         .await
         .map(|_| ())

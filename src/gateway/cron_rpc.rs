@@ -177,7 +177,8 @@ pub async fn runs(gw: &Gateway, params: CronRunsParams) -> Result<CronRunsResult
         return Err(no_job(&id));
     }
     let (runs, next_before) = gw
-        .rt.store
+        .rt
+        .store
         .cron_runs(
             id.clone(),
             params.limit.get() as usize,

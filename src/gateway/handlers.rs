@@ -90,7 +90,7 @@ impl Handlers for Gateway {
     }
 
     async fn chat(&self, ctx: &CallContext, params: ChatParams) -> Result<ChatResult, RpcError> {
-        chat::chat(self, &super::idempotency::owner(ctx), params).await
+        chat::chat(self, &crate::idempotency::owner(ctx), params).await
     }
 
     async fn chat_abort(
@@ -294,7 +294,7 @@ impl Handlers for Gateway {
                 .await
                 .map_err(RpcError::from)?;
         }
-        crate::nodes::invoke(self, params, &super::idempotency::owner(ctx)).await
+        crate::nodes::invoke(self, params, &crate::idempotency::owner(ctx)).await
     }
 
     async fn channels_status(
@@ -357,7 +357,8 @@ impl Handlers for Gateway {
         params: ApprovalsAuditParams,
     ) -> Result<ApprovalsAuditResult, RpcError> {
         let (entries, next_before) = self
-            .rt.store
+            .rt
+            .store
             .exec_audit(params.limit.get() as usize, params.before.map(|b| b.get()))
             .await
             .map_err(RpcError::from)?;

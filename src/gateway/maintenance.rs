@@ -1,7 +1,8 @@
 //! Store upkeep: idempotency keys past their day and exec audit entries
 //! past their retention are deleted, at start and then every hour.
 
-use super::{idempotency, now_ms, Gateway};
+use super::{now_ms, Gateway};
+use crate::idempotency;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +29,8 @@ impl Gateway {
         let days = self.config().approvals.audit_retention_days as u64;
         let audit_before = (days > 0).then(|| now.saturating_sub(days * DAY_MS));
         match self
-            .rt.store
+            .rt
+            .store
             .prune(now.saturating_sub(idempotency::TTL_MS), audit_before)
             .await
         {

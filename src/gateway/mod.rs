@@ -6,7 +6,6 @@ mod connect;
 mod connections;
 mod cron_rpc;
 mod handlers;
-pub mod idempotency;
 mod limiter;
 mod maintenance;
 mod reload;
@@ -19,13 +18,13 @@ pub use connect::{credential_grants, credential_matches, revalidate};
 pub use connections::{ConnectionSlot, Connections};
 pub use limiter::{client_key, ClientKey, FailureLimiter, Limited};
 
+use crate::bus::Bus;
 use crate::config::{Config, LoadOptions, Loaded};
+use crate::health::HealthService;
 use crate::protocol::types::{
     AuthConfigMode, BindInfo, GatewayClosingEvent, GatewayState, TickEvent,
 };
 use crate::protocol::{ErrorCode, Event, RpcError};
-use crate::bus::Bus;
-use crate::health::HealthService;
 use crate::runtime::{Runtime, Shutdown};
 use crate::store::Store;
 use std::path::PathBuf;
@@ -53,8 +52,7 @@ pub struct Gateway {
     pub configs: ConfigService,
     /// The handles the services share.
     pub rt: Runtime,
-    pub session_locks: chat::SessionLocks,
-    runs: chat::Runs,
+    pub turns: Arc<crate::agent::Turns>,
     pub cron: crate::cron::CronService,
     pub nodes: crate::nodes::NodeService,
     pub approvals: crate::exec::Approvals,
@@ -90,7 +88,8 @@ impl Gateway {
         let configs = ConfigService::new(loaded, options);
         let config = configs.current();
         let bus = Bus::local(config.gateway.limits.outbound_queue_frames as usize);
-        let health = HealthService::new(started, bus.clone(), configs.health(), config.cron.enabled);
+        let health =
+            HealthService::new(started, bus.clone(), configs.health(), config.cron.enabled);
         let cron = crate::cron::CronService::new(&config);
         let metrics = crate::metrics::Metrics::new();
         metrics.set_enabled(config.gateway.http.metrics.enabled);
@@ -108,12 +107,12 @@ impl Gateway {
             started_at_ms,
             state_dir: Arc::new(state_dir.clone()),
         };
-        Arc::new_cyclic(|me| Gateway {
+        let turns = Arc::new(crate::agent::Turns::new(rt.clone()));
+        let gateway = Arc::new_cyclic(|me| Gateway {
             me: me.clone(),
             configs,
             rt,
-            session_locks: chat::SessionLocks::default(),
-            runs: chat::Runs::default(),
+            turns,
             cron,
             nodes: Default::default(),
             approvals: Default::default(),
@@ -131,7 +130,10 @@ impl Gateway {
             shutdown,
             closing: AtomicBool::new(false),
             log_control: OnceLock::new(),
-        })
+        });
+        let tools: Weak<dyn crate::agent::ToolRunner> = Arc::downgrade(&gateway) as _;
+        gateway.turns.set_tools(tools);
+        gateway
     }
 
     /// The shared handle of this gateway.
@@ -155,10 +157,12 @@ impl Gateway {
             return;
         }
         self.rt.health.set_state(GatewayState::Draining);
-        self.rt.bus.publish(Event::GatewayClosing(GatewayClosingEvent {
-            reason: reason.to_string(),
-            restart_expected_ms,
-        }));
+        self.rt
+            .bus
+            .publish(Event::GatewayClosing(GatewayClosingEvent {
+                reason: reason.to_string(),
+                restart_expected_ms,
+            }));
         // Signalled after the events are on the bus, so a connection that
         // sees the signal finds gateway.closing already queued for it.
         self.shutdown.send_replace(true);

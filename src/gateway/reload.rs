@@ -63,7 +63,8 @@ impl Gateway {
                     self.channels.apply(&self.arc());
                 }
                 // Before counting, so turning metrics on counts this reload.
-                self.rt.metrics
+                self.rt
+                    .metrics
                     .set_enabled(self.config().gateway.http.metrics.enabled);
                 self.rt.metrics.config_reload("applied");
                 if touched(keys::CRON) {
@@ -96,17 +97,20 @@ impl Gateway {
         }
         // Health first, so a client that reacts to the event reads the new state.
         self.rt.health.set_config(self.configs.health());
-        self.rt.bus.publish(Event::ConfigChanged(ConfigChangedEvent {
-            hash: applied.hash.clone().unwrap_or_default(),
-            changed: applied.changed.clone(),
-            restart_required: applied.restart_required.clone(),
-        }));
+        self.rt
+            .bus
+            .publish(Event::ConfigChanged(ConfigChangedEvent {
+                hash: applied.hash.clone().unwrap_or_default(),
+                changed: applied.changed.clone(),
+                restart_required: applied.restart_required.clone(),
+            }));
     }
 
     fn announce_failure(&self, hash: Option<String>, error: &ConfigError) {
         tracing::warn!("config reload rejected, keeping the last good config: {error}");
         self.rt.health.set_config(self.configs.health());
-        self.rt.bus
+        self.rt
+            .bus
             .publish(Event::ConfigReloadFailed(ConfigReloadFailedEvent {
                 hash,
                 error: error.summary(),

@@ -20,7 +20,8 @@ pub async fn list(gw: &Gateway, params: SessionsParams) -> Result<SessionsResult
         agent_id: params.agent_id,
     };
     let (sessions, next_cursor) = gw
-        .rt.store
+        .rt
+        .store
         .list_sessions(filter)
         .await
         .map_err(RpcError::from)?;
@@ -36,7 +37,8 @@ pub async fn history(
 ) -> Result<SessionsHistoryResult, RpcError> {
     let key = params.session_key.to_string();
     let (messages, next_before) = gw
-        .rt.store
+        .rt
+        .store
         .history(key.clone(), params.limit.get() as usize, params.before)
         .await
         .map_err(RpcError::from)?
@@ -55,7 +57,8 @@ pub async fn patch(gw: &Gateway, params: SessionsPatchParams) -> Result<SessionI
         model: params.model.into_change(),
         thinking: params.thinking.into_change(),
     };
-    gw.rt.store
+    gw.rt
+        .store
         .patch_session(key.clone(), change)
         .await
         .map_err(RpcError::from)?
@@ -68,7 +71,8 @@ pub async fn clear(
 ) -> Result<SessionsClearResult, RpcError> {
     let key = params.session_key.to_string();
     let removed = gw
-        .rt.store
+        .rt
+        .store
         .clear_session(key.clone())
         .await
         .map_err(RpcError::from)?
@@ -85,7 +89,8 @@ pub async fn delete(
 ) -> Result<SessionsDeleteResult, RpcError> {
     let key = params.session_key.to_string();
     let deleted = gw
-        .rt.store
+        .rt
+        .store
         .delete_session(key.clone())
         .await
         .map_err(RpcError::from)?;

@@ -11,6 +11,17 @@ use crate::protocol::{Method, Schemas, Tool};
 use crate::store::SessionFilter;
 use serde_json::{json, Value};
 
+impl crate::agent::ToolRunner for Gateway {
+    fn run<'a>(
+        &'a self,
+        caller: Caller<'a>,
+        tool: Tool,
+        arguments: Value,
+    ) -> crate::agent::turn::ToolFuture<'a> {
+        Box::pin(async move { run(self, &caller, tool, arguments).await })
+    }
+}
+
 /// Runs one tool call; an Err is shown to the model, which may recover.
 pub async fn run(
     gw: &Gateway,
@@ -43,7 +54,8 @@ pub async fn run(
                 ..SessionFilter::default()
             };
             let (sessions, _) = gw
-                .rt.store
+                .rt
+                .store
                 .list_sessions(filter)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -53,7 +65,8 @@ pub async fn run(
             let params: SessionHistoryToolParams = decode(args)?;
             let key = params.session_key.to_string();
             let owner = gw
-                .rt.store
+                .rt
+                .store
                 .session(key.clone())
                 .await
                 .map_err(|e| e.to_string())?
@@ -62,7 +75,8 @@ pub async fn run(
                 return Err(format!("no session {key}"));
             }
             let (messages, _) = gw
-                .rt.store
+                .rt
+                .store
                 .history(key.clone(), params.limit.get() as usize, None)
                 .await
                 .map_err(|e| e.to_string())?

@@ -3,7 +3,8 @@
 //! and answers with nodes.result.
 
 use super::Table;
-use crate::gateway::{idempotency, Gateway};
+use crate::gateway::Gateway;
+use crate::idempotency;
 use crate::protocol::types::{
     NodesInvokeParams, NodesInvokeRequestEvent, NodesInvokeResult, NodesResultParams,
     NodesResultResult,
@@ -53,14 +54,11 @@ async fn send_and_wait(
     );
     // Two requests with one key: the second waits for the first and gets
     // its result, so the node runs the command once.
-    let lock = idempotency_key
-        .as_ref()
-        .map(|key| gw.session_locks.get(&format!("idempotency:{key}")));
-    let _once = match &lock {
-        Some(lock) => Some(lock.lock().await),
+    let _once = match &idempotency_key {
+        Some(key) => Some(gw.nodes.once.lock(key).await),
         None => None,
     };
-    if let Some(earlier) = idempotency::replay(gw, idempotency_key.as_ref()).await? {
+    if let Some(earlier) = idempotency::replay(&gw.rt.store, idempotency_key.as_ref()).await? {
         return Ok(earlier);
     }
     let config = gw.config();
@@ -141,7 +139,7 @@ async fn send_and_wait(
         payload: answer.payload,
         error: answer.error,
     };
-    idempotency::remember(gw, idempotency_key, &result).await?;
+    idempotency::remember(&gw.rt.store, idempotency_key, &result).await?;
     Ok(result)
 }
 

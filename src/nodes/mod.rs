@@ -25,6 +25,8 @@ use std::time::Duration;
 #[derive(Default)]
 pub struct NodeService {
     table: Mutex<Table>,
+    /// Invocations by idempotency key, so a repeated one waits for the first.
+    once: crate::locks::KeyedLocks,
 }
 
 #[derive(Default)]
@@ -150,7 +152,8 @@ pub fn connected(gw: &Gateway, node_id: &str, ctx: &CallContext) {
         connected_at_ms: now,
         last_heard_ms: now,
     });
-    gw.rt.bus
+    gw.rt
+        .bus
         .publish(node.changed(NodesChangedEventChange::Connected));
     publish_health(gw, &table);
 }
@@ -169,7 +172,8 @@ pub fn disconnected(gw: &Gateway, conn_id: &str) {
     };
     node.live = None;
     let id = node.stored.id.clone();
-    gw.rt.bus
+    gw.rt
+        .bus
         .publish(node.changed(NodesChangedEventChange::Disconnected));
     invoke::fail_waiting(&mut table, &id, "the node disconnected before answering");
     publish_health(gw, &table);
@@ -200,7 +204,8 @@ pub async fn remove(gw: &Gateway, node_id: &str) -> Result<bool, StoreError> {
         if let Some(live) = node.live.take() {
             live.kick.kick("the node was removed");
         }
-        gw.rt.bus
+        gw.rt
+            .bus
             .publish(node.changed(NodesChangedEventChange::Removed));
     }
     invoke::fail_waiting(&mut table, node_id, "the node was removed");
@@ -234,7 +239,8 @@ pub fn spawn_watchdog(gw: &Arc<Gateway>) -> tokio::task::JoinHandle<()> {
                     let live = node.live.take().expect("checked");
                     live.kick.kick("heartbeat missed");
                     tracing::warn!(node = %node.stored.id, "node missed its heartbeats; marked offline");
-                    gw.rt.bus
+                    gw.rt
+                        .bus
                         .publish(node.changed(NodesChangedEventChange::HeartbeatMissed));
                     missed.push(node.stored.id.clone());
                 }

@@ -126,7 +126,8 @@ pub async fn approve(gw: &Gateway, request_id: &str) -> Result<String, RpcError>
     {
         let mut table = gw.nodes.lock();
         let node = Node { stored, live: None };
-        gw.rt.bus
+        gw.rt
+            .bus
             .publish(node.changed(NodesChangedEventChange::Paired));
         table.nodes.insert(node_id.clone(), node);
     }
@@ -198,7 +199,8 @@ fn resolved(
     decision: NodesPairingResolvedEventDecision,
     node_id: Option<String>,
 ) {
-    gw.rt.bus
+    gw.rt
+        .bus
         .publish(Event::NodesPairingResolved(NodesPairingResolvedEvent {
             request_id: request_id.to_string(),
             decision,

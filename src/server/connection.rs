@@ -263,7 +263,8 @@ impl Connection {
                     format!("{} requires scope {needed}", method.name()),
                 );
                 self.gw
-                    .rt.metrics
+                    .rt
+                    .metrics
                     .rpc(method, e.code.name(), std::time::Duration::ZERO);
                 return self.send(error_frame(Some(&request.id), &e));
             }

@@ -7,8 +7,8 @@
 use super::http::is_json;
 use super::Peer;
 use crate::agent::Agent;
+use crate::agent::{Session, TurnDone, TurnRequest};
 use crate::clock::now_ms;
-use crate::gateway::chat::{run_turn, Session, TurnDone, TurnRequest};
 use crate::gateway::{AuthRefused, Gateway};
 use crate::protocol::types::{AuthConfigMode, ChatResultStopReason, Scope};
 use crate::protocol::{ErrorCode, RpcError};
@@ -185,30 +185,26 @@ async fn turn(
     request: CompletionRequest,
     on_delta: &mut (dyn FnMut(&str) + Send),
 ) -> Result<TurnDone, RpcError> {
-    let session = match &request.user {
-        Some(user) => Session::Stored(format!("openai:{}:{user}", agent.id)),
-        None => Session::Stateless(request.history),
-    };
-    let lock = match &session {
-        Session::Stored(key) => Some(gw.session_locks.get(key)),
-        Session::Stateless(_) => None,
-    };
-    let _held = match &lock {
-        Some(lock) => Some(lock.lock().await),
+    let guard = match &request.user {
+        Some(user) => Some(gw.turns.lock(format!("openai:{}:{user}", agent.id)).await),
         None => None,
     };
-    run_turn(
-        gw,
-        TurnRequest {
-            agent,
-            session,
-            message: request.message,
-            run_id: None,
-            deadline: None,
-        },
-        on_delta,
-    )
-    .await
+    let session = match &guard {
+        Some(guard) => Session::Stored(guard),
+        None => Session::Stateless(request.history),
+    };
+    gw.turns
+        .run(
+            TurnRequest {
+                agent,
+                session,
+                message: request.message,
+                run_id: None,
+                deadline: None,
+            },
+            on_delta,
+        )
+        .await
 }
 
 fn stream(gw: Arc<Gateway>, agent: Agent, request: CompletionRequest, created: i64) -> Response {

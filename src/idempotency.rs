@@ -2,8 +2,9 @@
 //! day. Keys belong to the credential that used them, so nobody can read
 //! another caller's result by guessing its key.
 
-use super::{now_ms, Gateway};
+use crate::clock::now_ms;
 use crate::protocol::{CallContext, ErrorCode, RpcError};
+use crate::store::Store;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -31,14 +32,13 @@ pub fn key(kind: &str, owner: &str, client_key: Option<&str>) -> Option<String> 
 
 /// The result an earlier request with this key returned, if any.
 pub async fn replay<T: DeserializeOwned>(
-    gw: &Gateway,
+    store: &Store,
     key: Option<&String>,
 ) -> Result<Option<T>, RpcError> {
     let Some(key) = key else {
         return Ok(None);
     };
-    let Some(json) = gw
-        .rt.store
+    let Some(json) = store
         .idempotent_result(key.clone(), now_ms().saturating_sub(TTL_MS))
         .await
         .map_err(RpcError::from)?
@@ -55,7 +55,7 @@ pub async fn replay<T: DeserializeOwned>(
 
 /// Keeps `result` as the answer to every later request with this key.
 pub async fn remember<T: Serialize>(
-    gw: &Gateway,
+    store: &Store,
     key: Option<String>,
     result: &T,
 ) -> Result<(), RpcError> {
@@ -63,7 +63,7 @@ pub async fn remember<T: Serialize>(
         return Ok(());
     };
     let json = serde_json::to_string(result).expect("results serialize");
-    gw.rt.store
+    store
         .remember_result(key, json, now_ms())
         .await
         .map_err(RpcError::from)

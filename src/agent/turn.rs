@@ -1,0 +1,493 @@
+//! The turn engine: one run at a time per session (the `SessionGuard`
+//! that only `Turns` hands out), the reply streamed as agent.* events,
+//! both sides of a stored session's turn kept in the store. The chat RPC,
+//! channels, cron and the OpenAI-compatible API all run turns here.
+
+use super::{Agent, Delta, Reply, ToolBox};
+use crate::clock::now_ms;
+use crate::locks::KeyedLocks;
+use crate::protocol::types::{
+    AgentMessageEvent, AgentMessageEventState, AgentThinkingEvent, AgentToolEvent,
+    AgentToolEventPhase, ChatMessage, ChatMessageStatus, ChatResultStopReason, Usage,
+};
+use crate::protocol::{ErrorCode, Event, RpcError, Tool};
+use crate::runtime::Runtime;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, Weak};
+use tokio::sync::OwnedMutexGuard;
+
+/// Who is calling a tool.
+#[derive(Clone, Copy)]
+pub struct Caller<'a> {
+    pub agent_id: &'a str,
+    pub session_key: &'a str,
+}
+
+/// A boxed future of a tool's outcome.
+pub type ToolFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, String>> + Send + 'a>>;
+
+/// Runs the tools of schema/tools.json; given to `Turns` by whoever
+/// builds the services the tools reach (cron, nodes, exec).
+pub trait ToolRunner: Send + Sync {
+    /// Runs one call of a tool the agent has; an Err is shown to the model.
+    fn run<'a>(&'a self, caller: Caller<'a>, tool: Tool, arguments: Value) -> ToolFuture<'a>;
+}
+
+/// Proof that the caller holds a session's lock: no other turn runs on
+/// that session until it is dropped.
+pub struct SessionGuard {
+    key: String,
+    _held: OwnedMutexGuard<()>,
+}
+
+impl SessionGuard {
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// Where a turn's conversation lives.
+pub enum Session<'a> {
+    /// A stored session: history comes from and goes to the store.
+    Stored(&'a SessionGuard),
+    /// Nothing is stored; the history is given as (role, content).
+    Stateless(Vec<(String, String)>),
+}
+
+pub struct TurnRequest<'a> {
+    pub agent: Agent,
+    pub session: Session<'a>,
+    pub message: String,
+    /// The run's id; generated when None.
+    pub run_id: Option<String>,
+    /// When the turn fails with timeout (the transcript keeps the user's
+    /// message, as after any failed turn).
+    pub deadline: Option<tokio::time::Instant>,
+}
+
+pub struct TurnDone {
+    pub run_id: String,
+    pub session_key: String,
+    pub agent_id: String,
+    pub text: String,
+    pub usage: Usage,
+    pub stop_reason: ChatResultStopReason,
+    /// The stored assistant message, for stored sessions.
+    pub stored: Option<ChatMessage>,
+}
+
+/// The turns of every session: their locks, the runs going on, and the
+/// tools they may call.
+pub struct Turns {
+    rt: Runtime,
+    sessions: KeyedLocks,
+    runs: Runs,
+    tools: OnceLock<Weak<dyn ToolRunner>>,
+}
+
+impl Turns {
+    pub fn new(rt: Runtime) -> Self {
+        Turns {
+            rt,
+            sessions: KeyedLocks::default(),
+            runs: Runs::default(),
+            tools: OnceLock::new(),
+        }
+    }
+
+    /// Gives the turns their tools. Weak, because the tools (cron's among
+    /// them) run turns themselves.
+    pub fn set_tools(&self, tools: Weak<dyn ToolRunner>) {
+        let _ = self.tools.set(tools);
+    }
+
+    /// Waits until no other turn runs on `key`.
+    pub async fn lock(&self, key: String) -> SessionGuard {
+        let held = self.sessions.lock(&key).await;
+        SessionGuard { key, _held: held }
+    }
+
+    /// The session `key` if no turn runs on it, else `conflict`.
+    pub fn try_lock(&self, key: String) -> Result<SessionGuard, RpcError> {
+        match self.sessions.try_lock(&key) {
+            Ok(held) => Ok(SessionGuard { key, _held: held }),
+            Err(_) => Err(RpcError::new(
+                ErrorCode::Conflict,
+                format!("session {key} is busy with another run"),
+            )),
+        }
+    }
+
+    /// Signals the run to stop; false when it is not running.
+    pub fn abort(&self, run_id: &str) -> bool {
+        self.runs.abort(run_id)
+    }
+
+    /// Runs one turn: streams agent.message events (and each delta to
+    /// `on_delta`), honours `abort`, and stores both sides of a stored
+    /// session's turn. Everything logged meanwhile carries the run's id,
+    /// session and agent.
+    pub async fn run(
+        &self,
+        mut request: TurnRequest<'_>,
+        on_delta: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<TurnDone, RpcError> {
+        let run_id = request
+            .run_id
+            .get_or_insert_with(|| format!("run-{}", uuid::Uuid::new_v4().simple()))
+            .clone();
+        let session_key = match &request.session {
+            Session::Stored(guard) => guard.key().to_string(),
+            Session::Stateless(_) => stateless_key(&run_id),
+        };
+        let span = tracing::info_span!("run", runId = %run_id, sessionKey = %session_key, agentId = %request.agent.id);
+        tracing::Instrument::instrument(self.run_in_span(request, on_delta), span).await
+    }
+
+    async fn run_in_span(
+        &self,
+        request: TurnRequest<'_>,
+        on_delta: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<TurnDone, RpcError> {
+        let TurnRequest {
+            agent,
+            session,
+            message,
+            run_id,
+            deadline,
+        } = request;
+        let rt = &self.rt;
+        let run_id = run_id.expect("run names every run");
+        let (session_key, history, session_model) = match session {
+            Session::Stored(guard) => {
+                let key = guard.key().to_string();
+                let (history, model) = self.context(&key).await?;
+                rt.store
+                    .begin_turn(
+                        key.clone(),
+                        agent.id.clone(),
+                        run_id.clone(),
+                        message.clone(),
+                        now_ms(),
+                    )
+                    .await
+                    .map_err(RpcError::from)?;
+                (Some(key), history, model)
+            }
+            Session::Stateless(history) => (None, history, None),
+        };
+        let event_session = session_key
+            .clone()
+            .unwrap_or_else(|| stateless_key(&run_id));
+        let events = RunEvents {
+            rt,
+            run_id: run_id.clone(),
+            session_key: event_session.clone(),
+            agent_id: agent.id.clone(),
+            seq: AtomicU64::new(0),
+        };
+        let event = |state: AgentMessageEventState| events.message(state);
+        let tools = TurnTools {
+            events: &events,
+            runner: self.tools.get().and_then(Weak::upgrade),
+            allowed: agent
+                .config
+                .as_ref()
+                .map(|c| c.tools.iter().filter_map(|t| Tool::from_name(t)).collect())
+                .unwrap_or_default(),
+        };
+        let mut partial = String::new();
+        let mut stream = |delta: Delta<'_>| match delta {
+            Delta::Text(text) => {
+                partial.push_str(text);
+                on_delta(text);
+                let mut e = event(AgentMessageEventState::Delta);
+                e.delta = Some(text.to_string());
+                rt.bus.publish(Event::AgentMessage(e));
+            }
+            Delta::Thinking(text) => events.thinking(text),
+        };
+        let mut run = self.runs.start(&run_id);
+        let started = std::time::Instant::now();
+        let timed_out = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        let outcome = tokio::select! {
+            reply = agent.reply(&rt.http, &tools, history, session_model, &message, &mut stream) => Some(reply),
+            _ = run.aborted() => None,
+            _ = timed_out => Some(Err(RpcError::new(ErrorCode::Timeout, "the turn did not finish before its deadline"))),
+        };
+        drop(run);
+        let (reply, status, state) = match outcome {
+            Some(Ok(reply)) => {
+                rt.metrics
+                    .upstream(&agent.id, &agent.provider, started.elapsed());
+                rt.metrics.turn(&agent.id, "complete");
+                rt.metrics.tokens(
+                    &agent.id,
+                    reply.usage.input_tokens,
+                    reply.usage.output_tokens,
+                );
+                (
+                    reply,
+                    ChatMessageStatus::Complete,
+                    AgentMessageEventState::Final,
+                )
+            }
+            Some(Err(e)) => {
+                rt.metrics.turn(&agent.id, e.code.name());
+                // Debug-quoted: the message may quote the upstream.
+                tracing::warn!("turn failed: {:?}", e.message);
+                let mut failed = event(AgentMessageEventState::Error);
+                failed.error = Some(e.message.clone());
+                rt.bus.publish(Event::AgentMessage(failed));
+                return Err(e);
+            }
+            None => {
+                rt.metrics.turn(&agent.id, "aborted");
+                let words = partial.split_whitespace().count() as u64;
+                let reply = Reply {
+                    text: partial,
+                    usage: Usage {
+                        input_tokens: 0,
+                        output_tokens: words,
+                    },
+                    stop_reason: ChatResultStopReason::Aborted,
+                };
+                (
+                    reply,
+                    ChatMessageStatus::Aborted,
+                    AgentMessageEventState::Aborted,
+                )
+            }
+        };
+        let stored = match &session_key {
+            Some(key) => Some(
+                rt.store
+                    .finish_turn(
+                        key.clone(),
+                        run_id.clone(),
+                        reply.text.clone(),
+                        status,
+                        reply.usage.clone(),
+                        now_ms(),
+                    )
+                    .await
+                    .map_err(RpcError::from)?,
+            ),
+            None => None,
+        };
+        let mut done = event(state);
+        done.message = stored.clone();
+        rt.bus.publish(Event::AgentMessage(done));
+        tracing::info!(
+            stopReason = %reply.stop_reason,
+            inputTokens = reply.usage.input_tokens,
+            outputTokens = reply.usage.output_tokens,
+            "turn finished"
+        );
+        Ok(TurnDone {
+            run_id,
+            session_key: event_session,
+            agent_id: agent.id,
+            text: reply.text,
+            usage: reply.usage,
+            stop_reason: reply.stop_reason,
+            stored,
+        })
+    }
+
+    /// The session's messages a provider sees, and its model override.
+    async fn context(
+        &self,
+        session_key: &str,
+    ) -> Result<(Vec<(String, String)>, Option<String>), RpcError> {
+        let store = &self.rt.store;
+        let history = store
+            .history(session_key.to_string(), CONTEXT_MESSAGES, None)
+            .await
+            .map_err(RpcError::from)?
+            .map(|(messages, _)| messages)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.status == ChatMessageStatus::Complete)
+            .map(|m| (m.role.to_string(), m.content))
+            .collect();
+        let model = store
+            .session(session_key.to_string())
+            .await
+            .map_err(RpcError::from)?
+            .and_then(|s| s.model);
+        Ok((history, model))
+    }
+}
+
+/// Messages of the session a provider sees, at most.
+const CONTEXT_MESSAGES: usize = 100;
+
+/// The key events of a turn without a stored session carry.
+fn stateless_key(run_id: &str) -> String {
+    format!("stateless:{run_id}")
+}
+
+/// Running turns by run id, so they can be aborted.
+#[derive(Default)]
+struct Runs {
+    running: Mutex<HashMap<String, tokio::sync::watch::Sender<bool>>>,
+}
+
+impl Runs {
+    fn start(&self, run_id: &str) -> RunGuard<'_> {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        self.running
+            .lock()
+            .expect("runs")
+            .insert(run_id.to_string(), tx);
+        RunGuard {
+            runs: self,
+            run_id: run_id.to_string(),
+            aborted: rx,
+        }
+    }
+
+    fn abort(&self, run_id: &str) -> bool {
+        let running = self.running.lock().expect("runs");
+        running.get(run_id).is_some_and(|tx| tx.send(true).is_ok())
+    }
+}
+
+struct RunGuard<'a> {
+    runs: &'a Runs,
+    run_id: String,
+    aborted: tokio::sync::watch::Receiver<bool>,
+}
+
+impl RunGuard<'_> {
+    async fn aborted(&mut self) {
+        let _ = self.aborted.wait_for(|a| *a).await;
+    }
+}
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        self.runs.running.lock().expect("runs").remove(&self.run_id);
+    }
+}
+
+/// Builds the events of one run, numbering them with one sequence.
+struct RunEvents<'a> {
+    rt: &'a Runtime,
+    run_id: String,
+    session_key: String,
+    agent_id: String,
+    seq: AtomicU64,
+}
+
+impl RunEvents<'_> {
+    fn next_seq(&self) -> std::num::NonZeroU64 {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        std::num::NonZeroU64::new(seq).expect("counted from 1")
+    }
+
+    fn message(&self, state: AgentMessageEventState) -> AgentMessageEvent {
+        AgentMessageEvent {
+            run_id: self.run_id.clone(),
+            session_key: self.session_key.clone(),
+            agent_id: self.agent_id.clone(),
+            run_seq: self.next_seq(),
+            state,
+            delta: None,
+            message: None,
+            error: None,
+        }
+    }
+
+    fn thinking(&self, text: &str) {
+        self.rt
+            .bus
+            .publish(Event::AgentThinking(AgentThinkingEvent {
+                run_id: self.run_id.clone(),
+                session_key: self.session_key.clone(),
+                agent_id: self.agent_id.clone(),
+                run_seq: self.next_seq(),
+                delta: text.to_string(),
+            }));
+    }
+
+    fn tool(
+        &self,
+        phase: AgentToolEventPhase,
+        call_id: &str,
+        name: &str,
+        arguments: &Value,
+        outcome: Option<&Result<Value, String>>,
+    ) {
+        self.rt.bus.publish(Event::AgentTool(AgentToolEvent {
+            run_id: self.run_id.clone(),
+            session_key: self.session_key.clone(),
+            agent_id: self.agent_id.clone(),
+            run_seq: self.next_seq(),
+            phase,
+            call_id: call_id.to_string(),
+            name: name.to_string(),
+            arguments: arguments.clone(),
+            result: outcome.and_then(|o| o.as_ref().ok().cloned()),
+            error: outcome.and_then(|o| o.as_ref().err().cloned()),
+        }));
+    }
+}
+
+/// The agent's configured tools, each call announced as agent.tool.
+struct TurnTools<'a> {
+    events: &'a RunEvents<'a>,
+    runner: Option<std::sync::Arc<dyn ToolRunner>>,
+    allowed: Vec<Tool>,
+}
+
+impl ToolBox for TurnTools<'_> {
+    fn offered(&self) -> Vec<(String, String, Value)> {
+        self.allowed
+            .iter()
+            .map(|tool| {
+                let schema = crate::protocol::Schemas::get()
+                    .def(tool.params_def())
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                (tool.name().to_string(), tool.summary().to_string(), schema)
+            })
+            .collect()
+    }
+
+    fn call<'a>(&'a self, call_id: &'a str, name: &'a str, arguments: Value) -> ToolFuture<'a> {
+        Box::pin(async move {
+            self.events
+                .tool(AgentToolEventPhase::Start, call_id, name, &arguments, None);
+            let tool = Tool::from_name(name).filter(|t| self.allowed.contains(t));
+            let outcome = match (tool, &self.runner) {
+                (Some(tool), Some(runner)) => {
+                    let caller = Caller {
+                        agent_id: &self.events.agent_id,
+                        session_key: &self.events.session_key,
+                    };
+                    runner.run(caller, tool, arguments.clone()).await
+                }
+                _ => Err(format!("no tool {name} is available to this agent")),
+            };
+            self.events.tool(
+                AgentToolEventPhase::End,
+                call_id,
+                name,
+                &arguments,
+                Some(&outcome),
+            );
+            outcome
+        })
+    }
+}
