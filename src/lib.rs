@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub mod gateway;
 pub mod health;
 pub mod idempotency;
+pub mod limiter;
 pub mod locks;
 pub mod metrics;
 pub mod nodes;

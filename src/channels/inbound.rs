@@ -2,10 +2,9 @@
 //! session key, the agent turn, and the reply back through the channel
 //! in pieces the channel accepts.
 
-use super::{irc, telegram, webhook, Key, Policy};
+use super::{irc, telegram, webhook, ChannelManager, Key, Policy};
 use crate::agent::Agent;
 use crate::agent::{Session, TurnRequest};
-use crate::gateway::Gateway;
 use crate::protocol::types::{Binding, DmPolicy, GroupPolicy, SessionConfigDmScope};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -89,7 +88,7 @@ impl Reply {
 /// policy refuses it or the account has too many pending, else answers it
 /// in the background.
 pub fn dispatch(
-    gw: &Arc<Gateway>,
+    manager: &Arc<ChannelManager>,
     key: &Key,
     policy: &Policy,
     counters: &Arc<super::Counters>,
@@ -116,13 +115,13 @@ pub fn dispatch(
             return Err(refused);
         }
     };
-    let gw = Arc::clone(gw);
+    let manager = Arc::clone(manager);
     let key = key.clone();
     let counters = Arc::clone(counters);
     let span = tracing::info_span!("message", channel = %key, peer = %message.peer);
     let answering = async move {
         let _pending = permit;
-        match answer(&gw, &key, &message, &reply).await {
+        match answer(&manager, &key, &message, &reply).await {
             Ok(pieces) => {
                 counters.replied.fetch_add(pieces, Ordering::Relaxed);
             }
@@ -164,12 +163,17 @@ pub fn allowed(policy: &Policy, message: &Inbound) -> Result<(), &'static str> {
 }
 
 /// Runs the turn and delivers the reply; returns the pieces sent.
-async fn answer(gw: &Gateway, key: &Key, message: &Inbound, reply: &Reply) -> Result<u64, String> {
-    let config = gw.config();
+async fn answer(
+    manager: &ChannelManager,
+    key: &Key,
+    message: &Inbound,
+    reply: &Reply,
+) -> Result<u64, String> {
+    let config = manager.rt.config();
     let agent_id = route(&config.bindings, key, message);
     let agent = Agent::resolve(&config, agent_id.as_deref()).map_err(|e| e.message)?;
     let session_key = session_key(config.session.dm_scope, &agent.id, key, message);
-    let session = gw.turns.lock(session_key.clone()).await;
+    let session = manager.turns.lock(session_key.clone()).await;
     let request = TurnRequest {
         agent,
         session: Session::Stored(&session),
@@ -177,7 +181,7 @@ async fn answer(gw: &Gateway, key: &Key, message: &Inbound, reply: &Reply) -> Re
         run_id: None,
         deadline: None,
     };
-    let done = gw
+    let done = manager
         .turns
         .run(request, &mut |_| {})
         .await

@@ -2,7 +2,7 @@
 //! configured channels, answers PINGs, and hands private messages and
 //! channel messages to the pipeline; replies go out as PRIVMSG lines.
 
-use super::inbound::{dispatch, Inbound, Reply};
+use super::inbound::{Inbound, Reply};
 use super::{Account, Link};
 use crate::protocol::types::IrcAccount;
 use std::sync::Arc;
@@ -139,14 +139,7 @@ async fn session(
                     lines: lines.clone(),
                     target: if to_me { sender } else { target }.to_string(),
                 });
-                let _ = dispatch(
-                    link.gateway(),
-                    &link.key,
-                    &policy,
-                    &link.counters,
-                    inbound,
-                    reply,
-                );
+                let _ = link.dispatch(&policy, inbound, reply);
             }
             _ => {}
         }

@@ -9,15 +9,16 @@ mod replay;
 mod telegram;
 pub mod webhook;
 
+use crate::agent::Turns;
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::gateway::Gateway;
+use crate::limiter::FailureLimiter;
 use crate::protocol::types::{
     ChannelConnectedEvent, ChannelDisconnectedEvent, ChannelHealth, ChannelInfo, ChannelKind,
     ChannelStatus, DmPolicy, GroupPolicy,
 };
 use crate::protocol::Event;
-use serde_json::Value;
+use crate::runtime::Runtime;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -52,7 +53,7 @@ pub struct Policy {
 }
 
 /// An account's config, by kind.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Account {
     Telegram(crate::protocol::types::TelegramAccount),
     Irc(crate::protocol::types::IrcAccount),
@@ -82,15 +83,6 @@ impl Account {
             Account::Irc(a) => policy!(a),
             Account::Webhook(a) => policy!(a),
         }
-    }
-
-    fn json(&self) -> Value {
-        match self {
-            Account::Telegram(a) => serde_json::to_value(a),
-            Account::Irc(a) => serde_json::to_value(a),
-            Account::Webhook(a) => serde_json::to_value(a),
-        }
-        .unwrap_or(Value::Null)
     }
 }
 
@@ -139,10 +131,16 @@ fn accounts(config: &Config) -> BTreeMap<Key, Account> {
     all
 }
 
-#[derive(Default)]
+/// The channel accounts: each runs as a monitor task holding a `Link`
+/// back to the manager, through which it reports and answers messages.
 pub struct ChannelManager {
+    rt: Runtime,
+    turns: Arc<Turns>,
     monitors: Mutex<BTreeMap<Key, Monitor>>,
     replays: Mutex<replay::ReplayCache>,
+    /// Bad webhook signatures and unknown webhook accounts, apart from
+    /// the connect limiter so webhook senders cannot lock out operators.
+    webhook_failures: FailureLimiter,
 }
 
 struct Monitor {
@@ -167,21 +165,16 @@ pub struct Link {
     pub key: Key,
     pub counters: Arc<Counters>,
     stop: watch::Receiver<bool>,
-    gw: Arc<Gateway>,
+    manager: Arc<ChannelManager>,
     state: Arc<Mutex<State>>,
 }
 
 impl Link {
     /// Reports that the account is connected.
     pub fn connected(&self) {
-        set_status(
-            &self.gw,
-            &self.key,
-            &self.state,
-            ChannelStatus::Connected,
-            None,
-        );
-        self.gw
+        self.manager
+            .set_status(&self.key, &self.state, ChannelStatus::Connected, None);
+        self.manager
             .rt
             .bus
             .publish(Event::ChannelConnected(ChannelConnectedEvent {
@@ -196,8 +189,25 @@ impl Link {
         let _ = stop.wait_for(|s| *s).await;
     }
 
-    pub fn gateway(&self) -> &Arc<Gateway> {
-        &self.gw
+    pub fn runtime(&self) -> &Runtime {
+        &self.manager.rt
+    }
+
+    /// Hands one inbound message to the pipeline (policy, turn, reply).
+    pub fn dispatch(
+        &self,
+        policy: &Policy,
+        message: inbound::Inbound,
+        reply: inbound::Reply,
+    ) -> Result<(), inbound::Refused> {
+        inbound::dispatch(
+            &self.manager,
+            &self.key,
+            policy,
+            &self.counters,
+            message,
+            reply,
+        )
     }
 }
 
@@ -213,17 +223,23 @@ fn backoff(failures: u32) -> Duration {
 const STABLE: Duration = Duration::from_secs(30);
 
 impl ChannelManager {
+    pub fn new(rt: Runtime, turns: Arc<Turns>) -> Arc<Self> {
+        Arc::new(ChannelManager {
+            rt,
+            turns,
+            monitors: Mutex::default(),
+            replays: Mutex::default(),
+            webhook_failures: FailureLimiter::new(Duration::from_secs(60)),
+        })
+    }
+
     /// Starts, stops and restarts monitors so that they match the config.
-    pub fn apply(&self, gw: &Arc<Gateway>) {
-        let wanted = accounts(&gw.config());
+    pub fn apply(self: &Arc<Self>) {
+        let wanted = accounts(&self.rt.config());
         let mut monitors = self.monitors.lock().expect("channels");
         let gone: Vec<Key> = monitors
             .iter()
-            .filter(|(key, m)| {
-                wanted
-                    .get(key)
-                    .is_none_or(|account| account.json() != m.account.json())
-            })
+            .filter(|(key, m)| wanted.get(key).is_none_or(|account| *account != m.account))
             .map(|(key, _)| key.clone())
             .collect();
         for key in gone {
@@ -235,15 +251,15 @@ impl ChannelManager {
         for (key, account) in wanted {
             if let std::collections::btree_map::Entry::Vacant(slot) = monitors.entry(key) {
                 let key = slot.key().clone();
-                slot.insert(start(gw, key, account, None));
+                slot.insert(self.start(key, account, None));
             }
         }
         drop(monitors);
-        self.publish_health(gw);
+        self.publish_health();
     }
 
     /// Restarts one account; false when it is not configured.
-    pub fn restart(&self, gw: &Arc<Gateway>, key: &Key) -> bool {
+    pub fn restart(self: &Arc<Self>, key: &Key) -> bool {
         let mut monitors = self.monitors.lock().expect("channels");
         let Some(old) = monitors.remove(key) else {
             return false;
@@ -251,7 +267,7 @@ impl ChannelManager {
         old.stop.send_replace(true);
         let restarts = old.state.lock().expect("channel state").restarts + 1;
         let carried = (restarts, Arc::clone(&old.counters));
-        let monitor = start(gw, key.clone(), old.account, Some(carried));
+        let monitor = self.start(key.clone(), old.account, Some(carried));
         monitors.insert(key.clone(), monitor);
         true
     }
@@ -312,7 +328,7 @@ impl ChannelManager {
         )
     }
 
-    fn publish_health(&self, gw: &Gateway) {
+    fn publish_health(&self) {
         let channels = self
             .monitors
             .lock()
@@ -330,69 +346,69 @@ impl ChannelManager {
                 )
             })
             .collect();
-        gw.rt.health.set_channels(channels);
+        self.rt.health.set_channels(channels);
     }
-}
 
-fn set_status(
-    gw: &Gateway,
-    key: &Key,
-    state: &Mutex<State>,
-    status: ChannelStatus,
-    error: Option<String>,
-) {
-    {
-        let mut state = state.lock().expect("channel state");
-        if state.status != status {
-            state.since_ms = now_ms();
+    fn set_status(
+        &self,
+        key: &Key,
+        state: &Mutex<State>,
+        status: ChannelStatus,
+        error: Option<String>,
+    ) {
+        {
+            let mut state = state.lock().expect("channel state");
+            if state.status != status {
+                state.since_ms = now_ms();
+            }
+            state.status = status;
+            if error.is_some() || status == ChannelStatus::Connected {
+                state.last_error = error.or(state.last_error.take());
+            }
+            if status == ChannelStatus::Connected {
+                state.next_retry_at_ms = None;
+            }
         }
-        state.status = status;
-        if error.is_some() || status == ChannelStatus::Connected {
-            state.last_error = error.or(state.last_error.take());
-        }
-        if status == ChannelStatus::Connected {
-            state.next_retry_at_ms = None;
-        }
+        tracing::debug!(channel = %key, ?status, "channel status");
+        self.publish_health();
     }
-    tracing::debug!(channel = %key, ?status, "channel status");
-    gw.channels.publish_health(gw);
-}
 
-/// Starts the supervised monitor of one account; a manual restart
-/// carries over the restart count and the message counters.
-fn start(
-    gw: &Arc<Gateway>,
-    key: Key,
-    account: Account,
-    carried: Option<(u64, Arc<Counters>)>,
-) -> Monitor {
-    let (stop, stop_rx) = watch::channel(false);
-    let (restarts, counters) = carried.unwrap_or_default();
-    let state = Arc::new(Mutex::new(State {
-        status: ChannelStatus::Starting,
-        last_error: None,
-        since_ms: now_ms(),
-        restarts,
-        next_retry_at_ms: None,
-    }));
-    let link = Link {
-        key: key.clone(),
-        counters: Arc::clone(&counters),
-        stop: stop_rx,
-        gw: Arc::clone(gw),
-        state: Arc::clone(&state),
-    };
-    tracing::info!(channel = %key, "channel account starting");
-    let span = tracing::info_span!("channel", channel = %key);
-    tokio::spawn(tracing::Instrument::instrument(
-        supervise(link, account.clone()),
-        span,
-    ));
-    Monitor {
-        account,
-        state,
-        counters,
-        stop,
+    /// Starts the supervised monitor of one account; a manual restart
+    /// carries over the restart count and the message counters.
+    fn start(
+        self: &Arc<Self>,
+        key: Key,
+        account: Account,
+        carried: Option<(u64, Arc<Counters>)>,
+    ) -> Monitor {
+        let (stop, stop_rx) = watch::channel(false);
+        let (restarts, counters) = carried.unwrap_or_default();
+        let state = Arc::new(Mutex::new(State {
+            status: ChannelStatus::Starting,
+            last_error: None,
+            since_ms: now_ms(),
+            restarts,
+            next_retry_at_ms: None,
+        }));
+        let link = Link {
+            key: key.clone(),
+            counters: Arc::clone(&counters),
+            stop: stop_rx,
+            manager: Arc::clone(self),
+            state: Arc::clone(&state),
+        };
+        tracing::info!(channel = %key, "channel account starting");
+        let span = tracing::info_span!("channel", channel = %key);
+        tokio::spawn(tracing::Instrument::instrument(
+            supervise(link, account.clone()),
+            span,
+        ));
+        Monitor {
+            account,
+            state,
+            counters,
+            stop,
+        }
     }
 }
 
@@ -428,14 +444,9 @@ async fn supervise(link: Link, account: Account) {
         } else {
             ChannelStatus::Error
         };
-        set_status(
-            &link.gw,
-            &link.key,
-            &link.state,
-            status,
-            Some(error.clone()),
-        );
-        link.gw
+        link.manager
+            .set_status(&link.key, &link.state, status, Some(error.clone()));
+        link.manager
             .rt
             .bus
             .publish(Event::ChannelDisconnected(ChannelDisconnectedEvent {

@@ -2,7 +2,7 @@
 //! next offset is stored before messages are handled, so a restart never
 //! handles one twice), replies with `sendMessage`.
 
-use super::inbound::{dispatch, Inbound, Reply};
+use super::inbound::{Inbound, Reply};
 use super::{Account, Link};
 use crate::protocol::types::TelegramAccount;
 use serde_json::{json, Value};
@@ -52,9 +52,9 @@ impl Api {
 }
 
 pub async fn run(link: &Link, config: &TelegramAccount) -> Result<(), String> {
-    let gw = link.gateway();
+    let rt = link.runtime();
     let api = Api {
-        http: gw.rt.http.clone(),
+        http: rt.http.clone(),
         base: format!(
             "{}/bot{}",
             config.api_base.trim_end_matches('/'),
@@ -69,8 +69,7 @@ pub async fn run(link: &Link, config: &TelegramAccount) -> Result<(), String> {
     let channel = link.key.kind.to_string();
     let account = link.key.account.clone();
     let stored = |e: crate::store::StoreError| e.to_string();
-    let mut offset = gw
-        .rt
+    let mut offset = rt
         .store
         .channel_offset(channel.clone(), account.clone())
         .await
@@ -92,8 +91,7 @@ pub async fn run(link: &Link, config: &TelegramAccount) -> Result<(), String> {
         };
         // Stored first: after a crash a message is lost rather than answered twice.
         offset = Some(last + 1);
-        gw.rt
-            .store
+        rt.store
             .set_channel_offset(channel.clone(), account.clone(), last + 1)
             .await
             .map_err(stored)?;
@@ -103,7 +101,7 @@ pub async fn run(link: &Link, config: &TelegramAccount) -> Result<(), String> {
                     api: api.clone(),
                     chat_id,
                 });
-                let _ = dispatch(gw, &link.key, &policy, &link.counters, message, reply);
+                let _ = link.dispatch(&policy, message, reply);
             }
         }
     }

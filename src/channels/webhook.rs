@@ -4,8 +4,7 @@
 //! POSTed to the account's replyUrl, signed the same way.
 
 use super::inbound::{dispatch, Inbound, Refused, Reply};
-use super::{Account, Key};
-use crate::gateway::Gateway;
+use super::{Account, ChannelManager, Key};
 use crate::protocol::types::ChannelKind;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
@@ -18,6 +17,7 @@ use sha2::Sha256;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub const TIMESTAMP_HEADER: &str = "x-clawgate-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-clawgate-signature";
@@ -56,7 +56,7 @@ pub fn verify(
     let given = header(SIGNATURE_HEADER)
         .and_then(|s| s.strip_prefix("sha256="))
         .ok_or("missing X-Clawgate-Signature: sha256=<hex>")?;
-    let given = decode_hex(given).ok_or("the signature is not hex")?;
+    let given = hex::decode(given).map_err(|_| "the signature is not hex")?;
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(format!("{timestamp}.").as_bytes());
     mac.update(body);
@@ -72,19 +72,9 @@ fn request_id(headers: &HeaderMap) -> (u64, Vec<u8>) {
         .unwrap_or(0);
     let signature = header(SIGNATURE_HEADER)
         .and_then(|s| s.strip_prefix("sha256="))
-        .and_then(decode_hex)
+        .and_then(|hex| hex::decode(hex).ok())
         .unwrap_or_default();
     (timestamp, signature)
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 fn now_secs() -> u64 {
@@ -93,7 +83,7 @@ fn now_secs() -> u64 {
 
 /// `POST /hooks/{account}`.
 pub async fn receive(
-    State(gw): State<Arc<Gateway>>,
+    State(channels): State<Arc<ChannelManager>>,
     Path(account): Path<String>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -103,10 +93,14 @@ pub async fn receive(
         kind: ChannelKind::Webhook,
         account,
     };
-    let auth = gw.config().gateway.auth.clone();
+    let settings = channels.rt.config();
+    let auth = &settings.gateway.auth;
     let per_client = auth.max_failures_per_minute.get() as usize;
     let total = auth.max_failures_per_minute_total.get() as usize;
-    if let Err(limited) = gw.webhook_failures.check(remote.ip(), per_client, total) {
+    if let Err(limited) = channels
+        .webhook_failures
+        .check(remote.ip(), per_client, total)
+    {
         let mut response = error(
             StatusCode::TOO_MANY_REQUESTS,
             "too many refused webhook requests; try again later".into(),
@@ -119,30 +113,33 @@ pub async fn receive(
         }
         return response;
     }
-    let Some((Account::Webhook(config), counters)) = gw.channels.running(&key) else {
+    let Some((Account::Webhook(config), counters)) = channels.running(&key) else {
         // Counted like a bad signature, so account names cannot be probed.
-        gw.webhook_failures.record_failure(remote.ip(), total);
+        channels.webhook_failures.record_failure(remote.ip(), total);
         return error(
             StatusCode::NOT_FOUND,
             format!("no webhook account {}", key.account),
         );
     };
-    let body = match gw.request_body(body).await {
+    let limits = &settings.gateway.limits;
+    let body = crate::bounded::request_body(
+        body,
+        limits.max_payload_bytes as usize,
+        Duration::from_millis(limits.http_body_timeout_ms as u64),
+    );
+    let body = match body.await {
         Ok(body) => body,
         Err(e) => return error(e.status, e.message),
     };
     let now = now_secs();
     if let Err(why) = verify(config.secret.as_str(), &headers, &body, now) {
-        gw.webhook_failures.record_failure(remote.ip(), total);
+        channels.webhook_failures.record_failure(remote.ip(), total);
         counters.dropped.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(channel = %key, %remote, "webhook refused: {why}");
         return error(StatusCode::UNAUTHORIZED, why.to_string());
     }
     let (timestamp, signature) = request_id(&headers);
-    if !gw
-        .channels
-        .first_delivery(&key, timestamp, signature, now + MAX_AGE_SECS + 1)
-    {
+    if !channels.first_delivery(&key, timestamp, signature, now + MAX_AGE_SECS + 1) {
         counters.dropped.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(channel = %key, %remote, "webhook refused: a replay of an earlier request");
         return error(
@@ -167,7 +164,7 @@ pub async fn receive(
         }
     };
     let reply = Reply::Webhook(Replier {
-        http: gw.rt.http.clone(),
+        http: channels.rt.http.clone(),
         url: config.reply_url.as_ref().map(|u| u.to_string()),
         secret: config.secret.to_string(),
         peer: message.peer.clone(),
@@ -181,7 +178,7 @@ pub async fn receive(
         mentioned: true,
     };
     let taken = dispatch(
-        &gw,
+        &channels,
         &key,
         &Account::Webhook(config).policy(),
         &counters,

@@ -316,7 +316,7 @@ impl Handlers for Gateway {
             kind: params.channel,
             account: params.account_id.to_string(),
         };
-        if !self.channels.restart(&self.arc(), &key) {
+        if !self.channels.restart(&key) {
             return Err(RpcError::new(
                 crate::protocol::ErrorCode::NotFound,
                 format!("no running channel account {key}"),

@@ -6,7 +6,6 @@ mod connect;
 mod connections;
 mod cron_rpc;
 mod handlers;
-mod limiter;
 mod maintenance;
 mod reload;
 mod sessions;
@@ -14,9 +13,9 @@ mod status;
 mod tools;
 
 pub use crate::config::{Applied, ConfigService};
+pub use crate::limiter::{client_key, ClientKey, FailureLimiter, Limited};
 pub use connect::{credential_grants, credential_matches, revalidate};
 pub use connections::{ConnectionSlot, Connections};
-pub use limiter::{client_key, ClientKey, FailureLimiter, Limited};
 
 use crate::bus::Bus;
 use crate::config::{Config, LoadOptions, Loaded};
@@ -47,8 +46,6 @@ pub struct RuntimeInfo {
 pub type LogControl = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 pub struct Gateway {
-    /// This gateway, for work that outlives the call that starts it.
-    me: Weak<Gateway>,
     pub configs: ConfigService,
     /// The handles the services share.
     pub rt: Runtime,
@@ -56,13 +53,10 @@ pub struct Gateway {
     pub cron: crate::cron::CronService,
     pub nodes: crate::nodes::NodeService,
     pub approvals: crate::exec::Approvals,
-    pub channels: crate::channels::ChannelManager,
+    pub channels: Arc<crate::channels::ChannelManager>,
     pub info: RuntimeInfo,
     pub connections: Connections,
     pub auth_failures: FailureLimiter,
-    /// Bad webhook signatures and unknown webhook accounts, apart from
-    /// the connect limiter so webhook senders cannot lock out operators.
-    pub webhook_failures: FailureLimiter,
     shutdown: watch::Sender<bool>,
     closing: AtomicBool,
     log_control: OnceLock<LogControl>,
@@ -108,15 +102,15 @@ impl Gateway {
             state_dir: Arc::new(state_dir.clone()),
         };
         let turns = Arc::new(crate::agent::Turns::new(rt.clone()));
-        let gateway = Arc::new_cyclic(|me| Gateway {
-            me: me.clone(),
+        let channels = crate::channels::ChannelManager::new(rt.clone(), Arc::clone(&turns));
+        let gateway = Arc::new(Gateway {
             configs,
             rt,
             turns,
             cron,
             nodes: Default::default(),
             approvals: Default::default(),
-            channels: Default::default(),
+            channels,
             info: RuntimeInfo {
                 started,
                 started_at_ms,
@@ -126,7 +120,6 @@ impl Gateway {
             },
             connections: Connections::default(),
             auth_failures: FailureLimiter::new(Duration::from_secs(60)),
-            webhook_failures: FailureLimiter::new(Duration::from_secs(60)),
             shutdown,
             closing: AtomicBool::new(false),
             log_control: OnceLock::new(),
@@ -134,11 +127,6 @@ impl Gateway {
         let tools: Weak<dyn crate::agent::ToolRunner> = Arc::downgrade(&gateway) as _;
         gateway.turns.set_tools(tools);
         gateway
-    }
-
-    /// The shared handle of this gateway.
-    pub fn arc(&self) -> Arc<Gateway> {
-        self.me.upgrade().expect("the gateway outlives its calls")
     }
 
     pub fn config(&self) -> Arc<Config> {

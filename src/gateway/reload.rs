@@ -60,7 +60,7 @@ impl Gateway {
                         .any(|k| *k == section || k.starts_with(&format!("{section}.")))
                 };
                 if touched(keys::CHANNELS) {
-                    self.channels.apply(&self.arc());
+                    self.channels.apply();
                 }
                 // Before counting, so turning metrics on counts this reload.
                 self.rt

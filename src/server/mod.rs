@@ -46,15 +46,19 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         )
         .route("/v1/models", get(openai_api::models))
         .route(
-            "/hooks/{account}",
-            axum::routing::post(crate::channels::webhook::receive),
-        )
-        .route(
             "/v1/chat/completions",
             axum::routing::post(openai_api::completions),
         )
         .fallback(http::not_found)
-        .with_state(gw)
+        .with_state(Arc::clone(&gw))
+        .merge(
+            Router::new()
+                .route(
+                    "/hooks/{account}",
+                    axum::routing::post(crate::channels::webhook::receive),
+                )
+                .with_state(Arc::clone(&gw.channels)),
+        )
 }
 
 /// Binds the configured address and records it in the gateway.
@@ -105,7 +109,7 @@ pub async fn serve(
         .await
         .map_err(|e| std::io::Error::other(format!("cannot load the nodes: {e}")))?;
     let watchdog = crate::nodes::spawn_watchdog(&gw);
-    gw.channels.apply(&gw);
+    gw.channels.apply();
     let ticker = gw.spawn_ticker();
     let maintenance = gw.spawn_maintenance();
     let watcher = gw.spawn_config_watcher();
