@@ -2,11 +2,11 @@
 //! scope, answered by the first of them, denied when nobody answers.
 
 use crate::clock::now_ms;
-use crate::gateway::Gateway;
 use crate::protocol::types::{
     ApprovalDecision, ApprovalsResolvedEvent, ApprovalsResolvedEventDecision, ExecApproval,
 };
 use crate::protocol::{CallContext, ErrorCode, Event, RpcError};
+use crate::runtime::Runtime;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -16,8 +16,8 @@ use tokio::sync::oneshot;
 /// (conflict) from an unknown id (not found).
 const REMEMBERED: usize = 1024;
 
-#[derive(Default)]
 pub struct Approvals {
+    rt: Runtime,
     state: Mutex<State>,
 }
 
@@ -40,10 +40,17 @@ pub enum Outcome {
 }
 
 impl Approvals {
+    pub fn new(rt: Runtime) -> Self {
+        Approvals {
+            rt,
+            state: Mutex::default(),
+        }
+    }
+
     /// Asks every approvals client and waits for the first answer, or
     /// approvals.timeoutMs.
-    pub async fn ask(&self, gw: &Gateway, mut approval: ExecApproval) -> Outcome {
-        let timeout = gw.config().approvals.timeout_ms.max(1) as u64;
+    pub async fn ask(&self, mut approval: ExecApproval) -> Outcome {
+        let timeout = self.rt.config().approvals.timeout_ms.max(1) as u64;
         approval.requested_at_ms = now_ms();
         approval.expires_at_ms = approval.requested_at_ms + timeout;
         let id = approval.id.clone();
@@ -56,18 +63,18 @@ impl Approvals {
             },
         );
         tracing::info!(approval = %id, command = %approval.command, agent = %approval.agent_id, "exec approval requested");
-        gw.rt.bus.publish(Event::ApprovalsRequested(approval));
+        self.rt.bus.publish(Event::ApprovalsRequested(approval));
         match tokio::time::timeout(Duration::from_millis(timeout), answered).await {
             Ok(Ok((decision, by))) => {
-                gw.rt.metrics.approval(decision);
+                self.rt.metrics.approval(decision);
                 Outcome::Decided(decision, by)
             }
             Ok(Err(_)) | Err(_) => {
-                gw.rt
+                self.rt
                     .metrics
                     .approval(ApprovalsResolvedEventDecision::Timeout);
                 if self.finish(&id).is_some() {
-                    gw.rt
+                    self.rt
                         .bus
                         .publish(Event::ApprovalsResolved(ApprovalsResolvedEvent {
                             id,
@@ -83,7 +90,6 @@ impl Approvals {
     /// approvals.respond: the first answer wins.
     pub fn respond(
         &self,
-        gw: &Gateway,
         ctx: &CallContext,
         id: &str,
         decision: ApprovalDecision,
@@ -106,7 +112,7 @@ impl Approvals {
             });
         };
         let by = ctx.conn_id.clone();
-        gw.rt
+        self.rt
             .bus
             .publish(Event::ApprovalsResolved(ApprovalsResolvedEvent {
                 id: id.to_string(),

@@ -34,7 +34,7 @@ pub async fn connect(
         (Role::Node, Some(auth)) => auth
             .token
             .as_deref()
-            .and_then(|token| crate::nodes::authenticate(gw, token)),
+            .and_then(|token| gw.nodes.authenticate(token)),
         _ => None,
     };
     let verdict = match node_id {
@@ -65,7 +65,7 @@ pub async fn connect(
     }
     if let Some(node_id) = node_id {
         ctx.bind_node(node_id.clone());
-        crate::nodes::connected(gw, &node_id, ctx);
+        gw.nodes.connected(&node_id, ctx);
     }
     let limits = &config.gateway.limits;
     Ok(ConnectResult {

@@ -88,7 +88,7 @@ impl ConnectionSlot {
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         if self.role == Some(Role::Node) {
-            crate::nodes::disconnected(&self.gateway, &self.conn_id);
+            self.gateway.nodes.disconnected(&self.conn_id);
         }
         let conns = &self.gateway.connections;
         if let Some(role) = self.role {

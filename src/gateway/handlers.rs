@@ -194,7 +194,7 @@ impl Handlers for Gateway {
         ctx: &CallContext,
         params: NodesRegisterParams,
     ) -> Result<NodesRegisterResult, RpcError> {
-        crate::nodes::register(self, ctx, params).await
+        self.nodes.register(ctx, params).await
     }
 
     async fn nodes_heartbeat(
@@ -203,7 +203,7 @@ impl Handlers for Gateway {
         _params: NodesHeartbeatParams,
     ) -> Result<NodesHeartbeatResult, RpcError> {
         let node_id = crate::nodes::bound_node(ctx)?;
-        crate::nodes::heard(self, node_id);
+        self.nodes.heard(node_id);
         Ok(NodesHeartbeatResult {
             node_id: node_id.to_string(),
             ts: super::now_ms(),
@@ -215,7 +215,7 @@ impl Handlers for Gateway {
         ctx: &CallContext,
         params: NodesResultParams,
     ) -> Result<NodesResultResult, RpcError> {
-        crate::nodes::result(self, ctx, params)
+        self.nodes.result(ctx, params)
     }
 
     async fn nodes_list(
@@ -224,7 +224,7 @@ impl Handlers for Gateway {
         _params: NodesListParams,
     ) -> Result<NodesListResult, RpcError> {
         Ok(NodesListResult {
-            nodes: crate::nodes::list(self),
+            nodes: self.nodes.list(),
         })
     }
 
@@ -234,7 +234,7 @@ impl Handlers for Gateway {
         _params: NodesPendingParams,
     ) -> Result<NodesPendingResult, RpcError> {
         Ok(NodesPendingResult {
-            requests: crate::nodes::pending(self),
+            requests: self.nodes.pending(),
         })
     }
 
@@ -244,7 +244,7 @@ impl Handlers for Gateway {
         params: NodesApproveParams,
     ) -> Result<NodesApproveResult, RpcError> {
         let request_id = params.request_id.to_string();
-        let node_id = crate::nodes::approve(self, &request_id).await?;
+        let node_id = self.nodes.approve(&request_id).await?;
         Ok(NodesApproveResult {
             request_id,
             node_id,
@@ -257,7 +257,8 @@ impl Handlers for Gateway {
         params: NodesRejectParams,
     ) -> Result<NodesRejectResult, RpcError> {
         let request_id = params.request_id.to_string();
-        crate::nodes::reject(self, &request_id, params.reason.map(|r| r.to_string()))?;
+        self.nodes
+            .reject(&request_id, params.reason.map(|r| r.to_string()))?;
         Ok(NodesRejectResult { request_id })
     }
 
@@ -267,9 +268,7 @@ impl Handlers for Gateway {
         params: NodesRemoveParams,
     ) -> Result<NodesRemoveResult, RpcError> {
         let node_id = params.node_id.to_string();
-        let removed = crate::nodes::remove(self, &node_id)
-            .await
-            .map_err(RpcError::from)?;
+        let removed = self.nodes.remove(&node_id).await.map_err(RpcError::from)?;
         Ok(NodesRemoveResult { node_id, removed })
     }
 
@@ -290,11 +289,14 @@ impl Handlers for Gateway {
             }
             let request =
                 crate::exec::node_request(&params.node_id, &command, params.params.as_ref());
-            crate::exec::audit_operator_invoke(self, &ctx.conn_id, &request)
+            self.exec
+                .audit_operator_invoke(&ctx.conn_id, &request)
                 .await
                 .map_err(RpcError::from)?;
         }
-        crate::nodes::invoke(self, params, &crate::idempotency::owner(ctx)).await
+        self.nodes
+            .invoke(params, &crate::idempotency::owner(ctx))
+            .await
     }
 
     async fn channels_status(
@@ -334,7 +336,7 @@ impl Handlers for Gateway {
         _params: ApprovalsPendingParams,
     ) -> Result<ApprovalsPendingResult, RpcError> {
         Ok(ApprovalsPendingResult {
-            approvals: self.approvals.pending(),
+            approvals: self.exec.approvals.pending(),
         })
     }
 
@@ -344,7 +346,7 @@ impl Handlers for Gateway {
         params: ApprovalsRespondParams,
     ) -> Result<ApprovalsRespondResult, RpcError> {
         let id = params.id.to_string();
-        self.approvals.respond(self, ctx, &id, params.decision)?;
+        self.exec.approvals.respond(ctx, &id, params.decision)?;
         Ok(ApprovalsRespondResult {
             id,
             decision: params.decision,

@@ -51,8 +51,8 @@ pub struct Gateway {
     pub rt: Runtime,
     pub turns: Arc<crate::agent::Turns>,
     pub cron: crate::cron::CronService,
-    pub nodes: crate::nodes::NodeService,
-    pub approvals: crate::exec::Approvals,
+    pub nodes: Arc<crate::nodes::NodeService>,
+    pub exec: crate::exec::Exec,
     pub channels: Arc<crate::channels::ChannelManager>,
     pub info: RuntimeInfo,
     pub connections: Connections,
@@ -103,13 +103,15 @@ impl Gateway {
         };
         let turns = Arc::new(crate::agent::Turns::new(rt.clone()));
         let channels = crate::channels::ChannelManager::new(rt.clone(), Arc::clone(&turns));
+        let nodes = Arc::new(crate::nodes::NodeService::new(rt.clone()));
+        let exec = crate::exec::Exec::new(rt.clone(), Arc::clone(&nodes));
         let gateway = Arc::new(Gateway {
             configs,
             rt,
             turns,
             cron,
-            nodes: Default::default(),
-            approvals: Default::default(),
+            nodes,
+            exec,
             channels,
             info: RuntimeInfo {
                 started,

@@ -88,7 +88,7 @@ pub async fn run(
             Ok(json!({ "sessionKey": key, "messages": messages }))
         }
         Tool::CronAdd => cron_add(gw, agent_id, decode(args)?).await,
-        Tool::Exec => crate::exec::exec_tool(gw, caller, decode(args)?).await,
+        Tool::Exec => gw.exec.run_tool(caller, decode(args)?).await,
         Tool::NodeInvoke => {
             let p: NodeInvokeToolParams = decode(args)?;
             let config = gw.config();
@@ -107,7 +107,7 @@ pub async fn run(
             if crate::nodes::is_dangerous(&config, &command) {
                 let request = crate::exec::node_request(&p.node_id, &command, p.params.as_ref());
                 let policy = crate::exec::policy_of(&config, agent_id);
-                crate::exec::authorize(gw, caller, &policy, &request).await?;
+                gw.exec.authorize(caller, &policy, &request).await?;
             }
             let params = NodesInvokeParams {
                 node_id: p.node_id.to_string().parse().map_err(|e| format!("{e}"))?,
@@ -116,7 +116,9 @@ pub async fn run(
                 timeout_ms: None,
                 idempotency_key: None,
             };
-            let result = crate::nodes::invoke(gw, params, "agent")
+            let result = gw
+                .nodes
+                .invoke(params, "agent")
                 .await
                 .map_err(|e| e.message)?;
             Ok(serde_json::to_value(result).expect("result serializes"))

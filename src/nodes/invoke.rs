@@ -2,8 +2,7 @@
 //! command; the node gets nodes.invoke.request on its connection alone
 //! and answers with nodes.result.
 
-use super::Table;
-use crate::gateway::Gateway;
+use super::{NodeService, Table};
 use crate::idempotency;
 use crate::protocol::types::{
     NodesInvokeParams, NodesInvokeRequestEvent, NodesInvokeResult, NodesResultParams,
@@ -26,148 +25,151 @@ struct Answer {
     error: Option<String>,
 }
 
-/// nodes.invoke: checks the command, sends it to the node, waits.
-/// `owner` names whose idempotency keys the caller's are.
-pub async fn invoke(
-    gw: &Gateway,
-    params: NodesInvokeParams,
-    owner: &str,
-) -> Result<NodesInvokeResult, RpcError> {
-    let result = send_and_wait(gw, params, owner).await;
-    gw.rt.metrics.node_invoke(match &result {
-        Ok(answer) if answer.ok => crate::metrics::OK,
-        Ok(_) => "failed",
-        Err(e) => e.code.name(),
-    });
-    result
-}
-
-async fn send_and_wait(
-    gw: &Gateway,
-    params: NodesInvokeParams,
-    owner: &str,
-) -> Result<NodesInvokeResult, RpcError> {
-    let idempotency_key = idempotency::key(
-        crate::protocol::Method::NodesInvoke.name(),
-        owner,
-        params.idempotency_key.as_deref().map(String::as_str),
-    );
-    // Two requests with one key: the second waits for the first and gets
-    // its result, so the node runs the command once.
-    let _once = match &idempotency_key {
-        Some(key) => Some(gw.nodes.once.lock(key).await),
-        None => None,
-    };
-    if let Some(earlier) = idempotency::replay(&gw.rt.store, idempotency_key.as_ref()).await? {
-        return Ok(earlier);
+impl NodeService {
+    /// nodes.invoke: checks the command, sends it to the node, waits.
+    /// `owner` names whose idempotency keys the caller's are.
+    pub async fn invoke(
+        &self,
+        params: NodesInvokeParams,
+        owner: &str,
+    ) -> Result<NodesInvokeResult, RpcError> {
+        let result = self.send_and_wait(params, owner).await;
+        self.rt.metrics.node_invoke(match &result {
+            Ok(answer) if answer.ok => crate::metrics::OK,
+            Ok(_) => "failed",
+            Err(e) => e.code.name(),
+        });
+        result
     }
-    let config = gw.config();
-    let node_id = params.node_id.to_string();
-    let command = params.command.to_string();
-    let timeout_ms = params
-        .timeout_ms
-        .unwrap_or(config.nodes.invoke_timeout_ms)
-        .max(1) as u64;
-    let invoke_id = format!("inv-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
-    let (answer, answered) = oneshot::channel();
-    {
-        let mut table = gw.nodes.lock();
-        let node = table
-            .nodes
-            .get(&node_id)
-            .ok_or_else(|| RpcError::new(ErrorCode::NotFound, format!("no node {node_id}")))?;
-        if !node.stored.commands.contains(&command) {
-            return Err(RpcError::new(
-                ErrorCode::Forbidden,
-                format!(
-                    "node {node_id} did not declare the command {command}; it declared: {}",
-                    node.stored.commands.join(", ")
-                ),
-            ));
-        }
-        if !crate::pattern::any_matches(
-            config.nodes.allow_commands.iter().map(|p| p.as_str()),
-            &command,
-        ) {
-            return Err(RpcError::new(
-                ErrorCode::Forbidden,
-                format!("the command {command} is not in nodes.allowCommands"),
-            ));
-        }
-        let Some(live) = &node.live else {
-            return Err(RpcError::new(
-                ErrorCode::Unavailable,
-                format!("node {node_id} is offline"),
-            )
-            .with_retryable(true));
+
+    async fn send_and_wait(
+        &self,
+        params: NodesInvokeParams,
+        owner: &str,
+    ) -> Result<NodesInvokeResult, RpcError> {
+        let idempotency_key = idempotency::key(
+            crate::protocol::Method::NodesInvoke.name(),
+            owner,
+            params.idempotency_key.as_deref().map(String::as_str),
+        );
+        // Two requests with one key: the second waits for the first and gets
+        // its result, so the node runs the command once.
+        let _once = match &idempotency_key {
+            Some(key) => Some(self.once.lock(key).await),
+            None => None,
         };
-        gw.rt.bus.publish_to(
-            &live.conn_id,
-            Event::NodesInvokeRequest(NodesInvokeRequestEvent {
-                invoke_id: invoke_id.clone(),
-                command: command.clone(),
-                params: params.params.clone(),
-                timeout_ms,
-            }),
-        );
-        table.invokes.insert(
-            invoke_id.clone(),
-            Waiting {
-                node_id: node_id.clone(),
-                answer,
-            },
-        );
+        if let Some(earlier) = idempotency::replay(&self.rt.store, idempotency_key.as_ref()).await?
+        {
+            return Ok(earlier);
+        }
+        let config = self.rt.config();
+        let node_id = params.node_id.to_string();
+        let command = params.command.to_string();
+        let timeout_ms = params
+            .timeout_ms
+            .unwrap_or(config.nodes.invoke_timeout_ms)
+            .max(1) as u64;
+        let invoke_id = format!("inv-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+        let (answer, answered) = oneshot::channel();
+        {
+            let mut table = self.lock();
+            let node = table
+                .nodes
+                .get(&node_id)
+                .ok_or_else(|| RpcError::new(ErrorCode::NotFound, format!("no node {node_id}")))?;
+            if !node.stored.commands.contains(&command) {
+                return Err(RpcError::new(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "node {node_id} did not declare the command {command}; it declared: {}",
+                        node.stored.commands.join(", ")
+                    ),
+                ));
+            }
+            if !crate::pattern::any_matches(
+                config.nodes.allow_commands.iter().map(|p| p.as_str()),
+                &command,
+            ) {
+                return Err(RpcError::new(
+                    ErrorCode::Forbidden,
+                    format!("the command {command} is not in nodes.allowCommands"),
+                ));
+            }
+            let Some(live) = &node.live else {
+                return Err(RpcError::new(
+                    ErrorCode::Unavailable,
+                    format!("node {node_id} is offline"),
+                )
+                .with_retryable(true));
+            };
+            self.rt.bus.publish_to(
+                &live.conn_id,
+                Event::NodesInvokeRequest(NodesInvokeRequestEvent {
+                    invoke_id: invoke_id.clone(),
+                    command: command.clone(),
+                    params: params.params.clone(),
+                    timeout_ms,
+                }),
+            );
+            table.invokes.insert(
+                invoke_id.clone(),
+                Waiting {
+                    node_id: node_id.clone(),
+                    answer,
+                },
+            );
+        }
+        let answer = tokio::time::timeout(Duration::from_millis(timeout_ms), answered).await;
+        let answer = match answer {
+            Ok(Ok(Ok(answer))) => answer,
+            Ok(Ok(Err(why))) => {
+                return Err(RpcError::new(ErrorCode::Unavailable, why).with_retryable(true))
+            }
+            Ok(Err(_)) | Err(_) => {
+                self.lock().invokes.remove(&invoke_id);
+                return Err(RpcError::new(
+                    ErrorCode::Timeout,
+                    format!("node {node_id} did not answer {command} within {timeout_ms} ms"),
+                ));
+            }
+        };
+        let result = NodesInvokeResult {
+            invoke_id,
+            node_id,
+            ok: answer.ok,
+            payload: answer.payload,
+            error: answer.error,
+        };
+        idempotency::remember(&self.rt.store, idempotency_key, &result).await?;
+        Ok(result)
     }
-    let answer = tokio::time::timeout(Duration::from_millis(timeout_ms), answered).await;
-    let answer = match answer {
-        Ok(Ok(Ok(answer))) => answer,
-        Ok(Ok(Err(why))) => {
-            return Err(RpcError::new(ErrorCode::Unavailable, why).with_retryable(true))
-        }
-        Ok(Err(_)) | Err(_) => {
-            gw.nodes.lock().invokes.remove(&invoke_id);
-            return Err(RpcError::new(
-                ErrorCode::Timeout,
-                format!("node {node_id} did not answer {command} within {timeout_ms} ms"),
-            ));
-        }
-    };
-    let result = NodesInvokeResult {
-        invoke_id,
-        node_id,
-        ok: answer.ok,
-        payload: answer.payload,
-        error: answer.error,
-    };
-    idempotency::remember(&gw.rt.store, idempotency_key, &result).await?;
-    Ok(result)
-}
 
-/// nodes.result: hands a node's answer to the waiting caller.
-pub fn result(
-    gw: &Gateway,
-    ctx: &CallContext,
-    params: NodesResultParams,
-) -> Result<NodesResultResult, RpcError> {
-    let node_id = bound_node(ctx)?;
-    super::heard(gw, node_id);
-    let invoke_id = params.invoke_id.to_string();
-    let mut table = gw.nodes.lock();
-    let waiting = match table.invokes.get(&invoke_id) {
-        Some(w) if w.node_id == node_id => table.invokes.remove(&invoke_id),
-        _ => None,
-    };
-    let Some(waiting) = waiting else {
-        tracing::warn!(node = %node_id, invoke = %invoke_id, "late or unknown invoke result discarded");
-        return Ok(NodesResultResult { accepted: false });
-    };
-    let answer = Answer {
-        ok: params.ok,
-        payload: params.payload,
-        error: params.error.map(|e| e.to_string()),
-    };
-    let accepted = waiting.answer.send(Ok(answer)).is_ok();
-    Ok(NodesResultResult { accepted })
+    /// nodes.result: hands a node's answer to the waiting caller.
+    pub fn result(
+        &self,
+        ctx: &CallContext,
+        params: NodesResultParams,
+    ) -> Result<NodesResultResult, RpcError> {
+        let node_id = bound_node(ctx)?;
+        self.heard(node_id);
+        let invoke_id = params.invoke_id.to_string();
+        let mut table = self.lock();
+        let waiting = match table.invokes.get(&invoke_id) {
+            Some(w) if w.node_id == node_id => table.invokes.remove(&invoke_id),
+            _ => None,
+        };
+        let Some(waiting) = waiting else {
+            tracing::warn!(node = %node_id, invoke = %invoke_id, "late or unknown invoke result discarded");
+            return Ok(NodesResultResult { accepted: false });
+        };
+        let answer = Answer {
+            ok: params.ok,
+            payload: params.payload,
+            error: params.error.map(|e| e.to_string()),
+        };
+        let accepted = waiting.answer.send(Ok(answer)).is_ok();
+        Ok(NodesResultResult { accepted })
+    }
 }
 
 /// The node a connection speaks for; node methods other than

@@ -8,13 +8,13 @@
 mod invoke;
 mod pairing;
 
-pub use invoke::{bound_node, invoke, result};
-pub use pairing::{approve, pending, register, reject};
+pub use invoke::bound_node;
 
 use crate::clock::now_ms;
-use crate::gateway::Gateway;
+use crate::locks::KeyedLocks;
 use crate::protocol::types::{NodeHealth, NodeInfo, NodesChangedEvent, NodesChangedEventChange};
 use crate::protocol::{CallContext, Event, Kick};
+use crate::runtime::Runtime;
 use crate::store::{StoreError, StoredNode};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -22,11 +22,11 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-#[derive(Default)]
 pub struct NodeService {
+    rt: Runtime,
     table: Mutex<Table>,
     /// Invocations by idempotency key, so a repeated one waits for the first.
-    once: crate::locks::KeyedLocks,
+    once: KeyedLocks,
 }
 
 #[derive(Default)]
@@ -51,6 +51,14 @@ struct Live {
 }
 
 impl NodeService {
+    pub fn new(rt: Runtime) -> Self {
+        NodeService {
+            rt,
+            table: Mutex::default(),
+            once: KeyedLocks::default(),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Table> {
         self.table.lock().expect("node table")
     }
@@ -106,167 +114,169 @@ fn new_token() -> String {
     )
 }
 
-/// Loads the paired nodes; call before serving.
-pub async fn load(gw: &Gateway) -> Result<(), StoreError> {
-    let stored = gw.rt.store.nodes().await?;
-    let mut table = gw.nodes.lock();
-    for node in stored {
-        table.nodes.insert(
-            node.id.clone(),
-            Node {
-                stored: node,
-                live: None,
-            },
-        );
-    }
-    Ok(())
-}
-
-/// The node whose token this is, if any.
-pub fn authenticate(gw: &Gateway, token: &str) -> Option<String> {
-    let hash = token_hash(token);
-    gw.nodes
-        .lock()
-        .nodes
-        .values()
-        .find(|n| n.stored.token_hash == hash)
-        .map(|n| n.stored.id.clone())
-}
-
-/// Records that `ctx` is now node `node_id`'s connection; an older
-/// connection of the same node is closed.
-pub fn connected(gw: &Gateway, node_id: &str, ctx: &CallContext) {
-    let now = now_ms();
-    let mut table = gw.nodes.lock();
-    let Some(node) = table.nodes.get_mut(node_id) else {
-        return;
-    };
-    if let Some(old) = node.live.take() {
-        old.kick
-            .kick("replaced by a newer connection of the same node");
-    }
-    node.live = Some(Live {
-        conn_id: ctx.conn_id.clone(),
-        kick: Arc::clone(ctx.kick()),
-        remote_ip: ctx.remote_ip,
-        connected_at_ms: now,
-        last_heard_ms: now,
-    });
-    gw.rt
-        .bus
-        .publish(node.changed(NodesChangedEventChange::Connected));
-    publish_health(gw, &table);
-}
-
-/// Forgets connection `conn_id`: its node goes offline, calls waiting on
-/// it fail, and a pairing request it made lapses.
-pub fn disconnected(gw: &Gateway, conn_id: &str) {
-    let mut table = gw.nodes.lock();
-    pairing::drop_requests_of(gw, &mut table, conn_id);
-    let Some(node) = table
-        .nodes
-        .values_mut()
-        .find(|n| n.live.as_ref().is_some_and(|l| l.conn_id == conn_id))
-    else {
-        return;
-    };
-    node.live = None;
-    let id = node.stored.id.clone();
-    gw.rt
-        .bus
-        .publish(node.changed(NodesChangedEventChange::Disconnected));
-    invoke::fail_waiting(&mut table, &id, "the node disconnected before answering");
-    publish_health(gw, &table);
-}
-
-/// Notes that the node was heard from now.
-pub fn heard(gw: &Gateway, node_id: &str) {
-    let mut table = gw.nodes.lock();
-    if let Some(live) = table.nodes.get_mut(node_id).and_then(|n| n.live.as_mut()) {
-        live.last_heard_ms = now_ms();
-    }
-}
-
-pub fn list(gw: &Gateway) -> Vec<NodeInfo> {
-    let table = gw.nodes.lock();
-    let mut nodes: Vec<NodeInfo> = table.nodes.values().map(Node::info).collect();
-    nodes.sort_by(|a, b| a.name.cmp(&b.name).then(a.node_id.cmp(&b.node_id)));
-    nodes
-}
-
-/// Unpairs a node: forgets its token and closes its connection.
-pub async fn remove(gw: &Gateway, node_id: &str) -> Result<bool, StoreError> {
-    if !gw.rt.store.remove_node(node_id.to_string()).await? {
-        return Ok(false);
-    }
-    let mut table = gw.nodes.lock();
-    if let Some(mut node) = table.nodes.remove(node_id) {
-        if let Some(live) = node.live.take() {
-            live.kick.kick("the node was removed");
+impl NodeService {
+    /// Loads the paired nodes; call before serving.
+    pub async fn load(&self) -> Result<(), StoreError> {
+        let stored = self.rt.store.nodes().await?;
+        let mut table = self.lock();
+        for node in stored {
+            table.nodes.insert(
+                node.id.clone(),
+                Node {
+                    stored: node,
+                    live: None,
+                },
+            );
         }
-        gw.rt
-            .bus
-            .publish(node.changed(NodesChangedEventChange::Removed));
+        Ok(())
     }
-    invoke::fail_waiting(&mut table, node_id, "the node was removed");
-    publish_health(gw, &table);
-    tracing::info!(node = %node_id, "node removed");
-    Ok(true)
-}
 
-/// Marks offline, and disconnects, every node not heard from within
-/// nodes.heartbeatTimeoutMs. Runs until the gateway shuts down.
-pub fn spawn_watchdog(gw: &Arc<Gateway>) -> tokio::task::JoinHandle<()> {
-    let gw = Arc::clone(gw);
-    tokio::spawn(async move {
-        let mut shutdown = gw.shutdown_signal();
-        loop {
-            let timeout = gw.config().nodes.heartbeat_timeout_ms.max(1) as u64;
-            let period = Duration::from_millis((timeout / 4).clamp(50, 1000));
-            tokio::select! {
-                _ = tokio::time::sleep(period) => {}
-                _ = shutdown.wait_for(|closing| *closing) => return,
+    /// The node whose token this is, if any.
+    pub fn authenticate(&self, token: &str) -> Option<String> {
+        let hash = token_hash(token);
+        self.lock()
+            .nodes
+            .values()
+            .find(|n| n.stored.token_hash == hash)
+            .map(|n| n.stored.id.clone())
+    }
+
+    /// Records that `ctx` is now node `node_id`'s connection; an older
+    /// connection of the same node is closed.
+    pub fn connected(&self, node_id: &str, ctx: &CallContext) {
+        let now = now_ms();
+        let mut table = self.lock();
+        let Some(node) = table.nodes.get_mut(node_id) else {
+            return;
+        };
+        if let Some(old) = node.live.take() {
+            old.kick
+                .kick("replaced by a newer connection of the same node");
+        }
+        node.live = Some(Live {
+            conn_id: ctx.conn_id.clone(),
+            kick: Arc::clone(ctx.kick()),
+            remote_ip: ctx.remote_ip,
+            connected_at_ms: now,
+            last_heard_ms: now,
+        });
+        self.rt
+            .bus
+            .publish(node.changed(NodesChangedEventChange::Connected));
+        self.publish_health(&table);
+    }
+
+    /// Forgets connection `conn_id`: its node goes offline, calls waiting on
+    /// it fail, and a pairing request it made lapses.
+    pub fn disconnected(&self, conn_id: &str) {
+        let mut table = self.lock();
+        self.drop_requests_of(&mut table, conn_id);
+        let Some(node) = table
+            .nodes
+            .values_mut()
+            .find(|n| n.live.as_ref().is_some_and(|l| l.conn_id == conn_id))
+        else {
+            return;
+        };
+        node.live = None;
+        let id = node.stored.id.clone();
+        self.rt
+            .bus
+            .publish(node.changed(NodesChangedEventChange::Disconnected));
+        invoke::fail_waiting(&mut table, &id, "the node disconnected before answering");
+        self.publish_health(&table);
+    }
+
+    /// Notes that the node was heard from now.
+    pub fn heard(&self, node_id: &str) {
+        let mut table = self.lock();
+        if let Some(live) = table.nodes.get_mut(node_id).and_then(|n| n.live.as_mut()) {
+            live.last_heard_ms = now_ms();
+        }
+    }
+
+    pub fn list(&self) -> Vec<NodeInfo> {
+        let table = self.lock();
+        let mut nodes: Vec<NodeInfo> = table.nodes.values().map(Node::info).collect();
+        nodes.sort_by(|a, b| a.name.cmp(&b.name).then(a.node_id.cmp(&b.node_id)));
+        nodes
+    }
+
+    /// Unpairs a node: forgets its token and closes its connection.
+    pub async fn remove(&self, node_id: &str) -> Result<bool, StoreError> {
+        if !self.rt.store.remove_node(node_id.to_string()).await? {
+            return Ok(false);
+        }
+        let mut table = self.lock();
+        if let Some(mut node) = table.nodes.remove(node_id) {
+            if let Some(live) = node.live.take() {
+                live.kick.kick("the node was removed");
             }
-            let now = now_ms();
-            let mut table = gw.nodes.lock();
-            let mut missed = Vec::new();
-            for node in table.nodes.values_mut() {
-                if node
-                    .live
-                    .as_ref()
-                    .is_some_and(|l| now.saturating_sub(l.last_heard_ms) > timeout)
-                {
-                    let live = node.live.take().expect("checked");
-                    live.kick.kick("heartbeat missed");
-                    tracing::warn!(node = %node.stored.id, "node missed its heartbeats; marked offline");
-                    gw.rt
-                        .bus
-                        .publish(node.changed(NodesChangedEventChange::HeartbeatMissed));
-                    missed.push(node.stored.id.clone());
+            self.rt
+                .bus
+                .publish(node.changed(NodesChangedEventChange::Removed));
+        }
+        invoke::fail_waiting(&mut table, node_id, "the node was removed");
+        self.publish_health(&table);
+        tracing::info!(node = %node_id, "node removed");
+        Ok(true)
+    }
+
+    /// Marks offline, and disconnects, every node not heard from within
+    /// nodes.heartbeatTimeoutMs. Runs until the gateway shuts down.
+    pub fn spawn_watchdog(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let nodes = Arc::clone(self);
+        tokio::spawn(async move {
+            let shutdown = nodes.rt.shutdown.clone();
+            loop {
+                let timeout = nodes.rt.config().nodes.heartbeat_timeout_ms.max(1) as u64;
+                let period = Duration::from_millis((timeout / 4).clamp(50, 1000));
+                tokio::select! {
+                    _ = tokio::time::sleep(period) => {}
+                    _ = shutdown.wait() => return,
+                }
+                let now = now_ms();
+                let mut table = nodes.lock();
+                let mut missed = Vec::new();
+                for node in table.nodes.values_mut() {
+                    if node
+                        .live
+                        .as_ref()
+                        .is_some_and(|l| now.saturating_sub(l.last_heard_ms) > timeout)
+                    {
+                        let live = node.live.take().expect("checked");
+                        live.kick.kick("heartbeat missed");
+                        tracing::warn!(node = %node.stored.id, "node missed its heartbeats; marked offline");
+                        nodes
+                            .rt
+                            .bus
+                            .publish(node.changed(NodesChangedEventChange::HeartbeatMissed));
+                        missed.push(node.stored.id.clone());
+                    }
+                }
+                for id in &missed {
+                    invoke::fail_waiting(&mut table, id, "the node stopped answering heartbeats");
+                }
+                if !missed.is_empty() {
+                    nodes.publish_health(&table);
                 }
             }
-            for id in &missed {
-                invoke::fail_waiting(&mut table, id, "the node stopped answering heartbeats");
-            }
-            if !missed.is_empty() {
-                publish_health(&gw, &table);
-            }
-        }
-    })
-}
-
-fn publish_health(gw: &Gateway, table: &Table) {
-    let online: Vec<NodeHealth> = table
-        .nodes
-        .values()
-        .filter_map(|n| {
-            let live = n.live.as_ref()?;
-            Some(NodeHealth {
-                id: n.stored.id.clone(),
-                name: Some(n.stored.name.clone()),
-                last_seen_ms: live.last_heard_ms,
-            })
         })
-        .collect();
-    gw.rt.health.set_nodes(online);
+    }
+
+    fn publish_health(&self, table: &Table) {
+        let online: Vec<NodeHealth> = table
+            .nodes
+            .values()
+            .filter_map(|n| {
+                let live = n.live.as_ref()?;
+                Some(NodeHealth {
+                    id: n.stored.id.clone(),
+                    name: Some(n.stored.name.clone()),
+                    last_seen_ms: live.last_heard_ms,
+                })
+            })
+            .collect();
+        self.rt.health.set_nodes(online);
+    }
 }

@@ -1,9 +1,8 @@
 //! Pairing: a device asks (nodes.register, which waits), an operator
 //! answers (nodes.approve / nodes.reject), or the request lapses.
 
-use super::{new_token, token_hash, Node, Table};
+use super::{new_token, token_hash, Node, NodeService, Table};
 use crate::clock::now_ms;
-use crate::gateway::Gateway;
 use crate::protocol::types::{
     NodesChangedEventChange, NodesPairingResolvedEvent, NodesPairingResolvedEventDecision,
     NodesRegisterParams, NodesRegisterResult, PairingRequest, Role,
@@ -25,195 +24,193 @@ enum Answer {
     Rejected(Option<String>),
 }
 
-/// nodes.register: waits for the operator's answer (or approves at once
-/// from loopback when nodes.autoApproveLoopback says so).
-pub async fn register(
-    gw: &Gateway,
-    ctx: &CallContext,
-    params: NodesRegisterParams,
-) -> Result<NodesRegisterResult, RpcError> {
-    if let Some(node_id) = ctx.node_id() {
-        return Err(RpcError::new(
-            ErrorCode::Conflict,
-            format!("this connection is already paired as {node_id}"),
-        ));
-    }
-    if ctx.grant().map(|g| g.role) != Some(Role::Node) {
-        return Err(RpcError::new(ErrorCode::Forbidden, "only a node can pair"));
-    }
-    let config = gw.config();
-    let now = now_ms();
-    let timeout = config.nodes.pairing_timeout_ms.max(1) as u64;
-    let request_id = format!("pair-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let request = PairingRequest {
-        request_id: request_id.clone(),
-        name: params.name.to_string(),
-        platform: params.platform.to_string(),
-        caps: params.caps.iter().map(|c| c.to_string()).collect(),
-        commands: params.commands.iter().map(|c| c.to_string()).collect(),
-        remote_ip: ctx.remote_ip.to_string(),
-        requested_at_ms: now,
-        expires_at_ms: now + timeout,
-    };
-    let (answer, answered) = oneshot::channel();
-    gw.nodes.lock().pairing.insert(
-        request_id.clone(),
-        Waiting {
-            request: request.clone(),
-            conn_id: ctx.conn_id.clone(),
-            answer,
-        },
-    );
-    if config.nodes.auto_approve_loopback && ctx.remote_ip.is_loopback() {
-        tracing::info!(request = %request_id, "pairing from loopback approved by nodes.autoApproveLoopback");
-        approve(gw, &request_id).await?;
-    } else {
-        tracing::info!(request = %request_id, name = %request.name, remote = %request.remote_ip, "pairing requested");
-        gw.rt.bus.publish(Event::NodesPairing(request));
-    }
-    let answer = tokio::time::timeout(Duration::from_millis(timeout), answered).await;
-    match answer {
-        Ok(Ok(Answer::Approved { node_id, token })) => {
-            ctx.bind_node(node_id.clone());
-            super::connected(gw, &node_id, ctx);
-            Ok(NodesRegisterResult { node_id, token })
+impl NodeService {
+    /// nodes.register: waits for the operator's answer (or approves at once
+    /// from loopback when nodes.autoApproveLoopback says so).
+    pub async fn register(
+        &self,
+        ctx: &CallContext,
+        params: NodesRegisterParams,
+    ) -> Result<NodesRegisterResult, RpcError> {
+        if let Some(node_id) = ctx.node_id() {
+            return Err(RpcError::new(
+                ErrorCode::Conflict,
+                format!("this connection is already paired as {node_id}"),
+            ));
         }
-        Ok(Ok(Answer::Rejected(reason))) => Err(RpcError::new(
-            ErrorCode::Forbidden,
-            match reason {
-                Some(reason) => format!("pairing rejected: {reason}"),
-                None => "pairing rejected".to_string(),
+        if ctx.grant().map(|g| g.role) != Some(Role::Node) {
+            return Err(RpcError::new(ErrorCode::Forbidden, "only a node can pair"));
+        }
+        let config = self.rt.config();
+        let now = now_ms();
+        let timeout = config.nodes.pairing_timeout_ms.max(1) as u64;
+        let request_id = format!("pair-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let request = PairingRequest {
+            request_id: request_id.clone(),
+            name: params.name.to_string(),
+            platform: params.platform.to_string(),
+            caps: params.caps.iter().map(|c| c.to_string()).collect(),
+            commands: params.commands.iter().map(|c| c.to_string()).collect(),
+            remote_ip: ctx.remote_ip.to_string(),
+            requested_at_ms: now,
+            expires_at_ms: now + timeout,
+        };
+        let (answer, answered) = oneshot::channel();
+        self.lock().pairing.insert(
+            request_id.clone(),
+            Waiting {
+                request: request.clone(),
+                conn_id: ctx.conn_id.clone(),
+                answer,
             },
-        )),
-        Ok(Err(_)) | Err(_) => {
-            if gw.nodes.lock().pairing.remove(&request_id).is_some() {
-                resolved(
-                    gw,
-                    &request_id,
-                    NodesPairingResolvedEventDecision::Expired,
-                    None,
-                );
+        );
+        if config.nodes.auto_approve_loopback && ctx.remote_ip.is_loopback() {
+            tracing::info!(request = %request_id, "pairing from loopback approved by nodes.autoApproveLoopback");
+            self.approve(&request_id).await?;
+        } else {
+            tracing::info!(request = %request_id, name = %request.name, remote = %request.remote_ip, "pairing requested");
+            self.rt.bus.publish(Event::NodesPairing(request));
+        }
+        let answer = tokio::time::timeout(Duration::from_millis(timeout), answered).await;
+        match answer {
+            Ok(Ok(Answer::Approved { node_id, token })) => {
+                ctx.bind_node(node_id.clone());
+                self.connected(&node_id, ctx);
+                Ok(NodesRegisterResult { node_id, token })
             }
-            Err(RpcError::new(
-                ErrorCode::Timeout,
-                format!("no operator answered the pairing request within {timeout} ms"),
-            ))
+            Ok(Ok(Answer::Rejected(reason))) => Err(RpcError::new(
+                ErrorCode::Forbidden,
+                match reason {
+                    Some(reason) => format!("pairing rejected: {reason}"),
+                    None => "pairing rejected".to_string(),
+                },
+            )),
+            Ok(Err(_)) | Err(_) => {
+                if self.lock().pairing.remove(&request_id).is_some() {
+                    self.resolved(
+                        &request_id,
+                        NodesPairingResolvedEventDecision::Expired,
+                        None,
+                    );
+                }
+                Err(RpcError::new(
+                    ErrorCode::Timeout,
+                    format!("no operator answered the pairing request within {timeout} ms"),
+                ))
+            }
         }
     }
-}
 
-/// nodes.approve: creates the node and answers the waiting device.
-pub async fn approve(gw: &Gateway, request_id: &str) -> Result<String, RpcError> {
-    let waiting = take(gw, request_id)?;
-    let token = new_token();
-    let request = &waiting.request;
-    let stored = StoredNode {
-        id: format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
-        name: request.name.clone(),
-        platform: request.platform.clone(),
-        caps: request.caps.clone(),
-        commands: request.commands.clone(),
-        token_hash: token_hash(&token),
-        paired_at_ms: now_ms(),
-    };
-    let node_id = stored.id.clone();
-    if let Err(e) = gw.rt.store.add_node(stored.clone()).await {
-        let _ = waiting.answer.send(Answer::Rejected(Some(
-            "the gateway could not store the pairing".into(),
-        )));
-        return Err(e.into());
+    /// nodes.approve: creates the node and answers the waiting device.
+    pub async fn approve(&self, request_id: &str) -> Result<String, RpcError> {
+        let waiting = self.take(request_id)?;
+        let token = new_token();
+        let request = &waiting.request;
+        let stored = StoredNode {
+            id: format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            name: request.name.clone(),
+            platform: request.platform.clone(),
+            caps: request.caps.clone(),
+            commands: request.commands.clone(),
+            token_hash: token_hash(&token),
+            paired_at_ms: now_ms(),
+        };
+        let node_id = stored.id.clone();
+        if let Err(e) = self.rt.store.add_node(stored.clone()).await {
+            let _ = waiting.answer.send(Answer::Rejected(Some(
+                "the gateway could not store the pairing".into(),
+            )));
+            return Err(e.into());
+        }
+        {
+            let mut table = self.lock();
+            let node = Node { stored, live: None };
+            self.rt
+                .bus
+                .publish(node.changed(NodesChangedEventChange::Paired));
+            table.nodes.insert(node_id.clone(), node);
+        }
+        self.resolved(
+            request_id,
+            NodesPairingResolvedEventDecision::Approved,
+            Some(node_id.clone()),
+        );
+        tracing::info!(node = %node_id, "node paired");
+        let answer = Answer::Approved {
+            node_id: node_id.clone(),
+            token,
+        };
+        if waiting.answer.send(answer).is_err() {
+            // The device gave up in the meantime; it never got the token.
+            let _ = self.remove(&node_id).await;
+            return Err(RpcError::new(
+                ErrorCode::NotFound,
+                format!("the device of pairing request {request_id} is gone"),
+            ));
+        }
+        Ok(node_id)
     }
-    {
-        let mut table = gw.nodes.lock();
-        let node = Node { stored, live: None };
-        gw.rt
+
+    /// nodes.reject: the waiting device gets forbidden.
+    pub fn reject(&self, request_id: &str, reason: Option<String>) -> Result<(), RpcError> {
+        let waiting = self.take(request_id)?;
+        let _ = waiting.answer.send(Answer::Rejected(reason));
+        self.resolved(
+            request_id,
+            NodesPairingResolvedEventDecision::Rejected,
+            None,
+        );
+        Ok(())
+    }
+
+    /// nodes.pending, oldest first.
+    pub fn pending(&self) -> Vec<PairingRequest> {
+        let mut requests: Vec<PairingRequest> = self
+            .lock()
+            .pairing
+            .values()
+            .map(|w| w.request.clone())
+            .collect();
+        requests.sort_by_key(|r| r.requested_at_ms);
+        requests
+    }
+
+    /// Requests made on a connection that closed lapse with it.
+    pub(super) fn drop_requests_of(&self, table: &mut Table, conn_id: &str) {
+        let gone: Vec<String> = table
+            .pairing
+            .iter()
+            .filter(|(_, w)| w.conn_id == conn_id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            table.pairing.remove(&id);
+            self.resolved(&id, NodesPairingResolvedEventDecision::Expired, None);
+        }
+    }
+
+    fn resolved(
+        &self,
+        request_id: &str,
+        decision: NodesPairingResolvedEventDecision,
+        node_id: Option<String>,
+    ) {
+        self.rt
             .bus
-            .publish(node.changed(NodesChangedEventChange::Paired));
-        table.nodes.insert(node_id.clone(), node);
+            .publish(Event::NodesPairingResolved(NodesPairingResolvedEvent {
+                request_id: request_id.to_string(),
+                decision,
+                node_id,
+            }));
     }
-    resolved(
-        gw,
-        request_id,
-        NodesPairingResolvedEventDecision::Approved,
-        Some(node_id.clone()),
-    );
-    tracing::info!(node = %node_id, "node paired");
-    let answer = Answer::Approved {
-        node_id: node_id.clone(),
-        token,
-    };
-    if waiting.answer.send(answer).is_err() {
-        // The device gave up in the meantime; it never got the token.
-        let _ = super::remove(gw, &node_id).await;
-        return Err(RpcError::new(
-            ErrorCode::NotFound,
-            format!("the device of pairing request {request_id} is gone"),
-        ));
+
+    /// Takes a pending request out of the table, to answer it.
+    fn take(&self, request_id: &str) -> Result<Waiting, RpcError> {
+        self.lock().pairing.remove(request_id).ok_or_else(|| {
+            RpcError::new(
+                ErrorCode::NotFound,
+                format!("no pending pairing request {request_id}"),
+            )
+        })
     }
-    Ok(node_id)
-}
-
-/// nodes.reject: the waiting device gets forbidden.
-pub fn reject(gw: &Gateway, request_id: &str, reason: Option<String>) -> Result<(), RpcError> {
-    let waiting = take(gw, request_id)?;
-    let _ = waiting.answer.send(Answer::Rejected(reason));
-    resolved(
-        gw,
-        request_id,
-        NodesPairingResolvedEventDecision::Rejected,
-        None,
-    );
-    Ok(())
-}
-
-/// nodes.pending, oldest first.
-pub fn pending(gw: &Gateway) -> Vec<PairingRequest> {
-    let mut requests: Vec<PairingRequest> = gw
-        .nodes
-        .lock()
-        .pairing
-        .values()
-        .map(|w| w.request.clone())
-        .collect();
-    requests.sort_by_key(|r| r.requested_at_ms);
-    requests
-}
-
-/// Requests made on a connection that closed lapse with it.
-pub(super) fn drop_requests_of(gw: &Gateway, table: &mut Table, conn_id: &str) {
-    let gone: Vec<String> = table
-        .pairing
-        .iter()
-        .filter(|(_, w)| w.conn_id == conn_id)
-        .map(|(id, _)| id.clone())
-        .collect();
-    for id in gone {
-        table.pairing.remove(&id);
-        resolved(gw, &id, NodesPairingResolvedEventDecision::Expired, None);
-    }
-}
-
-fn resolved(
-    gw: &Gateway,
-    request_id: &str,
-    decision: NodesPairingResolvedEventDecision,
-    node_id: Option<String>,
-) {
-    gw.rt
-        .bus
-        .publish(Event::NodesPairingResolved(NodesPairingResolvedEvent {
-            request_id: request_id.to_string(),
-            decision,
-            node_id,
-        }));
-}
-
-/// Takes a pending request out of the table, to answer it.
-fn take(gw: &Gateway, request_id: &str) -> Result<Waiting, RpcError> {
-    gw.nodes.lock().pairing.remove(request_id).ok_or_else(|| {
-        RpcError::new(
-            ErrorCode::NotFound,
-            format!("no pending pairing request {request_id}"),
-        )
-    })
 }

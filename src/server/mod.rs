@@ -105,10 +105,11 @@ pub async fn serve(
     let scheduler = crate::cron::spawn_scheduler(&gw)
         .await
         .map_err(|e| std::io::Error::other(format!("cannot load the cron jobs: {e}")))?;
-    crate::nodes::load(&gw)
+    gw.nodes
+        .load()
         .await
         .map_err(|e| std::io::Error::other(format!("cannot load the nodes: {e}")))?;
-    let watchdog = crate::nodes::spawn_watchdog(&gw);
+    let watchdog = gw.nodes.spawn_watchdog();
     gw.channels.apply();
     let ticker = gw.spawn_ticker();
     let maintenance = gw.spawn_maintenance();
