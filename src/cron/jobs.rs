@@ -3,10 +3,9 @@
 //! cron.update give.
 
 use super::schedule::Plan;
-use super::{Entry, Table};
+use super::{CronService, Entry, Table};
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::gateway::Gateway;
 use crate::protocol::types::{
     CronJob, CronJobConfig, CronJobSource, CronJobState, CronPayload, CronRunStatus, CronSchedule,
 };
@@ -115,60 +114,62 @@ impl Table {
     }
 }
 
-/// Loads the stored jobs, settles the runs a stopped process left
-/// unfinished, merges the config's jobs, and starts the store writer.
-/// Call before the scheduler starts.
-pub async fn load(gw: &Gateway) -> Result<(), StoreError> {
-    let now = now_ms();
-    let stored = gw.rt.store.cron_jobs().await?;
-    let unfinished = gw.rt.store.cron_unfinished_runs().await?;
-    let last_run_id = gw.rt.store.cron_last_run_id().await?;
-    gw.cron.last_run_id.store(last_run_id, Ordering::Relaxed);
-    gw.cron.writer.start(gw.rt.store.clone());
-    let keep = gw.config().cron.history_limit.get();
-    let pending = {
-        let mut table = gw.cron.lock();
-        for mut job in stored {
-            // No run is in progress in a process that is just starting.
-            job.state.running = false;
-            table.insert(job, now);
-        }
-        let mut writes = Vec::new();
-        for mut run in unfinished {
-            tracing::warn!(job = %run.job_id, "cron run {} was interrupted by a stop", run.id);
-            run.status = CronRunStatus::Error;
-            run.error = Some("the gateway stopped before the run finished".to_string());
-            if let Some(entry) = table.jobs.get_mut(&run.job_id) {
-                let state = &mut entry.job.state;
-                state.last_run_at_ms = Some(run.started_at_ms);
-                state.last_status = Some(CronRunStatus::Error);
-                state.last_error = run.error.clone();
-                state.consecutive_errors += 1;
-                writes.push(CronWrite::SaveJob(entry.job.clone()));
+impl CronService {
+    /// Loads the stored jobs, settles the runs a stopped process left
+    /// unfinished, merges the config's jobs, and starts the store writer.
+    /// Call before the scheduler starts.
+    pub async fn load(&self) -> Result<(), StoreError> {
+        let now = now_ms();
+        let stored = self.rt.store.cron_jobs().await?;
+        let unfinished = self.rt.store.cron_unfinished_runs().await?;
+        let last_run_id = self.rt.store.cron_last_run_id().await?;
+        self.last_run_id.store(last_run_id, Ordering::Relaxed);
+        self.writer.start(self.rt.store.clone());
+        let keep = self.rt.config().cron.history_limit.get();
+        let pending = {
+            let mut table = self.lock();
+            for mut job in stored {
+                // No run is in progress in a process that is just starting.
+                job.state.running = false;
+                table.insert(job, now);
             }
-            writes.push(CronWrite::PutRun { run, keep });
-        }
-        // A job whose next run passed while the gateway was down keeps
-        // it: it is due now and runs once, as a catch-up.
-        let config = gw.config();
-        writes.extend(sync_config(&mut table, &config, now));
-        super::runner::publish_health(gw, &table);
-        gw.cron.writer.queue(writes)
-    };
-    pending.stored().await
-}
+            let mut writes = Vec::new();
+            for mut run in unfinished {
+                tracing::warn!(job = %run.job_id, "cron run {} was interrupted by a stop", run.id);
+                run.status = CronRunStatus::Error;
+                run.error = Some("the gateway stopped before the run finished".to_string());
+                if let Some(entry) = table.jobs.get_mut(&run.job_id) {
+                    let state = &mut entry.job.state;
+                    state.last_run_at_ms = Some(run.started_at_ms);
+                    state.last_status = Some(CronRunStatus::Error);
+                    state.last_error = run.error.clone();
+                    state.consecutive_errors += 1;
+                    writes.push(CronWrite::SaveJob(entry.job.clone()));
+                }
+                writes.push(CronWrite::PutRun { run, keep });
+            }
+            // A job whose next run passed while the gateway was down keeps
+            // it: it is due now and runs once, as a catch-up.
+            let config = self.rt.config();
+            writes.extend(sync_config(&mut table, &config, now));
+            self.publish_health(&table);
+            self.writer.queue(writes)
+        };
+        pending.stored().await
+    }
 
-/// Applies the config's cron section: enabled, timezone and jobs.
-pub async fn apply_config(gw: &Gateway) -> Result<(), StoreError> {
-    let config = gw.config();
-    let pending = {
-        let mut table = gw.cron.lock();
-        let writes = sync_config(&mut table, &config, now_ms());
-        super::runner::publish_health(gw, &table);
-        gw.cron.writer.queue(writes)
-    };
-    gw.cron.wake();
-    pending.stored().await
+    /// Applies the config's cron section: enabled, timezone and jobs.
+    pub async fn apply_config(&self) -> Result<(), StoreError> {
+        let config = self.rt.config();
+        let pending = {
+            let mut table = self.lock();
+            let writes = sync_config(&mut table, &config, now_ms());
+            self.publish_health(&table);
+            self.writer.queue(writes)
+        };
+        self.wake();
+        pending.stored().await
+    }
 }
 
 /// Brings the table in line with the config; returns the store writes.

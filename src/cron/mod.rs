@@ -7,31 +7,35 @@
 
 mod jobs;
 mod payload;
+mod rpc;
 mod runner;
 pub mod schedule;
 mod writer;
 
-pub use jobs::{apply_config, config_problems, JobDraft};
-pub use runner::{publish_health, run_now, spawn_scheduler, wait_idle};
+pub use jobs::{config_problems, JobDraft};
 pub use writer::Pending;
 
-use crate::config::Config;
+use crate::agent::Turns;
 use crate::protocol::types::{CronFailure, CronHealth, CronJob, CronJobSource};
+use crate::runtime::Runtime;
 use schedule::Plan;
 use std::collections::BTreeMap;
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{Notify, Semaphore};
 
 pub struct CronService {
+    rt: Runtime,
+    /// Agent-turn jobs run their turns here.
+    turns: Arc<Turns>,
     table: Mutex<Table>,
     /// Wakes the scheduler when jobs change.
     wake: Notify,
     /// Agent turns of different jobs in progress at once
     /// (cron.maxConcurrentRuns); system events need none.
     permits: Semaphore,
-    pub writer: writer::Writer,
+    writer: writer::Writer,
     /// The last run id given out; ids are never reused.
     last_run_id: AtomicU64,
 }
@@ -52,8 +56,11 @@ pub struct Entry {
 }
 
 impl CronService {
-    pub fn new(config: &Config) -> CronService {
-        CronService {
+    pub fn new(rt: Runtime, turns: Arc<Turns>) -> Arc<CronService> {
+        let config = rt.config();
+        Arc::new(CronService {
+            rt,
+            turns,
             table: Mutex::new(Table {
                 jobs: BTreeMap::new(),
                 enabled: config.cron.enabled,
@@ -63,10 +70,10 @@ impl CronService {
             permits: Semaphore::new(config.cron.max_concurrent_runs.get() as usize),
             writer: writer::Writer::new(),
             last_run_id: AtomicU64::new(0),
-        }
+        })
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, Table> {
+    fn lock(&self) -> MutexGuard<'_, Table> {
         self.table.lock().expect("cron table")
     }
 
@@ -75,8 +82,13 @@ impl CronService {
         NonZeroU64::new(id).expect("counted from 1")
     }
 
+    /// Waits until the store has every change made so far.
+    pub async fn flush(&self) -> Result<(), crate::store::StoreError> {
+        self.writer.flush().await
+    }
+
     /// Tells the scheduler to look at the jobs again.
-    pub fn wake(&self) {
+    fn wake(&self) {
         self.wake.notify_one();
     }
 }

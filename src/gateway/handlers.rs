@@ -1,7 +1,7 @@
 //! The method table's handlers, one line each; the work lives in the
 //! module of each method family.
 
-use super::{chat, config_rpc, connect, cron_rpc, sessions, status, Gateway};
+use super::{chat, config_rpc, connect, sessions, status, Gateway};
 use crate::protocol::types::*;
 use crate::protocol::{CallContext, ErrorCode, Handlers, RpcError};
 
@@ -146,7 +146,7 @@ impl Handlers for Gateway {
         _ctx: &CallContext,
         params: CronListParams,
     ) -> Result<CronListResult, RpcError> {
-        Ok(cron_rpc::list(self, params))
+        Ok(self.cron.list(params))
     }
 
     async fn cron_add(
@@ -154,7 +154,7 @@ impl Handlers for Gateway {
         _ctx: &CallContext,
         params: CronAddParams,
     ) -> Result<CronJob, RpcError> {
-        cron_rpc::add(self, params).await
+        self.cron.add(params).await
     }
 
     async fn cron_update(
@@ -162,7 +162,7 @@ impl Handlers for Gateway {
         _ctx: &CallContext,
         params: CronUpdateParams,
     ) -> Result<CronJob, RpcError> {
-        cron_rpc::update(self, params).await
+        self.cron.update(params).await
     }
 
     async fn cron_remove(
@@ -170,7 +170,7 @@ impl Handlers for Gateway {
         _ctx: &CallContext,
         params: CronRemoveParams,
     ) -> Result<CronRemoveResult, RpcError> {
-        cron_rpc::remove(self, params).await
+        self.cron.remove(params).await
     }
 
     async fn cron_run(
@@ -178,7 +178,7 @@ impl Handlers for Gateway {
         _ctx: &CallContext,
         params: CronRunParams,
     ) -> Result<CronRunResult, RpcError> {
-        cron_rpc::run(self, params).await
+        self.cron.run(params).await
     }
 
     async fn cron_runs(
@@ -186,7 +186,7 @@ impl Handlers for Gateway {
         _ctx: &CallContext,
         params: CronRunsParams,
     ) -> Result<CronRunsResult, RpcError> {
-        cron_rpc::runs(self, params).await
+        self.cron.runs(params).await
     }
 
     async fn nodes_register(

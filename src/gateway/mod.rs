@@ -4,7 +4,6 @@ pub mod chat;
 mod config_rpc;
 mod connect;
 mod connections;
-mod cron_rpc;
 mod handlers;
 mod maintenance;
 mod reload;
@@ -50,7 +49,7 @@ pub struct Gateway {
     /// The handles the services share.
     pub rt: Runtime,
     pub turns: Arc<crate::agent::Turns>,
-    pub cron: crate::cron::CronService,
+    pub cron: Arc<crate::cron::CronService>,
     pub nodes: Arc<crate::nodes::NodeService>,
     pub exec: crate::exec::Exec,
     pub channels: Arc<crate::channels::ChannelManager>,
@@ -84,7 +83,6 @@ impl Gateway {
         let bus = Bus::local(config.gateway.limits.outbound_queue_frames as usize);
         let health =
             HealthService::new(started, bus.clone(), configs.health(), config.cron.enabled);
-        let cron = crate::cron::CronService::new(&config);
         let metrics = crate::metrics::Metrics::new();
         metrics.set_enabled(config.gateway.http.metrics.enabled);
         let started_at_ms = now_ms();
@@ -103,6 +101,7 @@ impl Gateway {
         };
         let turns = Arc::new(crate::agent::Turns::new(rt.clone()));
         let channels = crate::channels::ChannelManager::new(rt.clone(), Arc::clone(&turns));
+        let cron = crate::cron::CronService::new(rt.clone(), Arc::clone(&turns));
         let nodes = Arc::new(crate::nodes::NodeService::new(rt.clone()));
         let exec = crate::exec::Exec::new(rt.clone(), Arc::clone(&nodes));
         let gateway = Arc::new(Gateway {

@@ -68,7 +68,7 @@ impl Gateway {
                     .set_enabled(self.config().gateway.http.metrics.enabled);
                 self.rt.metrics.config_reload("applied");
                 if touched(keys::CRON) {
-                    if let Err(e) = crate::cron::apply_config(self).await {
+                    if let Err(e) = self.cron.apply_config().await {
                         tracing::error!("cannot apply the cron config: {e}");
                     }
                 }

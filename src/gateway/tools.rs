@@ -1,6 +1,6 @@
 //! The agent tools of schema/tools.json, run against the gateway's state.
 
-use super::{cron_rpc, Gateway};
+use super::Gateway;
 use crate::exec::Caller;
 use crate::protocol::types::{
     CronAddParams, CronAddToolParams, CronJob, CronListParams, CronPayload, CronRemoveParams,
@@ -127,7 +127,7 @@ pub async fn run(
             let params = CronListParams {
                 include_disabled: true,
             };
-            let jobs = cron_rpc::list(gw, params).jobs;
+            let jobs = gw.cron.list(params).jobs;
             let jobs: Vec<Value> = jobs
                 .iter()
                 .filter(|job| job_agent(gw, job) == agent_id)
@@ -138,22 +138,21 @@ pub async fn run(
         Tool::CronRemove => {
             let params: CronRemoveToolParams = decode(args)?;
             let id = params.id.to_string();
-            let own = cron_rpc::list(
-                gw,
-                CronListParams {
+            let own = gw
+                .cron
+                .list(CronListParams {
                     include_disabled: true,
-                },
-            )
-            .jobs
-            .iter()
-            .any(|job| job.id == id && job_agent(gw, job) == agent_id);
+                })
+                .jobs
+                .iter()
+                .any(|job| job.id == id && job_agent(gw, job) == agent_id);
             if !own {
                 return Err(format!("no job {id} of this agent"));
             }
             let params = CronRemoveParams {
                 id: params.id.to_string().parse().map_err(|e| format!("{e}"))?,
             };
-            let removed = cron_rpc::remove(gw, params).await.map_err(|e| e.message)?;
+            let removed = gw.cron.remove(params).await.map_err(|e| e.message)?;
             Ok(json!({ "id": removed.id, "removed": removed.removed }))
         }
     }
@@ -186,7 +185,7 @@ async fn cron_add(gw: &Gateway, agent_id: &str, p: CronAddToolParams) -> Result<
         return Err(format!("invalid job: {} at {}", v.message, v.pointer));
     }
     let params: CronAddParams = decode(params)?;
-    let job = cron_rpc::add(gw, params).await.map_err(|e| e.message)?;
+    let job = gw.cron.add(params).await.map_err(|e| e.message)?;
     Ok(describe_job(&job))
 }
 

@@ -102,7 +102,9 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let scheduler = crate::cron::spawn_scheduler(&gw)
+    let scheduler = gw
+        .cron
+        .spawn_scheduler()
         .await
         .map_err(|e| std::io::Error::other(format!("cannot load the cron jobs: {e}")))?;
     gw.nodes
@@ -152,12 +154,12 @@ pub async fn serve(
     if !gw.connections.wait_all_closed(left).await {
         tracing::warn!("some connections did not close in time");
     }
-    if !crate::cron::wait_idle(&gw, drain).await {
+    if !gw.cron.wait_idle(drain).await {
         tracing::warn!(
             "cron runs still in progress at exit are recorded as interrupted at the next start"
         );
     }
-    if let Err(e) = gw.cron.writer.flush().await {
+    if let Err(e) = gw.cron.flush().await {
         tracing::error!("cron changes may be lost: {e}");
     }
     gw.channels.stop_all();
