@@ -26,6 +26,7 @@ pub mod pattern;
 pub mod pointer;
 pub mod protocol;
 pub mod runtime;
+pub mod schedule;
 pub mod sdk;
 pub mod server;
 pub mod store;

@@ -15,7 +15,7 @@ use serde_json::json;
 use std::time::Duration;
 
 /// The agent id used when nothing is configured.
-pub const MAIN: &str = "main";
+pub const MAIN: &str = crate::config::MAIN_AGENT;
 
 /// The session a chat turn joins when it names none.
 pub fn main_session_key(agent_id: &str) -> String {
@@ -85,32 +85,13 @@ impl Agent {
     /// The agent named `id`, else `agents.default`. With no agents
     /// configured, `main` is the offline echo agent.
     pub fn resolve(config: &Config, id: Option<&str>) -> Result<Agent, RpcError> {
-        let id = id.unwrap_or(config.agents.default.as_str());
-        if let Some(agent) = config.agents.extra.get(id) {
-            return Ok(Agent {
-                id: id.to_string(),
-                provider: agent.provider,
-                config: Some(agent.clone()),
-            });
-        }
-        if id == MAIN && config.agents.extra.is_empty() {
-            return Ok(Agent {
-                id: MAIN.to_string(),
-                provider: AgentConfigProvider::Echo,
-                config: None,
-            });
-        }
-        let mut known: Vec<&str> = config.agents.extra.keys().map(String::as_str).collect();
-        known.sort_unstable();
-        let known = if known.is_empty() {
-            "none (main is the offline echo agent)".to_string()
-        } else {
-            known.join(", ")
-        };
-        Err(RpcError::new(
-            ErrorCode::NotFound,
-            format!("no agent {id}; configured agents: {known}"),
-        ))
+        let (id, agent) = crate::config::find_agent(config, id)
+            .map_err(|message| RpcError::new(ErrorCode::NotFound, message))?;
+        Ok(Agent {
+            id: id.to_string(),
+            provider: agent.map_or(AgentConfigProvider::Echo, |a| a.provider),
+            config: agent.cloned(),
+        })
     }
 
     /// Whether the agent answers without any network (the echo provider).

@@ -86,31 +86,6 @@ impl Account {
     }
 }
 
-/// IRC allowFrom entries that name a nick alone: anyone can take a nick,
-/// so only `nick!user@host` (patterns allowed) identifies a sender.
-pub fn config_problems(config: &Config) -> Vec<(String, String)> {
-    let mut problems = Vec::new();
-    for (id, account) in &config.channels.irc {
-        let lists = [
-            ("allowFrom", Some(&account.allow_from)),
-            ("groupAllowFrom", Some(&account.group_allow_from)),
-        ];
-        for (list, entries) in lists {
-            for (i, entry) in entries.into_iter().flatten().enumerate() {
-                if !(entry.contains('!') && entry.contains('@')) {
-                    problems.push((
-                        format!("{}/{id}/{list}/{i}", crate::config::keys::CHANNELS_IRC),
-                        format!(
-                            "{entry:?} is a nick alone, which anyone can take: write nick!user@host, e.g. {entry}!*@home.example.net"
-                        ),
-                    ));
-                }
-            }
-        }
-    }
-    problems
-}
-
 /// Every enabled account in the config.
 fn accounts(config: &Config) -> BTreeMap<Key, Account> {
     let mut all = BTreeMap::new();

@@ -528,9 +528,9 @@ pub fn validate(value: &Value) -> Result<Config, Vec<Invalid>> {
         .map_err(|e| vec![Invalid::new(String::new(), e.to_string())])?;
     let mut problems = cross_field_problems(&config.gateway);
     problems.extend(unknown_tools(&config));
-    problems.extend(crate::cron::config_problems(&config));
+    problems.extend(super::checks::cron_problems(&config));
     problems.extend(unknown_binding_agents(&config));
-    problems.extend(crate::channels::config_problems(&config));
+    problems.extend(super::checks::irc_problems(&config));
     if problems.is_empty() {
         Ok(config)
     } else {
@@ -857,9 +857,9 @@ fn unknown_binding_agents(config: &Config) -> Vec<(String, String)> {
         .iter()
         .enumerate()
         .filter_map(|(i, binding)| {
-            crate::agent::Agent::resolve(config, Some(binding.agent_id.as_str()))
+            super::find_agent(config, Some(binding.agent_id.as_str()))
                 .err()
-                .map(|e| (format!("{}/{i}/agentId", keys::BINDINGS), e.message))
+                .map(|message| (format!("{}/{i}/agentId", keys::BINDINGS), message))
         })
         .collect()
 }

@@ -2,6 +2,7 @@
 //! environment variables, then CLI flags; validated against
 //! `schema/config.json` before anything uses it, with every error located.
 
+mod checks;
 mod diff;
 mod edit;
 mod env;
@@ -15,6 +16,7 @@ mod service;
 mod token;
 
 pub use crate::protocol::types::Config;
+pub use checks::{find_agent, MAIN_AGENT};
 pub use diff::changed_pointers;
 pub use edit::{remove_stale_temp_files, set_key, write_atomic};
 pub use load::{

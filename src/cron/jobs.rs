@@ -2,7 +2,6 @@
 //! the config on every reload, and the definitions cron.add and
 //! cron.update give.
 
-use super::schedule::Plan;
 use super::{CronService, Entry, Table};
 use crate::clock::now_ms;
 use crate::config::Config;
@@ -247,40 +246,4 @@ fn sync_config(table: &mut Table, config: &Config, now: u64) -> Vec<CronWrite> {
             .map(|entry| CronWrite::SaveJob(entry.job.clone())),
     );
     writes
-}
-
-/// Problems with `cron` in a config that the schema cannot see: time
-/// zones, cron expressions, RFC 3339 times and agent ids, as
-/// `(JSON pointer, message)`.
-pub fn config_problems(config: &Config) -> Vec<(String, String)> {
-    let mut problems = Vec::new();
-    let default_tz = config.cron.timezone.as_ref().map(|t| t.to_string());
-    if let Some(tz) = &default_tz {
-        if let Err(message) = super::schedule::parse_tz(tz) {
-            problems.push((crate::config::keys::CRON_TIMEZONE.to_string(), message));
-        }
-    }
-    let default_tz = default_tz.filter(|tz| super::schedule::parse_tz(tz).is_ok());
-    let now = now_ms();
-    let mut ids: Vec<&String> = config.cron.jobs.keys().collect();
-    ids.sort();
-    for id in ids {
-        let job = &config.cron.jobs[id];
-        let at = crate::pointer::child(crate::config::keys::CRON_JOBS, id);
-        if let Err(e) = Plan::new(&job.schedule, default_tz.as_deref(), now, now) {
-            problems.push((format!("{at}/schedule{}", e.field), e.message));
-        }
-        if let CronPayload::AgentTurn { .. } = job.payload {
-            let agent = job.agent_id.as_ref().map(|a| a.as_str());
-            if let Err(e) = crate::agent::Agent::resolve(config, agent) {
-                let field = if agent.is_some() {
-                    "agentId"
-                } else {
-                    "payload"
-                };
-                problems.push((format!("{at}/{field}"), e.message));
-            }
-        }
-    }
-    problems
 }

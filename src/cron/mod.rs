@@ -9,10 +9,10 @@ mod jobs;
 mod payload;
 mod rpc;
 mod runner;
-pub mod schedule;
+pub use crate::schedule;
 mod writer;
 
-pub use jobs::{config_problems, JobDraft};
+pub use jobs::JobDraft;
 pub use writer::Pending;
 
 use crate::agent::Turns;

@@ -2,6 +2,7 @@
 //! ephemeral port and talks to it over real sockets.
 
 mod approvals;
+mod architecture;
 mod browser;
 mod channels;
 mod chat;

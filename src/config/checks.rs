@@ -1,0 +1,95 @@
+//! Rules about a configuration that its schema cannot state: cron
+//! expressions and time zones, agents that must exist, IRC senders that
+//! must be more than a nick. Each returns `(JSON pointer, message)`.
+
+use super::keys;
+use crate::clock::now_ms;
+use crate::protocol::types::{AgentConfig, Config, CronPayload};
+
+/// The agent id used when nothing is configured: the offline echo agent.
+pub const MAIN_AGENT: &str = "main";
+
+/// The agent named `id`, else `agents.default`: its id and its config
+/// (None for the built-in `main` when no agents are configured); the
+/// error names the agents there are.
+pub fn find_agent<'a>(
+    config: &'a Config,
+    id: Option<&'a str>,
+) -> Result<(&'a str, Option<&'a AgentConfig>), String> {
+    let id = id.unwrap_or(config.agents.default.as_str());
+    if let Some(agent) = config.agents.extra.get(id) {
+        return Ok((id, Some(agent)));
+    }
+    if id == MAIN_AGENT && config.agents.extra.is_empty() {
+        return Ok((MAIN_AGENT, None));
+    }
+    let mut known: Vec<&str> = config.agents.extra.keys().map(String::as_str).collect();
+    known.sort_unstable();
+    let known = if known.is_empty() {
+        "none (main is the offline echo agent)".to_string()
+    } else {
+        known.join(", ")
+    };
+    Err(format!("no agent {id}; configured agents: {known}"))
+}
+
+/// Problems with `cron` in a config that the schema cannot see: time
+/// zones, cron expressions, RFC 3339 times and agent ids, as
+/// `(JSON pointer, message)`.
+pub fn cron_problems(config: &Config) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let default_tz = config.cron.timezone.as_ref().map(|t| t.to_string());
+    if let Some(tz) = &default_tz {
+        if let Err(message) = crate::schedule::parse_tz(tz) {
+            problems.push((keys::CRON_TIMEZONE.to_string(), message));
+        }
+    }
+    let default_tz = default_tz.filter(|tz| crate::schedule::parse_tz(tz).is_ok());
+    let now = now_ms();
+    let mut ids: Vec<&String> = config.cron.jobs.keys().collect();
+    ids.sort();
+    for id in ids {
+        let job = &config.cron.jobs[id];
+        let at = crate::pointer::child(keys::CRON_JOBS, id);
+        if let Err(e) = crate::schedule::Plan::new(&job.schedule, default_tz.as_deref(), now, now) {
+            problems.push((format!("{at}/schedule{}", e.field), e.message));
+        }
+        if let CronPayload::AgentTurn { .. } = job.payload {
+            let agent = job.agent_id.as_ref().map(|a| a.as_str());
+            if let Err(message) = find_agent(config, agent) {
+                let field = if agent.is_some() {
+                    "agentId"
+                } else {
+                    "payload"
+                };
+                problems.push((format!("{at}/{field}"), message));
+            }
+        }
+    }
+    problems
+}
+
+/// IRC allowFrom entries that name a nick alone: anyone can take a nick,
+/// so only `nick!user@host` (patterns allowed) identifies a sender.
+pub fn irc_problems(config: &Config) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    for (id, account) in &config.channels.irc {
+        let lists = [
+            ("allowFrom", Some(&account.allow_from)),
+            ("groupAllowFrom", Some(&account.group_allow_from)),
+        ];
+        for (list, entries) in lists {
+            for (i, entry) in entries.into_iter().flatten().enumerate() {
+                if !(entry.contains('!') && entry.contains('@')) {
+                    problems.push((
+                        format!("{}/{id}/{list}/{i}", keys::CHANNELS_IRC),
+                        format!(
+                            "{entry:?} is a nick alone, which anyone can take: write nick!user@host, e.g. {entry}!*@home.example.net"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
