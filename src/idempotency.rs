@@ -4,7 +4,7 @@
 
 use crate::clock::now_ms;
 use crate::protocol::{CallContext, ErrorCode, RpcError};
-use crate::store::Store;
+use crate::store::ResultStore;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -32,7 +32,7 @@ pub fn key(kind: &str, owner: &str, client_key: Option<&str>) -> Option<String> 
 
 /// The result an earlier request with this key returned, if any.
 pub async fn replay<T: DeserializeOwned>(
-    store: &Store,
+    store: &dyn ResultStore,
     key: Option<&String>,
 ) -> Result<Option<T>, RpcError> {
     let Some(key) = key else {
@@ -55,7 +55,7 @@ pub async fn replay<T: DeserializeOwned>(
 
 /// Keeps `result` as the answer to every later request with this key.
 pub async fn remember<T: Serialize>(
-    store: &Store,
+    store: &dyn ResultStore,
     key: Option<String>,
     result: &T,
 ) -> Result<(), RpcError> {

@@ -6,7 +6,7 @@ use crate::bus::Bus;
 use crate::config::{Config, ConfigWatch};
 use crate::health::HealthService;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::Stores;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -15,7 +15,7 @@ use tokio::sync::watch;
 pub struct Runtime {
     pub config: ConfigWatch,
     pub bus: Bus,
-    pub store: Store,
+    pub stores: Stores,
     pub health: Arc<HealthService>,
     pub metrics: Arc<Metrics>,
     /// The HTTP client for model providers and channel APIs.

@@ -166,7 +166,8 @@ impl Turns {
             Session::Stored(guard) => {
                 let key = guard.key().to_string();
                 let (history, model) = self.context(&key).await?;
-                rt.store
+                rt.stores
+                    .sessions
                     .begin_turn(
                         key.clone(),
                         agent.id.clone(),
@@ -270,7 +271,8 @@ impl Turns {
         };
         let stored = match &session_key {
             Some(key) => Some(
-                rt.store
+                rt.stores
+                    .sessions
                     .finish_turn(
                         key.clone(),
                         run_id.clone(),
@@ -309,7 +311,7 @@ impl Turns {
         &self,
         session_key: &str,
     ) -> Result<(Vec<(String, String)>, Option<String>), RpcError> {
-        let store = &self.rt.store;
+        let store = &self.rt.stores.sessions;
         let history = store
             .history(session_key.to_string(), CONTEXT_MESSAGES, None)
             .await

@@ -70,7 +70,8 @@ pub async fn run(link: &Link, config: &TelegramAccount) -> Result<(), String> {
     let account = link.key.account.clone();
     let stored = |e: crate::store::StoreError| e.to_string();
     let mut offset = rt
-        .store
+        .stores
+        .channels
         .channel_offset(channel.clone(), account.clone())
         .await
         .map_err(stored)?;
@@ -91,7 +92,8 @@ pub async fn run(link: &Link, config: &TelegramAccount) -> Result<(), String> {
         };
         // Stored first: after a crash a message is lost rather than answered twice.
         offset = Some(last + 1);
-        rt.store
+        rt.stores
+            .channels
             .set_channel_offset(channel.clone(), account.clone(), last + 1)
             .await
             .map_err(stored)?;

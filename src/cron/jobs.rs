@@ -119,11 +119,11 @@ impl CronService {
     /// Call before the scheduler starts.
     pub async fn load(&self) -> Result<(), StoreError> {
         let now = now_ms();
-        let stored = self.rt.store.cron_jobs().await?;
-        let unfinished = self.rt.store.cron_unfinished_runs().await?;
-        let last_run_id = self.rt.store.cron_last_run_id().await?;
+        let stored = self.rt.stores.cron.cron_jobs().await?;
+        let unfinished = self.rt.stores.cron.cron_unfinished_runs().await?;
+        let last_run_id = self.rt.stores.cron.cron_last_run_id().await?;
         self.last_run_id.store(last_run_id, Ordering::Relaxed);
-        self.writer.start(self.rt.store.clone());
+        self.writer.start(self.rt.stores.cron.clone());
         let keep = self.rt.config().cron.history_limit.get();
         let pending = {
             let mut table = self.lock();

@@ -179,7 +179,8 @@ impl CronService {
         }
         let (runs, next_before) = self
             .rt
-            .store
+            .stores
+            .cron
             .cron_runs(
                 id.clone(),
                 params.limit.get() as usize,

@@ -5,7 +5,7 @@
 //! it is released (so a slow disk never holds the table).
 
 use crate::protocol::types::{CronJob, CronRun};
-use crate::store::{CronWrite, Store, StoreError};
+use crate::store::{CronStore, CronWrite, StoreError};
 use std::sync::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
@@ -50,7 +50,7 @@ impl Writer {
     }
 
     /// Starts applying queued writes to `store`; once.
-    pub fn start(&self, store: Store) {
+    pub fn start(&self, store: std::sync::Arc<dyn CronStore>) {
         let Some(mut rx) = self.rx.lock().expect("writer").take() else {
             return;
         };

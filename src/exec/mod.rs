@@ -90,7 +90,8 @@ impl Exec {
     ) -> Result<(), String> {
         let allowed_for_good = self
             .rt
-            .store
+            .stores
+            .audit
             .exec_allowed(caller.agent_id.to_string())
             .await
             .map_err(|e| e.to_string())?;
@@ -160,7 +161,8 @@ impl Exec {
         entry.decided_at_ms = now_ms();
         tracing::info!(agent = %caller.agent_id, command = %request.command, decision = %entry.decision, "exec decision");
         self.rt
-            .store
+            .stores
+            .audit
             .record_exec_decision(entry, request.binding())
             .await
             .map_err(|e| format!("not run: the audit log could not be written ({e})"))?;
@@ -193,7 +195,8 @@ impl Exec {
             decided_at_ms: now,
         };
         self.rt
-            .store
+            .stores
+            .audit
             .record_exec_decision(entry, request.binding())
             .await
             .map(|_| ())

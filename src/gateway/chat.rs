@@ -25,7 +25,9 @@ pub async fn chat(gw: &Gateway, owner: &str, params: ChatParams) -> Result<ChatR
         owner,
         params.idempotency_key.as_deref().map(String::as_str),
     );
-    if let Some(earlier) = idempotency::replay(&gw.rt.store, idempotency_key.as_ref()).await? {
+    if let Some(earlier) =
+        idempotency::replay(&*gw.rt.stores.results, idempotency_key.as_ref()).await?
+    {
         return Ok(earlier);
     }
     let turn = TurnRequest {
@@ -44,7 +46,7 @@ pub async fn chat(gw: &Gateway, owner: &str, params: ChatParams) -> Result<ChatR
         usage: done.usage,
         stop_reason: done.stop_reason,
     };
-    idempotency::remember(&gw.rt.store, idempotency_key, &result).await?;
+    idempotency::remember(&*gw.rt.stores.results, idempotency_key, &result).await?;
     Ok(result)
 }
 

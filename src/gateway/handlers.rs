@@ -360,7 +360,8 @@ impl Handlers for Gateway {
     ) -> Result<ApprovalsAuditResult, RpcError> {
         let (entries, next_before) = self
             .rt
-            .store
+            .stores
+            .audit
             .exec_audit(params.limit.get() as usize, params.before.map(|b| b.get()))
             .await
             .map_err(RpcError::from)?;

@@ -30,7 +30,8 @@ impl Gateway {
         let audit_before = (days > 0).then(|| now.saturating_sub(days * DAY_MS));
         match self
             .rt
-            .store
+            .stores
+            .upkeep
             .prune(now.saturating_sub(idempotency::TTL_MS), audit_before)
             .await
         {

@@ -91,7 +91,7 @@ impl Gateway {
         let rt = Runtime {
             config: configs.watch(),
             bus,
-            store,
+            stores: crate::store::Stores::sqlite(store),
             health: Arc::new(health),
             metrics: Arc::new(metrics),
             http: crate::agent::http_client(),

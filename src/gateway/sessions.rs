@@ -21,7 +21,8 @@ pub async fn list(gw: &Gateway, params: SessionsParams) -> Result<SessionsResult
     };
     let (sessions, next_cursor) = gw
         .rt
-        .store
+        .stores
+        .sessions
         .list_sessions(filter)
         .await
         .map_err(RpcError::from)?;
@@ -38,7 +39,8 @@ pub async fn history(
     let key = params.session_key.to_string();
     let (messages, next_before) = gw
         .rt
-        .store
+        .stores
+        .sessions
         .history(key.clone(), params.limit.get() as usize, params.before)
         .await
         .map_err(RpcError::from)?
@@ -58,7 +60,8 @@ pub async fn patch(gw: &Gateway, params: SessionsPatchParams) -> Result<SessionI
         thinking: params.thinking.into_change(),
     };
     gw.rt
-        .store
+        .stores
+        .sessions
         .patch_session(key.clone(), change)
         .await
         .map_err(RpcError::from)?
@@ -72,7 +75,8 @@ pub async fn clear(
     let key = params.session_key.to_string();
     let removed = gw
         .rt
-        .store
+        .stores
+        .sessions
         .clear_session(key.clone())
         .await
         .map_err(RpcError::from)?
@@ -90,7 +94,8 @@ pub async fn delete(
     let key = params.session_key.to_string();
     let deleted = gw
         .rt
-        .store
+        .stores
+        .sessions
         .delete_session(key.clone())
         .await
         .map_err(RpcError::from)?;

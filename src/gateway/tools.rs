@@ -55,7 +55,8 @@ pub async fn run(
             };
             let (sessions, _) = gw
                 .rt
-                .store
+                .stores
+                .sessions
                 .list_sessions(filter)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -66,7 +67,8 @@ pub async fn run(
             let key = params.session_key.to_string();
             let owner = gw
                 .rt
-                .store
+                .stores
+                .sessions
                 .session(key.clone())
                 .await
                 .map_err(|e| e.to_string())?
@@ -76,7 +78,8 @@ pub async fn run(
             }
             let (messages, _) = gw
                 .rt
-                .store
+                .stores
+                .sessions
                 .history(key.clone(), params.limit.get() as usize, None)
                 .await
                 .map_err(|e| e.to_string())?

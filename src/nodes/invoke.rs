@@ -58,7 +58,8 @@ impl NodeService {
             Some(key) => Some(self.once.lock(key).await),
             None => None,
         };
-        if let Some(earlier) = idempotency::replay(&self.rt.store, idempotency_key.as_ref()).await?
+        if let Some(earlier) =
+            idempotency::replay(&*self.rt.stores.results, idempotency_key.as_ref()).await?
         {
             return Ok(earlier);
         }
@@ -140,7 +141,7 @@ impl NodeService {
             payload: answer.payload,
             error: answer.error,
         };
-        idempotency::remember(&self.rt.store, idempotency_key, &result).await?;
+        idempotency::remember(&*self.rt.stores.results, idempotency_key, &result).await?;
         Ok(result)
     }
 

@@ -117,7 +117,7 @@ fn new_token() -> String {
 impl NodeService {
     /// Loads the paired nodes; call before serving.
     pub async fn load(&self) -> Result<(), StoreError> {
-        let stored = self.rt.store.nodes().await?;
+        let stored = self.rt.stores.nodes.nodes().await?;
         let mut table = self.lock();
         for node in stored {
             table.nodes.insert(
@@ -204,7 +204,13 @@ impl NodeService {
 
     /// Unpairs a node: forgets its token and closes its connection.
     pub async fn remove(&self, node_id: &str) -> Result<bool, StoreError> {
-        if !self.rt.store.remove_node(node_id.to_string()).await? {
+        if !self
+            .rt
+            .stores
+            .nodes
+            .remove_node(node_id.to_string())
+            .await?
+        {
             return Ok(false);
         }
         let mut table = self.lock();

@@ -116,7 +116,7 @@ impl NodeService {
             paired_at_ms: now_ms(),
         };
         let node_id = stored.id.clone();
-        if let Err(e) = self.rt.store.add_node(stored.clone()).await {
+        if let Err(e) = self.rt.stores.nodes.add_node(stored.clone()).await {
             let _ = waiting.answer.send(Answer::Rejected(Some(
                 "the gateway could not store the pairing".into(),
             )));

@@ -8,9 +8,14 @@ mod cron;
 mod exec;
 mod migrations;
 mod nodes;
+mod traits;
 
 pub use cron::CronWrite;
 pub use nodes::StoredNode;
+pub use traits::{
+    AuditStore, ChannelStore, CronStore, NodeStore, ResultStore, SessionStore, StoreFuture, Stores,
+    UpkeepStore,
+};
 
 use crate::protocol::types::{ChatMessage, ChatMessageRole, ChatMessageStatus, SessionInfo, Usage};
 use rusqlite::{params, Connection, OptionalExtension};

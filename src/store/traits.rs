@@ -1,0 +1,136 @@
+//! The store as services see it: one narrow trait per kind of record,
+//! each implemented by the embedded SQLite [`Store`]. A service holds
+//! only the traits it uses (in [`Stores`]), so a second implementation
+//! (PostgreSQL) or a test's in-memory fake plugs in without changes
+//! elsewhere.
+
+use super::{Result, SessionChange, SessionFilter, Store, StoredNode};
+use crate::protocol::types::{
+    ApprovalAuditEntry, ChatMessage, ChatMessageStatus, CronJob, CronRun, SessionInfo, Usage,
+};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// What a store call returns: the work happens off the caller's task.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// Declares a trait and implements it for [`Store`] by forwarding each
+/// method to the inherent method of the same name.
+macro_rules! store_trait {
+    ($(#[$doc:meta])* $name:ident {
+        $($(#[$fdoc:meta])* fn $f:ident(&self $(, $a:ident: $t:ty)*) -> $r:ty;)*
+    }) => {
+        $(#[$doc])*
+        pub trait $name: Send + Sync {
+            $($(#[$fdoc])* fn $f(&self $(, $a: $t)*) -> StoreFuture<'_, $r>;)*
+        }
+
+        impl $name for Store {
+            $(fn $f(&self $(, $a: $t)*) -> StoreFuture<'_, $r> {
+                Box::pin(Store::$f(self $(, $a)*))
+            })*
+        }
+    };
+}
+
+store_trait! {
+    /// Sessions and their transcripts.
+    SessionStore {
+        /// Stores the user's message, creating the session if new.
+        fn begin_turn(&self, session_key: String, agent_id: String, run_id: String, text: String, now_ms: u64) -> ();
+        /// Stores the assistant's message of the run and the usage.
+        fn finish_turn(&self, session_key: String, run_id: String, text: String, status: ChatMessageStatus, usage: Usage, now_ms: u64) -> ChatMessage;
+        fn session(&self, key: String) -> Option<SessionInfo>;
+        fn list_sessions(&self, filter: SessionFilter) -> (Vec<SessionInfo>, Option<String>);
+        /// Messages oldest first, and the cursor of the page before.
+        fn history(&self, key: String, limit: usize, before: Option<u64>) -> Option<(Vec<ChatMessage>, Option<u64>)>;
+        fn patch_session(&self, key: String, change: SessionChange) -> Option<SessionInfo>;
+        fn clear_session(&self, key: String) -> Option<u64>;
+        fn delete_session(&self, key: String) -> bool;
+    }
+}
+
+store_trait! {
+    /// The results of requests with idempotency keys.
+    ResultStore {
+        fn idempotent_result(&self, key: String, since_ms: u64) -> Option<String>;
+        fn remember_result(&self, key: String, result_json: String, now_ms: u64) -> ();
+    }
+}
+
+store_trait! {
+    /// Cron jobs and their runs.
+    CronStore {
+        fn cron_jobs(&self) -> Vec<CronJob>;
+        /// Applies the writes in order, in one transaction.
+        fn cron_apply(&self, writes: Vec<super::CronWrite>) -> ();
+        fn cron_last_run_id(&self) -> u64;
+        fn cron_runs(&self, job_id: String, limit: usize, before: Option<u64>) -> (Vec<CronRun>, Option<u64>);
+        fn cron_unfinished_runs(&self) -> Vec<CronRun>;
+        fn cron_run(&self, id: u64) -> Option<CronRun>;
+    }
+}
+
+store_trait! {
+    /// Paired nodes.
+    NodeStore {
+        fn nodes(&self) -> Vec<StoredNode>;
+        fn add_node(&self, node: StoredNode) -> ();
+        fn remove_node(&self, id: String) -> bool;
+    }
+}
+
+store_trait! {
+    /// The exec audit log and the commands allowed for good.
+    AuditStore {
+        fn exec_allowed(&self, agent_id: String) -> Vec<String>;
+        fn record_exec_decision(&self, entry: ApprovalAuditEntry, binding: String) -> u64;
+        fn exec_audit(&self, limit: usize, before: Option<u64>) -> (Vec<ApprovalAuditEntry>, Option<u64>);
+    }
+}
+
+store_trait! {
+    /// Where each channel account's inbound stream continues.
+    ChannelStore {
+        fn channel_offset(&self, channel: String, account: String) -> Option<i64>;
+        fn set_channel_offset(&self, channel: String, account: String, next: i64) -> ();
+    }
+}
+
+store_trait! {
+    /// Removing what has expired.
+    UpkeepStore {
+        /// Drops idempotency keys older than `keys_before_ms` and audit
+        /// entries older than `audit_before_ms`; returns how many of each.
+        fn prune(&self, keys_before_ms: u64, audit_before_ms: Option<u64>) -> (usize, usize);
+    }
+}
+
+/// The stores of one gateway, by kind.
+#[derive(Clone)]
+pub struct Stores {
+    pub sessions: Arc<dyn SessionStore>,
+    pub results: Arc<dyn ResultStore>,
+    pub cron: Arc<dyn CronStore>,
+    pub nodes: Arc<dyn NodeStore>,
+    pub audit: Arc<dyn AuditStore>,
+    pub channels: Arc<dyn ChannelStore>,
+    pub upkeep: Arc<dyn UpkeepStore>,
+}
+
+impl Stores {
+    /// Every kind in the one SQLite database.
+    pub fn sqlite(store: Store) -> Self {
+        let store = Arc::new(store);
+        Stores {
+            sessions: store.clone(),
+            results: store.clone(),
+            cron: store.clone(),
+            nodes: store.clone(),
+            audit: store.clone(),
+            channels: store.clone(),
+            upkeep: store,
+        }
+    }
+}
