@@ -130,3 +130,34 @@ impl HealthService {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::protocol::types::{GatewayState, NodeHealth};
+    use crate::protocol::EventKind;
+    use crate::testing;
+
+    #[test]
+    fn only_a_real_change_is_published_with_a_new_version() {
+        let fakes = testing::runtime(testing::config(""));
+        let health = &fakes.rt.health;
+        let node = |seen| NodeHealth {
+            id: "node-1".into(),
+            name: Some("kitchen".into()),
+            last_seen_ms: seen,
+        };
+        health.set_nodes(vec![node(1)]);
+        health.set_nodes(vec![node(2)]); // only lastSeenMs moved
+        health.set_state(GatewayState::Ready); // already ready
+        health.set_state(GatewayState::Draining);
+        let published = fakes.bus.payloads(EventKind::HealthChanged);
+        let versions: Vec<u64> = published
+            .iter()
+            .map(|h| h["version"].as_u64().unwrap())
+            .collect();
+        assert_eq!(versions, [2, 3]);
+        assert_eq!(published[1]["state"], "draining");
+        assert_eq!(health.snapshot().version, 3);
+        assert_eq!(health.snapshot().nodes[0].last_seen_ms, 2);
+    }
+}

@@ -31,3 +31,5 @@ pub mod sdk;
 pub mod server;
 pub mod store;
 pub mod systemd;
+#[cfg(test)]
+mod testing;

@@ -493,3 +493,129 @@ impl ToolBox for TurnTools<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::EventKind;
+    use crate::store::SessionStore;
+    use crate::testing;
+    use std::sync::Arc;
+
+    fn echo(fakes: &testing::Fakes) -> Agent {
+        Agent::resolve(&fakes.rt.config(), None).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stored_turn_streams_its_reply_and_keeps_both_sides() {
+        let fakes = testing::runtime(testing::config(""));
+        let turns = Turns::new(fakes.rt.clone());
+        let session = turns.lock("agent:main:main".into()).await;
+        let mut streamed = String::new();
+        let request = TurnRequest {
+            agent: echo(&fakes),
+            session: Session::Stored(&session),
+            message: "hello there".into(),
+            run_id: None,
+            deadline: None,
+        };
+        let done = turns
+            .run(request, &mut |d| streamed.push_str(d))
+            .await
+            .unwrap();
+        assert_eq!(
+            (done.text.as_str(), streamed.as_str()),
+            ("hello there", "hello there")
+        );
+        assert_eq!(
+            done.stored.as_ref().unwrap().status,
+            ChatMessageStatus::Complete
+        );
+        let events = fakes.bus.payloads(EventKind::AgentMessage);
+        let states: Vec<&str> = events
+            .iter()
+            .map(|e| e["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(states, ["delta", "delta", "final"]);
+        let seqs: Vec<u64> = events
+            .iter()
+            .map(|e| e["runSeq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        let (messages, _) = fakes
+            .store
+            .history("agent:main:main".into(), 10, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let contents: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(contents, ["hello there", "hello there"]);
+    }
+
+    #[tokio::test]
+    async fn a_session_runs_one_turn_at_a_time() {
+        let fakes = testing::runtime(testing::config(""));
+        let turns = Turns::new(fakes.rt.clone());
+        let held = turns.try_lock("s".into()).unwrap();
+        let busy = turns.try_lock("s".into()).err().unwrap();
+        assert_eq!(busy.code, ErrorCode::Conflict);
+        assert!(turns.try_lock("other".into()).is_ok());
+        drop(held);
+        assert!(turns.try_lock("s".into()).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_aborted_turn_keeps_what_was_said_so_far() {
+        let fakes = testing::runtime(testing::config(""));
+        let turns = Arc::new(Turns::new(fakes.rt.clone()));
+        let running = tokio::spawn({
+            let turns = Arc::clone(&turns);
+            let agent = echo(&fakes);
+            async move {
+                let session = turns.lock("s".into()).await;
+                let request = TurnRequest {
+                    agent,
+                    session: Session::Stored(&session),
+                    message: "word ".repeat(1000),
+                    run_id: Some("run-1".into()),
+                    deadline: None,
+                };
+                turns.run(request, &mut |_| {}).await
+            }
+        });
+        while fakes.bus.payloads(EventKind::AgentMessage).len() < 3 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(turns.abort("run-1"));
+        let done = running.await.unwrap().unwrap();
+        assert_eq!(done.stop_reason, ChatResultStopReason::Aborted);
+        let stored = done.stored.unwrap();
+        assert_eq!(stored.status, ChatMessageStatus::Aborted);
+        assert!(stored.content.starts_with("word word") && stored.content.len() < 5000);
+        assert!(!turns.abort("run-1"), "a finished run cannot be aborted");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stateless_turn_stores_nothing() {
+        let fakes = testing::runtime(testing::config(""));
+        let turns = Turns::new(fakes.rt.clone());
+        let request = TurnRequest {
+            agent: echo(&fakes),
+            session: Session::Stateless(vec![("user".into(), "earlier".into())]),
+            message: "now".into(),
+            run_id: None,
+            deadline: None,
+        };
+        let done = turns.run(request, &mut |_| {}).await.unwrap();
+        assert!(done.stored.is_none() && done.session_key.starts_with("stateless:"));
+        let (sessions, _) = fakes
+            .store
+            .list_sessions(crate::store::SessionFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(sessions.is_empty());
+    }
+}

@@ -165,3 +165,98 @@ pub fn one_shot_done(job: &CronJob, plan: &Plan) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::types::{CronAddParams, CronRunParams, CronRunStatus};
+    use crate::protocol::EventKind;
+    use crate::store::{CronWrite, SessionStore};
+    use crate::testing;
+    use serde_json::json;
+
+    async fn service(fakes: &testing::Fakes) -> Arc<CronService> {
+        let turns = Arc::new(Turns::new(fakes.rt.clone()));
+        let cron = CronService::new(fakes.rt.clone(), turns);
+        cron.spawn_scheduler().await.unwrap().abort();
+        cron
+    }
+
+    fn add(payload: serde_json::Value) -> CronAddParams {
+        serde_json::from_value(json!({
+            "schedule": {"kind": "every", "everyMs": 3_600_000},
+            "payload": payload,
+        }))
+        .unwrap()
+    }
+
+    fn run(id: &str) -> CronRunParams {
+        serde_json::from_value(json!({"id": id, "mode": "force"})).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_job_added_is_stored_and_a_manual_run_is_recorded() {
+        let fakes = testing::runtime(testing::config(""));
+        let cron = service(&fakes).await;
+        let job = cron
+            .add(add(json!({"kind": "systemEvent", "text": "stand up"})))
+            .await
+            .unwrap();
+        assert!(job.state.next_run_at_ms.is_some());
+        let ran = cron.run(run(&job.id)).await.unwrap();
+        assert!(ran.ran);
+        assert_eq!(ran.run.unwrap().status, CronRunStatus::Ok);
+        assert_eq!(
+            fakes.bus.payloads(EventKind::SystemEvent)[0]["text"],
+            "stand up"
+        );
+        let names = fakes.bus.names();
+        let started = names
+            .iter()
+            .position(|n| *n == EventKind::CronStarted.name());
+        let finished = names
+            .iter()
+            .position(|n| *n == EventKind::CronFinished.name());
+        assert!(started < finished && started.is_some(), "{names:?}");
+        cron.flush().await.unwrap();
+        let writes = fakes.store.cron_writes.lock().unwrap();
+        assert!(matches!(&writes[0], CronWrite::SaveJob(saved) if saved.id == job.id));
+        assert!(writes.iter().any(|w| matches!(
+            w,
+            CronWrite::PutRun { run, .. } if run.status == CronRunStatus::Ok
+        )));
+        assert_eq!(fakes.rt.health.snapshot().cron.jobs, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_agent_turn_job_talks_in_its_own_session() {
+        let fakes = testing::runtime(testing::config(""));
+        let cron = service(&fakes).await;
+        let job = cron
+            .add(add(json!({"kind": "agentTurn", "message": "good morning"})))
+            .await
+            .unwrap();
+        let ran = cron.run(run(&job.id)).await.unwrap().run.unwrap();
+        assert_eq!(ran.status, CronRunStatus::Ok, "{:?}", ran.error);
+        let session = format!("cron:{}", job.id);
+        assert_eq!(ran.session_key.as_deref(), Some(session.as_str()));
+        let (messages, _) = fakes
+            .store
+            .history(session, 10, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[1].content, "good morning");
+    }
+
+    #[tokio::test]
+    async fn the_scheduler_stops_when_the_gateway_drains() {
+        let fakes = testing::runtime(testing::config(""));
+        let cron = CronService::new(fakes.rt.clone(), Arc::new(Turns::new(fakes.rt.clone())));
+        let scheduler = cron.spawn_scheduler().await.unwrap();
+        fakes.shutdown.send_replace(true);
+        let stopped = tokio::time::timeout(std::time::Duration::from_secs(5), scheduler).await;
+        assert!(stopped.is_ok(), "the scheduler kept running");
+    }
+}

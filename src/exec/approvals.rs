@@ -148,3 +148,72 @@ impl Approvals {
         Some(waiting)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::EventKind;
+    use crate::testing;
+    use std::sync::Arc;
+
+    fn approval(id: &str) -> ExecApproval {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "command": "ls -la", "argv": ["ls", "-la"], "agentId": "main",
+            "requestedAtMs": 0, "expiresAtMs": 0,
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_first_answer_decides_and_later_ones_conflict() {
+        let fakes = testing::runtime(testing::config(""));
+        let approvals = Arc::new(Approvals::new(fakes.rt.clone()));
+        let asking = tokio::spawn({
+            let approvals = Arc::clone(&approvals);
+            async move { approvals.ask(approval("appr-1")).await }
+        });
+        while approvals.pending().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            fakes.bus.payloads(EventKind::ApprovalsRequested)[0]["id"],
+            "appr-1"
+        );
+        let operator = CallContext::new("conn-a".into(), [127, 0, 0, 1].into());
+        approvals
+            .respond(&operator, "appr-1", ApprovalDecision::AllowOnce)
+            .unwrap();
+        let Outcome::Decided(decision, by) = asking.await.unwrap() else {
+            panic!("not decided");
+        };
+        assert_eq!(
+            (decision, by.as_str()),
+            (ApprovalDecision::AllowOnce, "conn-a")
+        );
+        let late = approvals.respond(&operator, "appr-1", ApprovalDecision::Deny);
+        assert_eq!(late.unwrap_err().code, ErrorCode::Conflict);
+        let unknown = approvals.respond(&operator, "appr-2", ApprovalDecision::Deny);
+        assert_eq!(unknown.unwrap_err().code, ErrorCode::NotFound);
+        let resolved = fakes.bus.payloads(EventKind::ApprovalsResolved);
+        assert_eq!(resolved.len(), 1, "{resolved:?}");
+        assert_eq!(resolved[0]["decision"], "allow-once");
+        assert!(approvals.pending().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nobody_answering_is_a_timeout_announced_once() {
+        let config = testing::config("[approvals]\ntimeoutMs = 5000\n");
+        let fakes = testing::runtime(config);
+        let approvals = Approvals::new(fakes.rt.clone());
+        assert!(matches!(
+            approvals.ask(approval("appr-9")).await,
+            Outcome::TimedOut
+        ));
+        let resolved = fakes.bus.payloads(EventKind::ApprovalsResolved);
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(resolved[0]["decision"], "timeout");
+        let operator = CallContext::new("conn-a".into(), [127, 0, 0, 1].into());
+        let late = approvals.respond(&operator, "appr-9", ApprovalDecision::AllowOnce);
+        assert_eq!(late.unwrap_err().code, ErrorCode::Conflict);
+    }
+}

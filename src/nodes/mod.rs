@@ -286,3 +286,116 @@ impl NodeService {
         self.rt.health.set_nodes(online);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::types::{
+        NodesInvokeParams, NodesRegisterParams, NodesResultParams, Role, Scope,
+    };
+    use crate::protocol::{ErrorCode, EventKind, Grant};
+    use crate::testing;
+    use serde_json::{json, Value};
+
+    fn device(conn: &str) -> CallContext {
+        let ctx = CallContext::new(conn.into(), [192, 168, 1, 20].into());
+        ctx.set_grant(Grant {
+            role: Role::Node,
+            scopes: vec![Scope::Node],
+            credential: None,
+        });
+        ctx
+    }
+
+    /// Pairs a device that declares `system.run`, approving as an operator.
+    async fn pair(nodes: &Arc<NodeService>, ctx: &CallContext) -> (String, String) {
+        let params: NodesRegisterParams = serde_json::from_value(json!({
+            "name": "kitchen", "platform": "linux", "caps": [], "commands": ["system.run"],
+        }))
+        .unwrap();
+        let asking = nodes.register(ctx, params);
+        let approving = async {
+            loop {
+                if let Some(request) = nodes.pending().first() {
+                    return nodes.approve(&request.request_id).await.unwrap();
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        let (result, approved) = tokio::join!(asking, approving);
+        let result = result.unwrap();
+        assert_eq!(result.node_id, approved);
+        (result.node_id, result.token)
+    }
+
+    #[tokio::test]
+    async fn a_paired_node_is_stored_by_token_hash_and_comes_online() {
+        let fakes = testing::runtime(testing::config(""));
+        let nodes = Arc::new(NodeService::new(fakes.rt.clone()));
+        let ctx = device("conn-1");
+        let (node_id, token) = pair(&nodes, &ctx).await;
+        let stored = fakes.store.nodes.lock().unwrap().clone();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].token_hash, token_hash(&token));
+        assert_ne!(
+            stored[0].token_hash, token,
+            "the token itself is never stored"
+        );
+        assert_eq!(
+            nodes.authenticate(&token).as_deref(),
+            Some(node_id.as_str())
+        );
+        assert_eq!(nodes.authenticate("cgn_guess"), None);
+        let changes: Vec<Value> = fakes
+            .bus
+            .payloads(EventKind::NodesChanged)
+            .into_iter()
+            .map(|e| e["change"].clone())
+            .collect();
+        assert_eq!(changes, [json!("paired"), json!("connected")]);
+        assert_eq!(fakes.rt.health.snapshot().nodes.len(), 1);
+        nodes.disconnected("conn-1");
+        assert!(!nodes.list()[0].online);
+        assert!(fakes.rt.health.snapshot().nodes.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_invoke_goes_to_the_nodes_connection_and_its_answer_comes_back() {
+        let fakes = testing::runtime(testing::config("[nodes]\nallowCommands = [\"system.*\"]\n"));
+        let nodes = Arc::new(NodeService::new(fakes.rt.clone()));
+        let ctx = device("conn-7");
+        let (node_id, _) = pair(&nodes, &ctx).await;
+        let params: NodesInvokeParams = serde_json::from_value(json!({
+            "nodeId": node_id, "command": "system.run", "params": {"argv": ["uptime"]},
+        }))
+        .unwrap();
+        let invoking = nodes.invoke(params.clone(), "operator");
+        let answering = async {
+            let request = loop {
+                if let Some(request) = fakes.bus.payloads(EventKind::NodesInvokeRequest).pop() {
+                    break request;
+                }
+                tokio::task::yield_now().await;
+            };
+            let answer: NodesResultParams = serde_json::from_value(json!({
+                "invokeId": request["invokeId"], "ok": true, "payload": {"stdout": "up 3 days"},
+            }))
+            .unwrap();
+            nodes.result(&ctx, answer).unwrap()
+        };
+        let (result, answered) = tokio::join!(invoking, answering);
+        assert!(answered.accepted);
+        let result = result.unwrap();
+        assert!(result.ok);
+        assert_eq!(result.payload, Some(json!({"stdout": "up 3 days"})));
+        let targets = fakes.bus.targets(EventKind::NodesInvokeRequest);
+        assert_eq!(
+            targets,
+            [Some("conn-7".to_string())],
+            "sent to the node alone"
+        );
+        nodes.disconnected("conn-7");
+        let offline = nodes.invoke(params, "operator").await.unwrap_err();
+        assert_eq!(offline.code, ErrorCode::Unavailable);
+    }
+}
