@@ -372,15 +372,7 @@ pub fn runtime(config: Config) -> Fakes {
     let rt = Runtime {
         config: ConfigWatch::fixed(config),
         bus: handle.clone(),
-        stores: Stores {
-            sessions: store.clone(),
-            results: store.clone(),
-            cron: store.clone(),
-            nodes: store.clone(),
-            audit: store.clone(),
-            channels: store.clone(),
-            upkeep: store.clone(),
-        },
+        stores: Stores::all_in(store.clone()),
         health: Arc::new(HealthService::new(
             std::time::Instant::now(),
             handle,

@@ -34,9 +34,7 @@ use tokio::sync::watch;
 /// Facts fixed when the gateway starts.
 pub struct RuntimeInfo {
     pub started: Instant,
-    pub started_at_ms: u64,
     pub config_path: Option<PathBuf>,
-    pub state_dir: PathBuf,
     /// Set once the listener is bound.
     pub bind: OnceLock<BindInfo>,
 }
@@ -97,7 +95,7 @@ impl Gateway {
             http: crate::agent::http_client(),
             shutdown: Shutdown::new(shutdown.subscribe()),
             started_at_ms,
-            state_dir: Arc::new(state_dir.clone()),
+            state_dir: Arc::new(state_dir),
         };
         let turns = Arc::new(crate::agent::Turns::new(rt.clone()));
         let channels = crate::channels::ChannelManager::new(rt.clone(), Arc::clone(&turns));
@@ -114,9 +112,7 @@ impl Gateway {
             channels,
             info: RuntimeInfo {
                 started,
-                started_at_ms,
                 config_path,
-                state_dir,
                 bind: OnceLock::new(),
             },
             connections: Connections::default(),

@@ -14,7 +14,7 @@ pub fn status(gw: &Gateway) -> StatusResult {
         protocol: std::num::NonZeroU64::new(PROTOCOL_VERSION as u64)
             .expect("protocol versions start at 1"),
         uptime: gw.info.started.elapsed().as_secs_f64(),
-        started_at: gw.info.started_at_ms,
+        started_at: gw.rt.started_at_ms,
         bind,
         auth_mode: config.gateway.auth.mode.to_string(),
         connections: gw.connections.counts(),
@@ -23,7 +23,7 @@ pub fn status(gw: &Gateway) -> StatusResult {
             .config_path
             .as_ref()
             .map(|p| p.display().to_string()),
-        state_dir: gw.info.state_dir.display().to_string(),
+        state_dir: gw.rt.state_dir.display().to_string(),
         config: gw.configs.health(),
         agents: agents(&config),
     }

@@ -37,7 +37,7 @@ pub async fn models(
         ids.push(crate::agent::MAIN.to_string());
     }
     ids.sort();
-    let created = (gw.info.started_at_ms / 1000) as i64;
+    let created = (gw.rt.started_at_ms / 1000) as i64;
     let data: Vec<Value> = ids
         .iter()
         .map(|id| json!({"id": format!("{MODEL_PREFIX}{id}"), "object": "model", "created": created, "owned_by": "clawgate"}))

@@ -122,7 +122,21 @@ pub struct Stores {
 impl Stores {
     /// Every kind in the one SQLite database.
     pub fn sqlite(store: Store) -> Self {
-        let store = Arc::new(store);
+        Stores::all_in(Arc::new(store))
+    }
+
+    /// Every kind kept by one implementation.
+    pub fn all_in<S>(store: Arc<S>) -> Self
+    where
+        S: SessionStore
+            + ResultStore
+            + CronStore
+            + NodeStore
+            + AuditStore
+            + ChannelStore
+            + UpkeepStore
+            + 'static,
+    {
         Stores {
             sessions: store.clone(),
             results: store.clone(),
