@@ -40,9 +40,9 @@ impl Bus {
         Bus(bus)
     }
 
-    /// An in-process bus: `LocalBus` of `capacity`.
-    pub fn local(capacity: usize) -> Self {
-        Bus(Arc::new(LocalBus::new(capacity)))
+    /// The in-process bus.
+    pub fn local() -> Self {
+        Bus(Arc::new(LocalBus::new(LOCAL_CAPACITY)))
     }
 
     pub fn publish(&self, event: Event) {
@@ -79,16 +79,18 @@ pub struct LocalBus {
     tx: broadcast::Sender<Arc<Published>>,
 }
 
-/// Events a subscriber may fall behind by before it is dropped, at least.
-const MIN_CAPACITY: usize = 1024;
-const MAX_CAPACITY: usize = 65_536;
+/// Events a subscriber may fall behind by before it is dropped. Each
+/// connection moves events from the bus into its own outbound queue
+/// (`gateway.limits.outboundQueueFrames`, which follows reloads) as soon
+/// as it runs, so a client that reads slowly fills that queue, not this
+/// one; the bus only needs room for a burst published between two turns of
+/// a busy connection task.
+const LOCAL_CAPACITY: usize = 4096;
 
 impl LocalBus {
-    /// `capacity` is the per-connection outbound queue, so a connection is
-    /// dropped for its own queue filling up, not for the bus's.
     pub fn new(capacity: usize) -> Self {
         LocalBus {
-            tx: broadcast::channel(capacity.clamp(MIN_CAPACITY, MAX_CAPACITY)).0,
+            tx: broadcast::channel(capacity).0,
         }
     }
 }

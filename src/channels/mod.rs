@@ -208,8 +208,29 @@ impl ChannelManager {
         })
     }
 
+    /// Starts the configured accounts, then keeps them in line with each
+    /// configuration put in force until the gateway drains.
+    pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let mut follower = self.rt.config.follow();
+        self.apply();
+        let manager = Arc::clone(self);
+        tokio::spawn(async move {
+            let shutdown = manager.rt.shutdown.clone();
+            loop {
+                tokio::select! {
+                    change = follower.next() => match change {
+                        Some(change) if change.before.channels != change.after.channels => manager.apply(),
+                        Some(_) => {}
+                        None => return,
+                    },
+                    _ = shutdown.wait() => return,
+                }
+            }
+        })
+    }
+
     /// Starts, stops and restarts monitors so that they match the config.
-    pub fn apply(self: &Arc<Self>) {
+    fn apply(self: &Arc<Self>) {
         let wanted = accounts(&self.rt.config());
         let mut monitors = self.monitors.lock().expect("channels");
         let gone: Vec<Key> = monitors
@@ -226,7 +247,7 @@ impl ChannelManager {
         for (key, account) in wanted {
             if let std::collections::btree_map::Entry::Vacant(slot) = monitors.entry(key) {
                 let key = slot.key().clone();
-                slot.insert(self.start(key, account, None));
+                slot.insert(self.start_account(key, account, None));
             }
         }
         drop(monitors);
@@ -242,7 +263,7 @@ impl ChannelManager {
         old.stop.send_replace(true);
         let restarts = old.state.lock().expect("channel state").restarts + 1;
         let carried = (restarts, Arc::clone(&old.counters));
-        let monitor = self.start(key.clone(), old.account, Some(carried));
+        let monitor = self.start_account(key.clone(), old.account, Some(carried));
         monitors.insert(key.clone(), monitor);
         true
     }
@@ -350,7 +371,7 @@ impl ChannelManager {
 
     /// Starts the supervised monitor of one account; a manual restart
     /// carries over the restart count and the message counters.
-    fn start(
+    fn start_account(
         self: &Arc<Self>,
         key: Key,
         account: Account,

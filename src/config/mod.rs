@@ -7,6 +7,7 @@ mod diff;
 mod edit;
 mod env;
 mod explain;
+mod follow;
 mod load;
 mod locate;
 mod paths;
@@ -19,6 +20,7 @@ pub use crate::protocol::types::Config;
 pub use checks::{find_agent, MAIN_AGENT};
 pub use diff::changed_pointers;
 pub use edit::{remove_stale_temp_files, set_key, write_atomic};
+pub use follow::{Change, Follower};
 pub use load::{
     describe_origin, format_problem, hash_text, is_loopback_host, listen_host, load, load_text,
     parse_text, problem, set_pointer, validate, ConfigError, Invalid, Layers, LoadOptions, Loaded,

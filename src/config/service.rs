@@ -2,6 +2,7 @@
 //! hot keys apply at once, restart keys keep their running value until
 //! the next start, and an invalid content never replaces anything.
 
+use super::follow::{Follower, Followers, Version};
 use super::meta::{reload_class, Reload};
 use super::{
     changed_pointers, dotted, load_text, set_pointer, validate, Config, ConfigError, Layers,
@@ -16,7 +17,8 @@ use std::sync::{Arc, Mutex};
 pub struct ConfigService {
     current: Arc<ArcSwap<Config>>,
     /// Each configuration put in force, for the services that follow it.
-    changes: tokio::sync::watch::Sender<Arc<Config>>,
+    versions: tokio::sync::watch::Sender<Version>,
+    followers: Arc<Followers>,
     state: Mutex<State>,
     options: LoadOptions,
     /// Serializes reloads and edits.
@@ -61,7 +63,8 @@ impl ConfigService {
         let config = Arc::new(loaded.config);
         ConfigService {
             current: Arc::new(ArcSwap::new(Arc::clone(&config))),
-            changes: tokio::sync::watch::channel(config).0,
+            versions: tokio::sync::watch::channel(Version { number: 0, config }).0,
+            followers: Arc::default(),
             state: Mutex::new(State {
                 running: loaded.effective.clone(),
                 file: loaded.effective,
@@ -83,8 +86,16 @@ impl ConfigService {
     pub fn watch(&self) -> ConfigWatch {
         ConfigWatch {
             current: Arc::clone(&self.current),
-            changes: self.changes.subscribe(),
+            versions: self.versions.subscribe(),
+            followers: Arc::clone(&self.followers),
         }
+    }
+
+    /// Waits until every follower has applied the configuration in force;
+    /// false when one has not within `limit`.
+    pub async fn settled(&self, limit: std::time::Duration) -> bool {
+        let number = self.versions.borrow().number;
+        self.followers.settled(number, limit).await
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -185,7 +196,10 @@ impl ConfigService {
         })?;
         let config = Arc::new(config);
         self.current.store(Arc::clone(&config));
-        self.changes.send_replace(config);
+        self.versions.send_modify(|version| {
+            version.number += 1;
+            version.config = config;
+        });
         state.running = next;
         state.file = candidate.effective;
         state.layers = candidate.layers;
@@ -218,7 +232,8 @@ impl ConfigService {
 #[derive(Clone)]
 pub struct ConfigWatch {
     current: Arc<ArcSwap<Config>>,
-    changes: tokio::sync::watch::Receiver<Arc<Config>>,
+    versions: tokio::sync::watch::Receiver<Version>,
+    followers: Arc<Followers>,
 }
 
 impl ConfigWatch {
@@ -227,7 +242,8 @@ impl ConfigWatch {
         let config = Arc::new(config);
         ConfigWatch {
             current: Arc::new(ArcSwap::new(Arc::clone(&config))),
-            changes: tokio::sync::watch::channel(config).1,
+            versions: tokio::sync::watch::channel(Version { number: 0, config }).1,
+            followers: Arc::default(),
         }
     }
 
@@ -240,11 +256,9 @@ impl ConfigWatch {
         Arc::ptr_eq(&self.current.load(), seen)
     }
 
-    /// Every configuration put in force from now on; the first
-    /// `changed()` resolves at the next reload that applies.
-    pub fn changes(&self) -> tokio::sync::watch::Receiver<Arc<Config>> {
-        let mut changes = self.changes.clone();
-        changes.mark_unchanged();
-        changes
+    /// Follows every configuration put in force from now on: a reload
+    /// announces a change only once each follower has applied it.
+    pub fn follow(&self) -> Follower {
+        Follower::new(self.versions.clone(), Arc::clone(&self.followers))
     }
 }

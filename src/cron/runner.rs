@@ -22,11 +22,12 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 const ONE_SHOT_ATTEMPTS: u64 = 5;
 
 impl CronService {
-    /// Loads the jobs and starts the scheduler, which stops when the gateway
-    /// begins to shut down.
+    /// Loads the jobs and starts the scheduler, which follows the config's
+    /// cron section and stops when the gateway begins to shut down.
     pub async fn spawn_scheduler(
         self: &Arc<Self>,
     ) -> Result<tokio::task::JoinHandle<()>, crate::store::StoreError> {
+        let mut follower = self.rt.config.follow();
         self.load().await?;
         let cron = Arc::clone(self);
         Ok(tokio::spawn(async move {
@@ -36,6 +37,15 @@ impl CronService {
                 tokio::select! {
                     _ = tokio::time::sleep(sleep) => {}
                     _ = cron.wake.notified() => {}
+                    change = follower.next() => match change {
+                        Some(change) if change.before.cron != change.after.cron => {
+                            if let Err(e) = cron.apply_config().await {
+                                tracing::error!("cannot apply the cron config: {e}");
+                            }
+                        }
+                        Some(_) => {}
+                        None => return,
+                    },
                     _ = shutdown.wait() => return,
                 }
             }

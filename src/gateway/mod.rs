@@ -5,6 +5,7 @@ mod config_rpc;
 mod connect;
 mod connections;
 mod handlers;
+mod lifecycle;
 mod maintenance;
 mod reload;
 mod sessions;
@@ -15,6 +16,7 @@ pub use crate::config::{Applied, ConfigService};
 pub use crate::limiter::{client_key, ClientKey, FailureLimiter, Limited};
 pub use connect::{credential_grants, credential_matches, revalidate};
 pub use connections::{ConnectionSlot, Connections};
+pub use lifecycle::Running;
 
 use crate::bus::Bus;
 use crate::config::{Config, LoadOptions, Loaded};
@@ -78,7 +80,7 @@ impl Gateway {
         let config_path = loaded.path.clone();
         let configs = ConfigService::new(loaded, options);
         let config = configs.current();
-        let bus = Bus::local(config.gateway.limits.outbound_queue_frames as usize);
+        let bus = Bus::local();
         let health =
             HealthService::new(started, bus.clone(), configs.health(), config.cron.enabled);
         let metrics = crate::metrics::Metrics::new();

@@ -1,8 +1,8 @@
 //! Config reload: the file watcher, and what a reload tells the world
-//! (config.changed or config.reload.failed, health, the log).
+//! (config.changed or config.reload.failed, health, the log) once the
+//! services that follow the config have applied it.
 
 use super::{now_ms, Applied, Gateway};
-use crate::config::keys;
 use crate::config::{hash_text, ConfigError};
 use crate::protocol::types::{
     ConfigChangedEvent, ConfigReloadFailedEvent, ConfigReloadResult, ReloadConfigMode,
@@ -11,6 +11,9 @@ use crate::protocol::Event;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The longest a reload waits for the services to apply a new config
+/// before it announces the change anyway.
+const SETTLE_LIMIT: Duration = Duration::from_secs(5);
 /// The shortest interval between two looks at the file.
 const MIN_POLL: Duration = Duration::from_millis(50);
 
@@ -52,26 +55,13 @@ impl Gateway {
         let result = self.configs.apply_text(text, now_ms());
         match &result {
             Ok(applied) => {
-                let touched = |section: &str| {
-                    let section = crate::config::dotted(section);
-                    applied
-                        .changed
-                        .iter()
-                        .any(|k| *k == section || k.starts_with(&format!("{section}.")))
-                };
-                if touched(keys::CHANNELS) {
-                    self.channels.apply();
+                // Each service applies its own part; announce once they have.
+                if !self.configs.settled(SETTLE_LIMIT).await {
+                    tracing::warn!(
+                        "a service had not applied the new config within {SETTLE_LIMIT:?}"
+                    );
                 }
-                // Before counting, so turning metrics on counts this reload.
-                self.rt
-                    .metrics
-                    .set_enabled(self.config().gateway.http.metrics.enabled);
                 self.rt.metrics.config_reload("applied");
-                if touched(keys::CRON) {
-                    if let Err(e) = self.cron.apply_config().await {
-                        tracing::error!("cannot apply the cron config: {e}");
-                    }
-                }
                 self.announce_applied(applied)
             }
             Err(error) => {
@@ -90,10 +80,6 @@ impl Gateway {
         }
         if !applied.restart_required.is_empty() {
             tracing::warn!(keys = ?applied.restart_required, "config changes that take effect only after a restart");
-        }
-        let log_level = crate::config::dotted(keys::LOGGING_LEVEL);
-        if applied.changed.contains(&log_level) {
-            self.apply_log_level();
         }
         // Health first, so a client that reacts to the event reads the new state.
         self.rt.health.set_config(self.configs.health());
@@ -116,15 +102,6 @@ impl Gateway {
                 error: error.summary(),
                 errors: error.problems(),
             }));
-    }
-
-    fn apply_log_level(&self) {
-        if let Some(control) = self.log_control.get() {
-            let level = self.config().logging.level.to_string();
-            if let Err(e) = control(&level) {
-                tracing::warn!("cannot apply logging.level {level:?}: {e}");
-            }
-        }
     }
 
     /// Watches the config file by content: every `reload.debounceMs` it

@@ -90,6 +90,7 @@ pub async fn run(
         inflight: Arc::new(Semaphore::new(
             limits.max_inflight_per_connection.get() as usize
         )),
+        inflight_limit: limits.max_inflight_per_connection.get() as usize,
         max_pre_auth_bytes: limits.max_pre_auth_payload_bytes as usize,
         handshake_timeout: Duration::from_millis(config.gateway.handshake_timeout_ms as u64),
         drain_timeout: Duration::from_millis(config.gateway.shutdown.drain_timeout_ms as u64),
@@ -122,6 +123,7 @@ struct Connection {
     /// response frame.
     tasks: JoinSet<String>,
     inflight: Arc<Semaphore>,
+    inflight_limit: usize,
     max_pre_auth_bytes: usize,
     handshake_timeout: Duration,
     drain_timeout: Duration,
@@ -377,6 +379,7 @@ impl Connection {
             return Ok(());
         }
         self.config_seen = self.gw.config();
+        self.follow_limits();
         let Some(grant) = self.ctx.grant() else {
             return Ok(());
         };
@@ -389,6 +392,18 @@ impl Connection {
                 tracing::info!(conn = %self.ctx.conn_id, "closing a connection: {why}");
                 Err(End::Close(CLOSE_POLICY, why))
             }
+        }
+    }
+
+    /// Limits an open connection takes from each new config.
+    fn follow_limits(&mut self) {
+        let limits = &self.config_seen.gateway.limits;
+        self.out.set_limit(limits.outbound_queue_frames as usize);
+        let inflight = limits.max_inflight_per_connection.get() as usize;
+        if inflight != self.inflight_limit {
+            // Requests running now finish under the old semaphore.
+            self.inflight = Arc::new(Semaphore::new(inflight));
+            self.inflight_limit = inflight;
         }
     }
 

@@ -102,20 +102,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let scheduler = gw
-        .cron
-        .spawn_scheduler()
-        .await
-        .map_err(|e| std::io::Error::other(format!("cannot load the cron jobs: {e}")))?;
-    gw.nodes
-        .load()
-        .await
-        .map_err(|e| std::io::Error::other(format!("cannot load the nodes: {e}")))?;
-    let watchdog = gw.nodes.spawn_watchdog();
-    gw.channels.apply();
-    let ticker = gw.spawn_ticker();
-    let maintenance = gw.spawn_maintenance();
-    let watcher = gw.spawn_config_watcher();
+    let running = gw.start().await?;
     let app = router(Arc::clone(&gw));
     let admission = Arc::new(Admission::default());
     let mut connections = JoinSet::new();
@@ -154,22 +141,7 @@ pub async fn serve(
     if !gw.connections.wait_all_closed(left).await {
         tracing::warn!("some connections did not close in time");
     }
-    if !gw.cron.wait_idle(drain).await {
-        tracing::warn!(
-            "cron runs still in progress at exit are recorded as interrupted at the next start"
-        );
-    }
-    if let Err(e) = gw.cron.flush().await {
-        tracing::error!("cron changes may be lost: {e}");
-    }
-    gw.channels.stop_all();
-    scheduler.abort();
-    watchdog.abort();
-    ticker.abort();
-    maintenance.abort();
-    if let Some(watcher) = watcher {
-        watcher.abort();
-    }
+    gw.stop(running, drain).await;
     Ok(())
 }
 

@@ -22,6 +22,11 @@ impl Outbound {
         }
     }
 
+    /// A new limit (a reload): frames already queued stay queued.
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
     /// Queues a frame; false when the queue is full, i.e. the client is
     /// not reading.
     pub fn push(&mut self, message: Message) -> bool {

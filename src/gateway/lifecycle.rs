@@ -1,0 +1,88 @@
+//! Starting and stopping the services around the listener, in order.
+
+use super::Gateway;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// The background work of a started gateway.
+pub struct Running {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Loads what the services keep in the store and starts their
+    /// background work: the cron scheduler, the node watchdog, the channel
+    /// accounts, ticks, store upkeep, the config file watcher, and the
+    /// settings the root applies itself (log level, metrics).
+    pub async fn start(self: &Arc<Self>) -> std::io::Result<Running> {
+        let scheduler = self
+            .cron
+            .spawn_scheduler()
+            .await
+            .map_err(|e| std::io::Error::other(format!("cannot load the cron jobs: {e}")))?;
+        self.nodes
+            .load()
+            .await
+            .map_err(|e| std::io::Error::other(format!("cannot load the nodes: {e}")))?;
+        let mut tasks = vec![
+            scheduler,
+            self.nodes.spawn_watchdog(),
+            self.channels.start(),
+            self.spawn_ticker(),
+            self.spawn_maintenance(),
+            self.follow_settings(),
+        ];
+        tasks.extend(self.spawn_config_watcher());
+        Ok(Running { tasks })
+    }
+
+    /// After the connections have drained: gives cron runs the rest of
+    /// `drain` to finish, saves cron state, stops the channel accounts and
+    /// every background task.
+    pub async fn stop(&self, running: Running, drain: Duration) {
+        if !self.cron.wait_idle(drain).await {
+            tracing::warn!(
+                "cron runs still in progress at exit are recorded as interrupted at the next start"
+            );
+        }
+        if let Err(e) = self.cron.flush().await {
+            tracing::error!("cron changes may be lost: {e}");
+        }
+        self.channels.stop_all();
+        for task in running.tasks {
+            task.abort();
+        }
+    }
+
+    /// Applies the settings that belong to the process as a whole (log
+    /// level, whether metrics are recorded) as each config is put in force.
+    fn follow_settings(self: &Arc<Self>) -> JoinHandle<()> {
+        let mut follower = self.rt.config.follow();
+        let gw = Arc::clone(self);
+        tokio::spawn(async move {
+            let shutdown = gw.rt.shutdown.clone();
+            loop {
+                let change = tokio::select! {
+                    change = follower.next() => change,
+                    _ = shutdown.wait() => return,
+                };
+                let Some(change) = change else { return };
+                gw.rt
+                    .metrics
+                    .set_enabled(change.after.gateway.http.metrics.enabled);
+                if change.before.logging.level != change.after.logging.level {
+                    gw.apply_log_level(&change.after.logging.level.to_string());
+                }
+            }
+        })
+    }
+
+    fn apply_log_level(&self, level: &str) {
+        if let Some(control) = self.log_control.get() {
+            if let Err(e) = control(level) {
+                tracing::warn!("cannot apply logging.level {level:?}: {e}");
+            }
+        }
+    }
+}
