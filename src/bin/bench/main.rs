@@ -6,6 +6,7 @@
 //! re-executed with `--serve`), so its memory is measured alone.
 
 mod cron;
+mod fanout;
 
 use clap::Parser;
 use clawgate::client::small_buffers;
@@ -58,6 +59,16 @@ struct Args {
     /// Run only the cron part and print it (nothing is written).
     #[arg(long)]
     only_cron: bool,
+    /// Subscriber counts for the fan-out run.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    fanout: Vec<usize>,
+    /// Deltas streamed by the fan-out run's turn (also the broadcast
+    /// baseline's, when serving it).
+    #[arg(long, default_value_t = 100)]
+    deltas: usize,
+    /// Run only the fan-out part and print it (nothing is written).
+    #[arg(long)]
+    only_fanout: bool,
     /// Internal: run a server (gateway or echo) in this process.
     #[arg(long, hide = true)]
     serve: Option<String>,
@@ -79,6 +90,8 @@ struct Args {
 enum Server {
     Gateway,
     Echo,
+    /// The fan-out baseline.
+    Broadcast,
 }
 
 impl Server {
@@ -86,6 +99,7 @@ impl Server {
         match self {
             Server::Gateway => "gateway",
             Server::Echo => "echo",
+            Server::Broadcast => "broadcast",
         }
     }
 }
@@ -96,6 +110,7 @@ fn main() {
     match args.serve.as_deref() {
         Some("gateway") => serve_gateway(args.state_dir, args.upstream, args.metrics),
         Some("echo") => serve_echo(),
+        Some("broadcast") => fanout::serve_broadcast(args.deltas),
         Some(other) => panic!("unknown server {other}"),
         None => tokio::runtime::Runtime::new()
             .expect("runtime")
@@ -383,6 +398,11 @@ async fn run(args: Args) {
         );
         return;
     }
+    if args.only_fanout {
+        let figures = fanout::fanout(&args.fanout, args.deltas, args.repeat).await;
+        println!("{}", figures.summary());
+        return;
+    }
     let measure = Duration::from_secs_f64(args.seconds);
     let mut rows = Vec::new();
     for &conns in &args.conns {
@@ -430,11 +450,14 @@ async fn run(args: Args) {
     );
     let cron = cron::cron_load(args.cron_jobs, args.cron_seconds).await;
     println!("{}", cron.summary());
+    let fanout = fanout::fanout(&args.fanout, args.deltas, args.repeat).await;
+    println!("{}", fanout.summary());
     let mut report = markdown(&args, &rows, &gateway_mem, &echo_mem);
     report.push_str(&metrics_cost.markdown());
     report.push_str(&sessions.markdown(args.sessions));
     report.push_str(&openai.markdown(args.openai_requests));
     report.push_str(&cron.markdown());
+    report.push_str(&fanout.markdown());
     std::fs::write(&args.write, report).expect("write report");
     println!("wrote {}", args.write.display());
 }
@@ -739,11 +762,13 @@ impl OpenAiFigures {
     }
 }
 
-async fn fake_upstream() -> String {
+/// An OpenAI-compatible upstream that streams `pieces` as one reply.
+async fn fake_upstream(pieces: Vec<String>) -> String {
     use axum::routing::post;
-    let reply = || async {
+    let pieces = Arc::new(pieces);
+    let reply = move || async move {
         let mut body = String::new();
-        for piece in ["Hello", ", ", "world", "!"] {
+        for piece in pieces.iter() {
             let chunk = json!({"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]});
             body.push_str(&format!("data: {chunk}\n\n"));
         }
@@ -764,7 +789,8 @@ async fn fake_upstream() -> String {
 }
 
 async fn openai_overhead(requests: usize) -> OpenAiFigures {
-    let upstream = fake_upstream().await;
+    let hello = ["Hello", ", ", "world", "!"].map(String::from).to_vec();
+    let upstream = fake_upstream(hello).await;
     let http = clawgate::agent::http_client();
     let body = json!({"model": "main", "messages": [{"role": "user", "content": "hi"}]});
     let mut direct = Vec::new();
