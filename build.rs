@@ -1,6 +1,7 @@
 //! Generates the protocol and config code from `schema/` into OUT_DIR:
 //! `types.rs` (typify), `dispatch.rs` (method table, handlers trait,
-//! events, error codes), `config_meta.rs` (reload rules) and `bundle.json`.
+//! events, error codes), `client.rs` (the typed client's methods),
+//! `config_meta.rs` (reload rules) and `bundle.json`.
 
 #[path = "build/bundle.rs"]
 mod bundle;
@@ -32,6 +33,7 @@ fn generate(schema_dir: &Path, out: &Path) -> Result<(), String> {
         "dispatch.rs",
         &format_rust(&codegen::dispatch(&bundle))?,
     )?;
+    write(out, "client.rs", &format_rust(&codegen::client(&bundle))?)?;
     write(
         out,
         "config_meta.rs",

@@ -1,9 +1,13 @@
-//! A small WebSocket client of the gateway protocol, used by
-//! `clawgate call` and the benchmark.
+//! The Rust client of the gateway protocol: one typed method per RPC and
+//! typed events, generated from the schema (`client.rs` in OUT_DIR), over
+//! a small frame layer that `clawgate call` also uses by method name.
+//! Used by the CLI, the benchmark and the integration tests.
 
-use crate::protocol::types::{ErrorObject, Role, Scope};
-use crate::protocol::{Method, SUPPORTED_PROTOCOL};
+use crate::protocol::types::{self, ConnectResult, ErrorObject, Role, Scope};
+use crate::protocol::{Event, EventKind, Method, SUPPORTED_PROTOCOL};
 use futures_util::{SinkExt, StreamExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use tokio::net::TcpStream;
@@ -32,8 +36,8 @@ impl std::error::Error for ClientError {}
 /// One frame from the gateway.
 #[derive(Debug)]
 pub enum Frame {
-    /// `{event, data, seq}`.
-    Event(Value),
+    /// An event, decoded to its type.
+    Event(Event),
     /// The answer to a request; `id` is None for errors the gateway could
     /// not tie to a request.
     Response {
@@ -66,10 +70,12 @@ impl Default for ConnectOptions {
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     next_id: u64,
-    /// The connect result.
-    pub hello: Value,
-    events: VecDeque<Value>,
+    /// The connect result; None only while connecting.
+    hello: Option<ConnectResult>,
+    events: VecDeque<Event>,
 }
+
+include!(concat!(env!("OUT_DIR"), "/client.rs"));
 
 impl Client {
     /// Opens the socket and performs the connect handshake.
@@ -81,7 +87,7 @@ impl Client {
         let mut client = Client {
             ws,
             next_id: 0,
-            hello: Value::Null,
+            hello: None,
             events: VecDeque::new(),
         };
         let mut auth = serde_json::Map::new();
@@ -102,12 +108,36 @@ impl Client {
         if let Some(scopes) = &opts.scopes {
             params["scopes"] = json!(scopes);
         }
-        client.hello = client.call(Method::Connect.name(), params).await?;
+        let hello = client.call(Method::Connect.name(), params).await?;
+        client.hello = Some(
+            serde_json::from_value(hello)
+                .map_err(|e| ClientError::Transport(format!("unreadable connect result: {e}")))?,
+        );
         Ok(client)
     }
 
-    /// Sends one request and waits for its response; events that arrive
-    /// meanwhile are kept for [`Client::next_event`].
+    /// What the gateway answered to connect.
+    pub fn hello(&self) -> &ConnectResult {
+        self.hello.as_ref().expect("connected")
+    }
+
+    /// Sends one typed request and decodes its result.
+    pub async fn request<P: Serialize, R: DeserializeOwned>(
+        &mut self,
+        method: Method,
+        params: &P,
+    ) -> Result<R, ClientError> {
+        let params = serde_json::to_value(params)
+            .map_err(|e| ClientError::Transport(format!("cannot encode params: {e}")))?;
+        let result = self.call(method.name(), params).await?;
+        serde_json::from_value(result).map_err(|e| {
+            ClientError::Transport(format!("unreadable {} result: {e}", method.name()))
+        })
+    }
+
+    /// Sends one request by method name and waits for its response
+    /// (`clawgate call`); events that arrive meanwhile are kept for
+    /// [`Client::next_event`].
     pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
         let id = self.send(method, params).await?;
         loop {
@@ -147,28 +177,41 @@ impl Client {
     }
 
     async fn read_classified(&mut self) -> Result<Frame, ClientError> {
-        let frame = self.read_frame().await?;
-        if frame.get("event").is_some() {
-            return Ok(Frame::Event(frame));
+        loop {
+            let mut frame = self.read_frame().await?;
+            let Some(name) = frame.get("event") else {
+                return Self::response(frame).map_err(ClientError::Transport);
+            };
+            // An event this client does not know (a newer gateway) is skipped.
+            let Some(kind) = name.as_str().and_then(EventKind::from_name) else {
+                continue;
+            };
+            let data = frame.get_mut("data").map(Value::take).unwrap_or_default();
+            return Event::from_data(kind, data).map(Frame::Event).map_err(|e| {
+                ClientError::Transport(format!("unreadable {} event: {e}", kind.name()))
+            });
         }
+    }
+
+    fn response(frame: Value) -> Result<Frame, String> {
         let id = frame["id"].as_str().map(str::to_string);
         let outcome = match frame.get("error") {
             Some(error) => Err(serde_json::from_value(error.clone())
-                .map_err(|e| ClientError::Transport(format!("unreadable error frame: {e}")))?),
+                .map_err(|e| format!("unreadable error frame: {e}"))?),
             None => Ok(frame.get("result").cloned().unwrap_or(Value::Null)),
         };
         Ok(Frame::Response { id, outcome })
     }
 
-    /// The next event frame (`{event, data, seq}`).
-    pub async fn next_event(&mut self) -> Result<Value, ClientError> {
+    /// The next event; responses to requests sent with
+    /// [`Client::send`] that arrive meanwhile are dropped.
+    pub async fn next_event(&mut self) -> Result<Event, ClientError> {
         if let Some(event) = self.events.pop_front() {
             return Ok(event);
         }
         loop {
-            let frame = self.read_frame().await?;
-            if frame.get("event").is_some() {
-                return Ok(frame);
+            if let Frame::Event(event) = self.read_classified().await? {
+                return Ok(event);
             }
         }
     }

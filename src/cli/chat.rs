@@ -7,13 +7,11 @@ use super::screen::{self, Screen};
 use super::{error_name, Target};
 use crate::client::{Client, ClientError, Frame};
 use crate::protocol::types::{
-    AgentMessageEvent, AgentMessageEventState, AgentThinkingEvent, AgentToolEvent,
-    AgentToolEventPhase, ApprovalDecision, ApprovalsResolvedEvent, ApprovalsRespondParams,
+    AgentMessageEventState, AgentToolEventPhase, ApprovalDecision, ApprovalsRespondParams,
     ChatAbortParams, ChatParams, ChatParamsSessionKey, ChatResult, ChatResultStopReason,
-    ConnectResult, ErrorObject, ExecApproval, Scope, SessionsParams, SessionsResult, StatusResult,
+    ErrorObject, ExecApproval, Scope, SessionsParams, SessionsResult, StatusParams,
 };
-use crate::protocol::{scope_covers, EventKind, Method};
-use serde::de::DeserializeOwned;
+use crate::protocol::{scope_covers, Event, Method};
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use tokio::sync::mpsc;
@@ -45,13 +43,11 @@ pub struct ChatArgs {
 pub async fn run(target: Target, args: ChatArgs) -> Result<(), ClientError> {
     let one_shot = args.message.is_some();
     let mut client = Client::connect(&target.url, &target.options).await?;
-    let hello: ConnectResult = decode(client.hello.clone()).map_err(ClientError::Transport)?;
+    let hello = client.hello().clone();
     let agent = match args.agent {
         Some(agent) => agent,
         None => {
-            let status: StatusResult =
-                decode(client.call(Method::Status.name(), Value::Null).await?)
-                    .map_err(ClientError::Transport)?;
+            let status = client.status(&StatusParams {}).await?;
             status
                 .agents
                 .into_iter()
@@ -315,13 +311,7 @@ impl Chat {
                 self.on_response(purpose, outcome);
                 Ok(())
             }
-            Frame::Event(frame) => {
-                let name = frame["event"].as_str().unwrap_or_default();
-                let Some(kind) = EventKind::ALL.iter().find(|k| k.name() == name) else {
-                    return Ok(());
-                };
-                self.on_event(*kind, frame["data"].clone()).await
-            }
+            Frame::Event(event) => self.on_event(event).await,
         }
     }
 
@@ -392,12 +382,9 @@ impl Chat {
         }
     }
 
-    async fn on_event(&mut self, kind: EventKind, data: Value) -> Result<(), ClientError> {
-        match kind {
-            EventKind::AgentMessage => {
-                let Ok(e) = serde_json::from_value::<AgentMessageEvent>(data) else {
-                    return Ok(());
-                };
+    async fn on_event(&mut self, event: Event) -> Result<(), ClientError> {
+        match event {
+            Event::AgentMessage(e) => {
                 if !self.is_ours(&e.session_key, &e.run_id).await? {
                     return Ok(());
                 }
@@ -420,21 +407,16 @@ impl Chat {
                     AgentMessageEventState::Error => {}
                 }
             }
-            EventKind::AgentThinking => {
-                let Ok(e) = serde_json::from_value::<AgentThinkingEvent>(data) else {
+            Event::AgentThinking(e) => {
+                if !self.is_ours(&e.session_key, &e.run_id).await? {
                     return Ok(());
-                };
-                if self.is_ours(&e.session_key, &e.run_id).await? {
-                    let turn = self.turn.as_mut().expect("ours");
-                    if !std::mem::replace(&mut turn.thinking_shown, true) {
-                        self.screen.status("· thinking…");
-                    }
+                }
+                let turn = self.turn.as_mut().expect("ours");
+                if !std::mem::replace(&mut turn.thinking_shown, true) {
+                    self.screen.status("· thinking…");
                 }
             }
-            EventKind::AgentTool => {
-                let Ok(e) = serde_json::from_value::<AgentToolEvent>(data) else {
-                    return Ok(());
-                };
+            Event::AgentTool(e) => {
                 if !self.is_ours(&e.session_key, &e.run_id).await? {
                     return Ok(());
                 }
@@ -450,24 +432,16 @@ impl Chat {
                     (AgentToolEventPhase::End, None) => {}
                 }
             }
-            EventKind::ApprovalsRequested if self.can_approve && !self.screen.one_shot() => {
-                let Ok(asked) = serde_json::from_value::<ExecApproval>(data) else {
-                    return Ok(());
-                };
-                // Other sessions' requests are for the operators watching them.
-                if asked.session_key.as_deref() == Some(self.session.as_str())
-                    || self.turn.as_ref().map(|t| &t.session) == asked.session_key.as_ref()
-                {
-                    self.approvals.push_back(asked);
-                    if self.approvals.len() == 1 {
-                        self.ask();
-                    }
+            // Other sessions' requests are for the operators watching them.
+            Event::ApprovalsRequested(asked)
+                if self.can_approve && !self.screen.one_shot() && self.concerns_us(&asked) =>
+            {
+                self.approvals.push_back(asked);
+                if self.approvals.len() == 1 {
+                    self.ask();
                 }
             }
-            EventKind::ApprovalsResolved => {
-                let Ok(resolved) = serde_json::from_value::<ApprovalsResolvedEvent>(data) else {
-                    return Ok(());
-                };
+            Event::ApprovalsResolved(resolved) => {
                 let Some(at) = self.approvals.iter().position(|a| a.id == resolved.id) else {
                     return Ok(());
                 };
@@ -480,10 +454,17 @@ impl Chat {
                     self.ask();
                 }
             }
-            EventKind::GatewayClosing => self.screen.warn("the gateway is shutting down"),
+            Event::GatewayClosing(_) => self.screen.warn("the gateway is shutting down"),
             _ => {}
         }
         Ok(())
+    }
+
+    /// Whether an approval request comes from this chat's session or its
+    /// running turn.
+    fn concerns_us(&self, asked: &ExecApproval) -> bool {
+        asked.session_key.as_deref() == Some(self.session.as_str())
+            || self.turn.as_ref().map(|t| &t.session) == asked.session_key.as_ref()
     }
 
     /// Whether an agent event belongs to this chat's running turn. The
@@ -567,11 +548,6 @@ where
     T::Error: std::fmt::Display,
 {
     T::try_from(value.to_string()).map_err(|e| format!("{value:?} is not a valid parameter: {e}"))
-}
-
-/// A result of the gateway's, read into its generated type.
-fn decode<T: DeserializeOwned>(value: Value) -> Result<T, String> {
-    serde_json::from_value(value).map_err(|e| format!("unreadable answer from the gateway: {e}"))
 }
 
 /// Lines from stdin, read on a thread of their own: blocking reads never

@@ -1,4 +1,9 @@
+//! Server events: ticks, their sequence, who receives them, and events as
+//! the typed client reads them.
+
 use crate::support::*;
+use clawgate::protocol::types::AgentMessageEventState;
+use clawgate::protocol::Event;
 use serde_json::json;
 
 #[tokio::test]
@@ -17,6 +22,41 @@ async fn tick_arrives_at_the_interval_with_seq_increasing_by_one() {
     }
     assert_eq!(seqs, vec![1, 2, 3, 4]);
     assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn the_typed_client_reads_events_as_their_types() {
+    let gw = TestGateway::start("tickIntervalMs = 100").await;
+    let mut client = gw.client().await;
+    let mut last_ts = 0;
+    for _ in 0..3 {
+        let Event::Tick(tick) = next_event(&mut client).await else {
+            continue;
+        };
+        assert!(tick.ts >= last_ts);
+        last_ts = tick.ts;
+    }
+    assert!(last_ts > 0, "ticks arrive as Event::Tick");
+    client
+        .chat(&params(json!({"message": "hi", "sessionKey": "typed"})))
+        .await
+        .unwrap();
+    // The turn's events were kept while chat waited for its answer.
+    let mut states = Vec::new();
+    while states.last() != Some(&AgentMessageEventState::Final) {
+        if let Event::AgentMessage(message) = next_event(&mut client).await {
+            assert_eq!(message.session_key, "typed");
+            states.push(message.state);
+        }
+    }
+    assert_eq!(states.first(), Some(&AgentMessageEventState::Delta));
+}
+
+async fn next_event(client: &mut Client) -> Event {
+    tokio::time::timeout(WAIT, client.next_event())
+        .await
+        .expect("an event within the wait limit")
+        .expect("an event")
 }
 
 #[tokio::test]

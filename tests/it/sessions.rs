@@ -1,91 +1,86 @@
 //! The sessions methods: listing with paging and filters, history paging,
-//! patch with null clearing, clear and delete.
+//! patch with null clearing, clear and delete. Through the typed client,
+//! except where the JSON itself is the point (null versus a missing key).
 
 use crate::support::*;
+use clawgate::protocol::types::SessionsResult;
 use clawgate::protocol::ErrorCode;
 use serde_json::json;
 
 #[tokio::test]
 async fn sessions_are_listed_newest_first_with_paging_and_filters() {
     let gw = TestGateway::start("").await;
-    let mut ws = gw.operator().await;
+    let mut client = gw.client().await;
     for i in 0..5 {
-        ws.call(
-            "chat",
-            json!({"message": format!("m{i}"), "sessionKey": format!("s{i}")}),
-        )
-        .await;
+        client
+            .chat(&params(
+                json!({"message": format!("m{i}"), "sessionKey": format!("s{i}")}),
+            ))
+            .await
+            .unwrap();
     }
-    ws.call(
-        "sessions.patch",
-        json!({"sessionKey": "s1", "label": "Groceries"}),
-    )
-    .await;
-    let page = ws.call("sessions", json!({"limit": 2})).await["result"].clone();
-    let keys: Vec<&str> = page["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["key"].as_str().unwrap())
-        .collect();
-    assert_eq!(keys, ["s4", "s3"]);
-    let mut all: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-    let mut cursor = page["nextCursor"].clone();
-    while !cursor.is_null() {
-        let next = ws
-            .call("sessions", json!({"limit": 2, "cursor": cursor}))
-            .await["result"]
-            .clone();
-        all.extend(
-            next["sessions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|s| s["key"].as_str().unwrap().to_string()),
-        );
-        cursor = next["nextCursor"].clone();
+    client
+        .sessions_patch(&params(json!({"sessionKey": "s1", "label": "Groceries"})))
+        .await
+        .unwrap();
+    let keys = |page: &SessionsResult| -> Vec<String> {
+        page.sessions.iter().map(|s| s.key.clone()).collect()
+    };
+    let mut page = client.sessions(&params(json!({"limit": 2}))).await.unwrap();
+    assert_eq!(keys(&page), ["s4", "s3"]);
+    let mut all = keys(&page);
+    while let Some(cursor) = page.next_cursor {
+        page = client
+            .sessions(&params(json!({"limit": 2, "cursor": cursor})))
+            .await
+            .unwrap();
+        all.extend(keys(&page));
     }
     assert_eq!(all, ["s4", "s3", "s2", "s1", "s0"]);
-    let found = ws.call("sessions", json!({"search": "grocer"})).await["result"].clone();
-    assert_eq!(found["sessions"].as_array().unwrap().len(), 1);
-    assert_eq!(found["sessions"][0]["messageCount"], 2);
-    let active = ws.call("sessions", json!({"activeMinutes": 5})).await["result"].clone();
-    assert_eq!(active["sessions"].as_array().unwrap().len(), 5);
-    let none = ws.call("sessions", json!({"agentId": "other"})).await["result"].clone();
-    assert_eq!(none["sessions"], json!([]));
+    let found = client
+        .sessions(&params(json!({"search": "grocer"})))
+        .await
+        .unwrap();
+    assert_eq!(found.sessions.len(), 1);
+    assert_eq!(found.sessions[0].message_count, 2);
+    let active = client
+        .sessions(&params(json!({"activeMinutes": 5})))
+        .await
+        .unwrap();
+    assert_eq!(active.sessions.len(), 5);
+    let none = client
+        .sessions(&params(json!({"agentId": "other"})))
+        .await
+        .unwrap();
+    assert!(none.sessions.is_empty());
 }
 
 #[tokio::test]
 async fn history_pages_backwards() {
     let gw = TestGateway::start("").await;
-    let mut ws = gw.operator().await;
+    let mut client = gw.client().await;
     for i in 0..3 {
-        ws.call(
-            "chat",
-            json!({"message": format!("n{i}"), "sessionKey": "h"}),
-        )
-        .await;
+        client
+            .chat(&params(
+                json!({"message": format!("n{i}"), "sessionKey": "h"}),
+            ))
+            .await
+            .unwrap();
     }
-    let last = ws
-        .call("sessions.history", json!({"sessionKey": "h", "limit": 4}))
-        .await["result"]
-        .clone();
-    let contents: Vec<&str> = last["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap())
-        .collect();
+    let last = client
+        .sessions_history(&params(json!({"sessionKey": "h", "limit": 4})))
+        .await
+        .unwrap();
+    let contents: Vec<&str> = last.messages.iter().map(|m| m.content.as_str()).collect();
     assert_eq!(contents, ["n1", "n1", "n2", "n2"]);
-    let older = ws
-        .call(
-            "sessions.history",
-            json!({"sessionKey": "h", "limit": 4, "before": last["nextBefore"]}),
-        )
-        .await["result"]
-        .clone();
-    assert_eq!(older["messages"].as_array().unwrap().len(), 2);
-    assert!(older["nextBefore"].is_null());
+    let older = client
+        .sessions_history(&params(
+            json!({"sessionKey": "h", "limit": 4, "before": last.next_before}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(older.messages.len(), 2);
+    assert!(older.next_before.is_none());
 }
 
 #[tokio::test]
@@ -127,21 +122,20 @@ async fn patch_sets_and_null_clears_while_leaving_out_keeps() {
 #[tokio::test]
 async fn clear_empties_the_transcript_and_delete_removes_the_session() {
     let gw = TestGateway::start("").await;
-    let mut ws = gw.operator().await;
-    ws.call("chat", json!({"message": "bye", "sessionKey": "c"}))
-        .await;
-    let cleared = ws.call("sessions.clear", json!({"sessionKey": "c"})).await;
-    assert_eq!(cleared["result"]["removed"], 2);
-    let history = ws
-        .call("sessions.history", json!({"sessionKey": "c"}))
-        .await;
-    assert_eq!(history["result"]["messages"], json!([]));
-    let deleted = ws.call("sessions.delete", json!({"sessionKey": "c"})).await;
-    assert_eq!(deleted["result"]["deleted"], true);
-    let again = ws.call("sessions.delete", json!({"sessionKey": "c"})).await;
-    assert_eq!(again["result"]["deleted"], false);
-    let gone = ws
-        .call("sessions.history", json!({"sessionKey": "c"}))
-        .await;
-    assert_eq!(error_code(&gone), ErrorCode::NotFound.code());
+    let mut client = gw.client().await;
+    fn session<T: serde::de::DeserializeOwned>() -> T {
+        params(json!({"sessionKey": "c"}))
+    }
+    client
+        .chat(&params(json!({"message": "bye", "sessionKey": "c"})))
+        .await
+        .unwrap();
+    let cleared = client.sessions_clear(&session()).await.unwrap();
+    assert_eq!(cleared.removed, 2);
+    let history = client.sessions_history(&session()).await.unwrap();
+    assert!(history.messages.is_empty());
+    assert!(client.sessions_delete(&session()).await.unwrap().deleted);
+    assert!(!client.sessions_delete(&session()).await.unwrap().deleted);
+    let gone = client.sessions_history(&session()).await;
+    assert_eq!(rpc_code(gone), ErrorCode::NotFound.code());
 }

@@ -1,3 +1,4 @@
+pub use clawgate::client::{Client, ClientError, ConnectOptions};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
@@ -106,6 +107,20 @@ impl TestGateway {
         let hello = ws.connect(json!({"token": TOKEN}), None).await;
         assert!(hello.get("result").is_some(), "connect failed: {hello}");
         ws
+    }
+
+    /// The typed client (`clawgate::client`), connected as an operator
+    /// with the test token: what functional tests use.
+    pub async fn client(&self) -> Client {
+        let options = ConnectOptions {
+            token: Some(TOKEN.to_string()),
+            client_name: "it".to_string(),
+            ..ConnectOptions::default()
+        };
+        tokio::time::timeout(WAIT, Client::connect(&self.url, &options))
+            .await
+            .expect("connect within the wait limit")
+            .expect("connect")
     }
 
     /// The token a gateway without a configured one generated in its state dir.
@@ -364,6 +379,21 @@ impl Ws {
                 return frame;
             }
         }
+    }
+}
+
+/// Typed params from JSON, as a client would write them; panics when the
+/// JSON does not fit the generated type.
+pub fn params<T: serde::de::DeserializeOwned>(value: Value) -> T {
+    serde_json::from_value(value.clone())
+        .unwrap_or_else(|e| panic!("{value} does not fit the params type: {e}"))
+}
+
+/// The error code of a failed typed call.
+pub fn rpc_code<T: std::fmt::Debug>(outcome: Result<T, ClientError>) -> i64 {
+    match outcome {
+        Err(ClientError::Rpc(error)) => error.code,
+        other => panic!("expected an error answer, got {other:?}"),
     }
 }
 

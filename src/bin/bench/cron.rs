@@ -2,12 +2,10 @@
 //! runs start after their slot, does every slot run, and what do cron.add
 //! and cron.list cost with that many jobs.
 
-use super::{open, percentile, sorted, Server, ServerProcess, Ws};
-use clawgate::protocol::{EventKind, Method};
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use super::{percentile, sorted, Server, ServerProcess};
+use clawgate::protocol::types::{CronAddParams, CronListParams, CronPayload, CronSchedule};
+use clawgate::protocol::Event;
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::Message;
 
 pub struct CronFigures {
     jobs: usize,
@@ -59,20 +57,6 @@ impl CronFigures {
     }
 }
 
-/// Sends a request and returns its response, dropping events meanwhile.
-async fn call(ws: &mut Ws, method: Method, params: Value) -> Value {
-    let frame = json!({"id": "b", "method": method.name(), "params": params}).to_string();
-    ws.send(Message::Text(frame.into())).await.expect("send");
-    loop {
-        if let Message::Text(text) = ws.next().await.expect("open").expect("frame") {
-            let value: Value = serde_json::from_str(text.as_str()).expect("JSON");
-            if value.get("id").is_some() {
-                return value;
-            }
-        }
-    }
-}
-
 pub async fn cron_load(jobs: usize, seconds: u64) -> CronFigures {
     let dir = std::env::temp_dir().join(format!("clawgate-bench-cron-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -81,25 +65,37 @@ pub async fn cron_load(jobs: usize, seconds: u64) -> CronFigures {
         Server::Gateway,
         &["--state-dir", dir.to_str().expect("utf-8 path")],
     );
-    let mut ws = open(Server::Gateway, &process.url).await;
+    let mut client = super::client(&process.url).await;
     let mut adds = Vec::with_capacity(jobs);
     for i in 0..jobs {
-        let params = json!({
-            "name": format!("bench {i}"),
-            "schedule": {"kind": "cron", "expr": "* * * * * *"},
-            "payload": {"kind": "systemEvent", "text": "beat"},
-        });
+        let params = CronAddParams {
+            name: Some(format!("bench {i}").parse().expect("a job name")),
+            schedule: CronSchedule::Cron {
+                expr: "* * * * * *".parse().expect("a cron expression"),
+                tz: None,
+            },
+            payload: CronPayload::SystemEvent {
+                text: "beat".parse().expect("a text"),
+            },
+            agent_id: None,
+            delete_after_run: None,
+            enabled: None,
+            session_key: None,
+            timeout_ms: None,
+        };
         let started = Instant::now();
-        let reply = call(&mut ws, Method::CronAdd, params).await;
+        client.cron_add(&params).await.expect("cron.add");
         adds.push(started.elapsed().as_secs_f64() * 1000.0);
-        assert!(reply.get("result").is_some(), "cron.add failed: {reply}");
     }
     let mut lists = Vec::new();
     for _ in 0..20 {
         let started = Instant::now();
-        let reply = call(&mut ws, Method::CronList, json!({})).await;
+        let list = client
+            .cron_list(&CronListParams::default())
+            .await
+            .expect("cron.list");
         lists.push(started.elapsed().as_secs_f64() * 1000.0);
-        assert_eq!(reply["result"]["jobs"].as_array().map(Vec::len), Some(jobs));
+        assert_eq!(list.jobs.len(), jobs);
     }
     // Measure whole seconds, starting at the next one.
     let now_ms = clawgate::clock::now_ms();
@@ -107,18 +103,13 @@ pub async fn cron_load(jobs: usize, seconds: u64) -> CronFigures {
     let until = from + seconds * 1000;
     let mut late = Vec::new();
     let deadline = Instant::now() + Duration::from_millis(until - now_ms + 2000);
-    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline.into(), ws.next()).await {
-        let Message::Text(text) = message else {
+    while let Ok(Ok(event)) = tokio::time::timeout_at(deadline.into(), client.next_event()).await {
+        let Event::CronStarted(started) = event else {
             continue;
         };
-        let frame: Value = serde_json::from_str(text.as_str()).expect("JSON");
-        if frame["event"] != EventKind::CronStarted.name() {
-            continue;
-        }
-        let slot = frame["data"]["scheduledAtMs"].as_u64().unwrap_or(0);
+        let slot = started.scheduled_at_ms.unwrap_or(0);
         if (from..until).contains(&slot) {
-            let started = frame["data"]["startedAtMs"].as_u64().expect("startedAtMs");
-            late.push(started.saturating_sub(slot) as f64);
+            late.push(started.started_at_ms.saturating_sub(slot) as f64);
         }
     }
     drop(process);

@@ -12,6 +12,7 @@ use clap::Parser;
 use clawgate::client::small_buffers;
 use clawgate::config::{self, keys, LoadOptions, Override};
 use clawgate::gateway::Gateway;
+use clawgate::protocol::types::SessionsParams;
 use clawgate::protocol::Method;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -273,6 +274,18 @@ impl Drop for ServerProcess {
 }
 
 // ---- clients ----------------------------------------------------------
+
+/// The typed client, connected with the bench token.
+async fn client(url: &str) -> clawgate::client::Client {
+    let options = clawgate::client::ConnectOptions {
+        token: Some(TOKEN.to_string()),
+        client_name: "clawgate-bench".to_string(),
+        ..Default::default()
+    };
+    clawgate::client::Client::connect(url, &options)
+        .await
+        .expect("connect")
+}
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -693,43 +706,44 @@ async fn sessions_listing(count: usize) -> SessionsFigures {
         Server::Gateway,
         &["--state-dir", dir.to_str().expect("utf-8 path")],
     );
-    let mut ws = open(Server::Gateway, &process.url).await;
-    let call = |params: Value| {
-        json!({"id": "s", "method": Method::Sessions.name(), "params": params}).to_string()
-    };
+    let mut client = client(&process.url).await;
     let mut page = Vec::new();
+    let first_page = SessionsParams {
+        limit: 50.try_into().expect("non-zero"),
+        ..SessionsParams::default()
+    };
     for _ in 0..200 {
         let started = Instant::now();
-        let reply = round_trip(&mut ws, call(json!({"limit": 50}))).await;
+        let listed = client.sessions(&first_page).await.expect("sessions");
         page.push(started.elapsed().as_secs_f64() * 1000.0);
-        assert_eq!(
-            reply["result"]["sessions"].as_array().map(Vec::len),
-            Some(50)
-        );
+        assert_eq!(listed.sessions.len(), 50);
     }
     let mut search = Vec::new();
     for i in 0..50 {
+        let params = SessionsParams {
+            search: Some(
+                format!("{:05}", i * 37 % count.max(1))
+                    .parse()
+                    .expect("a search"),
+            ),
+            ..SessionsParams::default()
+        };
         let started = Instant::now();
-        round_trip(
-            &mut ws,
-            call(json!({"search": format!("{:05}", i * 37 % count.max(1))})),
-        )
-        .await;
+        client.sessions(&params).await.expect("sessions search");
         search.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     let started = Instant::now();
-    let mut cursor = Value::Null;
+    let mut params = SessionsParams {
+        limit: 1000.try_into().expect("non-zero"),
+        ..SessionsParams::default()
+    };
     let mut seen = 0;
     loop {
-        let mut params = json!({"limit": 1000});
-        if !cursor.is_null() {
-            params["cursor"] = cursor.clone();
-        }
-        let reply = round_trip(&mut ws, call(params)).await;
-        seen += reply["result"]["sessions"].as_array().map_or(0, Vec::len);
-        cursor = reply["result"]["nextCursor"].clone();
-        if cursor.is_null() {
-            break;
+        let listed = client.sessions(&params).await.expect("sessions page");
+        seen += listed.sessions.len();
+        match listed.next_cursor {
+            Some(cursor) => params.cursor = Some(cursor),
+            None => break,
         }
     }
     let walk_ms = started.elapsed().as_secs_f64() * 1000.0;
