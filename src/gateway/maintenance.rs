@@ -1,5 +1,6 @@
 //! Store upkeep: idempotency keys past their day and exec audit entries
-//! past their retention are deleted, at start and then every hour.
+//! past their retention are deleted, at start, every hour, and when the
+//! retention changes.
 
 use super::{now_ms, Gateway};
 use crate::idempotency;
@@ -12,13 +13,23 @@ const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 impl Gateway {
     pub fn spawn_maintenance(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let gw = Arc::clone(self);
+        let mut follower = self.rt.config.follow();
         tokio::spawn(async move {
-            let mut shutdown = gw.shutdown_signal();
+            let shutdown = gw.rt.shutdown.clone();
+            let mut next = tokio::time::Instant::now();
             loop {
-                gw.prune_store().await;
                 tokio::select! {
-                    _ = tokio::time::sleep(EVERY) => {}
-                    _ = shutdown.wait_for(|closing| *closing) => return,
+                    _ = tokio::time::sleep_until(next) => {
+                        gw.prune_store().await;
+                        next = tokio::time::Instant::now() + EVERY;
+                    }
+                    change = follower.next() => match change {
+                        Some(change) if change.before.approvals.audit_retention_days
+                            != change.after.approvals.audit_retention_days => gw.prune_store().await,
+                        Some(_) => {}
+                        None => return,
+                    },
+                    _ = shutdown.wait() => return,
                 }
             }
         })

@@ -121,7 +121,9 @@ impl Gateway {
                     _ = tokio::time::sleep(interval) => {}
                     _ = shutdown.wait_for(|closing| *closing) => return,
                 }
-                if config.gateway.reload.mode == ReloadConfigMode::Off {
+                // The mode in force now, not before the sleep (and again
+                // before applying: an edit may have turned reloads off).
+                if gw.config().gateway.reload.mode == ReloadConfigMode::Off {
                     continue;
                 }
                 let Ok(text) = tokio::fs::read_to_string(&path).await else {
@@ -137,7 +139,8 @@ impl Gateway {
                     continue;
                 }
                 let _guard = gw.configs.lock().await;
-                if gw.configs.attempted_hash().as_deref() != Some(hash.as_str()) {
+                let off = gw.config().gateway.reload.mode == ReloadConfigMode::Off;
+                if !off && gw.configs.attempted_hash().as_deref() != Some(hash.as_str()) {
                     let _ = gw.apply_config_locked(&text).await;
                 }
             }

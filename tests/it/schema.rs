@@ -205,6 +205,10 @@ fn generated_code_is_pinned() {
             include_str!(concat!(env!("OUT_DIR"), "/config_meta.rs"))
         );
         insta::assert_snapshot!(
+            "generated_client",
+            include_str!(concat!(env!("OUT_DIR"), "/client.rs"))
+        );
+        insta::assert_snapshot!(
             "generated_types",
             include_str!(concat!(env!("OUT_DIR"), "/types.rs"))
         );

@@ -84,7 +84,7 @@ pub async fn cron_load(jobs: usize, seconds: u64) -> CronFigures {
             timeout_ms: None,
         };
         let started = Instant::now();
-        client.cron_add(&params).await.expect("cron.add");
+        client.cron_add(&params).await.expect("adding a job");
         adds.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     let mut lists = Vec::new();
@@ -93,7 +93,7 @@ pub async fn cron_load(jobs: usize, seconds: u64) -> CronFigures {
         let list = client
             .cron_list(&CronListParams::default())
             .await
-            .expect("cron.list");
+            .expect("listing the jobs");
         lists.push(started.elapsed().as_secs_f64() * 1000.0);
         assert_eq!(list.jobs.len(), jobs);
     }

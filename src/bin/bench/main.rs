@@ -284,7 +284,7 @@ async fn client(url: &str) -> clawgate::client::Client {
     };
     clawgate::client::Client::connect(url, &options)
         .await
-        .expect("connect")
+        .expect("the bench client connects")
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -714,7 +714,10 @@ async fn sessions_listing(count: usize) -> SessionsFigures {
     };
     for _ in 0..200 {
         let started = Instant::now();
-        let listed = client.sessions(&first_page).await.expect("sessions");
+        let listed = client
+            .sessions(&first_page)
+            .await
+            .expect("a page of sessions");
         page.push(started.elapsed().as_secs_f64() * 1000.0);
         assert_eq!(listed.sessions.len(), 50);
     }
