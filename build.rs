@@ -1,6 +1,7 @@
 //! Generates the protocol and config code from `schema/` into OUT_DIR:
 //! `types.rs` (typify), `dispatch.rs` (method table, handlers trait,
 //! events, error codes), `client.rs` (the typed client's methods),
+//! `client.js` (the JavaScript client, served as /web/client.js),
 //! `config_meta.rs` (reload rules) and `bundle.json`.
 
 #[path = "build/bundle.rs"]
@@ -14,6 +15,7 @@ fn main() {
     println!("cargo:rerun-if-changed=schema");
     println!("cargo:rerun-if-changed=build");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=sdk");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
     if let Err(e) = generate(Path::new("schema"), &out) {
         panic!("schema/ is invalid: {e}");
@@ -34,6 +36,9 @@ fn generate(schema_dir: &Path, out: &Path) -> Result<(), String> {
         &format_rust(&codegen::dispatch(&bundle))?,
     )?;
     write(out, "client.rs", &format_rust(&codegen::client(&bundle))?)?;
+    let head = std::fs::read_to_string("sdk/typescript/client.js")
+        .map_err(|e| format!("sdk/typescript/client.js: {e}"))?;
+    write(out, "client.js", &codegen::client_js(&bundle, &head))?;
     write(
         out,
         "config_meta.rs",

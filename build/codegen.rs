@@ -2,7 +2,7 @@
 //! reload rules as Rust source text.
 
 use crate::bundle::{pascal, Bundle};
-use heck::ToSnakeCase;
+use heck::{ToLowerCamelCase, ToSnakeCase};
 use serde_json::Value;
 use std::fmt::Write;
 
@@ -506,5 +506,44 @@ pub fn client(b: &Bundle) -> String {
         );
     }
     let _ = writeln!(w, "}}");
+    o
+}
+
+/// The browser and Node client: the hand-written head (sdk/typescript/
+/// client.js) and the tables and methods from the schema. Served as
+/// /web/client.js and written to gen/typescript/ by `clawgate gen`.
+pub fn client_js(b: &Bundle, head: &str) -> String {
+    let root = &b.root;
+    let mut o = String::from(head);
+    let _ = writeln!(
+        o,
+        "export const PROTOCOL_VERSION = {};",
+        root["x-protocol-version"]
+    );
+    o.push_str("export const ERROR_CODES = Object.freeze({\n");
+    for e in root["x-error-codes"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            o,
+            "  {}: {},",
+            e["name"].as_str().unwrap_or_default(),
+            e["code"]
+        );
+    }
+    o.push_str("});\nconst ERROR_NAMES = Object.fromEntries(\n  Object.entries(ERROR_CODES).map(([name, code]) => [code, name]),\n);\n");
+    o.push_str("/** Each RPC as a client method: its name here, and on the wire. */\nexport const METHODS = Object.freeze({\n");
+    for name in root["methods"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, _)| name)
+        .filter(|name| name.as_str() != "connect")
+    {
+        let _ = writeln!(
+            o,
+            "  {}: {name:?},",
+            name.replace('.', "_").to_lower_camel_case()
+        );
+    }
+    o.push_str("});\nfor (const [name, method] of Object.entries(METHODS)) {\n  ClawgateClient.prototype[name] = function (params) {\n    return this.call(method, params ?? {});\n  };\n}\n");
     o
 }

@@ -47,7 +47,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     (
         "client.js",
         "text/javascript; charset=utf-8",
-        include_str!("../../gen/typescript/client.js"),
+        crate::sdk::CLIENT_JS,
     ),
 ];
 
