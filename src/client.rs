@@ -19,7 +19,7 @@ pub enum ClientError {
     /// The socket failed or the server sent something unreadable.
     Transport(String),
     /// The server answered with an error frame.
-    Rpc(ErrorObject),
+    Rpc(Box<ErrorObject>),
 }
 
 impl std::fmt::Display for ClientError {
@@ -72,7 +72,8 @@ pub struct Client {
     next_id: u64,
     /// The connect result; None only while connecting.
     hello: Option<ConnectResult>,
-    events: VecDeque<Event>,
+    /// Events that arrived while a call waited, decoded when asked for.
+    events: VecDeque<(EventKind, Value)>,
 }
 
 include!(concat!(env!("OUT_DIR"), "/client.rs"));
@@ -141,14 +142,15 @@ impl Client {
     pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
         let id = self.send(method, params).await?;
         loop {
-            match self.read_classified().await? {
-                Frame::Event(event) => self.events.push_back(event),
-                Frame::Response { id: got, outcome }
-                    if got.as_deref() == Some(&id) || got.is_none() =>
-                {
-                    return outcome.map_err(ClientError::Rpc);
+            match self.read_raw().await? {
+                Raw::Event(kind, data) => self.events.push_back((kind, data)),
+                Raw::Response(frame) => {
+                    if let Frame::Response { id: got, outcome } = *frame {
+                        if got.as_deref() == Some(&id) || got.is_none() {
+                            return outcome.map_err(|e| ClientError::Rpc(Box::new(e)));
+                        }
+                    }
                 }
-                Frame::Response { .. } => {}
             }
         }
     }
@@ -170,35 +172,40 @@ impl Client {
     /// that keep several requests open. Cancel-safe: a frame is never
     /// half read.
     pub async fn next_frame(&mut self) -> Result<Frame, ClientError> {
-        if let Some(event) = self.events.pop_front() {
-            return Ok(Frame::Event(event));
+        let raw = match self.events.pop_front() {
+            Some((kind, data)) => Raw::Event(kind, data),
+            None => self.read_raw().await?,
+        };
+        match raw {
+            Raw::Event(kind, data) => decode(kind, data).map(Frame::Event),
+            Raw::Response(frame) => Ok(*frame),
         }
-        self.read_classified().await
     }
 
-    async fn read_classified(&mut self) -> Result<Frame, ClientError> {
+    /// The next frame: a response, or an event of a kind this client
+    /// knows, not yet decoded (one of a newer gateway is skipped).
+    async fn read_raw(&mut self) -> Result<Raw, ClientError> {
         loop {
             let mut frame = self.read_frame().await?;
             let Some(name) = frame.get("event") else {
-                return Self::response(frame).map_err(ClientError::Transport);
+                return Self::response(frame)
+                    .map(|frame| Raw::Response(Box::new(frame)))
+                    .map_err(ClientError::Transport);
             };
-            // An event this client does not know (a newer gateway) is skipped.
             let Some(kind) = name.as_str().and_then(EventKind::from_name) else {
                 continue;
             };
             let data = frame.get_mut("data").map(Value::take).unwrap_or_default();
-            return Event::from_data(kind, data).map(Frame::Event).map_err(|e| {
-                ClientError::Transport(format!("unreadable {} event: {e}", kind.name()))
-            });
+            return Ok(Raw::Event(kind, data));
         }
     }
 
-    fn response(frame: Value) -> Result<Frame, String> {
+    fn response(mut frame: Value) -> Result<Frame, String> {
         let id = frame["id"].as_str().map(str::to_string);
-        let outcome = match frame.get("error") {
-            Some(error) => Err(serde_json::from_value(error.clone())
+        let outcome = match frame.get_mut("error").map(Value::take) {
+            Some(error) => Err(serde_json::from_value(error)
                 .map_err(|e| format!("unreadable error frame: {e}"))?),
-            None => Ok(frame.get("result").cloned().unwrap_or(Value::Null)),
+            None => Ok(frame.get_mut("result").map(Value::take).unwrap_or_default()),
         };
         Ok(Frame::Response { id, outcome })
     }
@@ -206,12 +213,12 @@ impl Client {
     /// The next event; responses to requests sent with
     /// [`Client::send`] that arrive meanwhile are dropped.
     pub async fn next_event(&mut self) -> Result<Event, ClientError> {
-        if let Some(event) = self.events.pop_front() {
-            return Ok(event);
+        if let Some((kind, data)) = self.events.pop_front() {
+            return decode(kind, data);
         }
         loop {
-            if let Frame::Event(event) = self.read_classified().await? {
-                return Ok(event);
+            if let Raw::Event(kind, data) = self.read_raw().await? {
+                return decode(kind, data);
             }
         }
     }
@@ -243,6 +250,17 @@ impl Client {
             }
         }
     }
+}
+
+/// A frame as read, before an event's payload is decoded.
+enum Raw {
+    Event(EventKind, Value),
+    Response(Box<Frame>),
+}
+
+fn decode(kind: EventKind, data: Value) -> Result<Event, ClientError> {
+    Event::from_data(kind, data)
+        .map_err(|e| ClientError::Transport(format!("unreadable {} event: {e}", kind.name())))
 }
 
 /// Socket buffers sized for small RPC frames, so thousands of clients fit

@@ -114,7 +114,7 @@ pub async fn run(target: Target, args: ChatArgs) -> Result<(), ClientError> {
     chat.screen.end_line();
     chat.client.close().await;
     match chat.failed {
-        Some(e) => Err(ClientError::Rpc(e)),
+        Some(e) => Err(ClientError::Rpc(Box::new(e))),
         None => Ok(()),
     }
 }
