@@ -1,50 +1,66 @@
+//! health and status through the typed client; the HTTP health routes.
+
 use crate::support::*;
 use serde_json::json;
 
 #[tokio::test]
 async fn health_reports_version_time_uptime_and_sections() {
     let gw = TestGateway::start("").await;
-    let mut ws = gw.operator().await;
-    let health = ws.call("health", json!({})).await["result"].clone();
-    assert!(health["version"].as_u64().unwrap() >= 1);
+    let mut client = gw.client().await;
+    let health = client.health(&params(json!({}))).await.unwrap();
+    assert!(health.version >= 1);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    assert!(health["timestamp"].as_u64().unwrap().abs_diff(now) < 60_000);
-    assert!(health["uptime"].as_f64().unwrap() >= 0.0);
-    assert_eq!(health["channels"], json!({}));
-    assert_eq!(health["nodes"], json!([]));
-    assert_eq!(health["cron"]["jobs"], 0);
+    assert!(health.timestamp.abs_diff(now) < 60_000);
+    assert!(health.uptime >= 0.0);
+    assert!(health.channels.is_empty());
+    assert!(health.nodes.is_empty());
+    assert_eq!(health.cron.jobs, 0);
 }
 
 #[tokio::test]
 async fn status_reports_where_the_gateway_listens_and_who_is_connected() {
     let gw = TestGateway::start("").await;
-    let mut first = gw.operator().await;
+    let mut first = gw.client().await;
     let _second = gw.operator().await;
     let _pending = gw.raw().await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let status = first.call("status", json!({})).await["result"].clone();
-    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(status["protocol"], 1);
-    assert_eq!(status["bind"]["host"], "127.0.0.1");
-    assert_eq!(status["bind"]["mode"], "loopback");
-    let port = status["bind"]["port"].as_u64().unwrap();
-    assert!(gw.url.ends_with(&format!(":{port}")));
+    let status = first.status(&params(json!({}))).await.unwrap();
+    assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(status.protocol.get(), 1);
+    assert_eq!(status.bind.host, "127.0.0.1");
+    assert_eq!(status.bind.mode, "loopback");
+    assert!(gw.url.ends_with(&format!(":{}", status.bind.port)));
+    let connections = &status.connections;
     assert_eq!(
-        status["connections"],
-        json!({"operator": 2, "node": 0, "total": 3})
+        (connections.operator, connections.node, connections.total),
+        (2, 0, 3)
     );
-    assert_eq!(status["authMode"], "token");
-    assert!(status["configPath"]
-        .as_str()
+    assert_eq!(status.auth_mode, "token");
+    assert!(status
+        .config_path
+        .as_deref()
         .unwrap()
         .ends_with("clawgate.toml"));
-    assert!(status["stateDir"].as_str().unwrap().ends_with("state"));
+    assert!(status.state_dir.ends_with("state"));
+    let agents: Vec<(&str, &str, Option<&str>, bool, bool)> = status
+        .agents
+        .iter()
+        .map(|a| {
+            (
+                a.id.as_str(),
+                a.provider.as_str(),
+                a.model.as_deref(),
+                a.offline,
+                a.default,
+            )
+        })
+        .collect();
     assert_eq!(
-        status["agents"],
-        json!([{"id": "main", "provider": "echo", "offline": true, "default": true}]),
+        agents,
+        [("main", "echo", None, true, true)],
         "with nothing configured, main is the offline echo agent"
     );
 }

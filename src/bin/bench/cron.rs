@@ -4,7 +4,7 @@
 
 use super::{percentile, sorted, Server, ServerProcess};
 use clawgate::protocol::types::{CronAddParams, CronListParams, CronPayload, CronSchedule};
-use clawgate::protocol::Event;
+use clawgate::protocol::{Event, Method};
 use std::time::{Duration, Instant};
 
 pub struct CronFigures {
@@ -87,15 +87,18 @@ pub async fn cron_load(jobs: usize, seconds: u64) -> CronFigures {
         client.cron_add(&params).await.expect("adding a job");
         adds.push(started.elapsed().as_secs_f64() * 1000.0);
     }
+    // Timed as JSON, by name: the figure is the gateway's. Decoding the
+    // 1,000 jobs into typed structs adds about 2 ms on the client.
+    let list_params = serde_json::to_value(CronListParams::default()).expect("params");
     let mut lists = Vec::new();
     for _ in 0..20 {
         let started = Instant::now();
         let list = client
-            .cron_list(&CronListParams::default())
+            .call(Method::CronList.name(), list_params.clone())
             .await
             .expect("listing the jobs");
         lists.push(started.elapsed().as_secs_f64() * 1000.0);
-        assert_eq!(list.jobs.len(), jobs);
+        assert_eq!(list["jobs"].as_array().map(Vec::len), Some(jobs));
     }
     // Measure whole seconds, starting at the next one.
     let now_ms = clawgate::clock::now_ms();

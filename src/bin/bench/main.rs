@@ -736,16 +736,18 @@ async fn sessions_listing(count: usize) -> SessionsFigures {
         search.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     let started = Instant::now();
-    let mut params = SessionsParams {
-        limit: 1000.try_into().expect("non-zero"),
-        ..SessionsParams::default()
-    };
+    // Pages of 1,000 timed as JSON, by name, like cron.list: the gateway's
+    // figure, without the client's typed decoding.
+    let mut params = json!({"limit": 1000});
     let mut seen = 0;
     loop {
-        let listed = client.sessions(&params).await.expect("sessions page");
-        seen += listed.sessions.len();
-        match listed.next_cursor {
-            Some(cursor) => params.cursor = Some(cursor),
+        let listed = client
+            .call(Method::Sessions.name(), params.clone())
+            .await
+            .expect("a page of sessions");
+        seen += listed["sessions"].as_array().map_or(0, Vec::len);
+        match listed["nextCursor"].as_str() {
+            Some(cursor) => params["cursor"] = json!(cursor),
             None => break,
         }
     }
