@@ -807,6 +807,23 @@ async fn agent_settings() {
     assert_eq!(anthropic.requests().len(), 1);
 }
 
+/// A gateway whose default agent, gpt, has `tool`, and a fake model that
+/// calls it with the user's message as the arguments; `sections` follow.
+async fn tool_agent(tool: &'static str, sections: &str) -> (FakeOpenAi, Live) {
+    let upstream = FakeOpenAi::start(Script::ToolByMessage(
+        tool,
+        |message| message.to_string(),
+        vec!["done"],
+    ))
+    .await;
+    let live = Live::start(&format!(
+        "[agents]\ndefault = \"gpt\"\n[agents.gpt]\nprovider = \"openai\"\nbaseUrl = \"{}\"\nmodel = \"m\"\ntools = [\"{tool}\"]\n{sections}",
+        upstream.base_url
+    ))
+    .await;
+    (upstream, live)
+}
+
 /// The exec call's end event of the next turn.
 async fn exec_end(ws: &mut Ws, command: Value) -> Value {
     ws.request(
@@ -814,26 +831,15 @@ async fn exec_end(ws: &mut Ws, command: Value) -> Value {
         json!({"message": command.to_string(), "sessionKey": "x"}),
     )
     .await;
-    loop {
-        let event = ws.event("agent.tool").await;
-        if event["data"]["phase"] == "end" {
-            return event["data"].clone();
-        }
-    }
+    tool_end(ws).await
 }
 
 #[tokio::test]
 async fn exec_settings() {
-    let upstream = FakeOpenAi::start(Script::ToolByMessage(
+    let (_upstream, mut live) = tool_agent(
         "exec",
-        |message| message.to_string(),
-        vec!["done"],
-    ))
-    .await;
-    let mut live = Live::start(&format!(
-        "[agents]\ndefault = \"gpt\"\n[agents.gpt]\nprovider = \"openai\"\nbaseUrl = \"{}\"\nmodel = \"m\"\ntools = [\"exec\"]\n[agents.gpt.exec]\nsecurity = \"deny\"\nask = \"off\"\n",
-        upstream.base_url
-    ))
+        "[agents.gpt.exec]\nsecurity = \"deny\"\nask = \"off\"\n",
+    )
     .await;
     let mut ws = live.gw.operator().await;
     let echo = json!({"command": "echo hi"});
@@ -928,17 +934,8 @@ async fn audit_retention() {
 
 #[tokio::test]
 async fn node_settings() {
-    let upstream = FakeOpenAi::start(Script::ToolByMessage(
-        "node_invoke",
-        |message| message.to_string(),
-        vec!["done"],
-    ))
-    .await;
-    let mut live = Live::start(&format!(
-        "[nodes]\npairingTimeoutMs = 60000\n[agents]\ndefault = \"gpt\"\n[agents.gpt]\nprovider = \"openai\"\nbaseUrl = \"{}\"\nmodel = \"m\"\ntools = [\"node_invoke\"]\n",
-        upstream.base_url
-    ))
-    .await;
+    let (_upstream, mut live) =
+        tool_agent("node_invoke", "[nodes]\npairingTimeoutMs = 60000\n").await;
     let mut operator = live.gw.operator().await;
 
     // Pairing waits for a person until the timeout is lowered...
