@@ -382,36 +382,25 @@ async fn scopes() {
 
 #[tokio::test]
 async fn auth_limits() {
-    let mut live = Live::start("").await;
-    live.set("gateway.auth.maxFailuresPerMinute", json!(1))
-        .await;
-    let first = connect_with(&live, json!({"token": "wrong"})).await;
-    assert_eq!(error_code(&first), ErrorCode::Unauthorized.code());
-    let second = connect_with(&live, json!({"token": "wrong"})).await;
-    assert_eq!(
-        error_code(&second),
-        ErrorCode::RateLimited.code(),
-        "{second}"
-    );
-    assert!(second["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("this address"));
-
-    let mut live = Live::start("").await;
-    live.set("gateway.auth.maxFailuresPerMinuteTotal", json!(1))
-        .await;
-    connect_with(&live, json!({"token": "wrong"})).await;
-    let second = connect_with(&live, json!({"token": "wrong"})).await;
-    assert_eq!(
-        error_code(&second),
-        ErrorCode::RateLimited.code(),
-        "{second}"
-    );
-    assert!(second["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("all addresses"));
+    for (key, whom) in [
+        ("gateway.auth.maxFailuresPerMinute", "this address"),
+        ("gateway.auth.maxFailuresPerMinuteTotal", "all addresses"),
+    ] {
+        let mut live = Live::start("").await;
+        live.set(key, json!(1)).await;
+        let first = connect_with(&live, json!({"token": "wrong"})).await;
+        assert_eq!(error_code(&first), ErrorCode::Unauthorized.code());
+        let second = connect_with(&live, json!({"token": "wrong"})).await;
+        assert_eq!(
+            error_code(&second),
+            ErrorCode::RateLimited.code(),
+            "{key}: {second}"
+        );
+        assert!(
+            second["error"]["message"].as_str().unwrap().contains(whom),
+            "{key}: {second}"
+        );
+    }
 }
 
 #[tokio::test]
