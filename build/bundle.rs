@@ -48,6 +48,8 @@ pub struct Bundle {
     /// The bundled schema: every definition under `$defs`, refs local.
     pub root: Value,
     pub protocol_version: u64,
+    /// The oldest version whose clients this gateway still serves.
+    pub protocol_min_version: u64,
     pub methods: Vec<MethodSpec>,
     pub events: Vec<EventSpec>,
     pub tools: Vec<ToolSpec>,
@@ -82,6 +84,13 @@ pub fn load(dir: &Path) -> Result<Bundle> {
     let protocol_version = protocol["x-protocol-version"]
         .as_u64()
         .ok_or("protocol.json needs an integer x-protocol-version")?;
+    let protocol_min_version = match &protocol["x-protocol-min-version"] {
+        Value::Null => protocol_version,
+        v => v
+            .as_u64()
+            .filter(|min| (1..=protocol_version).contains(min))
+            .ok_or("protocol.json: x-protocol-min-version must be an integer from 1 to x-protocol-version")?,
+    };
     let scopes = string_enum(&defs, "Scope")?;
     let scope_implies = read_scope_implies(protocol, &scopes)?;
     let error_codes = read_error_codes(protocol)?;
@@ -111,16 +120,15 @@ pub fn load(dir: &Path) -> Result<Bundle> {
         if example.get("params").is_none() || example.get("result").is_none() {
             return Err(format!("{ctx}: example needs params and result"));
         }
-        bundled_methods.insert(
-            name.clone(),
-            json!({
-                "summary": summary,
-                "scope": spec["scope"],
-                "params": {"$ref": format!("#/$defs/{params_type}")},
-                "result": {"$ref": format!("#/$defs/{result_type}")},
-                "example": example,
-            }),
-        );
+        let mut entry = json!({
+            "summary": summary,
+            "scope": spec["scope"],
+            "params": {"$ref": format!("#/$defs/{params_type}")},
+            "result": {"$ref": format!("#/$defs/{result_type}")},
+            "example": example,
+        });
+        copy_lifecycle(spec, &mut entry, &ctx)?;
+        bundled_methods.insert(name.clone(), entry);
         methods.push(MethodSpec {
             name: name.clone(),
             summary,
@@ -146,15 +154,14 @@ pub fn load(dir: &Path) -> Result<Bundle> {
             &ctx,
         )?;
         let example = spec.get("example").ok_or(format!("{ctx} has no example"))?;
-        bundled_events.insert(
-            name.clone(),
-            json!({
-                "summary": summary,
-                "scope": spec["scope"],
-                "payload": {"$ref": format!("#/$defs/{payload_type}")},
-                "example": example,
-            }),
-        );
+        let mut entry = json!({
+            "summary": summary,
+            "scope": spec["scope"],
+            "payload": {"$ref": format!("#/$defs/{payload_type}")},
+            "example": example,
+        });
+        copy_lifecycle(spec, &mut entry, &ctx)?;
+        bundled_events.insert(name.clone(), entry);
         events.push(EventSpec {
             name: name.clone(),
             summary,
@@ -204,6 +211,7 @@ pub fn load(dir: &Path) -> Result<Bundle> {
     fill_section_defaults(&mut defs, "Config");
 
     check_refs(&Value::Object(defs.clone()), &defs)?;
+    check_sunsets(&Value::Object(defs.clone()), "#/$defs")?;
 
     let root = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -211,6 +219,7 @@ pub fn load(dir: &Path) -> Result<Bundle> {
         "title": "clawgate",
         "description": "The whole clawgate protocol and configuration, bundled from schema/.",
         "x-protocol-version": protocol_version,
+        "x-protocol-min-version": protocol_min_version,
         "x-error-codes": protocol["x-error-codes"],
         "x-scope-implies": protocol["x-scope-implies"],
         "methods": bundled_methods,
@@ -222,6 +231,7 @@ pub fn load(dir: &Path) -> Result<Bundle> {
     Ok(Bundle {
         root,
         protocol_version,
+        protocol_min_version,
         methods,
         events,
         tools,
@@ -229,6 +239,56 @@ pub fn load(dir: &Path) -> Result<Bundle> {
         scopes,
         scope_implies,
     })
+}
+
+/// Every deprecated schema names the protocol version from which it may
+/// be removed.
+fn check_sunsets(schema: &Value, at: &str) -> Result<()> {
+    match schema {
+        Value::Object(map) => {
+            if map.get("deprecated") == Some(&Value::Bool(true))
+                && !map.get("x-sunset").is_some_and(Value::is_u64)
+            {
+                return Err(format!(
+                    "{at} is deprecated without an x-sunset (the protocol version from which it may be removed)"
+                ));
+            }
+            map.iter()
+                .try_for_each(|(k, v)| check_sunsets(v, &format!("{at}/{k}")))
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| check_sunsets(v, &format!("{at}/{i}"))),
+        _ => Ok(()),
+    }
+}
+
+/// Copies `deprecated` and `x-sunset` (the protocol version from which
+/// the method or event may be removed) into its bundled entry; a
+/// deprecation must name its sunset.
+fn copy_lifecycle(spec: &Value, entry: &mut Value, ctx: &str) -> Result<()> {
+    let deprecated = match &spec["deprecated"] {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        _ => return Err(format!("{ctx}: deprecated must be true or false")),
+    };
+    let sunset = &spec["x-sunset"];
+    if !sunset.is_null() && !sunset.is_u64() {
+        return Err(format!(
+            "{ctx}: x-sunset must be a protocol version (an integer)"
+        ));
+    }
+    if deprecated && sunset.is_null() {
+        return Err(format!(
+            "{ctx} is deprecated without an x-sunset (the protocol version from which it may be removed)"
+        ));
+    }
+    if deprecated {
+        entry["deprecated"] = Value::Bool(true);
+        entry["x-sunset"] = sunset.clone();
+    }
+    Ok(())
 }
 
 pub fn pascal(name: &str) -> String {

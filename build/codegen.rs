@@ -24,8 +24,13 @@ pub fn dispatch(b: &Bundle) -> String {
     let _ = writeln!(w, "use super::types;");
     let _ = writeln!(
         w,
-        "/// The protocol version this server speaks.\npub const PROTOCOL_VERSION: u32 = {};",
+        "/// The newest protocol version this server speaks.\npub const PROTOCOL_VERSION: u32 = {};",
         b.protocol_version
+    );
+    let _ = writeln!(
+        w,
+        "/// The oldest protocol version whose clients this server still serves.\npub const PROTOCOL_MIN_VERSION: u32 = {};",
+        b.protocol_min_version
     );
 
     // Methods.

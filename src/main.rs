@@ -149,21 +149,48 @@ struct ChatArgs {
 
 #[derive(Subcommand)]
 enum ProtocolCommand {
-    /// Compare a newer protocol with an older one; exit 1 when a client of the older one could break.
+    /// Check a newer protocol against older ones; exit 1 when a client of an older one could break.
     Check {
-        /// The older protocol: a recorded snapshot (snapshots/protocol/v1.json), a bundled
-        /// schema (gen/schema/clawgate.schema.json) or a directory laid out like schema/.
+        /// The older protocol: a directory of recorded releases (snapshots/protocol: each one
+        /// still served is checked), one recorded release (v1.json), a bundled schema
+        /// (gen/schema/clawgate.schema.json) or a directory laid out like schema/.
         #[arg(long)]
         against: PathBuf,
         /// The newer protocol, in the same forms; default the one built into this binary.
         #[arg(long)]
         current: Option<PathBuf>,
-        /// Print the report as JSON.
+        /// The project's policy: severity overrides and accepted findings with reasons.
+        /// Default: policy.toml in the --against directory, if there is one.
         #[arg(long)]
+        policy: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t)]
+        format: clawgate::cli::protocol::ReportFormat,
+        /// The least severe finding that fails the check.
+        #[arg(long, value_enum, default_value_t)]
+        fail_on: clawgate::cli::protocol::FailOn,
+        /// The same as --format json.
+        #[arg(long, hide = true)]
         json: bool,
     },
-    /// Print the protocol surface of this binary (what snapshots/protocol/vN.json records).
-    Snapshot,
+    /// Every difference between two protocols (release notes with --format markdown).
+    Diff {
+        /// The older protocol: a recorded release, a bundled schema or a schema directory.
+        old: PathBuf,
+        /// The newer protocol, in the same forms.
+        new: PathBuf,
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t)]
+        format: clawgate::cli::protocol::ReportFormat,
+    },
+    /// Print the protocol surface (what snapshots/protocol/vN.json records) of this binary,
+    /// or of a directory laid out like schema/.
+    Snapshot {
+        #[arg(long)]
+        schema: Option<PathBuf>,
+    },
+    /// Print the rules the check applies, with their ids and default severities (Markdown).
+    Rules,
 }
 
 #[derive(Subcommand)]
@@ -228,16 +255,7 @@ fn main() -> ExitCode {
         }
         Command::Man { dir } => man(dir.as_deref()),
         Command::Gen { check, root } => generate(&root, check),
-        Command::Protocol(ProtocolCommand::Snapshot) => {
-            let surface = clawgate::compat::current();
-            println!("{}", serde_json::to_string_pretty(&surface).expect("JSON"));
-            ExitCode::SUCCESS
-        }
-        Command::Protocol(ProtocolCommand::Check {
-            against,
-            current,
-            json,
-        }) => protocol_check(&against, current.as_deref(), json),
+        Command::Protocol(command) => ExitCode::from(protocol(command)),
         Command::Config(ConfigCommand::Docs) => {
             print!("{}", clawgate::docs::config_table());
             ExitCode::SUCCESS
@@ -640,35 +658,37 @@ fn config_schema() -> Value {
     clawgate::docs::config_schema()
 }
 
-fn protocol_check(
-    against: &std::path::Path,
-    current: Option<&std::path::Path>,
-    json: bool,
-) -> ExitCode {
-    let loaded = clawgate::compat::load(against).and_then(|old| {
-        let new = match current {
-            Some(path) => clawgate::compat::load(path)?,
-            None => clawgate::compat::current(),
-        };
-        Ok((old, new))
-    });
-    let (old, new) = match loaded {
-        Ok(pair) => pair,
-        Err(e) => {
-            eprintln!("clawgate: {e}");
-            return ExitCode::from(2);
+fn protocol(command: ProtocolCommand) -> u8 {
+    use clawgate::cli::protocol::{self, ReportFormat};
+    match command {
+        ProtocolCommand::Check {
+            against,
+            current,
+            policy,
+            format,
+            fail_on,
+            json,
+        } => {
+            let format = if json { ReportFormat::Json } else { format };
+            protocol::check(
+                &against,
+                current.as_deref(),
+                policy.as_deref(),
+                format,
+                fail_on,
+            )
         }
-    };
-    let report = clawgate::compat::check(&old, &new);
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("JSON"));
-    } else {
-        print!("{}", report.text());
-    }
-    if report.breaking.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+        ProtocolCommand::Diff {
+            old,
+            new,
+            policy,
+            format,
+        } => protocol::diff(&old, &new, policy.as_deref(), format),
+        ProtocolCommand::Snapshot { schema } => protocol::snapshot(schema.as_deref()),
+        ProtocolCommand::Rules => {
+            print!("{}", clawgate::compat::rules::markdown_table());
+            0
+        }
     }
 }
 

@@ -224,7 +224,31 @@ fn python_models(bundle: &Value) -> Result<String, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    models.map_err(|e| e.to_string())
+    models
+        .map(|m| tolerant_readers(&m))
+        .map_err(|e| e.to_string())
+}
+
+/// Models of what the gateway sends ignore fields they do not know, so a
+/// gateway may add a result or event field without breaking this client;
+/// the top-level `*Params` models keep refusing unknown fields, which
+/// catches a misspelt param before it is sent.
+fn tolerant_readers(models: &str) -> String {
+    let mut class = "";
+    models
+        .lines()
+        .map(|line| {
+            if let Some(rest) = line.strip_prefix("class ") {
+                class = rest.split(['(', ':']).next().unwrap_or("");
+            }
+            if line.trim() == "extra='forbid'," && !class.ends_with("Params") {
+                line.replace("forbid", "ignore")
+            } else {
+                line.to_string()
+            }
+        })
+        .flat_map(|line| [line, "\n".to_string()])
+        .collect()
 }
 
 fn python_tables(bundle: &Value) -> String {

@@ -4,6 +4,7 @@
 
 pub mod chat;
 mod connect;
+pub mod protocol;
 mod screen;
 
 pub use connect::{ConnectArgs, Target};

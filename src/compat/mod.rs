@@ -1,45 +1,60 @@
 //! Protocol compatibility: the protocol surface (every method, event,
-//! error code and frame with its schemas, `$ref`s inlined and prose
-//! dropped) and the classification of every difference between two
-//! surfaces as breaking or additive for existing clients.
+//! error code, frame and config key with its schemas, `$ref`s inlined and
+//! prose dropped), the rules that classify every difference between two
+//! surfaces as breaking, dangerous or additive, and the recorded releases
+//! the current surface is checked against.
 
 #[path = "../../build/bundle.rs"]
 #[allow(dead_code)]
 mod bundle;
 mod diff;
+mod policy;
+mod report;
+pub mod rules;
+mod schema;
 
-pub use diff::{check, Change, Report};
+pub use diff::diff;
+pub use policy::Policy;
+pub use report::{Finding, Part, Report, Summary};
+pub use rules::Severity;
+
+/// The differences between two surfaces under the default rules.
+pub fn check(old: &Value, new: &Value) -> Report {
+    diff(old, new, &Policy::default())
+}
 
 use serde_json::{json, Map, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Schema keywords that do not change what is valid on the wire.
-const PROSE: &[&str] = &[
-    "description",
-    "title",
-    "example",
-    "examples",
-    "default",
-    "$comment",
-];
+/// (`default` stays: it says what an omitted value means.)
+const PROSE: &[&str] = &["description", "title", "example", "examples", "$comment"];
+
+/// Extension keywords a check reads: lifecycle and reload class.
+const KEPT_EXTENSIONS: &[&str] = &["x-sunset", "x-reload"];
 
 /// The protocol surface of a bundled schema root.
 pub fn surface(bundle: &Value) -> Value {
     let defs = bundle["$defs"].as_object().cloned().unwrap_or_default();
     let inline = |schema: &Value| inline(schema, &defs, &mut Vec::new());
     let mut methods = Map::new();
+    let lifecycle = |spec: &Value, entry: &mut Value| {
+        for key in ["deprecated", "x-sunset"] {
+            if let Some(v) = spec.get(key) {
+                entry[key] = v.clone();
+            }
+        }
+    };
     for (name, spec) in bundle["methods"].as_object().into_iter().flatten() {
-        methods.insert(
-            name.clone(),
-            json!({"scope": spec["scope"], "params": inline(&spec["params"]), "result": inline(&spec["result"])}),
-        );
+        let mut entry = json!({"scope": spec["scope"], "params": inline(&spec["params"]), "result": inline(&spec["result"])});
+        lifecycle(spec, &mut entry);
+        methods.insert(name.clone(), entry);
     }
     let mut events = Map::new();
     for (name, spec) in bundle["events"].as_object().into_iter().flatten() {
-        events.insert(
-            name.clone(),
-            json!({"scope": spec["scope"], "payload": inline(&spec["payload"])}),
-        );
+        let mut entry = json!({"scope": spec["scope"], "payload": inline(&spec["payload"])});
+        lifecycle(spec, &mut entry);
+        events.insert(name.clone(), entry);
     }
     let errors: Map<String, Value> = bundle["x-error-codes"]
         .as_array()
@@ -51,13 +66,17 @@ pub fn surface(bundle: &Value) -> Value {
         .iter()
         .filter_map(|name| Some((name.to_string(), inline(defs.get(*name)?))))
         .collect();
+    let version = &bundle["x-protocol-version"];
+    let min = bundle.get("x-protocol-min-version").unwrap_or(version);
     json!({
-        "protocolVersion": bundle["x-protocol-version"],
+        "protocolVersion": version,
+        "minProtocolVersion": min,
         "scopeImplies": bundle["x-scope-implies"],
         "errors": errors,
         "frames": frames,
         "methods": methods,
         "events": events,
+        "config": defs.get("Config").map(inline),
     })
 }
 
@@ -84,7 +103,10 @@ fn inline(schema: &Value, defs: &Map<String, Value>, stack: &mut Vec<String>) ->
             }
             let kept = map
                 .iter()
-                .filter(|(k, _)| !PROSE.contains(&k.as_str()) && !k.starts_with("x-"))
+                .filter(|(k, _)| {
+                    !PROSE.contains(&k.as_str())
+                        && (!k.starts_with("x-") || KEPT_EXTENSIONS.contains(&k.as_str()))
+                })
                 .map(|(k, v)| {
                     // Property names are data, not keywords.
                     let v = if k == "properties" {
@@ -111,6 +133,33 @@ fn inline(schema: &Value, defs: &Map<String, Value>, stack: &mut Vec<String>) ->
 /// The surface of the schema built into this binary.
 pub fn current() -> Value {
     surface(crate::protocol::Schemas::get().bundle())
+}
+
+/// The recorded releases in a directory (`v1.json`, `v2.json`, …),
+/// oldest first.
+pub fn released(dir: &Path) -> Result<Vec<(u64, PathBuf)>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut found: Vec<(u64, PathBuf)> = entries
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let stem = path.file_stem()?.to_str()?;
+            let version = stem.strip_prefix('v')?.parse().ok()?;
+            (path.extension()? == "json").then_some((version, path))
+        })
+        .collect();
+    found.sort();
+    if found.is_empty() {
+        return Err(format!(
+            "{}: no recorded protocol (v1.json, v2.json, …)",
+            dir.display()
+        ));
+    }
+    Ok(found)
+}
+
+/// Whether `dir` holds recorded releases rather than schema sources.
+pub fn is_release_dir(dir: &Path) -> bool {
+    dir.is_dir() && !dir.join("protocol.json").exists()
 }
 
 /// A surface from a recorded snapshot file, a bundled schema file (such

@@ -68,7 +68,7 @@ pub fn encode_result<T: serde::Serialize>(result: T) -> Result<String, RpcError>
 }
 
 /// The protocol versions this server speaks, as an inclusive range.
-pub const SUPPORTED_PROTOCOL: (u32, u32) = (PROTOCOL_VERSION, PROTOCOL_VERSION);
+pub const SUPPORTED_PROTOCOL: (u32, u32) = (PROTOCOL_MIN_VERSION, PROTOCOL_VERSION);
 
 /// Whether a grant of `held` covers `needed`, following x-scope-implies.
 pub fn scope_covers(held: types::Scope, needed: types::Scope) -> bool {

@@ -121,6 +121,12 @@ fn no_method_or_event_name_is_spelled_in_src() {
         .chain(EventKind::ALL.iter().map(|e| e.name()))
         .map(|n| format!("\"{n}\""))
         .collect();
+    // Literals that share a method's name and mean something else.
+    let allowed = [(
+        "src/compat/rules.rs",
+        "\"config\"",
+        "the flow of the config file in rule ids (config.type.changed)",
+    )];
     let mut found = Vec::new();
     let mut dirs = vec![std::path::PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -134,6 +140,12 @@ fn no_method_or_event_name_is_spelled_in_src() {
             } else if path.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&path).unwrap();
                 for name in &names {
+                    if allowed
+                        .iter()
+                        .any(|(file, literal, _)| path.ends_with(file) && literal == name)
+                    {
+                        continue;
+                    }
                     // A JSON key (`"sessions": …`) or a lookup (`v["sessions"]`)
                     // that happens to share a method's name is data, not the method.
                     let names_method = text.match_indices(name.as_str()).any(|(at, _)| {

@@ -18,6 +18,15 @@ async def main(url: str, token: str) -> None:
 
     health = await client.health()
     assert isinstance(health, models.HealthSnapshot) and health.state == "ready", health
+    # Readers tolerate fields a newer gateway adds (an additive change);
+    # params still refuse a misspelt field before it is sent.
+    newer = {**health.model_dump(mode="json", exclude_none=True), "load": 0.5}
+    assert models.HealthSnapshot.model_validate(newer).state == "ready"
+    try:
+        models.ChatParams(message="hi", sesionKey="typo")
+        raise AssertionError("expected a validation error")
+    except ValueError:
+        pass
 
     seen: list[tuple[int, str, int]] = []
     client.on("agent.message", lambda event, seq: seen.append((seq, event.state, event.runSeq)))

@@ -19,7 +19,7 @@ class AgentInfo(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     default: bool = Field(
         ..., description='Whether it answers requests that name no agent.'
@@ -48,7 +48,7 @@ class State(str, Enum):
 
 class AgentThinkingEvent(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     agentId: str = Field(..., description='The agent answering.')
     delta: str = Field(..., description='The new reasoning text.')
@@ -72,7 +72,7 @@ class Phase(str, Enum):
 
 class AgentToolEvent(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     agentId: str = Field(..., description='The agent answering.')
     arguments: Any = Field(..., description='The arguments the model passed.')
@@ -112,7 +112,7 @@ class ApprovalAuditEntry(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     agentId: str = Field(..., description='The agent.')
     approvalId: str | None = Field(
@@ -162,7 +162,7 @@ class ApprovalsAuditParams(BaseModel):
 
 class ApprovalsAuditResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     entries: list[ApprovalAuditEntry] = Field(..., description='Newest first.')
     nextBefore: int | None = Field(
@@ -192,7 +192,7 @@ class Decision1(str, Enum):
 
 class ApprovalsResolvedEvent(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     decidedBy: str = Field(
         ...,
@@ -212,7 +212,7 @@ class ApprovalsRespondParams(BaseModel):
 
 class ApprovalsRespondResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     decision: ApprovalDecision = Field(..., description='The decision taken.')
     id: str = Field(..., description='The approval.')
@@ -224,7 +224,7 @@ class BindInfo(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     host: str = Field(..., description='The address the listener is bound to.')
     mode: str = Field(..., description='The bind mode from the configuration.')
@@ -264,7 +264,7 @@ class ChannelsRestartParams(BaseModel):
 
 class ChannelsRestartResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     accountId: str = Field(..., description='The account.')
     channel: ChannelKind = Field(..., description='The kind of channel.')
@@ -290,7 +290,7 @@ class ChatAbortParams(BaseModel):
 
 class ChatAbortResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     aborted: bool = Field(
         ...,
@@ -360,7 +360,7 @@ class ClientInfo(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     instanceId: str | None = Field(
         None, description='A stable id the client picks for itself, used in presence.'
@@ -375,7 +375,7 @@ class ClientInfo(BaseModel):
 
 class ConfigChangedEvent(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     changed: list[str] = Field(
         ..., description='Dotted keys whose effective value changed.'
@@ -396,7 +396,7 @@ class ConfigFileParams(BaseModel):
 
 class ConfigFileResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     hash: str = Field(
         ..., description='SHA-256 of the content; pass it as baseHash to config.write.'
@@ -423,7 +423,7 @@ class ConfigOrigin(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     column: int | None = Field(
         None,
@@ -462,7 +462,7 @@ class ConfigProblem(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     column: int | None = Field(
         None,
@@ -508,7 +508,7 @@ class ConfigProblem(BaseModel):
 
 class ConfigReloadFailedEvent(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     error: str = Field(..., description='A one-line summary of why.')
     errors: list[ConfigProblem] = Field(
@@ -529,7 +529,7 @@ class ConfigReloadParams(BaseModel):
 
 class ConfigReloadResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     changed: list[str] = Field(
         ..., description='Dotted keys whose effective value changed.'
@@ -554,7 +554,7 @@ class ConfigReloadResult(BaseModel):
 
 class ConfigResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     hash: str | None = Field(
         ...,
@@ -583,7 +583,7 @@ class ConfigSchemaParams(BaseModel):
 
 class ConfigSchemaResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     schema_: dict[str, Any] = Field(
         ..., alias='schema', description='The JSON Schema document (draft 2020-12).'
@@ -609,7 +609,7 @@ class ConfigSetParams(BaseModel):
 
 class ConfigSetResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     changed: list[str] = Field(
         ..., description='Dotted keys whose effective value changed.'
@@ -634,7 +634,7 @@ class ConfigValidateParams(BaseModel):
 
 class ConfigValidateResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     errors: list[ConfigProblem] = Field(
         ..., description='Each problem, with its line and column in the text.'
@@ -656,7 +656,7 @@ class ConfigWriteParams(BaseModel):
 
 class ConfigWriteResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     changed: list[str] = Field(
         ..., description='Config keys whose effective value changed.'
@@ -673,7 +673,7 @@ class ConnectAuth(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     password: str | None = Field(
         None, description='The gateway password (auth mode password).'
@@ -689,7 +689,7 @@ class ConnectionCounts(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     node: int = Field(..., description='Authenticated node connections.', ge=0)
     operator: int = Field(..., description='Authenticated operator connections.', ge=0)
@@ -740,7 +740,7 @@ class CronFailure(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     consecutiveErrors: int = Field(..., description='Failed runs in a row.', ge=1)
     id: str = Field(..., description='The job.')
@@ -754,7 +754,7 @@ class CronHealth(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     enabled: bool = Field(
         ..., description='Whether the scheduler runs jobs (cron.enabled).'
@@ -806,7 +806,7 @@ class CronPayload1(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     kind: Kind1 = Field(..., description='agentTurn.')
     message: str = Field(
@@ -828,7 +828,7 @@ class CronPayload2(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     kind: Kind2 = Field(..., description='systemEvent.')
     text: str = Field(..., description="The event's text.", min_length=1)
@@ -849,7 +849,7 @@ class CronRemoveParams(BaseModel):
 
 class CronRemoveResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     id: str = Field(..., description='The job.')
     removed: bool = Field(..., description='False when there was no such job.')
@@ -920,7 +920,7 @@ class CronSchedule1(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     expr: str = Field(
         ...,
@@ -949,7 +949,7 @@ class CronSchedule2(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     anchorMs: int | None = Field(
         None,
@@ -974,7 +974,7 @@ class CronSchedule3(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     at: str = Field(
         ...,
@@ -1017,7 +1017,7 @@ class ErrorObject(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     code: int = Field(
         ..., description='One of the error codes declared in x-error-codes.'
@@ -1040,7 +1040,7 @@ class EventFrame(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     data: Any = Field(..., description='The event payload.')
     event: str = Field(..., description='The event name, as listed in the hello.')
@@ -1057,7 +1057,7 @@ class ExecApproval(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     agentId: str = Field(..., description='The agent that asks.')
     argv: list[str] = Field(
@@ -1113,7 +1113,7 @@ class ExecToolParams(BaseModel):
 
 class GatewayClosingEvent(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     reason: str = Field(..., description='Why the gateway is closing, e.g. shutdown.')
     restartExpectedMs: int | None = Field(
@@ -1158,7 +1158,7 @@ class IrcAccount(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     allowFrom: list[str] | None = Field(
         [],
@@ -1209,7 +1209,7 @@ class NodeHealth(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     id: str = Field(..., description='Node id.')
     lastSeenMs: int = Field(
@@ -1226,7 +1226,7 @@ class NodeInfo(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     caps: list[str] = Field(
         ..., description='The capabilities it declared (e.g. camera, screen).'
@@ -1275,7 +1275,7 @@ class NodesApproveParams(BaseModel):
 
 class NodesApproveResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     nodeId: str = Field(..., description="The new node's id.")
     requestId: str = Field(..., description='The request.')
@@ -1295,7 +1295,7 @@ class Change(str, Enum):
 
 class NodesChangedEvent(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     change: Change = Field(..., description='What happened.')
     name: str = Field(..., description='Its name.')
@@ -1312,7 +1312,7 @@ class NodesHeartbeatParams(BaseModel):
 
 class NodesHeartbeatResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     nodeId: str = Field(..., description='The node.')
     ts: int = Field(
@@ -1349,7 +1349,7 @@ class NodesInvokeParams(BaseModel):
 
 class NodesInvokeRequestEvent(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     command: str = Field(..., description='The command.')
     invokeId: str = Field(..., description='Answer with this id.')
@@ -1361,7 +1361,7 @@ class NodesInvokeRequestEvent(BaseModel):
 
 class NodesInvokeResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     error: str | None = Field(None, description='What the node reported, when not ok.')
     invokeId: str = Field(..., description='The invocation.')
@@ -1379,7 +1379,7 @@ class NodesListParams(BaseModel):
 
 class NodesListResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     nodes: list[NodeInfo] = Field(..., description='Paired nodes, by name.')
 
@@ -1396,7 +1396,7 @@ class Decision2(str, Enum):
 
 class NodesPairingResolvedEvent(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     decision: Decision2 = Field(..., description='What became of it.')
     nodeId: str | None = Field(None, description='The new node, when approved.')
@@ -1443,7 +1443,7 @@ class NodesRegisterParams(BaseModel):
 
 class NodesRegisterResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     nodeId: str = Field(..., description="The node's id.")
     token: str = Field(
@@ -1462,7 +1462,7 @@ class NodesRejectParams(BaseModel):
 
 class NodesRejectResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     requestId: str = Field(..., description='The request.')
 
@@ -1476,7 +1476,7 @@ class NodesRemoveParams(BaseModel):
 
 class NodesRemoveResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     nodeId: str = Field(..., description='The node.')
     removed: bool = Field(..., description='False when there was no such node.')
@@ -1496,7 +1496,7 @@ class NodesResultParams(BaseModel):
 
 class NodesResultResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     accepted: bool = Field(
         ..., description='Whether a caller was waiting for this result.'
@@ -1509,7 +1509,7 @@ class PairingRequest(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     caps: list[str] = Field(..., description='The capabilities it declared.')
     commands: list[str] = Field(..., description='The commands it declared.')
@@ -1538,7 +1538,7 @@ class Policy(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     handshakeTimeoutMs: int = Field(
         ..., description='How long a new connection may take to complete connect.', ge=0
@@ -1566,7 +1566,7 @@ class ProtocolRange(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     max: int = Field(
         ..., description='Highest protocol version the client speaks.', ge=1
@@ -1582,7 +1582,7 @@ class RequestFrame(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     id: str = Field(..., description='Chosen by the client; echoed in the response.')
     method: str = Field(..., description='The method name, as listed in the hello.')
@@ -1598,7 +1598,7 @@ class ResultFrame(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     id: str = Field(..., description='The id of the request this answers.')
     result: Any = Field(..., description="The method's result.")
@@ -1632,7 +1632,7 @@ class ServerInfo(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     connId: str = Field(
         ..., description='Id of this connection, unique for the life of the server.'
@@ -1659,7 +1659,7 @@ class SessionInfo(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     agentId: str = Field(..., description='The agent that answers in it.')
     createdAtMs: int = Field(
@@ -1691,7 +1691,7 @@ class SessionsClearParams(BaseModel):
 
 class SessionsClearResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     removed: int = Field(..., description='Messages removed.', ge=0)
     sessionKey: str = Field(..., description='The session.')
@@ -1706,7 +1706,7 @@ class SessionsDeleteParams(BaseModel):
 
 class SessionsDeleteResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     deleted: bool = Field(..., description='False when there was no such session.')
     sessionKey: str = Field(..., description='The session.')
@@ -1774,7 +1774,7 @@ class SessionsPatchParams(BaseModel):
 
 class SessionsResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     nextCursor: str | None = Field(
         ..., description='Pass as cursor for the next page; null on the last page.'
@@ -1799,7 +1799,7 @@ class Source1(str, Enum):
 
 class SystemEventEvent(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     jobId: str | None = Field(None, description='The cron job that raised it.')
     source: Source1 = Field(..., description='What raised it.')
@@ -1815,7 +1815,7 @@ class TelegramAccount(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     allowFrom: list[str] | None = Field(
         [],
@@ -1856,7 +1856,7 @@ class TelegramAccount(BaseModel):
 
 class TickEvent(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     ts: int = Field(
         ..., description='Server time, in milliseconds since the Unix epoch.', ge=0
@@ -1869,7 +1869,7 @@ class Usage(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     inputTokens: int = Field(..., description='Tokens the model read.', ge=0)
     outputTokens: int = Field(..., description='Tokens the model wrote.', ge=0)
@@ -1881,7 +1881,7 @@ class WebhookAccount(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     allowFrom: list[str] | None = Field(
         [],
@@ -1921,7 +1921,7 @@ class WebhookAccount(BaseModel):
 
 class ApprovalsPendingResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     approvals: list[ExecApproval] = Field(..., description='Waiting requests.')
 
@@ -1932,7 +1932,7 @@ class Match(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     accountId: str | None = Field(None, description='The account.')
     channel: ChannelKind | None = Field(None, description='telegram, irc or webhook.')
@@ -1946,7 +1946,7 @@ class Binding(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     agentId: str = Field(..., description='The agent that answers.', min_length=1)
     match: Match = Field(
@@ -1956,7 +1956,7 @@ class Binding(BaseModel):
 
 class ChannelConnectedEvent(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     accountId: str = Field(..., description='The account.')
     channel: ChannelKind = Field(..., description='The kind of channel.')
@@ -1964,7 +1964,7 @@ class ChannelConnectedEvent(BaseModel):
 
 class ChannelDisconnectedEvent(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     accountId: str = Field(..., description='The account.')
     channel: ChannelKind = Field(..., description='The kind of channel.')
@@ -1984,7 +1984,7 @@ class ChannelHealth(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     lastError: str | None = Field(
         None, description='The last error the channel reported, if any.'
@@ -2003,7 +2003,7 @@ class ChannelInfo(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     accountId: str = Field(
         ..., description='The account, as named in channels.<channel>.<accountId>.'
@@ -2038,7 +2038,7 @@ class ChannelInfo(BaseModel):
 
 class ChannelsStatusResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     channels: list[ChannelInfo] = Field(..., description='By channel, then account.')
 
@@ -2049,7 +2049,7 @@ class ChatMessage(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     content: str = Field(..., description='The text.')
     createdAtMs: int = Field(
@@ -2071,7 +2071,7 @@ class ChatMessage(BaseModel):
 
 class ChatResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     agentId: str = Field(..., description='The agent that answered.')
     message: ChatMessage = Field(
@@ -2092,7 +2092,7 @@ class ConfigHealth(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     errors: list[ConfigProblem] | None = Field(
         None, description='Each problem of the last failed reload.'
@@ -2184,7 +2184,7 @@ class CronJobState(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     consecutiveErrors: int = Field(
         ...,
@@ -2217,7 +2217,7 @@ class CronRun(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     durationMs: int | None = Field(None, description='How long it took.', ge=0)
     error: str | None = Field(None, description='Why it failed or was skipped.')
@@ -2245,7 +2245,7 @@ class CronRun(BaseModel):
 
 class CronRunResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     id: str = Field(..., description='The job.')
     ran: bool = Field(
@@ -2256,7 +2256,7 @@ class CronRunResult(BaseModel):
 
 class CronRunsResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     id: str = Field(..., description='The job.')
     nextBefore: int | None = Field(
@@ -2269,7 +2269,7 @@ class CronRunsResult(BaseModel):
 
 class CronStartedEvent(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     jobId: str = Field(..., description='The job.')
     name: str = Field(..., description='Its name.')
@@ -2328,7 +2328,7 @@ class ErrorFrame(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     error: ErrorObject = Field(..., description='What went wrong.')
     id: str | None = Field(
@@ -2342,7 +2342,7 @@ class HealthSnapshot(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     channels: dict[str, ChannelHealth] = Field(
         ..., description='Health of each configured channel, by channel id.'
@@ -2367,14 +2367,14 @@ class HealthSnapshot(BaseModel):
 
 class NodesPendingResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     requests: list[PairingRequest] = Field(..., description='Oldest first.')
 
 
 class SessionsHistoryResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     messages: list[ChatMessage] = Field(..., description='Oldest first.')
     nextBefore: int | None = Field(
@@ -2387,7 +2387,7 @@ class SessionsHistoryResult(BaseModel):
 
 class StatusResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     agents: list[AgentInfo] = Field(
         ..., description='The agents that can answer chat turns.'
@@ -2419,7 +2419,7 @@ class StatusResult(BaseModel):
 
 class AgentMessageEvent(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     agentId: str = Field(..., description='The agent answering.')
     delta: str | None = Field(None, description='The new text, on delta.')
@@ -2446,14 +2446,14 @@ class Snapshot(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     health: HealthSnapshot = Field(..., description='The current health snapshot.')
 
 
 class ConnectResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     events: list[str] = Field(..., description='Every event the server may push.')
     methods: list[str] = Field(..., description='Every method the server implements.')
@@ -2469,7 +2469,7 @@ class ConnectResult(BaseModel):
 
 class CronFinishedEvent(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     jobId: str = Field(..., description='The job.')
     name: str = Field(..., description='Its name.')
@@ -2487,7 +2487,7 @@ class CronJob(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     agentId: str | None = Field(
         None, description='The agent of an agentTurn; default agents.default.'
@@ -2528,7 +2528,7 @@ class CronJob(BaseModel):
 
 class CronListResult(BaseModel):
     model_config = ConfigDict(
-        extra='forbid',
+        extra='ignore',
     )
     enabled: bool = Field(
         ..., description='Whether the scheduler runs jobs (cron.enabled).'
