@@ -76,7 +76,7 @@ impl Report {
             })
             .collect();
         findings.sort_by(|a, b| {
-            (a.part as u8, a.severity, &a.at, &a.id).cmp(&(b.part as u8, b.severity, &b.at, &b.id))
+            (a.severity, a.part as u8, &a.at, &a.id).cmp(&(b.severity, b.part as u8, &b.at, &b.id))
         });
         findings.dedup_by(|a, b| a.id == b.id);
         let count = |s: Severity| {

@@ -828,6 +828,10 @@ fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+fn root_schema() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema")
+}
+
 /// Writes a copy of schema/ with `edit` applied to one of its files.
 fn schema_copy(name: &str, file: &str, edit: impl FnOnce(&mut Value)) -> std::path::PathBuf {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -902,10 +906,32 @@ fn the_check_command_reads_snapshots_and_schema_directories() {
         notes.contains("### Additions\n\n- `method sessions.clear`: added (`method.added`)"),
         "{notes}"
     );
+    // Since v1 the default auth mode changed (the security issue): the
+    // release notes tell owners, and --fail-on dangerous fails on it.
+    let (code, notes, _) = run(&[
+        "protocol",
+        "diff",
+        latest.to_str().unwrap(),
+        root_schema().to_str().unwrap(),
+        "--format",
+        "markdown",
+    ]);
+    assert_eq!(code, 0);
     assert!(
-        notes.contains("### Your config behaves differently") || !notes.contains("config."),
+        notes.contains(
+            "### Your config behaves differently\n\n- `config.gateway.auth.mode`: default changed from \"none\" to \"token\" (`config.default.changed`)"
+        ),
         "{notes}"
     );
+    let (code, out, _) = run(&[
+        "protocol",
+        "check",
+        "--against",
+        latest.to_str().unwrap(),
+        "--fail-on",
+        "dangerous",
+    ]);
+    assert_eq!(code, 1, "{out}");
 
     let (code, _, err) = run(&["protocol", "check", "--against", "/nonexistent/v9.json"]);
     assert_eq!(code, 2, "{err}");
