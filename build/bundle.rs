@@ -5,13 +5,14 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 use std::path::Path;
 
-pub const FILES: [&str; 6] = [
+pub const FILES: [&str; 7] = [
     "common.json",
     "protocol.json",
     "methods.json",
     "events.json",
     "tools.json",
     "config.json",
+    "plugin.json",
 ];
 
 /// One RPC method as the code generator needs it.

@@ -368,7 +368,15 @@ pub fn config_meta(b: &Bundle) -> Result<String, String> {
     let defs = b.root["$defs"].as_object().expect("bundle has $defs");
     let mut rules = Vec::new();
     let mut secrets = Vec::new();
-    walk_config(defs, &defs["Config"], "", None, &mut rules, &mut secrets)?;
+    let mut file_only = Vec::new();
+    walk_config(
+        defs,
+        &defs["Config"],
+        "",
+        None,
+        &mut rules,
+        &mut (&mut secrets, &mut file_only),
+    )?;
     let endpoints: Vec<(String, Vec<String>)> = secrets
         .iter()
         .filter_map(|(path, endpoint)| endpoint.clone().map(|e| (path.clone(), e)))
@@ -387,6 +395,10 @@ pub fn config_meta(b: &Bundle) -> Result<String, String> {
     o.push_str("];\n/// Secrets sent to an endpoint (x-endpoint): the secret's path and the sibling keys that name the endpoint.\npub const SECRET_ENDPOINTS: &[(&str, &[&str])] = &[\n");
     for (path, keys) in &endpoints {
         let _ = writeln!(o, "    ({path:?}, &{keys:?}),");
+    }
+    o.push_str("];\n/// Config paths only the file on disk may change (x-file-only): config edits over RPC must leave them as they are.\npub const FILE_ONLY_PATHS: &[&str] = &[\n");
+    for path in &file_only {
+        let _ = writeln!(o, "    {path:?},");
     }
     o.push_str("];\n");
     o.push_str(&config_keys(&rules)?);
@@ -438,13 +450,21 @@ fn resolve<'a>(defs: &'a serde_json::Map<String, Value>, schema: &'a Value) -> &
     }
 }
 
+/// What walking the config schema collects besides reload rules: the
+/// secrets (with the sibling keys naming their endpoint) and the
+/// file-only paths.
+type Marks<'a> = (
+    &'a mut Vec<(String, Option<Vec<String>>)>,
+    &'a mut Vec<String>,
+);
+
 fn walk_config(
     defs: &serde_json::Map<String, Value>,
     schema: &Value,
     path: &str,
     inherited: Option<&str>,
     rules: &mut Vec<(String, String)>,
-    secrets: &mut Vec<(String, Option<Vec<String>>)>,
+    marks: &mut Marks,
 ) -> Result<(), String> {
     let target = resolve(defs, schema);
     let mark = schema
@@ -477,18 +497,21 @@ fn walk_config(
                         })?,
                 ),
             };
-            secrets.push((path.to_string(), endpoint));
+            marks.0.push((path.to_string(), endpoint));
+        }
+        if schema.get("x-file-only") == Some(&Value::Bool(true)) {
+            marks.1.push(path.to_string());
         }
     }
     if let Some(props) = target.get("properties").and_then(Value::as_object) {
         for (key, child) in props {
             let child_path = format!("{path}/{key}");
-            walk_config(defs, child, &child_path, mark, rules, secrets)?;
+            walk_config(defs, child, &child_path, mark, rules, marks)?;
         }
     }
     // Keys chosen by the user (e.g. agent ids) appear as `*`.
     if let Some(child) = target.get("additionalProperties").filter(|a| a.is_object()) {
-        walk_config(defs, child, &format!("{path}/*"), mark, rules, secrets)?;
+        walk_config(defs, child, &format!("{path}/*"), mark, rules, marks)?;
     }
     Ok(())
 }

@@ -4,14 +4,53 @@
 //! several gateways (NATS) implements the same two methods and feeds its
 //! subscribers the same `Published` frames.
 
+use crate::protocol::types::Scope;
 use crate::protocol::{Event, EventKind};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
+/// What an event is: one of the schema's, or one a plugin declared.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kind {
+    Core(EventKind),
+    Plugin(Arc<PluginEvent>),
+}
+
+/// A plugin's event as clients see it: `<plugin>.<event>`, with the scope
+/// its manifest gives.
+#[derive(Debug, PartialEq)]
+pub struct PluginEvent {
+    pub name: String,
+    pub scope: Scope,
+}
+
+impl Kind {
+    pub fn name(&self) -> &str {
+        match self {
+            Kind::Core(kind) => kind.name(),
+            Kind::Plugin(event) => &event.name,
+        }
+    }
+
+    /// The scope a connection needs to receive it, if any.
+    pub fn scope(&self) -> Option<Scope> {
+        match self {
+            Kind::Core(kind) => kind.scope(),
+            Kind::Plugin(event) => Some(event.scope),
+        }
+    }
+}
+
+impl PartialEq<EventKind> for Kind {
+    fn eq(&self, other: &EventKind) -> bool {
+        matches!(self, Kind::Core(kind) if kind == other)
+    }
+}
+
 /// An event as every connection receives it: serialized once.
 #[derive(Debug)]
 pub struct Published {
-    pub kind: EventKind,
+    pub kind: Kind,
     pub data: String,
     /// The one connection this event is for; None for everyone allowed.
     pub target: Option<String>,
@@ -63,9 +102,19 @@ impl Bus {
             }
         };
         self.0.send(Published {
-            kind: event.kind(),
+            kind: Kind::Core(event.kind()),
             data,
             target,
+        });
+    }
+
+    /// Publishes a plugin's event, its payload already checked and
+    /// serialized.
+    pub fn publish_plugin(&self, event: Arc<PluginEvent>, data: String) {
+        self.0.send(Published {
+            kind: Kind::Plugin(event),
+            data,
+            target: None,
         });
     }
 

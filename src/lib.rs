@@ -23,6 +23,7 @@ pub mod locks;
 pub mod metrics;
 pub mod nodes;
 pub mod pattern;
+pub mod plugins;
 pub mod pointer;
 pub mod protocol;
 pub mod runtime;

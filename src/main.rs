@@ -41,6 +41,9 @@ enum Command {
     /// Record the protocol surface, or check two versions of it for breaking changes.
     #[command(subcommand)]
     Protocol(ProtocolCommand),
+    /// Work with plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Print a shell completion script, e.g. `clawgate completions bash > /etc/bash_completion.d/clawgate`.
     Completions {
         #[arg(value_enum)]
@@ -145,6 +148,12 @@ struct ChatArgs {
     message: Option<String>,
     #[command(flatten)]
     connect: ConnectArgs,
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Check a plugin manifest (the JSON its first line of output holds); exit 1 when the gateway would refuse it.
+    Check { manifest: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -256,6 +265,9 @@ fn main() -> ExitCode {
         Command::Man { dir } => man(dir.as_deref()),
         Command::Gen { check, root } => generate(&root, check),
         Command::Protocol(command) => ExitCode::from(protocol(command)),
+        Command::Plugin(PluginCommand::Check { manifest }) => {
+            ExitCode::from(clawgate::cli::plugin::check(&manifest))
+        }
         Command::Config(ConfigCommand::Docs) => {
             print!("{}", clawgate::docs::config_table());
             ExitCode::SUCCESS

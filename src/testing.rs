@@ -1,7 +1,7 @@
 //! Fakes for in-process tests of the services: a bus that records what
 //! it is sent, stores kept in memory, and a runtime built from them.
 
-use crate::bus::{Bus, EventBus, LocalBus, Published, Subscription};
+use crate::bus::{Bus, EventBus, Kind, LocalBus, Published, Subscription};
 use crate::config::{Config, ConfigWatch, LoadOptions};
 use crate::health::HealthService;
 use crate::metrics::Metrics;
@@ -32,7 +32,7 @@ pub fn config(toml: &str) -> Config {
 
 /// A bus that keeps every event it is sent, and still delivers them.
 pub struct RecordingBus {
-    sent: Mutex<Vec<(EventKind, Value, Option<String>)>>,
+    sent: Mutex<Vec<(Kind, Value, Option<String>)>>,
     local: LocalBus,
 }
 
@@ -54,9 +54,9 @@ impl RecordingBus {
     }
 
     /// The names of every event so far, oldest first.
-    pub fn names(&self) -> Vec<&'static str> {
+    pub fn names(&self) -> Vec<String> {
         let sent = self.sent.lock().unwrap();
-        sent.iter().map(|(k, _, _)| k.name()).collect()
+        sent.iter().map(|(k, _, _)| k.name().to_string()).collect()
     }
 
     /// The connection each event of `kind` was addressed to.
@@ -75,7 +75,7 @@ impl EventBus for RecordingBus {
         self.sent
             .lock()
             .unwrap()
-            .push((published.kind, payload, published.target.clone()));
+            .push((published.kind.clone(), payload, published.target.clone()));
         self.local.send(published);
     }
 

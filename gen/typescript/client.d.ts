@@ -88,6 +88,7 @@ export interface Methods {
   "nodes.reject": { params: T.NodesRejectParams; result: T.NodesRejectResult };
   "nodes.remove": { params: T.NodesRemoveParams; result: T.NodesRemoveResult };
   "nodes.result": { params: T.NodesResultParams; result: T.NodesResultResult };
+  "plugins.status": { params: T.PluginsStatusParams; result: T.PluginsStatusResult };
   "sessions": { params: T.SessionsParams; result: T.SessionsResult };
   "sessions.clear": { params: T.SessionsClearParams; result: T.SessionsClearResult };
   "sessions.delete": { params: T.SessionsDeleteParams; result: T.SessionsDeleteResult };
@@ -115,6 +116,7 @@ export interface Events {
   "nodes.invoke.request": T.NodesInvokeRequestEvent;
   "nodes.pairing": T.PairingRequest;
   "nodes.pairing.resolved": T.NodesPairingResolvedEvent;
+  "plugin.changed": T.PluginStatus;
   "system.event": T.SystemEventEvent;
   "tick": T.TickEvent;
 }
@@ -199,6 +201,8 @@ export declare class ClawgateClient extends ClawgateClientBase {
   nodesRemove(params: T.NodesRemoveParams): Promise<T.NodesRemoveResult>;
   /** Answer a nodes.invoke.request. A result for an invoke that timed out or is unknown is discarded (accepted false). */
   nodesResult(params: T.NodesResultParams): Promise<T.NodesResultResult>;
+  /** List every configured plugin: its state, version, process, restarts, last error and the methods and events it adds. */
+  pluginsStatus(params?: T.PluginsStatusParams): Promise<T.PluginsStatusResult>;
   /** List sessions, most recently active first, with paging and filters. */
   sessions(params?: T.SessionsParams): Promise<T.SessionsResult>;
   /** Empty a session's transcript and keep the session. */

@@ -223,6 +223,7 @@ export const METHODS = Object.freeze({
   nodesReject: "nodes.reject",
   nodesRemove: "nodes.remove",
   nodesResult: "nodes.result",
+  pluginsStatus: "plugins.status",
   sessions: "sessions",
   sessionsClear: "sessions.clear",
   sessionsDelete: "sessions.delete",

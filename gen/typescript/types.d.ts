@@ -111,6 +111,10 @@ export type DmPolicy = "open" | "allowlist" | "disabled";
  * Who may speak to the assistant in an allowed group.
  */
 export type GroupPolicy = "allowlist" | "open";
+/**
+ * starting (launched, no manifest yet), running, failed (waiting to be restarted), disabled (enabled = false) or stopped (the gateway is shutting down).
+ */
+export type PluginState = "starting" | "running" | "failed" | "disabled" | "stopped";
 
 export interface ClawgateProtocol {
   AgentInfo: AgentInfo;
@@ -229,6 +233,16 @@ export interface ClawgateProtocol {
   NodesResultResult: NodesResultResult;
   PairingRequest: PairingRequest;
   Patch: Patch;
+  PluginCancelFrame: PluginCancelFrame;
+  PluginEventFrame: PluginEventFrame;
+  PluginEventSpec: PluginEventSpec;
+  PluginInit: PluginInit;
+  PluginManifest: PluginManifest;
+  PluginMethodSpec: PluginMethodSpec | undefined;
+  PluginState: PluginState;
+  PluginStatus: PluginStatus;
+  PluginsStatusParams: PluginsStatusParams;
+  PluginsStatusResult: PluginsStatusResult;
   Policy: Policy;
   ProtocolRange: ProtocolRange;
   RequestFrame: RequestFrame;
@@ -2079,6 +2093,175 @@ export interface NodesResultResult {
    * Whether a caller was waiting for this result.
    */
   accepted: boolean;
+}
+/**
+ * The gateway no longer needs the answer to a request (its caller went away or it timed out); the plugin may stop working on it.
+ */
+export interface PluginCancelFrame {
+  /**
+   * The id of the request.
+   */
+  cancel: string;
+}
+/**
+ * An event from a plugin: the local name of a declared event and its payload.
+ */
+export interface PluginEventFrame {
+  /**
+   * The payload, matching the event's schema.
+   */
+  data: {
+    [k: string]: unknown | undefined;
+  };
+  /**
+   * The local event name.
+   */
+  event: string;
+}
+/**
+ * One event a plugin emits.
+ */
+export interface PluginEventSpec {
+  /**
+   * JSON Schema of the payload; events that do not match are dropped and logged.
+   */
+  payload: {};
+  scope: Scope;
+  /**
+   * When it is sent.
+   */
+  summary: string;
+}
+/**
+ * The gateway's answer to the manifest: the protocol version chosen, the name the plugin is configured under, and its validated config section.
+ */
+export interface PluginInit {
+  /**
+   * The plugin's config section.
+   */
+  config: {};
+  /**
+   * The configured name: clients call its methods as <name>.<method>.
+   */
+  name: string;
+  /**
+   * The plugin protocol version both speak.
+   */
+  protocol: number;
+}
+/**
+ * What a plugin offers, written as its first line of output. Every schema in it is a self-contained JSON Schema (draft 2020-12 or 07; no remote $ref).
+ */
+export interface PluginManifest {
+  /**
+   * JSON Schema of the plugin's config section ([plugins.<name>.config]); the gateway validates the section against it before the plugin sees it. Default: any object.
+   */
+  config?: {};
+  /**
+   * Events the plugin emits, by local name.
+   */
+  events?: {
+    [k: string]: PluginEventSpec;
+  };
+  /**
+   * Methods the plugin adds, by local name.
+   */
+  methods?: {
+    [k: string]: PluginMethodSpec | undefined;
+  };
+  /**
+   * The plugin's own name (informational: clients see it under the name it is configured with).
+   */
+  name: string;
+  protocol: ProtocolRange;
+  /**
+   * One line on what the plugin does.
+   */
+  summary?: string;
+  /**
+   * The plugin's version.
+   */
+  version: string;
+}
+/**
+ * One method a plugin adds.
+ */
+export interface PluginMethodSpec {
+  /**
+   * An example call.
+   */
+  example?: {
+    /**
+     * Example params.
+     */
+    params?: {
+      [k: string]: unknown | undefined;
+    };
+    /**
+     * The result they get.
+     */
+    result?: {
+      [k: string]: unknown | undefined;
+    };
+  };
+  /**
+   * JSON Schema of the params; the gateway refuses calls that do not match before the plugin sees them.
+   */
+  params: {};
+  /**
+   * JSON Schema of the result; a result that does not match is never forwarded (the caller gets internal_error naming the plugin).
+   */
+  result: {};
+  scope: Scope;
+  /**
+   * What it does.
+   */
+  summary: string;
+}
+/**
+ * One configured plugin as plugins.status and plugin.changed show it.
+ */
+export interface PluginStatus {
+  /**
+   * The events it emits, as clients receive them.
+   */
+  events: string[];
+  /**
+   * Why it last failed: a refused manifest (with its JSON pointers), a crash or a timeout.
+   */
+  lastError?: string;
+  /**
+   * The methods it adds, as clients call them.
+   */
+  methods: string[];
+  /**
+   * The configured name.
+   */
+  name: string;
+  /**
+   * The process id while it runs.
+   */
+  pid?: number;
+  /**
+   * How many times it was restarted after failing.
+   */
+  restarts: number;
+  /**
+   * When it entered this state.
+   */
+  sinceMs?: number;
+  state: PluginState;
+  /**
+   * The version its manifest declares, once known.
+   */
+  version?: string;
+}
+export interface PluginsStatusParams {}
+export interface PluginsStatusResult {
+  /**
+   * By name.
+   */
+  plugins: PluginStatus[];
 }
 /**
  * A call from client to server.

@@ -93,3 +93,32 @@ pub fn irc_problems(config: &Config) -> Vec<(String, String)> {
     }
     problems
 }
+
+/// Plugin names that would put a plugin's methods or events beside the
+/// gateway's own: the first segment of any core method or event name.
+pub fn plugin_problems(config: &Config) -> Vec<(String, String)> {
+    use crate::protocol::{EventKind, Method};
+    let reserved: std::collections::BTreeSet<&str> = Method::ALL
+        .iter()
+        .map(|m| m.name())
+        .chain(EventKind::ALL.iter().map(|e| e.name()))
+        .filter_map(|name| name.split('.').next())
+        .collect();
+    let mut problems: Vec<(String, String)> = config
+        .plugins
+        .keys()
+        .filter(|name| reserved.contains(name.as_str()))
+        .map(|name| {
+            (
+                crate::pointer::child(keys::PLUGINS, name),
+                format!(
+                    "{} is the gateway's own namespace; name the plugin otherwise (reserved: {})",
+                    name.as_str(),
+                    reserved.iter().copied().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })
+        .collect();
+    problems.sort();
+    problems
+}

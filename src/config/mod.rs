@@ -79,6 +79,17 @@ pub mod meta {
 
     /// The concrete pointers of every secret present in `value`.
     pub fn secret_pointers(value: &serde_json::Value) -> Vec<String> {
+        present(SECRET_PATHS, value)
+    }
+
+    /// The concrete pointers of every file-only value present in `value`.
+    pub fn file_only_pointers(value: &serde_json::Value) -> Vec<String> {
+        present(FILE_ONLY_PATHS, value)
+    }
+
+    /// The concrete pointers in `value` that `rules` (with `*` for a
+    /// user-chosen key) name.
+    fn present(rules: &[&str], value: &serde_json::Value) -> Vec<String> {
         fn expand(value: &serde_json::Value, rule: &[&str], at: String, out: &mut Vec<String>) {
             let Some((first, rest)) = rule.split_first() else {
                 out.push(at);
@@ -93,7 +104,7 @@ pub mod meta {
             }
         }
         let mut out = Vec::new();
-        for rule in SECRET_PATHS {
+        for rule in rules {
             let segments: Vec<&str> = rule.split('/').skip(1).collect();
             expand(value, &segments, String::new(), &mut out);
         }

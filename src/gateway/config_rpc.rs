@@ -191,6 +191,34 @@ pub async fn write(gw: &Gateway, params: ConfigWriteParams) -> Result<ConfigWrit
     })
 }
 
+/// Values only the file on disk may change (x-file-only: the commands of
+/// plugins) are left as they are by edits over RPC: an admin client must
+/// not be able to make the gateway start a program.
+fn file_only_unchanged(
+    path: &std::path::Path,
+    current: &str,
+    edited: &str,
+) -> Result<(), RpcError> {
+    use crate::config::meta::file_only_pointers;
+    let parse = |text: &str| crate::config::parse_text(path, text).unwrap_or_default();
+    let (before, after) = (parse(current), parse(edited));
+    let mut pointers = file_only_pointers(&before);
+    pointers.extend(file_only_pointers(&after));
+    match pointers
+        .iter()
+        .find(|p| before.pointer(p) != after.pointer(p))
+    {
+        None => Ok(()),
+        Some(changed) => Err(RpcError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "{} can only be changed in the config file on disk, not over RPC",
+                dotted(changed)
+            ),
+        )),
+    }
+}
+
 /// A stale `baseHash` is a conflict.
 fn check_base(text: &str, base: Option<&str>) -> Result<(), RpcError> {
     let current_hash = crate::config::hash_text(text);
@@ -215,6 +243,7 @@ async fn commit(
 ) -> Result<crate::config::Applied, RpcError> {
     let text = check(gw, path, current, sent).map_err(|problems| rejected_for(what, problems))?;
     let text = text.as_str();
+    file_only_unchanged(path, current, text)?;
     write_atomic(path, text).map_err(|e| {
         RpcError::new(
             ErrorCode::InternalError,

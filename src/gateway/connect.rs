@@ -68,6 +68,7 @@ pub async fn connect(
         gw.nodes.connected(&node_id, ctx);
     }
     let limits = &config.gateway.limits;
+    let (plugin_methods, plugin_events) = gw.plugins.surface();
     Ok(ConnectResult {
         protocol: std::num::NonZeroU64::from(protocol_nonzero(protocol)),
         server: ServerInfo {
@@ -77,10 +78,15 @@ pub async fn connect(
         },
         role: params.role,
         scopes,
-        methods: Method::ALL.iter().map(|m| m.name().to_string()).collect(),
+        methods: Method::ALL
+            .iter()
+            .map(|m| m.name().to_string())
+            .chain(plugin_methods)
+            .collect(),
         events: EventKind::ALL
             .iter()
             .map(|e| e.name().to_string())
+            .chain(plugin_events)
             .collect(),
         policy: Policy {
             max_payload_bytes: limits.max_payload_bytes as u64,

@@ -309,6 +309,16 @@ impl Handlers for Gateway {
         })
     }
 
+    async fn plugins_status(
+        &self,
+        _ctx: &CallContext,
+        _params: PluginsStatusParams,
+    ) -> Result<PluginsStatusResult, RpcError> {
+        Ok(PluginsStatusResult {
+            plugins: self.plugins.statuses(),
+        })
+    }
+
     async fn channels_restart(
         &self,
         _ctx: &CallContext,

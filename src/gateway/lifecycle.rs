@@ -13,7 +13,7 @@ pub struct Running {
 impl Gateway {
     /// Loads what the services keep in the store and starts their
     /// background work: the cron scheduler, the node watchdog, the channel
-    /// accounts, ticks, store upkeep, the config file watcher, and the
+    /// accounts, the plugins (not waited for), ticks, store upkeep, the config file watcher, and the
     /// settings the root applies itself (log level, metrics).
     pub async fn start(self: &Arc<Self>) -> std::io::Result<Running> {
         let scheduler = self
@@ -29,6 +29,7 @@ impl Gateway {
             scheduler,
             self.nodes.spawn_watchdog(),
             self.channels.start(),
+            self.plugins.start(),
             self.spawn_ticker(),
             self.spawn_maintenance(),
             self.follow_settings(),
@@ -50,6 +51,7 @@ impl Gateway {
             tracing::error!("cron changes may be lost: {e}");
         }
         self.channels.stop_all();
+        self.plugins.stop_all().await;
         for task in running.tasks {
             task.abort();
         }

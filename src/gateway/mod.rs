@@ -53,6 +53,7 @@ pub struct Gateway {
     pub nodes: Arc<crate::nodes::NodeService>,
     pub exec: crate::exec::Exec,
     pub channels: Arc<crate::channels::ChannelManager>,
+    pub plugins: Arc<crate::plugins::PluginService>,
     pub info: RuntimeInfo,
     pub connections: Connections,
     pub auth_failures: FailureLimiter,
@@ -104,6 +105,7 @@ impl Gateway {
         let cron = crate::cron::CronService::new(rt.clone(), Arc::clone(&turns));
         let nodes = Arc::new(crate::nodes::NodeService::new(rt.clone()));
         let exec = crate::exec::Exec::new(rt.clone(), Arc::clone(&nodes));
+        let plugins = crate::plugins::PluginService::new(rt.clone());
         let gateway = Arc::new(Gateway {
             configs,
             rt,
@@ -112,6 +114,7 @@ impl Gateway {
             nodes,
             exec,
             channels,
+            plugins,
             info: RuntimeInfo {
                 started,
                 config_path,

@@ -5,12 +5,12 @@
 use super::admission::Ticket;
 use super::metered::{BudgetSpent, ReadBudget};
 use super::outbound::Outbound;
-use crate::bus::Published;
+use crate::bus::{Kind, Published};
 use crate::gateway::{ConnectionSlot, Gateway};
 use crate::metrics::OK;
 use crate::protocol::{
     dispatch, error_frame, event_frame, parse_request, result_frame, CallContext, ErrorCode,
-    EventKind, Method, RpcError,
+    EventKind, Method, Request, RpcError,
 };
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::StreamExt;
@@ -40,6 +40,9 @@ enum End {
 }
 
 const CLOSE_NORMAL: u16 = 1000;
+/// The metrics label of every plugin event: their names come from
+/// manifests, and labels stay a fixed set.
+const PLUGIN_EVENT_LABEL: &str = "plugin";
 const CLOSE_INVALID_DATA: u16 = 1007;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
@@ -252,12 +255,10 @@ impl Connection {
         if self.ctx.grant().is_none() {
             return self.handshake(method, request.id, request.params).await;
         }
-        let Some(method) = method else {
-            let e = RpcError::method_not_found(&request.method);
-            self.gw.rt.metrics.rpc_unknown(e.code.name());
-            return self.send(error_frame(Some(&request.id), &e));
-        };
         self.follow_config()?;
+        let Some(method) = method else {
+            return self.on_plugin_call(request).await;
+        };
         if let Some(needed) = method.scope() {
             if !self.ctx.allows(needed) {
                 let e = RpcError::new(
@@ -271,13 +272,50 @@ impl Connection {
                 return self.send(error_frame(Some(&request.id), &e));
             }
         }
-        let mut response: Response = Box::pin(respond(
+        let response: Response = Box::pin(respond(
             Arc::clone(&self.gw),
             Arc::clone(&self.ctx),
             method,
             request.id,
             request.params,
         ));
+        self.launch(response).await
+    }
+
+    /// A method that is not the gateway's own: a plugin's, if its first
+    /// segment names one; the gateway checks the scope here and the
+    /// params and result around the call.
+    async fn on_plugin_call(&mut self, request: Request) -> Result<(), End> {
+        let call = match self.gw.plugins.resolve(&request.method) {
+            Some(Ok(call)) => call,
+            Some(Err(e)) => return self.send(error_frame(Some(&request.id), &e)),
+            None => {
+                let e = RpcError::method_not_found(&request.method);
+                self.gw.rt.metrics.rpc_unknown(e.code.name());
+                return self.send(error_frame(Some(&request.id), &e));
+            }
+        };
+        if !self.ctx.allows(call.scope()) {
+            let e = RpcError::new(
+                ErrorCode::Forbidden,
+                format!("{} requires scope {}", call.name(), call.scope()),
+            );
+            return self.send(error_frame(Some(&request.id), &e));
+        }
+        let id = request.id;
+        let params = request.params;
+        let response: Response = Box::pin(async move {
+            match call.run(params).await {
+                Ok(result) => result_frame(&id, &result.to_string()),
+                Err(e) => error_frame(Some(&id), &e),
+            }
+        });
+        self.launch(response).await
+    }
+
+    /// Answers a request whose response is being computed: inline if it is
+    /// ready at once, else in a task of its own under the in-flight limit.
+    async fn launch(&mut self, mut response: Response) -> Result<(), End> {
         // Most handlers finish without waiting; answer those inline and
         // give only the rest a task of their own.
         if let Poll::Ready(frame) = response
@@ -427,7 +465,10 @@ impl Connection {
         }
         self.seq += 1;
         let frame = event_frame(event.kind.name(), &event.data, self.seq);
-        self.gw.rt.metrics.event_sent(event.kind.name());
+        self.gw.rt.metrics.event_sent(match &event.kind {
+            Kind::Core(kind) => kind.name(),
+            Kind::Plugin(_) => PLUGIN_EVENT_LABEL,
+        });
         self.send(frame)
     }
 

@@ -125,6 +125,15 @@ const PROBES: &[(&str, &str)] = &[
     ("channels.irc.*.password", "irc_accounts"),
     ("bindings", "routing"),
     ("session.dmScope", "routing"),
+    ("plugins.*.command", "plugin_settings"),
+    ("plugins.*.args", "plugin_settings"),
+    ("plugins.*.env.*", "plugin_settings"),
+    ("plugins.*.startTimeoutMs", "plugin_settings"),
+    ("plugins.*.enabled", "plugin_settings"),
+    ("plugins.*.config", "plugin_settings"),
+    ("plugins.*.callTimeoutMs", "plugin_settings"),
+    ("plugins.*.maxInflight", "plugin_settings"),
+    ("plugins.*.maxEventsPerSecond", "plugin_settings"),
 ];
 
 // ---- the schema walk ----------------------------------------------------
@@ -1475,4 +1484,118 @@ async fn routing() {
             .iter()
             .any(|(_, agent)| agent == "helper")
     );
+}
+
+// ---- plugins --------------------------------------------------------------
+
+/// The launch settings (file-only) restart the plugin with the new
+/// command, arguments, environment and start deadline; the others change
+/// how the gateway treats it, or its config section, at once.
+#[tokio::test]
+async fn plugin_settings() {
+    use crate::plugins::{error, python, wait_state};
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plugins/rogue.py");
+    let script = script.to_str().unwrap();
+    let file = |command: &str, args: &str, extra: &str| {
+        format!(
+            "[plugins.rogue]\ncommand = {command:?}\nargs = [{script:?}, \"--config-schema\"{args}]\n{extra}"
+        )
+    };
+    let mut live = Live::start(&file("/nonexistent/python3", "", "")).await;
+    let failed = wait_state(&mut live.admin, "rogue", "failed").await;
+    assert!(
+        failed["lastError"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot start /nonexistent/python3"),
+        "{failed}"
+    );
+
+    // command, args, env and startTimeoutMs, from the file.
+    let edit = |section: String| format!("{}\n{section}", token_config());
+    save_file(
+        &live.gw.config_path(),
+        &edit(file(
+            python(),
+            ", \"--slow-start\", \"2\"",
+            "startTimeoutMs = 300\n",
+        )),
+    );
+    eventually!("the start deadline applies", {
+        let s = wait_state(&mut live.admin, "rogue", "failed").await;
+        s["lastError"] == "wrote no manifest within 300 ms"
+    });
+    save_file(
+        &live.gw.config_path(),
+        &edit(file(
+            python(),
+            ", \"--mark\"",
+            "env = { GREETING = \"hi\" }\n",
+        )),
+    );
+    wait_state(&mut live.admin, "rogue", "running").await;
+    let init = live.admin.call("rogue.init", json!({})).await;
+    assert_eq!(
+        init["result"]["args"],
+        json!(["--config-schema", "--mark"]),
+        "{init}"
+    );
+    let env = live.admin.call("rogue.env", json!({})).await;
+    assert!(
+        env["result"]["env"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("GREETING")),
+        "{env}"
+    );
+
+    // config: the plugin restarts with its new section.
+    live.set("plugins.rogue.config", json!({"greeting": "hello"}))
+        .await;
+    eventually!("the plugin has its new config", {
+        let init = live.admin.call("rogue.init", json!({})).await;
+        init["result"]["init"]["config"] == json!({"greeting": "hello"})
+    });
+
+    // callTimeoutMs and maxInflight.
+    live.set("plugins.rogue.callTimeoutMs", json!(400)).await;
+    live.set("plugins.rogue.maxInflight", json!(1)).await;
+    wait_state(&mut live.admin, "rogue", "running").await;
+    let mut other = live.gw.operator().await;
+    let hang = other.request("rogue.hang", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let busy = live.admin.call("rogue.echo", json!({"text": "hi"})).await;
+    let (code, message) = error(&busy);
+    assert_eq!(code, -32006, "{busy}");
+    assert!(message.contains("too many calls in flight"), "{message}");
+    let answer = other.recv().await;
+    assert_eq!(answer["id"], json!(hang));
+    assert!(error(&answer).1.contains("within 400 ms"), "{answer}");
+
+    // maxEventsPerSecond: a burst of ten is cut to the limit.
+    live.set("plugins.rogue.maxEventsPerSecond", json!(2)).await;
+    wait_state(&mut live.admin, "rogue", "running").await;
+    let mut watcher = live.gw.operator().await;
+    live.admin.call("rogue.burst", json!({"n": 10})).await;
+    let mut pings = 0;
+    while let Ok(frame) =
+        tokio::time::timeout(Duration::from_millis(500), watcher.event("rogue.ping")).await
+    {
+        assert_eq!(frame["data"], json!({"n": 1}));
+        pings += 1;
+    }
+    assert!(
+        (1..=4).contains(&pings),
+        "{pings} pings passed a limit of 2 per second"
+    );
+
+    // enabled.
+    live.set("plugins.rogue.enabled", json!(false)).await;
+    wait_state(&mut live.admin, "rogue", "disabled").await;
+    assert_eq!(
+        error(&live.admin.call("rogue.echo", json!({"text": "hi"})).await).0,
+        -32006
+    );
+    live.set("plugins.rogue.enabled", json!(true)).await;
+    wait_state(&mut live.admin, "rogue", "running").await;
 }

@@ -24,6 +24,7 @@ mod methods;
 mod metrics;
 mod nodes;
 mod openai_api;
+mod plugins;
 mod providers;
 mod reload;
 mod robustness;

@@ -58,6 +58,7 @@ METHODS: dict[str, tuple[Any, Any]] = {
     "nodes.reject": (models.NodesRejectParams, models.NodesRejectResult),
     "nodes.remove": (models.NodesRemoveParams, models.NodesRemoveResult),
     "nodes.result": (models.NodesResultParams, models.NodesResultResult),
+    "plugins.status": (models.PluginsStatusParams, models.PluginsStatusResult),
     "sessions": (models.SessionsParams, models.SessionsResult),
     "sessions.clear": (models.SessionsClearParams, models.SessionsClearResult),
     "sessions.delete": (models.SessionsDeleteParams, models.SessionsDeleteResult),
@@ -84,6 +85,7 @@ EVENTS: dict[str, Any] = {
     "nodes.invoke.request": models.NodesInvokeRequestEvent,
     "nodes.pairing": models.PairingRequest,
     "nodes.pairing.resolved": models.NodesPairingResolvedEvent,
+    "plugin.changed": models.PluginStatus,
     "system.event": models.SystemEventEvent,
     "tick": models.TickEvent,
 }
@@ -272,6 +274,12 @@ class GeneratedMethods:
     ) -> models.NodesResultResult:
         """Answer a nodes.invoke.request. A result for an invoke that timed out or is unknown is discarded (accepted false)."""
         return await self.call("nodes.result", params)
+
+    async def plugins_status(
+        self, params: models.PluginsStatusParams | dict[str, Any] | None = None
+    ) -> models.PluginsStatusResult:
+        """List every configured plugin: its state, version, process, restarts, last error and the methods and events it adds."""
+        return await self.call("plugins.status", params)
 
     async def sessions(
         self, params: models.SessionsParams | dict[str, Any] | None = None

@@ -1532,6 +1532,112 @@ class Patch(RootModel[str | None]):
     )
 
 
+class PluginCancelFrame(BaseModel):
+    """
+    The gateway no longer needs the answer to a request (its caller went away or it timed out); the plugin may stop working on it.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    cancel: str = Field(..., description='The id of the request.')
+
+
+class PluginEventFrame(BaseModel):
+    """
+    An event from a plugin: the local name of a declared event and its payload.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    data: Any = Field(..., description="The payload, matching the event's schema.")
+    event: str = Field(..., description='The local event name.')
+
+
+class PluginInit(BaseModel):
+    """
+    The gateway's answer to the manifest: the protocol version chosen, the name the plugin is configured under, and its validated config section.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    config: dict[str, Any] = Field(..., description="The plugin's config section.")
+    name: str = Field(
+        ...,
+        description='The configured name: clients call its methods as <name>.<method>.',
+    )
+    protocol: int = Field(
+        ..., description='The plugin protocol version both speak.', ge=1
+    )
+
+
+class Example(BaseModel):
+    """
+    An example call.
+    """
+
+    params: Any | None = Field(None, description='Example params.')
+    result: Any | None = Field(None, description='The result they get.')
+
+
+class PluginState(str, Enum):
+    """
+    starting (launched, no manifest yet), running, failed (waiting to be restarted), disabled (enabled = false) or stopped (the gateway is shutting down).
+    """
+
+    starting = 'starting'
+    running = 'running'
+    failed = 'failed'
+    disabled = 'disabled'
+    stopped = 'stopped'
+
+
+class PluginStatus(BaseModel):
+    """
+    One configured plugin as plugins.status and plugin.changed show it.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    events: list[str] = Field(
+        ..., description='The events it emits, as clients receive them.'
+    )
+    lastError: str | None = Field(
+        None,
+        description='Why it last failed: a refused manifest (with its JSON pointers), a crash or a timeout.',
+    )
+    methods: list[str] = Field(
+        ..., description='The methods it adds, as clients call them.'
+    )
+    name: str = Field(..., description='The configured name.')
+    pid: int | None = Field(None, description='The process id while it runs.', ge=0)
+    restarts: int = Field(
+        ..., description='How many times it was restarted after failing.', ge=0
+    )
+    sinceMs: int | None = Field(None, description='When it entered this state.', ge=0)
+    state: PluginState = Field(..., description='Where it is in its lifecycle.')
+    version: str | None = Field(
+        None, description='The version its manifest declares, once known.'
+    )
+
+
+class PluginsStatusParams(BaseModel):
+    pass
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+
+
+class PluginsStatusResult(BaseModel):
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    plugins: list[PluginStatus] = Field(..., description='By name.')
+
+
 class Policy(BaseModel):
     """
     Limits the server enforces on this connection.
@@ -2372,6 +2478,48 @@ class NodesPendingResult(BaseModel):
     requests: list[PairingRequest] = Field(..., description='Oldest first.')
 
 
+class PluginEventSpec(BaseModel):
+    """
+    One event a plugin emits.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    payload: dict[str, Any] = Field(
+        ...,
+        description='JSON Schema of the payload; events that do not match are dropped and logged.',
+    )
+    scope: Scope = Field(..., description='The scope a connection needs to receive it.')
+    summary: str = Field(
+        ..., description='When it is sent.', max_length=500, min_length=1
+    )
+
+
+class PluginMethodSpec(BaseModel):
+    """
+    One method a plugin adds.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    example: Example | None = Field(None, description='An example call.')
+    params: dict[str, Any] = Field(
+        ...,
+        description='JSON Schema of the params; the gateway refuses calls that do not match before the plugin sees them.',
+    )
+    result: dict[str, Any] = Field(
+        ...,
+        description='JSON Schema of the result; a result that does not match is never forwarded (the caller gets internal_error naming the plugin).',
+    )
+    scope: Scope = Field(
+        ...,
+        description='The scope a connection needs to call it; enforced by the gateway.',
+    )
+    summary: str = Field(..., description='What it does.', max_length=500, min_length=1)
+
+
 class SessionsHistoryResult(BaseModel):
     model_config = ConfigDict(
         extra='ignore',
@@ -2536,4 +2684,38 @@ class CronListResult(BaseModel):
     jobs: list[CronJob] = Field(
         ...,
         description='The jobs, by next run time; jobs that will not run again last.',
+    )
+
+
+class PluginManifest(BaseModel):
+    """
+    What a plugin offers, written as its first line of output. Every schema in it is a self-contained JSON Schema (draft 2020-12 or 07; no remote $ref).
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    config: dict[str, Any] | None = Field(
+        None,
+        description="JSON Schema of the plugin's config section ([plugins.<name>.config]); the gateway validates the section against it before the plugin sees it. Default: any object.",
+    )
+    events: dict[str, PluginEventSpec] | None = Field(
+        {}, description='Events the plugin emits, by local name.'
+    )
+    methods: dict[str, PluginMethodSpec] | None = Field(
+        {}, description='Methods the plugin adds, by local name.'
+    )
+    name: str = Field(
+        ...,
+        description="The plugin's own name (informational: clients see it under the name it is configured with).",
+        pattern='^[a-z][a-z0-9-]{0,31}$',
+    )
+    protocol: ProtocolRange = Field(
+        ..., description='The plugin protocol versions the plugin speaks.'
+    )
+    summary: str | None = Field(
+        None, description='One line on what the plugin does.', max_length=500
+    )
+    version: str = Field(
+        ..., description="The plugin's version.", max_length=64, min_length=1
     )

@@ -1,0 +1,294 @@
+//! Out-of-process plugins: the gateway starts one process per
+//! `[plugins.<name>]`, supervises it (restart with backoff, stop on
+//! removal), and exposes the methods and events its manifest declares as
+//! `<name>.<method>`, holding every call, result and event to the
+//! manifest's schemas. A plugin never shares the gateway's process,
+//! environment or credential. See the README's Plugins section for the
+//! protocol.
+
+mod link;
+mod manifest;
+
+pub use link::Link;
+pub use manifest::{Manifest, MethodDef, PLUGIN_PROTOCOL};
+
+use crate::protocol::types::{ConfigPluginsKey, PluginConfig, PluginState, PluginStatus, Scope};
+use crate::protocol::{Event, RpcError};
+use crate::runtime::Runtime;
+use link::{unavailable, Ended};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The first restart waits this long; each failure in a row doubles it.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A run this long forgives the failures before it.
+const STABLE_RUN: Duration = Duration::from_secs(60);
+
+/// One configured plugin and its supervisor.
+struct Plugin {
+    config: PluginConfig,
+    status: Mutex<PluginStatus>,
+    link: Mutex<Option<Arc<Link>>>,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+pub struct PluginService {
+    rt: Runtime,
+    plugins: Mutex<BTreeMap<String, Arc<Plugin>>>,
+}
+
+/// A call to a plugin method the caller may make once its scope allows.
+pub struct Call {
+    link: Arc<Link>,
+    method: Arc<MethodDef>,
+    timeout: Duration,
+}
+
+impl Call {
+    pub fn scope(&self) -> Scope {
+        self.method.scope
+    }
+
+    pub fn name(&self) -> &str {
+        &self.method.name
+    }
+
+    pub async fn run(self, params: Value) -> Result<Value, RpcError> {
+        self.link.call(&self.method, params, self.timeout).await
+    }
+}
+
+impl PluginService {
+    pub fn new(rt: Runtime) -> Arc<PluginService> {
+        Arc::new(PluginService {
+            rt,
+            plugins: Mutex::default(),
+        })
+    }
+
+    /// Starts the configured plugins, without waiting for any of them,
+    /// and follows the config: a plugin added, removed or changed is
+    /// started, stopped or restarted alone.
+    pub fn start(self: &Arc<Self>) -> JoinHandle<()> {
+        let mut follower = self.rt.config.follow();
+        self.sync(&self.rt.config().plugins);
+        let service = Arc::clone(self);
+        tokio::spawn(async move {
+            let shutdown = service.rt.shutdown.clone();
+            loop {
+                let change = tokio::select! {
+                    change = follower.next() => change,
+                    _ = shutdown.wait() => return,
+                };
+                let Some(change) = change else { return };
+                if change.before.plugins != change.after.plugins {
+                    service.sync(&change.after.plugins);
+                }
+            }
+        })
+    }
+
+    fn sync(self: &Arc<Self>, wanted: &HashMap<ConfigPluginsKey, PluginConfig>) {
+        let mut plugins = self.plugins.lock().expect("plugins lock");
+        let gone: Vec<String> = plugins
+            .iter()
+            .filter(|(name, p)| {
+                wanted
+                    .iter()
+                    .find(|(k, _)| k.as_str() == name.as_str())
+                    .is_none_or(|(_, config)| *config != p.config)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            if let Some(plugin) = plugins.remove(&name) {
+                plugin.stop.send_replace(true);
+            }
+        }
+        for (name, config) in wanted {
+            let name = name.as_str();
+            if plugins.contains_key(name) {
+                continue;
+            }
+            let plugin = Arc::new(Plugin {
+                config: config.clone(),
+                status: Mutex::new(PluginStatus {
+                    name: name.to_string(),
+                    state: PluginState::Disabled,
+                    version: None,
+                    pid: None,
+                    since_ms: Some(crate::clock::now_ms()),
+                    restarts: 0,
+                    methods: Vec::new(),
+                    events: Vec::new(),
+                    last_error: None,
+                }),
+                link: Mutex::default(),
+                stop: watch::channel(false).0,
+                task: Mutex::default(),
+            });
+            if config.enabled {
+                let task =
+                    tokio::spawn(Arc::clone(self).supervise(name.to_string(), Arc::clone(&plugin)));
+                *plugin.task.lock().expect("task lock") = Some(task);
+            } else {
+                self.publish(&plugin);
+            }
+            plugins.insert(name.to_string(), plugin);
+        }
+    }
+
+    /// Runs the plugin until it is stopped, restarting it with backoff
+    /// each time it fails.
+    async fn supervise(self: Arc<Self>, name: String, plugin: Arc<Plugin>) {
+        let mut stop = plugin.stop.subscribe();
+        let mut failures: u32 = 0;
+        loop {
+            self.set_state(&plugin, PluginState::Starting, None, None);
+            let started = Instant::now();
+            let ended = link::run(&name, &plugin.config, &self.rt.bus, &mut stop, |link| {
+                *plugin.link.lock().expect("link lock") = Some(Arc::clone(&link));
+                self.set_state(&plugin, PluginState::Running, Some(&link), None);
+                tracing::info!(plugin = %name, pid = link.pid, version = %link.manifest.version, "plugin running");
+            })
+            .await;
+            plugin.link.lock().expect("link lock").take();
+            let why = match ended {
+                Ended::Stopped => {
+                    self.set_state(&plugin, PluginState::Stopped, None, None);
+                    return;
+                }
+                Ended::Failed(why) => why,
+            };
+            tracing::warn!(plugin = %name, "plugin failed: {why}");
+            if started.elapsed() >= STABLE_RUN {
+                failures = 0;
+            }
+            failures += 1;
+            plugin.status.lock().expect("status lock").restarts += 1;
+            self.set_state(&plugin, PluginState::Failed, None, Some(why));
+            let backoff = FIRST_BACKOFF
+                .saturating_mul(1 << (failures - 1).min(16))
+                .min(MAX_BACKOFF);
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = link::stopped(&mut stop) => {
+                    self.set_state(&plugin, PluginState::Stopped, None, None);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn set_state(
+        &self,
+        plugin: &Plugin,
+        state: PluginState,
+        link: Option<&Link>,
+        error: Option<String>,
+    ) {
+        {
+            let mut status = plugin.status.lock().expect("status lock");
+            status.state = state;
+            status.since_ms = Some(crate::clock::now_ms());
+            status.pid = link.and_then(|l| l.pid).map(u64::from);
+            status.methods = link
+                .map(|l| l.manifest.methods.keys().cloned().collect())
+                .unwrap_or_default();
+            status.events = link
+                .map(|l| {
+                    l.manifest
+                        .events
+                        .values()
+                        .map(|e| e.kind.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Some(l) = link {
+                status.version = Some(l.manifest.version.clone());
+            }
+            if error.is_some() {
+                status.last_error = error;
+            }
+        }
+        self.publish(plugin);
+    }
+
+    fn publish(&self, plugin: &Plugin) {
+        let status = plugin.status.lock().expect("status lock").clone();
+        self.rt.bus.publish(Event::PluginChanged(status));
+    }
+
+    /// Where a method that is not the gateway's own goes: None when its
+    /// first segment names no configured plugin, else the call or why it
+    /// cannot be made now.
+    pub fn resolve(&self, method: &str) -> Option<Result<Call, RpcError>> {
+        let (prefix, _) = method.split_once('.')?;
+        let plugin = Arc::clone(self.plugins.lock().expect("plugins lock").get(prefix)?);
+        let link = plugin.link.lock().expect("link lock").clone();
+        let Some(link) = link else {
+            let status = plugin.status.lock().expect("status lock").clone();
+            let why = match status.state {
+                PluginState::Disabled => {
+                    format!("plugin {prefix} is disabled (plugins.{prefix}.enabled)")
+                }
+                PluginState::Failed => format!(
+                    "plugin {prefix} failed and is being restarted: {}",
+                    status.last_error.unwrap_or_default()
+                ),
+                _ => format!("plugin {prefix} is starting"),
+            };
+            return Some(Err(unavailable(why)));
+        };
+        let Some(def) = link.manifest.methods.get(method) else {
+            return Some(Err(RpcError::method_not_found(method)));
+        };
+        Some(Ok(Call {
+            method: Arc::clone(def),
+            timeout: Duration::from_millis(plugin.config.call_timeout_ms as u64),
+            link,
+        }))
+    }
+
+    /// Every plugin, by name.
+    pub fn statuses(&self) -> Vec<PluginStatus> {
+        let plugins = self.plugins.lock().expect("plugins lock");
+        plugins
+            .values()
+            .map(|p| p.status.lock().expect("status lock").clone())
+            .collect()
+    }
+
+    /// The methods and events of the running plugins, for the hello.
+    pub fn surface(&self) -> (Vec<String>, Vec<String>) {
+        let (mut methods, mut events) = (Vec::new(), Vec::new());
+        for status in self.statuses() {
+            methods.extend(status.methods);
+            events.extend(status.events);
+        }
+        (methods, events)
+    }
+
+    /// Stops every plugin and waits (boundedly) for their processes.
+    pub async fn stop_all(&self) {
+        let plugins: Vec<Arc<Plugin>> = {
+            let mut map = self.plugins.lock().expect("plugins lock");
+            std::mem::take(&mut *map).into_values().collect()
+        };
+        for plugin in &plugins {
+            plugin.stop.send_replace(true);
+        }
+        for plugin in plugins {
+            let task = plugin.task.lock().expect("task lock").take();
+            if let Some(task) = task {
+                let _ = tokio::time::timeout(Duration::from_secs(6), task).await;
+            }
+        }
+    }
+}

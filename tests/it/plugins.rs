@@ -1,0 +1,512 @@
+//! Out-of-process plugins, with the example plugin (examples/plugins/
+//! notes.py) and a misbehaving one (tests/plugins/rogue.py), each a real
+//! Python process the gateway starts.
+
+use crate::support::{bin, save_file, temp_dir, TestGateway, Ws, TOKEN, WAIT};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+/// The Python interpreter itself (not a shim such as pyenv's, which is a
+/// shell script that adds its own environment).
+pub fn python() -> &'static str {
+    static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let out = std::process::Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .expect("python3");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    })
+}
+
+/// A `[plugins.<name>]` section running a Python script of the repository.
+pub fn plugin_section(name: &str, script: &str, extra: &str) -> String {
+    let path = root().join(script);
+    format!(
+        "[plugins.{name}]\ncommand = {:?}\nargs = [{:?}{extra}]\n",
+        python(),
+        path.to_str().unwrap()
+    )
+}
+
+/// Waits until `plugins.status` shows `name` in `state`; returns its status.
+pub async fn wait_state(ws: &mut Ws, name: &str, state: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = ws.call("plugins.status", json!({})).await;
+        let found = status["result"]["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned();
+        if let Some(p) = found.filter(|p| p["state"] == state) {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "plugin {name} never {state}: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn error(frame: &Value) -> (i64, String) {
+    (
+        frame["error"]["code"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("not an error: {frame}")),
+        frame["error"]["message"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn a_plugin_adds_methods_and_events_that_clients_use_like_the_gateways_own() {
+    let dir = temp_dir("notes");
+    let file = dir.join("notes.json");
+    let section = plugin_section("notes", "examples/plugins/notes.py", "")
+        + &format!("config = {{ file = {:?} }}\n", file.to_str().unwrap());
+    let gw = TestGateway::start_with_sections(&section).await;
+    let mut ws = gw.operator().await;
+    let status = wait_state(&mut ws, "notes", "running").await;
+    assert_eq!(status["version"], "1.0.0");
+    assert_eq!(status["methods"], json!(["notes.add", "notes.list"]));
+    assert!(status["pid"].as_u64().unwrap() > 0);
+
+    // A client connecting now sees the plugin's methods and events in its hello.
+    let mut other = gw.raw().await;
+    let hello = other.connect(json!({"token": TOKEN}), None).await;
+    assert!(hello["result"]["methods"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("notes.add")));
+    assert!(hello["result"]["events"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("notes.added")));
+
+    let added = ws.call("notes.add", json!({"text": "buy milk"})).await;
+    assert_eq!(added["result"], json!({"id": 1, "count": 1}), "{added}");
+    // The event reaches every client allowed to see it.
+    let event = other.event("notes.added").await;
+    assert_eq!(event["data"], json!({"id": 1, "text": "buy milk"}));
+    let listed = ws.call("notes.list", json!({})).await;
+    assert_eq!(listed["result"]["notes"][0]["text"], "buy milk");
+    // The plugin kept it where its config section said.
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(saved[0]["text"], "buy milk");
+
+    // Scopes are the gateway's: a read-only client may list, not add.
+    let mut reader = gw.raw().await;
+    reader
+        .connect(json!({"token": TOKEN}), Some(json!(["operator.read"])))
+        .await;
+    let refused = reader.call("notes.add", json!({"text": "x"})).await;
+    assert_eq!(
+        error(&refused),
+        (-32002, "notes.add requires scope operator.write".into())
+    );
+    assert!(reader
+        .call("notes.list", json!({}))
+        .await
+        .get("result")
+        .is_some());
+    // Unknown methods under the plugin's name are unknown.
+    assert_eq!(error(&ws.call("notes.burn", json!({})).await).0, -32601);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn the_gateway_holds_plugin_params_results_and_events_to_the_manifest() {
+    let gw =
+        TestGateway::start_with_sections(&plugin_section("rogue", "tests/plugins/rogue.py", ""))
+            .await;
+    let mut ws = gw.operator().await;
+    wait_state(&mut ws, "rogue", "running").await;
+
+    // Params that do not match are refused before the plugin sees them.
+    let refused = ws
+        .call("rogue.echo", json!({"text": "far too long for ten"}))
+        .await;
+    let (code, message) = error(&refused);
+    assert_eq!(code, -32602, "{refused}");
+    assert!(
+        message.starts_with("invalid params for rogue.echo"),
+        "{message}"
+    );
+    assert_eq!(refused["error"]["data"]["errors"][0]["pointer"], "/text");
+    assert_eq!(
+        error(&ws.call("rogue.echo", json!({"txt": "hi"})).await).0,
+        -32602
+    );
+    let ok = ws.call("rogue.echo", json!({"text": "hi"})).await;
+    assert_eq!(ok["result"], json!({"text": "hi"}));
+    let seen = ws.call("rogue.seen", json!({})).await;
+    assert_eq!(
+        seen["result"]["seen"],
+        json!(["echo"]),
+        "the plugin saw only the valid call"
+    );
+
+    // A result that breaks its schema never reaches the client.
+    let bad = ws.call("rogue.bad", json!({})).await;
+    let (code, message) = error(&bad);
+    assert_eq!(code, -32603);
+    assert!(
+        message.contains(
+            "plugin rogue answered rogue.bad with a result that does not match its schema"
+        ),
+        "{message}"
+    );
+    assert!(!bad.to_string().contains("never forwarded"));
+
+    // A plugin's own error keeps its code, attributed to the plugin.
+    let failed = ws.call("rogue.fail", json!({})).await;
+    assert_eq!(
+        error(&failed),
+        (-32008, "plugin rogue: no such thing".into())
+    );
+
+    // Events: undeclared ones and ones that break their schema are dropped.
+    assert!(ws
+        .call("rogue.emit", json!({}))
+        .await
+        .get("result")
+        .is_some());
+    let ping = ws.event("rogue.ping").await;
+    assert_eq!(ping["data"], json!({"n": 7}));
+
+    // A method needing operator.admin, from a client with operator.read only.
+    let mut reader = gw.raw().await;
+    reader
+        .connect(json!({"token": TOKEN}), Some(json!(["operator.read"])))
+        .await;
+    assert_eq!(error(&reader.call("rogue.wipe", json!({})).await).0, -32002);
+    // And the reader never receives events beyond its scopes, but does get rogue.ping.
+    assert!(reader
+        .call("rogue.emit", json!({}))
+        .await
+        .get("result")
+        .is_some());
+    assert_eq!(reader.event("rogue.ping").await["data"], json!({"n": 7}));
+}
+
+#[tokio::test]
+async fn a_plugin_runs_with_a_clean_environment() {
+    let section =
+        plugin_section("rogue", "tests/plugins/rogue.py", "") + "env = { GREETING = \"hi\" }\n";
+    let dir = temp_dir("plugin-env");
+    save_file(
+        &dir.join("clawgate.toml"),
+        &format!("{}\n{section}", crate::support::token_config()),
+    );
+    let config = dir.join("clawgate.toml");
+    let gw = TestGateway::spawn(
+        &dir,
+        &["--config", config.to_str().unwrap()],
+        &[
+            ("CLAWGATE_TOKEN", "from-the-environment"),
+            ("AWS_SECRET_ACCESS_KEY", "leak"),
+        ],
+    );
+    let mut ws = gw.operator().await;
+    wait_state(&mut ws, "rogue", "running").await;
+    let env = ws.call("rogue.env", json!({})).await;
+    let mut names: Vec<String> = serde_json::from_value(env["result"]["env"].clone()).unwrap();
+    // Python may add LC_CTYPE when it coerces a C locale.
+    names.retain(|n| n != "LC_CTYPE");
+    assert_eq!(names, vec!["GREETING", "PATH"], "{env}");
+}
+
+#[tokio::test]
+async fn a_crashing_or_hanging_plugin_fails_its_calls_and_the_gateway_carries_on() {
+    let section = plugin_section("rogue", "tests/plugins/rogue.py", "") + "callTimeoutMs = 300\n";
+    let gw = TestGateway::start_with_sections(&section).await;
+    let mut ws = gw.operator().await;
+    wait_state(&mut ws, "rogue", "running").await;
+
+    let started = Instant::now();
+    let hung = ws.call("rogue.hang", json!({})).await;
+    let (code, message) = error(&hung);
+    assert_eq!(code, -32005, "{hung}");
+    assert!(
+        message.contains("did not answer rogue.hang within 300 ms"),
+        "{message}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The plugin was told it may stop.
+    let seen = ws.call("rogue.seen", json!({})).await;
+    assert!(
+        seen["result"]["seen"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s.as_str().unwrap().starts_with("cancel ")),
+        "{seen}"
+    );
+
+    let crashed = ws.call("rogue.crash", json!({})).await;
+    let (code, message) = error(&crashed);
+    assert_eq!(code, -32006, "{crashed}");
+    assert!(
+        message.contains("plugin rogue stopped during the call"),
+        "{message}"
+    );
+    assert_eq!(crashed["error"]["retryAfterMs"], 1000, "{crashed}");
+    // The gateway answers meanwhile, and the plugin comes back.
+    assert!(ws.call("health", json!({})).await.get("result").is_some());
+    let status = wait_state(&mut ws, "rogue", "running").await;
+    assert_eq!(status["restarts"], 1);
+    assert!(
+        status["lastError"].as_str().unwrap().contains("exited"),
+        "{status}"
+    );
+    assert_eq!(
+        ws.call("rogue.echo", json!({"text": "back"})).await["result"],
+        json!({"text": "back"})
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_still_starting_answers_unavailable_and_ready_does_not_wait_for_it() {
+    let started = Instant::now();
+    let section = plugin_section(
+        "rogue",
+        "tests/plugins/rogue.py",
+        ", \"--slow-start\", \"1.5\"",
+    );
+    let gw = TestGateway::start_with_sections(&section).await;
+    let mut ws = gw.operator().await;
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "ready waited for the plugin"
+    );
+    let early = ws.call("rogue.echo", json!({"text": "hi"})).await;
+    let (code, message) = error(&early);
+    assert_eq!(
+        (code, message.as_str()),
+        (-32006, "plugin rogue is starting"),
+        "{early}"
+    );
+    wait_state(&mut ws, "rogue", "running").await;
+    assert_eq!(
+        ws.call("rogue.echo", json!({"text": "hi"})).await["result"],
+        json!({"text": "hi"})
+    );
+}
+
+#[tokio::test]
+async fn a_refused_manifest_is_reported_with_its_location_and_retried() {
+    let section = plugin_section("rogue", "tests/plugins/rogue.py", ", \"--bad-manifest\"");
+    let gw = TestGateway::start_with_sections(&section).await;
+    let mut ws = gw.operator().await;
+    let status = wait_state(&mut ws, "rogue", "failed").await;
+    let why = status["lastError"].as_str().unwrap();
+    assert!(why.starts_with("the manifest is invalid:"), "{why}");
+    assert!(why.contains("/methods/echo/scope"), "{why}");
+    assert!(
+        why.contains("/methods/echo") && why.contains("result"),
+        "{why}"
+    );
+    let call = ws.call("rogue.echo", json!({"text": "hi"})).await;
+    let (code, message) = error(&call);
+    assert_eq!(code, -32006);
+    assert!(
+        message.starts_with("plugin rogue failed and is being restarted: the manifest is invalid"),
+        "{message}"
+    );
+}
+
+/// `clawgate plugin check` on `manifest`: (exit code, stdout, stderr).
+fn plugin_check(dir: &std::path::Path, manifest: &Value) -> (Option<i32>, String, String) {
+    let path = dir.join("manifest.json");
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["plugin", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn plugin_check_locates_every_problem_of_a_manifest() {
+    let dir = temp_dir("manifest");
+    let manifest = json!({
+        "name": "weather", "version": "1.0.0", "protocol": {"min": 1, "max": 1},
+        "methods": {"forecast": {"summary": "s", "scope": "operator.read",
+            "params": {"type": "object"}, "result": {"type": "object"}}},
+        "events": {"alert": {"summary": "s", "scope": "operator.read", "payload": {"type": "object"}}}
+    });
+    let (code, stdout, _) = plugin_check(&dir, &manifest);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("method weather.forecast (scope operator.read)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("event  weather.alert (scope operator.read)"),
+        "{stdout}"
+    );
+
+    let mut bad = manifest.clone();
+    bad["protocol"] = json!({"min": 2, "max": 3});
+    bad["methods"]["forecast"]["params"] =
+        json!({"type": "object", "properties": {"x": {"$ref": "https://example.com/s.json"}}});
+    bad["methods"]["Forecast"] = bad["methods"]["forecast"].clone();
+    let (code, _, stderr) = plugin_check(&dir, &bad);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("the manifest is invalid:") && stderr.contains("/methods"),
+        "{stderr}"
+    );
+    bad["methods"].as_object_mut().unwrap().remove("Forecast");
+    let (_, _, stderr) = plugin_check(&dir, &bad);
+    assert!(
+        stderr.contains("speaks plugin protocol 2..=3; this gateway speaks 1"),
+        "{stderr}"
+    );
+    bad["protocol"] = json!({"min": 1, "max": 1});
+    let (code, _, stderr) = plugin_check(&dir, &bad);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("/methods/forecast/params is not a usable JSON Schema"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn plugins_are_added_and_removed_by_editing_the_file_never_over_rpc() {
+    let gw = TestGateway::start_with_sections("").await;
+    let mut ws = gw.operator().await;
+    assert_eq!(
+        error(&ws.call("rogue.echo", json!({"text": "hi"})).await).0,
+        -32601
+    );
+
+    // An admin client cannot make the gateway start a program.
+    let set = ws
+        .call(
+            "config.set",
+            json!({"key": "plugins.rogue.command", "value": "/bin/sh"}),
+        )
+        .await;
+    let (code, message) = error(&set);
+    assert_eq!(code, -32002, "{set}");
+    assert_eq!(
+        message,
+        "plugins.rogue.command can only be changed in the config file on disk, not over RPC"
+    );
+
+    // The owner adds it in the file: it starts without a restart.
+    let base = std::fs::read_to_string(gw.config_path()).unwrap();
+    let section = plugin_section("rogue", "tests/plugins/rogue.py", "");
+    save_file(&gw.config_path(), &format!("{base}\n{section}"));
+    let status = wait_state(&mut ws, "rogue", "running").await;
+    let pid = status["pid"].as_u64().unwrap();
+    assert_eq!(
+        ws.call("rogue.echo", json!({"text": "hi"})).await["result"],
+        json!({"text": "hi"})
+    );
+
+    // Settings that are not file-only may change over RPC; the plugin restarts alone.
+    let set = ws
+        .call(
+            "config.set",
+            json!({"key": "plugins.rogue.callTimeoutMs", "value": 2000}),
+        )
+        .await;
+    assert!(set.get("result").is_some(), "{set}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = wait_state(&mut ws, "rogue", "running").await;
+        if status["pid"].as_u64() != Some(pid) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the plugin was not restarted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Disabling it over RPC is allowed.
+    let set = ws
+        .call(
+            "config.set",
+            json!({"key": "plugins.rogue.enabled", "value": false}),
+        )
+        .await;
+    assert!(set.get("result").is_some(), "{set}");
+    wait_state(&mut ws, "rogue", "disabled").await;
+    let (code, message) = error(&ws.call("rogue.echo", json!({"text": "hi"})).await);
+    assert_eq!(
+        (code, message.as_str()),
+        (-32006, "plugin rogue is disabled (plugins.rogue.enabled)")
+    );
+
+    // Removing it from the file stops it; its methods are gone.
+    save_file(&gw.config_path(), &base);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = ws.call("plugins.status", json!({})).await;
+        if status["result"]["plugins"] == json!([]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still listed: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        error(&ws.call("rogue.echo", json!({"text": "hi"})).await).0,
+        -32601
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_cannot_take_the_gateways_own_names() {
+    let dir = temp_dir("plugin-name");
+    let config = dir.join("clawgate.toml");
+    save_file(&config, "[plugins.cron]\ncommand = \"python3\"\n");
+    let out = std::process::Command::new(bin())
+        .args(["config", "validate"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("cron is the gateway's own namespace"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn stopping_the_gateway_stops_its_plugins() {
+    let mut gw =
+        TestGateway::start_with_sections(&plugin_section("rogue", "tests/plugins/rogue.py", ""))
+            .await;
+    let mut ws = gw.operator().await;
+    let pid = wait_state(&mut ws, "rogue", "running").await["pid"]
+        .as_u64()
+        .unwrap();
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    drop(ws);
+    let status = gw.terminate();
+    assert!(status.success(), "{status:?}");
+    let deadline = Instant::now() + WAIT;
+    // Gone, or a zombie reaped by init.
+    while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z ")) {
+        assert!(
+            Instant::now() < deadline,
+            "plugin {pid} outlived the gateway"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
