@@ -8,7 +8,8 @@ Configure it in clawgate.toml:
     args = ["examples/plugins/notes.py"]
     config = { file = "/var/lib/clawgate/notes.json", maxNotes = 1000 }
 
-Clients then call notes.add and notes.list and receive notes.added.
+Clients then call notes.add and notes.list and receive notes.added; an
+agent whose tools list "notes.add" may call it as the tool notes_add.
 The protocol (README, "Plugins"): write the manifest as the first line of
 stdout, read the init line, then answer one JSON request per line and
 write events whenever there is something to say.
@@ -28,6 +29,7 @@ MANIFEST = {
         "add": {
             "summary": "Add a note; everyone with operator.read hears notes.added.",
             "scope": "operator.write",
+            "tool": True,
             "params": {
                 "type": "object",
                 "additionalProperties": False,
@@ -48,6 +50,7 @@ MANIFEST = {
         "list": {
             "summary": "Every note, oldest first.",
             "scope": "operator.read",
+            "tool": True,
             "params": {"type": "object", "additionalProperties": False, "properties": {}},
             "result": {
                 "type": "object",

@@ -236,6 +236,9 @@ export interface ClawgateProtocol {
   PluginCancelFrame: PluginCancelFrame;
   PluginEventFrame: PluginEventFrame;
   PluginEventSpec: PluginEventSpec;
+  PluginHttpRequest: PluginHttpRequest;
+  PluginHttpResponse: PluginHttpResponse;
+  PluginHttpSpec: PluginHttpSpec;
   PluginInit: PluginInit;
   PluginManifest: PluginManifest;
   PluginMethodSpec: PluginMethodSpec | undefined;
@@ -2133,6 +2136,62 @@ export interface PluginEventSpec {
   summary: string;
 }
 /**
+ * An HTTP request for the plugin, sent as {"id": …, "http": PluginHttpRequest}; the plugin answers {"id": …, "result": PluginHttpResponse}. The credential and cookies are never forwarded.
+ */
+export interface PluginHttpRequest {
+  /**
+   * The body, as text (UTF-8).
+   */
+  body: string;
+  /**
+   * Content-Type, Accept and User-Agent, lower-cased, when sent.
+   */
+  headers: {
+    [k: string]: string | undefined;
+  };
+  /**
+   * GET, POST, …
+   */
+  method: string;
+  /**
+   * The path below /plugins/<name>, starting with /.
+   */
+  path: string;
+  /**
+   * The query string, without ?.
+   */
+  query?: string;
+}
+/**
+ * The plugin's answer to a PluginHttpRequest.
+ */
+export interface PluginHttpResponse {
+  /**
+   * The body, as text.
+   */
+  body?: string;
+  /**
+   * Response headers; only content-type, cache-control and location are passed on.
+   */
+  headers?: {
+    [k: string]: string | undefined;
+  };
+  /**
+   * The HTTP status.
+   */
+  status: number;
+}
+/**
+ * The plugin's HTTP routes.
+ */
+export interface PluginHttpSpec {
+  scope: Scope;
+  /**
+   * What they serve.
+   */
+  summary: string;
+}
+/**
  * The gateway's answer to the manifest: the protocol version chosen, the name the plugin is configured under, and its validated config section.
  */
 export interface PluginInit {
@@ -2163,6 +2222,7 @@ export interface PluginManifest {
   events?: {
     [k: string]: PluginEventSpec;
   };
+  http?: PluginHttpSpec;
   /**
    * Methods the plugin adds, by local name.
    */
@@ -2217,6 +2277,10 @@ export interface PluginMethodSpec {
    * What it does.
    */
   summary: string;
+  /**
+   * Also offer it to agents as a tool, named <plugin>_<method>, to each agent whose tools list <plugin>.<method>: its summary describes it to the model, its params schema is the tool's parameters, and calls are announced as agent.tool like the built-in tools'.
+   */
+  tool?: boolean;
 }
 /**
  * One configured plugin as plugins.status and plugin.changed show it.

@@ -35,6 +35,13 @@ pub type ToolFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, String>> + S
 pub trait ToolRunner: Send + Sync {
     /// Runs one call of a tool the agent has; an Err is shown to the model.
     fn run<'a>(&'a self, caller: Caller<'a>, tool: Tool, arguments: Value) -> ToolFuture<'a>;
+
+    /// The tools of running plugins among `configured` (an agent's tools
+    /// list), as (name for the model, description, parameters schema).
+    fn plugin_tools(&self, configured: &[String]) -> Vec<(String, String, Value)>;
+
+    /// Runs one call of a plugin tool, by its name for the model.
+    fn run_plugin<'a>(&'a self, name: &'a str, arguments: Value) -> ToolFuture<'a>;
 }
 
 /// Proof that the caller holds a session's lock: no other turn runs on
@@ -192,14 +199,19 @@ impl Turns {
             seq: AtomicU64::new(0),
         };
         let event = |state: AgentMessageEventState| events.message(state);
+        let configured: &[String] = agent.config.as_ref().map_or(&[], |c| &c.tools);
+        let runner = self.tools.get().and_then(Weak::upgrade);
         let tools = TurnTools {
             events: &events,
-            runner: self.tools.get().and_then(Weak::upgrade),
-            allowed: agent
-                .config
+            plugin: runner
                 .as_ref()
-                .map(|c| c.tools.iter().filter_map(|t| Tool::from_name(t)).collect())
+                .map(|r| r.plugin_tools(configured))
                 .unwrap_or_default(),
+            runner,
+            allowed: configured
+                .iter()
+                .filter_map(|t| Tool::from_name(t))
+                .collect(),
         };
         let mut partial = String::new();
         let mut stream = |delta: Delta<'_>| match delta {
@@ -451,6 +463,8 @@ struct TurnTools<'a> {
     events: &'a RunEvents<'a>,
     runner: Option<std::sync::Arc<dyn ToolRunner>>,
     allowed: Vec<Tool>,
+    /// Plugin tools as offered: (name for the model, description, schema).
+    plugin: Vec<(String, String, Value)>,
 }
 
 impl ToolBox for TurnTools<'_> {
@@ -464,6 +478,7 @@ impl ToolBox for TurnTools<'_> {
                     .unwrap_or(Value::Null);
                 (tool.name().to_string(), tool.summary().to_string(), schema)
             })
+            .chain(self.plugin.iter().cloned())
             .collect()
     }
 
@@ -472,6 +487,7 @@ impl ToolBox for TurnTools<'_> {
             self.events
                 .tool(AgentToolEventPhase::Start, call_id, name, &arguments, None);
             let tool = Tool::from_name(name).filter(|t| self.allowed.contains(t));
+            let of_plugin = self.plugin.iter().any(|(n, _, _)| n == name);
             let outcome = match (tool, &self.runner) {
                 (Some(tool), Some(runner)) => {
                     let caller = Caller {
@@ -479,6 +495,9 @@ impl ToolBox for TurnTools<'_> {
                         session_key: &self.events.session_key,
                     };
                     runner.run(caller, tool, arguments.clone()).await
+                }
+                (None, Some(runner)) if of_plugin => {
+                    runner.run_plugin(name, arguments.clone()).await
                 }
                 _ => Err(format!("no tool {name} is available to this agent")),
             };

@@ -97,12 +97,15 @@ pub fn irc_problems(config: &Config) -> Vec<(String, String)> {
 /// Plugin names that would put a plugin's methods or events beside the
 /// gateway's own: the first segment of any core method or event name.
 pub fn plugin_problems(config: &Config) -> Vec<(String, String)> {
-    use crate::protocol::{EventKind, Method};
+    use crate::protocol::{EventKind, Method, Tool};
+    // A plugin's tools reach models as <plugin>_<method>, beside the
+    // built-in tools (sessions_list, node_invoke, …).
     let reserved: std::collections::BTreeSet<&str> = Method::ALL
         .iter()
         .map(|m| m.name())
         .chain(EventKind::ALL.iter().map(|e| e.name()))
         .filter_map(|name| name.split('.').next())
+        .chain(Tool::ALL.iter().filter_map(|t| t.name().split('_').next()))
         .collect();
     let mut problems: Vec<(String, String)> = config
         .plugins

@@ -837,7 +837,12 @@ fn unknown_tools(config: &Config) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     for (id, agent) in &config.agents.extra {
         for (i, name) in agent.tools.iter().enumerate() {
-            if crate::protocol::Tool::from_name(name).is_none() {
+            // `<plugin>.<method>`: a plugin method declared as a tool,
+            // known once the plugin runs.
+            let of_plugin = name
+                .split_once('.')
+                .is_some_and(|(plugin, _)| config.plugins.keys().any(|k| k.as_str() == plugin));
+            if crate::protocol::Tool::from_name(name).is_none() && !of_plugin {
                 let hint = crate::protocol::closest(name, &known)
                     .map(|best| format!("; did you mean {best}?"))
                     .unwrap_or_else(|| format!("; tools: {}", known.join(", ")));

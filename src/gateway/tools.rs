@@ -20,6 +20,18 @@ impl crate::agent::ToolRunner for Gateway {
     ) -> crate::agent::turn::ToolFuture<'a> {
         Box::pin(async move { run(self, &caller, tool, arguments).await })
     }
+
+    fn plugin_tools(&self, configured: &[String]) -> Vec<(String, String, Value)> {
+        self.plugins.tools(configured)
+    }
+
+    fn run_plugin<'a>(
+        &'a self,
+        name: &'a str,
+        arguments: Value,
+    ) -> crate::agent::turn::ToolFuture<'a> {
+        Box::pin(async move { self.plugins.run_tool(name, arguments).await })
+    }
 }
 
 /// Runs one tool call; an Err is shown to the model, which may recover.

@@ -5,7 +5,7 @@
 use super::manifest::{Manifest, MethodDef, PLUGIN_PROTOCOL};
 use crate::bus::Bus;
 use crate::protocol::types::{PluginConfig, PluginInit};
-use crate::protocol::{ErrorCode, RpcError};
+use crate::protocol::{ErrorCode, RpcError, Schemas};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -24,6 +24,9 @@ const WRITE_QUEUE: usize = 1024;
 const MAX_LOG_LINE: usize = 1024;
 
 type Answer = Result<Value, RpcError>;
+
+/// The `$defs` entry a plugin's answer to an HTTP request must match.
+const HTTP_RESPONSE_DEF: &str = "PluginHttpResponse";
 
 /// A running plugin as callers reach it.
 pub struct Link {
@@ -77,6 +80,37 @@ impl Link {
     /// result.
     pub async fn call(&self, method: &MethodDef, params: Value, timeout: Duration) -> Answer {
         method.check_params(&params)?;
+        let request = json!({"method": method.local, "params": params});
+        let result = self.request(request, &method.name, timeout).await?;
+        method.check_result(&result)?;
+        Ok(result)
+    }
+
+    /// Forwards an HTTP request (`PluginHttpRequest`); the answer is a
+    /// checked `PluginHttpResponse`.
+    pub async fn http(&self, request: Value, timeout: Duration) -> Answer {
+        let what = format!("an HTTP request to /plugins/{}", self.plugin);
+        let response = self
+            .request(json!({ "http": request }), &what, timeout)
+            .await?;
+        if let Err(violations) = Schemas::get().validate(HTTP_RESPONSE_DEF, &response) {
+            let v = &violations[0];
+            return Err(RpcError::new(
+                ErrorCode::InternalError,
+                format!(
+                    "plugin {} answered {what} with a response that does not match PluginHttpResponse: {} at {}",
+                    self.plugin,
+                    v.message,
+                    if v.pointer.is_empty() { "/" } else { &v.pointer }
+                ),
+            ));
+        }
+        Ok(response)
+    }
+
+    /// Sends `frame` (given an id) under the in-flight limit and waits at
+    /// most `timeout` for its answer; `what` names it in errors.
+    async fn request(&self, mut frame: Value, what: &str, timeout: Duration) -> Answer {
         let Ok(_permit) = self.inflight.try_acquire() else {
             return Err(unavailable(format!(
                 "plugin {} is busy: too many calls in flight (plugins.{}.maxInflight)",
@@ -84,6 +118,7 @@ impl Link {
             )));
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed).to_string();
+        frame["id"] = Value::from(id.clone());
         let (tx, rx) = oneshot::channel();
         self.pending
             .lock()
@@ -91,11 +126,10 @@ impl Link {
             .insert(id.clone(), tx);
         let mut guard = PendingGuard {
             link: self,
-            id: id.clone(),
+            id,
             answered: false,
         };
-        let frame = json!({"id": id, "method": method.local, "params": params}).to_string();
-        if self.tx.try_send(frame).is_err() {
+        if self.tx.try_send(frame.to_string()).is_err() {
             return Err(unavailable(format!(
                 "plugin {} is not reading its input",
                 self.plugin
@@ -113,17 +147,14 @@ impl Link {
             Err(_) => Err(RpcError::new(
                 ErrorCode::Timeout,
                 format!(
-                    "plugin {} did not answer {} within {} ms",
+                    "plugin {} did not answer {what} within {} ms",
                     self.plugin,
-                    method.name,
                     timeout.as_millis()
                 ),
             )),
         };
         drop(guard);
-        let result = answer?;
-        method.check_result(&result)?;
-        Ok(result)
+        answer
     }
 
     /// A frame the plugin wrote after its manifest.

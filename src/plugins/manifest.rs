@@ -15,12 +15,28 @@ pub const PLUGIN_PROTOCOL: u64 = 1;
 /// The `$defs` entry a manifest must match.
 const MANIFEST_DEF: &str = "PluginManifest";
 
+/// The longest tool name model APIs accept (OpenAI's and Anthropic's).
+const MAX_TOOL_NAME: usize = 64;
+
+/// What a model calls the tool of method `<plugin>.<method>`: model APIs
+/// take `[a-zA-Z0-9_-]` only, and plugin names hold no `_`.
+pub fn tool_name(method: &str) -> String {
+    method.replacen('.', "_", 1)
+}
+
+/// The method a tool name stands for.
+pub fn tool_method(tool: &str) -> String {
+    tool.replacen('_', ".", 1)
+}
+
 /// Violations shown in one error message; data.errors has them all.
 const SHOWN: usize = 5;
 
 /// A checked manifest.
 pub struct Manifest {
     pub version: String,
+    /// The scope HTTP requests to `/plugins/<name>/` need, if it serves any.
+    pub http: Option<Scope>,
     /// By full name (`<plugin>.<method>`).
     pub methods: BTreeMap<String, Arc<MethodDef>>,
     /// By local name, as the plugin sends them.
@@ -32,6 +48,11 @@ pub struct MethodDef {
     pub name: String,
     pub local: String,
     pub scope: Scope,
+    pub summary: String,
+    /// Offered to agents that list it, named [`tool_name`].
+    pub tool: bool,
+    /// The params schema, which is also the tool's parameters.
+    pub params_schema: Value,
     params: jsonschema::Validator,
     result: jsonschema::Validator,
 }
@@ -97,9 +118,20 @@ impl Manifest {
         for (local, spec) in &manifest.methods {
             let local = local.to_string();
             let at = |part: &str| format!("/methods/{local}/{part}");
+            let name = format!("{plugin}.{local}");
+            if spec.tool && tool_name(&name).len() > MAX_TOOL_NAME {
+                return Err(format!(
+                    "{}: as a tool it would be named {}, longer than the {MAX_TOOL_NAME} characters models accept",
+                    at("tool"),
+                    tool_name(&name)
+                ));
+            }
             let def = MethodDef {
-                name: format!("{plugin}.{local}"),
+                name,
                 scope: spec.scope,
+                summary: spec.summary.to_string(),
+                tool: spec.tool,
+                params_schema: Value::Object(spec.params.clone()),
                 params: compile(&Value::Object(spec.params.clone()), &at("params"))?,
                 result: compile(&Value::Object(spec.result.clone()), &at("result"))?,
                 local,
@@ -121,6 +153,7 @@ impl Manifest {
         }
         Ok(Manifest {
             version: manifest.version.to_string(),
+            http: manifest.http.as_ref().map(|h| h.scope),
             methods,
             events,
             config: compile(&Value::Object(manifest.config.clone()), "/config")?,

@@ -10,7 +10,7 @@ mod link;
 mod manifest;
 
 pub use link::Link;
-pub use manifest::{Manifest, MethodDef, PLUGIN_PROTOCOL};
+pub use manifest::{tool_method, tool_name, Manifest, MethodDef, PLUGIN_PROTOCOL};
 
 use crate::protocol::types::{ConfigPluginsKey, PluginConfig, PluginState, PluginStatus, Scope};
 use crate::protocol::{Event, RpcError};
@@ -61,6 +61,21 @@ impl Call {
 
     pub async fn run(self, params: Value) -> Result<Value, RpcError> {
         self.link.call(&self.method, params, self.timeout).await
+    }
+}
+
+/// A plugin that serves HTTP, for one request.
+pub struct HttpTarget {
+    pub scope: Scope,
+    link: Arc<Link>,
+    timeout: Duration,
+}
+
+impl HttpTarget {
+    /// Forwards a `PluginHttpRequest`; the answer is a checked
+    /// `PluginHttpResponse`.
+    pub async fn forward(&self, request: Value) -> Result<Value, RpcError> {
+        self.link.http(request, self.timeout).await
     }
 }
 
@@ -251,6 +266,52 @@ impl PluginService {
         };
         Some(Ok(Call {
             method: Arc::clone(def),
+            timeout: Duration::from_millis(plugin.config.call_timeout_ms as u64),
+            link,
+        }))
+    }
+
+    /// The tools of running plugins that an agent's tools list
+    /// (`configured`) names, as (name for the model, description,
+    /// parameters schema).
+    pub fn tools(&self, configured: &[String]) -> Vec<(String, String, Value)> {
+        configured
+            .iter()
+            .filter_map(|method| match self.resolve(method) {
+                Some(Ok(call)) if call.method.tool => Some((
+                    tool_name(method),
+                    call.method.summary.clone(),
+                    call.method.params_schema.clone(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Runs a plugin tool for an agent, by its name for the model; the
+    /// error is shown to the model.
+    pub async fn run_tool(&self, tool: &str, arguments: Value) -> Result<Value, String> {
+        let method = tool_method(tool);
+        match self.resolve(&method) {
+            Some(Ok(call)) if call.method.tool => call.run(arguments).await.map_err(|e| e.message),
+            Some(Err(e)) => Err(e.message),
+            _ => Err(format!("no tool {tool}")),
+        }
+    }
+
+    /// Where an HTTP request to `/plugins/<name>/…` goes: None when no
+    /// running or starting plugin of that name serves HTTP (unknown
+    /// plugins included), else the plugin and the scope it needs, or why
+    /// it cannot answer now.
+    pub fn http_target(&self, name: &str) -> Option<Result<HttpTarget, RpcError>> {
+        let plugin = Arc::clone(self.plugins.lock().expect("plugins lock").get(name)?);
+        let link = plugin.link.lock().expect("link lock").clone();
+        let Some(link) = link else {
+            return Some(Err(unavailable(format!("plugin {name} is not running"))));
+        };
+        let scope = link.manifest.http?;
+        Some(Ok(HttpTarget {
+            scope,
             timeout: Duration::from_millis(plugin.config.call_timeout_ms as u64),
             link,
         }))

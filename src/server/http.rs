@@ -91,8 +91,8 @@ pub async fn metrics(
     ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
-/// What a request's bearer credential allows on the read-only routes.
-enum Access {
+/// What a request's bearer credential allows.
+pub(super) enum Access {
     Granted,
     /// No credential was sent, and one is needed.
     NoCredential,
@@ -101,6 +101,16 @@ enum Access {
 
 /// Whether the request's bearer credential grants operator.read.
 fn may_read(gw: &Gateway, ip: std::net::IpAddr, headers: &axum::http::HeaderMap) -> Access {
+    authorize(gw, ip, headers, Scope::OperatorRead)
+}
+
+/// Whether the request's bearer credential grants `needed`.
+pub(super) fn authorize(
+    gw: &Gateway,
+    ip: std::net::IpAddr,
+    headers: &axum::http::HeaderMap,
+    needed: Scope,
+) -> Access {
     let config = gw.config();
     let auth = &config.gateway.auth;
     let presented = headers
@@ -121,12 +131,9 @@ fn may_read(gw: &Gateway, ip: std::net::IpAddr, headers: &axum::http::HeaderMap)
         Err(AuthRefused::Invalid) => {
             Access::Refused(StatusCode::UNAUTHORIZED, "invalid credential".into())
         }
-        Ok(()) if !crate::gateway::credential_grants(auth, Scope::OperatorRead) => Access::Refused(
+        Ok(()) if !crate::gateway::credential_grants(auth, needed) => Access::Refused(
             StatusCode::FORBIDDEN,
-            format!(
-                "the credential does not grant {} (gateway.auth.scopes)",
-                Scope::OperatorRead
-            ),
+            format!("the credential does not grant {needed} (gateway.auth.scopes)"),
         ),
         Ok(()) => Access::Granted,
     }

@@ -7,6 +7,7 @@ mod http;
 mod metered;
 pub(crate) mod openai_api;
 mod outbound;
+mod plugin_http;
 mod web;
 mod ws;
 
@@ -45,6 +46,12 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             get(|| async { axum::http::StatusCode::NO_CONTENT }),
         )
         .route("/v1/models", get(openai_api::models))
+        .route("/plugins/{name}", axum::routing::any(plugin_http::route))
+        .route("/plugins/{name}/", axum::routing::any(plugin_http::route))
+        .route(
+            "/plugins/{name}/{*rest}",
+            axum::routing::any(plugin_http::route),
+        )
         .route(
             "/v1/chat/completions",
             axum::routing::post(openai_api::completions),

@@ -2,6 +2,7 @@
 //! notes.py) and a misbehaving one (tests/plugins/rogue.py), each a real
 //! Python process the gateway starts.
 
+use crate::fake_openai::{FakeOpenAi, Script};
 use crate::support::{bin, save_file, temp_dir, TestGateway, Ws, TOKEN, WAIT};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -509,4 +510,181 @@ async fn stopping_the_gateway_stops_its_plugins() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn an_agent_calls_a_plugin_tool_announced_like_the_built_in_ones() {
+    let upstream = FakeOpenAi::start(Script::ToolByMessage(
+        "notes_add",
+        |message| message.to_string(),
+        vec!["noted"],
+    ))
+    .await;
+    let sections = format!(
+        "[agents]\ndefault = \"gpt\"\n[agents.gpt]\nprovider = \"openai\"\nbaseUrl = \"{}\"\nmodel = \"m\"\ntools = [\"notes.add\"]\n{}",
+        upstream.base_url,
+        plugin_section("notes", "examples/plugins/notes.py", "")
+    );
+    let gw = TestGateway::start_with_sections(&sections).await;
+    let mut ws = gw.operator().await;
+    wait_state(&mut ws, "notes", "running").await;
+    let reply = ws
+        .call(
+            "chat",
+            json!({"message": "{\"text\": \"buy milk\"}", "sessionKey": "s"}),
+        )
+        .await;
+    assert_eq!(reply["result"]["message"]["content"], "noted", "{reply}");
+    let start = ws.event("agent.tool").await;
+    assert_eq!(start["data"]["phase"], "start");
+    assert_eq!(start["data"]["name"], "notes_add");
+    let end = ws.event("agent.tool").await;
+    assert_eq!(end["data"]["phase"], "end");
+    assert_eq!(end["data"]["result"], json!({"id": 1, "count": 1}), "{end}");
+    let listed = ws.call("notes.list", json!({})).await;
+    assert_eq!(listed["result"]["notes"][0]["text"], "buy milk");
+    // The model was offered the tool with the method's summary and params schema.
+    let (_, request) = upstream.requests()[0].clone();
+    let tool = &request["tools"][0]["function"];
+    assert_eq!(tool["name"], "notes_add", "{request}");
+    assert!(tool["description"]
+        .as_str()
+        .unwrap()
+        .starts_with("Add a note"));
+    assert_eq!(tool["parameters"]["required"], json!(["text"]));
+    // notes.list is a tool too, but this agent's list does not name it.
+    assert_eq!(request["tools"].as_array().unwrap().len(), 1);
+
+    // An argument the schema refuses goes back to the model, never to the plugin.
+    let reply = ws
+        .call(
+            "chat",
+            json!({"message": "{\"text\": \"\"}", "sessionKey": "s"}),
+        )
+        .await;
+    assert!(reply["result"].is_object(), "{reply}");
+    let end = loop {
+        let event = ws.event("agent.tool").await;
+        if event["data"]["phase"] == "end" {
+            break event;
+        }
+    };
+    assert!(
+        end["data"]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid params for notes.add"),
+        "{end}"
+    );
+    assert_eq!(
+        ws.call("notes.list", json!({})).await["result"]["notes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// One HTTP/1.1 request with `headers` (lines ending in \r\n) and a
+/// body: status, response head, body.
+async fn http(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status: u16 = response[9..12].parse().unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (status, head.to_lowercase(), body.to_string())
+}
+
+#[tokio::test]
+async fn a_plugin_serves_http_behind_the_gateways_checks() {
+    let sections = plugin_section("rogue", "tests/plugins/rogue.py", "")
+        + &plugin_section("notes", "examples/plugins/notes.py", "");
+    let gw = TestGateway::start_with_sections(&sections).await;
+    let mut ws = gw.operator().await;
+    wait_state(&mut ws, "rogue", "running").await;
+    wait_state(&mut ws, "notes", "running").await;
+    let bearer = format!("Authorization: Bearer {TOKEN}\r\nCookie: session=1\r\n");
+
+    let (status, head, body) = http(
+        &gw.http,
+        "POST",
+        "/plugins/rogue/items/7?full=1",
+        &format!("{bearer}Content-Type: application/json\r\n"),
+        "{\"a\": 1}",
+    )
+    .await;
+    assert_eq!(status, 201, "{head}\n{body}");
+    let seen: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        seen,
+        json!({"method": "POST", "path": "/items/7", "query": "full=1",
+               "headers": {"content-type": "application/json"}, "body": "{\"a\": 1}"}),
+        "only the body and harmless headers reach the plugin"
+    );
+    assert!(head.contains("content-type: application/json"), "{head}");
+    assert!(
+        !head.contains("set-cookie") && !head.contains("x-plugin"),
+        "{head}"
+    );
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+
+    // The credential is the gateway's.
+    let (status, head, _) = http(&gw.http, "GET", "/plugins/rogue/", "", "").await;
+    assert_eq!(status, 401);
+    assert!(head.contains("www-authenticate: bearer"), "{head}");
+    let (status, _, _) = http(
+        &gw.http,
+        "GET",
+        "/plugins/rogue/",
+        "Authorization: Bearer wrong\r\n",
+        "",
+    )
+    .await;
+    assert_eq!(status, 401);
+    // A page of another origin is refused before anything else.
+    let (status, _, _) = http(
+        &gw.http,
+        "POST",
+        "/plugins/rogue/x",
+        &format!("{bearer}Origin: https://evil.example\r\n"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 403);
+    // A response that breaks PluginHttpResponse is not passed on.
+    let (status, _, body) = http(&gw.http, "GET", "/plugins/rogue/bad", &bearer, "").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("does not match PluginHttpResponse"), "{body}");
+    // Plugins without HTTP, and names of no plugin, are not found.
+    assert_eq!(
+        http(&gw.http, "GET", "/plugins/notes/", &bearer, "")
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        http(&gw.http, "GET", "/plugins/nobody/x", &bearer, "")
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        http(&gw.http, "GET", "/plugins/nobody/x", "", "").await.0,
+        401,
+        "no credential, no names"
+    );
 }

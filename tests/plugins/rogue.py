@@ -46,6 +46,7 @@ MANIFEST = {
         "init": method("operator.read", OBJECT, OBJECT),
         "burst": method("operator.read", OBJECT, OBJECT),
     },
+    "http": {"summary": "echoes requests", "scope": "operator.read"},
     "events": {
         "ping": {
             "summary": "test",
@@ -89,6 +90,18 @@ def main():
         frame = json.loads(line)
         if "cancel" in frame:
             seen.append("cancel " + frame["cancel"])
+            continue
+        if "http" in frame:
+            request = frame["http"]
+            if request["path"] == "/bad":
+                response = {"status": 99}
+            else:
+                response = {
+                    "status": 201 if request["method"] == "POST" else 200,
+                    "headers": {"Content-Type": "application/json", "Set-Cookie": "a=b", "X-Plugin": "1"},
+                    "body": json.dumps(request),
+                }
+            send({"id": frame["id"], "result": response})
             continue
         name, params = frame["method"], frame.get("params")
         seen.append(name)

@@ -1555,6 +1555,41 @@ class PluginEventFrame(BaseModel):
     event: str = Field(..., description='The local event name.')
 
 
+class PluginHttpRequest(BaseModel):
+    """
+    An HTTP request for the plugin, sent as {"id": …, "http": PluginHttpRequest}; the plugin answers {"id": …, "result": PluginHttpResponse}. The credential and cookies are never forwarded.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    body: str = Field(..., description='The body, as text (UTF-8).')
+    headers: dict[str, str] = Field(
+        ..., description='Content-Type, Accept and User-Agent, lower-cased, when sent.'
+    )
+    method: str = Field(..., description='GET, POST, …')
+    path: str = Field(
+        ..., description='The path below /plugins/<name>, starting with /.'
+    )
+    query: str | None = Field(None, description='The query string, without ?.')
+
+
+class PluginHttpResponse(BaseModel):
+    """
+    The plugin's answer to a PluginHttpRequest.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    body: str | None = Field('', description='The body, as text.')
+    headers: dict[str, str] | None = Field(
+        None,
+        description='Response headers; only content-type, cache-control and location are passed on.',
+    )
+    status: int = Field(..., description='The HTTP status.', ge=200, le=599)
+
+
 class PluginInit(BaseModel):
     """
     The gateway's answer to the manifest: the protocol version chosen, the name the plugin is configured under, and its validated config section.
@@ -2496,6 +2531,22 @@ class PluginEventSpec(BaseModel):
     )
 
 
+class PluginHttpSpec(BaseModel):
+    """
+    The plugin's HTTP routes.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    scope: Scope = Field(
+        ..., description="The scope the request's bearer credential must grant."
+    )
+    summary: str = Field(
+        ..., description='What they serve.', max_length=500, min_length=1
+    )
+
+
 class PluginMethodSpec(BaseModel):
     """
     One method a plugin adds.
@@ -2518,6 +2569,10 @@ class PluginMethodSpec(BaseModel):
         description='The scope a connection needs to call it; enforced by the gateway.',
     )
     summary: str = Field(..., description='What it does.', max_length=500, min_length=1)
+    tool: bool | None = Field(
+        False,
+        description="Also offer it to agents as a tool, named <plugin>_<method>, to each agent whose tools list <plugin>.<method>: its summary describes it to the model, its params schema is the tool's parameters, and calls are announced as agent.tool like the built-in tools'.",
+    )
 
 
 class SessionsHistoryResult(BaseModel):
@@ -2701,6 +2756,10 @@ class PluginManifest(BaseModel):
     )
     events: dict[str, PluginEventSpec] | None = Field(
         {}, description='Events the plugin emits, by local name.'
+    )
+    http: PluginHttpSpec | None = Field(
+        None,
+        description='Serve HTTP under /plugins/<name>/: the gateway checks Host, Origin and the bearer credential, then forwards each request to the plugin as a PluginHttpRequest.',
     )
     methods: dict[str, PluginMethodSpec] | None = Field(
         {}, description='Methods the plugin adds, by local name.'
