@@ -4,7 +4,7 @@
 use crate::bus::Bus;
 use crate::clock::now_ms;
 use crate::protocol::types::{
-    ChannelHealth, ConfigHealth, CronHealth, GatewayState, HealthSnapshot, NodeHealth,
+    ChannelHealth, ConfigHealth, CronHealth, GatewayState, HealthSnapshot, NodeHealth, PluginHealth,
 };
 use crate::protocol::Event;
 use std::collections::BTreeMap;
@@ -25,6 +25,7 @@ struct HealthState {
     cron: CronHealth,
     nodes: Vec<NodeHealth>,
     channels: BTreeMap<String, ChannelHealth>,
+    plugins: BTreeMap<String, PluginHealth>,
 }
 
 impl HealthService {
@@ -45,6 +46,7 @@ impl HealthService {
                 },
                 nodes: Vec::new(),
                 channels: BTreeMap::new(),
+                plugins: BTreeMap::new(),
             }),
         }
     }
@@ -110,6 +112,15 @@ impl HealthService {
         }
     }
 
+    /// Records the plugins.
+    pub fn set_plugins(&self, plugins: BTreeMap<String, PluginHealth>) {
+        let mut state = self.state.lock().expect("health lock");
+        if state.plugins != plugins {
+            state.plugins = plugins;
+            self.changed(&mut state);
+        }
+    }
+
     /// A new version, published under the lock so that subscribers see
     /// the versions in order.
     fn changed(&self, state: &mut HealthState) {
@@ -124,6 +135,7 @@ impl HealthService {
             uptime: self.started.elapsed().as_secs_f64(),
             state: state.gateway,
             channels: state.channels.clone().into_iter().collect(),
+            plugins: state.plugins.clone().into_iter().collect(),
             nodes: state.nodes.clone(),
             cron: state.cron.clone(),
             config: state.config.clone(),

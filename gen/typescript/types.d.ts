@@ -22,6 +22,10 @@ export type Role = "operator" | "node";
 export type Scope =
   "operator.read" | "operator.write" | "operator.admin" | "operator.approvals" | "operator.pairing" | "node";
 /**
+ * starting (launched, no manifest yet), running, failed (waiting to be restarted), disabled (enabled = false) or stopped (the gateway is shutting down).
+ */
+export type PluginState = "starting" | "running" | "failed" | "disabled" | "stopped";
+/**
  * Lifecycle state of the gateway: ready while serving, draining once shutdown has begun.
  */
 export type GatewayState = "ready" | "draining";
@@ -111,10 +115,6 @@ export type DmPolicy = "open" | "allowlist" | "disabled";
  * Who may speak to the assistant in an allowed group.
  */
 export type GroupPolicy = "allowlist" | "open";
-/**
- * starting (launched, no manifest yet), running, failed (waiting to be restarted), disabled (enabled = false) or stopped (the gateway is shutting down).
- */
-export type PluginState = "starting" | "running" | "failed" | "disabled" | "stopped";
 
 export interface ClawgateProtocol {
   AgentInfo: AgentInfo;
@@ -236,6 +236,7 @@ export interface ClawgateProtocol {
   PluginCancelFrame: PluginCancelFrame;
   PluginEventFrame: PluginEventFrame;
   PluginEventSpec: PluginEventSpec;
+  PluginHealth: PluginHealth | undefined;
   PluginHttpRequest: PluginHttpRequest;
   PluginHttpResponse: PluginHttpResponse;
   PluginHttpSpec: PluginHttpSpec;
@@ -1203,6 +1204,12 @@ export interface HealthSnapshot {
    * Connected device nodes.
    */
   nodes: NodeHealth[];
+  /**
+   * The configured plugins, by name.
+   */
+  plugins?: {
+    [k: string]: PluginHealth | undefined;
+  };
   state: GatewayState;
   /**
    * When this snapshot was taken, in milliseconds since the Unix epoch.
@@ -1279,6 +1286,20 @@ export interface NodeHealth {
    * Display name of the node.
    */
   name?: string;
+}
+/**
+ * A plugin as health shows it.
+ */
+export interface PluginHealth {
+  /**
+   * Why it last failed.
+   */
+  lastError?: string;
+  /**
+   * How many times it was restarted after failing.
+   */
+  restarts: number;
+  state: PluginState;
 }
 /**
  * Connected clients by role.

@@ -12,7 +12,9 @@ mod manifest;
 pub use link::Link;
 pub use manifest::{tool_method, tool_name, Manifest, MethodDef, PLUGIN_PROTOCOL};
 
-use crate::protocol::types::{ConfigPluginsKey, PluginConfig, PluginState, PluginStatus, Scope};
+use crate::protocol::types::{
+    ConfigPluginsKey, PluginConfig, PluginHealth, PluginState, PluginStatus, Scope,
+};
 use crate::protocol::{Event, RpcError};
 use crate::runtime::Runtime;
 use link::{unavailable, Ended};
@@ -126,6 +128,7 @@ impl PluginService {
                 plugin.stop.send_replace(true);
             }
         }
+        let mut disabled = Vec::new();
         for (name, config) in wanted {
             let name = name.as_str();
             if plugins.contains_key(name) {
@@ -153,10 +156,16 @@ impl PluginService {
                     tokio::spawn(Arc::clone(self).supervise(name.to_string(), Arc::clone(&plugin)));
                 *plugin.task.lock().expect("task lock") = Some(task);
             } else {
-                self.publish(&plugin);
+                disabled.push(Arc::clone(&plugin));
             }
             plugins.insert(name.to_string(), plugin);
         }
+        // Publishing reads the table: after the lock is released.
+        drop(plugins);
+        for plugin in disabled {
+            self.publish(&plugin);
+        }
+        self.report_health();
     }
 
     /// Runs the plugin until it is stopped, restarting it with backoff
@@ -238,6 +247,24 @@ impl PluginService {
     fn publish(&self, plugin: &Plugin) {
         let status = plugin.status.lock().expect("status lock").clone();
         self.rt.bus.publish(Event::PluginChanged(status));
+        self.report_health();
+    }
+
+    /// Puts every plugin's state in the health snapshot.
+    fn report_health(&self) {
+        let plugins = self
+            .statuses()
+            .into_iter()
+            .map(|s| {
+                let health = PluginHealth {
+                    state: s.state,
+                    restarts: s.restarts,
+                    last_error: s.last_error,
+                };
+                (s.name, health)
+            })
+            .collect();
+        self.rt.health.set_plugins(plugins);
     }
 
     /// Where a method that is not the gateway's own goes: None when its

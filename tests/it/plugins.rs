@@ -266,6 +266,10 @@ async fn a_crashing_or_hanging_plugin_fails_its_calls_and_the_gateway_carries_on
         status["lastError"].as_str().unwrap().contains("exited"),
         "{status}"
     );
+    let health = ws.call("health", json!({})).await;
+    let rogue = &health["result"]["plugins"]["rogue"];
+    assert_eq!(rogue["state"], "running", "{health}");
+    assert_eq!(rogue["restarts"], 1, "{health}");
     assert_eq!(
         ws.call("rogue.echo", json!({"text": "back"})).await["result"],
         json!({"text": "back"})

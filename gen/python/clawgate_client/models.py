@@ -2477,35 +2477,6 @@ class ErrorFrame(BaseModel):
     )
 
 
-class HealthSnapshot(BaseModel):
-    """
-    The health of the gateway and its services. version increases whenever any part of it changes.
-    """
-
-    model_config = ConfigDict(
-        extra='ignore',
-    )
-    channels: dict[str, ChannelHealth] = Field(
-        ..., description='Health of each configured channel, by channel id.'
-    )
-    config: ConfigHealth = Field(
-        ...,
-        description='The configuration in force and the outcome of the last reload.',
-    )
-    cron: CronHealth = Field(..., description='Health of the cron service.')
-    nodes: list[NodeHealth] = Field(..., description='Connected device nodes.')
-    state: GatewayState = Field(..., description='Lifecycle state of the gateway.')
-    timestamp: int = Field(
-        ...,
-        description='When this snapshot was taken, in milliseconds since the Unix epoch.',
-        ge=0,
-    )
-    uptime: float = Field(..., description='Seconds since the gateway started.', ge=0.0)
-    version: int = Field(
-        ..., description='Increases by one whenever the health changes.', ge=0
-    )
-
-
 class NodesPendingResult(BaseModel):
     model_config = ConfigDict(
         extra='ignore',
@@ -2529,6 +2500,21 @@ class PluginEventSpec(BaseModel):
     summary: str = Field(
         ..., description='When it is sent.', max_length=500, min_length=1
     )
+
+
+class PluginHealth(BaseModel):
+    """
+    A plugin as health shows it.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    lastError: str | None = Field(None, description='Why it last failed.')
+    restarts: int = Field(
+        ..., description='How many times it was restarted after failing.', ge=0
+    )
+    state: PluginState = Field(..., description='Where it is in its lifecycle.')
 
 
 class PluginHttpSpec(BaseModel):
@@ -2643,33 +2629,6 @@ class AgentMessageEvent(BaseModel):
     )
 
 
-class Snapshot(BaseModel):
-    """
-    State the client needs right after connecting.
-    """
-
-    model_config = ConfigDict(
-        extra='ignore',
-    )
-    health: HealthSnapshot = Field(..., description='The current health snapshot.')
-
-
-class ConnectResult(BaseModel):
-    model_config = ConfigDict(
-        extra='ignore',
-    )
-    events: list[str] = Field(..., description='Every event the server may push.')
-    methods: list[str] = Field(..., description='Every method the server implements.')
-    policy: Policy = Field(..., description='Limits that apply to this connection.')
-    protocol: int = Field(..., description='The negotiated protocol version.', ge=1)
-    role: RoleModel = Field(..., description='The role the connection has.')
-    scopes: list[Scope] = Field(..., description='The scopes the connection has.')
-    server: ServerInfo = Field(..., description="The server and this connection's id.")
-    snapshot: Snapshot = Field(
-        ..., description='State the client needs right after connecting.'
-    )
-
-
 class CronFinishedEvent(BaseModel):
     model_config = ConfigDict(
         extra='ignore',
@@ -2742,6 +2701,38 @@ class CronListResult(BaseModel):
     )
 
 
+class HealthSnapshot(BaseModel):
+    """
+    The health of the gateway and its services. version increases whenever any part of it changes.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    channels: dict[str, ChannelHealth] = Field(
+        ..., description='Health of each configured channel, by channel id.'
+    )
+    config: ConfigHealth = Field(
+        ...,
+        description='The configuration in force and the outcome of the last reload.',
+    )
+    cron: CronHealth = Field(..., description='Health of the cron service.')
+    nodes: list[NodeHealth] = Field(..., description='Connected device nodes.')
+    plugins: dict[str, PluginHealth] | None = Field(
+        {}, description='The configured plugins, by name.'
+    )
+    state: GatewayState = Field(..., description='Lifecycle state of the gateway.')
+    timestamp: int = Field(
+        ...,
+        description='When this snapshot was taken, in milliseconds since the Unix epoch.',
+        ge=0,
+    )
+    uptime: float = Field(..., description='Seconds since the gateway started.', ge=0.0)
+    version: int = Field(
+        ..., description='Increases by one whenever the health changes.', ge=0
+    )
+
+
 class PluginManifest(BaseModel):
     """
     What a plugin offers, written as its first line of output. Every schema in it is a self-contained JSON Schema (draft 2020-12 or 07; no remote $ref).
@@ -2777,4 +2768,31 @@ class PluginManifest(BaseModel):
     )
     version: str = Field(
         ..., description="The plugin's version.", max_length=64, min_length=1
+    )
+
+
+class Snapshot(BaseModel):
+    """
+    State the client needs right after connecting.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    health: HealthSnapshot = Field(..., description='The current health snapshot.')
+
+
+class ConnectResult(BaseModel):
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    events: list[str] = Field(..., description='Every event the server may push.')
+    methods: list[str] = Field(..., description='Every method the server implements.')
+    policy: Policy = Field(..., description='Limits that apply to this connection.')
+    protocol: int = Field(..., description='The negotiated protocol version.', ge=1)
+    role: RoleModel = Field(..., description='The role the connection has.')
+    scopes: list[Scope] = Field(..., description='The scopes the connection has.')
+    server: ServerInfo = Field(..., description="The server and this connection's id.")
+    snapshot: Snapshot = Field(
+        ..., description='State the client needs right after connecting.'
     )
