@@ -267,8 +267,18 @@ pub async fn run(
     stop: &mut watch::Receiver<bool>,
     running: impl FnOnce(Arc<Link>),
 ) -> Ended {
-    let mut child = match spawn(config) {
-        Ok(child) => child,
+    // fork and exec block; off the workers, so starting many plugins
+    // does not hold up requests.
+    let spawned = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || spawn(&config)
+    })
+    .await;
+    let mut child = match spawned {
+        Ok(Ok(child)) => child,
+        Ok(Err(e)) => {
+            return Ended::Failed(format!("cannot start {}: {e}", config.command.as_str()))
+        }
         Err(e) => return Ended::Failed(format!("cannot start {}: {e}", config.command.as_str())),
     };
     let pid = child.id();

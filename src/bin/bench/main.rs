@@ -7,6 +7,7 @@
 
 mod cron;
 mod fanout;
+mod plugins;
 
 use clap::Parser;
 use clawgate::client::small_buffers;
@@ -70,6 +71,15 @@ struct Args {
     /// Run only the fan-out part and print it (nothing is written).
     #[arg(long)]
     only_fanout: bool,
+    /// Connections for the plugin-method runs.
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    plugin_conns: Vec<usize>,
+    /// Run only the plugins part and print it (nothing is written).
+    #[arg(long)]
+    only_plugins: bool,
+    /// Internal: configure this many plugins (this binary as `--serve plugin`).
+    #[arg(long, hide = true, default_value_t = 0)]
+    plugins: usize,
     /// Internal: run a server (gateway or echo) in this process.
     #[arg(long, hide = true)]
     serve: Option<String>,
@@ -109,7 +119,8 @@ fn main() {
     let args = Args::parse();
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     match args.serve.as_deref() {
-        Some("gateway") => serve_gateway(args.state_dir, args.upstream, args.metrics),
+        Some("gateway") => serve_gateway(args.state_dir, args.upstream, args.metrics, args.plugins),
+        Some("plugin") => plugins::serve_plugin(),
         Some("echo") => serve_echo(),
         Some("broadcast") => fanout::serve_broadcast(args.deltas),
         Some(other) => panic!("unknown server {other}"),
@@ -121,7 +132,12 @@ fn main() {
 
 // ---- servers ----------------------------------------------------------
 
-fn serve_gateway(state_dir: Option<PathBuf>, upstream: Option<String>, metrics: bool) {
+fn serve_gateway(
+    state_dir: Option<PathBuf>,
+    upstream: Option<String>,
+    metrics: bool,
+    plugin_count: usize,
+) {
     let mut overrides = vec![
         (keys::GATEWAY_PORT.to_string(), json!(0)),
         (keys::GATEWAY_AUTH_MODE.to_string(), json!("token")),
@@ -151,6 +167,14 @@ fn serve_gateway(state_dir: Option<PathBuf>, upstream: Option<String>, metrics: 
         overrides.push((
             main_agent,
             json!({"provider": "openai", "baseUrl": base_url, "model": "fake", "apiKey": "bench"}),
+        ));
+    }
+    let own = std::env::current_exe().expect("own path");
+    for i in 0..plugin_count {
+        // The plugin names are the bench's own choice, not schema keys.
+        overrides.push((
+            format!("{}/{}{i}", keys::PLUGINS, plugins::PREFIX),
+            json!({"command": own, "args": ["--serve", "plugin"]}),
         ));
     }
     let overrides = overrides
@@ -327,8 +351,20 @@ struct Throughput {
 
 /// N connections, each in a closed loop of `health` requests.
 async fn throughput(server: Server, url: &str, conns: usize, measure: Duration) -> Throughput {
-    let warmup = measure / 4;
     let request = json!({"id": "1", "method": Method::Health.name(), "params": {}}).to_string();
+    throughput_of(server, url, conns, measure, &request).await
+}
+
+/// N connections, each in a closed loop of `request`.
+async fn throughput_of(
+    server: Server,
+    url: &str,
+    conns: usize,
+    measure: Duration,
+    request: &str,
+) -> Throughput {
+    let warmup = measure / 4;
+    let request = request.to_string();
     let barrier = Arc::new(tokio::sync::Barrier::new(conns + 1));
     let mut tasks = Vec::new();
     for _ in 0..conns {
@@ -416,6 +452,12 @@ async fn run(args: Args) {
         println!("{}", figures.summary());
         return;
     }
+    if args.only_plugins {
+        let measure = Duration::from_secs_f64(args.seconds);
+        let figures = plugins::plugins(&args.plugin_conns, measure, args.repeat).await;
+        println!("{}", figures.summary());
+        return;
+    }
     let measure = Duration::from_secs_f64(args.seconds);
     let mut rows = Vec::new();
     for &conns in &args.conns {
@@ -465,12 +507,15 @@ async fn run(args: Args) {
     println!("{}", cron.summary());
     let fanout = fanout::fanout(&args.fanout, args.deltas, args.repeat).await;
     println!("{}", fanout.summary());
+    let plugins = plugins::plugins(&args.plugin_conns, measure, args.repeat).await;
+    println!("{}", plugins.summary());
     let mut report = markdown(&args, &rows, &gateway_mem, &echo_mem);
     report.push_str(&metrics_cost.markdown());
     report.push_str(&sessions.markdown(args.sessions));
     report.push_str(&openai.markdown(args.openai_requests));
     report.push_str(&cron.markdown());
     report.push_str(&fanout.markdown());
+    report.push_str(&plugins.markdown());
     std::fs::write(&args.write, report).expect("write report");
     println!("wrote {}", args.write.display());
 }
