@@ -938,6 +938,18 @@ fn the_check_command_reads_snapshots_and_schema_directories() {
     std::fs::remove_dir_all(removed).unwrap();
 }
 
+/// `clawgate protocol check --against <releases> --current <schema>`.
+fn check_releases(releases: &std::path::Path, current: &std::path::Path) -> (i32, String, String) {
+    run(&[
+        "protocol",
+        "check",
+        "--against",
+        releases.to_str().unwrap(),
+        "--current",
+        current.to_str().unwrap(),
+    ])
+}
+
 #[test]
 fn the_check_covers_every_release_still_served_and_needs_the_current_one_recorded() {
     // Releases v1 and v2, where v2 dropped a method v1 had; the current
@@ -970,28 +982,14 @@ fn the_check_covers_every_release_still_served_and_needs_the_current_one_recorde
     // Still serving v1 clients: the dropped method breaks them.
     let min1 = serving(1);
     drop_method(&min1);
-    let (code, out, _) = run(&[
-        "protocol",
-        "check",
-        "--against",
-        dir.to_str().unwrap(),
-        "--current",
-        min1.to_str().unwrap(),
-    ]);
+    let (code, out, _) = check_releases(&dir, &min1);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("protocol v1 -> v2: 1 breaking"), "{out}");
     assert!(out.contains("protocol v2 -> v2: 0 breaking"), "{out}");
     // Serving v2 and later only: v1 is skipped, and nothing breaks.
     let min2 = serving(2);
     drop_method(&min2);
-    let (code, out, _) = run(&[
-        "protocol",
-        "check",
-        "--against",
-        dir.to_str().unwrap(),
-        "--current",
-        min2.to_str().unwrap(),
-    ]);
+    let (code, out, _) = check_releases(&dir, &min2);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("skipped v1: older than v2"), "{out}");
     // A v3 protocol with no recorded v3.json fails, naming the command.
@@ -1000,14 +998,7 @@ fn the_check_covers_every_release_still_served_and_needs_the_current_one_recorde
         p["x-protocol-min-version"] = json!(2);
     });
     drop_method(&v3);
-    let (code, out, _) = run(&[
-        "protocol",
-        "check",
-        "--against",
-        dir.to_str().unwrap(),
-        "--current",
-        v3.to_str().unwrap(),
-    ]);
+    let (code, out, _) = check_releases(&dir, &v3);
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("protocol v3 is not recorded: run `clawgate protocol snapshot >"),
@@ -1019,14 +1010,7 @@ fn the_check_covers_every_release_still_served_and_needs_the_current_one_recorde
         "[[accept]]\nid = \"method.removed:method sessions.clear\"\nreason = \"unused\"\n",
     )
     .unwrap();
-    let (code, out, _) = run(&[
-        "protocol",
-        "check",
-        "--against",
-        dir.to_str().unwrap(),
-        "--current",
-        min1.to_str().unwrap(),
-    ]);
+    let (code, out, _) = check_releases(&dir, &min1);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("accepted  method sessions.clear: removed"),
