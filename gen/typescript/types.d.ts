@@ -5,9 +5,17 @@
  */
 export type ApprovalDecision = "allow-once" | "allow-always" | "deny";
 /**
- * A kind of channel.
+ * A kind of channel: one built into the gateway, or <plugin>.<kind> for a channel a plugin provides. Clients should show kinds they do not know as text.
  */
-export type ChannelKind = "telegram" | "irc" | "webhook";
+export type ChannelKind = BuiltinChannelKind | PluginChannelKind;
+/**
+ * A channel built into the gateway.
+ */
+export type BuiltinChannelKind = "telegram" | "irc" | "webhook";
+/**
+ * A channel a plugin provides: <plugin>.<kind>, the plugin's configured name and the kind its manifest declares.
+ */
+export type PluginChannelKind = string;
 /**
  * starting (first connection under way), connected, disconnected (lost, reconnecting with backoff) or error (failed, retrying with backoff).
  */
@@ -132,6 +140,7 @@ export interface ClawgateProtocol {
   ApprovalsRespondResult: ApprovalsRespondResult;
   BindInfo: BindInfo;
   Binding: Binding;
+  BuiltinChannelKind: BuiltinChannelKind;
   ChannelConnectedEvent: ChannelConnectedEvent;
   ChannelDisconnectedEvent: ChannelDisconnectedEvent;
   ChannelHealth: ChannelHealth;
@@ -234,15 +243,21 @@ export interface ClawgateProtocol {
   PairingRequest: PairingRequest;
   Patch: Patch;
   PluginCancelFrame: PluginCancelFrame;
+  PluginChannelAccount: PluginChannelAccount;
+  PluginChannelKind: PluginChannelKind;
+  PluginChannelSpec: PluginChannelSpec;
   PluginEventFrame: PluginEventFrame;
   PluginEventSpec: PluginEventSpec;
+  PluginGatewayRequest: PluginGatewayRequest;
   PluginHealth: PluginHealth | undefined;
   PluginHttpRequest: PluginHttpRequest;
   PluginHttpResponse: PluginHttpResponse;
   PluginHttpSpec: PluginHttpSpec;
+  PluginInbound: PluginInbound;
   PluginInit: PluginInit;
   PluginManifest: PluginManifest;
   PluginMethodSpec: PluginMethodSpec | undefined;
+  PluginSend: PluginSend;
   PluginState: PluginState;
   PluginStatus: PluginStatus;
   PluginsStatusParams: PluginsStatusParams;
@@ -2128,6 +2143,54 @@ export interface PluginCancelFrame {
   cancel: string;
 }
 /**
+ * One account of a plugin's channel: who may reach the assistant through it (the gateway applies this policy to every inbound message before an agent sees it, without the plugin's cooperation) and the account's own settings for the plugin.
+ */
+export interface PluginChannelAccount {
+  /**
+   * Who may send direct messages under dmPolicy allowlist (and speak in groups under groupPolicy allowlist, unless groupAllowFrom is set): sender ids as the plugin reports them (its from), as patterns where * matches any run of characters.
+   */
+  allowFrom?: string[];
+  /**
+   * The account's settings for the plugin, validated against the channel's config schema in the manifest; sent to the plugin in its init.
+   */
+  config?: {};
+  dmPolicy?: DmPolicy;
+  /**
+   * Whether the account runs.
+   */
+  enabled?: boolean;
+  /**
+   * Senders allowed to speak in groups under groupPolicy allowlist, as patterns like allowFrom; when empty, allowFrom applies.
+   */
+  groupAllowFrom?: string[];
+  groupPolicy?: GroupPolicy;
+  /**
+   * Group or channel ids the assistant takes part in; messages from other groups are dropped.
+   */
+  groups?: string[];
+  /**
+   * In groups, answer only messages that mention the assistant.
+   */
+  requireMention?: boolean;
+}
+/**
+ * One channel kind a plugin provides.
+ */
+export interface PluginChannelSpec {
+  /**
+   * JSON Schema of an account's config section (channels.<kind>.<account>.config); accounts that do not match stop the plugin from starting, with the located error. Default: any object.
+   */
+  config?: {};
+  /**
+   * The longest reply the channel sends at once; longer replies are split at a line break or space into several PluginSendRequests.
+   */
+  maxMessageChars?: number;
+  /**
+   * What the channel connects to.
+   */
+  summary: string;
+}
+/**
  * An event from a plugin: the local name of a declared event and its payload.
  */
 export interface PluginEventFrame {
@@ -2155,6 +2218,23 @@ export interface PluginEventSpec {
    * When it is sent.
    */
   summary: string;
+}
+/**
+ * A call from the plugin to a gateway method its config grants (plugins.<name>.grants): {"id": <the plugin's own id>, "method": …, "params": …}. The gateway checks the grant and the params, runs the method with the grant's scope, and answers with a ResultFrame or ErrorFrame carrying the same id (forbidden for a method not granted). At most maxInflight run at once.
+ */
+export interface PluginGatewayRequest {
+  /**
+   * The plugin's id for the call, echoed in the answer.
+   */
+  id: string;
+  /**
+   * A gateway method, as clients call it.
+   */
+  method: string;
+  /**
+   * Its params.
+   */
+  params?: {};
 }
 /**
  * An HTTP request for the plugin, sent as {"id": …, "http": PluginHttpRequest}; the plugin answers {"id": …, "result": PluginHttpResponse}. The credential and cookies are never forwarded.
@@ -2213,9 +2293,58 @@ export interface PluginHttpSpec {
   summary: string;
 }
 /**
- * The gateway's answer to the manifest: the protocol version chosen, the name the plugin is configured under, and its validated config section.
+ * A message one of the plugin's channel accounts received, sent as {"inbound": PluginInbound}. The gateway applies the account's policy (dmPolicy, allowFrom, groups, requireMention), counts it, and if it is let in, runs the agent turn and sends the reply back as PluginSendRequests. No answer is written to the plugin; a message refused by policy is dropped and counted.
+ */
+export interface PluginInbound {
+  /**
+   * The account id it arrived on.
+   */
+  account: string;
+  /**
+   * The local channel kind, as declared.
+   */
+  channel: string;
+  /**
+   * Who sent it, as allowFrom names senders: an id the sender cannot choose or forge on the channel.
+   */
+  from: string;
+  /**
+   * The group or room it was said in; absent for a direct message.
+   */
+  group?: string;
+  /**
+   * Whether it mentions the assistant (groups).
+   */
+  mentioned?: boolean;
+  /**
+   * Who to answer and whose session it is; default: from.
+   */
+  peer?: string;
+  /**
+   * The message.
+   */
+  text: string;
+}
+/**
+ * The gateway's answer to the manifest: the protocol version chosen, the name the plugin is configured under, its validated config section, and the accounts of its channels.
  */
 export interface PluginInit {
+  /**
+   * The enabled accounts of each channel kind it declared: kind → account id → the account's config section. The plugin should run these accounts and no others.
+   */
+  channels?: {
+    /**
+     * Accounts by id.
+     */
+    [k: string]:
+      | {
+          /**
+           * The account's config section.
+           */
+          [k: string]: {} | undefined;
+        }
+      | undefined;
+  };
   /**
    * The plugin's config section.
    */
@@ -2233,6 +2362,12 @@ export interface PluginInit {
  * What a plugin offers, written as its first line of output. Every schema in it is a self-contained JSON Schema (draft 2020-12 or 07; no remote $ref).
  */
 export interface PluginManifest {
+  /**
+   * Channel kinds the plugin provides, by local name: the gateway passes it the configured accounts in its init, takes their inbound messages (PluginInboundFrame) through the same policy, routing and agent turn as built-in channels, and sends the replies back (PluginSendRequest). Clients see the channel as <name>.<kind>.
+   */
+  channels?: {
+    [k: string]: PluginChannelSpec;
+  };
   /**
    * JSON Schema of the plugin's config section ([plugins.<name>.config]); the gateway validates the section against it before the plugin sees it. Default: any object.
    */
@@ -2302,6 +2437,35 @@ export interface PluginMethodSpec {
    * Also offer it to agents as a tool, named <plugin>_<method>, to each agent whose tools list <plugin>.<method>: its summary describes it to the model, its params schema is the tool's parameters, and calls are announced as agent.tool like the built-in tools'.
    */
   tool?: boolean;
+}
+/**
+ * A reply for a channel account to deliver, sent as {"id": …, "send": PluginSend}; the plugin answers {"id": …, "result": {}} once delivered, or an ErrorFrame (counted as failed).
+ */
+export interface PluginSend {
+  /**
+   * The account that is to send it.
+   */
+  account: string;
+  /**
+   * The local channel kind.
+   */
+  channel: string;
+  /**
+   * The group it was said in, if any: answer there.
+   */
+  group?: string;
+  /**
+   * The peer of the message being answered.
+   */
+  peer: string;
+  /**
+   * The session the exchange belongs to.
+   */
+  sessionKey: string;
+  /**
+   * The reply, at most the channel's maxMessageChars.
+   */
+  text: string;
 }
 /**
  * One configured plugin as plugins.status and plugin.changed show it.

@@ -2,7 +2,7 @@
 //! session key, the agent turn, and the reply back through the channel
 //! in pieces the channel accepts.
 
-use super::{irc, telegram, webhook, ChannelManager, Key, Policy};
+use super::{irc, plugin, telegram, webhook, ChannelManager, Key, Policy};
 use crate::agent::Agent;
 use crate::agent::{Session, TurnRequest};
 use crate::protocol::types::{Binding, DmPolicy, GroupPolicy, SessionConfigDmScope};
@@ -63,6 +63,7 @@ pub enum Reply {
     Telegram(telegram::Replier),
     Irc(irc::Replier),
     Webhook(webhook::Replier),
+    Plugin(plugin::Replier),
 }
 
 impl Reply {
@@ -72,6 +73,7 @@ impl Reply {
             Reply::Telegram(_) => telegram::MAX_MESSAGE_CHARS,
             Reply::Irc(_) => irc::MAX_LINE_CHARS,
             Reply::Webhook(_) => usize::MAX,
+            Reply::Plugin(r) => r.limit(),
         }
     }
 
@@ -80,6 +82,7 @@ impl Reply {
             Reply::Telegram(r) => r.send(text).await,
             Reply::Irc(r) => r.send(text).await,
             Reply::Webhook(r) => r.send(text, session_key).await,
+            Reply::Plugin(r) => r.send(text, session_key).await,
         }
     }
 }
@@ -200,7 +203,7 @@ pub fn route(bindings: &[Binding], key: &Key, message: &Inbound) -> Option<Strin
         .iter()
         .find(|b| {
             let m = &b.match_;
-            m.channel.is_none_or(|c| c == key.kind)
+            m.channel.as_ref().is_none_or(|c| *c == key.kind)
                 && m.account_id.as_ref().is_none_or(|a| *a == key.account)
                 && m.peer.as_ref().is_none_or(|p| *p == message.peer)
                 && m.group
@@ -217,7 +220,7 @@ pub fn session_key(
     key: &Key,
     message: &Inbound,
 ) -> String {
-    let channel = key.kind;
+    let channel = &key.kind;
     match (&message.group, scope) {
         (Some(group), _) => format!("agent:{agent_id}:{channel}:group:{group}"),
         (None, SessionConfigDmScope::Main) => crate::agent::main_session_key(agent_id),
@@ -255,7 +258,7 @@ pub fn split(text: &str, limit: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::types::ChannelKind;
+    use crate::protocol::types::BuiltinChannelKind;
 
     fn message(peer: &str, group: Option<&str>, mentioned: bool) -> Inbound {
         Inbound {
@@ -301,7 +304,7 @@ mod tests {
     #[test]
     fn session_keys_follow_the_dm_scope() {
         let key = Key {
-            kind: ChannelKind::Telegram,
+            kind: crate::channels::builtin(BuiltinChannelKind::Telegram),
             account: "main".into(),
         };
         let dm = message("42", None, false);

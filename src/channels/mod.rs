@@ -5,6 +5,7 @@
 
 mod inbound;
 mod irc;
+mod plugin;
 mod replay;
 mod telegram;
 pub mod webhook;
@@ -14,8 +15,8 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::limiter::FailureLimiter;
 use crate::protocol::types::{
-    ChannelConnectedEvent, ChannelDisconnectedEvent, ChannelHealth, ChannelInfo, ChannelKind,
-    ChannelStatus, DmPolicy, GroupPolicy,
+    BuiltinChannelKind, ChannelConnectedEvent, ChannelDisconnectedEvent, ChannelHealth,
+    ChannelInfo, ChannelKind, ChannelStatus, DmPolicy, GroupPolicy,
 };
 use crate::protocol::Event;
 use crate::runtime::Runtime;
@@ -26,12 +27,44 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use inbound::Counters;
+pub use plugin::{BoxFuture, Opened, Outbox, PluginAccount, PluginChannels};
 
 /// One account: its kind and id.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug)]
 pub struct Key {
     pub kind: ChannelKind,
     pub account: String,
+}
+
+impl Key {
+    fn sort_key(&self) -> (String, &str) {
+        (self.kind.to_string(), &self.account)
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.account == other.account
+    }
+}
+
+impl Eq for Key {}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.sort_key().cmp(&other.sort_key())
+    }
+}
+
+/// The kind of a channel built into the gateway.
+pub fn builtin(kind: BuiltinChannelKind) -> ChannelKind {
+    ChannelKind::BuiltinChannelKind(kind)
 }
 
 impl std::fmt::Display for Key {
@@ -58,6 +91,7 @@ pub enum Account {
     Telegram(crate::protocol::types::TelegramAccount),
     Irc(crate::protocol::types::IrcAccount),
     Webhook(crate::protocol::types::WebhookAccount),
+    Plugin(plugin::PluginAccount),
 }
 
 impl Account {
@@ -82,6 +116,7 @@ impl Account {
             Account::Telegram(a) => policy!(a),
             Account::Irc(a) => policy!(a),
             Account::Webhook(a) => policy!(a),
+            Account::Plugin(a) => policy!(a.config),
         }
     }
 }
@@ -95,13 +130,23 @@ fn accounts(config: &Config) -> BTreeMap<Key, Account> {
     };
     let channels = &config.channels;
     for (id, a) in channels.telegram.iter().filter(|(_, a)| a.enabled) {
-        all.insert(key(ChannelKind::Telegram, id), Account::Telegram(a.clone()));
+        let kind = builtin(BuiltinChannelKind::Telegram);
+        all.insert(key(kind, id), Account::Telegram(a.clone()));
     }
     for (id, a) in channels.irc.iter().filter(|(_, a)| a.enabled) {
-        all.insert(key(ChannelKind::Irc, id), Account::Irc(a.clone()));
+        let kind = builtin(BuiltinChannelKind::Irc);
+        all.insert(key(kind, id), Account::Irc(a.clone()));
     }
     for (id, a) in channels.webhook.iter().filter(|(_, a)| a.enabled) {
-        all.insert(key(ChannelKind::Webhook, id), Account::Webhook(a.clone()));
+        let kind = builtin(BuiltinChannelKind::Webhook);
+        all.insert(key(kind, id), Account::Webhook(a.clone()));
+    }
+    for account in plugin::accounts(config) {
+        let key = Key {
+            kind: account.channel_kind(),
+            account: account.id.clone(),
+        };
+        all.insert(key, Account::Plugin(account));
     }
     all
 }
@@ -116,6 +161,8 @@ pub struct ChannelManager {
     /// Bad webhook signatures and unknown webhook accounts, apart from
     /// the connect limiter so webhook senders cannot lock out operators.
     webhook_failures: FailureLimiter,
+    /// Where plugin channel accounts reach their plugin.
+    plugins: std::sync::OnceLock<std::sync::Weak<dyn PluginChannels>>,
 }
 
 struct Monitor {
@@ -153,7 +200,7 @@ impl Link {
             .rt
             .bus
             .publish(Event::ChannelConnected(ChannelConnectedEvent {
-                channel: self.key.kind,
+                channel: self.key.kind.clone(),
                 account_id: self.key.account.clone(),
             }));
     }
@@ -205,7 +252,14 @@ impl ChannelManager {
             monitors: Mutex::default(),
             replays: Mutex::default(),
             webhook_failures: FailureLimiter::new(Duration::from_secs(60)),
+            plugins: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Connects plugin channel accounts to the plugins (set once, by the
+    /// composition root).
+    pub fn set_plugins(&self, plugins: std::sync::Weak<dyn PluginChannels>) {
+        let _ = self.plugins.set(plugins);
     }
 
     /// Starts the configured accounts, then keeps them in line with each
@@ -219,7 +273,8 @@ impl ChannelManager {
             loop {
                 tokio::select! {
                     change = follower.next() => match change {
-                        Some(change) if change.before.channels != change.after.channels => manager.apply(),
+                        Some(change) if change.before.channels != change.after.channels
+                            || change.before.plugins != change.after.plugins => manager.apply(),
                         Some(_) => {}
                         None => return,
                     },
@@ -282,7 +337,7 @@ impl ChannelManager {
             .map(|(key, m)| {
                 let state = m.state.lock().expect("channel state").clone();
                 ChannelInfo {
-                    channel: key.kind,
+                    channel: key.kind.clone(),
                     account_id: key.account.clone(),
                     status: state.status,
                     last_error: state.last_error,
@@ -446,7 +501,7 @@ async fn supervise(link: Link, account: Account) {
             .rt
             .bus
             .publish(Event::ChannelDisconnected(ChannelDisconnectedEvent {
-                channel: link.key.kind,
+                channel: link.key.kind.clone(),
                 account_id: link.key.account.clone(),
                 error: Some(error),
                 retry_in_ms: Some(delay.as_millis() as u64),
@@ -468,6 +523,15 @@ async fn run(link: &Link, account: &Account) -> Result<(), String> {
             link.connected();
             link.stopped().await;
             Ok(())
+        }
+        Account::Plugin(account) => {
+            let plugins = link
+                .manager
+                .plugins
+                .get()
+                .and_then(std::sync::Weak::upgrade);
+            let plugins = plugins.ok_or("plugins are not available")?;
+            plugin::run(link, account, plugins).await
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use super::inbound::{dispatch, Inbound, Refused, Reply};
 use super::{Account, ChannelManager, Key};
-use crate::protocol::types::ChannelKind;
+use crate::protocol::types::BuiltinChannelKind;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -90,7 +90,7 @@ pub async fn receive(
     body: Body,
 ) -> Response {
     let key = Key {
-        kind: ChannelKind::Webhook,
+        kind: super::builtin(BuiltinChannelKind::Webhook),
         account,
     };
     let settings = channels.rt.config();

@@ -66,6 +66,9 @@ impl Differ<'_> {
             return;
         }
         let (o, n) = (obj(old), obj(new));
+        if self.union_change(&o, &n, at) {
+            return;
+        }
         self.types(&o, &n, at);
         self.values(&o, &n, at);
         self.bound(&o, &n, at, "minimum", "exclusiveMinimum", true);
@@ -608,6 +611,48 @@ impl Differ<'_> {
         }
     }
 
+    /// A schema that became a `oneOf`/`anyOf` with its old self as one
+    /// branch (a closed enum opened with a pattern, say) only widened, and
+    /// a union that became one of its branches only narrowed: each other
+    /// branch is reported as added or removed, and keyword-by-keyword
+    /// comparison (which would see `type` and `enum` vanish or appear
+    /// beside the branches) is skipped.
+    fn union_change(&mut self, o: &Map<String, Value>, n: &Map<String, Value>, at: &str) -> bool {
+        let (single, union, effect) = if is_union(n) && !is_union(o) {
+            (o, n, Effect::Widened)
+        } else if is_union(o) && !is_union(n) {
+            (n, o, Effect::Narrowed)
+        } else {
+            return false;
+        };
+        let Some((keyword, branches)) = ["oneOf", "anyOf"]
+            .into_iter()
+            .find_map(|k| Some((k, union.get(k)?.as_array()?)))
+        else {
+            return false;
+        };
+        if union
+            .keys()
+            .any(|k| k != keyword && !ANNOTATIONS.contains(&k.as_str()))
+        {
+            return false;
+        }
+        let one = constraints(single);
+        let Some(kept) = branches.iter().position(|b| constraints(&obj(b)) == one) else {
+            return false;
+        };
+        for (i, _) in branches.iter().enumerate().filter(|(i, _)| *i != kept) {
+            let change = match effect {
+                Effect::Widened => format!("became a {keyword} of its old schema and branch {i}"),
+                _ => format!("was a {keyword}; now only its branch {kept}, without branch {i}"),
+            };
+            self.effect(at, keyword, effect, change, Some(format!("branch {i}")));
+        }
+        self.default(o, n, at);
+        self.deprecated(o, n, at);
+        true
+    }
+
     /// `allOf`: a value must match every branch, so a new branch
     /// narrows and a removed one widens.
     fn all_of(&mut self, o: &Map<String, Value>, n: &Map<String, Value>, at: &str) {
@@ -647,6 +692,29 @@ fn tighter(a: (f64, bool), b: (f64, bool), lower: bool) -> bool {
 }
 
 /// An old branch and the new one it became; either may be missing.
+/// Keywords that describe a value without constraining it.
+const ANNOTATIONS: [&str; 8] = [
+    "description",
+    "title",
+    "$comment",
+    "examples",
+    "default",
+    "deprecated",
+    "x-sunset",
+    "x-reload",
+];
+
+fn is_union(schema: &Map<String, Value>) -> bool {
+    schema.contains_key("oneOf") || schema.contains_key("anyOf")
+}
+
+/// A schema without its annotations.
+fn constraints(schema: &Map<String, Value>) -> Map<String, Value> {
+    let mut kept = schema.clone();
+    kept.retain(|k, _| !ANNOTATIONS.contains(&k.as_str()));
+    kept
+}
+
 type Pair<'a> = (Option<&'a Value>, Option<&'a Value>);
 
 /// Pairs old and new branches: by `kind` const when every branch has one,

@@ -4,7 +4,7 @@
 
 use super::keys;
 use crate::clock::now_ms;
-use crate::protocol::types::{AgentConfig, Config, CronPayload};
+use crate::protocol::types::{AgentConfig, ChannelKind, Config, CronPayload};
 
 /// The agent id used when nothing is configured: the offline echo agent.
 pub const MAIN_AGENT: &str = "main";
@@ -122,6 +122,38 @@ pub fn plugin_problems(config: &Config) -> Vec<(String, String)> {
             )
         })
         .collect();
+    for (name, plugin) in &config.plugins {
+        for (i, grant) in plugin.grants.iter().enumerate() {
+            let at = format!("{}/grants/{i}", crate::pointer::child(keys::PLUGINS, name));
+            match Method::from_name(grant) {
+                Some(Method::Connect) => problems.push((at, "connect cannot be granted".into())),
+                Some(_) => {}
+                None => {
+                    let known: Vec<String> =
+                        Method::ALL.iter().map(|m| m.name().to_string()).collect();
+                    let hint = crate::protocol::closest(grant, &known)
+                        .map(|best| format!("; did you mean {best}?"))
+                        .unwrap_or_default();
+                    problems.push((at, format!("no gateway method {}{hint}", grant.as_str())));
+                }
+            }
+        }
+    }
+    for (i, binding) in config.bindings.iter().enumerate() {
+        let Some(ChannelKind::PluginChannelKind(kind)) = &binding.match_.channel else {
+            continue;
+        };
+        let plugin = kind.split_once('.').unwrap_or_default().0;
+        if !config.plugins.keys().any(|name| name.as_str() == plugin) {
+            problems.push((
+                format!("{}/{i}/match/channel", keys::BINDINGS),
+                format!(
+                    "{} is a plugin's channel, and no plugin {plugin} is configured",
+                    kind.as_str()
+                ),
+            ));
+        }
+    }
     problems.sort();
     problems
 }

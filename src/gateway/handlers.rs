@@ -335,7 +335,7 @@ impl Handlers for Gateway {
             ));
         }
         Ok(ChannelsRestartResult {
-            channel: key.kind,
+            channel: key.kind.clone(),
             account_id: key.account,
         })
     }

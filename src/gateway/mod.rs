@@ -7,6 +7,7 @@ mod connections;
 mod handlers;
 mod lifecycle;
 mod maintenance;
+mod plugin_calls;
 mod reload;
 mod sessions;
 mod status;
@@ -128,6 +129,10 @@ impl Gateway {
         });
         let tools: Weak<dyn crate::agent::ToolRunner> = Arc::downgrade(&gateway) as _;
         gateway.turns.set_tools(tools);
+        let callbacks: Weak<dyn crate::plugins::Callbacks> = Arc::downgrade(&gateway) as _;
+        gateway.plugins.set_callbacks(callbacks);
+        let plugins: Arc<dyn crate::channels::PluginChannels> = gateway.plugins.clone();
+        gateway.channels.set_plugins(Arc::downgrade(&plugins));
         gateway
     }
 

@@ -3,9 +3,11 @@
 //! from it until it exits or is stopped.
 
 use super::manifest::{Manifest, MethodDef, PLUGIN_PROTOCOL};
+use super::Callbacks;
 use crate::bus::Bus;
-use crate::protocol::types::{PluginConfig, PluginInit};
-use crate::protocol::{ErrorCode, RpcError, Schemas};
+use crate::channels::Outbox;
+use crate::protocol::types::{PluginConfig, PluginInbound, PluginInit, PluginSend};
+use crate::protocol::{error_frame, result_frame, ErrorCode, Method, RpcError, Schemas};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -27,6 +29,14 @@ type Answer = Result<Value, RpcError>;
 
 /// The `$defs` entry a plugin's answer to an HTTP request must match.
 const HTTP_RESPONSE_DEF: &str = "PluginHttpResponse";
+/// The `$defs` entries of a channel message and a call to the gateway.
+const INBOUND_DEF: &str = "PluginInbound";
+const CALLBACK_DEF: &str = "PluginGatewayRequest";
+/// Messages of one channel account waiting for the pipeline.
+const INBOUND_QUEUE: usize = 64;
+
+/// Where a channel account's messages go: (kind, account id).
+type Accounts = HashMap<(String, String), mpsc::Sender<PluginInbound>>;
 
 /// A running plugin as callers reach it.
 pub struct Link {
@@ -39,6 +49,11 @@ pub struct Link {
     inflight: Arc<Semaphore>,
     events: Mutex<RateWindow>,
     max_events_per_second: u64,
+    call_timeout: Duration,
+    accounts: Mutex<Accounts>,
+    /// The gateway methods it may call, and the calls it has running.
+    grants: Vec<String>,
+    callbacks: Arc<Semaphore>,
 }
 
 /// Events counted in the current second.
@@ -158,11 +173,24 @@ impl Link {
     }
 
     /// A frame the plugin wrote after its manifest.
-    fn on_frame(&self, bus: &Bus, line: &str) -> Result<(), String> {
+    fn on_frame(
+        &self,
+        bus: &Bus,
+        gateway: Option<&std::sync::Weak<dyn Callbacks>>,
+        line: &str,
+    ) -> Result<(), String> {
         let frame: Value = serde_json::from_str(line)
             .map_err(|e| format!("wrote a line that is not JSON: {e}"))?;
         if let Some(local) = frame.get("event").and_then(Value::as_str) {
             self.on_event(bus, local, frame.get("data").unwrap_or(&Value::Null));
+            return Ok(());
+        }
+        if let Some(message) = frame.get("inbound") {
+            self.on_inbound(message);
+            return Ok(());
+        }
+        if frame.get("method").is_some() {
+            self.on_callback(gateway, frame);
             return Ok(());
         }
         let Some(id) = frame.get("id").and_then(Value::as_str) else {
@@ -209,6 +237,97 @@ impl Link {
         }
     }
 
+    /// A message one of its channel accounts received: to the account's
+    /// pipeline, if the account is configured and running.
+    fn on_inbound(&self, message: &Value) {
+        if let Err(violations) = Schemas::get().validate(INBOUND_DEF, message) {
+            let v = &violations[0];
+            tracing::warn!(plugin = %self.plugin, "dropped a channel message that does not match PluginInbound: {} at {}", v.message, v.pointer);
+            return;
+        }
+        let Ok(message) = serde_json::from_value::<PluginInbound>(message.clone()) else {
+            return;
+        };
+        let key = (message.channel.clone(), message.account.clone());
+        let sender = self
+            .accounts
+            .lock()
+            .expect("accounts lock")
+            .get(&key)
+            .cloned();
+        let Some(sender) = sender else {
+            tracing::warn!(plugin = %self.plugin, channel = %key.0, account = %key.1, "dropped a message for a channel account that is not configured or not running");
+            return;
+        };
+        if sender.try_send(message).is_err() {
+            tracing::warn!(plugin = %self.plugin, channel = %key.0, account = %key.1, "dropped a channel message: the account has too many waiting");
+        }
+    }
+
+    /// Connects a channel account: its messages go to the returned
+    /// receiver until the plugin stops.
+    pub fn open_account(&self, kind: &str, account: &str) -> mpsc::Receiver<PluginInbound> {
+        let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+        let key = (kind.to_string(), account.to_string());
+        self.accounts.lock().expect("accounts lock").insert(key, tx);
+        rx
+    }
+
+    /// A call to a gateway method: answered (in a task of its own) if the
+    /// config grants it, else refused.
+    fn on_callback(&self, gateway: Option<&std::sync::Weak<dyn Callbacks>>, frame: Value) {
+        let id = frame.get("id").and_then(Value::as_str).map(String::from);
+        let refuse = |e: RpcError| {
+            let _ = self.tx.try_send(error_frame(id.as_deref(), &e));
+        };
+        if let Err(violations) = Schemas::get().validate(CALLBACK_DEF, &frame) {
+            let v = &violations[0];
+            return refuse(RpcError::new(
+                ErrorCode::InvalidRequest,
+                format!("not a PluginGatewayRequest: {} at {}", v.message, v.pointer),
+            ));
+        }
+        let name = frame["method"].as_str().unwrap_or_default();
+        let granted = self.grants.iter().any(|g| g == name);
+        let method = Method::from_name(name).filter(|m| *m != Method::Connect);
+        let method = match method {
+            Some(method) if granted => method,
+            _ => {
+                return refuse(RpcError::new(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "plugin {} may not call {name} (plugins.{}.grants)",
+                        self.plugin, self.plugin
+                    ),
+                ))
+            }
+        };
+        let Ok(permit) = Arc::clone(&self.callbacks).try_acquire_owned() else {
+            return refuse(unavailable(format!(
+                "plugin {} has too many calls to the gateway running (plugins.{}.maxInflight)",
+                self.plugin, self.plugin
+            )));
+        };
+        let Some(gateway) = gateway.and_then(std::sync::Weak::upgrade) else {
+            return refuse(unavailable("the gateway is stopping".into()));
+        };
+        let id = id.unwrap_or_default();
+        let params = frame
+            .get("params")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        let tx = self.tx.clone();
+        let plugin = self.plugin.clone();
+        tokio::spawn(async move {
+            let answer = match gateway.call(&plugin, method, params).await {
+                Ok(result) => result_frame(&id, &result),
+                Err(e) => error_frame(Some(&id), &e),
+            };
+            drop(permit);
+            let _ = tx.send(answer).await;
+        });
+    }
+
     fn on_event(&self, bus: &Bus, local: &str, data: &Value) {
         let Some(def) = self.manifest.events.get(local) else {
             tracing::warn!(plugin = %self.plugin, "dropped an event the manifest does not declare: {local:?}");
@@ -246,6 +365,18 @@ impl Link {
     }
 }
 
+impl Outbox for Link {
+    fn send(&self, send: PluginSend) -> crate::channels::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let what = format!("a reply for its channel {}", send.channel);
+            self.request(json!({ "send": send }), &what, self.call_timeout)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.message)
+        })
+    }
+}
+
 pub fn unavailable(message: String) -> RpcError {
     RpcError::new(ErrorCode::Unavailable, message).with_retry_after(1000)
 }
@@ -264,6 +395,7 @@ pub async fn run(
     name: &str,
     config: &PluginConfig,
     bus: &Bus,
+    gateway: Option<&std::sync::Weak<dyn Callbacks>>,
     stop: &mut watch::Receiver<bool>,
     running: impl FnOnce(Arc<Link>),
 ) -> Ended {
@@ -316,14 +448,26 @@ pub async fn run(
             Err(e) => return fail(child, e).await,
         },
     };
-    let section = Value::Object(config.config.clone());
-    if let Err(e) = manifest.check_config(name, &section) {
+    if let Err(e) = manifest.check_config(name, config) {
         return fail(child, e).await;
     }
+    let channels = config
+        .channels
+        .iter()
+        .map(|(kind, accounts)| {
+            let enabled = accounts
+                .iter()
+                .filter(|(_, a)| a.enabled)
+                .map(|(id, a)| (id.to_string(), a.config.clone()))
+                .collect();
+            (kind.to_string(), enabled)
+        })
+        .collect();
     let init = PluginInit {
         protocol: std::num::NonZeroU64::new(PLUGIN_PROTOCOL).expect("protocol 1 or later"),
         name: name.to_string(),
         config: config.config.clone(),
+        channels,
     };
     let (tx, rx) = mpsc::channel(WRITE_QUEUE);
     let init = serde_json::to_string(&init).expect("init is JSON");
@@ -339,13 +483,17 @@ pub async fn run(
         inflight: Arc::new(Semaphore::new(config.max_inflight.get() as usize)),
         events: Mutex::default(),
         max_events_per_second: config.max_events_per_second.get(),
+        call_timeout: Duration::from_millis(config.call_timeout_ms as u64),
+        accounts: Mutex::default(),
+        grants: config.grants.iter().map(|g| g.to_string()).collect(),
+        callbacks: Arc::new(Semaphore::new(config.max_inflight.get() as usize)),
     });
     running(Arc::clone(&link));
     let ended = loop {
         tokio::select! {
             line = read_line(&mut lines, &mut buf) => match line {
                 Ok(Some(line)) => {
-                    if let Err(why) = link.on_frame(bus, &line) {
+                    if let Err(why) = link.on_frame(bus, gateway, &line) {
                         break Ended::Failed(why);
                     }
                 }
@@ -356,8 +504,10 @@ pub async fn run(
         }
     };
     writer.abort();
-    // Callers still waiting learn it stopped.
+    // Callers still waiting learn it stopped; its channel accounts, that
+    // it is gone.
     link.pending.lock().expect("pending lock").clear();
+    link.accounts.lock().expect("accounts lock").clear();
     match ended {
         Ended::Stopped => stop_child(child).await,
         Ended::Failed(why) => fail(child, why).await,

@@ -3,7 +3,7 @@
 //! params, results, events and config to them.
 
 use crate::bus::PluginEvent;
-use crate::protocol::types::{PluginManifest, Scope};
+use crate::protocol::types::{PluginConfig, PluginManifest, Scope};
 use crate::protocol::{ErrorCode, RpcError, Schemas};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -41,6 +41,14 @@ pub struct Manifest {
     pub methods: BTreeMap<String, Arc<MethodDef>>,
     /// By local name, as the plugin sends them.
     pub events: BTreeMap<String, EventDef>,
+    /// The channel kinds it provides, by local name.
+    pub channels: BTreeMap<String, ChannelDef>,
+    config: jsonschema::Validator,
+}
+
+pub struct ChannelDef {
+    /// The longest reply sent at once.
+    pub max_chars: usize,
     config: jsonschema::Validator,
 }
 
@@ -151,26 +159,59 @@ impl Manifest {
             });
             events.insert(local, EventDef { kind, payload });
         }
+        let mut channels = BTreeMap::new();
+        for (local, spec) in &manifest.channels {
+            let local = local.to_string();
+            let config = compile(
+                &Value::Object(spec.config.clone()),
+                &format!("/channels/{local}/config"),
+            )?;
+            let max_chars = spec.max_message_chars as usize;
+            channels.insert(local, ChannelDef { max_chars, config });
+        }
         Ok(Manifest {
             version: manifest.version.to_string(),
             http: manifest.http.as_ref().map(|h| h.scope),
             methods,
             events,
+            channels,
             config: compile(&Value::Object(manifest.config.clone()), "/config")?,
         })
     }
 
-    /// Checks the plugin's config section against the manifest's schema.
-    pub fn check_config(&self, plugin: &str, config: &Value) -> Result<(), String> {
-        let problems = violations(&self.config, config);
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
+    /// Checks the plugin's config section, and its channel accounts',
+    /// against the manifest's schemas.
+    pub fn check_config(&self, plugin: &str, config: &PluginConfig) -> Result<(), String> {
+        let problems = violations(&self.config, &Value::Object(config.config.clone()));
+        if !problems.is_empty() {
+            return Err(format!(
                 "plugins.{plugin}.config does not match the plugin's config schema: {}",
                 describe(&problems)
-            ))
+            ));
         }
+        for (kind, accounts) in &config.channels {
+            let Some(def) = self.channels.get(kind.as_str()) else {
+                let declared: Vec<&str> = self.channels.keys().map(String::as_str).collect();
+                return Err(format!(
+                    "plugins.{plugin}.channels.{}: the plugin provides no channel {} (it provides: {})",
+                    kind.as_str(),
+                    kind.as_str(),
+                    if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
+                ));
+            };
+            for (id, account) in accounts {
+                let problems = violations(&def.config, &Value::Object(account.config.clone()));
+                if !problems.is_empty() {
+                    return Err(format!(
+                        "plugins.{plugin}.channels.{}.{}.config does not match the channel's config schema: {}",
+                        kind.as_str(),
+                        id.as_str(),
+                        describe(&problems)
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

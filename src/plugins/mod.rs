@@ -12,15 +12,16 @@ mod manifest;
 pub use link::Link;
 pub use manifest::{tool_method, tool_name, Manifest, MethodDef, PLUGIN_PROTOCOL};
 
+use crate::channels::{BoxFuture, Opened, PluginAccount, PluginChannels};
 use crate::protocol::types::{
     ConfigPluginsKey, PluginConfig, PluginHealth, PluginState, PluginStatus, Scope,
 };
-use crate::protocol::{Event, RpcError};
+use crate::protocol::{Event, Method, RpcError};
 use crate::runtime::Runtime;
 use link::{unavailable, Ended};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -31,11 +32,29 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A run this long forgives the failures before it.
 const STABLE_RUN: Duration = Duration::from_secs(60);
 
+/// The gateway methods plugins may call back, as the composition root
+/// provides them.
+pub trait Callbacks: Send + Sync {
+    /// Runs `method` for `plugin` (whose grants allow it): checks the
+    /// params and answers with the result's JSON.
+    fn call<'a>(
+        &'a self,
+        plugin: &'a str,
+        method: Method,
+        params: Value,
+    ) -> BoxFuture<'a, Result<String, RpcError>>;
+}
+
+/// How often a channel account waiting for its plugin looks it up again
+/// (the plugin may have been replaced by a config change).
+const LOOKUP_AGAIN: Duration = Duration::from_secs(1);
+
 /// One configured plugin and its supervisor.
 struct Plugin {
     config: PluginConfig,
     status: Mutex<PluginStatus>,
-    link: Mutex<Option<Arc<Link>>>,
+    /// The running process, when it runs.
+    link: watch::Sender<Option<Arc<Link>>>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -43,6 +62,7 @@ struct Plugin {
 pub struct PluginService {
     rt: Runtime,
     plugins: Mutex<BTreeMap<String, Arc<Plugin>>>,
+    gateway: OnceLock<Weak<dyn Callbacks>>,
 }
 
 /// A call to a plugin method the caller may make once its scope allows.
@@ -86,7 +106,14 @@ impl PluginService {
         Arc::new(PluginService {
             rt,
             plugins: Mutex::default(),
+            gateway: OnceLock::new(),
         })
+    }
+
+    /// Lets plugins call the gateway methods their grants name (set
+    /// once, by the composition root).
+    pub fn set_callbacks(&self, gateway: Weak<dyn Callbacks>) {
+        let _ = self.gateway.set(gateway);
     }
 
     /// Starts the configured plugins, without waiting for any of them,
@@ -147,7 +174,7 @@ impl PluginService {
                     events: Vec::new(),
                     last_error: None,
                 }),
-                link: Mutex::default(),
+                link: watch::channel(None).0,
                 stop: watch::channel(false).0,
                 task: Mutex::default(),
             });
@@ -176,13 +203,14 @@ impl PluginService {
         loop {
             self.set_state(&plugin, PluginState::Starting, None, None);
             let started = Instant::now();
-            let ended = link::run(&name, &plugin.config, &self.rt.bus, &mut stop, |link| {
-                *plugin.link.lock().expect("link lock") = Some(Arc::clone(&link));
+            let gateway = self.gateway.get();
+            let ended = link::run(&name, &plugin.config, &self.rt.bus, gateway, &mut stop, |link| {
+                plugin.link.send_replace(Some(Arc::clone(&link)));
                 self.set_state(&plugin, PluginState::Running, Some(&link), None);
                 tracing::info!(plugin = %name, pid = link.pid, version = %link.manifest.version, "plugin running");
             })
             .await;
-            plugin.link.lock().expect("link lock").take();
+            plugin.link.send_replace(None);
             let why = match ended {
                 Ended::Stopped => {
                     self.set_state(&plugin, PluginState::Stopped, None, None);
@@ -273,7 +301,7 @@ impl PluginService {
     pub fn resolve(&self, method: &str) -> Option<Result<Call, RpcError>> {
         let (prefix, _) = method.split_once('.')?;
         let plugin = Arc::clone(self.plugins.lock().expect("plugins lock").get(prefix)?);
-        let link = plugin.link.lock().expect("link lock").clone();
+        let link = plugin.link.borrow().clone();
         let Some(link) = link else {
             let status = plugin.status.lock().expect("status lock").clone();
             let why = match status.state {
@@ -332,7 +360,7 @@ impl PluginService {
     /// it cannot answer now.
     pub fn http_target(&self, name: &str) -> Option<Result<HttpTarget, RpcError>> {
         let plugin = Arc::clone(self.plugins.lock().expect("plugins lock").get(name)?);
-        let link = plugin.link.lock().expect("link lock").clone();
+        let link = plugin.link.borrow().clone();
         let Some(link) = link else {
             return Some(Err(unavailable(format!("plugin {name} is not running"))));
         };
@@ -342,6 +370,29 @@ impl PluginService {
             timeout: Duration::from_millis(plugin.config.call_timeout_ms as u64),
             link,
         }))
+    }
+
+    /// The running process of plugin `name`, once it runs.
+    async fn running(&self, name: &str) -> Arc<Link> {
+        loop {
+            let plugin = self
+                .plugins
+                .lock()
+                .expect("plugins lock")
+                .get(name)
+                .cloned();
+            let Some(plugin) = plugin else {
+                tokio::time::sleep(LOOKUP_AGAIN).await;
+                continue;
+            };
+            let mut link = plugin.link.subscribe();
+            let waited = tokio::time::timeout(LOOKUP_AGAIN, link.wait_for(Option::is_some)).await;
+            if let Ok(Ok(running)) = waited {
+                if let Some(link) = running.clone() {
+                    return link;
+                }
+            }
+        }
     }
 
     /// Every plugin, by name.
@@ -378,5 +429,26 @@ impl PluginService {
                 let _ = tokio::time::timeout(Duration::from_secs(6), task).await;
             }
         }
+    }
+}
+
+impl PluginChannels for PluginService {
+    fn open<'a>(&'a self, account: &'a PluginAccount) -> BoxFuture<'a, Result<Opened, String>> {
+        Box::pin(async move {
+            let link = self.running(&account.plugin).await;
+            let Some(def) = link.manifest.channels.get(&account.kind) else {
+                return Err(format!(
+                    "plugin {} provides no channel {}",
+                    account.plugin, account.kind
+                ));
+            };
+            let max_chars = def.max_chars;
+            let inbound = link.open_account(&account.kind, &account.id);
+            Ok(Opened {
+                inbound,
+                outbox: link,
+                max_chars,
+            })
+        })
     }
 }

@@ -134,6 +134,15 @@ const PROBES: &[(&str, &str)] = &[
     ("plugins.*.callTimeoutMs", "plugin_settings"),
     ("plugins.*.maxInflight", "plugin_settings"),
     ("plugins.*.maxEventsPerSecond", "plugin_settings"),
+    ("plugins.*.grants", "plugin_channels"),
+    ("plugins.*.channels.*.*.enabled", "plugin_channels"),
+    ("plugins.*.channels.*.*.dmPolicy", "plugin_channels"),
+    ("plugins.*.channels.*.*.allowFrom", "plugin_channels"),
+    ("plugins.*.channels.*.*.groups", "plugin_channels"),
+    ("plugins.*.channels.*.*.requireMention", "plugin_channels"),
+    ("plugins.*.channels.*.*.groupPolicy", "plugin_channels"),
+    ("plugins.*.channels.*.*.groupAllowFrom", "plugin_channels"),
+    ("plugins.*.channels.*.*.config", "plugin_channels"),
 ];
 
 // ---- the schema walk ----------------------------------------------------
@@ -1598,4 +1607,133 @@ async fn plugin_settings() {
     );
     live.set("plugins.rogue.enabled", json!(true)).await;
     wait_state(&mut live.admin, "rogue", "running").await;
+}
+
+/// What became of one message said in the room plugin's lobby: "taken"
+/// by the pipeline, "dropped" by the account's policy, or "lost" (the
+/// account is not connected yet).
+async fn fate(live: &mut Live, from: &str, group: Option<(&str, bool)>) -> &'static str {
+    async fn counts(live: &mut Live) -> Option<(u64, u64)> {
+        let status = live.admin.call("channels.status", json!({})).await;
+        let account = status["result"]["channels"]
+            .as_array()?
+            .iter()
+            .find(|c| c["channel"] == "room.chat" && c["status"] == "connected")?
+            .clone();
+        Some((account["received"].as_u64()?, account["dropped"].as_u64()?))
+    }
+    let Some((received, dropped)) = counts(live).await else {
+        return "lost";
+    };
+    let mut say = json!({"account": "lobby", "from": from, "text": "hi"});
+    if let Some((group, mentioned)) = group {
+        say["group"] = json!(group);
+        say["mentioned"] = json!(mentioned);
+    }
+    if live.admin.call("room.say", say).await["error"].is_object() {
+        return "lost";
+    }
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        match counts(live).await {
+            Some((r, d)) if r > received => return if d > dropped { "dropped" } else { "taken" },
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    "lost"
+}
+
+/// A plugin channel account's policy and settings, and the plugin's
+/// grants, apply to the running plugin once changed over RPC.
+#[tokio::test]
+async fn plugin_channels() {
+    use crate::plugins::{error, room_section, wait_state};
+    let mut live = Live::start(&room_section("", "config = { topic = \"general\" }")).await;
+    wait_state(&mut live.admin, "room", "running").await;
+    let lobby = "plugins.room.channels.chat.lobby";
+
+    // grants.
+    let recall = json!({"sessionKey": "agent:main:main"});
+    let refused = live.admin.call("room.recall", recall.clone()).await;
+    assert_eq!(error(&refused).0, -32002, "{refused}");
+    live.set("plugins.room.grants", json!(["sessions.history"]))
+        .await;
+    // No session yet: the gateway's own answer comes back through the plugin.
+    eventually!("the grant applies", {
+        let answer = live.admin.call("room.recall", recall.clone()).await;
+        answer["error"]["message"] == "plugin room: no session agent:main:main"
+    });
+
+    // allowFrom, then dmPolicy.
+    eventually!(
+        "the account runs",
+        fate(&mut live, "alice", None).await == "dropped"
+    );
+    live.set(&format!("{lobby}.allowFrom"), json!(["alice"]))
+        .await;
+    eventually!(
+        "alice is let in",
+        fate(&mut live, "alice", None).await == "taken"
+    );
+    assert_eq!(fate(&mut live, "mallory", None).await, "dropped");
+    live.set(&format!("{lobby}.dmPolicy"), json!("open")).await;
+    eventually!(
+        "anyone is let in",
+        fate(&mut live, "mallory", None).await == "taken"
+    );
+    live.set(&format!("{lobby}.dmPolicy"), json!("disabled"))
+        .await;
+    eventually!(
+        "no one is let in",
+        fate(&mut live, "alice", None).await == "dropped"
+    );
+
+    // groups, requireMention, groupAllowFrom, groupPolicy.
+    let team = |mentioned| Some(("#team", mentioned));
+    assert_eq!(fate(&mut live, "alice", team(true)).await, "dropped");
+    live.set(&format!("{lobby}.groups"), json!(["#team"])).await;
+    eventually!(
+        "the group is joined",
+        fate(&mut live, "alice", team(true)).await == "taken"
+    );
+    assert_eq!(fate(&mut live, "alice", team(false)).await, "dropped");
+    live.set(&format!("{lobby}.requireMention"), json!(false))
+        .await;
+    eventually!(
+        "no mention needed",
+        fate(&mut live, "alice", team(false)).await == "taken"
+    );
+    assert_eq!(fate(&mut live, "bob", team(true)).await, "dropped");
+    live.set(&format!("{lobby}.groupAllowFrom"), json!(["bob"]))
+        .await;
+    eventually!(
+        "bob may speak in groups",
+        fate(&mut live, "bob", team(true)).await == "taken"
+    );
+    assert_eq!(fate(&mut live, "carol", team(true)).await, "dropped");
+    live.set(&format!("{lobby}.groupPolicy"), json!("open"))
+        .await;
+    eventually!(
+        "every member may speak",
+        fate(&mut live, "carol", team(true)).await == "taken"
+    );
+
+    // config: held to the channel's schema before the plugin starts.
+    live.set(&format!("{lobby}.config"), json!({"topic": 7}))
+        .await;
+    let failed = wait_state(&mut live.admin, "room", "failed").await;
+    assert!(
+        failed["lastError"].as_str().unwrap().contains("at /topic"),
+        "{failed}"
+    );
+    live.set(&format!("{lobby}.config"), json!({"topic": "news"}))
+        .await;
+    wait_state(&mut live.admin, "room", "running").await;
+
+    // enabled.
+    live.set(&format!("{lobby}.enabled"), json!(false)).await;
+    eventually!("the account is gone", {
+        let status = live.admin.call("channels.status", json!({})).await;
+        status["result"]["channels"].as_array().unwrap().is_empty()
+    });
 }

@@ -692,3 +692,181 @@ async fn a_plugin_serves_http_behind_the_gateways_checks() {
         "no credential, no names"
     );
 }
+
+/// The Rust example plugin (examples/room_plugin.rs), which `cargo test`
+/// builds beside the test binary.
+fn room_plugin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile = exe.parent().unwrap().parent().unwrap();
+    let path = profile.join("examples").join("room_plugin");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test` (or `cargo build --examples` first)",
+        path.display()
+    );
+    path
+}
+
+/// A `[plugins.room]` section with its chat channel's lobby account.
+pub fn room_section(extra: &str, lobby: &str) -> String {
+    format!(
+        "[plugins.room]\ncommand = {:?}\n{extra}\n[plugins.room.channels.chat.lobby]\n{lobby}\n",
+        room_plugin().to_str().unwrap()
+    )
+}
+
+/// The account's line of channels.status, once it is connected.
+async fn wait_account(ws: &mut Ws, channel: &str, account: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = ws.call("channels.status", json!({})).await;
+        let found = status["result"]["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["channel"] == channel && c["accountId"] == account)
+            .cloned();
+        if let Some(c) = found.filter(|c| c["status"] == "connected") {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{channel}:{account} never connected: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_plugin_channel_goes_through_the_gateways_policy_agent_and_reply() {
+    let lobby = "allowFrom = [\"alice\"]\ngroups = [\"#team\"]\nconfig = { topic = \"general\" }";
+    let sections = room_section("grants = [\"sessions.history\"]", lobby);
+    let gw = TestGateway::start_with_sections(&sections).await;
+    let mut ws = gw.operator().await;
+    wait_state(&mut ws, "room", "running").await;
+    wait_account(&mut ws, "room.chat", "lobby").await;
+    let say = |from: &str, text: &str| json!({"account": "lobby", "from": from, "text": text});
+
+    // A stranger is dropped by the account's allowlist: the plugin did
+    // nothing to filter, and no agent ever sees the message.
+    let said = ws.call("room.say", say("mallory", "let me in")).await;
+    assert_eq!(said["result"], json!({"accepted": true}), "{said}");
+    ws.call("room.say", say("alice", "hello room")).await;
+    let delivered = ws.event("room.delivered").await;
+    assert_eq!(
+        delivered["data"],
+        json!({"account": "lobby", "peer": "alice", "text": "hello room"}),
+        "the echo agent's answer to alice, and nothing for mallory"
+    );
+    // In a group, alice is answered only when she mentions the assistant,
+    // and the reply goes to the group.
+    let in_group = |mentioned: bool| {
+        json!({"account": "lobby", "from": "alice", "text": "team news",
+               "group": "#team", "mentioned": mentioned})
+    };
+    ws.call("room.say", in_group(false)).await;
+    ws.call("room.say", in_group(true)).await;
+    let delivered = ws.event("room.delivered").await;
+    assert_eq!(delivered["data"]["group"], "#team", "{delivered}");
+    let account = wait_account(&mut ws, "room.chat", "lobby").await;
+    assert_eq!(
+        (
+            &account["received"],
+            &account["dropped"],
+            &account["replied"]
+        ),
+        (&json!(4), &json!(2), &json!(2)),
+        "{account}"
+    );
+
+    // The plugin calls back sessions.history, which its grants allow:
+    // direct messages share the main session (session.dmScope main).
+    let sessions = ws.call("sessions", json!({})).await;
+    let keys: Vec<&str> = sessions["result"]["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        ["agent:main:room.chat:group:#team", "agent:main:main"]
+    );
+    let recalled = ws
+        .call("room.recall", json!({"sessionKey": "agent:main:main"}))
+        .await;
+    assert_eq!(
+        recalled["result"],
+        json!({"messages": 2, "last": "hello room"}),
+        "{recalled}"
+    );
+
+    // Its HTTP route shows what it delivered.
+    let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
+    let (status, _, body) = http(&gw.http, "GET", "/plugins/room/outbox", &bearer, "").await;
+    assert_eq!(status, 200, "{body}");
+    let outbox: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(outbox.as_array().unwrap().len(), 2, "{outbox}");
+}
+
+#[tokio::test]
+async fn a_plugin_calls_back_only_the_methods_its_grants_name() {
+    let gw = TestGateway::start_with_sections(&room_section("", "allowFrom = [\"alice\"]")).await;
+    let mut ws = gw.operator().await;
+    wait_state(&mut ws, "room", "running").await;
+    let recalled = ws
+        .call("room.recall", json!({"sessionKey": "agent:main:main"}))
+        .await;
+    assert_eq!(
+        error(&recalled),
+        (
+            -32002,
+            "plugin room: plugin room may not call sessions.history (plugins.room.grants)".into()
+        )
+    );
+
+    // Grants name the gateway's methods, never connect.
+    let dir = temp_dir("plugin-grants");
+    let config = dir.join("clawgate.toml");
+    let grants = "grants = [\"connect\", \"sessions.histroy\"]";
+    save_file(&config, &room_section(grants, ""));
+    let out = std::process::Command::new(bin())
+        .args(["config", "validate"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("connect cannot be granted"), "{text}");
+    assert!(text.contains("did you mean sessions.history?"), "{text}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn channel_accounts_a_plugin_cannot_take_keep_it_from_starting() {
+    // An account whose config does not match the channel's schema.
+    let lobby = "config = { topic = 7 }";
+    let gw = TestGateway::start_with_sections(&room_section("", lobby)).await;
+    let mut ws = gw.operator().await;
+    let failed = wait_state(&mut ws, "room", "failed").await;
+    let why = failed["lastError"].as_str().unwrap();
+    assert!(
+        why.starts_with(
+            "plugins.room.channels.chat.lobby.config does not match the channel's config schema"
+        ) && why.contains("at /topic"),
+        "{why}"
+    );
+    // A channel kind the plugin does not provide.
+    let sections = format!(
+        "[plugins.room]\ncommand = {:?}\n[plugins.room.channels.fax.office]\n",
+        room_plugin().to_str().unwrap()
+    );
+    let gw = TestGateway::start_with_sections(&sections).await;
+    let mut ws = gw.operator().await;
+    let failed = wait_state(&mut ws, "room", "failed").await;
+    assert_eq!(
+        failed["lastError"],
+        "plugins.room.channels.fax: the plugin provides no channel fax (it provides: chat)"
+    );
+}

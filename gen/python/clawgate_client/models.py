@@ -233,9 +233,9 @@ class BindInfo(BaseModel):
     )
 
 
-class ChannelKind(str, Enum):
+class BuiltinChannelKind(str, Enum):
     """
-    A kind of channel.
+    A channel built into the gateway.
     """
 
     telegram = 'telegram'
@@ -252,22 +252,6 @@ class ChannelStatus(str, Enum):
     connected = 'connected'
     disconnected = 'disconnected'
     error = 'error'
-
-
-class ChannelsRestartParams(BaseModel):
-    model_config = ConfigDict(
-        extra='forbid',
-    )
-    accountId: str = Field(..., description='The account.', min_length=1)
-    channel: ChannelKind = Field(..., description='The kind of channel.')
-
-
-class ChannelsRestartResult(BaseModel):
-    model_config = ConfigDict(
-        extra='ignore',
-    )
-    accountId: str = Field(..., description='The account.')
-    channel: ChannelKind = Field(..., description='The kind of channel.')
 
 
 class ChannelsStatusParams(BaseModel):
@@ -1543,6 +1527,75 @@ class PluginCancelFrame(BaseModel):
     cancel: str = Field(..., description='The id of the request.')
 
 
+class PluginChannelAccount(BaseModel):
+    """
+    One account of a plugin's channel: who may reach the assistant through it (the gateway applies this policy to every inbound message before an agent sees it, without the plugin's cooperation) and the account's own settings for the plugin.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    allowFrom: list[str] | None = Field(
+        [],
+        description='Who may send direct messages under dmPolicy allowlist (and speak in groups under groupPolicy allowlist, unless groupAllowFrom is set): sender ids as the plugin reports them (its from), as patterns where * matches any run of characters.',
+    )
+    config: dict[str, Any] | None = Field(
+        {},
+        description="The account's settings for the plugin, validated against the channel's config schema in the manifest; sent to the plugin in its init.",
+    )
+    dmPolicy: DmPolicy | None = Field(
+        'allowlist',
+        description='Direct messages: open (anyone), allowlist (only allowFrom), or disabled. Messages that fail are dropped unanswered and counted.',
+    )
+    enabled: bool | None = Field(True, description='Whether the account runs.')
+    groupAllowFrom: list[str] | None = Field(
+        None,
+        description='Senders allowed to speak in groups under groupPolicy allowlist, as patterns like allowFrom; when empty, allowFrom applies.',
+    )
+    groupPolicy: GroupPolicy | None = Field(
+        'allowlist',
+        description='Who may speak to the assistant in the allowed groups: allowlist (only senders in groupAllowFrom, else allowFrom) or open (every member).',
+    )
+    groups: list[str] | None = Field(
+        [],
+        description='Group or channel ids the assistant takes part in; messages from other groups are dropped.',
+    )
+    requireMention: bool | None = Field(
+        True, description='In groups, answer only messages that mention the assistant.'
+    )
+
+
+class PluginChannelKind(RootModel[str]):
+    root: str = Field(
+        ...,
+        description="A channel a plugin provides: <plugin>.<kind>, the plugin's configured name and the kind its manifest declares.",
+        pattern='^[a-z][a-z0-9-]{0,31}\\.[a-z][a-z0-9-]{0,31}$',
+    )
+
+
+class PluginChannelSpec(BaseModel):
+    """
+    One channel kind a plugin provides.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    config: dict[str, Any] | None = Field(
+        None,
+        description="JSON Schema of an account's config section (channels.<kind>.<account>.config); accounts that do not match stop the plugin from starting, with the located error. Default: any object.",
+    )
+    maxMessageChars: int | None = Field(
+        4000,
+        description='The longest reply the channel sends at once; longer replies are split at a line break or space into several PluginSendRequests.',
+        ge=16,
+        le=1000000,
+    )
+    summary: str = Field(
+        ..., description='What the channel connects to.', max_length=500, min_length=1
+    )
+
+
 class PluginEventFrame(BaseModel):
     """
     An event from a plugin: the local name of a declared event and its payload.
@@ -1553,6 +1606,24 @@ class PluginEventFrame(BaseModel):
     )
     data: Any = Field(..., description="The payload, matching the event's schema.")
     event: str = Field(..., description='The local event name.')
+
+
+class PluginGatewayRequest(BaseModel):
+    """
+    A call from the plugin to a gateway method its config grants (plugins.<name>.grants): {"id": <the plugin's own id>, "method": …, "params": …}. The gateway checks the grant and the params, runs the method with the grant's scope, and answers with a ResultFrame or ErrorFrame carrying the same id (forbidden for a method not granted). At most maxInflight run at once.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    id: str = Field(
+        ...,
+        description="The plugin's id for the call, echoed in the answer.",
+        max_length=128,
+        min_length=1,
+    )
+    method: str = Field(..., description='A gateway method, as clients call it.')
+    params: dict[str, Any] | None = Field({}, description='Its params.')
 
 
 class PluginHttpRequest(BaseModel):
@@ -1590,13 +1661,52 @@ class PluginHttpResponse(BaseModel):
     status: int = Field(..., description='The HTTP status.', ge=200, le=599)
 
 
-class PluginInit(BaseModel):
+class PluginInbound(BaseModel):
     """
-    The gateway's answer to the manifest: the protocol version chosen, the name the plugin is configured under, and its validated config section.
+    A message one of the plugin's channel accounts received, sent as {"inbound": PluginInbound}. The gateway applies the account's policy (dmPolicy, allowFrom, groups, requireMention), counts it, and if it is let in, runs the agent turn and sends the reply back as PluginSendRequests. No answer is written to the plugin; a message refused by policy is dropped and counted.
     """
 
     model_config = ConfigDict(
         extra='ignore',
+    )
+    account: str = Field(..., description='The account id it arrived on.')
+    channel: str = Field(..., description='The local channel kind, as declared.')
+    from_: str = Field(
+        ...,
+        alias='from',
+        description='Who sent it, as allowFrom names senders: an id the sender cannot choose or forge on the channel.',
+        max_length=256,
+        min_length=1,
+    )
+    group: str | None = Field(
+        None,
+        description='The group or room it was said in; absent for a direct message.',
+        max_length=256,
+        min_length=1,
+    )
+    mentioned: bool | None = Field(
+        False, description='Whether it mentions the assistant (groups).'
+    )
+    peer: str | None = Field(
+        None,
+        description='Who to answer and whose session it is; default: from.',
+        max_length=256,
+        min_length=1,
+    )
+    text: str = Field(..., description='The message.', max_length=65536, min_length=1)
+
+
+class PluginInit(BaseModel):
+    """
+    The gateway's answer to the manifest: the protocol version chosen, the name the plugin is configured under, its validated config section, and the accounts of its channels.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    channels: dict[str, dict[str, dict[str, Any]]] | None = Field(
+        {},
+        description="The enabled accounts of each channel kind it declared: kind → account id → the account's config section. The plugin should run these accounts and no others.",
     )
     config: dict[str, Any] = Field(..., description="The plugin's config section.")
     name: str = Field(
@@ -1615,6 +1725,26 @@ class Example(BaseModel):
 
     params: Any | None = Field(None, description='Example params.')
     result: Any | None = Field(None, description='The result they get.')
+
+
+class PluginSend(BaseModel):
+    """
+    A reply for a channel account to deliver, sent as {"id": …, "send": PluginSend}; the plugin answers {"id": …, "result": {}} once delivered, or an ErrorFrame (counted as failed).
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    account: str = Field(..., description='The account that is to send it.')
+    channel: str = Field(..., description='The local channel kind.')
+    group: str | None = Field(
+        None, description='The group it was said in, if any: answer there.'
+    )
+    peer: str = Field(..., description='The peer of the message being answered.')
+    sessionKey: str = Field(..., description='The session the exchange belongs to.')
+    text: str = Field(
+        ..., description="The reply, at most the channel's maxMessageChars."
+    )
 
 
 class PluginState(str, Enum):
@@ -2067,58 +2197,6 @@ class ApprovalsPendingResult(BaseModel):
     approvals: list[ExecApproval] = Field(..., description='Waiting requests.')
 
 
-class Match(BaseModel):
-    """
-    What a message must match; fields left out match anything.
-    """
-
-    model_config = ConfigDict(
-        extra='ignore',
-    )
-    accountId: str | None = Field(None, description='The account.')
-    channel: ChannelKind | None = Field(None, description='telegram, irc or webhook.')
-    group: str | None = Field(None, description='The group or channel id.')
-    peer: str | None = Field(None, description="The sender's id.")
-
-
-class Binding(BaseModel):
-    """
-    Routes matching channel messages to an agent.
-    """
-
-    model_config = ConfigDict(
-        extra='ignore',
-    )
-    agentId: str = Field(..., description='The agent that answers.', min_length=1)
-    match: Match = Field(
-        ..., description='What a message must match; fields left out match anything.'
-    )
-
-
-class ChannelConnectedEvent(BaseModel):
-    model_config = ConfigDict(
-        extra='ignore',
-    )
-    accountId: str = Field(..., description='The account.')
-    channel: ChannelKind = Field(..., description='The kind of channel.')
-
-
-class ChannelDisconnectedEvent(BaseModel):
-    model_config = ConfigDict(
-        extra='ignore',
-    )
-    accountId: str = Field(..., description='The account.')
-    channel: ChannelKind = Field(..., description='The kind of channel.')
-    error: str | None = Field(
-        None, description='What went wrong, if anything (absent when it was stopped).'
-    )
-    retryInMs: int | None = Field(
-        None,
-        description='When the monitor tries again; absent when it was stopped.',
-        ge=0,
-    )
-
-
 class ChannelHealth(BaseModel):
     """
     Health of one channel account; the key is <channel>:<accountId>.
@@ -2138,50 +2216,27 @@ class ChannelHealth(BaseModel):
     status: ChannelStatus = Field(..., description='Its status.')
 
 
-class ChannelInfo(BaseModel):
-    """
-    One channel account as the channel manager sees it.
-    """
+class ChannelKind(RootModel[BuiltinChannelKind | PluginChannelKind]):
+    root: BuiltinChannelKind | PluginChannelKind = Field(
+        ...,
+        description='A kind of channel: one built into the gateway, or <plugin>.<kind> for a channel a plugin provides. Clients should show kinds they do not know as text.',
+    )
 
+
+class ChannelsRestartParams(BaseModel):
     model_config = ConfigDict(
-        extra='ignore',
+        extra='forbid',
     )
-    accountId: str = Field(
-        ..., description='The account, as named in channels.<channel>.<accountId>.'
-    )
+    accountId: str = Field(..., description='The account.', min_length=1)
     channel: ChannelKind = Field(..., description='The kind of channel.')
-    dropped: int = Field(
-        ...,
-        description='Messages dropped by the security policy (never answered, never shown to an agent).',
-        ge=0,
-    )
-    failed: int = Field(
-        ..., description='Messages whose turn or delivery failed.', ge=0
-    )
-    lastError: str | None = Field(None, description='The last error, if any.')
-    nextRetryAtMs: int | None = Field(
-        None,
-        description='When it tries to connect again, while disconnected or in error.',
-        ge=0,
-    )
-    received: int = Field(..., description='Messages received.', ge=0)
-    replied: int = Field(..., description='Replies delivered.', ge=0)
-    restarts: int = Field(
-        ...,
-        description='Times the monitor restarted it since the gateway started (or the account last changed).',
-        ge=0,
-    )
-    sinceMs: int = Field(..., description='When it entered this status.', ge=0)
-    status: ChannelStatus = Field(
-        ..., description='Its status, as in the health snapshot.'
-    )
 
 
-class ChannelsStatusResult(BaseModel):
+class ChannelsRestartResult(BaseModel):
     model_config = ConfigDict(
         extra='ignore',
     )
-    channels: list[ChannelInfo] = Field(..., description='By channel, then account.')
+    accountId: str = Field(..., description='The account.')
+    channel: ChannelKind = Field(..., description='The kind of channel.')
 
 
 class ChatMessage(BaseModel):
@@ -2629,6 +2684,107 @@ class AgentMessageEvent(BaseModel):
     )
 
 
+class Match(BaseModel):
+    """
+    What a message must match; fields left out match anything.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    accountId: str | None = Field(None, description='The account.')
+    channel: ChannelKind | None = Field(
+        None,
+        description="telegram, irc, webhook, or <plugin>.<kind> for a plugin's channel.",
+    )
+    group: str | None = Field(None, description='The group or channel id.')
+    peer: str | None = Field(None, description="The sender's id.")
+
+
+class Binding(BaseModel):
+    """
+    Routes matching channel messages to an agent.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    agentId: str = Field(..., description='The agent that answers.', min_length=1)
+    match: Match = Field(
+        ..., description='What a message must match; fields left out match anything.'
+    )
+
+
+class ChannelConnectedEvent(BaseModel):
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    accountId: str = Field(..., description='The account.')
+    channel: ChannelKind = Field(..., description='The kind of channel.')
+
+
+class ChannelDisconnectedEvent(BaseModel):
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    accountId: str = Field(..., description='The account.')
+    channel: ChannelKind = Field(..., description='The kind of channel.')
+    error: str | None = Field(
+        None, description='What went wrong, if anything (absent when it was stopped).'
+    )
+    retryInMs: int | None = Field(
+        None,
+        description='When the monitor tries again; absent when it was stopped.',
+        ge=0,
+    )
+
+
+class ChannelInfo(BaseModel):
+    """
+    One channel account as the channel manager sees it.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    accountId: str = Field(
+        ..., description='The account, as named in channels.<channel>.<accountId>.'
+    )
+    channel: ChannelKind = Field(..., description='The kind of channel.')
+    dropped: int = Field(
+        ...,
+        description='Messages dropped by the security policy (never answered, never shown to an agent).',
+        ge=0,
+    )
+    failed: int = Field(
+        ..., description='Messages whose turn or delivery failed.', ge=0
+    )
+    lastError: str | None = Field(None, description='The last error, if any.')
+    nextRetryAtMs: int | None = Field(
+        None,
+        description='When it tries to connect again, while disconnected or in error.',
+        ge=0,
+    )
+    received: int = Field(..., description='Messages received.', ge=0)
+    replied: int = Field(..., description='Replies delivered.', ge=0)
+    restarts: int = Field(
+        ...,
+        description='Times the monitor restarted it since the gateway started (or the account last changed).',
+        ge=0,
+    )
+    sinceMs: int = Field(..., description='When it entered this status.', ge=0)
+    status: ChannelStatus = Field(
+        ..., description='Its status, as in the health snapshot.'
+    )
+
+
+class ChannelsStatusResult(BaseModel):
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    channels: list[ChannelInfo] = Field(..., description='By channel, then account.')
+
+
 class CronFinishedEvent(BaseModel):
     model_config = ConfigDict(
         extra='ignore',
@@ -2740,6 +2896,10 @@ class PluginManifest(BaseModel):
 
     model_config = ConfigDict(
         extra='ignore',
+    )
+    channels: dict[str, PluginChannelSpec] | None = Field(
+        {},
+        description='Channel kinds the plugin provides, by local name: the gateway passes it the configured accounts in its init, takes their inbound messages (PluginInboundFrame) through the same policy, routing and agent turn as built-in channels, and sends the replies back (PluginSendRequest). Clients see the channel as <name>.<kind>.',
     )
     config: dict[str, Any] | None = Field(
         None,
