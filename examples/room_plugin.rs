@@ -238,7 +238,10 @@ fn main() {
     let Some(Ok(init)) = lines.next() else {
         return;
     };
-    let init: Value = serde_json::from_str(&init).expect("the init line is JSON");
+    let Ok(init) = serde_json::from_str::<Value>(&init) else {
+        eprintln!("room: the init line is not JSON");
+        return;
+    };
     if let Some(accounts) = init["channels"]["chat"].as_object() {
         room.accounts = accounts.clone();
     }

@@ -63,6 +63,14 @@ enum Command {
         /// The repository root that holds gen/.
         #[arg(long, default_value = ".")]
         root: PathBuf,
+        /// Instead, write the TypeScript and Python client additions for a plugin's methods and
+        /// events, from its manifest: [NAME=]MANIFEST, NAME being the name it is configured under
+        /// (default: the manifest's name). Repeatable.
+        #[arg(long = "plugin", value_name = "[NAME=]MANIFEST")]
+        plugins: Vec<String>,
+        /// Where --plugin writes: <out>/typescript/<name>.js and .d.ts, <out>/python/<name>_plugin.py.
+        #[arg(long, default_value = "gen/plugins")]
+        out: String,
     },
 }
 
@@ -263,7 +271,22 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Man { dir } => man(dir.as_deref()),
-        Command::Gen { check, root } => generate(&root, check),
+        Command::Gen {
+            check,
+            root,
+            plugins,
+            out,
+        } if !plugins.is_empty() => {
+            let files = clawgate::cli::plugin::client_files(&root, &out, &plugins);
+            match files.and_then(|files| write_files(&root, files, check)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("clawgate: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Gen { check, root, .. } => generate(&root, check),
         Command::Protocol(command) => ExitCode::from(protocol(command)),
         Command::Plugin(PluginCommand::Check { manifest }) => {
             ExitCode::from(clawgate::cli::plugin::check(&manifest))
@@ -705,7 +728,6 @@ fn protocol(command: ProtocolCommand) -> u8 {
 }
 
 fn generate(root: &std::path::Path, check: bool) -> ExitCode {
-    let mut stale = Vec::new();
     let mut files: Vec<(String, String)> = clawgate::docs::generated_files()
         .into_iter()
         .map(|(path, content)| (path.to_string(), content))
@@ -714,13 +736,27 @@ fn generate(root: &std::path::Path, check: bool) -> ExitCode {
         ts.extend(clawgate::sdk::python_files()?);
         Ok(ts)
     });
-    match sdks {
-        Ok(sdk) => files.extend(sdk),
+    let written = sdks.and_then(|sdk| {
+        files.extend(sdk);
+        write_files(root, files, check)
+    });
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("clawgate: {e}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
     }
+}
+
+/// Writes the files that differ (paths relative to `root`); with `check`,
+/// writes nothing and fails naming the stale ones.
+fn write_files(
+    root: &std::path::Path,
+    files: Vec<(String, String)>,
+    check: bool,
+) -> Result<(), String> {
+    let mut stale = Vec::new();
     for (path, content) in files {
         let full = root.join(&path);
         let current = std::fs::read_to_string(&full).unwrap_or_default();
@@ -731,23 +767,18 @@ fn generate(root: &std::path::Path, check: bool) -> ExitCode {
             stale.push(path);
             continue;
         }
-        let written = full
-            .parent()
+        full.parent()
             .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(&full, content));
-        if let Err(e) = written {
-            eprintln!("clawgate: cannot write {}: {e}", full.display());
-            return ExitCode::FAILURE;
-        }
+            .and_then(|()| std::fs::write(&full, content))
+            .map_err(|e| format!("cannot write {}: {e}", full.display()))?;
         println!("wrote {path}");
     }
     if stale.is_empty() {
-        ExitCode::SUCCESS
+        Ok(())
     } else {
-        eprintln!(
-            "clawgate: stale generated files (run `clawgate gen`): {}",
+        Err(format!(
+            "stale generated files (run `clawgate gen`): {}",
             stale.join(", ")
-        );
-        ExitCode::FAILURE
+        ))
     }
 }

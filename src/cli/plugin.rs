@@ -43,3 +43,29 @@ pub fn check(path: &Path) -> u8 {
         }
     }
 }
+
+/// The client additions `clawgate gen --plugin` writes, for each
+/// `[NAME=]MANIFEST`; a manifest the gateway would refuse is an error.
+pub fn client_files(
+    root: &Path,
+    out: &str,
+    plugins: &[String],
+) -> Result<Vec<(String, String)>, String> {
+    let mut files = Vec::new();
+    for arg in plugins {
+        let (name, path) = match arg.split_once('=') {
+            Some((name, path)) => (Some(name), path),
+            None => (None, arg.as_str()),
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{path}: the manifest is not JSON: {e}"))?;
+        let name = name
+            .or(value["name"].as_str())
+            .unwrap_or("plugin")
+            .to_string();
+        Manifest::parse(&name, &value).map_err(|e| format!("{path}: {e}"))?;
+        files.extend(crate::sdk::plugin_files(root, out, &name, &value)?);
+    }
+    Ok(files)
+}

@@ -870,3 +870,120 @@ async fn channel_accounts_a_plugin_cannot_take_keep_it_from_starting() {
         "plugins.room.channels.fax: the plugin provides no channel fax (it provides: chat)"
     );
 }
+
+/// The manifest a plugin program writes as its first line.
+fn manifest_of(program: &std::path::Path) -> Value {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(program)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    drop(child.stdin.take());
+    child.wait().unwrap();
+    serde_json::from_str(&line).unwrap()
+}
+
+#[tokio::test]
+async fn gen_writes_typed_client_additions_for_a_plugin() {
+    let dir = temp_dir("plugin-gen");
+    let manifest = dir.join("room.json");
+    std::fs::write(&manifest, manifest_of(&room_plugin()).to_string()).unwrap();
+    let out = dir.join("out");
+    let gen = std::process::Command::new(bin())
+        .args(["gen", "--root"])
+        .arg(root())
+        .arg("--plugin")
+        .arg(&manifest)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
+
+    // TypeScript: the additions type-check against the generated client,
+    // and a wrong param type does not.
+    let usage = dir.join("usage.ts");
+    let client = root().join("gen/typescript/client.js");
+    std::fs::write(
+        &usage,
+        format!(
+            "import {{ ClawgateClient }} from {client:?};\n\
+             import {{ roomCount, onRoomDelivered }} from {:?};\n\
+             export async function use(client: ClawgateClient): Promise<number> {{\n\
+               onRoomDelivered(client, (data) => {{ const peer: string = data.peer; void peer; }});\n\
+               // @ts-expect-error text is a string\n\
+               await roomCount(client, {{ text: 7 }});\n\
+               const counted = await roomCount(client, {{ text: \"a b\" }});\n\
+               return counted.words + counted.chars;\n\
+             }}\n",
+            out.join("typescript/room.js").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let tsconfig = dir.join("tsconfig.json");
+    std::fs::write(
+        &tsconfig,
+        json!({"compilerOptions": {"strict": true, "noEmit": true, "module": "nodenext",
+               "moduleResolution": "nodenext", "target": "es2022", "lib": ["es2022"],
+               "allowJs": false}, "files": [usage]})
+        .to_string(),
+    )
+    .unwrap();
+    let tsc = std::process::Command::new(root().join("gen/tools/node_modules/.bin/tsc"))
+        .args(["-p", tsconfig.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        tsc.status.success(),
+        "tsc --strict failed:\n{}",
+        String::from_utf8_lossy(&tsc.stdout)
+    );
+
+    // Python, against a live gateway running the plugin.
+    let gw = TestGateway::start_with_sections(&room_section("", "allowFrom = [\"alice\"]")).await;
+    let mut ws = gw.operator().await;
+    wait_account(&mut ws, "room.chat", "lobby").await;
+    let script = "import asyncio, sys\n\
+        from clawgate_client import Client\n\
+        import room_plugin as room\n\
+        async def main():\n\
+        \x20   client = Client(sys.argv[1], token=sys.argv[2])\n\
+        \x20   await client.connect()\n\
+        \x20   counted = await room.room_count(client, room.RoomCountParams(text='one two'))\n\
+        \x20   assert (counted.words, counted.chars) == (2, 7), counted\n\
+        \x20   delivered = asyncio.get_running_loop().create_future()\n\
+        \x20   room.on_room_delivered(client, lambda data, seq: delivered.set_result(data))\n\
+        \x20   await room.room_say(client, {'account': 'lobby', 'from': 'alice', 'text': 'hi there'})\n\
+        \x20   event = await asyncio.wait_for(delivered, 10)\n\
+        \x20   assert isinstance(event, room.RoomDeliveredEvent) and event.text == 'hi there', event\n\
+        \x20   print('OK')\n\
+        \x20   await client.close()\n\
+        asyncio.run(main())\n";
+    let path = format!(
+        "{}:{}",
+        root().join("gen/python").display(),
+        out.join("python").display()
+    );
+    let run = tokio::process::Command::new(python())
+        .args(["-c", script, &gw.url, TOKEN])
+        .env("PYTHONPATH", path)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout).trim(),
+        "OK",
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
