@@ -44,6 +44,14 @@ fn policy(explicit: Option<&Path>, against: &Path) -> Result<Policy, String> {
     }
 }
 
+/// Whether `path` is a file holding a plugin manifest.
+fn is_manifest_file(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .is_some_and(|value| compat::is_plugin_manifest(&value))
+}
+
 /// Checks the newer protocol (`current`, default this binary's) against
 /// `against`: one recorded release, a schema, or a directory of recorded
 /// releases, each of which the newer protocol still serves.
@@ -54,6 +62,12 @@ pub fn check(
     format: ReportFormat,
     fail_on: FailOn,
 ) -> u8 {
+    if current.is_none() && is_manifest_file(against) {
+        return fail(format!(
+            "{} is a plugin manifest: check the plugin's new manifest against it with --current NEW_MANIFEST",
+            against.display()
+        ));
+    }
     let new = match current.map_or_else(|| Ok(compat::current()), compat::load) {
         Ok(surface) => surface,
         Err(e) => return fail(e),

@@ -177,10 +177,67 @@ pub fn load(path: &Path) -> Result<Value, String> {
         Ok(value)
     } else if value.get("$defs").is_some() && value.get("methods").is_some() {
         Ok(surface(&value))
+    } else if is_plugin_manifest(&value) {
+        Ok(plugin_surface(&value))
     } else {
         Err(format!(
-            "{}: neither a protocol snapshot nor a bundled schema",
+            "{}: neither a protocol snapshot, a bundled schema nor a plugin manifest",
             path.display()
         ))
     }
+}
+
+/// Whether `value` is a plugin's manifest (schema/plugin.json).
+pub fn is_plugin_manifest(value: &Value) -> bool {
+    value.get("protocolVersion").is_none()
+        && value.get("$defs").is_none()
+        && value["name"].is_string()
+        && value["version"].is_string()
+        && value["protocol"]["min"].is_u64()
+}
+
+/// The surface a plugin adds, from its manifest: its methods and events
+/// under its name, and its config section and channel accounts as the
+/// config an owner writes. Its protocol range stands for the protocol
+/// versions.
+pub fn plugin_surface(manifest: &Value) -> Value {
+    let defs = Map::new();
+    let inline = |schema: &Value| inline(schema, &defs, &mut Vec::new());
+    let name = manifest["name"].as_str().unwrap_or_default();
+    let mut methods = Map::new();
+    for (local, spec) in manifest["methods"].as_object().into_iter().flatten() {
+        let entry = json!({"scope": spec["scope"], "params": inline(&spec["params"]), "result": inline(&spec["result"])});
+        methods.insert(format!("{name}.{local}"), entry);
+    }
+    let mut events = Map::new();
+    for (local, spec) in manifest["events"].as_object().into_iter().flatten() {
+        let entry = json!({"scope": spec["scope"], "payload": inline(&spec["payload"])});
+        events.insert(format!("{name}.{local}"), entry);
+    }
+    let mut channels = Map::new();
+    for (kind, spec) in manifest["channels"].as_object().into_iter().flatten() {
+        let account = spec.get("config").map_or_else(|| json!({}), inline);
+        channels.insert(
+            kind.clone(),
+            json!({"type": "object", "additionalProperties": account}),
+        );
+    }
+    let section = manifest.get("config").map_or_else(|| json!({}), inline);
+    let scopes = crate::protocol::Schemas::get().bundle();
+    json!({
+        "protocolVersion": manifest["protocol"]["max"],
+        "minProtocolVersion": manifest["protocol"]["min"],
+        "scopeImplies": scopes["x-scope-implies"],
+        "errors": {},
+        "frames": {},
+        "methods": methods,
+        "events": events,
+        "config": {
+            "type": "object",
+            "properties": {
+                "config": section,
+                "channels": {"type": "object", "properties": channels},
+            },
+        },
+    })
 }

@@ -987,3 +987,77 @@ async fn gen_writes_typed_client_additions_for_a_plugin() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn protocol_check_catches_a_plugin_release_that_breaks_its_own_methods() {
+    let dir = temp_dir("plugin-compat");
+    let old = manifest_of(&room_plugin());
+    let mut new = old.clone();
+    new["version"] = json!("1.1.0");
+    // The count tool's result may now be a string: clients that add it up break.
+    new["methods"]["count"]["result"]["properties"]["words"] =
+        json!({"type": ["integer", "string"]});
+    // say needs a param old callers do not send.
+    new["methods"]["say"]["params"]["required"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("channel"));
+    new["methods"]["say"]["params"]["properties"]["channel"] = json!({"type": "string"});
+    new["events"].as_object_mut().unwrap().remove("delivered");
+    // An account config the owner wrote may no longer be accepted.
+    new["channels"]["chat"]["config"]["properties"]["topic"] =
+        json!({"type": "string", "maxLength": 10});
+    new["methods"]["ping"] = json!({"summary": "Ping.", "scope": "operator.read",
+                                    "params": {"type": "object"}, "result": {"type": "object"}});
+    let (old_path, new_path) = (dir.join("room-1.0.json"), dir.join("room-1.1.json"));
+    std::fs::write(&old_path, old.to_string()).unwrap();
+    std::fs::write(&new_path, new.to_string()).unwrap();
+    let check = |against: &std::path::Path, current: &std::path::Path| {
+        let out = std::process::Command::new(bin())
+            .args(["protocol", "check", "--format", "json", "--against"])
+            .arg(against)
+            .arg("--current")
+            .arg(current)
+            .output()
+            .unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let found: Vec<(String, String)> = doc["reports"][0]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["id"].as_str().unwrap().to_string(),
+                    f["severity"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        (out.status.code(), found)
+    };
+    let (code, found) = check(&old_path, &new_path);
+    assert_eq!(code, Some(1), "{found:?}");
+    for (id, severity) in [
+        ("event.removed:event room.delivered", "breaking"),
+        (
+            "output.type.widened:method room.count result.words",
+            "breaking",
+        ),
+        (
+            "input.property.added-required:method room.say params.channel",
+            "breaking",
+        ),
+        (
+            "config.maxLength.narrowed:config.channels.chat.*.topic",
+            "breaking",
+        ),
+        ("method.added:method room.ping", "additive"),
+    ] {
+        assert!(
+            found.contains(&(id.to_string(), severity.to_string())),
+            "{id} not found as {severity}: {found:?}"
+        );
+    }
+    // The same release against itself is fine.
+    assert_eq!(check(&old_path, &old_path), (Some(0), vec![]));
+    std::fs::remove_dir_all(dir).unwrap();
+}
