@@ -10,6 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -35,15 +36,21 @@ const UPSTREAM_BUCKETS: [f64; 12] = [
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodOutcome {
-    pub method: &'static str,
+    /// A core method's name, or a plugin method's.
+    pub method: Cow<'static, str>,
     /// `ok`, or the error code's name.
     pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodLabel {
-    pub method: &'static str,
+    pub method: Cow<'static, str>,
 }
+
+/// Plugin method names given labels of their own; calls of further ones
+/// (plugins renaming their methods on every restart, say) share one.
+const MAX_PLUGIN_LABELS: usize = 4096;
+const OTHER_PLUGIN_METHOD: &str = "(other plugin method)";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabel {
@@ -119,6 +126,8 @@ pub struct Metrics {
     /// histogram, taken from the families at first use, so that the
     /// common call skips the families' locked lookups.
     by_method: Vec<OnceLock<(Counter, LatencyHistogram)>>,
+    /// The plugin method names labelled so far.
+    plugin_labels: std::sync::Mutex<std::collections::HashSet<String>>,
     events_sent: Family<EventLabel, Counter>,
     events_dropped: Counter,
     slow_disconnects: Counter,
@@ -297,6 +306,7 @@ impl Metrics {
             rpc_calls,
             rpc_duration,
             by_method: Method::ALL.iter().map(|_| OnceLock::new()).collect(),
+            plugin_labels: std::sync::Mutex::default(),
             events_sent,
             events_dropped,
             slow_disconnects,
@@ -333,10 +343,12 @@ impl Metrics {
         let name = method.name();
         let (ok, latency) = self.by_method[method as usize].get_or_init(|| {
             let ok = MethodOutcome {
-                method: name,
+                method: Cow::Borrowed(name),
                 outcome: OK,
             };
-            let latency = MethodLabel { method: name };
+            let latency = MethodLabel {
+                method: Cow::Borrowed(name),
+            };
             (
                 self.rpc_calls.get_or_create(&ok).clone(),
                 self.rpc_duration.get_or_create(&latency).clone(),
@@ -347,7 +359,7 @@ impl Metrics {
         } else {
             self.rpc_calls
                 .get_or_create(&MethodOutcome {
-                    method: name,
+                    method: Cow::Borrowed(name),
                     outcome,
                 })
                 .inc();
@@ -355,12 +367,38 @@ impl Metrics {
         latency.observe(took);
     }
 
+    /// One answered call of a plugin's method (`<plugin>.<method>`), in
+    /// the same series as the gateway's own methods.
+    pub fn plugin_rpc(&self, method: &str, outcome: &'static str, took: Duration) {
+        if !self.enabled() {
+            return;
+        }
+        let label: Cow<'static, str> = {
+            let mut known = self.plugin_labels.lock().expect("plugin labels");
+            if known.contains(method) || known.len() < MAX_PLUGIN_LABELS {
+                known.insert(method.to_string());
+                Cow::Owned(method.to_string())
+            } else {
+                Cow::Borrowed(OTHER_PLUGIN_METHOD)
+            }
+        };
+        self.rpc_calls
+            .get_or_create(&MethodOutcome {
+                method: label.clone(),
+                outcome,
+            })
+            .inc();
+        self.rpc_duration
+            .get_or_create(&MethodLabel { method: label })
+            .observe(took);
+    }
+
     /// A call of a name that is no method; all such names share one label,
     /// so a client cannot grow the series.
     pub fn rpc_unknown(&self, outcome: &'static str) {
         if self.enabled() {
             let labels = MethodOutcome {
-                method: "(unknown)",
+                method: Cow::Borrowed("(unknown)"),
                 outcome,
             };
             self.rpc_calls.get_or_create(&labels).inc();

@@ -295,17 +295,24 @@ impl Connection {
                 return self.send(error_frame(Some(&request.id), &e));
             }
         };
+        let metrics = Arc::clone(&self.gw.rt.metrics);
         if !self.ctx.allows(call.scope()) {
             let e = RpcError::new(
                 ErrorCode::Forbidden,
                 format!("{} requires scope {}", call.name(), call.scope()),
             );
+            metrics.plugin_rpc(call.name(), e.code.name(), std::time::Duration::ZERO);
             return self.send(error_frame(Some(&request.id), &e));
         }
         let id = request.id;
         let params = request.params;
         let response: Response = Box::pin(async move {
-            match call.run(params).await {
+            let started = std::time::Instant::now();
+            let name = call.name().to_string();
+            let outcome = call.run(params).await;
+            let code = outcome.as_ref().map_or_else(|e| e.code.name(), |_| OK);
+            metrics.plugin_rpc(&name, code, started.elapsed());
+            match outcome {
                 Ok(result) => result_frame(&id, &result.to_string()),
                 Err(e) => error_frame(Some(&id), &e),
             }

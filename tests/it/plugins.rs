@@ -1061,3 +1061,23 @@ fn protocol_check_catches_a_plugin_release_that_breaks_its_own_methods() {
     assert_eq!(check(&old_path, &old_path), (Some(0), vec![]));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn plugin_methods_are_counted_beside_the_gateways_own() {
+    let sections = "[gateway.http.metrics]\nenabled = true\n".to_string() + &room_section("", "");
+    let gw = TestGateway::start_with_sections(&sections).await;
+    let mut ws = gw.operator().await;
+    wait_state(&mut ws, "room", "running").await;
+    ws.call("room.count", json!({"text": "a b"})).await;
+    ws.call("room.count", json!({"text": 7})).await;
+    let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
+    let (status, _, text) = crate::support::http_get_raw(&gw.http, "/metrics", &bearer).await;
+    assert_eq!(status, 200);
+    for series in [
+        r#"clawgate_rpc_calls_total{method="room.count",outcome="ok"} 1"#,
+        r#"clawgate_rpc_calls_total{method="room.count",outcome="invalid_params"} 1"#,
+        r#"clawgate_rpc_duration_seconds_count{method="room.count"} 2"#,
+    ] {
+        assert!(text.contains(series), "{series} missing in:\n{text}");
+    }
+}
