@@ -1147,6 +1147,12 @@ export interface ConnectResult {
    * Every method the server implements.
    */
   methods: string[];
+  /**
+   * The scope each plugin method and event in methods and events needs, by name (the gateway's own are in the schema). A call or subscription without it is refused with forbidden, as for the gateway's own.
+   */
+  pluginScopes?: {
+    [k: string]: Scope;
+  };
   policy: Policy;
   /**
    * The negotiated protocol version.

@@ -187,6 +187,15 @@ pub fn load(path: &Path) -> Result<Value, String> {
     }
 }
 
+/// A manifest's optional schema, which means any object when left out.
+fn schema_or_any(schema: &Value, inline: impl Fn(&Value) -> Value) -> Value {
+    if schema.is_null() {
+        json!({})
+    } else {
+        inline(schema)
+    }
+}
+
 /// Whether `value` is a plugin's manifest (schema/plugin.json).
 pub fn is_plugin_manifest(value: &Value) -> bool {
     value.get("protocolVersion").is_none()
@@ -216,13 +225,13 @@ pub fn plugin_surface(manifest: &Value) -> Value {
     }
     let mut channels = Map::new();
     for (kind, spec) in manifest["channels"].as_object().into_iter().flatten() {
-        let account = spec.get("config").map_or_else(|| json!({}), inline);
+        let account = schema_or_any(&spec["config"], inline);
         channels.insert(
             kind.clone(),
             json!({"type": "object", "additionalProperties": account}),
         );
     }
-    let section = manifest.get("config").map_or_else(|| json!({}), inline);
+    let section = schema_or_any(&manifest["config"], inline);
     let scopes = crate::protocol::Schemas::get().bundle();
     json!({
         "protocolVersion": manifest["protocol"]["max"],

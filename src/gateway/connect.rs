@@ -68,7 +68,7 @@ pub async fn connect(
         gw.nodes.connected(&node_id, ctx);
     }
     let limits = &config.gateway.limits;
-    let (plugin_methods, plugin_events) = gw.plugins.surface();
+    let plugins = gw.plugins.surface();
     Ok(ConnectResult {
         protocol: std::num::NonZeroU64::from(protocol_nonzero(protocol)),
         server: ServerInfo {
@@ -81,13 +81,14 @@ pub async fn connect(
         methods: Method::ALL
             .iter()
             .map(|m| m.name().to_string())
-            .chain(plugin_methods)
+            .chain(plugins.methods)
             .collect(),
         events: EventKind::ALL
             .iter()
             .map(|e| e.name().to_string())
-            .chain(plugin_events)
+            .chain(plugins.events)
             .collect(),
+        plugin_scopes: plugins.scopes,
         policy: Policy {
             max_payload_bytes: limits.max_payload_bytes as u64,
             tick_interval_ms: config.gateway.tick_interval_ms as u64,

@@ -65,6 +65,14 @@ pub struct PluginService {
     gateway: OnceLock<Weak<dyn Callbacks>>,
 }
 
+/// What the running plugins add to the protocol.
+#[derive(Default)]
+pub struct Surface {
+    pub methods: Vec<String>,
+    pub events: Vec<String>,
+    pub scopes: std::collections::HashMap<String, Scope>,
+}
+
 /// A call to a plugin method the caller may make once its scope allows.
 pub struct Call {
     link: Arc<Link>,
@@ -404,14 +412,28 @@ impl PluginService {
             .collect()
     }
 
-    /// The methods and events of the running plugins, for the hello.
-    pub fn surface(&self) -> (Vec<String>, Vec<String>) {
-        let (mut methods, mut events) = (Vec::new(), Vec::new());
-        for status in self.statuses() {
-            methods.extend(status.methods);
-            events.extend(status.events);
+    /// The methods and events of the running plugins, for the hello:
+    /// their names, and the scope each needs.
+    pub fn surface(&self) -> Surface {
+        let links: Vec<Arc<Link>> = {
+            let plugins = self.plugins.lock().expect("plugins lock");
+            plugins
+                .values()
+                .filter_map(|p| p.link.borrow().clone())
+                .collect()
+        };
+        let mut surface = Surface::default();
+        for link in links {
+            for (name, def) in &link.manifest.methods {
+                surface.methods.push(name.clone());
+                surface.scopes.insert(name.clone(), def.scope);
+            }
+            for def in link.manifest.events.values() {
+                surface.events.push(def.kind.name.clone());
+                surface.scopes.insert(def.kind.name.clone(), def.kind.scope);
+            }
         }
-        (methods, events)
+        surface
     }
 
     /// Stops every plugin and waits (boundedly) for their processes.

@@ -89,6 +89,10 @@ async fn a_plugin_adds_methods_and_events_that_clients_use_like_the_gateways_own
         .as_array()
         .unwrap()
         .contains(&json!("notes.added")));
+    assert_eq!(
+        hello["result"]["pluginScopes"],
+        json!({"notes.add": "operator.write", "notes.list": "operator.read", "notes.added": "operator.read"})
+    );
 
     let added = ws.call("notes.add", json!({"text": "buy milk"})).await;
     assert_eq!(added["result"], json!({"id": 1, "count": 1}), "{added}");

@@ -2948,6 +2948,10 @@ class ConnectResult(BaseModel):
     )
     events: list[str] = Field(..., description='Every event the server may push.')
     methods: list[str] = Field(..., description='Every method the server implements.')
+    pluginScopes: dict[str, Scope] | None = Field(
+        None,
+        description="The scope each plugin method and event in methods and events needs, by name (the gateway's own are in the schema). A call or subscription without it is refused with forbidden, as for the gateway's own.",
+    )
     policy: Policy = Field(..., description='Limits that apply to this connection.')
     protocol: int = Field(..., description='The negotiated protocol version.', ge=1)
     role: RoleModel = Field(..., description='The role the connection has.')
