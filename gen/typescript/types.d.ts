@@ -2728,6 +2728,10 @@ export interface StatusResult {
   configPath: string | null;
   connections: ConnectionCounts;
   /**
+   * Every configured plugin: its state, version, process, restarts, last error, methods and events (as plugins.status lists them).
+   */
+  plugins: PluginStatus[];
+  /**
    * The protocol version the server speaks.
    */
   protocol: number;

@@ -26,6 +26,7 @@ pub fn status(gw: &Gateway) -> StatusResult {
         state_dir: gw.rt.state_dir.display().to_string(),
         config: gw.configs.health(),
         agents: agents(&config),
+        plugins: gw.plugins.statuses(),
     }
 }
 

@@ -89,6 +89,9 @@ async fn a_plugin_adds_methods_and_events_that_clients_use_like_the_gateways_own
         .as_array()
         .unwrap()
         .contains(&json!("notes.added")));
+    let status = ws.call("status", json!({})).await;
+    assert_eq!(status["result"]["plugins"][0]["name"], "notes", "{status}");
+    assert_eq!(status["result"]["plugins"][0]["state"], "running");
     assert_eq!(
         hello["result"]["pluginScopes"],
         json!({"notes.add": "operator.write", "notes.list": "operator.read", "notes.added": "operator.read"})

@@ -2646,6 +2646,10 @@ class StatusResult(BaseModel):
         ..., description='The config file in use, or null when running on defaults.'
     )
     connections: ConnectionCounts = Field(..., description='Connected clients by role.')
+    plugins: list[PluginStatus] = Field(
+        ...,
+        description='Every configured plugin: its state, version, process, restarts, last error, methods and events (as plugins.status lists them).',
+    )
     protocol: int = Field(
         ..., description='The protocol version the server speaks.', ge=1
     )
