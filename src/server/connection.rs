@@ -37,7 +37,15 @@ enum End {
     CloseLingering(u16, &'static str),
     /// The client does not read fast enough: drop it without waiting.
     Slow,
+    /// Its credential no longer holds: answer the requests already
+    /// running (the config.set that rotated it, say), briefly, then close
+    /// with this reason. Nothing new is read.
+    Revoked(&'static str),
 }
+
+/// How long a connection whose credential was revoked may take to answer
+/// the requests it was already running.
+const REVOKED_ANSWERS_TIMEOUT: Duration = Duration::from_secs(2);
 
 const CLOSE_NORMAL: u16 = 1000;
 /// The metrics label of every plugin event: their names come from
@@ -168,10 +176,34 @@ impl Connection {
                 // rather than kept for the connection's life.
                 pre_auth = None;
             }
+            match step {
+                Ok(()) => {}
+                Err(End::Revoked(why)) => return self.answer_running(why).await,
+                Err(end) => return end,
+            }
+        }
+    }
+
+    /// Sends the answers of the requests already running (within
+    /// REVOKED_ANSWERS_TIMEOUT), then closes: the credential they were
+    /// made under was good when they were made.
+    async fn answer_running(&mut self, why: &'static str) -> End {
+        let deadline = tokio::time::sleep(REVOKED_ANSWERS_TIMEOUT);
+        tokio::pin!(deadline);
+        loop {
+            let step = tokio::select! {
+                done = self.tasks.join_next() => match done {
+                    None => break,
+                    Some(Ok(frame)) => self.send(frame),
+                    Some(Err(_)) => Ok(()),
+                },
+                _ = &mut deadline => break,
+            };
             if let Err(end) = step {
                 return end;
             }
         }
+        End::Close(CLOSE_POLICY, why)
     }
 
     /// Resolves with the reason to close a connection that has not
@@ -435,7 +467,7 @@ impl Connection {
             }
             Err(why) => {
                 tracing::info!(conn = %self.ctx.conn_id, "closing a connection: {why}");
-                Err(End::Close(CLOSE_POLICY, why))
+                Err(End::Revoked(why))
             }
         }
     }
@@ -534,6 +566,7 @@ impl Connection {
             }
             End::Gone => return,
             End::Close(code, reason) => (code, reason, false),
+            End::Revoked(reason) => (CLOSE_POLICY, reason, false),
             End::CloseLingering(code, reason) => (code, reason, true),
         };
         self.out.push_close(code, reason);

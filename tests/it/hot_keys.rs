@@ -347,17 +347,31 @@ macro_rules! eventually {
 async fn token() {
     let mut live = Live::start("").await;
     // Rotating the credential closes the connection that used it, once the
-    // new one is in force (the answer to config.set may not get out first).
-    live.admin
+    // new one is in force, after the answers to the requests it was
+    // running: a turn of the echo agent (a word a millisecond) and the
+    // config.set that did it.
+    let words = vec!["word"; 300].join(" ");
+    let turn = live.admin.request("chat", json!({"message": words})).await;
+    let set = live
+        .admin
         .request(
             "config.set",
             json!({"key": "gateway.auth.token", "value": "rotated-token-0123456789"}),
         )
         .await;
-    assert!(matches!(
-        live.admin.expect_close().await,
-        Closed::Code(1008, _)
-    ));
+    let mut answered = Vec::new();
+    let closed = loop {
+        match live.admin.recv_or_close().await {
+            Ok(frame) if frame["result"].is_object() => answered.push(frame["id"].clone()),
+            Ok(_) => {}
+            Err(closed) => break closed,
+        }
+    };
+    assert!(matches!(closed, Closed::Code(1008, _)), "{closed:?}");
+    let mut expected = vec![json!(turn), json!(set)];
+    expected.sort_by_key(|id| id.to_string());
+    answered.sort_by_key(|id| id.to_string());
+    assert_eq!(answered, expected, "the running turn was answered too");
     let new = connect_with(&live, json!({"token": "rotated-token-0123456789"})).await;
     assert!(new["result"].is_object(), "{new}");
     let old = connect_with(&live, json!({"token": TOKEN})).await;
