@@ -22,6 +22,8 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 const MAX_LINE: usize = 4 * 1024 * 1024;
 /// Frames waiting to be written to a plugin.
 const WRITE_QUEUE: usize = 1024;
+/// How much nicer than the gateway plugins run (setpriority).
+const PLUGIN_NICENESS: libc::c_int = 10;
 /// The longest stderr line logged; the rest is cut.
 const MAX_LOG_LINE: usize = 1024;
 
@@ -533,7 +535,14 @@ fn spawn(config: &PluginConfig) -> std::io::Result<Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    command.spawn()
+    let child = command.spawn()?;
+    if let Some(pid) = child.id() {
+        // Below the gateway's priority: a plugin that spins gets the CPU
+        // the gateway leaves, so it cannot starve the gateway's answers.
+        // SAFETY: a plain system call on a process id we own.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, pid, PLUGIN_NICENESS) };
+    }
+    Ok(child)
 }
 
 async fn fail(child: Child, why: String) -> Ended {

@@ -228,6 +228,18 @@ async fn a_plugin_runs_with_a_clean_environment() {
     // Python may add LC_CTYPE when it coerces a C locale.
     names.retain(|n| n != "LC_CTYPE");
     assert_eq!(names, vec!["GREETING", "PATH"], "{env}");
+
+    // It runs nicer than the gateway, so spinning cannot starve it.
+    let pid = wait_state(&mut ws, "rogue", "running").await["pid"]
+        .as_u64()
+        .unwrap();
+    let nice = |pid: u64| -> i64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        // Fields after the command name (which may hold spaces): state is 3rd, nice 19th.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        after.split(' ').nth(16).unwrap().parse().unwrap()
+    };
+    assert_eq!(nice(pid) - nice(u64::from(gw.child.id())), 10);
 }
 
 #[tokio::test]
