@@ -242,6 +242,9 @@ impl Link {
     /// A message one of its channel accounts received: to the account's
     /// pipeline, if the account is configured and running.
     fn on_inbound(&self, message: &Value) {
+        if !self.within_rate() {
+            return;
+        }
         if let Err(violations) = Schemas::get().validate(INBOUND_DEF, message) {
             let v = &violations[0];
             tracing::warn!(plugin = %self.plugin, "dropped a channel message that does not match PluginInbound: {} at {}", v.message, v.pointer);
@@ -351,7 +354,7 @@ impl Link {
         let mut window = self.events.lock().expect("rate lock");
         if window.second != now {
             if window.dropped > 0 {
-                tracing::warn!(plugin = %self.plugin, dropped = window.dropped, "dropped events over maxEventsPerSecond");
+                tracing::warn!(plugin = %self.plugin, dropped = window.dropped, "dropped events and channel messages over maxEventsPerSecond");
             }
             *window = RateWindow {
                 second: now,

@@ -1100,3 +1100,22 @@ async fn plugin_methods_are_counted_beside_the_gateways_own() {
         assert!(text.contains(series), "{series} missing in:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn a_plugin_flooding_channel_messages_is_cut_to_its_rate() {
+    let sections = room_section("maxEventsPerSecond = 2", "dmPolicy = \"open\"");
+    let gw = TestGateway::start_with_sections(&sections).await;
+    let mut ws = gw.operator().await;
+    wait_account(&mut ws, "room.chat", "lobby").await;
+    for i in 0..20 {
+        let say = json!({"account": "lobby", "from": format!("user{i}"), "text": "hi"});
+        ws.call("room.say", say).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let account = wait_account(&mut ws, "room.chat", "lobby").await;
+    let received = account["received"].as_u64().unwrap();
+    assert!(
+        (1..=4).contains(&received),
+        "{received} of 20 messages passed a limit of 2 per second"
+    );
+}
