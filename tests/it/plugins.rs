@@ -787,7 +787,15 @@ async fn a_plugin_channel_goes_through_the_gateways_policy_agent_and_reply() {
     ws.call("room.say", in_group(true)).await;
     let delivered = ws.event("room.delivered").await;
     assert_eq!(delivered["data"]["group"], "#team", "{delivered}");
-    let account = wait_account(&mut ws, "room.chat", "lobby").await;
+    // The reply is counted once the plugin has answered its delivery.
+    let deadline = Instant::now() + WAIT;
+    let account = loop {
+        let account = wait_account(&mut ws, "room.chat", "lobby").await;
+        if account["replied"] == 2 || Instant::now() > deadline {
+            break account;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(
         (
             &account["received"],
