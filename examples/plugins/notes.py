@@ -9,7 +9,8 @@ Configure it in clawgate.toml:
     config = { file = "/var/lib/clawgate/notes.json", maxNotes = 1000 }
 
 Clients then call notes.add and notes.list and receive notes.added; an
-agent whose tools list "notes.add" may call it as the tool notes_add.
+agent whose tools list "notes.add" may call it as the tool notes_add; and
+GET /plugins/notes/ (with the gateway's bearer credential) lists them.
 The protocol (README, "Plugins"): write the manifest as the first line of
 stdout, read the init line, then answer one JSON request per line and
 write events whenever there is something to say.
@@ -86,6 +87,7 @@ MANIFEST = {
             },
         }
     },
+    "http": {"summary": "GET /: the notes as plain text, one per line.", "scope": "operator.read"},
     "config": {
         "type": "object",
         "additionalProperties": False,
@@ -135,6 +137,12 @@ class Notes:
     def list(self, _params):
         return {"notes": self.notes}
 
+    def http(self, request):
+        if request["method"] != "GET" or request["path"] != "/":
+            return {"status": 404, "body": "not found\n"}
+        text = "".join(f"{note['id']}. {note['text']}\n" for note in self.notes)
+        return {"status": 200, "headers": {"content-type": "text/plain; charset=utf-8"}, "body": text}
+
 
 class Refused(Exception):
     def __init__(self, code, message):
@@ -149,6 +157,9 @@ def main():
     for line in sys.stdin:
         frame = json.loads(line)
         if "cancel" in frame:
+            continue
+        if "http" in frame:
+            send({"id": frame["id"], "result": notes.http(frame["http"])})
             continue
         handler = getattr(notes, frame["method"], None)
         try:

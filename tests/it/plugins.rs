@@ -635,12 +635,23 @@ async fn http(
 #[tokio::test]
 async fn a_plugin_serves_http_behind_the_gateways_checks() {
     let sections = plugin_section("rogue", "tests/plugins/rogue.py", "")
-        + &plugin_section("notes", "examples/plugins/notes.py", "");
+        + &plugin_section("notes", "examples/plugins/notes.py", "")
+        + &plugin_section("quiet", "tests/plugins/rogue.py", ", \"--no-http\"");
     let gw = TestGateway::start_with_sections(&sections).await;
     let mut ws = gw.operator().await;
     wait_state(&mut ws, "rogue", "running").await;
     wait_state(&mut ws, "notes", "running").await;
+    wait_state(&mut ws, "quiet", "running").await;
     let bearer = format!("Authorization: Bearer {TOKEN}\r\nCookie: session=1\r\n");
+
+    // The example plugin's page of notes.
+    ws.call("notes.add", json!({"text": "buy milk"})).await;
+    let (status, head, body) = http(&gw.http, "GET", "/plugins/notes/", &bearer, "").await;
+    assert_eq!((status, body.as_str()), (200, "1. buy milk\n"), "{head}");
+    assert!(
+        head.contains("content-type: text/plain; charset=utf-8"),
+        "{head}"
+    );
 
     let (status, head, body) = http(
         &gw.http,
@@ -694,7 +705,7 @@ async fn a_plugin_serves_http_behind_the_gateways_checks() {
     assert!(body.contains("does not match PluginHttpResponse"), "{body}");
     // Plugins without HTTP, and names of no plugin, are not found.
     assert_eq!(
-        http(&gw.http, "GET", "/plugins/notes/", &bearer, "")
+        http(&gw.http, "GET", "/plugins/quiet/", &bearer, "")
             .await
             .0,
         404

@@ -77,6 +77,8 @@ def main():
         send(bad)
         time.sleep(60)
         return
+    if "--no-http" in args:
+        del MANIFEST["http"]
     if "--config-schema" in args:
         MANIFEST["config"] = {
             "type": "object",
