@@ -123,6 +123,10 @@ export type DmPolicy = "open" | "allowlist" | "disabled";
  * Who may speak to the assistant in an allowed group.
  */
 export type GroupPolicy = "allowlist" | "open";
+/**
+ * A periodic upkeep task: store-prune deletes idempotency keys past their day and exec audit entries past approvals.auditRetentionDays; store-compact checkpoints SQLite's write-ahead log into the database and runs PRAGMA optimize.
+ */
+export type MaintenanceTask = "store-prune" | "store-compact";
 
 export interface ClawgateProtocol {
   AgentInfo: AgentInfo;
@@ -216,6 +220,8 @@ export interface ClawgateProtocol {
   HealthParams: HealthParams;
   HealthSnapshot: HealthSnapshot;
   IrcAccount: IrcAccount;
+  MaintenanceStatus: MaintenanceStatus;
+  MaintenanceTask: MaintenanceTask;
   NodeHealth: NodeHealth;
   NodeInfo: NodeInfo;
   NodeInvokeToolParams: NodeInvokeToolParams;
@@ -1811,6 +1817,40 @@ export interface IrcAccount {
   tls?: boolean;
 }
 /**
+ * One upkeep task: how often it runs, and how its last run went.
+ */
+export interface MaintenanceStatus {
+  /**
+   * How often it runs (also at start).
+   */
+  everyMs: number;
+  /**
+   * Why its last run failed.
+   */
+  lastError?: string;
+  /**
+   * ok, or error (see lastError).
+   */
+  lastOutcome?: "ok" | "error";
+  /**
+   * What its last run did, e.g. "3 idempotency keys, 0 audit entries deleted".
+   */
+  lastResult?: string;
+  /**
+   * When its last run began.
+   */
+  lastRunAtMs?: number;
+  /**
+   * How long its last run took.
+   */
+  lastTookMs?: number;
+  /**
+   * When it runs next.
+   */
+  nextRunAtMs?: number;
+  task: MaintenanceTask;
+}
+/**
  * A paired device node.
  */
 export interface NodeInfo {
@@ -2727,6 +2767,10 @@ export interface StatusResult {
    */
   configPath: string | null;
   connections: ConnectionCounts;
+  /**
+   * The periodic upkeep tasks and how each last ran.
+   */
+  maintenance: MaintenanceStatus[];
   /**
    * Every configured plugin: its state, version, process, restarts, last error, methods and events (as plugins.status lists them).
    */

@@ -1,14 +1,82 @@
-//! Store upkeep: idempotency keys past their day and exec audit entries
-//! past their retention are deleted, at start, every hour, and when the
-//! retention changes.
+//! Periodic upkeep, in one place: each task runs at start and then every
+//! hour (store-prune also when the audit retention changes), and how its
+//! last run went shows in `status`.
+//!
+//! - store-prune: idempotency keys past their day, exec audit entries past
+//!   `approvals.auditRetentionDays`;
+//! - store-compact: the SQLite write-ahead log checkpointed into the
+//!   database, and `PRAGMA optimize`.
 
 use super::{now_ms, Gateway};
 use crate::idempotency;
-use std::sync::Arc;
-use std::time::Duration;
+use crate::protocol::types::{MaintenanceStatus, MaintenanceStatusLastOutcome, MaintenanceTask};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 const EVERY: Duration = Duration::from_secs(60 * 60);
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+/// The tasks, in the order they run.
+const TASKS: [MaintenanceTask; 2] = [MaintenanceTask::StorePrune, MaintenanceTask::StoreCompact];
+
+/// How each task last ran.
+pub struct MaintenanceLog {
+    tasks: Mutex<Vec<MaintenanceStatus>>,
+}
+
+impl Default for MaintenanceLog {
+    fn default() -> Self {
+        let every_ms = std::num::NonZeroU64::new(EVERY.as_millis() as u64).expect("an hour");
+        let tasks = TASKS
+            .iter()
+            .map(|task| MaintenanceStatus {
+                task: *task,
+                every_ms,
+                last_run_at_ms: None,
+                last_took_ms: None,
+                last_outcome: None,
+                last_result: None,
+                last_error: None,
+                next_run_at_ms: None,
+            })
+            .collect();
+        MaintenanceLog {
+            tasks: Mutex::new(tasks),
+        }
+    }
+}
+
+impl MaintenanceLog {
+    pub fn statuses(&self) -> Vec<MaintenanceStatus> {
+        self.tasks.lock().expect("maintenance log").clone()
+    }
+
+    fn record(
+        &self,
+        task: MaintenanceTask,
+        began_ms: u64,
+        took: Duration,
+        outcome: Result<String, String>,
+    ) {
+        let mut tasks = self.tasks.lock().expect("maintenance log");
+        let Some(status) = tasks.iter_mut().find(|s| s.task == task) else {
+            return;
+        };
+        status.last_run_at_ms = Some(began_ms);
+        status.last_took_ms = Some(took.as_millis() as u64);
+        status.next_run_at_ms = Some(began_ms + EVERY.as_millis() as u64);
+        match outcome {
+            Ok(result) => {
+                status.last_outcome = Some(MaintenanceStatusLastOutcome::Ok);
+                status.last_result = Some(result);
+                status.last_error = None;
+            }
+            Err(error) => {
+                status.last_outcome = Some(MaintenanceStatusLastOutcome::Error);
+                status.last_error = Some(error);
+            }
+        }
+    }
+}
 
 impl Gateway {
     pub fn spawn_maintenance(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
@@ -20,12 +88,16 @@ impl Gateway {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(next) => {
-                        gw.prune_store().await;
+                        for task in TASKS {
+                            gw.run_maintenance(task).await;
+                        }
                         next = tokio::time::Instant::now() + EVERY;
                     }
                     change = follower.next() => match change {
                         Some(change) if change.before.approvals.audit_retention_days
-                            != change.after.approvals.audit_retention_days => gw.prune_store().await,
+                            != change.after.approvals.audit_retention_days => {
+                            gw.run_maintenance(MaintenanceTask::StorePrune).await;
+                        }
                         Some(_) => {}
                         None => return,
                     },
@@ -35,26 +107,47 @@ impl Gateway {
         })
     }
 
-    async fn prune_store(&self) {
-        let now = now_ms();
+    async fn run_maintenance(&self, task: MaintenanceTask) {
+        let began_ms = now_ms();
+        let started = Instant::now();
+        let outcome = match task {
+            MaintenanceTask::StorePrune => self.prune_store(began_ms).await,
+            MaintenanceTask::StoreCompact => self
+                .rt
+                .stores
+                .upkeep
+                .compact()
+                .await
+                .map(|pages| format!("{pages} write-ahead log pages checkpointed"))
+                .map_err(|e| e.to_string()),
+        };
+        match &outcome {
+            Ok(result) => tracing::debug!(%task, "maintenance: {result}"),
+            Err(e) => tracing::warn!(%task, "maintenance failed: {e}"),
+        }
+        self.maintenance
+            .record(task, began_ms, started.elapsed(), outcome);
+    }
+
+    async fn prune_store(&self, now: u64) -> Result<String, String> {
         let days = self.config().approvals.audit_retention_days as u64;
         let audit_before = (days > 0).then(|| now.saturating_sub(days * DAY_MS));
-        match self
+        let (keys, audit) = self
             .rt
             .stores
             .upkeep
             .prune(now.saturating_sub(idempotency::TTL_MS), audit_before)
             .await
-        {
-            Ok((0, 0)) => {}
-            Ok((keys, audit)) => {
-                tracing::info!(
-                    keys,
-                    audit,
-                    "pruned expired idempotency keys and audit entries"
-                )
-            }
-            Err(e) => tracing::warn!("cannot prune the store: {e}"),
+            .map_err(|e| e.to_string())?;
+        if keys + audit > 0 {
+            tracing::info!(
+                keys,
+                audit,
+                "pruned expired idempotency keys and audit entries"
+            );
         }
+        Ok(format!(
+            "{keys} idempotency keys, {audit} audit entries deleted"
+        ))
     }
 }

@@ -55,6 +55,8 @@ pub struct Gateway {
     pub exec: crate::exec::Exec,
     pub channels: Arc<crate::channels::ChannelManager>,
     pub plugins: Arc<crate::plugins::PluginService>,
+    /// How the periodic upkeep tasks last ran.
+    pub maintenance: maintenance::MaintenanceLog,
     pub info: RuntimeInfo,
     pub connections: Connections,
     pub auth_failures: FailureLimiter,
@@ -116,6 +118,7 @@ impl Gateway {
             exec,
             channels,
             plugins,
+            maintenance: maintenance::MaintenanceLog::default(),
             info: RuntimeInfo {
                 started,
                 config_path,

@@ -27,6 +27,7 @@ pub fn status(gw: &Gateway) -> StatusResult {
         config: gw.configs.health(),
         agents: agents(&config),
         plugins: gw.plugins.statuses(),
+        maintenance: gw.maintenance.statuses(),
     }
 }
 

@@ -349,6 +349,20 @@ impl Store {
         .await
     }
 
+    /// `PRAGMA wal_checkpoint(TRUNCATE)`, then `PRAGMA optimize`; the
+    /// pages checkpointed.
+    pub async fn compact(&self) -> Result<u64> {
+        self.with(|db| {
+            let (_busy, _log, checkpointed): (i64, i64, i64) =
+                db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?;
+            db.execute_batch("PRAGMA optimize")?;
+            Ok(checkpointed.max(0) as u64)
+        })
+        .await
+    }
+
     pub async fn remember_result(
         &self,
         key: String,

@@ -104,6 +104,9 @@ store_trait! {
         /// Drops idempotency keys older than `keys_before_ms` and audit
         /// entries older than `audit_before_ms`; returns how many of each.
         fn prune(&self, keys_before_ms: u64, audit_before_ms: Option<u64>) -> (usize, usize);
+        /// Moves the write-ahead log into the database and lets SQLite
+        /// refresh its query statistics; returns the pages checkpointed.
+        fn compact(&self) -> u64;
     }
 }
 

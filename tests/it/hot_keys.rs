@@ -959,6 +959,33 @@ async fn audit_retention() {
         "the old entry is pruned",
         entries(admin.call("approvals.audit", json!({})).await) == 0
     );
+    // status shows the upkeep tasks and how each last ran: the prune the
+    // change set off, and the write-ahead log checkpoint of the start.
+    async fn task(admin: &mut Ws, name: &str) -> Value {
+        let status = admin.call("status", json!({})).await;
+        let tasks = status["result"]["maintenance"].as_array().unwrap().clone();
+        tasks.into_iter().find(|t| t["task"] == name).unwrap()
+    }
+    eventually!("the prune is recorded", {
+        task(&mut admin, "store-prune").await["lastResult"]
+            == "0 idempotency keys, 1 audit entries deleted"
+    });
+    let prune = task(&mut admin, "store-prune").await;
+    assert_eq!(prune["lastOutcome"], "ok");
+    assert_eq!(prune["everyMs"], 3_600_000);
+    assert!(
+        prune["nextRunAtMs"].as_u64() > prune["lastRunAtMs"].as_u64(),
+        "{prune}"
+    );
+    let compact = task(&mut admin, "store-compact").await;
+    assert_eq!(compact["lastOutcome"], "ok", "{compact}");
+    assert!(
+        compact["lastResult"]
+            .as_str()
+            .unwrap()
+            .ends_with("write-ahead log pages checkpointed"),
+        "{compact}"
+    );
 }
 
 // ---- nodes --------------------------------------------------------------

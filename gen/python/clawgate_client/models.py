@@ -1187,6 +1187,24 @@ class IrcAccount(BaseModel):
     tls: bool | None = Field(False, description='Connect with TLS.')
 
 
+class LastOutcome(str, Enum):
+    """
+    ok, or error (see lastError).
+    """
+
+    ok = 'ok'
+    error = 'error'
+
+
+class MaintenanceTask(str, Enum):
+    """
+    A periodic upkeep task: store-prune deletes idempotency keys past their day and exec audit entries past approvals.auditRetentionDays; store-compact checkpoints SQLite's write-ahead log into the database and runs PRAGMA optimize.
+    """
+
+    store_prune = 'store-prune'
+    store_compact = 'store-compact'
+
+
 class NodeHealth(BaseModel):
     """
     Health of one connected device node. lastSeenMs moves with every heartbeat, so a change of it alone does not change the snapshot's version.
@@ -2532,6 +2550,31 @@ class ErrorFrame(BaseModel):
     )
 
 
+class MaintenanceStatus(BaseModel):
+    """
+    One upkeep task: how often it runs, and how its last run went.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    everyMs: int = Field(..., description='How often it runs (also at start).', ge=1)
+    lastError: str | None = Field(None, description='Why its last run failed.')
+    lastOutcome: LastOutcome | None = Field(
+        None, description='ok, or error (see lastError).'
+    )
+    lastResult: str | None = Field(
+        None,
+        description='What its last run did, e.g. "3 idempotency keys, 0 audit entries deleted".',
+    )
+    lastRunAtMs: int | None = Field(None, description='When its last run began.', ge=0)
+    lastTookMs: int | None = Field(
+        None, description='How long its last run took.', ge=0
+    )
+    nextRunAtMs: int | None = Field(None, description='When it runs next.', ge=0)
+    task: MaintenanceTask = Field(..., description='The task.')
+
+
 class NodesPendingResult(BaseModel):
     model_config = ConfigDict(
         extra='ignore',
@@ -2646,6 +2689,9 @@ class StatusResult(BaseModel):
         ..., description='The config file in use, or null when running on defaults.'
     )
     connections: ConnectionCounts = Field(..., description='Connected clients by role.')
+    maintenance: list[MaintenanceStatus] = Field(
+        ..., description='The periodic upkeep tasks and how each last ran.'
+    )
     plugins: list[PluginStatus] = Field(
         ...,
         description='Every configured plugin: its state, version, process, restarts, last error, methods and events (as plugins.status lists them).',
