@@ -348,6 +348,10 @@ impl UpkeepStore for MemoryStore {
     fn compact(&self) -> StoreFuture<'_, u64> {
         ready(Ok(0))
     }
+
+    fn prune_sessions(&self, _idle_before: u64, _limit: usize) -> StoreFuture<'_, usize> {
+        ready(Ok(0))
+    }
 }
 
 /// A runtime of fakes: `config` as given, a recording bus, memory stores.

@@ -124,9 +124,9 @@ export type DmPolicy = "open" | "allowlist" | "disabled";
  */
 export type GroupPolicy = "allowlist" | "open";
 /**
- * A periodic upkeep task: store-prune deletes idempotency keys past their day and exec audit entries past approvals.auditRetentionDays; store-compact checkpoints SQLite's write-ahead log into the database and runs PRAGMA optimize.
+ * A periodic upkeep task: store-prune deletes idempotency keys past their day and exec audit entries past approvals.auditRetentionDays; store-compact checkpoints SQLite's write-ahead log into the database and runs PRAGMA optimize; session-prune deletes sessions idle longer than session.retentionDays.
  */
-export type MaintenanceTask = "store-prune" | "store-compact";
+export type MaintenanceTask = "store-prune" | "store-compact" | "session-prune";
 
 export interface ClawgateProtocol {
   AgentInfo: AgentInfo;

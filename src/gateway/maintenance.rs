@@ -5,7 +5,8 @@
 //! - store-prune: idempotency keys past their day, exec audit entries past
 //!   `approvals.auditRetentionDays`;
 //! - store-compact: the SQLite write-ahead log checkpointed into the
-//!   database, and `PRAGMA optimize`.
+//!   database, and `PRAGMA optimize`;
+//! - session-prune: sessions idle longer than `session.retentionDays`.
 
 use super::{now_ms, Gateway};
 use crate::idempotency;
@@ -16,7 +17,13 @@ use std::time::{Duration, Instant};
 const EVERY: Duration = Duration::from_secs(60 * 60);
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 /// The tasks, in the order they run.
-const TASKS: [MaintenanceTask; 2] = [MaintenanceTask::StorePrune, MaintenanceTask::StoreCompact];
+const TASKS: [MaintenanceTask; 3] = [
+    MaintenanceTask::StorePrune,
+    MaintenanceTask::SessionPrune,
+    MaintenanceTask::StoreCompact,
+];
+/// Sessions deleted per run at most, so one run stays short.
+const SESSIONS_PER_RUN: usize = 1000;
 
 /// How each task last ran.
 pub struct MaintenanceLog {
@@ -94,11 +101,15 @@ impl Gateway {
                         next = tokio::time::Instant::now() + EVERY;
                     }
                     change = follower.next() => match change {
-                        Some(change) if change.before.approvals.audit_retention_days
-                            != change.after.approvals.audit_retention_days => {
-                            gw.run_maintenance(MaintenanceTask::StorePrune).await;
+                        Some(change) => {
+                            let (before, after) = (&change.before, &change.after);
+                            if before.approvals.audit_retention_days != after.approvals.audit_retention_days {
+                                gw.run_maintenance(MaintenanceTask::StorePrune).await;
+                            }
+                            if before.session.retention_days != after.session.retention_days {
+                                gw.run_maintenance(MaintenanceTask::SessionPrune).await;
+                            }
                         }
-                        Some(_) => {}
                         None => return,
                     },
                     _ = shutdown.wait() => return,
@@ -112,6 +123,7 @@ impl Gateway {
         let started = Instant::now();
         let outcome = match task {
             MaintenanceTask::StorePrune => self.prune_store(began_ms).await,
+            MaintenanceTask::SessionPrune => self.prune_sessions(began_ms).await,
             MaintenanceTask::StoreCompact => self
                 .rt
                 .stores
@@ -127,6 +139,24 @@ impl Gateway {
         }
         self.maintenance
             .record(task, began_ms, started.elapsed(), outcome);
+    }
+
+    async fn prune_sessions(&self, now: u64) -> Result<String, String> {
+        let days = self.config().session.retention_days as u64;
+        if days == 0 {
+            return Ok("kept: session.retentionDays is 0".to_string());
+        }
+        let deleted = self
+            .rt
+            .stores
+            .upkeep
+            .prune_sessions(now.saturating_sub(days * DAY_MS), SESSIONS_PER_RUN)
+            .await
+            .map_err(|e| e.to_string())?;
+        if deleted > 0 {
+            tracing::info!(deleted, days, "deleted idle sessions");
+        }
+        Ok(format!("{deleted} sessions idle over {days} days deleted"))
     }
 
     async fn prune_store(&self, now: u64) -> Result<String, String> {

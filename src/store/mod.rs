@@ -349,6 +349,30 @@ impl Store {
         .await
     }
 
+    /// Deletes the `limit` longest-idle sessions last updated before
+    /// `idle_before_ms`, and their transcripts, in one transaction.
+    pub async fn prune_sessions(&self, idle_before_ms: u64, limit: usize) -> Result<usize> {
+        self.with(move |db| {
+            let tx = db.transaction()?;
+            let keys: Vec<String> = {
+                let mut idle = tx.prepare(
+                    "SELECT key FROM sessions WHERE updated_at < ?1 ORDER BY updated_at LIMIT ?2",
+                )?;
+                let rows = idle.query_map(params![idle_before_ms as i64, limit as i64], |row| {
+                    row.get(0)
+                })?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            for key in &keys {
+                tx.execute("DELETE FROM messages WHERE session_key = ?1", params![key])?;
+                tx.execute("DELETE FROM sessions WHERE key = ?1", params![key])?;
+            }
+            tx.commit()?;
+            Ok(keys.len())
+        })
+        .await
+    }
+
     /// `PRAGMA wal_checkpoint(TRUNCATE)`, then `PRAGMA optimize`; the
     /// pages checkpointed.
     pub async fn compact(&self) -> Result<u64> {

@@ -107,6 +107,9 @@ store_trait! {
         /// Moves the write-ahead log into the database and lets SQLite
         /// refresh its query statistics; returns the pages checkpointed.
         fn compact(&self) -> u64;
+        /// Deletes at most `limit` sessions last updated before
+        /// `idle_before_ms`, with their transcripts; returns how many.
+        fn prune_sessions(&self, idle_before_ms: u64, limit: usize) -> usize;
     }
 }
 

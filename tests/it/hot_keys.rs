@@ -73,6 +73,7 @@ const PROBES: &[(&str, &str)] = &[
     ("agents.*.exec.maxOutputBytes", "exec_settings"),
     ("approvals.timeoutMs", "exec_settings"),
     ("approvals.auditRetentionDays", "audit_retention"),
+    ("session.retentionDays", "session_retention"),
     ("agents.*.allowNodeCommands", "node_settings"),
     ("nodes.autoApproveLoopback", "node_settings"),
     ("nodes.pairingTimeoutMs", "node_settings"),
@@ -986,6 +987,82 @@ async fn audit_retention() {
             .ends_with("write-ahead log pages checkpointed"),
         "{compact}"
     );
+}
+
+/// Sessions idle longer than the retention go, with their transcripts,
+/// once it is set; recent ones stay.
+#[tokio::test]
+async fn session_retention() {
+    let mut gw = TestGateway::start("").await;
+    let mut admin = gw.operator().await;
+    for key in ["old", "recent"] {
+        let reply = admin
+            .call("chat", json!({"message": "hi", "sessionKey": key}))
+            .await;
+        assert!(reply["result"].is_object(), "{reply}");
+    }
+    drop(admin);
+    gw.owns_dir = false;
+    assert!(gw.terminate().success());
+    let dir = gw.dir.clone();
+    drop(gw);
+    let day: i64 = 24 * 60 * 60 * 1000;
+    {
+        let db = rusqlite::Connection::open(dir.join("state/clawgate.db")).unwrap();
+        let old = now_secs() as i64 * 1000 - 40 * day;
+        db.execute(
+            "UPDATE sessions SET updated_at = ?1 WHERE key = 'old'",
+            rusqlite::params![old],
+        )
+        .unwrap();
+    }
+    let config = dir.join("clawgate.toml");
+    let mut gw = TestGateway::spawn(&dir, &["--config", config.to_str().unwrap()], &[]);
+    gw.owns_dir = true;
+    let mut admin = gw.operator().await;
+    let keys = |frame: Value| -> Vec<String> {
+        frame["result"]["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Kept forever by default.
+    assert_eq!(
+        keys(admin.call("sessions", json!({})).await),
+        ["recent", "old"]
+    );
+    let set = admin
+        .call(
+            "config.set",
+            json!({"key": "session.retentionDays", "value": 30}),
+        )
+        .await;
+    assert!(set["error"].is_null(), "{set}");
+    eventually!(
+        "the idle session is deleted",
+        keys(admin.call("sessions", json!({})).await) == ["recent"]
+    );
+    let history = admin
+        .call("sessions.history", json!({"sessionKey": "old"}))
+        .await;
+    assert_eq!(
+        error_code(&history),
+        ErrorCode::NotFound.code(),
+        "{history}"
+    );
+    eventually!("status shows the run", {
+        let status = admin.call("status", json!({})).await;
+        status["result"]["maintenance"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| {
+                t["task"] == "session-prune"
+                    && t["lastResult"] == "1 sessions idle over 30 days deleted"
+            })
+    });
 }
 
 // ---- nodes --------------------------------------------------------------

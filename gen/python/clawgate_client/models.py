@@ -1198,11 +1198,12 @@ class LastOutcome(str, Enum):
 
 class MaintenanceTask(str, Enum):
     """
-    A periodic upkeep task: store-prune deletes idempotency keys past their day and exec audit entries past approvals.auditRetentionDays; store-compact checkpoints SQLite's write-ahead log into the database and runs PRAGMA optimize.
+    A periodic upkeep task: store-prune deletes idempotency keys past their day and exec audit entries past approvals.auditRetentionDays; store-compact checkpoints SQLite's write-ahead log into the database and runs PRAGMA optimize; session-prune deletes sessions idle longer than session.retentionDays.
     """
 
     store_prune = 'store-prune'
     store_compact = 'store-compact'
+    session_prune = 'session-prune'
 
 
 class NodeHealth(BaseModel):
