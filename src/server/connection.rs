@@ -188,22 +188,10 @@ impl Connection {
     /// REVOKED_ANSWERS_TIMEOUT), then closes: the credential they were
     /// made under was good when they were made.
     async fn answer_running(&mut self, why: &'static str) -> End {
-        let deadline = tokio::time::sleep(REVOKED_ANSWERS_TIMEOUT);
-        tokio::pin!(deadline);
-        loop {
-            let step = tokio::select! {
-                done = self.tasks.join_next() => match done {
-                    None => break,
-                    Some(Ok(frame)) => self.send(frame),
-                    Some(Err(_)) => Ok(()),
-                },
-                _ = &mut deadline => break,
-            };
-            if let Err(end) = step {
-                return end;
-            }
+        match self.finish_running(REVOKED_ANSWERS_TIMEOUT).await {
+            Ok(()) => End::Close(CLOSE_POLICY, why),
+            Err(end) => end,
         }
-        End::Close(CLOSE_POLICY, why)
     }
 
     /// Resolves with the reason to close a connection that has not
@@ -522,29 +510,33 @@ impl Connection {
                 }
             }
         }
-        let deadline = tokio::time::sleep(self.drain_timeout);
+        match self.finish_running(self.drain_timeout).await {
+            Ok(()) => End::Close(CLOSE_NORMAL, "gateway shutting down"),
+            Err(end) => end,
+        }
+    }
+
+    /// Sends the answers of the requests running now as they finish,
+    /// flushing as it goes, for at most `limit`; reading has stopped.
+    async fn finish_running(&mut self, limit: Duration) -> Result<(), End> {
+        let deadline = tokio::time::sleep(limit);
         tokio::pin!(deadline);
         loop {
-            let step = tokio::select! {
+            tokio::select! {
                 done = self.tasks.join_next() => match done {
-                    None => break,
-                    Some(Ok(frame)) => self.send(frame),
-                    Some(Err(_)) => Ok(()),
+                    None => return Ok(()),
+                    Some(Ok(frame)) => self.send(frame)?,
+                    Some(Err(_)) => {}
                 },
-                result = self.out.flush(&mut self.ws), if self.out.has_pending() => match result {
-                    Ok(()) => Ok(()),
-                    Err(_) => Err(End::Gone),
-                },
-                _ = &mut deadline => {
-                    tracing::warn!(conn = %self.ctx.conn_id, "requests still running at the end of the drain were abandoned");
-                    break;
+                result = self.out.flush(&mut self.ws), if self.out.has_pending() => {
+                    result.map_err(|_| End::Gone)?;
                 }
-            };
-            if let Err(end) = step {
-                return end;
+                _ = &mut deadline => {
+                    tracing::warn!(conn = %self.ctx.conn_id, "requests still running when the connection closed were abandoned");
+                    return Ok(());
+                }
             }
         }
-        End::Close(CLOSE_NORMAL, "gateway shutting down")
     }
 
     fn send(&mut self, frame: String) -> Result<(), End> {

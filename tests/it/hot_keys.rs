@@ -924,28 +924,39 @@ async fn exec_settings() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[tokio::test]
-async fn audit_retention() {
-    let mut gw = TestGateway::start_with_sections("[approvals]\nauditRetentionDays = 3650\n").await;
+/// Stops the gateway, edits its database, and starts it again on the same
+/// state and config.
+fn restart_with_db_edit(
+    mut gw: TestGateway,
+    edit: impl FnOnce(&rusqlite::Connection),
+) -> TestGateway {
     gw.owns_dir = false;
     assert!(gw.terminate().success());
     let dir = gw.dir.clone();
     drop(gw);
-    let db_path = dir.join("state/clawgate.db");
-    let day: i64 = 24 * 60 * 60 * 1000;
-    let old = now_secs() as i64 * 1000 - 400 * day;
-    {
-        let db = rusqlite::Connection::open(&db_path).unwrap();
-        db.execute(
-            "INSERT INTO exec_audit (command, argv_json, agent_id, decision, requested_at, decided_at) \
-             VALUES ('old', '[]', 'main', 'allow-once', ?1, ?1)",
-            rusqlite::params![old],
-        )
-        .unwrap();
-    }
+    edit(&rusqlite::Connection::open(dir.join("state/clawgate.db")).unwrap());
     let config = dir.join("clawgate.toml");
     let mut gw = TestGateway::spawn(&dir, &["--config", config.to_str().unwrap()], &[]);
     gw.owns_dir = true;
+    gw
+}
+
+/// A time this many days ago, in unix milliseconds.
+fn days_ago(days: i64) -> i64 {
+    now_secs() as i64 * 1000 - days * 24 * 60 * 60 * 1000
+}
+
+#[tokio::test]
+async fn audit_retention() {
+    let gw = TestGateway::start_with_sections("[approvals]\nauditRetentionDays = 3650\n").await;
+    let gw = restart_with_db_edit(gw, |db| {
+        db.execute(
+            "INSERT INTO exec_audit (command, argv_json, agent_id, decision, requested_at, decided_at) \
+             VALUES ('old', '[]', 'main', 'allow-once', ?1, ?1)",
+            rusqlite::params![days_ago(400)],
+        )
+        .unwrap();
+    });
     let mut admin = gw.operator().await;
     let entries = |frame: Value| frame["result"]["entries"].as_array().unwrap().len();
     assert_eq!(entries(admin.call("approvals.audit", json!({})).await), 1);
@@ -993,7 +1004,7 @@ async fn audit_retention() {
 /// once it is set; recent ones stay.
 #[tokio::test]
 async fn session_retention() {
-    let mut gw = TestGateway::start("").await;
+    let gw = TestGateway::start("").await;
     let mut admin = gw.operator().await;
     for key in ["old", "recent"] {
         let reply = admin
@@ -1002,23 +1013,13 @@ async fn session_retention() {
         assert!(reply["result"].is_object(), "{reply}");
     }
     drop(admin);
-    gw.owns_dir = false;
-    assert!(gw.terminate().success());
-    let dir = gw.dir.clone();
-    drop(gw);
-    let day: i64 = 24 * 60 * 60 * 1000;
-    {
-        let db = rusqlite::Connection::open(dir.join("state/clawgate.db")).unwrap();
-        let old = now_secs() as i64 * 1000 - 40 * day;
+    let gw = restart_with_db_edit(gw, |db| {
         db.execute(
             "UPDATE sessions SET updated_at = ?1 WHERE key = 'old'",
-            rusqlite::params![old],
+            rusqlite::params![days_ago(40)],
         )
         .unwrap();
-    }
-    let config = dir.join("clawgate.toml");
-    let mut gw = TestGateway::spawn(&dir, &["--config", config.to_str().unwrap()], &[]);
-    gw.owns_dir = true;
+    });
     let mut admin = gw.operator().await;
     let keys = |frame: Value| -> Vec<String> {
         frame["result"]["sessions"]
