@@ -17,6 +17,7 @@ pub mod exec;
 pub mod fuzzing;
 pub mod gateway;
 pub mod health;
+pub mod heartbeat;
 pub mod idempotency;
 pub mod limiter;
 pub mod locks;

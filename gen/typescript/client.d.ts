@@ -79,6 +79,8 @@ export interface Methods {
   "cron.runs": { params: T.CronRunsParams; result: T.CronRunsResult };
   "cron.update": { params: T.CronUpdateParams; result: T.CronJob };
   "health": { params: T.HealthParams; result: T.HealthSnapshot };
+  "heartbeat.last": { params: T.HeartbeatLastParams; result: T.HeartbeatLastResult };
+  "heartbeat.set": { params: T.HeartbeatSetParams; result: T.HeartbeatSetResult };
   "nodes.approve": { params: T.NodesApproveParams; result: T.NodesApproveResult };
   "nodes.heartbeat": { params: T.NodesHeartbeatParams; result: T.NodesHeartbeatResult };
   "nodes.invoke": { params: T.NodesInvokeParams; result: T.NodesInvokeResult };
@@ -112,6 +114,7 @@ export interface Events {
   "cron.started": T.CronStartedEvent;
   "gateway.closing": T.GatewayClosingEvent;
   "health.changed": T.HealthSnapshot;
+  "heartbeat": T.HeartbeatRun;
   "nodes.changed": T.NodesChangedEvent;
   "nodes.invoke.request": T.NodesInvokeRequestEvent;
   "nodes.pairing": T.PairingRequest;
@@ -183,6 +186,10 @@ export declare class ClawgateClient extends ClawgateClientBase {
   cronUpdate(params: T.CronUpdateParams): Promise<T.CronJob>;
   /** The current health snapshot (also served by GET /health). */
   health(params?: T.HealthParams): Promise<T.HealthSnapshot>;
+  /** Each agent's heartbeat: its schedule, whether it runs, and its last run since start. */
+  heartbeatLast(params?: T.HeartbeatLastParams): Promise<T.HeartbeatLastResult>;
+  /** Turn heartbeats off or back on while the gateway runs (a restart turns them on again). */
+  heartbeatSet(params: T.HeartbeatSetParams): Promise<T.HeartbeatSetResult>;
   /** Approve a pairing request; the device's nodes.register call returns its node id and token. */
   nodesApprove(params: T.NodesApproveParams): Promise<T.NodesApproveResult>;
   /** Tell the gateway this paired node is alive; a node not heard from for nodes.heartbeatTimeoutMs is marked offline and disconnected. */

@@ -214,6 +214,8 @@ export const METHODS = Object.freeze({
   cronRuns: "cron.runs",
   cronUpdate: "cron.update",
   health: "health",
+  heartbeatLast: "heartbeat.last",
+  heartbeatSet: "heartbeat.set",
   nodesApprove: "nodes.approve",
   nodesHeartbeat: "nodes.heartbeat",
   nodesInvoke: "nodes.invoke",

@@ -124,11 +124,16 @@ export type DmPolicy = "open" | "allowlist" | "disabled";
  */
 export type GroupPolicy = "allowlist" | "open";
 /**
+ * How a heartbeat ended: delivered (the reply went to its target), kept (a reply for target none, kept in the session only), ack (the reply was the acknowledgement token: nothing to report), empty (an empty reply), skipped (not run: see reason), failed (the turn or the delivery failed: see reason).
+ */
+export type HeartbeatOutcome = "delivered" | "kept" | "ack" | "empty" | "skipped" | "failed";
+/**
  * A periodic upkeep task: store-prune deletes idempotency keys past their day and exec audit entries past approvals.auditRetentionDays; store-compact checkpoints SQLite's write-ahead log into the database and runs PRAGMA optimize; session-prune deletes sessions idle longer than session.retentionDays.
  */
 export type MaintenanceTask = "store-prune" | "store-compact" | "session-prune";
 
 export interface ClawgateProtocol {
+  ActiveHours: ActiveHours;
   AgentInfo: AgentInfo;
   AgentMessageEvent: AgentMessageEvent;
   AgentThinkingEvent: AgentThinkingEvent;
@@ -219,6 +224,13 @@ export interface ClawgateProtocol {
   GroupPolicy: GroupPolicy;
   HealthParams: HealthParams;
   HealthSnapshot: HealthSnapshot;
+  HeartbeatLastParams: HeartbeatLastParams;
+  HeartbeatLastResult: HeartbeatLastResult;
+  HeartbeatOutcome: HeartbeatOutcome;
+  HeartbeatRun: HeartbeatRun;
+  HeartbeatSetParams: HeartbeatSetParams;
+  HeartbeatSetResult: HeartbeatSetResult;
+  HeartbeatStatus: HeartbeatStatus;
   IrcAccount: IrcAccount;
   MaintenanceStatus: MaintenanceStatus;
   MaintenanceTask: MaintenanceTask;
@@ -294,6 +306,23 @@ export interface ClawgateProtocol {
   TickEvent: TickEvent;
   Usage: Usage;
   WebhookAccount: WebhookAccount;
+}
+/**
+ * A daily window, in a time zone.
+ */
+export interface ActiveHours {
+  /**
+   * End of the window, HH:MM (exclusive; 24:00 is midnight). An end before the start spans midnight (22:00 to 06:00).
+   */
+  end: string;
+  /**
+   * Start of the window, HH:MM (inclusive).
+   */
+  start: string;
+  /**
+   * An IANA time zone such as Europe/Berlin; default cron.timezone, else UTC.
+   */
+  timezone?: string;
 }
 /**
  * A configured agent as status shows it.
@@ -1765,6 +1794,107 @@ export interface GatewayClosingEvent {
   restartExpectedMs: number | null;
 }
 export interface HealthParams {}
+export interface HeartbeatLastParams {
+  /**
+   * Only this agent.
+   */
+  agentId?: string;
+}
+export interface HeartbeatLastResult {
+  /**
+   * By agent id.
+   */
+  heartbeats: HeartbeatStatus[];
+}
+/**
+ * An agent's heartbeat: its schedule, whether it runs, and its last run.
+ */
+export interface HeartbeatStatus {
+  /**
+   * The agent.
+   */
+  agentId: string;
+  /**
+   * Whether the agent's config sets heartbeat.every.
+   */
+  configured: boolean;
+  /**
+   * Whether heartbeats run: false after heartbeat.set turned them off (until it turns them on again or the gateway restarts).
+   */
+  enabled: boolean;
+  /**
+   * The interval, as configured, e.g. 30m.
+   */
+  every?: string;
+  last?: HeartbeatRun;
+  /**
+   * When the next heartbeat is due.
+   */
+  nextAtMs?: number;
+}
+/**
+ * One heartbeat: when it ran, how it ended and where its reply went.
+ */
+export interface HeartbeatRun {
+  /**
+   * The channel account.
+   */
+  accountId?: string;
+  /**
+   * The agent whose heartbeat it was.
+   */
+  agentId: string;
+  /**
+   * When it began, in milliseconds since the Unix epoch.
+   */
+  atMs: number;
+  channel?: ChannelKind;
+  /**
+   * Whether the reply was sent to a channel.
+   */
+  delivered: boolean;
+  /**
+   * How long the turn and the delivery took.
+   */
+  durationMs?: number;
+  outcome: HeartbeatOutcome;
+  /**
+   * The start of the reply (at most 200 characters).
+   */
+  preview?: string;
+  /**
+   * Why it was skipped or failed, e.g. "outside active hours 08:00-22:00 Europe/Berlin" or "session agent:main:main is busy with another run".
+   */
+  reason?: string;
+  /**
+   * The run id of the turn (its agent.message events carry it).
+   */
+  runId?: string;
+  /**
+   * The session the turn ran in.
+   */
+  sessionKey?: string;
+  /**
+   * The chat, nick or peer the reply went to.
+   */
+  to?: string;
+}
+export interface HeartbeatSetParams {
+  /**
+   * Only this agent; default every agent.
+   */
+  agentId?: string;
+  /**
+   * Whether heartbeats run.
+   */
+  enabled: boolean;
+}
+export interface HeartbeatSetResult {
+  /**
+   * The agents affected, after the change.
+   */
+  heartbeats: HeartbeatStatus[];
+}
 /**
  * An IRC connection.
  */

@@ -59,6 +59,7 @@ pub struct Inbound {
 }
 
 /// How to answer, by channel.
+#[derive(Clone)]
 pub enum Reply {
     Telegram(telegram::Replier),
     Irc(irc::Replier),
@@ -68,7 +69,7 @@ pub enum Reply {
 
 impl Reply {
     /// The longest piece the channel takes at once, in characters.
-    fn limit(&self) -> usize {
+    pub(super) fn limit(&self) -> usize {
         match self {
             Reply::Telegram(_) => telegram::MAX_MESSAGE_CHARS,
             Reply::Irc(_) => irc::MAX_LINE_CHARS,
@@ -77,7 +78,7 @@ impl Reply {
         }
     }
 
-    async fn send(&self, text: &str, session_key: &str) -> Result<(), String> {
+    pub(super) async fn send(&self, text: &str, session_key: &str) -> Result<(), String> {
         match self {
             Reply::Telegram(r) => r.send(text).await,
             Reply::Irc(r) => r.send(text).await,
@@ -176,6 +177,9 @@ async fn answer(
     let agent_id = route(&config.bindings, key, message);
     let agent = Agent::resolve(&config, agent_id.as_deref()).map_err(|e| e.message)?;
     let session_key = session_key(config.session.dm_scope, &agent.id, key, message);
+    if message.group.is_none() {
+        manager.remember_direct(&agent.id, key, reply);
+    }
     let session = manager.turns.lock(session_key.clone()).await;
     let request = TurnRequest {
         agent,

@@ -108,6 +108,10 @@ async fn session(
             "PING" => send(format!("PONG :{}", message.trailing)).await?,
             "001" => {
                 link.connected();
+                link.can_send(Reply::Irc(Replier {
+                    lines: lines.clone(),
+                    target: String::new(),
+                }));
                 for channel in &config.channels {
                     send(format!("JOIN {}", channel.as_str())).await?;
                 }
@@ -220,12 +224,29 @@ fn addressed(text: &str, nick: &str) -> (String, bool) {
 }
 
 /// Sends a reply as PRIVMSG lines to a nick or a channel.
+#[derive(Clone)]
 pub struct Replier {
     lines: mpsc::Sender<String>,
     target: String,
 }
 
 impl Replier {
+    /// The nick or channel it answers.
+    pub fn target(&self) -> String {
+        self.target.clone()
+    }
+
+    /// The same connection, writing to the nick or channel `to`.
+    pub fn retarget(&self, to: &str) -> Result<Replier, String> {
+        if to.is_empty() || to.contains([' ', '\r', '\n', ',']) {
+            return Err(format!("{to:?} is not an IRC nick or channel"));
+        }
+        Ok(Replier {
+            lines: self.lines.clone(),
+            target: to.to_string(),
+        })
+    }
+
     pub async fn send(&self, text: &str) -> Result<(), String> {
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             for piece in super::inbound::split(line, MAX_LINE_CHARS) {

@@ -5,6 +5,7 @@
 
 mod inbound;
 mod irc;
+mod outbound;
 mod plugin;
 mod replay;
 mod telegram;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use inbound::Counters;
+pub use outbound::{Delivery, Target};
 pub use plugin::{BoxFuture, Opened, Outbox, PluginAccount, PluginChannels};
 
 /// One account: its kind and id.
@@ -163,6 +165,8 @@ pub struct ChannelManager {
     webhook_failures: FailureLimiter,
     /// Where plugin channel accounts reach their plugin.
     plugins: std::sync::OnceLock<std::sync::Weak<dyn PluginChannels>>,
+    /// Where each agent was last written to in a direct message.
+    last_direct: Mutex<outbound::LastDirect>,
 }
 
 struct Monitor {
@@ -170,7 +174,12 @@ struct Monitor {
     state: Arc<Mutex<State>>,
     counters: Arc<Counters>,
     stop: watch::Sender<bool>,
+    sender: Sender,
 }
+
+/// How a connected account sends on its own initiative: a reply to
+/// nobody yet, retargeted for each message.
+type Sender = Arc<Mutex<Option<inbound::Reply>>>;
 
 /// What a monitor reports.
 #[derive(Clone, Debug)]
@@ -189,9 +198,16 @@ pub struct Link {
     stop: watch::Receiver<bool>,
     manager: Arc<ChannelManager>,
     state: Arc<Mutex<State>>,
+    sender: Sender,
 }
 
 impl Link {
+    /// Lets the gateway send through this connection on its own
+    /// initiative (heartbeats), until it ends.
+    pub fn can_send(&self, template: inbound::Reply) {
+        *self.sender.lock().expect("channel sender") = Some(template);
+    }
+
     /// Reports that the account is connected.
     pub fn connected(&self) {
         self.manager
@@ -253,6 +269,7 @@ impl ChannelManager {
             replays: Mutex::default(),
             webhook_failures: FailureLimiter::new(Duration::from_secs(60)),
             plugins: std::sync::OnceLock::new(),
+            last_direct: Mutex::default(),
         })
     }
 
@@ -441,12 +458,14 @@ impl ChannelManager {
             restarts,
             next_retry_at_ms: None,
         }));
+        let sender = Sender::default();
         let link = Link {
             key: key.clone(),
             counters: Arc::clone(&counters),
             stop: stop_rx,
             manager: Arc::clone(self),
             state: Arc::clone(&state),
+            sender: Arc::clone(&sender),
         };
         tracing::info!(channel = %key, "channel account starting");
         let span = tracing::info_span!("channel", channel = %key);
@@ -459,6 +478,7 @@ impl ChannelManager {
             state,
             counters,
             stop,
+            sender,
         }
     }
 }
@@ -472,6 +492,7 @@ async fn supervise(link: Link, account: Account) {
             outcome = run(&link, &account) => outcome,
             _ = link.stopped() => return,
         };
+        link.sender.lock().expect("channel sender").take();
         if *link.stop.borrow() {
             return;
         }

@@ -93,6 +93,14 @@ pub async fn run(
         max_chars,
     } = opened?;
     link.connected();
+    link.can_send(Reply::Plugin(Replier {
+        outbox: Arc::clone(&outbox),
+        kind: account.kind.clone(),
+        account: account.id.clone(),
+        peer: String::new(),
+        group: None,
+        max_chars,
+    }));
     let policy = super::Account::Plugin(account.clone()).policy();
     while let Some(message) = inbound.recv().await {
         let from = message.from.to_string();
@@ -120,6 +128,7 @@ pub async fn run(
 }
 
 /// Answers one message through the plugin.
+#[derive(Clone)]
 pub struct Replier {
     outbox: Arc<dyn Outbox>,
     kind: String,
@@ -132,6 +141,20 @@ pub struct Replier {
 impl Replier {
     pub fn limit(&self) -> usize {
         self.max_chars
+    }
+
+    /// The group it answers in, else the peer.
+    pub fn target(&self) -> String {
+        self.group.clone().unwrap_or_else(|| self.peer.clone())
+    }
+
+    /// The same account, writing to the peer `to` directly.
+    pub fn retarget(&self, to: &str) -> Result<Replier, String> {
+        Ok(Replier {
+            peer: to.to_string(),
+            group: None,
+            ..self.clone()
+        })
     }
 
     pub async fn send(&self, text: &str, session_key: &str) -> Result<(), String> {

@@ -66,6 +66,10 @@ pub async fn run(link: &Link, config: &TelegramAccount) -> Result<(), String> {
         .await?;
     let username = me["username"].as_str().unwrap_or_default().to_string();
     link.connected();
+    link.can_send(Reply::Telegram(Replier {
+        api: api.clone(),
+        chat_id: 0,
+    }));
     let channel = link.key.kind.to_string();
     let account = link.key.account.clone();
     let stored = |e: crate::store::StoreError| e.to_string();
@@ -142,12 +146,29 @@ fn parse(update: &Value, username: &str) -> Option<(Inbound, i64)> {
 }
 
 /// Answers in the chat a message came from.
+#[derive(Clone)]
 pub struct Replier {
     api: Api,
     chat_id: i64,
 }
 
 impl Replier {
+    /// The chat it answers in.
+    pub fn target(&self) -> String {
+        self.chat_id.to_string()
+    }
+
+    /// The same bot, writing to the chat `to` (a numeric chat id).
+    pub fn retarget(&self, to: &str) -> Result<Replier, String> {
+        let chat_id = to
+            .parse()
+            .map_err(|_| format!("a Telegram chat is a number, not {to:?}"))?;
+        Ok(Replier {
+            api: self.api.clone(),
+            chat_id,
+        })
+    }
+
     pub async fn send(&self, text: &str) -> Result<(), String> {
         self.api
             .call(

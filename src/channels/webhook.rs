@@ -5,7 +5,7 @@
 
 use super::inbound::{dispatch, Inbound, Refused, Reply};
 use super::{Account, ChannelManager, Key};
-use crate::protocol::types::BuiltinChannelKind;
+use crate::protocol::types::{BuiltinChannelKind, WebhookAccount};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -163,12 +163,11 @@ pub async fn receive(
             )
         }
     };
-    let reply = Reply::Webhook(Replier {
-        http: channels.rt.http.clone(),
-        url: config.reply_url.as_ref().map(|u| u.to_string()),
-        secret: config.secret.to_string(),
-        peer: message.peer.clone(),
-    });
+    let reply = Reply::Webhook(Replier::new(
+        channels.rt.http.clone(),
+        &config,
+        &message.peer,
+    ));
     let inbound = Inbound {
         from: message.peer.clone(),
         peer: message.peer,
@@ -210,6 +209,7 @@ fn error(status: StatusCode, message: String) -> Response {
 }
 
 /// Posts replies to the account's replyUrl.
+#[derive(Clone)]
 pub struct Replier {
     http: reqwest::Client,
     url: Option<String>,
@@ -218,6 +218,27 @@ pub struct Replier {
 }
 
 impl Replier {
+    /// The account's sender, writing to `peer`.
+    pub fn new(http: reqwest::Client, config: &WebhookAccount, peer: &str) -> Replier {
+        Replier {
+            http,
+            url: config.reply_url.as_ref().map(|u| u.to_string()),
+            secret: config.secret.to_string(),
+            peer: peer.to_string(),
+        }
+    }
+
+    pub fn target(&self) -> String {
+        self.peer.clone()
+    }
+
+    pub fn retarget(&self, peer: &str) -> Replier {
+        Replier {
+            peer: peer.to_string(),
+            ..self.clone()
+        }
+    }
+
     pub async fn send(&self, text: &str, session_key: &str) -> Result<(), String> {
         let Some(url) = &self.url else {
             return Err("the account has no replyUrl".into());

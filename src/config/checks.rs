@@ -69,6 +69,47 @@ pub fn cron_problems(config: &Config) -> Vec<(String, String)> {
     problems
 }
 
+/// A channel kind by name: built-in, or `<plugin>.<kind>`.
+pub fn parse_channel_kind(kind: &str) -> Option<ChannelKind> {
+    serde_json::from_value(serde_json::Value::String(kind.to_string())).ok()
+}
+
+/// Heartbeat settings the schema cannot check: the target names a
+/// channel kind (with a recipient), the active hours' time zone exists.
+pub fn heartbeat_problems(config: &Config) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    for (id, agent) in &config.agents.extra {
+        let Some(heartbeat) = &agent.heartbeat else {
+            continue;
+        };
+        let at = format!("{}/heartbeat", crate::pointer::child(keys::AGENTS, id));
+        let target = heartbeat.target.as_str();
+        if !matches!(target, "last" | "none") {
+            if parse_channel_kind(target).is_none() {
+                problems.push((
+                    format!("{at}/target"),
+                    format!("{target:?} is not last, none or a channel kind (telegram, irc, webhook, <plugin>.<kind>)"),
+                ));
+            } else if heartbeat.to.is_none() {
+                problems.push((
+                    format!("{at}/to"),
+                    format!("target {target} needs to: the chat, nick or peer to write to"),
+                ));
+            }
+        }
+        if let Some(tz) = heartbeat
+            .active_hours
+            .as_ref()
+            .and_then(|h| h.timezone.as_ref())
+        {
+            if let Err(message) = crate::schedule::parse_tz(tz) {
+                problems.push((format!("{at}/activeHours/timezone"), message));
+            }
+        }
+    }
+    problems
+}
+
 /// IRC allowFrom entries that name a nick alone: anyone can take a nick,
 /// so only `nick!user@host` (patterns allowed) identifies a sender.
 pub fn irc_problems(config: &Config) -> Vec<(String, String)> {

@@ -531,6 +531,7 @@ pub fn validate(value: &Value) -> Result<Config, Vec<Invalid>> {
     problems.extend(super::checks::cron_problems(&config));
     problems.extend(unknown_binding_agents(&config));
     problems.extend(super::checks::irc_problems(&config));
+    problems.extend(super::checks::heartbeat_problems(&config));
     problems.extend(super::checks::plugin_problems(&config));
     if problems.is_empty() {
         Ok(config)

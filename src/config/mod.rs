@@ -17,7 +17,7 @@ mod service;
 mod token;
 
 pub use crate::protocol::types::Config;
-pub use checks::{find_agent, MAIN_AGENT};
+pub use checks::{find_agent, parse_channel_kind, MAIN_AGENT};
 pub use diff::changed_pointers;
 pub use edit::{remove_stale_temp_files, set_key, write_atomic};
 pub use follow::{Change, Follower};

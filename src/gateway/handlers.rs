@@ -340,6 +340,28 @@ impl Handlers for Gateway {
         })
     }
 
+    async fn heartbeat_last(
+        &self,
+        _ctx: &CallContext,
+        params: HeartbeatLastParams,
+    ) -> Result<HeartbeatLastResult, RpcError> {
+        let agent = params.agent_id.as_ref().map(|a| a.as_str());
+        Ok(HeartbeatLastResult {
+            heartbeats: self.heartbeat.statuses(agent)?,
+        })
+    }
+
+    async fn heartbeat_set(
+        &self,
+        _ctx: &CallContext,
+        params: HeartbeatSetParams,
+    ) -> Result<HeartbeatSetResult, RpcError> {
+        let agent = params.agent_id.as_ref().map(|a| a.as_str());
+        Ok(HeartbeatSetResult {
+            heartbeats: self.heartbeat.set_enabled(params.enabled, agent)?,
+        })
+    }
+
     async fn approvals_pending(
         &self,
         _ctx: &CallContext,

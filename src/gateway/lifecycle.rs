@@ -13,8 +13,8 @@ pub struct Running {
 impl Gateway {
     /// Loads what the services keep in the store and starts their
     /// background work: the cron scheduler, the node watchdog, the channel
-    /// accounts, the plugins (not waited for), ticks, store upkeep, the config file watcher, and the
-    /// settings the root applies itself (log level, metrics).
+    /// accounts, the plugins (not waited for), heartbeats, ticks, store
+    /// upkeep, the config file watcher, and the settings the root applies itself (log level, metrics).
     pub async fn start(self: &Arc<Self>) -> std::io::Result<Running> {
         let scheduler = self
             .cron
@@ -30,6 +30,7 @@ impl Gateway {
             self.nodes.spawn_watchdog(),
             self.channels.start(),
             self.plugins.start(),
+            self.heartbeat.spawn(),
             self.spawn_ticker(),
             self.spawn_maintenance(),
             self.follow_settings(),

@@ -55,6 +55,7 @@ pub struct Gateway {
     pub exec: crate::exec::Exec,
     pub channels: Arc<crate::channels::ChannelManager>,
     pub plugins: Arc<crate::plugins::PluginService>,
+    pub heartbeat: Arc<crate::heartbeat::HeartbeatService>,
     /// How the periodic upkeep tasks last ran.
     pub maintenance: maintenance::MaintenanceLog,
     pub info: RuntimeInfo,
@@ -109,6 +110,11 @@ impl Gateway {
         let nodes = Arc::new(crate::nodes::NodeService::new(rt.clone()));
         let exec = crate::exec::Exec::new(rt.clone(), Arc::clone(&nodes));
         let plugins = crate::plugins::PluginService::new(rt.clone());
+        let heartbeat = crate::heartbeat::HeartbeatService::new(
+            rt.clone(),
+            Arc::clone(&turns),
+            Arc::clone(&channels),
+        );
         let gateway = Arc::new(Gateway {
             configs,
             rt,
@@ -118,6 +124,7 @@ impl Gateway {
             exec,
             channels,
             plugins,
+            heartbeat,
             maintenance: maintenance::MaintenanceLog::default(),
             info: RuntimeInfo {
                 started,

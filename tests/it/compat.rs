@@ -93,11 +93,11 @@ const CASES: &[Case] = &[
         after: |s| {
             let events = s["events"].as_object_mut().unwrap();
             let tick = events.remove("tick").unwrap();
-            events.insert("heartbeat".into(), tick);
+            events.insert("pulse".into(), tick);
         },
         expect: &[
             ("event.removed", "event tick", B),
-            ("event.added", "event heartbeat", A),
+            ("event.added", "event pulse", A),
         ],
     },
     Case {

@@ -75,6 +75,21 @@ const PROBES: &[(&str, &str)] = &[
     ("approvals.auditRetentionDays", "audit_retention"),
     ("session.retentionDays", "session_retention"),
     ("agents.*.allowNodeCommands", "node_settings"),
+    ("agents.*.workspace", "heartbeat_settings"),
+    ("agents.*.heartbeat.every", "heartbeat_settings"),
+    ("agents.*.heartbeat.activeHours.start", "heartbeat_settings"),
+    ("agents.*.heartbeat.activeHours.end", "heartbeat_settings"),
+    (
+        "agents.*.heartbeat.activeHours.timezone",
+        "heartbeat_settings",
+    ),
+    ("agents.*.heartbeat.prompt", "heartbeat_settings"),
+    ("agents.*.heartbeat.session", "heartbeat_settings"),
+    ("agents.*.heartbeat.target", "heartbeat_settings"),
+    ("agents.*.heartbeat.accountId", "heartbeat_settings"),
+    ("agents.*.heartbeat.to", "heartbeat_settings"),
+    ("agents.*.heartbeat.ackToken", "heartbeat_settings"),
+    ("agents.*.heartbeat.ackMaxChars", "heartbeat_settings"),
     ("nodes.autoApproveLoopback", "node_settings"),
     ("nodes.pairingTimeoutMs", "node_settings"),
     ("nodes.heartbeatTimeoutMs", "node_settings"),
@@ -1855,4 +1870,136 @@ async fn plugin_channels() {
         let status = live.admin.call("channels.status", json!({})).await;
         status["result"]["channels"].as_array().unwrap().is_empty()
     });
+}
+
+/// Waits for a heartbeat of agent main that `check` accepts.
+async fn beat_until(ws: &mut Ws, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let limit = Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(Instant::now() < limit, "no heartbeat {what}");
+        let event = ws.event("heartbeat").await;
+        if check(&event["data"]) {
+            return event["data"].clone();
+        }
+    }
+}
+
+#[tokio::test]
+async fn heartbeat_settings() {
+    let mut live = Live::start("[agents.main]\nprovider = \"echo\"\n").await;
+    let mut ws = live.gw.operator().await;
+    let outcome = |o: &'static str| move |run: &Value| run["outcome"] == o;
+    let reason =
+        |r: String| move |run: &Value| run["reason"].as_str().is_some_and(|s| s.contains(&r));
+    live.set(
+        "agents.main.heartbeat",
+        json!({"every": "1s", "prompt": "HEARTBEAT_OK", "target": "none"}),
+    )
+    .await;
+    beat_until(&mut ws, "acknowledged", outcome("ack")).await;
+
+    live.set("agents.main.heartbeat.ackToken", json!("ALL_CLEAR"))
+        .await;
+    beat_until(&mut ws, "kept under a new token", outcome("kept")).await;
+    live.set(
+        "agents.main.heartbeat.prompt",
+        json!("ALL_CLEAR, the oven is off"),
+    )
+    .await;
+    beat_until(&mut ws, "acknowledged with a remark", outcome("ack")).await;
+    live.set("agents.main.heartbeat.ackMaxChars", json!(5))
+        .await;
+    beat_until(&mut ws, "kept past ackMaxChars", outcome("kept")).await;
+
+    live.set("agents.main.heartbeat.session", json!("hb:probe"))
+        .await;
+    beat_until(&mut ws, "in the new session", |run| {
+        run["sessionKey"] == "hb:probe"
+    })
+    .await;
+
+    let hour = (clawgate::clock::now_ms() / 3_600_000 % 24) as i64;
+    let at = |h: i64| format!("{:02}:00", h.rem_euclid(24));
+    live.set(
+        "agents.main.heartbeat.activeHours",
+        json!({"start": at(hour + 2), "end": at(hour + 3)}),
+    )
+    .await;
+    live.set("agents.main.heartbeat.activeHours.end", json!(at(hour + 4)))
+        .await;
+    let outside = beat_until(
+        &mut ws,
+        "outside active hours",
+        reason("outside active hours".into()),
+    )
+    .await;
+    assert!(
+        outside["reason"].as_str().unwrap().contains(&format!(
+            "{}-{} UTC",
+            at(hour + 2),
+            at(hour + 4)
+        )),
+        "{outside}"
+    );
+    live.set(
+        "agents.main.heartbeat.activeHours.start",
+        json!(at(hour + 1)),
+    )
+    .await;
+    beat_until(
+        &mut ws,
+        "with the new start",
+        reason(format!("{}-", at(hour + 1))),
+    )
+    .await;
+    // Two hours east of UTC, the window holds now.
+    live.set(
+        "agents.main.heartbeat.activeHours.start",
+        json!(at(hour + 2)),
+    )
+    .await;
+    live.set(
+        "agents.main.heartbeat.activeHours.timezone",
+        json!("Etc/GMT-2"),
+    )
+    .await;
+    beat_until(&mut ws, "inside the zone's hours", outcome("kept")).await;
+
+    let workspace = temp_dir("hb-probe");
+    std::fs::write(workspace.join("HEARTBEAT.md"), "# Nothing yet\n").unwrap();
+    live.set("agents.main.heartbeat.prompt", Value::Null).await;
+    live.set("agents.main.workspace", json!(workspace.to_str().unwrap()))
+        .await;
+    beat_until(
+        &mut ws,
+        "with an empty checklist",
+        reason("HEARTBEAT.md lists nothing".into()),
+    )
+    .await;
+    live.set("agents.main.heartbeat.prompt", json!("Check the oven"))
+        .await;
+
+    live.set("agents.main.heartbeat.to", json!("42")).await;
+    live.set("agents.main.heartbeat.target", json!("telegram"))
+        .await;
+    beat_until(
+        &mut ws,
+        "to telegram",
+        reason("no enabled telegram account".into()),
+    )
+    .await;
+    live.set("agents.main.heartbeat.accountId", json!("home"))
+        .await;
+    beat_until(
+        &mut ws,
+        "to telegram:home",
+        reason("no enabled telegram account home".into()),
+    )
+    .await;
+    live.set("agents.main.heartbeat.every", json!("1h")).await;
+    let status = live.admin.call("heartbeat.last", json!({})).await;
+    let next = status["result"]["heartbeats"][0]["nextAtMs"]
+        .as_u64()
+        .unwrap();
+    assert!(next > clawgate::clock::now_ms() + 3_500_000, "{status}");
 }

@@ -19,6 +19,7 @@ mod fake_anthropic;
 mod fake_openai;
 mod fake_telegram;
 mod handshake;
+mod heartbeat;
 mod hot_keys;
 mod methods;
 mod metrics;

@@ -49,6 +49,8 @@ METHODS: dict[str, tuple[Any, Any]] = {
     "cron.runs": (models.CronRunsParams, models.CronRunsResult),
     "cron.update": (models.CronUpdateParams, models.CronJob),
     "health": (models.HealthParams, models.HealthSnapshot),
+    "heartbeat.last": (models.HeartbeatLastParams, models.HeartbeatLastResult),
+    "heartbeat.set": (models.HeartbeatSetParams, models.HeartbeatSetResult),
     "nodes.approve": (models.NodesApproveParams, models.NodesApproveResult),
     "nodes.heartbeat": (models.NodesHeartbeatParams, models.NodesHeartbeatResult),
     "nodes.invoke": (models.NodesInvokeParams, models.NodesInvokeResult),
@@ -81,6 +83,7 @@ EVENTS: dict[str, Any] = {
     "cron.started": models.CronStartedEvent,
     "gateway.closing": models.GatewayClosingEvent,
     "health.changed": models.HealthSnapshot,
+    "heartbeat": models.HeartbeatRun,
     "nodes.changed": models.NodesChangedEvent,
     "nodes.invoke.request": models.NodesInvokeRequestEvent,
     "nodes.pairing": models.PairingRequest,
@@ -220,6 +223,18 @@ class GeneratedMethods:
     ) -> models.HealthSnapshot:
         """The current health snapshot (also served by GET /health)."""
         return await self.call("health", params)
+
+    async def heartbeat_last(
+        self, params: models.HeartbeatLastParams | dict[str, Any] | None = None
+    ) -> models.HeartbeatLastResult:
+        """Each agent's heartbeat: its schedule, whether it runs, and its last run since start."""
+        return await self.call("heartbeat.last", params)
+
+    async def heartbeat_set(
+        self, params: models.HeartbeatSetParams | dict[str, Any]
+    ) -> models.HeartbeatSetResult:
+        """Turn heartbeats off or back on while the gateway runs (a restart turns them on again)."""
+        return await self.call("heartbeat.set", params)
 
     async def nodes_approve(
         self, params: models.NodesApproveParams | dict[str, Any]

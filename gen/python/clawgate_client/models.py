@@ -13,6 +13,31 @@ class ClawgateProtocol(BaseModel):
     pass
 
 
+class ActiveHours(BaseModel):
+    """
+    A daily window, in a time zone.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    end: str = Field(
+        ...,
+        description='End of the window, HH:MM (exclusive; 24:00 is midnight). An end before the start spans midnight (22:00 to 06:00).',
+        pattern='^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$',
+    )
+    start: str = Field(
+        ...,
+        description='Start of the window, HH:MM (inclusive).',
+        pattern='^([01][0-9]|2[0-3]):[0-5][0-9]$',
+    )
+    timezone: str | None = Field(
+        None,
+        description='An IANA time zone such as Europe/Berlin; default cron.timezone, else UTC.',
+        min_length=1,
+    )
+
+
 class AgentInfo(BaseModel):
     """
     A configured agent as status shows it.
@@ -1130,6 +1155,36 @@ class HealthParams(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
     )
+
+
+class HeartbeatLastParams(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    agentId: str | None = Field(None, description='Only this agent.', min_length=1)
+
+
+class HeartbeatOutcome(str, Enum):
+    """
+    How a heartbeat ended: delivered (the reply went to its target), kept (a reply for target none, kept in the session only), ack (the reply was the acknowledgement token: nothing to report), empty (an empty reply), skipped (not run: see reason), failed (the turn or the delivery failed: see reason).
+    """
+
+    delivered = 'delivered'
+    kept = 'kept'
+    ack = 'ack'
+    empty = 'empty'
+    skipped = 'skipped'
+    failed = 'failed'
+
+
+class HeartbeatSetParams(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    agentId: str | None = Field(
+        None, description='Only this agent; default every agent.', min_length=1
+    )
+    enabled: bool = Field(..., description='Whether heartbeats run.')
 
 
 class Channel(RootModel[str]):
@@ -2551,6 +2606,70 @@ class ErrorFrame(BaseModel):
     )
 
 
+class HeartbeatRun(BaseModel):
+    """
+    One heartbeat: when it ran, how it ended and where its reply went.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    accountId: str | None = Field(None, description='The channel account.')
+    agentId: str = Field(..., description='The agent whose heartbeat it was.')
+    atMs: int = Field(
+        ..., description='When it began, in milliseconds since the Unix epoch.', ge=0
+    )
+    channel: ChannelKind | None = Field(
+        None, description='The channel the reply went to (or was meant for).'
+    )
+    delivered: bool = Field(..., description='Whether the reply was sent to a channel.')
+    durationMs: int | None = Field(
+        None, description='How long the turn and the delivery took.', ge=0
+    )
+    outcome: HeartbeatOutcome = Field(..., description='How it ended.')
+    preview: str | None = Field(
+        None, description='The start of the reply (at most 200 characters).'
+    )
+    reason: str | None = Field(
+        None,
+        description='Why it was skipped or failed, e.g. "outside active hours 08:00-22:00 Europe/Berlin" or "session agent:main:main is busy with another run".',
+    )
+    runId: str | None = Field(
+        None, description='The run id of the turn (its agent.message events carry it).'
+    )
+    sessionKey: str | None = Field(None, description='The session the turn ran in.')
+    to: str | None = Field(
+        None, description='The chat, nick or peer the reply went to.'
+    )
+
+
+class HeartbeatStatus(BaseModel):
+    """
+    An agent's heartbeat: its schedule, whether it runs, and its last run.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    agentId: str = Field(..., description='The agent.')
+    configured: bool = Field(
+        ..., description="Whether the agent's config sets heartbeat.every."
+    )
+    enabled: bool = Field(
+        ...,
+        description='Whether heartbeats run: false after heartbeat.set turned them off (until it turns them on again or the gateway restarts).',
+    )
+    every: str | None = Field(
+        None, description='The interval, as configured, e.g. 30m.'
+    )
+    last: HeartbeatRun | None = Field(
+        None, description='The last heartbeat since the gateway started.'
+    )
+    nextAtMs: int | None = Field(
+        None, description='When the next heartbeat is due.', ge=0
+    )
+
+
 class MaintenanceStatus(BaseModel):
     """
     One upkeep task: how often it runs, and how its last run went.
@@ -2937,6 +3056,22 @@ class HealthSnapshot(BaseModel):
     uptime: float = Field(..., description='Seconds since the gateway started.', ge=0.0)
     version: int = Field(
         ..., description='Increases by one whenever the health changes.', ge=0
+    )
+
+
+class HeartbeatLastResult(BaseModel):
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    heartbeats: list[HeartbeatStatus] = Field(..., description='By agent id.')
+
+
+class HeartbeatSetResult(BaseModel):
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    heartbeats: list[HeartbeatStatus] = Field(
+        ..., description='The agents affected, after the change.'
     )
 
 
