@@ -8,7 +8,8 @@ use crate::protocol::types::{
 };
 use crate::protocol::Event;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// The health snapshot and its version, which increases on every change.
@@ -16,6 +17,8 @@ pub struct HealthService {
     started: Instant,
     bus: Bus,
     state: Mutex<HealthState>,
+    /// Moved by presence; shown here without a new health version.
+    presence_version: Arc<AtomicU64>,
 }
 
 struct HealthState {
@@ -33,6 +36,7 @@ impl HealthService {
         HealthService {
             started,
             bus,
+            presence_version: Arc::default(),
             state: Mutex::new(HealthState {
                 version: 1,
                 gateway: GatewayState::Ready,
@@ -49,6 +53,11 @@ impl HealthService {
                 plugins: BTreeMap::new(),
             }),
         }
+    }
+
+    /// The presence version counter, for presence to move.
+    pub fn presence_version(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.presence_version)
     }
 
     /// Records the outcome of a config reload.
@@ -131,6 +140,7 @@ impl HealthService {
     fn build(&self, state: &HealthState) -> HealthSnapshot {
         HealthSnapshot {
             version: state.version,
+            presence_version: self.presence_version.load(Ordering::Relaxed),
             timestamp: now_ms(),
             uptime: self.started.elapsed().as_secs_f64(),
             state: state.gateway,

@@ -26,6 +26,7 @@ pub mod nodes;
 pub mod pattern;
 pub mod plugins;
 pub mod pointer;
+pub mod presence;
 pub mod protocol;
 pub mod runtime;
 pub mod schedule;

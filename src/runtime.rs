@@ -17,6 +17,7 @@ pub struct Runtime {
     pub bus: Bus,
     pub stores: Stores,
     pub health: Arc<HealthService>,
+    pub presence: Arc<crate::presence::Presence>,
     pub metrics: Arc<Metrics>,
     /// The HTTP client for model providers and channel APIs.
     pub http: reqwest::Client,

@@ -381,6 +381,10 @@ pub fn runtime(config: Config) -> Fakes {
         config: ConfigWatch::fixed(config),
         bus: handle.clone(),
         stores: Stores::all_in(store.clone()),
+        presence: Arc::new(crate::presence::Presence::new(
+            handle.clone(),
+            Arc::default(),
+        )),
         health: Arc::new(HealthService::new(
             std::time::Instant::now(),
             handle,

@@ -91,6 +91,8 @@ export interface Methods {
   "nodes.remove": { params: T.NodesRemoveParams; result: T.NodesRemoveResult };
   "nodes.result": { params: T.NodesResultParams; result: T.NodesResultResult };
   "plugins.status": { params: T.PluginsStatusParams; result: T.PluginsStatusResult };
+  "presence.list": { params: T.PresenceListParams; result: T.PresenceSnapshot };
+  "presence.report": { params: T.PresenceReportParams; result: T.PresenceReportResult };
   "sessions": { params: T.SessionsParams; result: T.SessionsResult };
   "sessions.clear": { params: T.SessionsClearParams; result: T.SessionsClearResult };
   "sessions.delete": { params: T.SessionsDeleteParams; result: T.SessionsDeleteResult };
@@ -120,6 +122,7 @@ export interface Events {
   "nodes.pairing": T.PairingRequest;
   "nodes.pairing.resolved": T.NodesPairingResolvedEvent;
   "plugin.changed": T.PluginStatus;
+  "presence.changed": T.PresenceChangedEvent;
   "system.event": T.SystemEventEvent;
   "tick": T.TickEvent;
 }
@@ -210,6 +213,10 @@ export declare class ClawgateClient extends ClawgateClientBase {
   nodesResult(params: T.NodesResultParams): Promise<T.NodesResultResult>;
   /** List every configured plugin: its state, version, process, restarts, last error and the methods and events it adds. */
   pluginsStatus(params?: T.PluginsStatusParams): Promise<T.PluginsStatusResult>;
+  /** Who is connected: operator clients, nodes and channel accounts, with those that left in the last five minutes. */
+  presenceList(params?: T.PresenceListParams): Promise<T.PresenceSnapshot>;
+  /** Report this client's own activity for presence: how long since its user last touched it, and a short status line. */
+  presenceReport(params?: T.PresenceReportParams): Promise<T.PresenceReportResult>;
   /** List sessions, most recently active first, with paging and filters. */
   sessions(params?: T.SessionsParams): Promise<T.SessionsResult>;
   /** Empty a session's transcript and keep the session. */

@@ -226,6 +226,8 @@ export const METHODS = Object.freeze({
   nodesRemove: "nodes.remove",
   nodesResult: "nodes.result",
   pluginsStatus: "plugins.status",
+  presenceList: "presence.list",
+  presenceReport: "presence.report",
   sessions: "sessions",
   sessionsClear: "sessions.clear",
   sessionsDelete: "sessions.delete",

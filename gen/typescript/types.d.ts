@@ -38,6 +38,10 @@ export type PluginState = "starting" | "running" | "failed" | "disabled" | "stop
  */
 export type GatewayState = "ready" | "draining";
 /**
+ * What a presence entry stands for: an operator client, a device node, or a channel account.
+ */
+export type PresenceKind = "operator" | "node" | "channel";
+/**
  * What a job does when it runs.
  */
 export type CronPayload =
@@ -128,9 +132,9 @@ export type GroupPolicy = "allowlist" | "open";
  */
 export type HeartbeatOutcome = "delivered" | "kept" | "ack" | "empty" | "skipped" | "failed";
 /**
- * A periodic upkeep task: store-prune deletes idempotency keys past their day and exec audit entries past approvals.auditRetentionDays; store-compact checkpoints SQLite's write-ahead log into the database and runs PRAGMA optimize; session-prune deletes sessions idle longer than session.retentionDays.
+ * A periodic upkeep task: store-prune deletes idempotency keys past their day and exec audit entries past approvals.auditRetentionDays; store-compact checkpoints SQLite's write-ahead log into the database and runs PRAGMA optimize; session-prune deletes sessions idle longer than session.retentionDays. presence-prune (every minute) removes presence entries gone for five minutes.
  */
-export type MaintenanceTask = "store-prune" | "store-compact" | "session-prune";
+export type MaintenanceTask = "store-prune" | "store-compact" | "session-prune" | "presence-prune";
 
 export interface ClawgateProtocol {
   ActiveHours: ActiveHours;
@@ -281,6 +285,13 @@ export interface ClawgateProtocol {
   PluginsStatusParams: PluginsStatusParams;
   PluginsStatusResult: PluginsStatusResult;
   Policy: Policy;
+  PresenceChangedEvent: PresenceChangedEvent;
+  PresenceEntry: PresenceEntry;
+  PresenceKind: PresenceKind;
+  PresenceListParams: PresenceListParams;
+  PresenceReportParams: PresenceReportParams;
+  PresenceReportResult: PresenceReportResult;
+  PresenceSnapshot: PresenceSnapshot;
   ProtocolRange: ProtocolRange;
   RequestFrame: RequestFrame;
   ResultFrame: ResultFrame;
@@ -1204,6 +1215,7 @@ export interface ConnectResult {
    */
   snapshot: {
     health: HealthSnapshot;
+    presence?: PresenceSnapshot;
   };
 }
 /**
@@ -1266,6 +1278,10 @@ export interface HealthSnapshot {
   plugins?: {
     [k: string]: PluginHealth | undefined;
   };
+  /**
+   * The presence version now (see presence.list); it moves without changing version.
+   */
+  presenceVersion: number;
   state: GatewayState;
   /**
    * When this snapshot was taken, in milliseconds since the Unix epoch.
@@ -1356,6 +1372,83 @@ export interface PluginHealth {
    */
   restarts: number;
   state: PluginState;
+}
+/**
+ * Who is connected, and the presence version it was taken at.
+ */
+export interface PresenceSnapshot {
+  /**
+   * Most recently active first; at most 200.
+   */
+  entries: PresenceEntry[];
+  /**
+   * Increases by one with each change to presence (a join, a leave, a report, an expiry).
+   */
+  version: number;
+}
+/**
+ * One client, node or channel account that is or was recently connected.
+ */
+export interface PresenceEntry {
+  /**
+   * The id of a channel account.
+   */
+  accountId?: string;
+  /**
+   * Where it connects from, masked: loopback, or the network part of its address (192.168.1.x, 2001:db8:1:2::x).
+   */
+  address?: string;
+  channel?: ChannelKind;
+  /**
+   * The client's name, as it said in connect (informational).
+   */
+  clientName?: string;
+  /**
+   * The client's version, as it said in connect.
+   */
+  clientVersion?: string;
+  /**
+   * When it connected (a channel account: since its status last changed).
+   */
+  connectedAtMs: number;
+  /**
+   * The client's own stable id; a reconnect with the same id replaces the entry it left.
+   */
+  instanceId?: string;
+  /**
+   * The entry's id: conn:<connId>, or channel:<kind>:<account>.
+   */
+  key: string;
+  kind: PresenceKind;
+  /**
+   * When it last sent a request (a channel account: its last status change).
+   */
+  lastActivityAtMs: number;
+  /**
+   * Seconds since the person at the client last touched it, as the client last reported (presence.report).
+   */
+  lastInputSeconds?: number;
+  /**
+   * When it went away.
+   */
+  leftAtMs?: number;
+  /**
+   * Whether it is connected now. An entry that went away stays (online false) for five minutes.
+   */
+  online: boolean;
+  /**
+   * The client's platform, as it said in connect.
+   */
+  platform?: string;
+  /**
+   * The scopes the connection holds.
+   */
+  scopes?: Scope[];
+  status?: ChannelStatus;
+  /**
+   * A short status line the client reported (presence.report).
+   */
+  text?: string;
 }
 /**
  * Connected clients by role.
@@ -2687,6 +2780,34 @@ export interface PluginsStatusResult {
    * By name.
    */
   plugins: PluginStatus[];
+}
+export interface PresenceChangedEvent {
+  /**
+   * joined, updated (a report or a channel status), left (online false), or expired (removed).
+   */
+  change: "joined" | "updated" | "left" | "expired";
+  entry: PresenceEntry;
+  /**
+   * The presence version after this change; a client that missed one refetches presence.list.
+   */
+  version: number;
+}
+export interface PresenceListParams {}
+export interface PresenceReportParams {
+  /**
+   * Seconds since the user last touched the client.
+   */
+  lastInputSeconds?: number;
+  /**
+   * A short status line; an empty string clears it.
+   */
+  text?: string;
+}
+export interface PresenceReportResult {
+  /**
+   * The presence version after the report.
+   */
+  version: number;
 }
 /**
  * A call from client to server.

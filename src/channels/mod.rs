@@ -314,6 +314,9 @@ impl ChannelManager {
             if let Some(monitor) = monitors.remove(&key) {
                 tracing::info!(channel = %key, "channel account stopped");
                 monitor.stop.send_replace(true);
+                if !wanted.contains_key(&key) {
+                    self.rt.presence.channel(&key.kind, &key.account, None);
+                }
             }
         }
         for (key, account) in wanted {
@@ -438,6 +441,9 @@ impl ChannelManager {
             }
         }
         tracing::debug!(channel = %key, ?status, "channel status");
+        self.rt
+            .presence
+            .channel(&key.kind, &key.account, Some(status));
         self.publish_health();
     }
 

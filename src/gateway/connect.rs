@@ -4,7 +4,7 @@
 use super::{AuthRefused, Gateway};
 use crate::protocol::types::{
     AuthConfig, AuthConfigMode, ConnectAuth, ConnectParams, ConnectResult, ConnectResultSnapshot,
-    Policy, Role, Scope, ServerInfo,
+    Policy, PresenceKind, Role, Scope, ServerInfo,
 };
 use crate::protocol::{
     CallContext, ErrorCode, EventKind, Grant, Method, RpcError, ALL_SCOPES, SUPPORTED_PROTOCOL,
@@ -67,6 +67,17 @@ pub async fn connect(
         ctx.bind_node(node_id.clone());
         gw.nodes.connected(&node_id, ctx);
     }
+    gw.rt.presence.join(crate::presence::Joining {
+        conn_id: &ctx.conn_id,
+        kind: match params.role {
+            Role::Operator => PresenceKind::Operator,
+            Role::Node => PresenceKind::Node,
+        },
+        client: &params.client,
+        scopes: scopes.clone(),
+        remote: ctx.remote_ip,
+        activity: std::sync::Arc::clone(&ctx.activity),
+    });
     let limits = &config.gateway.limits;
     let plugins = gw.plugins.surface();
     Ok(ConnectResult {
@@ -97,6 +108,9 @@ pub async fn connect(
         },
         snapshot: ConnectResultSnapshot {
             health: gw.rt.health.snapshot(),
+            presence: ctx
+                .allows(Scope::OperatorRead)
+                .then(|| gw.rt.presence.snapshot()),
         },
     })
 }

@@ -90,6 +90,9 @@ impl Drop for ConnectionSlot {
         if self.role == Some(Role::Node) {
             self.gateway.nodes.disconnected(&self.conn_id);
         }
+        if self.role.is_some() {
+            self.gateway.rt.presence.leave(&self.conn_id);
+        }
         let conns = &self.gateway.connections;
         if let Some(role) = self.role {
             conns.role_counter(role).fetch_sub(1, Ordering::Relaxed);

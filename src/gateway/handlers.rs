@@ -340,6 +340,26 @@ impl Handlers for Gateway {
         })
     }
 
+    async fn presence_list(
+        &self,
+        _ctx: &CallContext,
+        _params: PresenceListParams,
+    ) -> Result<PresenceSnapshot, RpcError> {
+        Ok(self.rt.presence.snapshot())
+    }
+
+    async fn presence_report(
+        &self,
+        ctx: &CallContext,
+        params: PresenceReportParams,
+    ) -> Result<PresenceReportResult, RpcError> {
+        let last_input = params.last_input_seconds.map(|s| s as u64);
+        let text = params.text.map(|t| t.to_string());
+        Ok(PresenceReportResult {
+            version: self.rt.presence.report(&ctx.conn_id, last_input, text)?,
+        })
+    }
+
     async fn heartbeat_last(
         &self,
         _ctx: &CallContext,

@@ -1,12 +1,13 @@
-//! Periodic upkeep, in one place: each task runs at start and then every
-//! hour (store-prune also when the audit retention changes), and how its
-//! last run went shows in `status`.
+//! Periodic upkeep, in one place: each task runs at start and then at
+//! its interval (store-prune and session-prune also when their retention
+//! changes), and how its last run went shows in `status`.
 //!
 //! - store-prune: idempotency keys past their day, exec audit entries past
 //!   `approvals.auditRetentionDays`;
 //! - store-compact: the SQLite write-ahead log checkpointed into the
 //!   database, and `PRAGMA optimize`;
-//! - session-prune: sessions idle longer than `session.retentionDays`.
+//! - session-prune: sessions idle longer than `session.retentionDays`;
+//! - presence-prune (every minute): presence entries gone five minutes.
 
 use super::{now_ms, Gateway};
 use crate::idempotency;
@@ -14,13 +15,14 @@ use crate::protocol::types::{MaintenanceStatus, MaintenanceStatusLastOutcome, Ma
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const EVERY: Duration = Duration::from_secs(60 * 60);
+const HOUR: Duration = Duration::from_secs(60 * 60);
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
-/// The tasks, in the order they run.
-const TASKS: [MaintenanceTask; 3] = [
-    MaintenanceTask::StorePrune,
-    MaintenanceTask::SessionPrune,
-    MaintenanceTask::StoreCompact,
+/// The tasks, in the order they run, and how often.
+const TASKS: [(MaintenanceTask, Duration); 4] = [
+    (MaintenanceTask::StorePrune, HOUR),
+    (MaintenanceTask::SessionPrune, HOUR),
+    (MaintenanceTask::StoreCompact, HOUR),
+    (MaintenanceTask::PresencePrune, Duration::from_secs(60)),
 ];
 /// Sessions deleted per run at most, so one run stays short.
 const SESSIONS_PER_RUN: usize = 1000;
@@ -32,12 +34,11 @@ pub struct MaintenanceLog {
 
 impl Default for MaintenanceLog {
     fn default() -> Self {
-        let every_ms = std::num::NonZeroU64::new(EVERY.as_millis() as u64).expect("an hour");
         let tasks = TASKS
             .iter()
-            .map(|task| MaintenanceStatus {
+            .map(|(task, every)| MaintenanceStatus {
                 task: *task,
-                every_ms,
+                every_ms: std::num::NonZeroU64::new(every.as_millis() as u64).expect("not zero"),
                 last_run_at_ms: None,
                 last_took_ms: None,
                 last_outcome: None,
@@ -70,7 +71,7 @@ impl MaintenanceLog {
         };
         status.last_run_at_ms = Some(began_ms);
         status.last_took_ms = Some(took.as_millis() as u64);
-        status.next_run_at_ms = Some(began_ms + EVERY.as_millis() as u64);
+        status.next_run_at_ms = Some(began_ms + status.every_ms.get());
         match outcome {
             Ok(result) => {
                 status.last_outcome = Some(MaintenanceStatusLastOutcome::Ok);
@@ -91,14 +92,18 @@ impl Gateway {
         let mut follower = self.rt.config.follow();
         tokio::spawn(async move {
             let shutdown = gw.rt.shutdown.clone();
-            let mut next = tokio::time::Instant::now();
+            let start = tokio::time::Instant::now();
+            let mut next = [start; TASKS.len()];
             loop {
+                let soonest = *next.iter().min().expect("tasks");
                 tokio::select! {
-                    _ = tokio::time::sleep_until(next) => {
-                        for task in TASKS {
-                            gw.run_maintenance(task).await;
+                    _ = tokio::time::sleep_until(soonest) => {
+                        for (i, (task, every)) in TASKS.iter().enumerate() {
+                            if next[i] <= tokio::time::Instant::now() {
+                                gw.run_maintenance(*task).await;
+                                next[i] = tokio::time::Instant::now() + *every;
+                            }
                         }
-                        next = tokio::time::Instant::now() + EVERY;
                     }
                     change = follower.next() => match change {
                         Some(change) => {
@@ -124,6 +129,10 @@ impl Gateway {
         let outcome = match task {
             MaintenanceTask::StorePrune => self.prune_store(began_ms).await,
             MaintenanceTask::SessionPrune => self.prune_sessions(began_ms).await,
+            MaintenanceTask::PresencePrune => Ok(format!(
+                "{} presence entries expired",
+                self.rt.presence.prune(began_ms)
+            )),
             MaintenanceTask::StoreCompact => self
                 .rt
                 .stores

@@ -95,6 +95,10 @@ impl Gateway {
         let shutdown = watch::channel(false).0;
         let rt = Runtime {
             config: configs.watch(),
+            presence: Arc::new(crate::presence::Presence::new(
+                bus.clone(),
+                health.presence_version(),
+            )),
             bus,
             stores: crate::store::Stores::sqlite(store),
             health: Arc::new(health),

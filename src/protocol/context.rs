@@ -1,6 +1,6 @@
 use super::{scope_covers, types, ALL_SCOPES};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::Notify;
 
@@ -49,6 +49,8 @@ pub struct CallContext {
     /// The paired node this connection speaks for, once known.
     node: OnceLock<String>,
     kick: Arc<Kick>,
+    /// When the connection last sent a request (ms since the epoch).
+    pub activity: Arc<AtomicU64>,
 }
 
 /// Lets the gateway close a connection from outside (a removed node, a
@@ -85,7 +87,14 @@ impl CallContext {
             live: AtomicU32::new(0),
             node: OnceLock::new(),
             kick: Arc::new(Kick::default()),
+            activity: Arc::default(),
         }
+    }
+
+    /// Records a request, for presence.
+    pub fn touch(&self) {
+        self.activity
+            .store(crate::clock::now_ms(), Ordering::Relaxed);
     }
 
     /// The node this connection is, once paired or authenticated as one.

@@ -276,6 +276,7 @@ impl Connection {
             return self.handshake(method, request.id, request.params).await;
         }
         self.follow_config()?;
+        self.ctx.touch();
         let Some(method) = method else {
             return self.on_plugin_call(request).await;
         };

@@ -26,6 +26,7 @@ mod metrics;
 mod nodes;
 mod openai_api;
 mod plugins;
+mod presence;
 mod providers;
 mod reload;
 mod robustness;

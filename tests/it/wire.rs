@@ -46,11 +46,19 @@ fn error_code_table() {
 /// Replaces values that change from run to run.
 fn stable(mut v: Value) -> Value {
     fn walk(v: &mut Value) {
+        if let Value::Array(items) = v {
+            items.iter_mut().for_each(walk);
+        }
         if let Value::Object(map) = v {
             for (k, child) in map.iter_mut() {
                 match k.as_str() {
                     "connId" => *child = json!("[connId]"),
-                    "timestamp" | "ts" | "startedAt" => *child = json!("[time]"),
+                    "timestamp" | "ts" | "startedAt" | "connectedAtMs" | "lastActivityAtMs" => {
+                        *child = json!("[time]")
+                    }
+                    "key" if child.as_str().is_some_and(|k| k.starts_with("conn:")) => {
+                        *child = json!("conn:[connId]")
+                    }
                     "uptime" => *child = json!("[uptime]"),
                     "retryAfterMs" => *child = json!("[ms]"),
                     _ => walk(child),

@@ -61,6 +61,8 @@ METHODS: dict[str, tuple[Any, Any]] = {
     "nodes.remove": (models.NodesRemoveParams, models.NodesRemoveResult),
     "nodes.result": (models.NodesResultParams, models.NodesResultResult),
     "plugins.status": (models.PluginsStatusParams, models.PluginsStatusResult),
+    "presence.list": (models.PresenceListParams, models.PresenceSnapshot),
+    "presence.report": (models.PresenceReportParams, models.PresenceReportResult),
     "sessions": (models.SessionsParams, models.SessionsResult),
     "sessions.clear": (models.SessionsClearParams, models.SessionsClearResult),
     "sessions.delete": (models.SessionsDeleteParams, models.SessionsDeleteResult),
@@ -89,6 +91,7 @@ EVENTS: dict[str, Any] = {
     "nodes.pairing": models.PairingRequest,
     "nodes.pairing.resolved": models.NodesPairingResolvedEvent,
     "plugin.changed": models.PluginStatus,
+    "presence.changed": models.PresenceChangedEvent,
     "system.event": models.SystemEventEvent,
     "tick": models.TickEvent,
 }
@@ -295,6 +298,18 @@ class GeneratedMethods:
     ) -> models.PluginsStatusResult:
         """List every configured plugin: its state, version, process, restarts, last error and the methods and events it adds."""
         return await self.call("plugins.status", params)
+
+    async def presence_list(
+        self, params: models.PresenceListParams | dict[str, Any] | None = None
+    ) -> models.PresenceSnapshot:
+        """Who is connected: operator clients, nodes and channel accounts, with those that left in the last five minutes."""
+        return await self.call("presence.list", params)
+
+    async def presence_report(
+        self, params: models.PresenceReportParams | dict[str, Any] | None = None
+    ) -> models.PresenceReportResult:
+        """Report this client's own activity for presence: how long since its user last touched it, and a short status line."""
+        return await self.call("presence.report", params)
 
     async def sessions(
         self, params: models.SessionsParams | dict[str, Any] | None = None

@@ -1253,12 +1253,13 @@ class LastOutcome(str, Enum):
 
 class MaintenanceTask(str, Enum):
     """
-    A periodic upkeep task: store-prune deletes idempotency keys past their day and exec audit entries past approvals.auditRetentionDays; store-compact checkpoints SQLite's write-ahead log into the database and runs PRAGMA optimize; session-prune deletes sessions idle longer than session.retentionDays.
+    A periodic upkeep task: store-prune deletes idempotency keys past their day and exec audit entries past approvals.auditRetentionDays; store-compact checkpoints SQLite's write-ahead log into the database and runs PRAGMA optimize; session-prune deletes sessions idle longer than session.retentionDays. presence-prune (every minute) removes presence entries gone for five minutes.
     """
 
     store_prune = 'store-prune'
     store_compact = 'store-compact'
     session_prune = 'session-prune'
+    presence_prune = 'presence-prune'
 
 
 class NodeHealth(BaseModel):
@@ -1902,6 +1903,60 @@ class Policy(BaseModel):
         ...,
         description='Interval of the tick event; a client may treat two missed ticks as a dead connection.',
         ge=0,
+    )
+
+
+class Change1(str, Enum):
+    """
+    joined, updated (a report or a channel status), left (online false), or expired (removed).
+    """
+
+    joined = 'joined'
+    updated = 'updated'
+    left = 'left'
+    expired = 'expired'
+
+
+class PresenceKind(str, Enum):
+    """
+    What a presence entry stands for: an operator client, a device node, or a channel account.
+    """
+
+    operator = 'operator'
+    node = 'node'
+    channel = 'channel'
+
+
+class PresenceListParams(BaseModel):
+    pass
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+
+
+class PresenceReportParams(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    lastInputSeconds: int | None = Field(
+        None,
+        description='Seconds since the user last touched the client.',
+        ge=0,
+        le=31536000,
+    )
+    text: str | None = Field(
+        None,
+        description='A short status line; an empty string clears it.',
+        max_length=200,
+    )
+
+
+class PresenceReportResult(BaseModel):
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    version: int = Field(
+        ..., description='The presence version after the report.', ge=0
     )
 
 
@@ -2779,6 +2834,90 @@ class PluginMethodSpec(BaseModel):
     )
 
 
+class PresenceEntry(BaseModel):
+    """
+    One client, node or channel account that is or was recently connected.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    accountId: str | None = Field(None, description='The id of a channel account.')
+    address: str | None = Field(
+        None,
+        description='Where it connects from, masked: loopback, or the network part of its address (192.168.1.x, 2001:db8:1:2::x).',
+    )
+    channel: ChannelKind | None = Field(
+        None, description='The kind of a channel account.'
+    )
+    clientName: str | None = Field(
+        None, description="The client's name, as it said in connect (informational)."
+    )
+    clientVersion: str | None = Field(
+        None, description="The client's version, as it said in connect."
+    )
+    connectedAtMs: int = Field(
+        ...,
+        description='When it connected (a channel account: since its status last changed).',
+        ge=0,
+    )
+    instanceId: str | None = Field(
+        None,
+        description="The client's own stable id; a reconnect with the same id replaces the entry it left.",
+    )
+    key: str = Field(
+        ..., description="The entry's id: conn:<connId>, or channel:<kind>:<account>."
+    )
+    kind: PresenceKind = Field(..., description='What it stands for.')
+    lastActivityAtMs: int = Field(
+        ...,
+        description='When it last sent a request (a channel account: its last status change).',
+        ge=0,
+    )
+    lastInputSeconds: int | None = Field(
+        None,
+        description='Seconds since the person at the client last touched it, as the client last reported (presence.report).',
+        ge=0,
+    )
+    leftAtMs: int | None = Field(None, description='When it went away.', ge=0)
+    online: bool = Field(
+        ...,
+        description='Whether it is connected now. An entry that went away stays (online false) for five minutes.',
+    )
+    platform: str | None = Field(
+        None, description="The client's platform, as it said in connect."
+    )
+    scopes: list[Scope] | None = Field(
+        None, description='The scopes the connection holds.'
+    )
+    status: ChannelStatus | None = Field(
+        None, description='The status of a channel account.'
+    )
+    text: str | None = Field(
+        None,
+        description='A short status line the client reported (presence.report).',
+        max_length=200,
+    )
+
+
+class PresenceSnapshot(BaseModel):
+    """
+    Who is connected, and the presence version it was taken at.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    entries: list[PresenceEntry] = Field(
+        ..., description='Most recently active first; at most 200.'
+    )
+    version: int = Field(
+        ...,
+        description='Increases by one with each change to presence (a join, a leave, a report, an expiry).',
+        ge=0,
+    )
+
+
 class SessionsHistoryResult(BaseModel):
     model_config = ConfigDict(
         extra='ignore',
@@ -3047,6 +3186,11 @@ class HealthSnapshot(BaseModel):
     plugins: dict[str, PluginHealth] | None = Field(
         {}, description='The configured plugins, by name.'
     )
+    presenceVersion: int = Field(
+        ...,
+        description='The presence version now (see presence.list); it moves without changing version.',
+        ge=0,
+    )
     state: GatewayState = Field(..., description='Lifecycle state of the gateway.')
     timestamp: int = Field(
         ...,
@@ -3117,6 +3261,22 @@ class PluginManifest(BaseModel):
     )
 
 
+class PresenceChangedEvent(BaseModel):
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    change: Change1 = Field(
+        ...,
+        description='joined, updated (a report or a channel status), left (online false), or expired (removed).',
+    )
+    entry: PresenceEntry = Field(..., description='The entry after the change.')
+    version: int = Field(
+        ...,
+        description='The presence version after this change; a client that missed one refetches presence.list.',
+        ge=0,
+    )
+
+
 class Snapshot(BaseModel):
     """
     State the client needs right after connecting.
@@ -3126,6 +3286,9 @@ class Snapshot(BaseModel):
         extra='ignore',
     )
     health: HealthSnapshot = Field(..., description='The current health snapshot.')
+    presence: PresenceSnapshot | None = Field(
+        None, description='Who is connected (connections with operator.read).'
+    )
 
 
 class ConnectResult(BaseModel):
