@@ -243,6 +243,16 @@ enum ConfigCommand {
     Schema,
     /// Print the reference table of every config key (Markdown).
     Docs,
+    /// Bring a config file to the current format version: keys renamed
+    /// since are rewritten under their new names (TOML comments kept).
+    /// Prints the upgraded file, or with --write replaces it.
+    Upgrade {
+        /// Config file. Default: the one `run` would use.
+        path: Option<PathBuf>,
+        /// Replace the file (atomically) instead of printing it.
+        #[arg(long)]
+        write: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -253,6 +263,7 @@ fn main() -> ExitCode {
         Command::Chat(args) => chat(args),
         Command::Token { state_dir } => print_token(state_dir),
         Command::Config(ConfigCommand::Validate { path, format }) => validate(path, format),
+        Command::Config(ConfigCommand::Upgrade { path, write }) => upgrade(path, write),
         Command::Config(ConfigCommand::Show {
             key,
             origin,
@@ -334,6 +345,9 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     let log_control = init_logging(&loaded.config, args.verbose);
+    for moved in &loaded.migrated {
+        tracing::warn!("config: {moved}");
+    }
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::debug!("cannot raise the open-file limit: {e}");
     }
@@ -569,6 +583,43 @@ fn write_man_pages(command: &clap::Command, dir: &std::path::Path) -> std::io::R
     Ok(())
 }
 
+fn upgrade(path: Option<PathBuf>, write: bool) -> ExitCode {
+    let path = match config::resolve_config_path(path.as_deref()) {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            eprintln!("clawgate: no config file found; nothing to upgrade");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("clawgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let upgraded = match clawgate::cli::upgrade::upgrade(&path, write) {
+        Ok(upgraded) => upgraded,
+        Err(e) => {
+            eprintln!("clawgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for moved in &upgraded.moved {
+        eprintln!(
+            "{}: {} → {} (config version {})",
+            path.display(),
+            moved.from,
+            moved.to,
+            moved.version
+        );
+    }
+    let version = config::migrate::current_version();
+    match (write, upgraded.changed) {
+        (_, false) => eprintln!("{} is already config version {version}", path.display()),
+        (true, true) => eprintln!("{} rewritten as config version {version}", path.display()),
+        (false, true) => print!("{}", upgraded.text),
+    }
+    ExitCode::SUCCESS
+}
+
 fn validate(path: Option<PathBuf>, format: Format) -> ExitCode {
     let path = match config::resolve_config_path(path.as_deref()) {
         Ok(Some(p)) => p,
@@ -604,7 +655,10 @@ fn validate(path: Option<PathBuf>, format: Format) -> ExitCode {
         };
     }
     match result {
-        Ok(_) => {
+        Ok(loaded) => {
+            for moved in &loaded.migrated {
+                eprintln!("warning: {moved}");
+            }
             println!("{} is valid", path.display());
             ExitCode::SUCCESS
         }

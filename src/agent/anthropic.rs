@@ -109,7 +109,7 @@ async fn stream_round(
     if !tools.is_empty() {
         body["tools"] = json!(tools);
     }
-    if let Some(system) = &config.system {
+    if let Some(system) = &config.system_prompt {
         body["system"] = json!(system);
     }
     if let Some(t) = config.temperature {

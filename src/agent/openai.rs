@@ -30,7 +30,7 @@ struct ToolCall {
 pub async fn reply(turn: &Turn<'_>, on_delta: &mut OnDelta<'_>) -> Result<Reply, RpcError> {
     let config = turn.config;
     let mut messages = Vec::new();
-    if let Some(system) = &config.system {
+    if let Some(system) = &config.system_prompt {
         messages.push(json!({"role": "system", "content": system}));
     }
     for (role, content) in &turn.history {

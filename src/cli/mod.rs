@@ -7,6 +7,7 @@ mod connect;
 pub mod plugin;
 pub mod protocol;
 mod screen;
+pub mod upgrade;
 
 pub use connect::{ConnectArgs, Target};
 

@@ -92,6 +92,7 @@ pub fn diff(old: &Value, new: &Value, policy: &Policy) -> Report {
     let (o, n) = (&old["config"], &new["config"]);
     if !o.is_null() && !n.is_null() {
         schema(Flow::Config, o, n, Flow::Config.name(), &mut raw);
+        migrated(&mut raw, &n["x-migrations"]);
     }
     let min = |s: &Value| {
         s["minProtocolVersion"]
@@ -111,6 +112,33 @@ pub fn diff(old: &Value, new: &Value, policy: &Policy) -> Report {
         );
     }
     Report::new(old_version, new_version, raw, policy)
+}
+
+/// A config key removed that a migration renames is read under its new
+/// name, so old files still load.
+fn migrated(raw: &mut [Raw], migrations: &Value) {
+    let removed = [
+        "config.property.removed",
+        "config.property.removed-optional",
+    ];
+    for migration in migrations.as_array().into_iter().flatten() {
+        for rename in migration["renames"].as_array().into_iter().flatten() {
+            let (Some(from), Some(to)) = (rename["from"].as_str(), rename["to"].as_str()) else {
+                continue;
+            };
+            let at = format!("{}.{from}", Flow::Config.name());
+            for finding in raw
+                .iter_mut()
+                .filter(|r| r.at == at && removed.contains(&r.rule.as_str()))
+            {
+                finding.rule = "config.property.migrated".to_string();
+                finding.change = format!(
+                    "renamed to {to} by config version {}; old files still load",
+                    migration["version"]
+                );
+            }
+        }
+    }
 }
 
 fn push(raw: &mut Vec<Raw>, rule: &str, at: &str, change: String) {

@@ -30,8 +30,9 @@ use std::path::{Path, PathBuf};
 /// (`default` stays: it says what an omitted value means.)
 const PROSE: &[&str] = &["description", "title", "example", "examples", "$comment"];
 
-/// Extension keywords a check reads: lifecycle and reload class.
-const KEPT_EXTENSIONS: &[&str] = &["x-sunset", "x-reload"];
+/// Extension keywords a check reads: lifecycle, reload class and config
+/// migrations.
+const KEPT_EXTENSIONS: &[&str] = &["x-sunset", "x-reload", "x-migrations"];
 
 /// The protocol surface of a bundled schema root.
 pub fn surface(bundle: &Value) -> Value {

@@ -274,6 +274,11 @@ const SURFACE_RULES: &[(&str, &str, Severity)] = {
             Dangerous,
         ),
         (
+            "config.property.migrated",
+            "a config key renamed or moved with a migration (x-migrations): files that use the old name still load",
+            Additive,
+        ),
+        (
             "config.reload.restart",
             "a setting that took effect at once now needs a restart",
             Dangerous,

@@ -54,6 +54,8 @@ pub struct Loaded {
     pub effective: Value,
     /// SHA-256 of the file content, when there is a file.
     pub file_hash: Option<String>,
+    /// Keys of an older config version read under their new names.
+    pub migrated: Vec<super::migrate::Moved>,
     pub layers: Layers,
 }
 
@@ -318,10 +320,14 @@ pub fn load_text(opts: &LoadOptions, text: Option<&str>) -> Result<Loaded, Confi
         problems,
         file: source_file(Vec::new()),
     };
+    let mut migrated = Vec::new();
     let file_value = match &file {
         Some(f) => {
             let mut value = parse_text(f.path, f.text).map_err(|p| invalid(vec![*p]))?;
             substitute_env_refs(&mut value, "", &opts.env).map_err(|(pointer, message)| {
+                invalid(vec![f.problem(Invalid::new(pointer, message))])
+            })?;
+            migrated = super::migrate::migrate(&mut value).map_err(|(pointer, message)| {
                 invalid(vec![f.problem(Invalid::new(pointer, message))])
             })?;
             value
@@ -372,6 +378,7 @@ pub fn load_text(opts: &LoadOptions, text: Option<&str>) -> Result<Loaded, Confi
         path: opts.path.clone(),
         effective,
         file_hash: file.as_ref().map(|f| hash_text(f.text)),
+        migrated,
         layers: Layers {
             file: source_file(Vec::new()),
             file_value,

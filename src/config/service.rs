@@ -164,6 +164,9 @@ impl ConfigService {
 
     fn try_apply(&self, text: &str) -> Result<Applied, ConfigError> {
         let candidate = load_text(&self.options, Some(text))?;
+        for moved in &candidate.migrated {
+            tracing::warn!("config: {moved}");
+        }
         let mut state = self.state();
         let changed = changed_pointers(&state.file, &candidate.effective);
         let pending: Vec<String> = changed_pointers(&state.running, &candidate.effective)

@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 /// Each hot key and the probe below that changes it and sees the effect.
 const PROBES: &[(&str, &str)] = &[
     ("$schema", "no_behaviour"),
+    ("version", "no_behaviour"),
     ("gateway.auth.token", "token"),
     ("gateway.auth.password", "password"),
     ("gateway.auth.scopes", "scopes"),
@@ -60,7 +61,7 @@ const PROBES: &[(&str, &str)] = &[
     ("agents.*.model", "agent_settings"),
     ("agents.*.baseUrl", "agent_settings"),
     ("agents.*.apiKey", "agent_settings"),
-    ("agents.*.system", "agent_settings"),
+    ("agents.*.systemPrompt", "agent_settings"),
     ("agents.*.temperature", "agent_settings"),
     ("agents.*.maxTokens", "agent_settings"),
     ("agents.*.timeoutMs", "agent_settings"),
@@ -247,7 +248,8 @@ fn every_hot_key_is_probed() {
     }
 }
 
-/// `$schema` only tells editors where the schema is.
+/// `$schema` only tells editors where the schema is; `version` only
+/// which renames a file predates (see tests/it/migrations.rs).
 #[test]
 fn no_behaviour() {}
 
@@ -814,7 +816,8 @@ async fn agent_settings() {
     live.set("agents.gpt.model", json!("m2")).await;
     live.set("agents.gpt.apiKey", json!("key-two-0123456789"))
         .await;
-    live.set("agents.gpt.system", json!("Be brief.")).await;
+    live.set("agents.gpt.systemPrompt", json!("Be brief."))
+        .await;
     live.set("agents.gpt.temperature", json!(0.25)).await;
     live.set("agents.gpt.maxTokens", json!(77)).await;
     live.set("agents.gpt.tools", json!(["cron_list"])).await;

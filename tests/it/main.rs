@@ -23,6 +23,7 @@ mod heartbeat;
 mod hot_keys;
 mod methods;
 mod metrics;
+mod migrations;
 mod nodes;
 mod openai_api;
 mod plugins;

@@ -8,7 +8,7 @@ use serde_json::json;
 async fn gateway_for(upstream: &str) -> TestGateway {
     TestGateway::start_with_sections(&format!(
         "[agents]\ndefault = \"gpt\"\n\n[agents.gpt]\nprovider = \"openai\"\nbaseUrl = \"{upstream}\"\n\
-         apiKey = \"sk-test-key\"\nmodel = \"fake-model\"\nsystem = \"Be brief.\"\ntimeoutMs = 1500\n"
+         apiKey = \"sk-test-key\"\nmodel = \"fake-model\"\nsystemPrompt = \"Be brief.\"\ntimeoutMs = 1500\n"
     ))
     .await
 }
@@ -206,7 +206,7 @@ mod anthropic {
     async fn gateway_for(upstream: &str) -> TestGateway {
         TestGateway::start_with_sections(&format!(
             "[agents]\ndefault = \"claude\"\n\n[agents.claude]\nprovider = \"anthropic\"\nbaseUrl = \"{upstream}\"\n\
-             apiKey = \"sk-ant-test\"\nmodel = \"claude-fake\"\nsystem = \"Be brief.\"\ntimeoutMs = 2000\n"
+             apiKey = \"sk-ant-test\"\nmodel = \"claude-fake\"\nsystemPrompt = \"Be brief.\"\ntimeoutMs = 2000\n"
         ))
         .await
     }

@@ -744,7 +744,7 @@ async fn an_admin_cannot_get_the_secrets_out_of_the_config() {
     );
     // ...so is reading the environment into a value.
     for (key, value) in [
-        ("agents.main.system", "${HOME}"),
+        ("agents.main.systemPrompt", "${HOME}"),
         ("agents.main.apiKey", "${HOME}"),
     ] {
         let frame = admin
