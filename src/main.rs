@@ -5,7 +5,7 @@ use clawgate::config::{self, keys, LoadOptions, Override};
 use clawgate::gateway::Gateway;
 use clawgate::protocol::Schemas;
 use serde_json::{json, Value};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -243,6 +243,21 @@ enum ConfigCommand {
     Schema,
     /// Print the reference table of every config key (Markdown).
     Docs,
+    /// Write a clawgate.toml from an OpenClaw config (openclaw.json, JSON5,
+    /// with cron/jobs.json beside it), and list what could not be carried
+    /// over and why.
+    ImportOpenclaw {
+        /// The openclaw.json to read, e.g. ~/.openclaw/openclaw.json.
+        path: PathBuf,
+        /// OpenClaw's cron jobs file. Default: cron/jobs.json beside PATH,
+        /// when there is one.
+        #[arg(long)]
+        jobs: Option<PathBuf>,
+        /// Write the config here (refused if the file exists) instead of
+        /// printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Bring a config file to the current format version: keys renamed
     /// since are rewritten under their new names (TOML comments kept).
     /// Prints the upgraded file, or with --write replaces it.
@@ -264,6 +279,9 @@ fn main() -> ExitCode {
         Command::Token { state_dir } => print_token(state_dir),
         Command::Config(ConfigCommand::Validate { path, format }) => validate(path, format),
         Command::Config(ConfigCommand::Upgrade { path, write }) => upgrade(path, write),
+        Command::Config(ConfigCommand::ImportOpenclaw { path, jobs, out }) => {
+            import_openclaw(&path, jobs.as_deref(), out.as_deref())
+        }
         Command::Config(ConfigCommand::Show {
             key,
             origin,
@@ -581,6 +599,42 @@ fn write_man_pages(command: &clap::Command, dir: &std::path::Path) -> std::io::R
     page.render(&mut file)?;
     println!("wrote {}", path.display());
     Ok(())
+}
+
+fn import_openclaw(path: &Path, jobs: Option<&Path>, out: Option<&Path>) -> ExitCode {
+    let converted = match clawgate::cli::import::convert(path, jobs) {
+        Ok(converted) => converted,
+        Err(e) => {
+            eprintln!("clawgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match out {
+        Some(out) if out.exists() => {
+            eprintln!("clawgate: {} exists; choose another --out", out.display());
+            return ExitCode::FAILURE;
+        }
+        Some(out) => {
+            if let Err(e) = config::write_atomic(out, &converted.toml) {
+                eprintln!("clawgate: cannot write {}: {e}", out.display());
+                return ExitCode::FAILURE;
+            }
+            eprintln!("wrote {}", out.display());
+        }
+        None => print!("{}", converted.toml),
+    }
+    if let Some(jobs) = &converted.jobs {
+        eprintln!("cron jobs read from {}", jobs.display());
+    }
+    if converted.left.is_empty() {
+        eprintln!("everything was carried over");
+    } else {
+        eprintln!("not carried over ({}):", converted.left.len());
+        for left in &converted.left {
+            eprintln!("  {}: {}", left.key, left.why);
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn upgrade(path: Option<PathBuf>, write: bool) -> ExitCode {

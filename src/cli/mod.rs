@@ -4,6 +4,7 @@
 
 pub mod chat;
 mod connect;
+pub mod import;
 pub mod plugin;
 pub mod protocol;
 mod screen;

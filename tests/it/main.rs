@@ -26,6 +26,7 @@ mod metrics;
 mod migrations;
 mod nodes;
 mod openai_api;
+mod openclaw_import;
 mod plugins;
 mod presence;
 mod providers;
