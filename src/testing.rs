@@ -7,13 +7,13 @@ use crate::health::HealthService;
 use crate::metrics::Metrics;
 use crate::protocol::types::{
     ApprovalAuditEntry, ChatMessage, ChatMessageRole, ChatMessageStatus, ConfigHealth, CronJob,
-    CronRun, SessionInfo, Usage,
+    CronRun, HeartbeatRun, SessionInfo, Usage,
 };
 use crate::protocol::EventKind;
 use crate::runtime::{Runtime, Shutdown};
 use crate::store::{
-    AuditStore, ChannelStore, CronStore, CronWrite, NodeStore, Result, ResultStore, SessionChange,
-    SessionFilter, SessionStore, StoreFuture, StoredNode, Stores, UpkeepStore,
+    AuditStore, ChannelStore, CronStore, CronWrite, HeartbeatStore, NodeStore, Result, ResultStore,
+    SessionChange, SessionFilter, SessionStore, StoreFuture, StoredNode, Stores, UpkeepStore,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -93,6 +93,7 @@ pub struct MemoryStore {
     pub cron_writes: Mutex<Vec<CronWrite>>,
     audit: Mutex<Vec<(ApprovalAuditEntry, String)>>,
     offsets: Mutex<HashMap<(String, String), i64>>,
+    heartbeats: Mutex<BTreeMap<String, HeartbeatRun>>,
 }
 
 fn ready<'a, T: Send + 'a>(value: Result<T>) -> StoreFuture<'a, T> {
@@ -332,6 +333,24 @@ impl ChannelStore for MemoryStore {
             .lock()
             .unwrap()
             .insert((channel, account), next);
+        ready(Ok(()))
+    }
+}
+
+impl HeartbeatStore for MemoryStore {
+    fn last_heartbeats(&self) -> StoreFuture<'_, Vec<HeartbeatRun>> {
+        ready(Ok(self
+            .heartbeats
+            .lock()
+            .unwrap()
+            .values()
+            .cloned()
+            .collect()))
+    }
+
+    fn record_heartbeat(&self, run: HeartbeatRun) -> StoreFuture<'_, ()> {
+        let mut runs = self.heartbeats.lock().unwrap();
+        runs.insert(run.agent_id.clone(), run);
         ready(Ok(()))
     }
 }

@@ -189,7 +189,7 @@ export declare class ClawgateClient extends ClawgateClientBase {
   cronUpdate(params: T.CronUpdateParams): Promise<T.CronJob>;
   /** The current health snapshot (also served by GET /health). */
   health(params?: T.HealthParams): Promise<T.HealthSnapshot>;
-  /** Each agent's heartbeat: its schedule, whether it runs, and its last run since start. */
+  /** Each agent's heartbeat: its schedule, whether it runs, and its last run. */
   heartbeatLast(params?: T.HeartbeatLastParams): Promise<T.HeartbeatLastResult>;
   /** Turn heartbeats off or back on while the gateway runs (a restart turns them on again). */
   heartbeatSet(params: T.HeartbeatSetParams): Promise<T.HeartbeatSetResult>;

@@ -1,8 +1,8 @@
 //! The heartbeat: per agent, every so often and within its active hours,
 //! a turn with the heartbeat prompt in the agent's session. A reply that
 //! is more than an acknowledgement is delivered to a channel. Runs are
-//! planned from the last one, never caught up: after downtime the first
-//! comes one interval after start.
+//! planned from the last one (kept in the store), never caught up: after
+//! downtime longer than the interval, one runs at start.
 
 pub mod rules;
 
@@ -110,6 +110,7 @@ impl HeartbeatService {
             let shutdown = service.rt.shutdown.clone();
             let mut running: JoinSet<()> = JoinSet::new();
             let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+            service.load().await;
             service.plan(&service.rt.config());
             loop {
                 let sleep = match service.next_due() {
@@ -125,7 +126,7 @@ impl HeartbeatService {
                             running.spawn(async move {
                                 let run = service.beat(&agent, &run_id).await;
                                 in_flight.lock().expect("heartbeats").remove(&run_id);
-                                service.record(run);
+                                service.record(run).await;
                             });
                         }
                     }
@@ -148,8 +149,26 @@ impl HeartbeatService {
         })
     }
 
+    /// The last heartbeat of each agent, as stored.
+    async fn load(&self) {
+        match self.rt.stores.heartbeats.last_heartbeats().await {
+            Ok(runs) => {
+                let mut agents = self.agents.lock().expect("heartbeats");
+                for run in runs {
+                    let agent = run.agent_id.clone();
+                    agents.entry(agent).or_default().last = Some(run);
+                }
+            }
+            Err(e) => tracing::warn!(
+                "cannot read the last heartbeats; each starts one interval from now: {e}"
+            ),
+        }
+    }
+
     /// Brings the schedules in line with `config`: a new or changed
-    /// interval starts counting now; agents gone are forgotten.
+    /// interval counts from the last heartbeat (at the earliest now, so a
+    /// heartbeat missed while down runs once), else from now; agents gone
+    /// are forgotten.
     fn plan(&self, config: &Config) {
         let now = now_ms();
         let mut agents = self.agents.lock().expect("heartbeats");
@@ -159,9 +178,14 @@ impl HeartbeatService {
             let beat = agents.entry(id.clone()).or_default();
             let off = beat.off;
             if beat.every != every || (beat.next_at_ms.is_none() && !off) {
-                beat.next_at_ms = interval_of(config, id)
-                    .filter(|_| !off)
-                    .map(|every| now + every.as_millis() as u64);
+                let last = beat.last.as_ref().map(|run| run.at_ms);
+                beat.next_at_ms =
+                    interval_of(config, id)
+                        .filter(|_| !off)
+                        .map(|every| match last {
+                            Some(at) => (at + every.as_millis() as u64).max(now),
+                            None => now + every.as_millis() as u64,
+                        });
                 beat.every = every;
             }
         }
@@ -187,7 +211,7 @@ impl HeartbeatService {
         due
     }
 
-    fn record(&self, run: HeartbeatRun) {
+    async fn record(&self, run: HeartbeatRun) {
         match run.outcome {
             HeartbeatOutcome::Failed => {
                 tracing::warn!(agent = %run.agent_id, reason = ?run.reason, "heartbeat failed")
@@ -197,9 +221,14 @@ impl HeartbeatService {
             }
         }
         self.rt.bus.publish(Event::Heartbeat(run.clone()));
-        let mut agents = self.agents.lock().expect("heartbeats");
-        let agent = run.agent_id.clone();
-        agents.entry(agent).or_default().last = Some(run);
+        {
+            let mut agents = self.agents.lock().expect("heartbeats");
+            let agent = run.agent_id.clone();
+            agents.entry(agent).or_default().last = Some(run.clone());
+        }
+        if let Err(e) = self.rt.stores.heartbeats.record_heartbeat(run).await {
+            tracing::warn!("the heartbeat is not stored; after a restart it may run early: {e}");
+        }
     }
 
     /// One heartbeat of `agent`: the turn, and the delivery of its reply.

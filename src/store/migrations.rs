@@ -93,6 +93,11 @@ const MIGRATIONS: &[&str] = &[
         next_offset INTEGER NOT NULL,
         PRIMARY KEY (channel, account_id)
     );",
+    // 6: each agent's last heartbeat, so the schedule survives a restart.
+    "CREATE TABLE heartbeats (
+        agent_id TEXT PRIMARY KEY,
+        run_json TEXT NOT NULL
+    );",
 ];
 
 pub fn run(db: &Connection) -> rusqlite::Result<()> {

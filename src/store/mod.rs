@@ -6,6 +6,7 @@
 mod channels;
 mod cron;
 mod exec;
+mod heartbeats;
 mod migrations;
 mod nodes;
 mod traits;
@@ -13,8 +14,8 @@ mod traits;
 pub use cron::CronWrite;
 pub use nodes::StoredNode;
 pub use traits::{
-    AuditStore, ChannelStore, CronStore, NodeStore, ResultStore, SessionStore, StoreFuture, Stores,
-    UpkeepStore,
+    AuditStore, ChannelStore, CronStore, HeartbeatStore, NodeStore, ResultStore, SessionStore,
+    StoreFuture, Stores, UpkeepStore,
 };
 
 use crate::protocol::types::{ChatMessage, ChatMessageRole, ChatMessageStatus, SessionInfo, Usage};

@@ -6,7 +6,8 @@
 
 use super::{Result, SessionChange, SessionFilter, Store, StoredNode};
 use crate::protocol::types::{
-    ApprovalAuditEntry, ChatMessage, ChatMessageStatus, CronJob, CronRun, SessionInfo, Usage,
+    ApprovalAuditEntry, ChatMessage, ChatMessageStatus, CronJob, CronRun, HeartbeatRun,
+    SessionInfo, Usage,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -99,6 +100,14 @@ store_trait! {
 }
 
 store_trait! {
+    /// Each agent's last heartbeat.
+    HeartbeatStore {
+        fn last_heartbeats(&self) -> Vec<HeartbeatRun>;
+        fn record_heartbeat(&self, run: HeartbeatRun) -> ();
+    }
+}
+
+store_trait! {
     /// Removing what has expired.
     UpkeepStore {
         /// Drops idempotency keys older than `keys_before_ms` and audit
@@ -122,6 +131,7 @@ pub struct Stores {
     pub nodes: Arc<dyn NodeStore>,
     pub audit: Arc<dyn AuditStore>,
     pub channels: Arc<dyn ChannelStore>,
+    pub heartbeats: Arc<dyn HeartbeatStore>,
     pub upkeep: Arc<dyn UpkeepStore>,
 }
 
@@ -140,6 +150,7 @@ impl Stores {
             + NodeStore
             + AuditStore
             + ChannelStore
+            + HeartbeatStore
             + UpkeepStore
             + 'static,
     {
@@ -150,6 +161,7 @@ impl Stores {
             nodes: store.clone(),
             audit: store.clone(),
             channels: store.clone(),
+            heartbeats: store.clone(),
             upkeep: store,
         }
     }

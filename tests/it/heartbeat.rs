@@ -221,3 +221,84 @@ async fn a_target_that_is_not_a_channel_is_refused_where_it_is_written() {
         "{set}"
     );
 }
+
+/// The last heartbeat of agent main, as heartbeat.last shows it.
+async fn status_of_main(gw: &TestGateway) -> Value {
+    let mut ws = gw.operator().await;
+    let last = ws.call("heartbeat.last", json!({"agentId": "main"})).await;
+    last["result"]["heartbeats"][0].clone()
+}
+
+#[tokio::test]
+async fn the_schedule_survives_a_restart_and_downtime_brings_one_heartbeat() {
+    let hourly = "[agents.main]\nprovider = \"echo\"\n[agents.main.heartbeat]\nevery = \"1h\"\nprompt = \"HEARTBEAT_OK\"\ntarget = \"none\"\n";
+    let gw = TestGateway::start_with_sections(&hourly.replace("1h", "1s")).await;
+    let mut ws = gw.operator().await;
+    let first = heartbeat_of(&mut ws, "main").await;
+    drop(ws);
+    let config = gw.config_path();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("every = \"1s\"", "every = \"1h\"")).unwrap();
+
+    // Restarted with an hourly heartbeat: the stored one is recent, so
+    // the next is an hour after it.
+    let gw = restart_with_db_edit(gw, |_| {});
+    let status = status_of_main(&gw).await;
+    let last_at = status["last"]["atMs"].as_u64().unwrap();
+    assert!(last_at >= first["atMs"].as_u64().unwrap(), "{status}");
+    assert_eq!(
+        status["nextAtMs"].as_u64().unwrap(),
+        last_at + 3_600_000,
+        "{status}"
+    );
+
+    // Two hours down: one heartbeat at start, and the next an hour on.
+    let two_hours_ago = clawgate::clock::now_ms() - 2 * 3_600_000;
+    let restarted_at = clawgate::clock::now_ms();
+    let gw = restart_with_db_edit(gw, |db| {
+        db.execute(
+            "UPDATE heartbeats SET run_json = json_set(run_json, '$.atMs', ?1)",
+            rusqlite::params![two_hours_ago as i64],
+        )
+        .unwrap();
+    });
+    let limit = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let status = status_of_main(&gw).await;
+        if status["last"]["atMs"].as_u64().unwrap() >= restarted_at {
+            break status;
+        }
+        assert!(Instant::now() < limit, "no heartbeat at start: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["last"]["outcome"], "ack", "{status}");
+    let next = status["nextAtMs"].as_u64().unwrap();
+    assert!(next >= restarted_at + 3_500_000, "only one ran: {status}");
+}
+
+#[tokio::test]
+async fn a_heartbeat_in_progress_does_not_hold_up_shutdown() {
+    let hanging = FakeOpenAi::start(Script::Hang).await;
+    let mut gw = TestGateway::start_with_sections(&openai_agent(
+        "main",
+        &hanging,
+        "",
+        "every = \"1s\"\ntarget = \"none\"",
+    ))
+    .await;
+    let limit = Instant::now() + Duration::from_secs(10);
+    while hanging.requests().is_empty() {
+        assert!(
+            Instant::now() < limit,
+            "the heartbeat never reached the model"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stopping = Instant::now();
+    assert!(gw.terminate().success());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "shutdown waited {:?} for a hanging heartbeat",
+        stopping.elapsed()
+    );
+}

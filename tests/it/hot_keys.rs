@@ -942,23 +942,6 @@ async fn exec_settings() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Stops the gateway, edits its database, and starts it again on the same
-/// state and config.
-fn restart_with_db_edit(
-    mut gw: TestGateway,
-    edit: impl FnOnce(&rusqlite::Connection),
-) -> TestGateway {
-    gw.owns_dir = false;
-    assert!(gw.terminate().success());
-    let dir = gw.dir.clone();
-    drop(gw);
-    edit(&rusqlite::Connection::open(dir.join("state/clawgate.db")).unwrap());
-    let config = dir.join("clawgate.toml");
-    let mut gw = TestGateway::spawn(&dir, &["--config", config.to_str().unwrap()], &[]);
-    gw.owns_dir = true;
-    gw
-}
-
 /// A time this many days ago, in unix milliseconds.
 fn days_ago(days: i64) -> i64 {
     now_secs() as i64 * 1000 - days * 24 * 60 * 60 * 1000

@@ -402,3 +402,20 @@ pub fn error_code(frame: &Value) -> i64 {
         .as_i64()
         .unwrap_or_else(|| panic!("not an error frame: {frame}"))
 }
+
+/// Stops the gateway, edits its database, and starts it again on the same
+/// state and config.
+pub fn restart_with_db_edit(
+    mut gw: TestGateway,
+    edit: impl FnOnce(&rusqlite::Connection),
+) -> TestGateway {
+    gw.owns_dir = false;
+    assert!(gw.terminate().success());
+    let dir = gw.dir.clone();
+    drop(gw);
+    edit(&rusqlite::Connection::open(dir.join("state/clawgate.db")).unwrap());
+    let config = dir.join("clawgate.toml");
+    let mut gw = TestGateway::spawn(&dir, &["--config", config.to_str().unwrap()], &[]);
+    gw.owns_dir = true;
+    gw
+}

@@ -230,7 +230,7 @@ class GeneratedMethods:
     async def heartbeat_last(
         self, params: models.HeartbeatLastParams | dict[str, Any] | None = None
     ) -> models.HeartbeatLastResult:
-        """Each agent's heartbeat: its schedule, whether it runs, and its last run since start."""
+        """Each agent's heartbeat: its schedule, whether it runs, and its last run."""
         return await self.call("heartbeat.last", params)
 
     async def heartbeat_set(

@@ -2718,7 +2718,7 @@ class HeartbeatStatus(BaseModel):
         None, description='The interval, as configured, e.g. 30m.'
     )
     last: HeartbeatRun | None = Field(
-        None, description='The last heartbeat since the gateway started.'
+        None, description='The last heartbeat (kept across restarts).'
     )
     nextAtMs: int | None = Field(
         None, description='When the next heartbeat is due.', ge=0
