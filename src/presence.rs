@@ -25,13 +25,20 @@ pub struct Presence {
     bus: Bus,
     version: Arc<AtomicU64>,
     entries: Mutex<HashMap<String, Tracked>>,
+    /// Whether "presence is full" was logged since it last had room.
+    told_full: std::sync::atomic::AtomicBool,
 }
+
+/// A client reports its activity at most this often.
+pub const REPORT_EVERY_MS: u64 = 1000;
 
 struct Tracked {
     entry: PresenceEntry,
     /// When the connection last sent a request (ms), kept by the
     /// connection itself so requests take no lock.
     activity: Option<Arc<AtomicU64>>,
+    /// When the client last reported its activity.
+    reported_at_ms: u64,
 }
 
 impl Tracked {
@@ -63,6 +70,7 @@ impl Presence {
             bus,
             version,
             entries: Mutex::default(),
+            told_full: Default::default(),
         }
     }
 
@@ -123,15 +131,20 @@ impl Presence {
             }
         }
         if !self.make_room(&mut entries) {
-            tracing::warn!(
-                conn = joining.conn_id,
-                "presence is full ({MAX_ENTRIES} entries online); the connection is not listed"
-            );
+            if !self.told_full.swap(true, Ordering::Relaxed) {
+                tracing::warn!("presence is full ({MAX_ENTRIES} entries online): connections past it are not listed");
+            }
             return;
         }
+        self.told_full.store(false, Ordering::Relaxed);
         self.changed(PresenceChangedEventChange::Joined, entry.clone());
         let activity = Some(joining.activity);
-        entries.insert(entry.key.clone(), Tracked { entry, activity });
+        let tracked = Tracked {
+            entry,
+            activity,
+            reported_at_ms: 0,
+        };
+        entries.insert(tracked.entry.key.clone(), tracked);
     }
 
     /// The connection closed: its entry stays, offline, for TTL_MS.
@@ -162,13 +175,25 @@ impl Presence {
                 format!("presence is full ({MAX_ENTRIES} entries); this connection is not listed"),
             )
         })?;
+        let now = now_ms();
+        if let Some(wait) = (tracked.reported_at_ms + REPORT_EVERY_MS)
+            .checked_sub(now)
+            .filter(|w| *w > 0)
+        {
+            return Err(RpcError::new(
+                ErrorCode::RateLimited,
+                format!("report presence at most once a second; retry in {wait} ms"),
+            )
+            .with_retry_after(wait));
+        }
+        tracked.reported_at_ms = now;
         if last_input_seconds.is_some() {
             tracked.entry.last_input_seconds = last_input_seconds;
         }
         if let Some(text) = text {
             tracked.entry.text = (!text.is_empty()).then(|| text.parse().ok()).flatten();
         }
-        tracked.entry.last_activity_at_ms = now_ms();
+        tracked.entry.last_activity_at_ms = now;
         let entry = tracked.current();
         Ok(self.changed(PresenceChangedEventChange::Updated, entry))
     }
@@ -198,7 +223,8 @@ impl Presence {
             entry.status = Some(status);
             entry.online = online;
             entry.last_activity_at_ms = now;
-            entry.left_at_ms = (!online).then_some(now);
+            // A configured account stays listed whatever its status.
+            entry.left_at_ms = None;
             if joined {
                 entry.connected_at_ms = now;
             }
@@ -226,7 +252,7 @@ impl Presence {
             last_activity_at_ms: now,
             last_input_seconds: None,
             text: None,
-            left_at_ms: (!online).then_some(now),
+            left_at_ms: None,
         };
         self.changed(PresenceChangedEventChange::Joined, entry.clone());
         entries.insert(
@@ -234,6 +260,7 @@ impl Presence {
             Tracked {
                 entry,
                 activity: None,
+                reported_at_ms: 0,
             },
         );
     }

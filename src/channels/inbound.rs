@@ -178,7 +178,7 @@ async fn answer(
     let agent = Agent::resolve(&config, agent_id.as_deref()).map_err(|e| e.message)?;
     let session_key = session_key(config.session.dm_scope, &agent.id, key, message);
     if message.group.is_none() {
-        manager.remember_direct(&agent.id, key, reply);
+        manager.remember_direct(&session_key, key, reply);
     }
     let session = manager.turns.lock(session_key.clone()).await;
     let request = TurnRequest {

@@ -165,7 +165,7 @@ pub struct ChannelManager {
     webhook_failures: FailureLimiter,
     /// Where plugin channel accounts reach their plugin.
     plugins: std::sync::OnceLock<std::sync::Weak<dyn PluginChannels>>,
-    /// Where each agent was last written to in a direct message.
+    /// Where each session was last written to in a direct message.
     last_direct: Mutex<outbound::LastDirect>,
 }
 
@@ -441,9 +441,18 @@ impl ChannelManager {
             }
         }
         tracing::debug!(channel = %key, ?status, "channel status");
-        self.rt
-            .presence
-            .channel(&key.kind, &key.account, Some(status));
+        // A monitor being replaced or removed no longer speaks for the account.
+        let current = self
+            .monitors
+            .lock()
+            .expect("channels")
+            .get(key)
+            .is_some_and(|m| std::ptr::eq(Arc::as_ptr(&m.state), state));
+        if current {
+            self.rt
+                .presence
+                .channel(&key.kind, &key.account, Some(status));
+        }
         self.publish_health();
     }
 

@@ -10,7 +10,8 @@ use std::sync::atomic::Ordering;
 /// Where a message goes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Target {
-    /// Where the agent was last written to in a direct message.
+    /// Where the session was last written to in a direct message: the
+    /// conversation its context comes from.
     Last,
     /// A chat of an account of this kind (the only enabled one if None).
     Channel {
@@ -28,12 +29,12 @@ pub struct Delivery {
     pub sent: Result<u64, String>,
 }
 
-/// By agent: the account and chat of the last direct message.
+/// By session: the account and chat of the last direct message.
 #[derive(Default)]
 pub struct LastDirect(HashMap<String, (Key, String)>);
 
-/// Agents remembered at most; past it, the oldest arbitrary entry goes.
-const MAX_AGENTS: usize = 10_000;
+/// Sessions remembered at most; past it, an arbitrary one is forgotten.
+const MAX_SESSIONS: usize = 10_000;
 
 impl Reply {
     /// The chat, nick or peer it writes to.
@@ -57,29 +58,28 @@ impl Reply {
 }
 
 impl ChannelManager {
-    /// Records that `agent` was written to in a direct message answered
-    /// through `reply`.
-    pub(super) fn remember_direct(&self, agent: &str, key: &Key, reply: &Reply) {
+    /// Records that a direct message of `session` was answered through
+    /// `reply`.
+    pub(super) fn remember_direct(&self, session: &str, key: &Key, reply: &Reply) {
         let mut last = self.last_direct.lock().expect("last direct");
-        if last.0.len() >= MAX_AGENTS && !last.0.contains_key(agent) {
+        if last.0.len() >= MAX_SESSIONS && !last.0.contains_key(session) {
             let evicted = last.0.keys().next().cloned();
             if let Some(evicted) = evicted {
                 last.0.remove(&evicted);
             }
         }
         last.0
-            .insert(agent.to_string(), (key.clone(), reply.target()));
+            .insert(session.to_string(), (key.clone(), reply.target()));
     }
 
-    /// Sends `text` for `agent` to `target`, in pieces the channel takes.
+    /// Sends `text` of `session` to `target`, in pieces the channel takes.
     /// Err when the target names no running account (or `last` has no
-    /// direct message to go by).
+    /// direct message of the session to go by).
     pub async fn deliver(
         &self,
-        agent: &str,
         target: &Target,
         text: &str,
-        session_key: &str,
+        session: &str,
     ) -> Result<Delivery, String> {
         let (key, to) = match target {
             Target::Last => self
@@ -87,10 +87,10 @@ impl ChannelManager {
                 .lock()
                 .expect("last direct")
                 .0
-                .get(agent)
+                .get(session)
                 .cloned()
                 .ok_or_else(|| {
-                    format!("target last: no direct message has reached agent {agent} since the gateway started")
+                    format!("target last: no direct message of session {session} has come in since the gateway started")
                 })?,
             Target::Channel { kind, account, to } => (self.account_of(kind, account.as_deref())?, to.clone()),
         };
@@ -98,7 +98,7 @@ impl ChannelManager {
         let mut sent = 0;
         let mut outcome = Ok(());
         for piece in split(text, reply.limit()) {
-            outcome = reply.send(&piece, session_key).await;
+            outcome = reply.send(&piece, session).await;
             if outcome.is_err() {
                 break;
             }

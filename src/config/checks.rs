@@ -95,6 +95,17 @@ pub fn heartbeat_problems(config: &Config) -> Vec<(String, String)> {
                     format!("{at}/to"),
                     format!("target {target} needs to: the chat, nick or peer to write to"),
                 ));
+            } else if target == "telegram"
+                && heartbeat
+                    .to
+                    .as_ref()
+                    .is_some_and(|to| to.parse::<i64>().is_err())
+            {
+                problems.push((
+                    format!("{at}/to"),
+                    "a Telegram chat is its numeric id, e.g. 123456789 or -1001234567890"
+                        .to_string(),
+                ));
             }
         }
         if let Some(tz) = heartbeat

@@ -236,6 +236,11 @@ impl Reader<'_> {
                                 return Err(self.error("a lone surrogate in a \\u escape"));
                             }
                             let low = self.hex_unit()?;
+                            if !(0xDC00..0xE000).contains(&low) {
+                                return Err(
+                                    self.error("a high surrogate not followed by a low one")
+                                );
+                            }
                             let joined =
                                 0x10000 + ((c - 0xD800) << 10) + (low.wrapping_sub(0xDC00) & 0x3FF);
                             out.push(
@@ -335,6 +340,11 @@ impl Reader<'_> {
             literal.push(c);
             self.at += 1;
         }
+        let mantissa = literal.split(['e', 'E']).next().unwrap_or_default();
+        if !mantissa.chars().any(|c| c.is_ascii_digit()) {
+            self.at = start;
+            return Err(self.error(format!("{literal:?} is not a number")));
+        }
         let normal = normalize(&literal);
         if let Ok(n) = normal.parse::<i64>() {
             return Ok(Value::from(n));
@@ -424,5 +434,9 @@ two",
             .message
             .contains("deeper"));
         assert_eq!(parse("\"\\ud83e\\udd9e\"").unwrap(), json!("🦞"));
+        assert!(parse("\"\\ud83d\\u0041\"").is_err());
+        for not_a_number in [".", "-", "+.", "-.e5", "[.]"] {
+            assert!(parse(not_a_number).is_err(), "{not_a_number} was read");
+        }
     }
 }

@@ -32,6 +32,9 @@ pub struct Moved {
     pub from: String,
     pub to: String,
     pub version: u64,
+    /// The same as keys (a key may hold a dot).
+    from_path: Vec<String>,
+    to_path: Vec<String>,
 }
 
 impl std::fmt::Display for Moved {
@@ -106,6 +109,8 @@ pub fn migrate(value: &mut Value) -> Result<Vec<Moved>, (String, String)> {
                     from: at.join("."),
                     to: target.join("."),
                     version: migration.version,
+                    from_path: at,
+                    to_path: target,
                 });
             }
         }
@@ -207,8 +212,8 @@ pub fn upgrade_toml(text: &str) -> Result<(String, Vec<Moved>), String> {
     let moved =
         migrate(&mut check).map_err(|(pointer, message)| format!("{pointer}: {message}"))?;
     for m in &moved {
-        let from: Vec<&str> = m.from.split('.').collect();
-        let to: Vec<&str> = m.to.split('.').collect();
+        let from: Vec<&str> = m.from_path.iter().map(String::as_str).collect();
+        let to: Vec<&str> = m.to_path.iter().map(String::as_str).collect();
         let (key, item) = remove_toml(doc.as_table_mut(), &from)
             .ok_or_else(|| format!("cannot find {} in the file", m.from))?;
         insert_toml(doc.as_table_mut(), &to, &key, item)?;
@@ -256,9 +261,32 @@ fn insert_toml(
     insert_toml(inner, rest, old_key, item)
 }
 
+/// The text of a file about to be edited under the current key names:
+/// brought up to date when it uses names renamed since, else unchanged.
+pub fn upgraded_for_edit(path: &std::path::Path, text: &str) -> Result<String, String> {
+    let upgraded = if super::is_json(path) {
+        upgrade_json(text)
+    } else {
+        upgrade_toml(text)
+    };
+    match upgraded {
+        Ok((new, moved)) if !moved.is_empty() => {
+            for m in &moved {
+                tracing::info!("config: {} rewritten as {} before the edit", m.from, m.to);
+            }
+            Ok(new)
+        }
+        Ok(_) => Ok(text.to_string()),
+        Err(e) => Err(e),
+    }
+}
+
 /// A JSON file brought to the current version (reformatted).
 pub fn upgrade_json(text: &str) -> Result<(String, Vec<Moved>), String> {
     let mut value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if !value.is_object() {
+        return Err("the file does not hold a JSON object".to_string());
+    }
     let before = version_of(&value);
     let moved =
         migrate(&mut value).map_err(|(pointer, message)| format!("{pointer}: {message}"))?;
@@ -289,13 +317,13 @@ mod tests {
         let moved = migrate(&mut value).unwrap();
         assert_eq!(value["agents"]["main"]["systemPrompt"], "Be brief.");
         assert!(value["agents"]["main"].get("system").is_none());
+        let named: Vec<(&str, &str, u64)> = moved
+            .iter()
+            .map(|m| (m.from.as_str(), m.to.as_str(), m.version))
+            .collect();
         assert_eq!(
-            moved,
-            [Moved {
-                from: "agents.main.system".into(),
-                to: "agents.main.systemPrompt".into(),
-                version: 2
-            }]
+            named,
+            [("agents.main.system", "agents.main.systemPrompt", 2)]
         );
         // A file at the current version is taken as written.
         let mut current =
@@ -313,6 +341,15 @@ mod tests {
         let (pointer, message) = migrate(&mut newer).unwrap_err();
         assert_eq!(pointer, "/version");
         assert!(message.contains("upgrade clawgate"), "{message}");
+    }
+
+    #[test]
+    fn keys_with_dots_and_non_objects_are_handled() {
+        let text = "[agents.\"gpt-4.1\"]\nprovider = \"echo\"\nsystem = \"x\"\n";
+        let (upgraded, moved) = upgrade_toml(text).unwrap();
+        assert_eq!(moved.len(), 1);
+        assert!(upgraded.contains("systemPrompt = \"x\""), "{upgraded}");
+        assert!(upgrade_json("[]").is_err());
     }
 
     #[test]

@@ -54,7 +54,10 @@ pub async fn set(gw: &Gateway, params: ConfigSetParams) -> Result<ConfigSetResul
     let _guard = gw.configs.lock().await;
     let text = read(&path)?;
     check_base(&text, params.base_hash.as_deref())?;
-    let edited = set_key(&path, &text, &target, &params.value)
+    // An older file is edited under today's key names.
+    let current = crate::config::migrate::upgraded_for_edit(&path, &text)
+        .map_err(|e| RpcError::new(ErrorCode::InvalidParams, format!("cannot set {key}: {e}")))?;
+    let edited = set_key(&path, &current, &target, &params.value)
         .map_err(|e| RpcError::new(ErrorCode::InvalidParams, format!("cannot set {key}: {e}")))?;
     let applied = commit(gw, &path, &text, &edited, &key).await?;
     Ok(ConfigSetResult {

@@ -47,6 +47,8 @@ struct Beat {
     off: bool,
     every: Option<String>,
     next_at_ms: Option<u64>,
+    /// When the latest heartbeat began, recorded or still running.
+    began_at_ms: Option<u64>,
     last: Option<HeartbeatRun>,
 }
 
@@ -155,8 +157,9 @@ impl HeartbeatService {
             Ok(runs) => {
                 let mut agents = self.agents.lock().expect("heartbeats");
                 for run in runs {
-                    let agent = run.agent_id.clone();
-                    agents.entry(agent).or_default().last = Some(run);
+                    let beat = agents.entry(run.agent_id.clone()).or_default();
+                    beat.began_at_ms = Some(run.at_ms);
+                    beat.last = Some(run);
                 }
             }
             Err(e) => tracing::warn!(
@@ -178,7 +181,7 @@ impl HeartbeatService {
             let beat = agents.entry(id.clone()).or_default();
             let off = beat.off;
             if beat.every != every || (beat.next_at_ms.is_none() && !off) {
-                let last = beat.last.as_ref().map(|run| run.at_ms);
+                let last = beat.began_at_ms;
                 beat.next_at_ms =
                     interval_of(config, id)
                         .filter(|_| !off)
@@ -205,6 +208,7 @@ impl HeartbeatService {
             if beat.next_at_ms.is_some_and(|at| at <= now) {
                 beat.next_at_ms =
                     interval_of(&config, id).map(|every| now + every.as_millis() as u64);
+                beat.began_at_ms = Some(now);
                 due.push(id.clone());
             }
         }
@@ -223,8 +227,16 @@ impl HeartbeatService {
         self.rt.bus.publish(Event::Heartbeat(run.clone()));
         {
             let mut agents = self.agents.lock().expect("heartbeats");
-            let agent = run.agent_id.clone();
-            agents.entry(agent).or_default().last = Some(run.clone());
+            let beat = agents.entry(run.agent_id.clone()).or_default();
+            // A run that began before the one shown does not replace it.
+            if beat
+                .last
+                .as_ref()
+                .is_some_and(|last| last.at_ms > run.at_ms)
+            {
+                return;
+            }
+            beat.last = Some(run.clone());
         }
         if let Err(e) = self.rt.stores.heartbeats.record_heartbeat(run).await {
             tracing::warn!("the heartbeat is not stored; after a restart it may run early: {e}");
@@ -337,7 +349,7 @@ impl HeartbeatService {
         };
         let delivery = self
             .channels
-            .deliver(agent_id, &target, &text, &session_key)
+            .deliver(&target, &text, &session_key)
             .await
             .map_err(|reason| (Failed, reason))?;
         run.channel = Some(delivery.key.kind.clone());

@@ -110,15 +110,19 @@ pub fn meaning(reply: &str, token: &str, ack_max: usize) -> Meaning {
         return Meaning::Empty;
     }
     let core = reply.trim_matches(|c: char| c.is_whitespace() || "*_`".contains(c));
-    let rest = core
+    let Some(rest) = core
         .strip_prefix(token)
         .or_else(|| core.strip_suffix(token))
-        .map(|rest| rest.trim_matches(|c: char| c.is_whitespace() || ".,;:!-*_`".contains(c)));
-    match rest {
-        Some(rest) if rest.chars().count() <= ack_max => Meaning::Ack,
-        Some(rest) => Meaning::Report(rest.to_string()),
-        None => Meaning::Report(reply.to_string()),
+    else {
+        return Meaning::Report(reply.to_string());
+    };
+    // Punctuation around the token does not count against ack_max...
+    let remark = rest.trim_matches(|c: char| c.is_whitespace() || ".,;:!-*_`".contains(c));
+    if remark.chars().count() <= ack_max {
+        return Meaning::Ack;
     }
+    // ...but a report is delivered as written, less the token.
+    Meaning::Report(rest.trim().to_string())
 }
 
 #[cfg(test)]
@@ -166,7 +170,11 @@ mod tests {
         assert_eq!(meaning("All quiet. HEARTBEAT_OK", token, 300), Meaning::Ack);
         assert_eq!(
             meaning("All quiet. HEARTBEAT_OK", token, 5),
-            Meaning::Report("All quiet".into())
+            Meaning::Report("All quiet.".into())
+        );
+        assert_eq!(
+            meaning("Disk full! HEARTBEAT_OK", token, 0),
+            Meaning::Report("Disk full!".into())
         );
         assert_eq!(
             meaning("Your meeting moved to 11:00.", token, 300),

@@ -64,7 +64,7 @@ async fn a_report_reaches_the_owner_over_telegram_and_an_acknowledgement_does_no
         first["reason"]
             .as_str()
             .unwrap()
-            .contains("no direct message has reached agent news"),
+            .contains("no direct message of session agent:news:main"),
         "{first}"
     );
 

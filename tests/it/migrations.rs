@@ -126,3 +126,29 @@ fn a_newer_file_or_both_names_are_refused_where_they_are_written() {
     assert_eq!(value["version"], 2);
     assert_eq!(value["agents"]["main"]["systemPrompt"], "x");
 }
+
+#[tokio::test]
+async fn config_set_on_an_older_file_writes_todays_names() {
+    let gw = TestGateway::start_with_sections(
+        "[agents.main]\nprovider = \"echo\"\n# tone\nsystem = \"Be brief.\"\n",
+    )
+    .await;
+    let mut ws = gw.operator().await;
+    let set = ws
+        .call(
+            "config.set",
+            json!({"key": "agents.main.systemPrompt", "value": "Be terse."}),
+        )
+        .await;
+    assert!(set["error"].is_null(), "{set}");
+    let file = std::fs::read_to_string(gw.config_path()).unwrap();
+    assert!(
+        file.contains("# tone\nsystemPrompt = \"Be terse.\"") && !file.contains("\nsystem ="),
+        "{file}"
+    );
+    assert!(file.starts_with("version = 2\n"), "{file}");
+    let shown = ws
+        .call("config", json!({"key": "agents.main.systemPrompt"}))
+        .await;
+    assert_eq!(shown["result"]["value"], "Be terse.", "{shown}");
+}

@@ -132,8 +132,10 @@ fn a_fuller_config_carries_what_clawgate_supports_and_lists_the_rest() {
     // Bindings (an omitted accountId is the default account), session, cron.
     let bindings = config["bindings"].as_array().unwrap();
     assert_eq!(bindings.len(), 3);
-    assert_eq!(bindings[2]["match"]["group"], "-1009876543210");
-    assert_eq!(bindings[2]["match"]["accountId"], "default");
+    // A peer match comes first, as OpenClaw tries it first.
+    assert_eq!(bindings[0]["agentId"], "ops");
+    assert_eq!(bindings[0]["match"]["group"], "-1009876543210");
+    assert_eq!(bindings[0]["match"]["accountId"], "default");
     assert_eq!(config["session"]["dmScope"], "per-channel-peer");
     assert_eq!(config["session"]["retentionDays"], 30);
     let jobs = &config["cron"]["jobs"];
@@ -186,4 +188,52 @@ fn a_broken_file_or_an_existing_output_is_refused() {
     ]);
     assert!(!run.status.success());
     assert_eq!(std::fs::read_to_string(&taken).unwrap(), "# mine\n");
+}
+
+#[test]
+fn openclaw_defaults_and_awkward_values_are_read_as_openclaw_means_them() {
+    let dir = temp_dir("import-edge");
+    let path = dir.join("openclaw.json");
+    std::fs::write(
+        &path,
+        r#"{
+          agents: {
+            defaults: { model: "anthropic/claude-sonnet-4-6", heartbeat: { session: "main" } },
+            list: [ { id: "default" }, { id: "home", heartbeat: { every: 45, session: "checks" } } ],
+          },
+          channels: { irc: { host: "irc.example.org", nick: "clawd", allowFrom: ["alice", "bob", "carol!c@example.org"] } },
+        }"#,
+    )
+    .unwrap();
+    let out = dir.join("clawgate.toml");
+    let run = clawgate(&[
+        "config",
+        "import-openclaw",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let report = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(run.status.success(), "{report}");
+    assert!(clawgate(&["config", "validate", out.to_str().unwrap()])
+        .status
+        .success());
+    let config: Value = toml::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert!(
+        report.contains("an agent called default clashes"),
+        "{report}"
+    );
+    assert_eq!(config["agents"]["default"], "home");
+    let beat = &config["agents"]["home"]["heartbeat"];
+    // A bare number is minutes; no target delivers nothing; a session
+    // name is one of the agent's.
+    assert_eq!(beat["every"], "45m", "{beat}");
+    assert_eq!(beat["target"], "none");
+    assert_eq!(beat["session"], "agent:home:checks");
+    // Both bare nicks are dropped, the full mask stays.
+    assert_eq!(
+        config["channels"]["irc"]["default"]["allowFrom"],
+        serde_json::json!(["carol!c@example.org"])
+    );
+    assert_eq!(report.matches("is a nick alone").count(), 2, "{report}");
 }

@@ -156,4 +156,14 @@ async fn a_report_is_checked_and_text_is_bounded() {
     assert_eq!(error_code(&refused), -32602, "{refused}");
     let cleared = ws.call("presence.report", json!({"text": ""})).await;
     assert!(cleared["error"].is_null(), "{cleared}");
+    // A client reports at most once a second.
+    let again = ws
+        .call("presence.report", json!({"lastInputSeconds": 1}))
+        .await;
+    assert_eq!(
+        error_code(&again),
+        clawgate::protocol::ErrorCode::RateLimited.code(),
+        "{again}"
+    );
+    assert!(again["error"]["retryAfterMs"].as_u64().is_some(), "{again}");
 }

@@ -20,6 +20,15 @@ impl Import {
                 .collect(),
             _ => Vec::new(),
         };
+        // agents.default names the default agent in clawgate, so no agent
+        // can be called that.
+        if list.iter().any(|(id, _)| id == "default") {
+            self.leave(
+                &["agents", "default"],
+                "an agent called default clashes with clawgate's agents.default; rename it",
+            );
+            list.retain(|(id, _)| id != "default");
+        }
         if list.is_empty() && !defaults["model"].is_null() {
             list.push(("main".to_string(), json!({})));
         }
@@ -126,7 +135,7 @@ impl Import {
         if let Some(seconds) = timeout {
             self.set(
                 &["agents", id, "timeoutMs"],
-                json!((seconds * 1000).clamp(100, 3_600_000)),
+                json!(seconds.saturating_mul(1000).clamp(100, 3_600_000)),
             );
         }
         self.leave_others(
@@ -142,30 +151,59 @@ impl Import {
             me.set(&["agents", agent, "heartbeat", key], value)
         };
         let key_at = |key: &'static str| -> Vec<&str> { at.iter().copied().chain([key]).collect() };
-        let every = heartbeat["every"].as_str().map(duration_seconds);
+        // OpenClaw's default interval is 30m; a bare number is minutes.
+        let every = match &heartbeat["every"] {
+            Value::Null => Some(1800),
+            Value::Number(n) => n.as_u64().map(|m| m.saturating_mul(60)),
+            Value::String(s) if s.trim().chars().all(|c| c.is_ascii_digit()) => {
+                s.trim().parse::<u64>().ok().map(|m| m.saturating_mul(60))
+            }
+            Value::String(s) => duration_seconds(s),
+            _ => None,
+        };
         match every {
-            None | Some(Some(0)) => return,
-            Some(Some(seconds)) => put(self, "every", json!(every_text(seconds))),
-            Some(None) => {
-                self.leave(&key_at("every"), "not a duration clawgate reads (like 30m)");
+            Some(0) => {
+                self.leave(
+                    &key_at("every"),
+                    "0: the heartbeat is off, so none was written",
+                );
+                return;
+            }
+            Some(seconds) if seconds <= 999_999 * 3600 => {
+                put(self, "every", json!(every_text(seconds)))
+            }
+            _ => {
+                self.leave(
+                    at,
+                    "every is not a duration clawgate reads (like 30m): no heartbeat was written",
+                );
                 return;
             }
         }
         let hours = &heartbeat["activeHours"];
         if let (Some(start), Some(end)) = (hours["start"].as_str(), hours["end"].as_str()) {
-            let mut window = json!({"start": start, "end": end});
-            match hours["timezone"].as_str() {
-                Some("user") => {
-                    if let Some(tz) = defaults["userTimezone"].as_str() {
-                        window["timezone"] = json!(tz);
-                    }
+            if start == end {
+                self.leave(&key_at("activeHours"), "an empty window (start = end) never runs in OpenClaw: no heartbeat was written");
+                if let Some(map) = self.out["agents"][agent].as_object_mut() {
+                    map.remove("heartbeat");
                 }
-                Some("local") => self.leave(
+                return;
+            }
+            let mut window = json!({"start": start, "end": end});
+            // Unset means the user's zone, as in OpenClaw.
+            match hours["timezone"].as_str().unwrap_or("user") {
+                "user" => match defaults["userTimezone"].as_str() {
+                    Some(tz) => window["timezone"] = json!(tz),
+                    None => self.leave(
+                        &key_at("activeHours"),
+                        "the user's time zone (agents.defaults.userTimezone) is not set: clawgate takes cron.timezone, else UTC",
+                    ),
+                },
+                "local" => self.leave(
                     &key_at("activeHours"),
                     "timezone local: clawgate takes cron.timezone, else UTC; name the zone",
                 ),
-                Some(tz) => window["timezone"] = json!(tz),
-                None => {}
+                tz => window["timezone"] = json!(tz),
             }
             put(self, "activeHours", window);
         }
@@ -180,7 +218,8 @@ impl Import {
                     "owner became last: clawgate delivers to where the owner last wrote from",
                 );
             }
-            Some(target) => {
+            Some(target @ ("last" | "none")) => put(self, "target", json!(target)),
+            Some(target @ ("telegram" | "irc")) => {
                 put(self, "target", json!(target));
                 for key in ["to", "accountId"] {
                     if let Some(value) = heartbeat[key].as_str() {
@@ -188,13 +227,23 @@ impl Import {
                     }
                 }
             }
-            None => {}
+            Some(other) => {
+                put(self, "target", json!("none"));
+                self.leave(
+                    &key_at("target"),
+                    format!("clawgate has no {other} channel: the heartbeat keeps its reports (target none)"),
+                );
+            }
+            // OpenClaw's (classic) default delivers nothing.
+            None => put(self, "target", json!("none")),
         }
         if let Some(n) = heartbeat["ackMaxChars"].as_u64() {
             put(self, "ackMaxChars", json!(n));
         }
-        if let Some(session) = heartbeat["session"].as_str() {
-            put(self, "session", json!(session));
+        match heartbeat["session"].as_str() {
+            None | Some("main") => {}
+            Some(full) if full.contains(':') => put(self, "session", json!(full)),
+            Some(name) => put(self, "session", json!(format!("agent:{agent}:{name}"))),
         }
         for (key, _) in heartbeat.as_object().into_iter().flatten() {
             if ![
@@ -273,13 +322,14 @@ pub(super) fn duration_seconds(text: &str) -> Option<u64> {
         }
         let n: u64 = number.parse().ok()?;
         number.clear();
-        total += n * match c {
+        let unit = match c {
             's' => 1,
             'm' => 60,
             'h' => 3600,
             'd' => 86_400,
             _ => return None,
         };
+        total = total.checked_add(n.checked_mul(unit)?)?;
     }
     number.is_empty().then_some(total)
 }

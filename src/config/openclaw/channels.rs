@@ -177,7 +177,16 @@ impl Import {
             "accounts",
             "defaultAccount",
         ];
-        for (id, account, sub) in Self::accounts(section, "botToken") {
+        let accounts = Self::accounts(section, "botToken");
+        if !accounts.iter().any(|(_, _, sub)| sub.is_empty()) {
+            self.leave_others(
+                &["channels", KIND],
+                section,
+                &handled,
+                "no counterpart in clawgate's Telegram accounts",
+            );
+        }
+        for (id, account, sub) in accounts {
             let mut at: Vec<&str> = vec!["channels", KIND];
             at.extend(sub.iter().map(String::as_str));
             let mut token_at = at.clone();
@@ -227,7 +236,16 @@ impl Import {
             "accounts",
             "defaultAccount",
         ];
-        for (id, account, sub) in Self::accounts(section, "host") {
+        let accounts = Self::accounts(section, "host");
+        if !accounts.iter().any(|(_, _, sub)| sub.is_empty()) {
+            self.leave_others(
+                &["channels", KIND],
+                section,
+                &handled,
+                "no counterpart in clawgate's IRC accounts",
+            );
+        }
+        for (id, account, sub) in accounts {
             let mut at: Vec<&str> = vec!["channels", KIND];
             at.extend(sub.iter().map(String::as_str));
             let (Some(host), Some(nick)) = (account["host"].as_str(), account["nick"].as_str())
@@ -329,6 +347,16 @@ impl Import {
             }
             out.push(json!({"agentId": agent, "match": matched}));
         }
+        // OpenClaw tries a peer match first, then an exact account, then
+        // any account; clawgate takes the first match in order.
+        out.sort_by_key(|b| {
+            let m = &b["match"];
+            match (m.get("peer").or(m.get("group")), m.get("accountId")) {
+                (Some(_), _) => 0,
+                (None, Some(_)) => 1,
+                (None, None) => 2,
+            }
+        });
         if !out.is_empty() {
             self.set(&["bindings"], json!(out));
         }

@@ -92,16 +92,22 @@ struct Import {
 }
 
 impl Import {
+    /// Sets the value at `path`; nothing when a value that is not a
+    /// table is on the way.
     fn set(&mut self, path: &[&str], value: Value) {
+        let Some((last, parents)) = path.split_last() else {
+            return;
+        };
         let mut at = &mut self.out;
-        for key in &path[..path.len() - 1] {
-            at = at
-                .as_object_mut()
-                .expect("objects on the way")
-                .entry(key.to_string())
-                .or_insert_with(|| json!({}));
+        for key in parents {
+            let Some(map) = at.as_object_mut() else {
+                return;
+            };
+            at = map.entry(key.to_string()).or_insert_with(|| json!({}));
         }
-        at[path[path.len() - 1]] = value;
+        if let Some(map) = at.as_object_mut() {
+            map.insert(last.to_string(), value);
+        }
     }
 
     fn leave(&mut self, path: &[&str], why: impl Into<String>) {
@@ -409,13 +415,32 @@ impl Import {
                 _ => {}
             }
             if let Some(seconds) = job["payload"]["timeoutSeconds"].as_u64() {
-                out["timeoutMs"] = json!((seconds * 1000).clamp(1000, 86_400_000));
+                out["timeoutMs"] = json!(seconds.saturating_mul(1000).clamp(1000, 86_400_000));
             }
             if job["delivery"]["mode"]
                 .as_str()
                 .is_some_and(|m| m != "none")
             {
                 self.leave(&[at[0], at[1], at[2], "delivery"], "clawgate's cron keeps a run's reply in its session; use a heartbeat to reach a channel");
+            }
+            for key in ["description", "deleteAfterRun", "wakeMode"] {
+                if !job[key].is_null() {
+                    self.leave(
+                        &[at[0], at[1], at[2], key],
+                        "no counterpart in clawgate's cron jobs",
+                    );
+                }
+            }
+            for key in ["anchorMs", "staggerMs"] {
+                if !s[key].is_null() {
+                    self.leave(
+                        &[at[0], at[1], at[2], "schedule", key],
+                        "clawgate runs a job on its schedule as written",
+                    );
+                }
+            }
+            if s["kind"] == "cron" && s["tz"].is_null() {
+                self.leave(&[at[0], at[1], at[2], "schedule", "tz"], "unset: OpenClaw used the host's time zone, clawgate uses cron.timezone, else UTC");
             }
             self.set(&at, out);
         }
@@ -424,12 +449,13 @@ impl Import {
     /// Drops what clawgate refuses, each listed with the reason, until the
     /// config validates.
     fn settle(&mut self) {
-        for _ in 0..32 {
+        for _ in 0..256 {
             let problems = match super::validate(&self.out) {
                 Ok(_) => return,
                 Err(problems) => problems,
             };
-            for problem in problems {
+            // One at a time: removing an item moves the items after it.
+            if let Some(problem) = problems.into_iter().next() {
                 let pointer = problem.pointer.clone();
                 let parts: Vec<String> = pointer
                     .split('/')
