@@ -38,10 +38,6 @@ export type PluginState = "starting" | "running" | "failed" | "disabled" | "stop
  */
 export type GatewayState = "ready" | "draining";
 /**
- * What a presence entry stands for: an operator client, a device node, or a channel account.
- */
-export type PresenceKind = "operator" | "node" | "channel";
-/**
  * What a job does when it runs.
  */
 export type CronPayload =
@@ -135,6 +131,10 @@ export type HeartbeatOutcome = "delivered" | "kept" | "ack" | "empty" | "skipped
  * A periodic upkeep task: store-prune deletes idempotency keys past their day and exec audit entries past approvals.auditRetentionDays; store-compact checkpoints SQLite's write-ahead log into the database and runs PRAGMA optimize; session-prune deletes sessions idle longer than session.retentionDays. presence-prune (every minute) removes presence entries gone for five minutes.
  */
 export type MaintenanceTask = "store-prune" | "store-compact" | "session-prune" | "presence-prune";
+/**
+ * What a presence entry stands for: an operator client, a device node, or a channel account.
+ */
+export type PresenceKind = "operator" | "node" | "channel";
 
 export interface ClawgateProtocol {
   ActiveHours: ActiveHours;
@@ -1215,7 +1215,6 @@ export interface ConnectResult {
    */
   snapshot: {
     health: HealthSnapshot;
-    presence?: PresenceSnapshot;
   };
 }
 /**
@@ -1372,83 +1371,6 @@ export interface PluginHealth {
    */
   restarts: number;
   state: PluginState;
-}
-/**
- * Who is connected, and the presence version it was taken at.
- */
-export interface PresenceSnapshot {
-  /**
-   * Most recently active first; at most 200.
-   */
-  entries: PresenceEntry[];
-  /**
-   * Increases by one with each change to presence (a join, a leave, a report, an expiry).
-   */
-  version: number;
-}
-/**
- * One client, node or channel account that is or was recently connected.
- */
-export interface PresenceEntry {
-  /**
-   * The id of a channel account.
-   */
-  accountId?: string;
-  /**
-   * Where it connects from, masked: loopback, or the network part of its address (192.168.1.x, 2001:db8:1:2::x).
-   */
-  address?: string;
-  channel?: ChannelKind;
-  /**
-   * The client's name, as it said in connect (informational).
-   */
-  clientName?: string;
-  /**
-   * The client's version, as it said in connect.
-   */
-  clientVersion?: string;
-  /**
-   * When it connected (a channel account: since its status last changed).
-   */
-  connectedAtMs: number;
-  /**
-   * The client's own stable id; a reconnect with the same id replaces the entry it left.
-   */
-  instanceId?: string;
-  /**
-   * The entry's id: conn:<connId>, or channel:<kind>:<account>.
-   */
-  key: string;
-  kind: PresenceKind;
-  /**
-   * When it last sent a request (a channel account: its last status change).
-   */
-  lastActivityAtMs: number;
-  /**
-   * Seconds since the person at the client last touched it, as the client last reported (presence.report).
-   */
-  lastInputSeconds?: number;
-  /**
-   * When it went away.
-   */
-  leftAtMs?: number;
-  /**
-   * Whether it is connected now. An entry that went away stays (online false) for five minutes.
-   */
-  online: boolean;
-  /**
-   * The client's platform, as it said in connect.
-   */
-  platform?: string;
-  /**
-   * The scopes the connection holds.
-   */
-  scopes?: Scope[];
-  status?: ChannelStatus;
-  /**
-   * A short status line the client reported (presence.report).
-   */
-  text?: string;
 }
 /**
  * Connected clients by role.
@@ -2792,6 +2714,70 @@ export interface PresenceChangedEvent {
    */
   version: number;
 }
+/**
+ * One client, node or channel account that is or was recently connected.
+ */
+export interface PresenceEntry {
+  /**
+   * The id of a channel account.
+   */
+  accountId?: string;
+  /**
+   * Where it connects from, masked: loopback, or the network part of its address (192.168.1.x, 2001:db8:1:2::x).
+   */
+  address?: string;
+  channel?: ChannelKind;
+  /**
+   * The client's name, as it said in connect (informational).
+   */
+  clientName?: string;
+  /**
+   * The client's version, as it said in connect.
+   */
+  clientVersion?: string;
+  /**
+   * When it connected (a channel account: since its status last changed).
+   */
+  connectedAtMs: number;
+  /**
+   * The client's own stable id; a reconnect with the same id replaces the entry it left.
+   */
+  instanceId?: string;
+  /**
+   * The entry's id: conn:<connId>, or channel:<kind>:<account>.
+   */
+  key: string;
+  kind: PresenceKind;
+  /**
+   * When it last sent a request (a channel account: its last status change).
+   */
+  lastActivityAtMs: number;
+  /**
+   * Seconds since the person at the client last touched it, as the client last reported (presence.report).
+   */
+  lastInputSeconds?: number;
+  /**
+   * When it went away.
+   */
+  leftAtMs?: number;
+  /**
+   * Whether it is connected now. An entry that went away stays (online false) for five minutes.
+   */
+  online: boolean;
+  /**
+   * The client's platform, as it said in connect.
+   */
+  platform?: string;
+  /**
+   * The scopes the connection holds.
+   */
+  scopes?: Scope[];
+  status?: ChannelStatus;
+  /**
+   * A short status line the client reported (presence.report).
+   */
+  text?: string;
+}
 export interface PresenceListParams {}
 export interface PresenceReportParams {
   /**
@@ -2806,6 +2792,19 @@ export interface PresenceReportParams {
 export interface PresenceReportResult {
   /**
    * The presence version after the report.
+   */
+  version: number;
+}
+/**
+ * Who is connected, and the presence version it was taken at.
+ */
+export interface PresenceSnapshot {
+  /**
+   * Most recently active first; at most 200.
+   */
+  entries: PresenceEntry[];
+  /**
+   * Increases by one with each change to presence (a join, a leave, a report, an expiry).
    */
   version: number;
 }

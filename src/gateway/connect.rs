@@ -108,9 +108,6 @@ pub async fn connect(
         },
         snapshot: ConnectResultSnapshot {
             health: gw.rt.health.snapshot(),
-            presence: ctx
-                .allows(Scope::OperatorRead)
-                .then(|| gw.rt.presence.snapshot()),
         },
     })
 }

@@ -74,13 +74,17 @@ async fn presence_lists_who_is_connected_and_versions_every_change() {
             json!("laptop")
         )
     );
-    // The hello carries the snapshot, with the laptop in it.
-    let snapshot = &hello["snapshot"];
-    assert!(entry(&snapshot["presence"], &key).is_some(), "{snapshot}");
-    assert_eq!(
-        snapshot["health"]["presenceVersion"],
-        snapshot["presence"]["version"]
+    // The hello's health carries the presence version; the list is one
+    // call away (kept out of the hello, which every client gets).
+    let version_at_hello = hello["snapshot"]["health"]["presenceVersion"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        version_at_hello >= joined["version"].as_u64().unwrap() - 1,
+        "{hello}"
     );
+    let list = laptop.call("presence.list", json!({})).await["result"].clone();
+    assert!(entry(&list, &key).is_some(), "{list}");
 
     let report = laptop
         .call(
@@ -127,13 +131,18 @@ async fn presence_lists_who_is_connected_and_versions_every_change() {
     let list = watcher.call("presence.list", json!({})).await["result"].clone();
     assert!(entry(&list, &key).is_none() && entry(&list, &new_key).is_some());
 
-    // A client without operator.read gets no presence in its hello.
+    // Presence needs operator.read.
     let mut narrow = gw.raw().await;
     let hello = narrow
         .connect(json!({"token": TOKEN}), Some(json!(["operator.approvals"])))
         .await;
     assert!(hello["error"].is_null(), "{hello}");
-    assert!(hello["result"]["snapshot"]["presence"].is_null(), "{hello}");
+    let refused = narrow.call("presence.list", json!({})).await;
+    assert_eq!(
+        error_code(&refused),
+        clawgate::protocol::ErrorCode::Forbidden.code(),
+        "{refused}"
+    );
 
     let status = watcher.call("status", json!({})).await;
     let prune = status["result"]["maintenance"]

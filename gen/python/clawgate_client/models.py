@@ -3286,9 +3286,6 @@ class Snapshot(BaseModel):
         extra='ignore',
     )
     health: HealthSnapshot = Field(..., description='The current health snapshot.')
-    presence: PresenceSnapshot | None = Field(
-        None, description='Who is connected (connections with operator.read).'
-    )
 
 
 class ConnectResult(BaseModel):

@@ -332,12 +332,19 @@ async fn open(server: Server, url: &str) -> Ws {
     ws
 }
 
-/// Sends one frame and waits for the next text frame, parsed as JSON.
+/// Sends one frame and waits for the answer (the next text frame that is
+/// not an event, such as the presence changes of other clients connecting),
+/// parsed as JSON.
 async fn round_trip(ws: &mut Ws, frame: String) -> Value {
     ws.send(Message::Text(frame.into())).await.expect("send");
     loop {
         match ws.next().await.expect("open").expect("frame") {
-            Message::Text(text) => return serde_json::from_str(text.as_str()).expect("JSON"),
+            Message::Text(text) => {
+                let frame: Value = serde_json::from_str(text.as_str()).expect("JSON");
+                if frame.get("event").is_none() {
+                    return frame;
+                }
+            }
             _ => continue,
         }
     }
