@@ -237,3 +237,87 @@ fn openclaw_defaults_and_awkward_values_are_read_as_openclaw_means_them() {
     );
     assert_eq!(report.matches("is a nick alone").count(), 2, "{report}");
 }
+
+#[test]
+fn included_files_are_merged_as_openclaw_reads_them() {
+    let dir = temp_dir("import-include");
+    std::fs::create_dir_all(dir.join("parts")).unwrap();
+    std::fs::write(
+        dir.join("openclaw.json"),
+        r#"{
+          $include: ["./parts/gateway.json5", "./parts/channels.json5"],
+          gateway: { port: 18801 },   // over the included 18800
+          agents: { $include: "./parts/agents.json5" },
+        }"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("parts/gateway.json5"),
+        "{ gateway: { port: 18800, bind: 'loopback', auth: { mode: 'token', token: '${OPENCLAW_GATEWAY_TOKEN}' } } }",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("parts/channels.json5"),
+        "{ channels: { telegram: { botToken: '${TELEGRAM_BOT_TOKEN}', dmPolicy: 'allowlist', allowFrom: ['42'] } } }",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("parts/agents.json5"),
+        "{ defaults: { model: 'anthropic/claude-sonnet-4-6' } }",
+    )
+    .unwrap();
+    let out = dir.join("clawgate.toml");
+    let run = clawgate(&[
+        "config",
+        "import-openclaw",
+        dir.join("openclaw.json").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let config: Value = toml::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(config["gateway"]["port"], 18801);
+    assert_eq!(
+        config["gateway"]["auth"]["token"],
+        "${OPENCLAW_GATEWAY_TOKEN}"
+    );
+    assert_eq!(
+        config["channels"]["telegram"]["default"]["allowFrom"],
+        serde_json::json!(["42"])
+    );
+    assert_eq!(config["agents"]["main"]["provider"], "anthropic");
+
+    // A file outside the config's directory is refused.
+    let outside = format!(
+        "{}-outside.json5",
+        dir.file_name().unwrap().to_str().unwrap()
+    );
+    let outside_path = dir.parent().unwrap().join(&outside);
+    std::fs::write(&outside_path, "{}").unwrap();
+    std::fs::write(
+        dir.join("parts/sneaky.json5"),
+        format!("{{ $include: '../../{outside}' }}"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("openclaw.json"),
+        "{ $include: './parts/sneaky.json5' }",
+    )
+    .unwrap();
+    let run = clawgate(&[
+        "config",
+        "import-openclaw",
+        dir.join("openclaw.json").to_str().unwrap(),
+    ]);
+    assert!(!run.status.success());
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("outside the config's directory"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    std::fs::remove_file(outside_path).unwrap();
+}
