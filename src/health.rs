@@ -4,7 +4,8 @@
 use crate::bus::Bus;
 use crate::clock::now_ms;
 use crate::protocol::types::{
-    ChannelHealth, ConfigHealth, CronHealth, GatewayState, HealthSnapshot, NodeHealth, PluginHealth,
+    ChannelHealth, ConfigHealth, CronHealth, GatewayState, HealthSnapshot, NodeHealth,
+    PluginHealth, SidecarHealth, SidecarHealthName,
 };
 use crate::protocol::Event;
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ struct HealthState {
     nodes: Vec<NodeHealth>,
     channels: BTreeMap<String, ChannelHealth>,
     plugins: BTreeMap<String, PluginHealth>,
+    sidecars: Vec<SidecarHealth>,
 }
 
 impl HealthService {
@@ -51,6 +53,7 @@ impl HealthService {
                 nodes: Vec::new(),
                 channels: BTreeMap::new(),
                 plugins: BTreeMap::new(),
+                sidecars: Vec::new(),
             }),
         }
     }
@@ -130,6 +133,21 @@ impl HealthService {
         }
     }
 
+    /// Records the state of one sidecar (Tailscale publishing, discovery).
+    pub fn set_sidecar(&self, sidecar: SidecarHealth) {
+        let mut state = self.state.lock().expect("health lock");
+        let name: SidecarHealthName = sidecar.name;
+        match state.sidecars.iter_mut().find(|s| s.name == name) {
+            Some(known) if *known == sidecar => return,
+            Some(known) => *known = sidecar,
+            None => {
+                state.sidecars.push(sidecar);
+                state.sidecars.sort_by_key(|s| s.name.to_string());
+            }
+        }
+        self.changed(&mut state);
+    }
+
     /// A new version, published under the lock so that subscribers see
     /// the versions in order.
     fn changed(&self, state: &mut HealthState) {
@@ -149,6 +167,7 @@ impl HealthService {
             nodes: state.nodes.clone(),
             cron: state.cron.clone(),
             config: state.config.clone(),
+            sidecars: state.sidecars.clone(),
         }
     }
 }

@@ -95,7 +95,7 @@ struct ConfigFlags {
     /// Port to listen on (0 picks a free one); overrides gateway.port.
     #[arg(long)]
     port: Option<u16>,
-    /// loopback or lan; overrides gateway.bind.
+    /// loopback, lan, tailnet or auto; overrides gateway.bind.
     #[arg(long)]
     bind: Option<String>,
     /// An explicit address to listen on; overrides gateway.host.
@@ -386,8 +386,8 @@ fn run(args: RunArgs) -> ExitCode {
         if let Some(control) = log_control {
             gw.set_log_control(control);
         }
-        let listener = clawgate::server::bind(&gw).await?;
-        let addr = listener.local_addr()?;
+        let listeners = clawgate::server::bind(&gw).await?;
+        let addr = listeners.primary()?;
         // Handlers first: a SIGTERM right after the ready line still
         // shuts down gracefully instead of killing the process.
         let signal = shutdown_signal()?;
@@ -399,11 +399,14 @@ fn run(args: RunArgs) -> ExitCode {
             }
         };
         println!("clawgate listening on ws://{addr}");
+        for other in listeners.addresses().iter().skip(1) {
+            tracing::info!("also listening on ws://{other}");
+        }
         tracing::info!(%addr, config = ?gw.info.config_path, "gateway ready");
         if let Some(notifier) = &notifier {
             notifier.ready(&format!("listening on ws://{addr}"));
         }
-        clawgate::server::serve(gw, listener, shutdown).await
+        clawgate::server::serve(gw, listeners, shutdown).await
     });
     match result {
         Ok(()) => {

@@ -310,6 +310,7 @@ export interface ClawgateProtocol {
   SessionsParams: SessionsParams;
   SessionsPatchParams: SessionsPatchParams;
   SessionsResult: SessionsResult;
+  SidecarHealth: SidecarHealth;
   StatusParams: StatusParams;
   StatusResult: StatusResult;
   SystemEventEvent: SystemEventEvent;
@@ -656,17 +657,25 @@ export interface ApprovalsRespondResult {
  */
 export interface BindInfo {
   /**
-   * The address the listener is bound to.
+   * Every address listened on, all on the same port.
+   */
+  addresses: string[];
+  /**
+   * The first address listened on.
    */
   host: string;
   /**
-   * The bind mode from the configuration.
+   * The bind mode from the configuration (host when gateway.host is set).
    */
   mode: string;
   /**
    * The port the listener is bound to.
    */
   port: number;
+  /**
+   * Why these addresses: what the bind mode looked for and found.
+   */
+  reason: string;
 }
 /**
  * Routes matching channel messages to an agent.
@@ -1281,6 +1290,10 @@ export interface HealthSnapshot {
    * The presence version now (see presence.list); it moves without changing version.
    */
   presenceVersion: number;
+  /**
+   * The helpers started after binding (Tailscale publishing, LAN discovery); absent when none is configured.
+   */
+  sidecars?: SidecarHealth[];
   state: GatewayState;
   /**
    * When this snapshot was taken, in milliseconds since the Unix epoch.
@@ -1371,6 +1384,27 @@ export interface PluginHealth {
    */
   restarts: number;
   state: PluginState;
+}
+/**
+ * One helper started after binding. Its failure never stops a running gateway.
+ */
+export interface SidecarHealth {
+  /**
+   * What it did or why it failed.
+   */
+  detail?: string;
+  /**
+   * tailscale (serve or funnel publishing) or discovery (mDNS advertisement).
+   */
+  name: "tailscale" | "discovery";
+  /**
+   * running, or failed with the reason in detail.
+   */
+  state: "running" | "failed";
+  /**
+   * Where it published the gateway (tailscale), when known.
+   */
+  url?: string;
 }
 /**
  * Connected clients by role.

@@ -1,7 +1,8 @@
 use super::report::{self, SourceFile};
 use super::{dotted, env, explain, keys, locate, meta, Config};
 use crate::protocol::types::{
-    AuthConfigMode, ConfigOrigin, ConfigOriginKind, ConfigProblem, GatewayConfig, GatewayConfigBind,
+    AuthConfigMode, ConfigOrigin, ConfigOriginKind, ConfigProblem, GatewayConfig,
+    GatewayConfigBind, TailscaleConfigMode,
 };
 use crate::protocol::{closest, SchemaViolation, Schemas, ViolationKind};
 use serde_json::{Map, Value};
@@ -645,20 +646,37 @@ fn cross_field_problems(gateway: &GatewayConfig) -> Vec<(String, String)> {
                 .into(),
         ));
     }
-    let host = listen_host(gateway);
-    if auth.mode == AuthConfigMode::None && !is_loopback_host(&host) {
-        let exposing = if gateway.host.is_some() {
-            keys::GATEWAY_HOST
-        } else {
-            keys::GATEWAY_BIND
-        };
-        problems.push((
-            exposing.into(),
-            format!(
-                "refusing to listen on {host} without authentication: anyone on the network could control the gateway. \
-                 Set gateway.auth.mode to token (with gateway.auth.token) or password, or bind to loopback"
-            ),
-        ));
+    if auth.mode == AuthConfigMode::None {
+        if let Some((key, exposed)) = exposure(gateway) {
+            problems.push((
+                key.into(),
+                format!(
+                    "refusing to listen on {exposed} without authentication: anyone on the network could control the gateway. \
+                     Set gateway.auth.mode to token (with gateway.auth.token) or password, or bind to loopback"
+                ),
+            ));
+        }
+    }
+    let tailscale = gateway.tailscale.mode;
+    if tailscale != TailscaleConfigMode::Off {
+        if auth.mode == AuthConfigMode::None {
+            problems.push((
+                keys::GATEWAY_TAILSCALE_MODE.into(),
+                format!(
+                    "tailscale {tailscale} publishes the gateway beyond this machine, so it needs a credential: \
+                     set gateway.auth.mode to token or password"
+                ),
+            ));
+        }
+        if let Some(host) = gateway.host.as_deref().filter(|h| !serves_loopback(h)) {
+            problems.push((
+                keys::GATEWAY_TAILSCALE_MODE.into(),
+                format!(
+                    "tailscale {tailscale} forwards to 127.0.0.1:<port>, but gateway.host makes the gateway listen on {host} only; \
+                     remove gateway.host or use a bind mode that includes loopback"
+                ),
+            ));
+        }
     }
     problems
 }
@@ -697,13 +715,26 @@ fn check_host_entry(host: &str) -> Result<(), String> {
     }
 }
 
-/// The address the listener binds to.
-pub fn listen_host(gateway: &GatewayConfig) -> String {
+/// The config key that makes the gateway reachable from other machines
+/// and a description of where, when it does (auto is judged at bind
+/// time, when it is known whether loopback can be bound).
+fn exposure(gateway: &GatewayConfig) -> Option<(&'static str, String)> {
     match (&gateway.host, gateway.bind) {
-        (Some(host), _) => host.to_string(),
-        (None, GatewayConfigBind::Loopback) => "127.0.0.1".to_string(),
-        (None, GatewayConfigBind::Lan) => "0.0.0.0".to_string(),
+        (Some(host), _) if is_loopback_host(host) => None,
+        (Some(host), _) => Some((keys::GATEWAY_HOST, host.to_string())),
+        (None, GatewayConfigBind::Loopback | GatewayConfigBind::Auto) => None,
+        (None, GatewayConfigBind::Lan) => Some((keys::GATEWAY_BIND, "0.0.0.0".into())),
+        (None, GatewayConfigBind::Tailnet) => {
+            Some((keys::GATEWAY_BIND, "the Tailscale addresses".into()))
+        }
     }
+}
+
+/// Whether a listener on `host` accepts connections to 127.0.0.1.
+fn serves_loopback(host: &str) -> bool {
+    host.parse::<IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified() || ip == IpAddr::from([127, 0, 0, 1]))
+        || host.eq_ignore_ascii_case("localhost")
 }
 
 pub fn is_loopback_host(host: &str) -> bool {

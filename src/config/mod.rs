@@ -25,9 +25,9 @@ pub use diff::changed_pointers;
 pub use edit::{remove_stale_temp_files, set_key, write_atomic};
 pub use follow::{Change, Follower};
 pub use load::{
-    describe_origin, format_problem, hash_text, is_json, is_loopback_host, listen_host, load,
-    load_text, parse_text, problem, set_pointer, validate, ConfigError, Invalid, Layers,
-    LoadOptions, Loaded, Override,
+    describe_origin, format_problem, hash_text, is_json, is_loopback_host, load, load_text,
+    parse_text, problem, set_pointer, validate, ConfigError, Invalid, Layers, LoadOptions, Loaded,
+    Override,
 };
 pub use meta::keys;
 pub use paths::{resolve_config_path, resolve_state_dir};

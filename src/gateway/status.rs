@@ -6,8 +6,10 @@ pub fn status(gw: &Gateway) -> StatusResult {
     let config = gw.config();
     let bind = gw.info.bind.get().cloned().unwrap_or_else(|| BindInfo {
         mode: config.gateway.bind.to_string(),
-        host: crate::config::listen_host(&config.gateway),
+        host: String::new(),
         port: config.gateway.port,
+        addresses: Vec::new(),
+        reason: "not listening yet".to_string(),
     });
     StatusResult {
         version: env!("CARGO_PKG_VERSION").to_string(),

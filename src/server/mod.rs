@@ -4,6 +4,7 @@ mod admission;
 mod connection;
 mod hosts;
 mod http;
+pub mod listen;
 mod metered;
 pub(crate) mod openai_api;
 mod outbound;
@@ -11,9 +12,8 @@ mod plugin_http;
 mod web;
 mod ws;
 
-use crate::config::{is_loopback_host, listen_host};
 use crate::gateway::Gateway;
-use crate::protocol::types::BindInfo;
+use crate::protocol::types::{AuthConfigMode, BindInfo};
 use admission::{Admission, Ticket};
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -68,36 +68,78 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         )
 }
 
-/// Binds the configured address and records it in the gateway.
-pub async fn bind(gw: &Gateway) -> std::io::Result<TcpListener> {
-    let config = gw.config();
-    let host = listen_host(&config.gateway);
-    let addr = format!("{}:{}", bracket_v6(&host), config.gateway.port);
-    let listener = TcpListener::bind(&addr)
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-    let local = listener.local_addr()?;
-    let _ = gw.info.bind.set(BindInfo {
-        mode: if config.gateway.host.is_some() {
-            "host".to_string()
-        } else {
-            config.gateway.bind.to_string()
-        },
-        host: local.ip().to_string(),
-        port: local.port(),
-    });
-    if !is_loopback_host(&host) {
-        tracing::warn!(%local, "listening beyond loopback; clients must authenticate");
+/// The listening sockets, all on one port.
+pub struct Listeners(Vec<TcpListener>);
+
+impl Listeners {
+    /// The address shown to people: the first the bind mode chose.
+    pub fn primary(&self) -> std::io::Result<SocketAddr> {
+        self.0[0].local_addr()
     }
-    Ok(listener)
+
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.0.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+
+    /// The next connection on any of them.
+    async fn accept(&self) -> std::io::Result<(TcpStream, SocketAddr)> {
+        std::future::poll_fn(|cx| {
+            for listener in &self.0 {
+                if let std::task::Poll::Ready(accepted) = listener.poll_accept(cx) {
+                    return std::task::Poll::Ready(accepted);
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await
+    }
 }
 
-fn bracket_v6(host: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
+/// Resolves the bind mode, listens, and records where in the gateway.
+pub async fn bind(gw: &Gateway) -> std::io::Result<Listeners> {
+    let config = gw.config();
+    let interfaces = listen::interfaces().unwrap_or_else(|e| {
+        tracing::warn!("cannot list the network interfaces: {e}");
+        Vec::new()
+    });
+    let plan = listen::plan(&config.gateway, &interfaces, listen::can_bind)
+        .map_err(std::io::Error::other)?;
+    if plan.beyond_loopback() && config.gateway.auth.mode == AuthConfigMode::None {
+        return Err(std::io::Error::other(format!(
+            "refusing to listen beyond loopback without authentication ({}); set gateway.auth.mode to token or password",
+            plan.reason
+        )));
     }
+    let mut port = config.gateway.port;
+    let mut listeners = Vec::with_capacity(plan.hosts.len());
+    for host in &plan.hosts {
+        let addr = listen::with_port(host, port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        // Port 0 picks a free port once; the other addresses share it.
+        port = listener.local_addr()?.port();
+        listeners.push(listener);
+    }
+    let listeners = Listeners(listeners);
+    let local = listeners.primary()?;
+    let _ = gw.info.bind.set(BindInfo {
+        mode: plan.mode.clone(),
+        host: local.ip().to_string(),
+        port: local.port(),
+        addresses: listeners
+            .addresses()
+            .iter()
+            .map(|a| a.ip().to_string())
+            .collect(),
+        reason: plan.reason.clone(),
+    });
+    if plan.beyond_loopback() {
+        tracing::warn!(reason = %plan.reason, "listening beyond loopback; clients must authenticate");
+    } else {
+        tracing::info!(reason = %plan.reason, "listening");
+    }
+    Ok(listeners)
 }
 
 /// Serves until `shutdown` resolves, then drains: clients get
@@ -106,7 +148,7 @@ fn bracket_v6(host: &str) -> String {
 /// the drain ends after drainTimeoutMs (plus the close handshake).
 pub async fn serve(
     gw: Arc<Gateway>,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let running = gw.start().await?;
@@ -117,7 +159,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
+            accepted = listeners.accept() => match accepted {
                 Ok((tcp, remote)) => {
                     let accepted = Accepted { tcp, remote, admission: &admission };
                     connections.spawn(accepted.serve(Arc::clone(&gw), app.clone()));
@@ -131,7 +173,7 @@ pub async fn serve(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
-    drop(listener);
+    drop(listeners);
     tracing::info!("shutting down: draining connections");
     gw.begin_shutdown("shutdown", None);
     let drain = Duration::from_millis(gw.config().gateway.shutdown.drain_timeout_ms as u64);

@@ -24,6 +24,7 @@ mod hot_keys;
 mod methods;
 mod metrics;
 mod migrations;
+mod network;
 mod nodes;
 mod openai_api;
 mod openclaw_import;

@@ -58,7 +58,25 @@ impl TestGateway {
     }
 
     pub fn spawn(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> TestGateway {
-        let mut cmd = Command::new(bin());
+        Self::spawn_via(&[], dir, args, env)
+    }
+
+    /// Starts the gateway as the last argument of `wrapper` (e.g. a
+    /// command that sets up a network namespace and execs it).
+    pub fn spawn_via(
+        wrapper: &[&str],
+        dir: &std::path::Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> TestGateway {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(bin());
+                cmd
+            }
+            None => Command::new(bin()),
+        };
         cmd.arg("run")
             .args(args)
             .arg("--state-dir")

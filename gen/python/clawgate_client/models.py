@@ -251,10 +251,19 @@ class BindInfo(BaseModel):
     model_config = ConfigDict(
         extra='ignore',
     )
-    host: str = Field(..., description='The address the listener is bound to.')
-    mode: str = Field(..., description='The bind mode from the configuration.')
+    addresses: list[str] = Field(
+        ..., description='Every address listened on, all on the same port.'
+    )
+    host: str = Field(..., description='The first address listened on.')
+    mode: str = Field(
+        ...,
+        description='The bind mode from the configuration (host when gateway.host is set).',
+    )
     port: int = Field(
         ..., description='The port the listener is bound to.', ge=0, le=65535
+    )
+    reason: str = Field(
+        ..., description='Why these addresses: what the bind mode looked for and found.'
     )
 
 
@@ -2182,6 +2191,45 @@ class SessionsResult(BaseModel):
     sessions: list[SessionInfo] = Field(..., description='This page of sessions.')
 
 
+class Name(str, Enum):
+    """
+    tailscale (serve or funnel publishing) or discovery (mDNS advertisement).
+    """
+
+    tailscale = 'tailscale'
+    discovery = 'discovery'
+
+
+class State1(str, Enum):
+    """
+    running, or failed with the reason in detail.
+    """
+
+    running = 'running'
+    failed = 'failed'
+
+
+class SidecarHealth(BaseModel):
+    """
+    One helper started after binding. Its failure never stops a running gateway.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    detail: str | None = Field(None, description='What it did or why it failed.')
+    name: Name = Field(
+        ...,
+        description='tailscale (serve or funnel publishing) or discovery (mDNS advertisement).',
+    )
+    state: State1 = Field(
+        ..., description='running, or failed with the reason in detail.'
+    )
+    url: str | None = Field(
+        None, description='Where it published the gateway (tailscale), when known.'
+    )
+
+
 class StatusParams(BaseModel):
     pass
     model_config = ConfigDict(
@@ -3190,6 +3238,10 @@ class HealthSnapshot(BaseModel):
         ...,
         description='The presence version now (see presence.list); it moves without changing version.',
         ge=0,
+    )
+    sidecars: list[SidecarHealth] | None = Field(
+        None,
+        description='The helpers started after binding (Tailscale publishing, LAN discovery); absent when none is configured.',
     )
     state: GatewayState = Field(..., description='Lifecycle state of the gateway.')
     timestamp: int = Field(

@@ -203,7 +203,7 @@ fn serve_gateway(
             let store = clawgate::store::Store::open(&state_dir).expect("store");
             let gw = Gateway::new(loaded, options, state_dir, store);
             let listener = clawgate::server::bind(&gw).await.expect("bind");
-            announce(listener.local_addr().expect("addr"));
+            announce(listener.primary().expect("addr"));
             clawgate::server::serve(gw, listener, std::future::pending())
                 .await
                 .expect("serve");

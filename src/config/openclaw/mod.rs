@@ -40,7 +40,6 @@ const NO_COUNTERPART: &[(&str, &str)] = &[
     ("tts", "clawgate has no text to speech"),
     ("browser", "clawgate has no browser tool"),
     ("ui", "the Control UI has no settings beyond gateway.controlUi.enabled"),
-    ("discovery", "LAN discovery is not built yet"),
     ("update", "clawgate does not update itself"),
     ("acp", "clawgate does not run ACP agents"),
     ("mcp", "clawgate does not connect to MCP servers"),
@@ -57,6 +56,7 @@ pub fn import(openclaw: &Value, jobs: Option<&Value>, home: Option<&str>) -> Imp
         home: home.map(str::to_string),
     };
     run.gateway(&openclaw["gateway"]);
+    run.discovery(&openclaw["discovery"]);
     let default_agent = run.agents(openclaw);
     run.channels(&openclaw["channels"]);
     run.bindings(&openclaw["bindings"], &openclaw["channels"]);
@@ -189,20 +189,16 @@ impl Import {
         if let Some(port) = gateway["port"].as_u64() {
             self.set(&[AT, "port"], json!(port));
         }
-        match gateway["bind"].as_str() {
-            Some(bind @ ("loopback" | "lan")) => self.set(&[AT, "bind"], json!(bind)),
-            Some("auto") => {
-                self.set(&[AT, "bind"], json!("loopback"));
-                self.leave(
-                    &[AT, "bind"],
-                    "auto became loopback (what auto prefers); clawgate binds loopback or lan",
-                );
+        match (gateway["bind"].as_str(), gateway["customBindHost"].as_str()) {
+            (Some(bind @ ("loopback" | "lan" | "tailnet" | "auto")), _) => {
+                self.set(&[AT, "bind"], json!(bind))
             }
-            Some(other) => self.leave(
+            (Some("custom"), Some(host)) => self.set(&[AT, "host"], json!(host)),
+            (Some(other), _) => self.leave(
                 &[AT, "bind"],
-                format!("{other}: clawgate binds loopback or lan (kept loopback)"),
+                format!("{other}: clawgate binds loopback, lan, tailnet, auto or gateway.host (kept loopback)"),
             ),
-            None => {}
+            (None, _) => {}
         }
         if gateway["mode"].as_str() == Some("remote") {
             self.leave(
@@ -220,6 +216,9 @@ impl Import {
                 format!("{other} is not a clawgate auth mode (token, password or none)"),
             ),
             None => {}
+        }
+        if let Some(allow) = auth["allowTailscale"].as_bool() {
+            self.set(&[AT, "auth", "allowTailscale"], json!(allow));
         }
         for key in ["token", "password"] {
             if let Some(secret) = self.secret(&[AT, "auth", key], &auth[key]) {
@@ -240,7 +239,7 @@ impl Import {
         self.leave_others(
             &[AT, "auth"],
             auth,
-            &["mode", "token", "password", "rateLimit"],
+            &["mode", "token", "password", "rateLimit", "allowTailscale"],
             "no counterpart in clawgate's gateway.auth",
         );
         if let Some(enabled) = gateway["controlUi"]["enabled"].as_bool() {
@@ -262,12 +261,26 @@ impl Import {
             &["chatCompletions"],
             "clawgate serves /v1/chat/completions only",
         );
-        if gateway["tailscale"]["mode"]
-            .as_str()
-            .is_some_and(|m| m != "off")
-        {
-            self.leave(&[AT, "tailscale"], "Tailscale Serve is not built yet");
+        let tailscale = &gateway["tailscale"];
+        match tailscale["mode"].as_str() {
+            Some(mode @ ("off" | "serve" | "funnel")) => {
+                self.set(&[AT, "tailscale", "mode"], json!(mode))
+            }
+            Some(other) => self.leave(
+                &[AT, "tailscale", "mode"],
+                format!("{other} is not a Tailscale mode (off, serve or funnel)"),
+            ),
+            None => {}
         }
+        if let Some(reset) = tailscale["resetOnExit"].as_bool() {
+            self.set(&[AT, "tailscale", "resetOnExit"], json!(reset));
+        }
+        self.leave_others(
+            &[AT, "tailscale"],
+            tailscale,
+            &["mode", "resetOnExit"],
+            "no counterpart in clawgate's gateway.tailscale",
+        );
         self.leave_others(
             &[AT],
             gateway,
@@ -279,8 +292,29 @@ impl Import {
                 "controlUi",
                 "http",
                 "tailscale",
+                "customBindHost",
             ],
             "no counterpart in clawgate's gateway section",
+        );
+    }
+
+    fn discovery(&mut self, discovery: &Value) {
+        const AT: &str = "discovery";
+        match discovery["mdns"]["mode"].as_str() {
+            Some(mode @ ("off" | "minimal" | "full")) => {
+                self.set(&[AT, "mdns", "mode"], json!(mode))
+            }
+            Some(other) => self.leave(
+                &[AT, "mdns", "mode"],
+                format!("{other} is not an mDNS mode (off, minimal or full)"),
+            ),
+            None => {}
+        }
+        self.leave_others(
+            &[AT],
+            discovery,
+            &["mdns"],
+            "clawgate advertises on the LAN with mDNS only (no wide-area DNS-SD)",
         );
     }
 
