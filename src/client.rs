@@ -37,7 +37,7 @@ impl std::error::Error for ClientError {}
 #[derive(Debug)]
 pub enum Frame {
     /// An event, decoded to its type.
-    Event(Event),
+    Event(Box<Event>),
     /// The answer to a request; `id` is None for errors the gateway could
     /// not tie to a request.
     Response {
@@ -177,7 +177,7 @@ impl Client {
             None => self.read_raw().await?,
         };
         match raw {
-            Raw::Event(kind, data) => decode(kind, data).map(Frame::Event),
+            Raw::Event(kind, data) => decode(kind, data).map(|e| Frame::Event(Box::new(e))),
             Raw::Response(frame) => Ok(*frame),
         }
     }

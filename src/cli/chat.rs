@@ -311,7 +311,7 @@ impl Chat {
                 self.on_response(purpose, outcome);
                 Ok(())
             }
-            Frame::Event(event) => self.on_event(event).await,
+            Frame::Event(event) => self.on_event(*event).await,
         }
     }
 
