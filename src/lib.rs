@@ -10,6 +10,7 @@ pub mod clock;
 pub mod compat;
 pub mod config;
 pub mod cron;
+pub mod discovery;
 pub mod docs;
 pub mod exec;
 // Entry points for the fuzz targets in fuzz/, which cannot reach private items.
@@ -34,5 +35,6 @@ pub mod sdk;
 pub mod server;
 pub mod store;
 pub mod systemd;
+pub mod tailscale;
 #[cfg(test)]
 mod testing;

@@ -35,6 +35,16 @@ enum Command {
         #[arg(long)]
         state_dir: Option<PathBuf>,
     },
+    /// Find gateways on the local network (mDNS/DNS-SD, _clawgate._tcp) and list
+    /// their addresses and what they advertise.
+    Discover {
+        /// How long to listen for answers, in milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        timeout: u64,
+        /// Print JSON: {"gateways": [{name, host, port, addresses, wsUrl, txt}]}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check or describe the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -277,6 +287,7 @@ fn main() -> ExitCode {
         Command::Call(args) => call(args),
         Command::Chat(args) => chat(args),
         Command::Token { state_dir } => print_token(state_dir),
+        Command::Discover { timeout, json } => clawgate::cli::discover(timeout, json),
         Command::Config(ConfigCommand::Validate { path, format }) => validate(path, format),
         Command::Config(ConfigCommand::Upgrade { path, write }) => upgrade(path, write),
         Command::Config(ConfigCommand::ImportOpenclaw { path, jobs, out }) => {
@@ -388,6 +399,7 @@ fn run(args: RunArgs) -> ExitCode {
         }
         let listeners = clawgate::server::bind(&gw).await?;
         let addr = listeners.primary()?;
+        let sidecars = clawgate::server::start_sidecars(&gw).await?;
         // Handlers first: a SIGTERM right after the ready line still
         // shuts down gracefully instead of killing the process.
         let signal = shutdown_signal()?;
@@ -406,7 +418,7 @@ fn run(args: RunArgs) -> ExitCode {
         if let Some(notifier) = &notifier {
             notifier.ready(&format!("listening on ws://{addr}"));
         }
-        clawgate::server::serve(gw, listeners, shutdown).await
+        clawgate::server::serve(gw, listeners, sidecars, shutdown).await
     });
     match result {
         Ok(()) => {

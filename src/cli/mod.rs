@@ -4,6 +4,7 @@
 
 pub mod chat;
 mod connect;
+mod discover;
 pub mod import;
 pub mod plugin;
 pub mod protocol;
@@ -11,6 +12,7 @@ mod screen;
 pub mod upgrade;
 
 pub use connect::{ConnectArgs, Target};
+pub use discover::discover;
 
 use crate::client::ClientError;
 use crate::protocol::ErrorCode;

@@ -39,7 +39,13 @@ pub async fn connect(
     };
     let verdict = match node_id {
         Some(_) => Ok(()),
-        None => authenticate(auth, params.role, params.auth.as_ref()),
+        None => match authenticate(auth, params.role, params.auth.as_ref()) {
+            Err(refused) => match serve_identity(gw, ctx, &params).await {
+                Some(confirmed) => confirmed,
+                None => Err(refused),
+            },
+            accepted => accepted,
+        },
     };
     let guessable = node_id.is_none() && auth.mode == AuthConfigMode::Password;
     match gw.judge_credential(ctx.remote_ip, verdict.is_ok(), guessable) {
@@ -109,6 +115,37 @@ pub async fn connect(
         snapshot: ConnectResultSnapshot {
             health: gw.rt.health.snapshot(),
         },
+    })
+}
+
+/// Without a credential, an operator that came through Tailscale Serve
+/// gets in when the daemon confirms the user Serve named; None when the
+/// connection makes no such claim.
+async fn serve_identity(
+    gw: &Gateway,
+    ctx: &CallContext,
+    params: &ConnectParams,
+) -> Option<Result<(), RpcError>> {
+    let claim = ctx.serve_claim.as_deref()?;
+    let presented = params
+        .auth
+        .as_ref()
+        .is_some_and(|a| a.token.is_some() || a.password.is_some());
+    if presented || params.role != Role::Operator {
+        return None;
+    }
+    Some(match gw.tailscale.confirm(claim).await {
+        Ok(login) => {
+            tracing::info!(%login, "authenticated through Tailscale Serve");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!("a Tailscale Serve identity was not confirmed: {e}");
+            Err(RpcError::new(
+                ErrorCode::Unauthorized,
+                format!("no credential, and the Tailscale identity could not be confirmed: {e}"),
+            ))
+        }
     })
 }
 

@@ -56,6 +56,8 @@ pub struct Gateway {
     pub channels: Arc<crate::channels::ChannelManager>,
     pub plugins: Arc<crate::plugins::PluginService>,
     pub heartbeat: Arc<crate::heartbeat::HeartbeatService>,
+    /// The local Tailscale daemon (publishing, Serve identities).
+    pub tailscale: crate::tailscale::Tailscale,
     /// How the periodic upkeep tasks last ran.
     pub maintenance: maintenance::MaintenanceLog,
     pub info: RuntimeInfo,
@@ -129,6 +131,7 @@ impl Gateway {
             channels,
             plugins,
             heartbeat,
+            tailscale: crate::tailscale::Tailscale::default(),
             maintenance: maintenance::MaintenanceLog::default(),
             info: RuntimeInfo {
                 started,

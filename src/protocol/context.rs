@@ -36,6 +36,15 @@ fn bit(scope: types::Scope) -> u32 {
         .map_or(0, |i| 1 << i)
 }
 
+/// An upgrade request that says it came through Tailscale Serve for this
+/// tailnet user; the gateway asks the daemon before believing it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeClaim {
+    pub login: String,
+    /// The tailnet address Serve forwarded for.
+    pub client: IpAddr,
+}
+
 /// The facts about the connection a call arrives on.
 #[derive(Debug)]
 pub struct CallContext {
@@ -51,6 +60,10 @@ pub struct CallContext {
     kick: Arc<Kick>,
     /// When the connection last sent a request (ms since the epoch).
     pub activity: Arc<AtomicU64>,
+    /// What its upgrade request claimed, when it came through Tailscale
+    /// Serve and gateway.auth.allowTailscale is on (boxed: rare, and
+    /// every idle connection would pay for it inline).
+    pub serve_claim: Option<Box<ServeClaim>>,
 }
 
 /// Lets the gateway close a connection from outside (a removed node, a
@@ -88,6 +101,7 @@ impl CallContext {
             node: OnceLock::new(),
             kick: Arc::new(Kick::default()),
             activity: Arc::default(),
+            serve_claim: None,
         }
     }
 

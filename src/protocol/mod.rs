@@ -27,7 +27,7 @@ mod patch;
 mod schemas;
 mod strict;
 
-pub use context::{CallContext, Grant, Kick};
+pub use context::{CallContext, Grant, Kick, ServeClaim};
 pub use error::RpcError;
 pub use frames::{error_frame, event_frame, parse_request, result_frame, Request};
 pub use generated::*;

@@ -76,6 +76,8 @@ pub struct PreAuth {
     pub ticket: Ticket,
     /// Caps the bytes its socket may read before a message is complete.
     pub budget: Arc<ReadBudget>,
+    /// The Tailscale Serve identity the upgrade request claimed.
+    pub serve_claim: Option<crate::protocol::ServeClaim>,
 }
 
 pub async fn run(
@@ -87,7 +89,9 @@ pub async fn run(
 ) {
     let config = gw.config();
     let limits = &config.gateway.limits;
-    let ctx = Arc::new(CallContext::new(slot.conn_id.clone(), remote.ip()));
+    let mut ctx = CallContext::new(slot.conn_id.clone(), remote.ip());
+    ctx.serve_claim = pre_auth.serve_claim.map(Box::new);
+    let ctx = Arc::new(ctx);
     tracing::debug!(conn = %ctx.conn_id, %remote, "connection opened");
     let mut conn = Connection {
         gw: Arc::clone(&gw),

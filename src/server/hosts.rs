@@ -13,6 +13,10 @@ pub struct HostPolicy<'a> {
     pub port: u16,
     /// `gateway.host`, when set.
     pub listen_host: Option<&'a str>,
+    /// The machine's MagicDNS name, once Tailscale said it: Serve keeps
+    /// the Host clients used (port 443, or none), and tailnet clients of a
+    /// tailnet bind may use it with the gateway's port.
+    pub tailnet_name: Option<&'a str>,
     /// The local address this connection arrived on.
     pub local_ip: IpAddr,
     pub allowed_hosts: &'a [String],
@@ -25,7 +29,9 @@ impl HostPolicy<'_> {
         let Some((name, port)) = split_authority(host) else {
             return false;
         };
-        (self.is_own_name(&name) && port.is_none_or(|p| p == self.port)) || self.listed(&name, port)
+        (self.is_own_name(&name) && port.is_none_or(|p| p == self.port))
+            || self.is_tailnet_name(&name, port.unwrap_or(443))
+            || self.listed(&name, port)
     }
 
     /// Whether a browser page of this origin may call the gateway.
@@ -50,7 +56,9 @@ impl HostPolicy<'_> {
             return false;
         };
         let port = port.unwrap_or(default_port);
-        (self.is_own_name(&name) && port == self.port) || self.listed(&name, Some(port))
+        (self.is_own_name(&name) && port == self.port)
+            || (scheme.eq_ignore_ascii_case("https") && self.is_tailnet_name(&name, port))
+            || self.listed(&name, Some(port))
     }
 
     fn is_own_name(&self, name: &str) -> bool {
@@ -65,6 +73,11 @@ impl HostPolicy<'_> {
         }
         self.listen_host
             .is_some_and(|listen| split_authority(listen).is_some_and(|(listen, _)| listen == name))
+    }
+
+    fn is_tailnet_name(&self, name: &str, port: u16) -> bool {
+        self.tailnet_name
+            .is_some_and(|own| own.eq_ignore_ascii_case(name) && (port == 443 || port == self.port))
     }
 
     /// Whether `gateway.allowedHosts` lists the name (any port) or the
@@ -122,6 +135,7 @@ mod tests {
         HostPolicy {
             port: 18789,
             listen_host: None,
+            tailnet_name: None,
             local_ip: "127.0.0.1".parse().unwrap(),
             allowed_hosts: hosts,
             allowed_origins: origins,
@@ -181,5 +195,19 @@ mod tests {
         let hosts = vec!["gw.example.com".to_string()];
         let p = policy(&hosts, &[]);
         assert!(p.origin_allowed("https://gw.example.com"));
+    }
+
+    #[test]
+    fn the_magicdns_name_is_ours_once_tailscale_said_it() {
+        let mut p = policy(&[], &[]);
+        assert!(!p.host_allowed("gw.tail1234.ts.net"));
+        p.tailnet_name = Some("gw.tail1234.ts.net");
+        assert!(p.host_allowed("gw.tail1234.ts.net"));
+        assert!(p.host_allowed("GW.tail1234.ts.net:443"));
+        assert!(p.host_allowed("gw.tail1234.ts.net:18789"));
+        assert!(!p.host_allowed("gw.tail1234.ts.net:8080"));
+        assert!(!p.host_allowed("other.tail1234.ts.net"));
+        assert!(p.origin_allowed("https://gw.tail1234.ts.net"));
+        assert!(!p.origin_allowed("http://gw.tail1234.ts.net"));
     }
 }

@@ -9,6 +9,8 @@ mod metered;
 pub(crate) mod openai_api;
 mod outbound;
 mod plugin_http;
+mod sidecars;
+pub use sidecars::Sidecars;
 mod web;
 mod ws;
 
@@ -142,6 +144,13 @@ pub async fn bind(gw: &Gateway) -> std::io::Result<Listeners> {
     Ok(listeners)
 }
 
+/// Publishes the gateway (Tailscale) and advertises it (mDNS), as the
+/// config asks; call after [`bind`]. Errs only when a required publish
+/// fails.
+pub async fn start_sidecars(gw: &Gateway) -> std::io::Result<Sidecars> {
+    sidecars::start(gw).await
+}
+
 /// Serves until `shutdown` resolves, then drains: clients get
 /// gateway.closing, in-flight requests get drainTimeoutMs to finish, and
 /// every socket is closed with a normal close frame. Whatever clients do,
@@ -149,6 +158,7 @@ pub async fn bind(gw: &Gateway) -> std::io::Result<Listeners> {
 pub async fn serve(
     gw: Arc<Gateway>,
     listeners: Listeners,
+    sidecars: Sidecars,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let running = gw.start().await?;
@@ -190,6 +200,7 @@ pub async fn serve(
     if !gw.connections.wait_all_closed(left).await {
         tracing::warn!("some connections did not close in time");
     }
+    sidecars.stop(&gw).await;
     gw.stop(running, drain).await;
     Ok(())
 }
@@ -303,6 +314,7 @@ fn refuse_foreign(gw: &Gateway, peer: &Peer, headers: &HeaderMap) -> Option<Resp
     let policy = HostPolicy {
         port,
         listen_host: config.gateway.host.as_ref().map(|h| h.as_str()),
+        tailnet_name: gw.tailscale.dns_name(),
         local_ip: peer.local.ip(),
         allowed_hosts: &config.gateway.allowed_hosts,
         allowed_origins: &config.gateway.allowed_origins,

@@ -5,7 +5,7 @@ use super::{connection, http::refuse, Peer};
 use crate::gateway::{ConnectionSlot, Gateway};
 use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade};
 use axum::extract::{Extension, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ const PRE_AUTH_SLACK_BYTES: usize = 2 * SOCKET_BUFFER_BYTES;
 pub async fn upgrade(
     State(gw): State<Arc<Gateway>>,
     Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let Ok(ws) = ws else {
@@ -48,6 +49,9 @@ pub async fn upgrade(
     let max_payload = limits.max_payload_bytes as usize;
     let remote = peer.remote;
     let budget = peer.budget;
+    let serve_claim = crate::tailscale::identity_allowed(&config.gateway)
+        .then(|| crate::tailscale::claim(remote.ip(), &headers))
+        .flatten();
     ws.read_buffer_size(SOCKET_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_write_buffer_size(max_payload.saturating_mul(2))
@@ -59,7 +63,11 @@ pub async fn upgrade(
                 socket,
                 remote,
                 slot,
-                connection::PreAuth { ticket, budget },
+                connection::PreAuth {
+                    ticket,
+                    budget,
+                    serve_claim,
+                },
             )
         })
 }

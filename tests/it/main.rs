@@ -40,4 +40,5 @@ mod service;
 mod sessions;
 mod shutdown;
 mod support;
+mod tailscale;
 mod wire;

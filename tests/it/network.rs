@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 /// The tailnet: tailscale0 with a Tailscale IPv4 and IPv6 address, and a
 /// LAN-like eth9 the gateway must not listen on.
-const TAILNET: &str = "ip link set lo up \
+pub const TAILNET: &str = "ip link set lo up \
     && ip tuntap add dev tailscale0 mode tun \
     && ip addr add 100.100.1.1/32 dev tailscale0 \
     && ip -6 addr add fd7a:115c:a1e0::1/128 dev tailscale0 nodad \
@@ -55,6 +55,15 @@ pub fn in_namespace(setup: &str) -> [String; 5] {
 /// Starts a gateway with token auth, `gateway` keys appended to
 /// [gateway] and then `sections`, in a namespace prepared by `setup`.
 pub fn gateway_in_namespace(setup: &str, gateway: &str, sections: &str) -> TestGateway {
+    gateway_in_namespace_with_env(setup, gateway, sections, &[])
+}
+
+pub fn gateway_in_namespace_with_env(
+    setup: &str,
+    gateway: &str,
+    sections: &str,
+    env: &[(&str, &str)],
+) -> TestGateway {
     let dir = temp_dir("netns");
     let config = dir.join("clawgate.toml");
     std::fs::write(
@@ -64,7 +73,7 @@ pub fn gateway_in_namespace(setup: &str, gateway: &str, sections: &str) -> TestG
     .unwrap();
     let wrapper = in_namespace(setup);
     let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
-    TestGateway::spawn_via(&wrapper, &dir, &["--config", config.to_str().unwrap()], &[])
+    TestGateway::spawn_via(&wrapper, &dir, &["--config", config.to_str().unwrap()], env)
 }
 
 /// Runs `clawgate <args>` inside the gateway's namespace.
@@ -174,4 +183,102 @@ fn auto_bind_prefers_loopback_and_says_why() {
             .contains("auto prefers loopback"),
         "{status}"
     );
+}
+
+fn discover_in_namespace(gw: &TestGateway) -> Value {
+    let out = cli_in_namespace(gw, &["discover", "--json", "--timeout", "1500"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("discover prints JSON")
+}
+
+fn health_in_namespace(gw: &TestGateway) -> Value {
+    call_at(gw, &format!("ws://127.0.0.1:{}", port_of(gw)), "health").expect("health")
+}
+
+fn port_of(gw: &TestGateway) -> String {
+    gw.url.rsplit(':').next().unwrap().to_string()
+}
+
+#[test]
+fn a_lan_gateway_is_found_by_clawgate_discover_with_its_txt_record() {
+    if !namespaces_available() {
+        return;
+    }
+    let gw = gateway_in_namespace(
+        "ip link set lo up",
+        "bind = \"lan\"",
+        "[discovery.mdns]\ninstanceName = \"kitchen gateway\"\n",
+    );
+    let found = discover_in_namespace(&gw);
+    let gateways = found["gateways"].as_array().unwrap();
+    assert_eq!(gateways.len(), 1, "{found}");
+    let beacon = &gateways[0];
+    let port = port_of(&gw);
+    assert_eq!(beacon["name"], "kitchen gateway");
+    assert_eq!(beacon["port"].to_string(), port);
+    assert_eq!(beacon["wsUrl"], format!("ws://127.0.0.1:{port}"));
+    let txt = &beacon["txt"];
+    assert_eq!(txt["role"], "gateway");
+    assert_eq!(txt["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(txt["protocolMin"], "1");
+    assert_eq!(txt["protocolMax"], "1");
+    assert_eq!(txt["auth"], "required");
+    assert_eq!(txt["tls"], "0");
+    assert_eq!(txt["gatewayPort"], port);
+    assert!(
+        !found.to_string().contains(TOKEN),
+        "no secret is advertised"
+    );
+    // The address it gives works: a client connects by it.
+    let health = call_at(&gw, beacon["wsUrl"].as_str().unwrap(), "health").unwrap();
+    let sidecars = health["sidecars"].as_array().unwrap();
+    assert_eq!(sidecars[0]["name"], "discovery");
+    assert_eq!(sidecars[0]["state"], "running", "{health}");
+}
+
+#[test]
+fn a_loopback_gateway_or_one_with_mdns_off_advertises_nothing() {
+    if !namespaces_available() {
+        return;
+    }
+    for (gateway, sections) in [
+        ("", ""),
+        ("bind = \"lan\"", "[discovery.mdns]\nmode = \"off\"\n"),
+    ] {
+        let gw = gateway_in_namespace("ip link set lo up", gateway, sections);
+        let found = discover_in_namespace(&gw);
+        assert_eq!(
+            found["gateways"],
+            serde_json::json!([]),
+            "{gateway}: {found}"
+        );
+        let health = health_in_namespace(&gw);
+        assert!(health.get("sidecars").is_none(), "{gateway}: {health}");
+    }
+}
+
+#[test]
+fn without_multicast_discovery_is_reported_failed_in_health_and_the_gateway_keeps_serving() {
+    if !namespaces_available() {
+        return;
+    }
+    // The one LAN interface has multicast switched off.
+    let gw = gateway_in_namespace(
+        "ip link set lo up && ip tuntap add dev tap0 mode tap && ip addr add 10.9.9.9/24 dev tap0 \
+         && ip link set tap0 multicast off && ip link set tap0 up",
+        "bind = \"lan\"",
+        "",
+    );
+    let health = health_in_namespace(&gw);
+    let discovery = &health["sidecars"][0];
+    assert_eq!(discovery["name"], "discovery", "{health}");
+    assert_eq!(discovery["state"], "failed", "{health}");
+    let detail = discovery["detail"].as_str().unwrap();
+    assert!(detail.contains("multicast is unavailable"), "{detail}");
+    assert!(detail.contains("tap0 (multicast off)"), "{detail}");
+    assert_eq!(health["state"], "ready");
 }

@@ -133,6 +133,11 @@ fn no_method_or_event_name_is_spelled_in_src() {
             "\"heartbeat\"",
             "the heartbeat section of an agent in OpenClaw's config and clawgate's",
         ),
+        (
+            "src/tailscale.rs",
+            "\"status\"",
+            "the tailscale CLI's status subcommand",
+        ),
     ];
     let mut found = Vec::new();
     let mut dirs = vec![std::path::PathBuf::from(concat!(

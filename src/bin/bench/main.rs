@@ -204,7 +204,7 @@ fn serve_gateway(
             let gw = Gateway::new(loaded, options, state_dir, store);
             let listener = clawgate::server::bind(&gw).await.expect("bind");
             announce(listener.primary().expect("addr"));
-            clawgate::server::serve(gw, listener, std::future::pending())
+            clawgate::server::serve(gw, listener, Default::default(), std::future::pending())
                 .await
                 .expect("serve");
         });

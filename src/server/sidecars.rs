@@ -1,0 +1,171 @@
+//! The helpers started once the gateway listens: publishing through
+//! Tailscale Serve or Funnel, and advertising on the LAN. Their failures
+//! are reported in health (`sidecars`) and never stop a running gateway;
+//! only `gateway.tailscale.required` makes a failed publish fatal at start.
+
+use crate::config::{dotted, keys};
+use crate::discovery::{self, Advertisement, Beacon};
+use crate::gateway::Gateway;
+use crate::health::HealthService;
+use crate::protocol::types::{
+    AuthConfigMode, MdnsConfigMode, SidecarHealth, SidecarHealthName, SidecarHealthState,
+    TailscaleConfigMode,
+};
+use crate::protocol::SUPPORTED_PROTOCOL;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// What was started, to undo at shutdown.
+#[derive(Default)]
+pub struct Sidecars {
+    published: Option<TailscaleConfigMode>,
+    advertisement: Option<Advertisement>,
+}
+
+/// Starts what the config asks for, once the listeners are bound.
+pub async fn start(gw: &Gateway) -> std::io::Result<Sidecars> {
+    let config = gw.config();
+    let Some(bind) = gw.info.bind.get() else {
+        return Ok(Sidecars::default());
+    };
+    let mut sidecars = Sidecars::default();
+    let tailscale = &config.gateway.tailscale;
+    if tailscale.mode != TailscaleConfigMode::Off {
+        match gw.tailscale.publish(tailscale.mode, bind.port).await {
+            Ok(url) => {
+                let detail = format!("tailscale {} --bg {}", tailscale.mode, bind.port);
+                tracing::info!(url = ?url, "published through {detail}");
+                gw.rt
+                    .health
+                    .set_sidecar(health(SidecarHealthName::Tailscale, Ok(detail), url));
+                sidecars.published = Some(tailscale.mode);
+            }
+            Err(e) if tailscale.required => {
+                return Err(std::io::Error::other(format!(
+                    "{} is on and publishing failed: {e}",
+                    dotted(keys::GATEWAY_TAILSCALE_REQUIRED)
+                )));
+            }
+            Err(e) => {
+                tracing::warn!("tailscale {} failed: {e}", tailscale.mode);
+                gw.rt
+                    .health
+                    .set_sidecar(health(SidecarHealthName::Tailscale, Err(e), None));
+            }
+        }
+    } else if bind.mode == crate::protocol::types::GatewayConfigBind::Tailnet.to_string() {
+        // Clients on the tailnet may use the MagicDNS name as Host.
+        gw.tailscale.learn_name().await;
+    }
+    let mdns = &config.discovery.mdns;
+    let reachable: Vec<IpAddr> = bind
+        .addresses
+        .iter()
+        .filter_map(|a| a.parse::<IpAddr>().ok())
+        .filter(|ip| !ip.is_loopback())
+        .collect();
+    if mdns.mode != MdnsConfigMode::Off && !reachable.is_empty() {
+        let beacon = Beacon {
+            instance: mdns
+                .instance_name
+                .as_ref()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| format!("{} (clawgate)", discovery::host_name())),
+            port: bind.port,
+            addresses: reachable
+                .into_iter()
+                .filter(|ip| !ip.is_unspecified())
+                .collect(),
+            txt: txt(gw, mdns.mode),
+        };
+        let reporter = Arc::clone(&gw.rt.health);
+        let outcome = discovery::advertise(&beacon, move |e| report_mdns_error(&reporter, e));
+        match outcome {
+            Ok(advertisement) => {
+                let detail = format!("advertising {}", advertisement.fullname());
+                tracing::info!("{detail}");
+                gw.rt
+                    .health
+                    .set_sidecar(health(SidecarHealthName::Discovery, Ok(detail), None));
+                sidecars.advertisement = Some(advertisement);
+            }
+            Err(e) => {
+                tracing::warn!("LAN discovery failed: {e}");
+                gw.rt
+                    .health
+                    .set_sidecar(health(SidecarHealthName::Discovery, Err(e), None));
+            }
+        }
+    }
+    Ok(sidecars)
+}
+
+impl Sidecars {
+    /// Withdraws the advertisement and, with resetOnExit, what Tailscale
+    /// published.
+    pub async fn stop(self, gw: &Gateway) {
+        if let Some(advertisement) = self.advertisement {
+            let _ = tokio::task::spawn_blocking(move || advertisement.stop()).await;
+        }
+        let Some(mode) = self.published else { return };
+        if !gw.config().gateway.tailscale.reset_on_exit {
+            return;
+        }
+        match gw.tailscale.reset(mode).await {
+            Ok(()) => tracing::info!("tailscale {mode} reset"),
+            Err(e) => tracing::warn!("tailscale {mode} cleanup failed: {e}"),
+        }
+    }
+}
+
+/// The TXT record: what a client needs to choose a gateway, no secret.
+fn txt(gw: &Gateway, mode: MdnsConfigMode) -> Vec<(String, String)> {
+    let config = gw.config();
+    let port = gw.info.bind.get().map_or(0, |b| b.port);
+    let (min, max) = SUPPORTED_PROTOCOL;
+    let mut txt = vec![
+        ("role", "gateway".to_string()),
+        ("version", env!("CARGO_PKG_VERSION").to_string()),
+        ("protocolMin", min.to_string()),
+        ("protocolMax", max.to_string()),
+        ("gatewayPort", port.to_string()),
+        (
+            "auth",
+            if config.gateway.auth.mode == AuthConfigMode::None {
+                "none"
+            } else {
+                "required"
+            }
+            .to_string(),
+        ),
+        ("tls", "0".to_string()),
+    ];
+    if mode == MdnsConfigMode::Full {
+        if let Some(name) = gw.tailscale.dns_name() {
+            txt.push(("tailnetDns", name.to_string()));
+        }
+    }
+    txt.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+fn health(
+    name: SidecarHealthName,
+    outcome: Result<String, String>,
+    url: Option<String>,
+) -> SidecarHealth {
+    let (state, detail) = match outcome {
+        Ok(detail) => (SidecarHealthState::Running, detail),
+        Err(detail) => (SidecarHealthState::Failed, detail),
+    };
+    SidecarHealth {
+        name,
+        state,
+        detail: Some(detail),
+        url,
+    }
+}
+
+fn report_mdns_error(health: &HealthService, error: String) {
+    tracing::warn!("LAN discovery: {error}");
+    health.set_sidecar(self::health(SidecarHealthName::Discovery, Err(error), None));
+}
