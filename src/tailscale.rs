@@ -7,7 +7,7 @@ use crate::protocol::types::{AuthConfigMode, GatewayConfig, TailscaleConfigMode}
 use axum::http::HeaderMap;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::Stdio;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -42,12 +42,76 @@ pub struct Tailscale {
 pub use crate::protocol::ServeClaim;
 
 /// The claim a request makes, when it came from a loopback peer (Serve
-/// dials the gateway locally) with every header Serve sets. Whether it
-/// holds is for [`Tailscale::confirm`] to say.
-pub fn claim(peer: IpAddr, headers: &HeaderMap) -> Option<ServeClaim> {
-    if !peer.to_canonical().is_loopback() {
+/// dials the gateway locally) with every header Serve sets, over a
+/// socket of root (tailscaled) or of the gateway's own user: any other
+/// local user could write those headers. Whether the claim holds is for
+/// [`Tailscale::confirm`] to say.
+pub fn claim(peer: SocketAddr, local: SocketAddr, headers: &HeaderMap) -> Option<ServeClaim> {
+    if !peer.ip().to_canonical().is_loopback() {
         return None;
     }
+    let made = claim_in(headers)?;
+    match loopback_peer_uid(peer, local) {
+        Some(uid) if uid == 0 || uid == current_uid() => Some(made),
+        Some(uid) => {
+            tracing::warn!(
+                uid,
+                "Tailscale Serve headers from another local user's socket were ignored"
+            );
+            None
+        }
+        None => None,
+    }
+}
+
+// SAFETY: geteuid cannot fail.
+fn current_uid() -> u32 {
+    unsafe { libc::geteuid() }
+}
+
+/// The owner of the client end of a loopback TCP connection, from the
+/// kernel's socket tables; None when it cannot be told.
+fn loopback_peer_uid(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
+    use std::io::BufRead;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(file) = std::fs::File::open(table) else {
+            continue;
+        };
+        for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 8 {
+                continue;
+            }
+            if proc_socket_addr(fields[1]) == Some(peer)
+                && proc_socket_addr(fields[2]) == Some(local)
+            {
+                return fields[7].parse().ok();
+            }
+        }
+    }
+    None
+}
+
+/// An address as /proc/net/tcp prints it: the address words in native
+/// byte order, then the port, in hex. IPv4-mapped IPv6 compares as IPv4.
+fn proc_socket_addr(field: &str) -> Option<SocketAddr> {
+    let (addr, port) = field.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let mut bytes = Vec::with_capacity(16);
+    for word in addr.as_bytes().chunks(8) {
+        let word = u32::from_str_radix(std::str::from_utf8(word).ok()?, 16).ok()?;
+        bytes.extend_from_slice(&word.to_ne_bytes());
+    }
+    let ip = match bytes.len() {
+        4 => IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?),
+        16 => IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?).to_canonical(),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// The claim the headers make, whoever sent them.
+fn claim_in(headers: &HeaderMap) -> Option<ServeClaim> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -278,20 +342,34 @@ mod tests {
 
     #[test]
     fn only_a_loopback_peer_with_every_serve_header_makes_a_claim() {
-        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
-        let made = claim(loopback, &headers(&SERVE)).unwrap();
+        let made = claim_in(&headers(&SERVE)).unwrap();
         assert_eq!(made.login, "alice@example.com");
         assert_eq!(made.client, "100.101.1.2".parse::<IpAddr>().unwrap());
         let remote: IpAddr = "100.101.1.2".parse().unwrap();
-        assert_eq!(claim(remote, &headers(&SERVE)), None);
+        let local: SocketAddr = "100.100.1.1:18789".parse().unwrap();
+        assert_eq!(
+            claim(SocketAddr::new(remote, 40000), local, &headers(&SERVE)),
+            None
+        );
         for missing in 0..SERVE.len() {
             let mut partial = SERVE.to_vec();
             partial.remove(missing);
-            assert_eq!(claim(loopback, &headers(&partial)), None);
+            assert_eq!(claim_in(&headers(&partial)), None);
         }
         let mut chained = SERVE.to_vec();
         chained[0] = ("x-forwarded-for", "100.101.1.2, 100.101.1.9");
-        assert_eq!(claim(loopback, &headers(&chained)), None);
+        assert_eq!(claim_in(&headers(&chained)), None);
+    }
+
+    #[test]
+    fn the_owner_of_a_loopback_client_socket_is_found() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = listener.local_addr().unwrap();
+        let client = std::net::TcpStream::connect(server).unwrap();
+        let peer = client.local_addr().unwrap();
+        assert_eq!(loopback_peer_uid(peer, server), Some(current_uid()));
+        let elsewhere: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert_eq!(loopback_peer_uid(peer, elsewhere), None);
     }
 
     #[test]

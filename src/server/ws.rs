@@ -50,7 +50,7 @@ pub async fn upgrade(
     let remote = peer.remote;
     let budget = peer.budget;
     let serve_claim = crate::tailscale::identity_allowed(&config.gateway)
-        .then(|| crate::tailscale::claim(remote.ip(), &headers))
+        .then(|| crate::tailscale::claim(remote, peer.local, &headers))
         .flatten();
     ws.read_buffer_size(SOCKET_BUFFER_BYTES)
         .write_buffer_size(0)

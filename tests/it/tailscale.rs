@@ -302,6 +302,37 @@ async fn serve_identity_lets_the_tailnet_user_in_only_when_tailscale_confirms_it
 }
 
 #[tokio::test]
+async fn serve_headers_on_another_local_users_socket_are_ignored() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: making a socket as another user needs root");
+        return;
+    }
+    let (gw, stand_in) = start("[gateway.tailscale]\nmode = \"serve\"", TOKEN_AUTH, &[]);
+    let addr: std::net::SocketAddr = gw.url.trim_start_matches("ws://").parse().unwrap();
+    let tcp = std::thread::spawn(move || {
+        // SAFETY: the raw system call changes the ids of this thread only
+        // (glibc's setresuid would change every thread's); the thread
+        // ends after making the socket, which stays nobody's.
+        let changed = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
+        assert_eq!(changed, 0);
+        let tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        tcp
+    })
+    .join()
+    .unwrap();
+    let tcp = tokio::net::TcpStream::from_std(tcp).unwrap();
+    let mut ws = ws_with_headers(tcp, &gw.url, &serve_headers(USER)).await;
+    let refused = connect_bare(&mut ws).await;
+    assert_eq!(
+        refused["error"]["message"], "this gateway requires auth.token",
+        "{refused}"
+    );
+    assert!(!stand_in.calls().iter().any(|c| c.starts_with("whois")));
+}
+
+#[tokio::test]
 async fn serve_identity_is_off_when_allow_tailscale_is_off_and_for_password_auth() {
     for auth in [
         format!("{TOKEN_AUTH}\nallowTailscale = false"),
