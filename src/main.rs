@@ -399,10 +399,11 @@ fn run(args: RunArgs) -> ExitCode {
         }
         let listeners = clawgate::server::bind(&gw).await?;
         let addr = listeners.primary()?;
-        let sidecars = clawgate::server::start_sidecars(&gw).await?;
-        // Handlers first: a SIGTERM right after the ready line still
-        // shuts down gracefully instead of killing the process.
+        // Handlers first: a SIGTERM while Tailscale publishes, or right
+        // after the ready line, still shuts down gracefully (and undoes
+        // the publishing) instead of killing the process.
         let signal = shutdown_signal()?;
+        let sidecars = clawgate::server::start_sidecars(&gw).await?;
         let stopping = notifier.clone();
         let shutdown = async move {
             signal.await;

@@ -46,12 +46,17 @@ pub use crate::protocol::ServeClaim;
 /// socket of root (tailscaled) or of the gateway's own user: any other
 /// local user could write those headers. Whether the claim holds is for
 /// [`Tailscale::confirm`] to say.
-pub fn claim(peer: SocketAddr, local: SocketAddr, headers: &HeaderMap) -> Option<ServeClaim> {
+pub async fn claim(peer: SocketAddr, local: SocketAddr, headers: &HeaderMap) -> Option<ServeClaim> {
     if !peer.ip().to_canonical().is_loopback() {
         return None;
     }
     let made = claim_in(headers)?;
-    match loopback_peer_uid(peer, local) {
+    // Reading the socket table is file I/O: off the async workers.
+    let owner = tokio::task::spawn_blocking(move || loopback_peer_uid(peer, local))
+        .await
+        .ok()
+        .flatten();
+    match owner {
         Some(uid) if uid == 0 || uid == current_uid() => Some(made),
         Some(uid) => {
             tracing::warn!(
@@ -181,10 +186,10 @@ impl Tailscale {
             .map(|name| format!("https://{name}/")))
     }
 
-    /// Removes what serve or funnel published. Note that the daemon
-    /// clears every route of the machine, not only the gateway's.
-    pub async fn reset(&self, mode: TailscaleConfigMode) -> Result<(), String> {
-        self.run(&[command(mode), "reset"], PUBLISH_TIMEOUT)
+    /// Removes the route serve or funnel published (only that one:
+    /// `reset` would clear every route of the machine).
+    pub async fn unpublish(&self, mode: TailscaleConfigMode) -> Result<(), String> {
+        self.run(&[command(mode), "--https=443", "off"], PUBLISH_TIMEOUT)
             .await
             .map(drop)
     }
@@ -347,9 +352,11 @@ mod tests {
         assert_eq!(made.client, "100.101.1.2".parse::<IpAddr>().unwrap());
         let remote: IpAddr = "100.101.1.2".parse().unwrap();
         let local: SocketAddr = "100.100.1.1:18789".parse().unwrap();
+        let serve = headers(&SERVE);
+        let from_remote = claim(SocketAddr::new(remote, 40000), local, &serve);
         assert_eq!(
-            claim(SocketAddr::new(remote, 40000), local, &headers(&SERVE)),
-            None
+            futures_util::FutureExt::now_or_never(from_remote),
+            Some(None)
         );
         for missing in 0..SERVE.len() {
             let mut partial = SERVE.to_vec();

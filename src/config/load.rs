@@ -668,6 +668,15 @@ fn cross_field_problems(gateway: &GatewayConfig) -> Vec<(String, String)> {
                 ),
             ));
         }
+        if gateway.port == 0 {
+            problems.push((
+                keys::GATEWAY_PORT.into(),
+                format!(
+                    "tailscale {tailscale} forwards to 127.0.0.1:<port>, so the port must be fixed: \
+                     with 0 a restart would pick another, and the published route would lead to whatever took the old one"
+                ),
+            ));
+        }
         if let Some(host) = gateway.host.as_deref().filter(|h| !serves_loopback(h)) {
             problems.push((
                 keys::GATEWAY_TAILSCALE_MODE.into(),

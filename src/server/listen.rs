@@ -63,6 +63,14 @@ pub fn is_tailnet(ip: IpAddr) -> bool {
     }
 }
 
+/// Tailscale's interface: `tailscale0` on Linux (any `tailscale*` name
+/// given to `tailscaled --tun`), `utun*` on macOS. 100.64.0.0/10 is
+/// also carrier-grade NAT space, so an address there on another
+/// interface is an ISP's, reachable by its other customers.
+pub fn is_tailscale_interface(name: &str) -> bool {
+    name.starts_with("tailscale") || name.starts_with("utun")
+}
+
 pub const TAILNET_RANGES: &str = "100.64.0.0/10 and fd7a:115c:a1e0::/48";
 
 /// Resolves the bind mode. `can_bind` tells whether an address can be
@@ -98,7 +106,7 @@ pub fn plan(
         GatewayConfigBind::Tailnet => {
             let mut found: Vec<(&str, IpAddr)> = interfaces
                 .iter()
-                .filter(|i| is_tailnet(i.ip))
+                .filter(|i| is_tailnet(i.ip) && is_tailscale_interface(&i.name))
                 .map(|i| (i.name.as_str(), i.ip))
                 .collect();
             // IPv4 first: it is what people type.
@@ -135,7 +143,7 @@ fn no_tailnet_address(interfaces: &[InterfaceAddr]) -> String {
         .map(|i| format!("{} {}", i.name, i.ip))
         .collect();
     format!(
-        "gateway.bind is tailnet, but no interface has a Tailscale address: looked for {TAILNET_RANGES} among {}. \
+        "gateway.bind is tailnet, but no Tailscale interface (tailscale*, utun*) has a Tailscale address: looked for {TAILNET_RANGES} among {}. \
          Start Tailscale (`tailscale up`) and restart the gateway, or choose another bind",
         if seen.is_empty() {
             "no addresses at all".to_string()
@@ -211,6 +219,16 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("eth0 10.0.0.7"), "{err}");
+    }
+
+    #[test]
+    fn carrier_grade_nat_addresses_on_other_interfaces_are_not_the_tailnet() {
+        let ifaces = [iface("lo", "127.0.0.1"), iface("wwan0", "100.72.9.1")];
+        let err = plan(&gateway("tailnet"), &ifaces, |_| true).unwrap_err();
+        assert!(err.contains("wwan0 100.72.9.1"), "{err}");
+        let ifaces = [iface("wwan0", "100.72.9.1"), iface("utun3", "100.101.2.3")];
+        let plan = plan(&gateway("tailnet"), &ifaces, |_| true).unwrap();
+        assert_eq!(plan.hosts, ["100.101.2.3", "127.0.0.1"]);
     }
 
     #[test]

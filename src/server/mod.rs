@@ -71,22 +71,34 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 }
 
 /// The listening sockets, all on one port.
-pub struct Listeners(Vec<TcpListener>);
+pub struct Listeners {
+    listeners: Vec<TcpListener>,
+    /// Where the next accept starts looking, so a flood on one address
+    /// cannot starve the others.
+    next: std::sync::atomic::AtomicUsize,
+}
 
 impl Listeners {
     /// The address shown to people: the first the bind mode chose.
     pub fn primary(&self) -> std::io::Result<SocketAddr> {
-        self.0[0].local_addr()
+        self.listeners[0].local_addr()
     }
 
     pub fn addresses(&self) -> Vec<SocketAddr> {
-        self.0.iter().filter_map(|l| l.local_addr().ok()).collect()
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
     }
 
-    /// The next connection on any of them.
+    /// The next connection on any of them, taking turns.
     async fn accept(&self) -> std::io::Result<(TcpStream, SocketAddr)> {
+        use std::sync::atomic::Ordering;
+        let count = self.listeners.len();
         std::future::poll_fn(|cx| {
-            for listener in &self.0 {
+            let start = self.next.fetch_add(1, Ordering::Relaxed);
+            for i in 0..count {
+                let listener = &self.listeners[(start + i) % count];
                 if let std::task::Poll::Ready(accepted) = listener.poll_accept(cx) {
                     return std::task::Poll::Ready(accepted);
                 }
@@ -112,18 +124,10 @@ pub async fn bind(gw: &Gateway) -> std::io::Result<Listeners> {
             plan.reason
         )));
     }
-    let mut port = config.gateway.port;
-    let mut listeners = Vec::with_capacity(plan.hosts.len());
-    for host in &plan.hosts {
-        let addr = listen::with_port(host, port);
-        let listener = TcpListener::bind(&addr)
-            .await
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-        // Port 0 picks a free port once; the other addresses share it.
-        port = listener.local_addr()?.port();
-        listeners.push(listener);
-    }
-    let listeners = Listeners(listeners);
+    let listeners = Listeners {
+        listeners: bind_all(&plan.hosts, config.gateway.port).await?,
+        next: Default::default(),
+    };
     let local = listeners.primary()?;
     let _ = gw.info.bind.set(BindInfo {
         mode: plan.mode.clone(),
@@ -144,6 +148,43 @@ pub async fn bind(gw: &Gateway) -> std::io::Result<Listeners> {
     Ok(listeners)
 }
 
+/// Listens on every host at one port. Port 0 lets the first host pick a
+/// free port, which may be taken on another address: then the whole set
+/// is tried again.
+async fn bind_all(hosts: &[String], port: u16) -> std::io::Result<Vec<TcpListener>> {
+    const ATTEMPTS: usize = 8;
+    let mut attempt = 0;
+    'again: loop {
+        attempt += 1;
+        let mut chosen = port;
+        let mut listeners = Vec::with_capacity(hosts.len());
+        for host in hosts {
+            let addr = listen::with_port(host, chosen);
+            match TcpListener::bind(&addr).await {
+                Ok(listener) => {
+                    chosen = listener.local_addr()?.port();
+                    listeners.push(listener);
+                }
+                Err(e)
+                    if port == 0
+                        && !listeners.is_empty()
+                        && e.kind() == std::io::ErrorKind::AddrInUse
+                        && attempt < ATTEMPTS =>
+                {
+                    continue 'again;
+                }
+                Err(e) => {
+                    return Err(std::io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on {addr}: {e}"),
+                    ))
+                }
+            }
+        }
+        return Ok(listeners);
+    }
+}
+
 /// Publishes the gateway (Tailscale) and advertises it (mDNS), as the
 /// config asks; call after [`bind`]. Errs only when a required publish
 /// fails.
@@ -161,7 +202,14 @@ pub async fn serve(
     sidecars: Sidecars,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let running = gw.start().await?;
+    let mut sidecars = sidecars;
+    let running = match gw.start().await {
+        Ok(running) => running,
+        Err(e) => {
+            sidecars.stop(&gw).await;
+            return Err(e);
+        }
+    };
     let app = router(Arc::clone(&gw));
     let admission = Arc::new(Admission::default());
     let mut connections = JoinSet::new();
@@ -184,6 +232,7 @@ pub async fn serve(
         }
     }
     drop(listeners);
+    sidecars.withdraw().await;
     tracing::info!("shutting down: draining connections");
     gw.begin_shutdown("shutdown", None);
     let drain = Duration::from_millis(gw.config().gateway.shutdown.drain_timeout_ms as u64);

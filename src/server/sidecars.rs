@@ -13,6 +13,7 @@ use crate::protocol::types::{
 };
 use crate::protocol::SUPPORTED_PROTOCOL;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// What was started, to undo at shutdown.
@@ -32,12 +33,28 @@ pub async fn start(gw: &Gateway) -> std::io::Result<Sidecars> {
     let tailscale = &config.gateway.tailscale;
     if tailscale.mode != TailscaleConfigMode::Off {
         match gw.tailscale.publish(tailscale.mode, bind.port).await {
-            Ok(url) => {
+            Ok(Some(url)) => {
                 let detail = format!("tailscale {} --bg {}", tailscale.mode, bind.port);
-                tracing::info!(url = ?url, "published through {detail}");
+                tracing::info!(%url, "published through {detail}");
+                gw.rt.health.set_sidecar(health(
+                    SidecarHealthName::Tailscale,
+                    Ok(detail),
+                    Some(url),
+                ));
+                sidecars.published = Some(tailscale.mode);
+            }
+            Ok(None) => {
+                // Serve keeps the Host its clients used; without the name
+                // the Host check would refuse every proxied request.
+                let detail = format!(
+                    "published, but `tailscale status --json` did not give the MagicDNS name, so requests through {} are refused as a foreign Host until the name is listed in {}",
+                    tailscale.mode,
+                    dotted(keys::GATEWAY_ALLOWED_HOSTS)
+                );
+                tracing::warn!("{detail}");
                 gw.rt
                     .health
-                    .set_sidecar(health(SidecarHealthName::Tailscale, Ok(detail), url));
+                    .set_sidecar(health(SidecarHealthName::Tailscale, Err(detail), None));
                 sidecars.published = Some(tailscale.mode);
             }
             Err(e) if tailscale.required => {
@@ -79,7 +96,17 @@ pub async fn start(gw: &Gateway) -> std::io::Result<Sidecars> {
             txt: txt(gw, mdns.mode),
         };
         let reporter = Arc::clone(&gw.rt.health);
-        let outcome = discovery::advertise(&beacon, move |e| report_mdns_error(&reporter, e));
+        let reported = AtomicBool::new(false);
+        let on_error = move |e: String| {
+            // The daemon repeats an error on every send: the first says it.
+            if !reported.swap(true, Ordering::Relaxed) {
+                report_mdns_error(&reporter, e);
+            }
+        };
+        // Socket setup and a thread: not for an async worker.
+        let outcome = tokio::task::spawn_blocking(move || discovery::advertise(&beacon, on_error))
+            .await
+            .unwrap_or_else(|e| Err(format!("the mDNS advertiser stopped: {e}")));
         match outcome {
             Ok(advertisement) => {
                 let detail = format!("advertising {}", advertisement.fullname());
@@ -101,18 +128,25 @@ pub async fn start(gw: &Gateway) -> std::io::Result<Sidecars> {
 }
 
 impl Sidecars {
-    /// Withdraws the advertisement and, with resetOnExit, what Tailscale
-    /// published.
-    pub async fn stop(self, gw: &Gateway) {
-        if let Some(advertisement) = self.advertisement {
+    /// Stops advertising: called as shutdown begins, so nobody finds a
+    /// gateway that no longer takes connections.
+    pub async fn withdraw(&mut self) {
+        if let Some(advertisement) = self.advertisement.take() {
             let _ = tokio::task::spawn_blocking(move || advertisement.stop()).await;
         }
+    }
+
+    /// Withdraws the advertisement and, with resetOnExit, the route
+    /// Tailscale published: after the drain, so clients that came through
+    /// Serve get their answers first.
+    pub async fn stop(mut self, gw: &Gateway) {
+        self.withdraw().await;
         let Some(mode) = self.published else { return };
         if !gw.config().gateway.tailscale.reset_on_exit {
             return;
         }
-        match gw.tailscale.reset(mode).await {
-            Ok(()) => tracing::info!("tailscale {mode} reset"),
+        match gw.tailscale.unpublish(mode).await {
+            Ok(()) => tracing::info!("tailscale {mode} route removed"),
             Err(e) => tracing::warn!("tailscale {mode} cleanup failed: {e}"),
         }
     }

@@ -49,9 +49,11 @@ pub async fn upgrade(
     let max_payload = limits.max_payload_bytes as usize;
     let remote = peer.remote;
     let budget = peer.budget;
-    let serve_claim = crate::tailscale::identity_allowed(&config.gateway)
-        .then(|| crate::tailscale::claim(remote, peer.local, &headers))
-        .flatten();
+    let serve_claim = if crate::tailscale::identity_allowed(&config.gateway) {
+        crate::tailscale::claim(remote, peer.local, &headers).await
+    } else {
+        None
+    };
     ws.read_buffer_size(SOCKET_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_write_buffer_size(max_payload.saturating_mul(2))

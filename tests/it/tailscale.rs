@@ -57,13 +57,23 @@ impl StandIn {
     }
 }
 
+/// A port free now: Tailscale publishing needs a fixed one.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn start(gateway: &str, auth: &str, extra_env: &[(&str, &str)]) -> (TestGateway, StandIn) {
     let dir = temp_dir("tailscale");
     let stand_in = StandIn::new(&dir);
     let config = dir.join("clawgate.toml");
+    let port = free_port();
     std::fs::write(
         &config,
-        format!("[gateway]\nport = 0\n{gateway}\n[gateway.auth]\n{auth}\n"),
+        format!("[gateway]\nport = {port}\n{gateway}\n[gateway.auth]\n{auth}\n"),
     )
     .unwrap();
     let mut env = stand_in.env();
@@ -100,11 +110,7 @@ async fn status_for_host(gw: &TestGateway, host: &str) -> u16 {
 
 #[tokio::test]
 async fn serve_is_published_at_start_and_reset_at_shutdown() {
-    let (mut gw, stand_in) = start(
-        "[gateway.tailscale]\nmode = \"serve\"\nresetOnExit = true",
-        TOKEN_AUTH,
-        &[],
-    );
+    let (mut gw, stand_in) = start("[gateway.tailscale]\nmode = \"serve\"", TOKEN_AUTH, &[]);
     let port = port(&gw);
     let calls = stand_in.calls();
     assert_eq!(calls[0], format!("serve --bg --yes {port}"), "{calls:?}");
@@ -117,13 +123,14 @@ async fn serve_is_published_at_start_and_reset_at_shutdown() {
     assert_eq!(status_for_host(&gw, NAME).await, 200);
     assert_eq!(status_for_host(&gw, "other.tail1234.ts.net").await, 421);
     assert!(gw.terminate().success());
-    assert_eq!(stand_in.calls().last().unwrap(), "serve reset");
+    // Only the gateway's route goes (`reset` would clear the machine's).
+    assert_eq!(stand_in.calls().last().unwrap(), "serve --https=443 off");
 }
 
 #[tokio::test]
 async fn funnel_is_published_and_left_in_place_without_reset_on_exit() {
     let (mut gw, stand_in) = start(
-        "[gateway.tailscale]\nmode = \"funnel\"",
+        "[gateway.tailscale]\nmode = \"funnel\"\nresetOnExit = false",
         "mode = \"password\"\npassword = \"a long password\"",
         &[],
     );
@@ -132,8 +139,9 @@ async fn funnel_is_published_and_left_in_place_without_reset_on_exit() {
         format!("funnel --bg --yes {}", port(&gw))
     );
     assert!(gw.terminate().success());
+    assert_eq!(stand_in.calls().len(), 2, "{:?}", stand_in.calls());
     assert!(
-        !stand_in.calls().iter().any(|c| c.ends_with("reset")),
+        !stand_in.calls().iter().any(|c| c.ends_with("off")),
         "{:?}",
         stand_in.calls()
     );
@@ -145,7 +153,7 @@ fn funnel_without_a_credential_is_refused_at_startup() {
     let config = dir.join("clawgate.toml");
     std::fs::write(
         &config,
-        "[gateway]\nport = 0\n[gateway.auth]\nmode = \"none\"\n[gateway.tailscale]\nmode = \"funnel\"\n",
+        "[gateway]\nport = 18789\n[gateway.auth]\nmode = \"none\"\n[gateway.tailscale]\nmode = \"funnel\"\n",
     )
     .unwrap();
     let stand_in = StandIn::new(&dir);
@@ -188,6 +196,20 @@ async fn a_failing_or_missing_tailscale_cli_is_reported_in_health_and_the_gatewa
         .unwrap()
         .to_string();
     assert!(detail.contains("not found on PATH"), "{detail}");
+
+    // Published, but the name clients use is unknown: Serve's requests
+    // would be refused, and health says so.
+    let (gw, _stand_in) = start(
+        "[gateway.tailscale]\nmode = \"serve\"",
+        TOKEN_AUTH,
+        &[("FAKE_TAILSCALE_FAIL", "status")],
+    );
+    let health = gw.client().await.call("health", json!({})).await.unwrap();
+    let tailscale = sidecar(&health, "tailscale");
+    assert_eq!(tailscale["state"], "failed");
+    let detail = tailscale["detail"].as_str().unwrap();
+    assert!(detail.contains("MagicDNS name"), "{detail}");
+    assert!(detail.contains("gateway.allowedHosts"), "{detail}");
 }
 
 #[test]
@@ -196,7 +218,10 @@ fn a_required_publish_that_fails_stops_startup() {
     let config = dir.join("clawgate.toml");
     std::fs::write(
         &config,
-        format!("[gateway]\nport = 0\n[gateway.auth]\n{TOKEN_AUTH}\n[gateway.tailscale]\nmode = \"serve\"\nrequired = true\n"),
+        format!(
+            "[gateway]\nport = {}\n[gateway.auth]\n{TOKEN_AUTH}\n[gateway.tailscale]\nmode = \"serve\"\nrequired = true\n",
+            free_port()
+        ),
     )
     .unwrap();
     let stand_in = StandIn::new(&dir);
@@ -303,9 +328,8 @@ async fn serve_identity_lets_the_tailnet_user_in_only_when_tailscale_confirms_it
 
 #[tokio::test]
 async fn serve_headers_on_another_local_users_socket_are_ignored() {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: making a socket as another user needs root");
+    // Making a socket as another user needs root, as namespaces do.
+    if !namespaces_available() {
         return;
     }
     let (gw, stand_in) = start("[gateway.tailscale]\nmode = \"serve\"", TOKEN_AUTH, &[]);
@@ -341,7 +365,11 @@ async fn serve_identity_is_off_when_allow_tailscale_is_off_and_for_password_auth
         let (gw, stand_in) = start("[gateway.tailscale]\nmode = \"serve\"", &auth, &[]);
         let mut ws = loopback_ws(&gw, &serve_headers(USER)).await;
         let refused = connect_bare(&mut ws).await;
-        assert!(refused.get("error").is_some(), "{auth}: {refused}");
+        let message = refused["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("this gateway requires auth."),
+            "{auth}: {refused}"
+        );
         assert!(
             !stand_in.calls().iter().any(|c| c.starts_with("whois")),
             "{auth}: whois was not even asked"
@@ -356,9 +384,10 @@ async fn serve_identity_headers_from_a_peer_that_is_not_the_local_serve_proxy_ar
     }
     let dir = temp_dir("tsns");
     let stand_in = StandIn::new(&dir);
+    // The namespace is the gateway's own: any fixed port is free there.
     let gw = gateway_in_namespace_with_env(
         TAILNET,
-        "bind = \"tailnet\"\n[gateway.tailscale]\nmode = \"serve\"",
+        "port = 18789\nbind = \"tailnet\"\n[gateway.tailscale]\nmode = \"serve\"",
         "",
         &stand_in.env(),
     );
@@ -396,7 +425,8 @@ async fn serve_identity_headers_from_a_peer_that_is_not_the_local_serve_proxy_ar
         "{refused}"
     );
     assert!(!stand_in.calls().iter().any(|c| c.starts_with("whois")));
-    // Over loopback in the same namespace they are honoured.
+    // Over loopback in the same namespace, from a socket of the gateway's
+    // own user, they are honoured (the proxy the headers claim to be).
     let tcp = tokio::net::TcpStream::from_std(connect_from_namespace("127.0.0.1")).unwrap();
     let mut ws =
         ws_with_headers(tcp, &format!("ws://127.0.0.1:{port}"), &serve_headers(USER)).await;
