@@ -77,7 +77,8 @@ pub struct PreAuth {
     /// Caps the bytes its socket may read before a message is complete.
     pub budget: Arc<ReadBudget>,
     /// The Tailscale Serve identity the upgrade request claimed.
-    pub serve_claim: Option<crate::protocol::ServeClaim>,
+    /// Boxed: the connection's future keeps room for its arguments.
+    pub serve_claim: Option<Box<crate::protocol::ServeClaim>>,
 }
 
 pub async fn run(
@@ -90,7 +91,7 @@ pub async fn run(
     let config = gw.config();
     let limits = &config.gateway.limits;
     let mut ctx = CallContext::new(slot.conn_id.clone(), remote.ip());
-    ctx.serve_claim = pre_auth.serve_claim.map(Box::new);
+    ctx.serve_claim = pre_auth.serve_claim;
     let ctx = Arc::new(ctx);
     tracing::debug!(conn = %ctx.conn_id, %remote, "connection opened");
     let mut conn = Connection {

@@ -50,7 +50,9 @@ pub async fn upgrade(
     let remote = peer.remote;
     let budget = peer.budget;
     let serve_claim = if crate::tailscale::identity_allowed(&config.gateway) {
-        crate::tailscale::claim(remote, peer.local, &headers).await
+        crate::tailscale::claim(remote, peer.local, &headers)
+            .await
+            .map(Box::new)
     } else {
         None
     };
