@@ -120,6 +120,8 @@ export class ClawgateClient {
 
   #receive(text) {
     const frame = JSON.parse(text);
+    // OpenClaw's connect.challenge, which opens every connection.
+    if (frame.type === "event") return;
     if (typeof frame.event === "string") {
       for (const handler of this.handlers.get(frame.event) ?? []) handler(frame.data, frame.seq);
       for (const handler of this.handlers.get("*") ?? []) handler(frame.data, frame.seq, frame.event);

@@ -154,6 +154,7 @@ export interface ClawgateProtocol {
   BindInfo: BindInfo;
   Binding: Binding;
   BuiltinChannelKind: BuiltinChannelKind;
+  ChallengeFrame: ChallengeFrame;
   ChannelConnectedEvent: ChannelConnectedEvent;
   ChannelDisconnectedEvent: ChannelDisconnectedEvent;
   ChannelHealth: ChannelHealth;
@@ -703,6 +704,45 @@ export interface Binding {
      */
     peer?: string;
   };
+}
+/**
+ * The first frame on every connection, sent before anything is read, in the event shape of OpenClaw's gateway protocol v4 so that OpenClaw's clients send their connect. Native clients skip it: it has no seq, and native event numbering still starts at 1 with the first event after connect. A request in OpenClaw's shape (type req) is answered in that shape and the connection closed (1002) until clawgate serves v4.
+ */
+export interface ChallengeFrame {
+  /**
+   * The same challenge, where native clients read event data.
+   */
+  data: {
+    /**
+     * A fresh random value for this connection.
+     */
+    nonce: string;
+    /**
+     * When it was sent, in milliseconds since the Unix epoch.
+     */
+    ts: number;
+  };
+  /**
+   * Always connect.challenge.
+   */
+  event: "connect.challenge";
+  /**
+   * The challenge, where OpenClaw's clients read it.
+   */
+  payload: {
+    /**
+     * A fresh random value for this connection.
+     */
+    nonce: string;
+    /**
+     * When it was sent, in milliseconds since the Unix epoch.
+     */
+    ts: number;
+  };
+  /**
+   * Always event (OpenClaw's frame discriminator).
+   */
+  type: "event";
 }
 export interface ChannelConnectedEvent {
   /**

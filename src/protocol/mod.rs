@@ -29,7 +29,10 @@ mod strict;
 
 pub use context::{CallContext, Grant, Kick, ServeClaim};
 pub use error::RpcError;
-pub use frames::{error_frame, event_frame, parse_request, result_frame, Request};
+pub use frames::{
+    challenge_frame, error_frame, event_frame, openclaw_refusal, parse_request, result_frame,
+    Request, CHALLENGE_EVENT,
+};
 pub use generated::*;
 pub use patch::Patch;
 pub use schemas::{closest, SchemaViolation, Schemas, ViolationKind};

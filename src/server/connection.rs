@@ -9,8 +9,8 @@ use crate::bus::{Kind, Published};
 use crate::gateway::{ConnectionSlot, Gateway};
 use crate::metrics::OK;
 use crate::protocol::{
-    dispatch, error_frame, event_frame, parse_request, result_frame, CallContext, ErrorCode,
-    EventKind, Method, Request, RpcError,
+    challenge_frame, dispatch, error_frame, event_frame, openclaw_refusal, parse_request,
+    result_frame, CallContext, ErrorCode, EventKind, Method, Request, RpcError,
 };
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::StreamExt;
@@ -51,6 +51,7 @@ const CLOSE_NORMAL: u16 = 1000;
 /// The metrics label of every plugin event: their names come from
 /// manifests, and labels stay a fixed set.
 const PLUGIN_EVENT_LABEL: &str = "plugin";
+const CLOSE_PROTOCOL: u16 = 1002;
 const CLOSE_INVALID_DATA: u16 = 1007;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
@@ -152,6 +153,10 @@ struct Connection {
 
 impl Connection {
     async fn serve(&mut self) -> End {
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        if let Err(end) = self.send(challenge_frame(&nonce, crate::clock::now_ms())) {
+            return end;
+        }
         let mut pre_auth = Some(self.pre_auth_deadline());
         let closing = closing(self.gw.shutdown_signal());
         tokio::pin!(closing);
@@ -271,6 +276,12 @@ impl Connection {
     async fn on_text(&mut self, text: &str) -> Result<(), End> {
         if self.ctx.grant().is_none() && text.len() > self.max_pre_auth_bytes {
             return self.too_large();
+        }
+        if self.ctx.grant().is_none() && text.contains("\"type\"") {
+            if let Some(refusal) = openclaw_refusal(text) {
+                self.send(refusal)?;
+                return Err(End::Close(CLOSE_PROTOCOL, "protocol mismatch"));
+            }
         }
         let request = match parse_request(text) {
             Ok(r) => r,

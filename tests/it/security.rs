@@ -392,6 +392,10 @@ async fn unauthenticated_sockets_cannot_lock_out_the_owner() {
 async fn an_unauthenticated_frame_is_cut_off_as_it_arrives() {
     let gw = TestGateway::start("").await;
     let mut ws = gw.raw().await;
+    // The connect.challenge that opens the connection, read before the
+    // socket is written to directly.
+    ws.skip_challenge = false;
+    assert_eq!(ws.recv().await["event"], "connect.challenge");
     // Announce a 1 MiB text frame (the post-auth limit), send 128 KiB of it.
     let mut header = vec![0x81u8, 0x80 | 127];
     header.extend_from_slice(&(1024u64 * 1024).to_be_bytes());

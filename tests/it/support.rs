@@ -260,6 +260,8 @@ pub type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// A raw protocol connection: frames in, frames out.
 pub struct Ws {
     pub stream: Stream,
+    /// Whether recv skips the connect.challenge frame (as native clients do).
+    pub skip_challenge: bool,
     next_id: u64,
     /// Events that arrived while `call` waited for its response.
     pending: std::collections::VecDeque<Value>,
@@ -276,6 +278,7 @@ impl Ws {
     pub fn from_stream(stream: Stream) -> Ws {
         Ws {
             stream,
+            skip_challenge: true,
             next_id: 0,
             pending: Default::default(),
         }
@@ -287,6 +290,7 @@ impl Ws {
             .expect("ws connect");
         Ws {
             stream,
+            skip_challenge: true,
             next_id: 0,
             pending: Default::default(),
         }
@@ -365,7 +369,15 @@ impl Ws {
                 .await
                 .expect("no frame within the wait limit");
             match next {
-                Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(t.as_str()).unwrap()),
+                Some(Ok(Message::Text(t))) => {
+                    let frame: Value = serde_json::from_str(t.as_str()).unwrap();
+                    // OpenClaw's connect.challenge opens every connection;
+                    // native clients skip it (the handshake tests read it).
+                    if self.skip_challenge && frame["type"] == "event" {
+                        continue;
+                    }
+                    return Ok(frame);
+                }
                 Some(Ok(Message::Close(Some(f)))) => {
                     return Err(Closed::Code(f.code.into(), f.reason.to_string()))
                 }

@@ -148,6 +148,8 @@ class Client(GeneratedMethods):
                 attempt += 1
 
     def _receive(self, frame: dict[str, Any]) -> None:
+        if frame.get("type") == "event":
+            return  # OpenClaw's connect.challenge, which opens every connection
         event = frame.get("event")
         if isinstance(event, str):
             payload_type = EVENTS.get(event)
