@@ -70,7 +70,9 @@ pub async fn start(gw: &Gateway) -> std::io::Result<Sidecars> {
                     .set_sidecar(health(SidecarHealthName::Tailscale, Err(e), None));
             }
         }
-    } else if bind.mode == crate::protocol::types::GatewayConfigBind::Tailnet.to_string() {
+    } else if config.gateway.host.is_none()
+        && config.gateway.bind == crate::protocol::types::GatewayConfigBind::Tailnet
+    {
         // Clients on the tailnet may use the MagicDNS name as Host.
         gw.tailscale.learn_name().await;
     }

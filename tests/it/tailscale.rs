@@ -171,43 +171,28 @@ fn funnel_without_a_credential_is_refused_at_startup() {
     assert!(stand_in.calls().is_empty(), "nothing was published");
 }
 
-#[tokio::test]
-async fn a_failing_or_missing_tailscale_cli_is_reported_in_health_and_the_gateway_keeps_serving() {
-    let (gw, _stand_in) = start(
-        "[gateway.tailscale]\nmode = \"serve\"",
-        TOKEN_AUTH,
-        &[("FAKE_TAILSCALE_FAIL", "serve")],
-    );
+/// The detail of the tailscale sidecar of a serve gateway started with
+/// `env`, which must report it failed.
+async fn failed_publish_detail(env: &[(&str, &str)]) -> String {
+    let (gw, _stand_in) = start("[gateway.tailscale]\nmode = \"serve\"", TOKEN_AUTH, env);
     let health = gw.client().await.call("health", json!({})).await.unwrap();
     let tailscale = sidecar(&health, "tailscale");
-    assert_eq!(tailscale["state"], "failed");
-    let detail = tailscale["detail"].as_str().unwrap();
+    assert_eq!(tailscale["state"], "failed", "{health}");
+    tailscale["detail"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_failing_or_missing_tailscale_cli_is_reported_in_health_and_the_gateway_keeps_serving() {
+    let detail = failed_publish_detail(&[("FAKE_TAILSCALE_FAIL", "serve")]).await;
     assert!(detail.contains("tailscale serve --bg --yes"), "{detail}");
     assert!(detail.contains("doesn't appear to be running"), "{detail}");
 
-    let (gw, _stand_in) = start(
-        "[gateway.tailscale]\nmode = \"serve\"",
-        TOKEN_AUTH,
-        &[("PATH", "/nonexistent")],
-    );
-    let health = gw.client().await.call("health", json!({})).await.unwrap();
-    let detail = sidecar(&health, "tailscale")["detail"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let detail = failed_publish_detail(&[("PATH", "/nonexistent")]).await;
     assert!(detail.contains("not found on PATH"), "{detail}");
 
     // Published, but the name clients use is unknown: Serve's requests
     // would be refused, and health says so.
-    let (gw, _stand_in) = start(
-        "[gateway.tailscale]\nmode = \"serve\"",
-        TOKEN_AUTH,
-        &[("FAKE_TAILSCALE_FAIL", "status")],
-    );
-    let health = gw.client().await.call("health", json!({})).await.unwrap();
-    let tailscale = sidecar(&health, "tailscale");
-    assert_eq!(tailscale["state"], "failed");
-    let detail = tailscale["detail"].as_str().unwrap();
+    let detail = failed_publish_detail(&[("FAKE_TAILSCALE_FAIL", "status")]).await;
     assert!(detail.contains("MagicDNS name"), "{detail}");
     assert!(detail.contains("gateway.allowedHosts"), "{detail}");
 }
