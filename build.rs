@@ -8,6 +8,8 @@
 mod bundle;
 #[path = "build/codegen.rs"]
 mod codegen;
+#[path = "build/openclaw.rs"]
+mod openclaw;
 
 use std::path::{Path, PathBuf};
 
@@ -29,7 +31,7 @@ fn generate(schema_dir: &Path, out: &Path) -> Result<(), String> {
         "bundle.json",
         &serde_json::to_string_pretty(&bundle.root).unwrap(),
     )?;
-    write(out, "types.rs", &types(&bundle)?)?;
+    write(out, "types.rs", &types(&bundle.root)?)?;
     write(
         out,
         "dispatch.rs",
@@ -44,11 +46,19 @@ fn generate(schema_dir: &Path, out: &Path) -> Result<(), String> {
         "config_meta.rs",
         &format_rust(&codegen::config_meta(&bundle)?)?,
     )?;
+    let v4 = openclaw::load(&schema_dir.join("openclaw"), &bundle)?;
+    write(
+        out,
+        "openclaw_bundle.json",
+        &serde_json::to_string_pretty(&v4.root).unwrap(),
+    )?;
+    write(out, "openclaw_types.rs", &types(&v4.root)?)?;
+    write(out, "openclaw.rs", &format_rust(&openclaw::tables(&v4))?)?;
     Ok(())
 }
 
-fn types(bundle: &bundle::Bundle) -> Result<String, String> {
-    let defs = serde_json::json!({ "$defs": bundle.root["$defs"] });
+fn types(root: &serde_json::Value) -> Result<String, String> {
+    let defs = serde_json::json!({ "$defs": root["$defs"] });
     let root: schemars::schema::RootSchema =
         serde_json::from_value(defs).map_err(|e| format!("typify cannot read the bundle: {e}"))?;
     let mut settings = typify::TypeSpaceSettings::default();

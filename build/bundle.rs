@@ -317,7 +317,7 @@ fn distinct_after_conversion<'a>(
 /// Fails on an object that names a key twice, which serde_json would
 /// accept, keeping the last: a duplicated method or definition would
 /// silently replace the first.
-fn unique_keys(text: &str) -> Result<()> {
+pub fn unique_keys(text: &str) -> Result<()> {
     use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
     struct Unique;
     impl<'de> serde::Deserialize<'de> for Unique {
@@ -370,7 +370,12 @@ fn unique_keys(text: &str) -> Result<()> {
         .map_err(|e| e.to_string())
 }
 
-fn insert_def(defs: &mut Map<String, Value>, name: &str, schema: Value, file: &str) -> Result<()> {
+pub fn insert_def(
+    defs: &mut Map<String, Value>,
+    name: &str,
+    schema: Value,
+    file: &str,
+) -> Result<()> {
     if defs.insert(name.to_string(), schema).is_some() {
         return Err(format!(
             "$defs/{name} in {file} is defined twice across schema/"
@@ -381,7 +386,12 @@ fn insert_def(defs: &mut Map<String, Value>, name: &str, schema: Value, file: &s
 
 /// Uses the referenced definition when `schema` is only a `$ref`, otherwise
 /// stores the schema as a new definition called `name`.
-fn lift(defs: &mut Map<String, Value>, schema: &Value, name: &str, ctx: &str) -> Result<String> {
+pub fn lift(
+    defs: &mut Map<String, Value>,
+    schema: &Value,
+    name: &str,
+    ctx: &str,
+) -> Result<String> {
     let obj = schema
         .as_object()
         .ok_or(format!("{ctx}: schema must be an object"))?;
@@ -395,7 +405,7 @@ fn lift(defs: &mut Map<String, Value>, schema: &Value, name: &str, ctx: &str) ->
 }
 
 /// Rewrites `file.json#/$defs/X` and `#/$defs/X` to the bundle-local `#/$defs/X`.
-fn localize_refs(file: &str, mut doc: Value) -> Result<Value> {
+pub fn localize_refs(file: &str, mut doc: Value) -> Result<Value> {
     fn walk(file: &str, v: &mut Value) -> Result<()> {
         match v {
             Value::Object(map) => {
@@ -419,7 +429,7 @@ fn localize_refs(file: &str, mut doc: Value) -> Result<Value> {
     Ok(doc)
 }
 
-fn check_refs(v: &Value, defs: &Map<String, Value>) -> Result<()> {
+pub fn check_refs(v: &Value, defs: &Map<String, Value>) -> Result<()> {
     match v {
         Value::Object(map) => {
             if let Some(r) = map.get("$ref").and_then(Value::as_str) {
@@ -458,7 +468,7 @@ fn read_scope(spec: &Value, scopes: &[String], ctx: &str) -> Result<Option<Strin
     }
 }
 
-fn read_summary(spec: &Value, ctx: &str) -> Result<String> {
+pub fn read_summary(spec: &Value, ctx: &str) -> Result<String> {
     spec.get("summary")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())

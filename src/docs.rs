@@ -131,5 +131,9 @@ pub fn generated_files() -> Vec<(&'static str, String)> {
             pretty(Schemas::get().bundle()),
         ),
         ("gen/schema/config.schema.json", pretty(&config_schema())),
+        (
+            "gen/schema/openclaw.schema.json",
+            pretty(crate::protocol::openclaw::schemas().bundle()),
+        ),
     ]
 }

@@ -70,6 +70,11 @@ impl HealthService {
         self.changed(&mut state);
     }
 
+    /// The health version now.
+    pub fn version(&self) -> u64 {
+        self.state.lock().expect("health lock").version
+    }
+
     pub fn snapshot(&self) -> HealthSnapshot {
         let state = self.state.lock().expect("health lock");
         self.build(&state)

@@ -706,28 +706,15 @@ export interface Binding {
   };
 }
 /**
- * The first frame on every connection, sent before anything is read, in the event shape of OpenClaw's gateway protocol v4 so that OpenClaw's clients send their connect. Native clients skip it: it has no seq, and native event numbering still starts at 1 with the first event after connect. A request in OpenClaw's shape (type req) is answered in that shape and the connection closed (1002) until clawgate serves v4.
+ * The first frame on every connection, sent before anything is read: OpenClaw's connect.challenge, in the event shape of its gateway protocol v4, so that OpenClaw's clients send their connect (a first request with type req makes the connection an OpenClaw one; see schema/openclaw/). Native clients skip it: it carries type and no seq, and native event numbering still starts at 1 with the first event after connect.
  */
 export interface ChallengeFrame {
-  /**
-   * The same challenge, where native clients read event data.
-   */
-  data: {
-    /**
-     * A fresh random value for this connection.
-     */
-    nonce: string;
-    /**
-     * When it was sent, in milliseconds since the Unix epoch.
-     */
-    ts: number;
-  };
   /**
    * Always connect.challenge.
    */
   event: "connect.challenge";
   /**
-   * The challenge, where OpenClaw's clients read it.
+   * The challenge: a device signs its nonce and ts.
    */
   payload: {
     /**

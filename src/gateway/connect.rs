@@ -208,7 +208,7 @@ fn authenticate(
 /// Everything the credential grants the role, with implied scopes spelled
 /// out. Without a credential (auth mode none) an operator may read, never
 /// change anything.
-fn granted_scopes(role: Role, auth: &AuthConfig) -> Vec<Scope> {
+pub fn granted_scopes(role: Role, auth: &AuthConfig) -> Vec<Scope> {
     match role {
         Role::Node => vec![Scope::Node],
         Role::Operator => ALL_SCOPES

@@ -92,37 +92,13 @@ pub fn error_frame(id: Option<&str>, error: &RpcError) -> String {
 /// (`ChallengeFrame` in schema/protocol.json).
 pub const CHALLENGE_EVENT: &str = "connect.challenge";
 
-/// The first frame on every connection, before anything is read: in
-/// OpenClaw's v4 event shape, so its clients send their `connect`; with
-/// `data` and without `seq`, so native clients skip it and their event
-/// numbering still starts at 1.
+/// The first frame on every connection, before anything is read:
+/// OpenClaw's challenge, in its v4 event shape, so its clients send their
+/// `connect`; it has `type` and no `seq`, so native clients skip it and
+/// their event numbering still starts at 1.
 pub fn challenge_frame(nonce: &str, ts: u64) -> String {
-    let body = json!({ "nonce": nonce, "ts": ts });
-    json!({ "type": "event", "event": CHALLENGE_EVENT, "payload": body, "data": body }).to_string()
-}
-
-/// The answer to a request in OpenClaw's v4 shape (`"type": "req"`,
-/// which a native request never carries): not served yet, said in the
-/// shape its client reads. None when the frame is not one.
-pub fn openclaw_refusal(text: &str) -> Option<String> {
-    let frame: Value = serde_json::from_str(text).ok()?;
-    if frame.get("type")?.as_str()? != "req" {
-        return None;
-    }
-    let id = frame.get("id").and_then(Value::as_str).unwrap_or("");
-    Some(
-        json!({
-            "type": "res",
-            "id": id,
-            "ok": false,
-            "error": {
-                "code": "INVALID_REQUEST",
-                "message": "this gateway is clawgate, which does not serve OpenClaw's protocol v4 yet; use a clawgate client (protocol 1)",
-                "details": { "code": "PROTOCOL_MISMATCH" },
-            },
-        })
-        .to_string(),
-    )
+    json!({ "type": "event", "event": CHALLENGE_EVENT, "payload": { "nonce": nonce, "ts": ts } })
+        .to_string()
 }
 
 /// An event frame around an already serialized payload.
@@ -138,24 +114,15 @@ mod challenge_tests {
     use super::*;
 
     #[test]
-    fn the_challenge_matches_its_schema_and_openclaw_requests_get_a_refusal_in_their_shape() {
+    fn the_challenge_matches_its_schema() {
         let schema: Value =
             serde_json::from_str(include_str!("../../schema/protocol.json")).unwrap();
         let defined = &schema["$defs"]["ChallengeFrame"]["properties"]["event"]["const"];
         assert_eq!(defined, CHALLENGE_EVENT);
         let frame: Value = serde_json::from_str(&challenge_frame("n1", 7)).unwrap();
-        assert_eq!(frame["payload"], json!({"nonce": "n1", "ts": 7}));
-        assert_eq!(frame["data"], frame["payload"]);
-        assert!(frame.get("seq").is_none());
-
-        let refusal =
-            openclaw_refusal(r#"{"type":"req","id":"c1","method":"x","params":{}}"#).unwrap();
-        let refusal: Value = serde_json::from_str(&refusal).unwrap();
-        assert_eq!(refusal["type"], "res");
-        assert_eq!(refusal["id"], "c1");
-        assert_eq!(refusal["ok"], false);
-        assert_eq!(refusal["error"]["code"], "INVALID_REQUEST");
-        assert_eq!(openclaw_refusal(r#"{"id":"1","method":"x"}"#), None);
-        assert_eq!(openclaw_refusal("not json"), None);
+        assert_eq!(
+            frame,
+            json!({"type": "event", "event": "connect.challenge", "payload": {"nonce": "n1", "ts": 7}})
+        );
     }
 }

@@ -23,6 +23,7 @@ mod generated {
 mod context;
 mod error;
 mod frames;
+pub mod openclaw;
 mod patch;
 mod schemas;
 mod strict;
@@ -30,8 +31,8 @@ mod strict;
 pub use context::{CallContext, Grant, Kick, ServeClaim};
 pub use error::RpcError;
 pub use frames::{
-    challenge_frame, error_frame, event_frame, openclaw_refusal, parse_request, result_frame,
-    Request, CHALLENGE_EVENT,
+    challenge_frame, error_frame, event_frame, parse_request, result_frame, Request,
+    CHALLENGE_EVENT,
 };
 pub use generated::*;
 pub use patch::Patch;

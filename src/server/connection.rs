@@ -4,13 +4,14 @@
 
 use super::admission::Ticket;
 use super::metered::{BudgetSpent, ReadBudget};
+use super::openclaw::{self, Challenge, V4Error, V4Method};
 use super::outbound::Outbound;
 use crate::bus::{Kind, Published};
 use crate::gateway::{ConnectionSlot, Gateway};
 use crate::metrics::OK;
 use crate::protocol::{
-    challenge_frame, dispatch, error_frame, event_frame, openclaw_refusal, parse_request,
-    result_frame, CallContext, ErrorCode, EventKind, Method, Request, RpcError,
+    challenge_frame, dispatch, error_frame, event_frame, parse_request, result_frame, CallContext,
+    ErrorCode, EventKind, Method, Request, RpcError,
 };
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::StreamExt;
@@ -51,7 +52,6 @@ const CLOSE_NORMAL: u16 = 1000;
 /// The metrics label of every plugin event: their names come from
 /// manifests, and labels stay a fixed set.
 const PLUGIN_EVENT_LABEL: &str = "plugin";
-const CLOSE_PROTOCOL: u16 = 1002;
 const CLOSE_INVALID_DATA: u16 = 1007;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
@@ -114,6 +114,8 @@ pub async fn run(
         budget: Arc::clone(&pre_auth.budget),
         ticket: Some(pre_auth.ticket),
         config_seen: config,
+        challenge: None,
+        openclaw: false,
     };
     // Everything logged for this connection, its requests included,
     // carries its id. Instrumented one future at a time: an async block
@@ -149,14 +151,24 @@ struct Connection {
     ticket: Option<Ticket>,
     /// The config the connection's scopes were last checked against.
     config_seen: Arc<crate::config::Config>,
+    /// What the first frame said, until connect succeeds (a device proof
+    /// signs it). Boxed: a connected client does not keep its space.
+    challenge: Option<Box<Challenge>>,
+    /// Whether the client speaks OpenClaw's protocol v4 (its first request
+    /// had `"type": "req"`) rather than the native one.
+    openclaw: bool,
 }
 
 impl Connection {
     async fn serve(&mut self) -> End {
-        let nonce = uuid::Uuid::new_v4().simple().to_string();
-        if let Err(end) = self.send(challenge_frame(&nonce, crate::clock::now_ms())) {
+        let challenge = Challenge {
+            nonce: uuid::Uuid::new_v4().to_string(),
+            ts: crate::clock::now_ms(),
+        };
+        if let Err(end) = self.send(challenge_frame(&challenge.nonce, challenge.ts)) {
             return end;
         }
+        self.challenge = Some(Box::new(challenge));
         let mut pre_auth = Some(self.pre_auth_deadline());
         let closing = closing(self.gw.shutdown_signal());
         tokio::pin!(closing);
@@ -277,11 +289,11 @@ impl Connection {
         if self.ctx.grant().is_none() && text.len() > self.max_pre_auth_bytes {
             return self.too_large();
         }
-        if self.ctx.grant().is_none() && text.contains("\"type\"") {
-            if let Some(refusal) = openclaw_refusal(text) {
-                self.send(refusal)?;
-                return Err(End::Close(CLOSE_PROTOCOL, "protocol mismatch"));
-            }
+        if self.ctx.grant().is_none() && !self.openclaw && openclaw::is_v4_request(text) {
+            self.openclaw = true;
+        }
+        if self.openclaw {
+            return self.on_v4_text(text).await;
         }
         let request = match parse_request(text) {
             Ok(r) => r,
@@ -397,9 +409,7 @@ impl Connection {
             );
             return self.send(error_frame(Some(&id), &e));
         };
-        let max = self.gw.config().gateway.limits.max_connections.get() as usize;
-        if !self.slot.has_room(max) {
-            tracing::warn!(conn = %self.ctx.conn_id, "refused a connect: connection limit reached");
+        if !self.room_for_one_more() {
             let e = RpcError::new(ErrorCode::Unavailable, "too many connections")
                 .with_retry_after(1000);
             self.send(error_frame(Some(&id), &e))?;
@@ -416,19 +426,137 @@ impl Connection {
         self.gw.rt.metrics.rpc(method, outcome, started.elapsed());
         match answer {
             Ok(hello) => {
-                if let Some(grant) = self.ctx.grant() {
-                    self.slot.set_role(grant.role);
-                    span.in_scope(|| tracing::debug!(role = %grant.role, "connected"));
-                }
-                self.ticket = None;
-                self.budget.unlimit();
-                self.bus = Some(BroadcastStream::new(self.gw.rt.bus.subscribe()));
+                span.in_scope(|| self.connected());
                 self.send(result_frame(&id, &hello))
             }
             Err(e) => {
                 tracing::info!(conn = %self.ctx.conn_id, remote = %self.ctx.remote_ip, "connect refused: {}", e.message);
                 self.send(error_frame(Some(&id), &e))?;
                 Err(End::Close(CLOSE_POLICY, "connect failed"))
+            }
+        }
+    }
+
+    /// After a successful connect: the connection counts under its role,
+    /// reads without the pre-auth limit, and receives events.
+    fn connected(&mut self) {
+        if let Some(grant) = self.ctx.grant() {
+            self.slot.set_role(grant.role);
+            tracing::debug!(role = %grant.role, "connected");
+        }
+        self.ticket = None;
+        self.challenge = None;
+        self.budget.unlimit();
+        self.bus = Some(BroadcastStream::new(self.gw.rt.bus.subscribe()));
+    }
+
+    /// Whether the connection may take one more client; answers and
+    /// closes when it may not.
+    fn room_for_one_more(&mut self) -> bool {
+        let max = self.gw.config().gateway.limits.max_connections.get() as usize;
+        let room = self.slot.has_room(max);
+        if !room {
+            tracing::warn!(conn = %self.ctx.conn_id, "refused a connect: connection limit reached");
+        }
+        room
+    }
+
+    /// A frame from an OpenClaw client: connect first, then the v4
+    /// methods, each mapped onto a native one.
+    async fn on_v4_text(&mut self, text: &str) -> Result<(), End> {
+        let request = match openclaw::parse(text) {
+            Ok(request) => request,
+            // Before connect OpenClaw's gateway closes without a word.
+            Err(_) if self.ctx.grant().is_none() => {
+                return Err(End::Close(CLOSE_POLICY, "invalid request frame"))
+            }
+            Err((id, e)) => {
+                return self.send(openclaw::error_frame(
+                    id.as_deref().unwrap_or("unknown"),
+                    &e,
+                ))
+            }
+        };
+        if self.ctx.grant().is_none() {
+            return self.v4_handshake(request).await;
+        }
+        self.follow_config()?;
+        self.ctx.touch();
+        let Some(method) = V4Method::from_name(&request.method) else {
+            let e = if request.method == Method::Connect.name() {
+                V4Error::invalid("already connected")
+            } else {
+                V4Error::not_served(&request.method)
+            };
+            return self.send(openclaw::error_frame(&request.id, &e));
+        };
+        if !self.ctx.allows(method.scope()) {
+            let e = V4Error::missing_scope(method.scope());
+            return self.send(openclaw::error_frame(&request.id, &e));
+        }
+        let gw = Arc::clone(&self.gw);
+        let ctx = Arc::clone(&self.ctx);
+        let id = request.id;
+        let params = request.params;
+        let span = tracing::info_span!("request", method = method.name());
+        let response: Response = Box::pin(tracing::Instrument::instrument(
+            async move {
+                let started = std::time::Instant::now();
+                let outcome = openclaw::call(&gw, &ctx, method, params).await;
+                let code = outcome.as_ref().map_or("error", |_| OK);
+                gw.rt.metrics.rpc(method.native(), code, started.elapsed());
+                match outcome {
+                    Ok(payload) => openclaw::ok_frame(&id, &payload),
+                    Err(e) => openclaw::error_frame(&id, &e),
+                }
+            },
+            span,
+        ));
+        self.launch(response).await
+    }
+
+    async fn v4_handshake(&mut self, request: openclaw::V4Request) -> Result<(), End> {
+        if request.method != Method::Connect.name() {
+            let e = V4Error::invalid("invalid handshake: first request must be connect");
+            self.send(openclaw::error_frame(&request.id, &e))?;
+            return Err(End::Close(CLOSE_POLICY, "invalid handshake"));
+        }
+        if !self.room_for_one_more() {
+            let mut e = V4Error::new(
+                openclaw::types::ErrorCode::Unavailable,
+                "too many connections",
+            );
+            e.retryable = true;
+            e.retry_after_ms = Some(1000);
+            self.send(openclaw::error_frame(&request.id, &e))?;
+            return Err(End::Close(CLOSE_POLICY, "too many connections"));
+        }
+        let Some(challenge) = self.challenge.take() else {
+            return Err(End::Close(CLOSE_POLICY, "connect failed"));
+        };
+        let span = tracing::info_span!("request", method = Method::Connect.name());
+        let started = std::time::Instant::now();
+        let connecting = Box::pin(openclaw::connect(
+            &self.gw,
+            &self.ctx,
+            &challenge,
+            request.params,
+        ));
+        let answer = tracing::Instrument::instrument(connecting, span.clone()).await;
+        let outcome = answer.as_ref().map_or("error", |_| OK);
+        self.gw
+            .rt
+            .metrics
+            .rpc(Method::Connect, outcome, started.elapsed());
+        match answer {
+            Ok(hello) => {
+                span.in_scope(|| self.connected());
+                self.send(openclaw::ok_frame(&request.id, &hello))
+            }
+            Err(refusal) => {
+                tracing::info!(conn = %self.ctx.conn_id, remote = %self.ctx.remote_ip, "OpenClaw connect refused: {}", refusal.error.message);
+                self.send(openclaw::error_frame(&request.id, &refusal.error))?;
+                Err(End::Close(refusal.close, refusal.reason))
             }
         }
     }
@@ -507,8 +635,15 @@ impl Connection {
         {
             return Ok(());
         }
+        let frame = if self.openclaw {
+            match openclaw::event_frame(&self.gw, event, self.seq + 1) {
+                Some(frame) => frame,
+                None => return Ok(()),
+            }
+        } else {
+            event_frame(event.kind.name(), &event.data, self.seq + 1)
+        };
         self.seq += 1;
-        let frame = event_frame(event.kind.name(), &event.data, self.seq);
         self.gw.rt.metrics.event_sent(match &event.kind {
             Kind::Core(kind) => kind.name(),
             Kind::Plugin(_) => PLUGIN_EVENT_LABEL,

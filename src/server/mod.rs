@@ -7,6 +7,7 @@ mod http;
 pub mod listen;
 mod metered;
 pub(crate) mod openai_api;
+mod openclaw;
 mod outbound;
 mod plugin_http;
 mod sidecars;

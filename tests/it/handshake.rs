@@ -208,46 +208,21 @@ async fn connect_twice_is_a_conflict() {
 }
 
 #[tokio::test]
-async fn every_connection_opens_with_openclaws_challenge_and_a_v4_request_gets_a_clear_refusal() {
+async fn every_connection_opens_with_openclaws_challenge_which_native_clients_skip() {
     let gw = TestGateway::start("").await;
     let mut ws = gw.raw().await;
     ws.skip_challenge = false;
     let challenge = ws.recv().await;
     assert_eq!(challenge["type"], "event");
     assert_eq!(challenge["event"], "connect.challenge");
-    assert_eq!(challenge["payload"], challenge["data"]);
     assert!(challenge["payload"]["nonce"].as_str().unwrap().len() >= 16);
     assert!(
         challenge.get("seq").is_none(),
         "native event numbering is untouched"
     );
-    // What OpenClaw's client sends once challenged.
-    ws.send_text(
-        &serde_json::json!({
-            "type": "req", "id": "c1", "method": "connect",
-            "params": {"minProtocol": 4, "maxProtocol": 4,
-                       "client": {"id": "cli", "version": "2026.9.6", "platform": "linux", "mode": "cli"},
-                       "auth": {"token": TOKEN}},
-        })
-        .to_string(),
-    )
-    .await;
-    let refusal = ws.recv().await;
-    assert_eq!(refusal["type"], "res");
-    assert_eq!(refusal["id"], "c1");
-    assert_eq!(refusal["ok"], false);
-    assert_eq!(refusal["error"]["code"], "INVALID_REQUEST");
-    assert!(
-        refusal["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("does not serve OpenClaw's protocol v4 yet"),
-        "{refusal}"
-    );
-    assert_eq!(
-        ws.recv_or_close().await,
-        Err(Closed::Code(1002, "protocol mismatch".into()))
-    );
+    // Then a native connect is answered natively.
+    let hello = ws.connect(serde_json::json!({"token": TOKEN}), None).await;
+    assert_eq!(hello["result"]["protocol"], 1);
     // A native client on the next connection is served as before.
     let mut native = gw.operator().await;
     let health = native.call("health", serde_json::json!({})).await;

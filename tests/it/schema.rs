@@ -138,6 +138,11 @@ fn no_method_or_event_name_is_spelled_in_src() {
             "\"status\"",
             "the tailscale CLI's status subcommand",
         ),
+        (
+            "src/server/openclaw/convert.rs",
+            "\"connect\"",
+            "OpenClaw's presence reason for a client that is connected",
+        ),
     ];
     let mut found = Vec::new();
     let mut dirs = vec![std::path::PathBuf::from(concat!(

