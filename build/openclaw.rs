@@ -259,17 +259,25 @@ pub fn tables(oc: &OpenClaw) -> String {
         .iter()
         .map(|e| format!("V4Event::{}, ", pascal(&e.name)))
         .collect();
-    let from_native: String = oc
-        .events
+    // Native event -> every v4 event made from it, in table order.
+    let mut by_native: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for e in &oc.events {
+        for n in &e.natives {
+            by_native.entry(n).or_default().push(&e.name);
+        }
+    }
+    let from_native: String = by_native
         .iter()
-        .flat_map(|e| {
-            e.natives.iter().map(move |n| {
-                format!(
-                    "            EventKind::{} => Some(V4Event::{}),\n",
-                    pascal(n),
-                    pascal(&e.name)
-                )
-            })
+        .map(|(n, v4)| {
+            let list: Vec<String> = v4
+                .iter()
+                .map(|e| format!("V4Event::{}", pascal(e)))
+                .collect();
+            format!(
+                "            EventKind::{} => &[{}],\n",
+                pascal(n),
+                list.join(", ")
+            )
         })
         .collect();
     let _ = writeln!(
@@ -288,7 +296,7 @@ pub fn tables(oc: &OpenClaw) -> String {
     );
     let _ = writeln!(
         w,
-        "    /// The v4 event a native event becomes, if any.\n    pub fn from_native(kind: EventKind) -> Option<V4Event> {{\n        match kind {{\n{from_native}            _ => None,\n        }}\n    }}\n}}"
+        "    /// The v4 events a native event becomes (none for most).\n    pub fn from_native(kind: EventKind) -> &'static [V4Event] {{\n        match kind {{\n{from_native}            _ => &[],\n        }}\n    }}\n}}"
     );
     w
 }

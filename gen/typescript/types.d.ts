@@ -861,6 +861,10 @@ export interface ChatParams {
    */
   message: string;
   /**
+   * The run's id, chosen by the client so that it can match the run's events before the result arrives (OpenClaw's clients use their idempotency key). Conflict while a run with this id is running; generated when omitted.
+   */
+  runId?: string;
+  /**
    * The session; default agent:<agentId>:main.
    */
   sessionKey?: string;

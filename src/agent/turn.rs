@@ -134,6 +134,11 @@ impl Turns {
         self.runs.abort(run_id)
     }
 
+    /// Whether a run with this id is running now.
+    pub fn is_running(&self, run_id: &str) -> bool {
+        self.runs.is_running(run_id)
+    }
+
     /// Runs one turn: streams agent.message events (and each delta to
     /// `on_delta`), honours `abort`, and stores both sides of a stored
     /// session's turn. Everything logged meanwhile carries the run's id,
@@ -169,6 +174,13 @@ impl Turns {
         } = request;
         let rt = &self.rt;
         let run_id = run_id.expect("run names every run");
+        // Claimed first: a run id a client chose may already be in use.
+        let mut run = self.runs.start(&run_id).ok_or_else(|| {
+            RpcError::new(
+                ErrorCode::Conflict,
+                format!("run {run_id} is already running"),
+            )
+        })?;
         let (session_key, history, session_model) = match session {
             Session::Stored(guard) => {
                 let key = guard.key().to_string();
@@ -224,7 +236,6 @@ impl Turns {
             }
             Delta::Thinking(text) => events.thinking(text),
         };
-        let mut run = self.runs.start(&run_id);
         let started = std::time::Instant::now();
         let timed_out = async {
             match deadline {
@@ -358,17 +369,23 @@ struct Runs {
 }
 
 impl Runs {
-    fn start(&self, run_id: &str) -> RunGuard<'_> {
+    /// None when a run with this id is running already.
+    fn start(&self, run_id: &str) -> Option<RunGuard<'_>> {
         let (tx, rx) = tokio::sync::watch::channel(false);
-        self.running
-            .lock()
-            .expect("runs")
-            .insert(run_id.to_string(), tx);
-        RunGuard {
+        let mut running = self.running.lock().expect("runs");
+        if running.contains_key(run_id) {
+            return None;
+        }
+        running.insert(run_id.to_string(), tx);
+        Some(RunGuard {
             runs: self,
             run_id: run_id.to_string(),
             aborted: rx,
-        }
+        })
+    }
+
+    fn is_running(&self, run_id: &str) -> bool {
+        self.running.lock().expect("runs").contains_key(run_id)
     }
 
     fn abort(&self, run_id: &str) -> bool {

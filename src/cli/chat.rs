@@ -241,6 +241,7 @@ impl Chat {
         let params = ChatParams {
             agent_id: Some(param(&self.agent).map_err(ClientError::Transport)?),
             idempotency_key: None,
+            run_id: None,
             message: param(&message).map_err(ClientError::Transport)?,
             session_key: Some(param(&self.session).map_err(ClientError::Transport)?),
             wait: true,

@@ -34,7 +34,7 @@ pub async fn chat(gw: &Gateway, owner: &str, params: ChatParams) -> Result<ChatR
         agent,
         session: Session::Stored(&session),
         message: params.message.to_string(),
-        run_id: None,
+        run_id: params.run_id.map(|r| r.to_string()),
         deadline: None,
     };
     let done = gw.turns.run(turn, &mut |_| {}).await?;

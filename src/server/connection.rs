@@ -494,15 +494,21 @@ impl Connection {
             let e = V4Error::missing_scope(method.scope());
             return self.send(openclaw::error_frame(&request.id, &e));
         }
+        let params = match openclaw::validate(method, request.params) {
+            Ok(params) => params,
+            Err(e) => return self.send(openclaw::error_frame(&request.id, &e)),
+        };
+        if let Some(ack) = openclaw::accepted(method, &params) {
+            self.send(openclaw::ok_frame(&request.id, &ack))?;
+        }
         let gw = Arc::clone(&self.gw);
         let ctx = Arc::clone(&self.ctx);
         let id = request.id;
-        let params = request.params;
         let span = tracing::info_span!("request", method = method.name());
         let response: Response = Box::pin(tracing::Instrument::instrument(
             async move {
                 let started = std::time::Instant::now();
-                let outcome = openclaw::call(&gw, &ctx, method, params).await;
+                let outcome = openclaw::call(Arc::clone(&gw), ctx, method, params).await;
                 let code = outcome.as_ref().map_or("error", |_| OK);
                 gw.rt.metrics.rpc(method.native(), code, started.elapsed());
                 match outcome {
@@ -635,15 +641,15 @@ impl Connection {
         {
             return Ok(());
         }
-        let frame = if self.openclaw {
-            match openclaw::event_frame(&self.gw, event, self.seq + 1) {
-                Some(frame) => frame,
-                None => return Ok(()),
+        if self.openclaw {
+            for frame in openclaw::event_frames(&self.gw, event, self.seq + 1) {
+                self.seq += 1;
+                self.send(frame)?;
             }
-        } else {
-            event_frame(event.kind.name(), &event.data, self.seq + 1)
-        };
+            return Ok(());
+        }
         self.seq += 1;
+        let frame = event_frame(event.kind.name(), &event.data, self.seq);
         self.gw.rt.metrics.event_sent(match &event.kind {
             Kind::Core(kind) => kind.name(),
             Kind::Plugin(_) => PLUGIN_EVENT_LABEL,

@@ -270,3 +270,43 @@ async fn a_busy_session_fails_fast_when_asked_not_to_wait() {
     assert_eq!(error_code(&frame), ErrorCode::Conflict.code());
     assert!(frame["error"]["message"].as_str().unwrap().contains("busy"));
 }
+
+#[tokio::test]
+async fn a_client_chosen_run_id_names_the_run_and_cannot_be_used_twice_at_once() {
+    let gw = TestGateway::start("").await;
+    let mut caller = gw.operator().await;
+    let mut other = gw.operator().await;
+    let long = "word ".repeat(3000);
+    let id = caller
+        .request(
+            "chat",
+            json!({"message": long, "sessionKey": "mine-a", "runId": "client-run-1"}),
+        )
+        .await;
+    let first = caller.event("agent.message").await;
+    assert_eq!(first["data"]["runId"], "client-run-1");
+    let clash = other
+        .call(
+            "chat",
+            json!({"message": "hi", "sessionKey": "mine-b", "runId": "client-run-1"}),
+        )
+        .await;
+    assert_eq!(error_code(&clash), ErrorCode::Conflict.code(), "{clash}");
+    let abort = other.call("chat.abort", json!({"runId": "client-run-1"})).await;
+    assert_eq!(abort["result"]["aborted"], true);
+    let result = loop {
+        let frame = caller.recv().await;
+        if frame["id"] == json!(id) {
+            break frame["result"].clone();
+        }
+    };
+    assert_eq!(result["runId"], "client-run-1");
+    // Once it ended, the id may be used again.
+    let again = other
+        .call(
+            "chat",
+            json!({"message": "hi", "sessionKey": "mine-b", "runId": "client-run-1"}),
+        )
+        .await;
+    assert_eq!(again["result"]["runId"], "client-run-1", "{again}");
+}

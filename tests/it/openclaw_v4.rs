@@ -72,10 +72,15 @@ fn violations(pointer: &str, value: &Value) -> Vec<String> {
         .collect()
 }
 
-const SERVED: [&str; 5] = [
+const SERVED: [&str; 10] = [
+    "agent",
+    "chat.abort",
+    "chat.history",
+    "chat.send",
     "health",
     "last-heartbeat",
     "models.list",
+    "sessions.list",
     "status",
     "system-presence",
 ];
@@ -403,6 +408,14 @@ async fn device_proofs_are_checked_against_the_connections_own_challenge() {
 }
 
 fn openclaw_cli(dir: &std::path::Path, args: &[&str]) -> (bool, Value) {
+    openclaw_cli_with_env(dir, args, &[])
+}
+
+fn openclaw_cli_with_env(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (bool, Value) {
     let cli = installed(clients_dir().join("node_modules/openclaw/openclaw.mjs"));
     let out = std::process::Command::new(node())
         .arg(cli)
@@ -412,6 +425,7 @@ fn openclaw_cli(dir: &std::path::Path, args: &[&str]) -> (bool, Value) {
         .env("OPENCLAW_NO_AUTO_UPDATE", "1")
         .env_remove("OPENCLAW_GATEWAY_URL")
         .env_remove("OPENCLAW_GATEWAY_TOKEN")
+        .envs(env.iter().copied())
         .output()
         .expect("run the openclaw CLI");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -492,6 +506,43 @@ async fn the_openclaw_cli_calls_clawgate_unchanged() {
         wrong["error"]["details"]["code"], "AUTH_TOKEN_MISMATCH",
         "{wrong}"
     );
+
+    // A chat turn through the CLI (its agent command, on the gateway named
+    // by OPENCLAW_GATEWAY_URL/TOKEN), then the session it left.
+    let (ok, turn) = tokio::task::spawn_blocking({
+        let (url, home) = (gw.url.clone(), home.clone());
+        move || {
+            openclaw_cli_with_env(
+                &home,
+                &[
+                    "agent",
+                    "-m",
+                    "hello through the CLI",
+                    "--session-key",
+                    "agent:main:main",
+                    "--json",
+                ],
+                &[
+                    ("OPENCLAW_GATEWAY_URL", &url),
+                    ("OPENCLAW_GATEWAY_TOKEN", TOKEN),
+                ],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{turn}");
+    assert_eq!(turn["status"], "ok", "{turn}");
+    assert_eq!(
+        turn["result"]["payloads"][0]["text"],
+        "hello through the CLI"
+    );
+    let (ok, sessions) = call("sessions.list").await.unwrap();
+    assert!(ok, "{sessions}");
+    assert_eq!(
+        sessions["sessions"][0]["key"], "agent:main:main",
+        "{sessions}"
+    );
     let _ = std::fs::remove_dir_all(home);
 }
 
@@ -529,7 +580,9 @@ async fn the_reference_client_connects_with_a_device_and_reconnects_across_a_res
             "--calls",
             "health,system-presence",
             "--events",
-            "tick,shutdown",
+            "tick,shutdown,chat",
+            "--chat",
+            "hi from the reference client",
             "--hellos",
             "2",
             "--key",
@@ -556,6 +609,7 @@ async fn the_reference_client_connects_with_a_device_and_reconnects_across_a_res
             return line;
         }
         assert_ne!(line["kind"], "done", "ended early: {line}");
+        assert_ne!(line["kind"], "gap", "event numbers must not skip: {line}");
     };
     let device = next("device");
     let hello = next("hello");
@@ -576,8 +630,23 @@ async fn the_reference_client_connects_with_a_device_and_reconnects_across_a_res
             .any(|e| e["host"] == "gateway-client"),
         "{presence}"
     );
-    let tick = next("event");
-    assert_eq!(tick["event"], "tick", "{tick}");
+    let sent = next("result");
+    assert_eq!(sent["method"], "chat.send", "{sent}");
+    assert_eq!(sent["payload"]["status"], "started", "{sent}");
+    // The chat turn streams to the client, and ticks keep its socket.
+    let (mut ticked, mut replied) = (false, false);
+    while !(ticked && replied) {
+        let event = next("event");
+        ticked |= event["event"] == "tick";
+        if event["event"] == "chat" && event["payload"]["state"] == "final" {
+            assert_eq!(event["payload"]["runId"], sent["payload"]["runId"]);
+            assert_eq!(
+                event["payload"]["message"]["content"][0]["text"],
+                "hi from the reference client"
+            );
+            replied = true;
+        }
+    }
 
     // A graceful restart: the client hears shutdown, then reconnects to the
     // new process with the same device identity.
@@ -600,4 +669,160 @@ async fn the_reference_client_connects_with_a_device_and_reconnects_across_a_res
     assert!(client.wait().unwrap().success());
     gw.owns_dir = true;
     gw.terminate();
+}
+
+/// The next event frame with this name, checked against the contract.
+async fn v4_event(ws: &mut Ws, name: &str) -> Value {
+    loop {
+        let frame = ws.recv().await;
+        if frame["type"] == "event" && frame["event"] == name {
+            conforms("/definitions/EventFrame", &frame);
+            return frame;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_chat_turn_streams_openclaws_chat_and_agent_events_and_is_stored() {
+    let gw = TestGateway::start("").await;
+    let (mut ws, _) = v4_operator(&gw).await;
+    let key = "5f0c6a52-8d3b-4a57-9a4e-1f2d3c4b5a69";
+    let sent = request(
+        &mut ws,
+        "1",
+        "chat.send",
+        json!({"sessionKey": "agent:main:main", "message": "hello from v4", "idempotencyKey": key}),
+    )
+    .await;
+    assert_eq!(sent["ok"], true, "{sent}");
+    assert_eq!(sent["payload"]["runId"], key);
+    assert!(
+        ["started", "ok"].contains(&sent["payload"]["status"].as_str().unwrap()),
+        "{sent}"
+    );
+    // The echo agent streams its reply, then ends; every step in
+    // OpenClaw's chat shape, numbered per run, under the client's key.
+    let mut text = String::new();
+    let final_event = loop {
+        let chat = v4_event(&mut ws, "chat").await;
+        conforms("/definitions/ChatEvent", &chat["payload"]);
+        assert_eq!(chat["payload"]["runId"], key);
+        assert_eq!(chat["payload"]["sessionKey"], "agent:main:main");
+        match chat["payload"]["state"].as_str().unwrap() {
+            "delta" => text.push_str(chat["payload"]["deltaText"].as_str().unwrap()),
+            "final" => break chat,
+            other => panic!("unexpected state {other}: {chat}"),
+        }
+    };
+    assert_eq!(text, "hello from v4");
+    assert_eq!(
+        final_event["payload"]["message"]["content"][0]["text"],
+        "hello from v4"
+    );
+    // The chat history and the session list show the turn.
+    let history = request(
+        &mut ws,
+        "2",
+        "chat.history",
+        json!({"sessionKey": "agent:main:main", "limit": 10}),
+    )
+    .await;
+    let messages = history["payload"]["messages"].as_array().unwrap();
+    let roles: Vec<&str> = messages
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant"]);
+    assert_eq!(messages[0]["runId"], key);
+    let sessions = request(&mut ws, "3", "sessions.list", json!({"limit": 5})).await;
+    assert_eq!(sessions["payload"]["sessions"][0]["key"], "agent:main:main");
+    conforms(
+        "/definitions/SessionRow",
+        &sessions["payload"]["sessions"][0],
+    );
+    // The same key again does not run the turn again.
+    let again = request(
+        &mut ws,
+        "4",
+        "chat.send",
+        json!({"sessionKey": "agent:main:main", "message": "hello from v4", "idempotencyKey": key}),
+    )
+    .await;
+    assert_eq!(again["payload"]["runId"], key);
+    let history = request(
+        &mut ws,
+        "5",
+        "chat.history",
+        json!({"sessionKey": "agent:main:main"}),
+    )
+    .await;
+    assert_eq!(history["payload"]["messages"].as_array().unwrap().len(), 2);
+    // Stopping needs the run's id.
+    let abort = request(
+        &mut ws,
+        "6",
+        "chat.abort",
+        json!({"sessionKey": "agent:main:main"}),
+    )
+    .await;
+    assert_eq!(abort["error"]["code"], "INVALID_REQUEST");
+    let abort = request(
+        &mut ws,
+        "7",
+        "chat.abort",
+        json!({"sessionKey": "agent:main:main", "runId": key}),
+    )
+    .await;
+    assert_eq!(
+        abort["payload"],
+        json!({"ok": true, "aborted": false, "runIds": []})
+    );
+}
+
+#[tokio::test]
+async fn agent_answers_accepted_at_once_then_the_reply() {
+    let gw = TestGateway::start("").await;
+    let (mut ws, _) = v4_operator(&gw).await;
+    ws.send_text(
+        &json!({"type": "req", "id": "a1", "method": "agent",
+                "params": {"message": "ping", "idempotencyKey": "agent-run-1"}})
+        .to_string(),
+    )
+    .await;
+    let mut answers = Vec::new();
+    while answers.len() < 2 {
+        let frame = ws.recv().await;
+        if frame["type"] == "res" {
+            conforms("/definitions/ResponseFrame", &frame);
+            assert_eq!(frame["id"], "a1");
+            answers.push(frame);
+        }
+    }
+    assert_eq!(answers[0]["payload"]["status"], "accepted");
+    assert_eq!(answers[0]["payload"]["runId"], "agent-run-1");
+    assert_eq!(answers[1]["payload"]["status"], "ok");
+    assert_eq!(
+        answers[1]["payload"]["result"]["payloads"][0]["text"],
+        "ping"
+    );
+    assert_eq!(
+        answers[1]["payload"]["result"]["meta"]["sessionKey"],
+        "agent:main:main"
+    );
+    // A turn that cannot start fails the second answer.
+    ws.send_text(
+        &json!({"type": "req", "id": "a2", "method": "agent",
+                "params": {"message": "ping", "idempotencyKey": "agent-run-2", "agentId": "nobody"}})
+        .to_string(),
+    )
+    .await;
+    let mut answers = Vec::new();
+    while answers.len() < 2 {
+        let frame = ws.recv().await;
+        if frame["type"] == "res" {
+            answers.push(frame);
+        }
+    }
+    assert_eq!(answers[1]["ok"], false, "{}", answers[1]);
+    assert_eq!(answers[1]["error"]["code"], "INVALID_REQUEST");
 }

@@ -3,12 +3,13 @@
 // sees: hello, result, event, close, error, done.
 //
 //   node client.mjs <url> <token> [--calls m1,m2] [--events e1,e2]
-//                   [--hellos N] [--key FILE] [--timeout MS]
+//                   [--hellos N] [--key FILE] [--timeout MS] [--chat TEXT]
 //
 // With --key the device identity (an Ed25519 key) is kept in FILE and
 // reused; without it a fresh one is made. After each hello it calls every
-// method in --calls, and it ends once it has seen --hellos hellos, every
-// call's answer and every event named in --events (or at --timeout, exit 2).
+// method in --calls (and with --chat, chat.send of TEXT to agent:main:main),
+// and it ends once it has seen --hellos hellos, every call's answer and
+// every event named in --events (or at --timeout, exit 2).
 import { GatewayClient } from "@openclaw/gateway-client";
 import crypto from "node:crypto";
 import fs from "node:fs";
@@ -23,6 +24,7 @@ const calls = list("calls");
 const wantedEvents = new Set(list("events"));
 const hellosWanted = Number(opt("hellos", "1"));
 const keyFile = opt("key");
+const chat = opt("chat");
 const print = (line) => process.stdout.write(JSON.stringify(line) + "\n");
 
 function identity() {
@@ -78,6 +80,10 @@ const client = new GatewayClient({
         print({ kind: "result", method, ok: false, code: e.gatewayCode ?? e.code, message: e.message, details: e.details });
       }
       answered += 1;
+    }
+    if (chat) {
+      const sent = await client.request("chat.send", { sessionKey: "agent:main:main", message: chat, idempotencyKey: crypto.randomUUID() });
+      print({ kind: "result", method: "chat.send", ok: true, payload: sent });
     }
     maybeDone();
   },

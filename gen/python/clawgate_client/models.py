@@ -383,6 +383,11 @@ class ChatParams(BaseModel):
         min_length=1,
     )
     message: str = Field(..., description='What the user says.', min_length=1)
+    runId: str | None = Field(
+        None,
+        description="The run's id, chosen by the client so that it can match the run's events before the result arrives (OpenClaw's clients use their idempotency key). Conflict while a run with this id is running; generated when omitted.",
+        pattern='^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$',
+    )
     sessionKey: str | None = Field(
         None,
         description='The session; default agent:<agentId>:main.',

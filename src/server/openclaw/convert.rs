@@ -126,3 +126,87 @@ pub fn model(agent: &native::AgentInfo) -> Option<v4::ModelChoice> {
         available: Some(true),
     })
 }
+
+/// A transcript message in OpenClaw's shape: its text as one part.
+pub fn message(m: &native::ChatMessage) -> serde_json::Value {
+    let mut out = serde_json::json!({
+        "role": m.role.to_string(),
+        "content": [{"type": "text", "text": m.content}],
+        "timestamp": m.created_at_ms,
+    });
+    if m.status == native::ChatMessageStatus::Aborted {
+        out["stopReason"] = "aborted".into();
+    }
+    if let Some(run) = &m.run_id {
+        out["runId"] = run.as_str().into();
+    }
+    out
+}
+
+/// A native agent.message as OpenClaw's chat event.
+pub fn chat_event(e: &native::AgentMessageEvent) -> serde_json::Value {
+    let mut out = serde_json::json!({
+        "runId": e.run_id,
+        "sessionKey": e.session_key,
+        "agentId": e.agent_id,
+        "seq": e.run_seq.get(),
+        "state": e.state.to_string(),
+    });
+    match e.state {
+        native::AgentMessageEventState::Delta => {
+            out["deltaText"] = e.delta.clone().unwrap_or_default().into();
+        }
+        native::AgentMessageEventState::Error => {
+            if let Some(error) = &e.error {
+                out["errorMessage"] = error.as_str().into();
+            }
+        }
+        _ => {}
+    }
+    if let Some(m) = &e.message {
+        out["message"] = message(m);
+    }
+    out
+}
+
+/// A native agent.message as OpenClaw's agent event: assistant text, or
+/// the lifecycle's end or error.
+pub fn agent_event(e: &native::AgentMessageEvent) -> Option<serde_json::Value> {
+    use native::AgentMessageEventState as State;
+    let (stream, data) = match e.state {
+        State::Delta => (
+            "assistant",
+            serde_json::json!({ "text": e.delta.as_deref()? }),
+        ),
+        State::Final => ("lifecycle", serde_json::json!({ "phase": "end" })),
+        State::Aborted => (
+            "lifecycle",
+            serde_json::json!({ "phase": "end", "aborted": true }),
+        ),
+        State::Error => (
+            "lifecycle",
+            serde_json::json!({ "phase": "error", "error": e.error.as_deref().unwrap_or("") }),
+        ),
+    };
+    Some(serde_json::json!({
+        "runId": e.run_id,
+        "seq": e.run_seq.get(),
+        "stream": stream,
+        "ts": crate::clock::now_ms(),
+        "data": data,
+    }))
+}
+
+pub fn session_row(s: &native::SessionInfo) -> serde_json::Value {
+    let mut row = serde_json::json!({
+        "key": s.key,
+        "kind": "direct",
+        "agentId": s.agent_id,
+        "updatedAt": s.updated_at_ms,
+        "isMain": s.key == crate::agent::main_session_key(&s.agent_id),
+    });
+    if let Some(label) = &s.label {
+        row["label"] = label.as_str().into();
+    }
+    row
+}

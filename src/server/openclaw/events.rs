@@ -1,6 +1,6 @@
 //! Native events in OpenClaw's shape: the table generated from
 //! `schema/openclaw/events.json` says which native events become which v4
-//! event; this module shapes their payloads.
+//! events; this module shapes their payloads.
 
 use super::{convert, frames, V4Event};
 use crate::bus::{Kind, Published};
@@ -8,17 +8,35 @@ use crate::gateway::Gateway;
 use crate::protocol::types as native;
 use serde_json::{json, Value};
 
-/// The v4 frame for a native event, numbered `seq`; None when the event
-/// has no v4 form.
-pub fn frame(gw: &Gateway, event: &Published, seq: u64) -> Option<String> {
+/// The v4 frames for a native event (none, one or more), numbered from
+/// `seq`.
+pub fn frames(gw: &Gateway, event: &Published, seq: u64) -> Vec<String> {
     let Kind::Core(kind) = &event.kind else {
-        return None;
+        return Vec::new();
     };
-    let v4 = V4Event::from_native(*kind)?;
-    let (payload, state) = match v4 {
-        V4Event::Tick => (event.data.clone(), None),
+    V4Event::from_native(*kind)
+        .iter()
+        .filter_map(|v4| payload(gw, *v4, &event.data).map(|p| (*v4, p)))
+        .enumerate()
+        .map(|(i, (v4, (payload, state)))| {
+            debug_assert!(
+                serde_json::from_str(&payload)
+                    .is_ok_and(|p| super::schemas().validate(v4.payload_def(), &p).is_ok()),
+                "{} sent outside its schema: {payload}",
+                v4.name()
+            );
+            frames::event_frame(v4.name(), &payload, seq + i as u64, state)
+        })
+        .collect()
+}
+
+type Payload = (String, Option<(u64, u64)>);
+
+fn payload(gw: &Gateway, v4: V4Event, data: &str) -> Option<Payload> {
+    Some(match v4 {
+        V4Event::Tick => (data.to_string(), None),
         V4Event::Health => {
-            let health: native::HealthSnapshot = serde_json::from_str(&event.data).ok()?;
+            let health: native::HealthSnapshot = serde_json::from_str(data).ok()?;
             let payload = convert::health(&health, &gw.config().agents.default);
             (
                 json!(payload).to_string(),
@@ -34,19 +52,20 @@ pub fn frame(gw: &Gateway, event: &Published, seq: u64) -> Option<String> {
             )
         }
         V4Event::Shutdown => {
-            let closing: Value = serde_json::from_str(&event.data).ok()?;
+            let closing: Value = serde_json::from_str(data).ok()?;
             let mut payload = json!({ "reason": closing["reason"] });
             if let Some(ms) = closing["restartExpectedMs"].as_u64() {
                 payload["restartExpectedMs"] = ms.into();
             }
             (payload.to_string(), None)
         }
-    };
-    debug_assert!(
-        serde_json::from_str(&payload)
-            .is_ok_and(|p| super::schemas().validate(v4.payload_def(), &p).is_ok()),
-        "{} sent outside its schema: {payload}",
-        v4.name()
-    );
-    Some(frames::event_frame(v4.name(), &payload, seq, state))
+        V4Event::Chat => {
+            let message: native::AgentMessageEvent = serde_json::from_str(data).ok()?;
+            (convert::chat_event(&message).to_string(), None)
+        }
+        V4Event::Agent => {
+            let message: native::AgentMessageEvent = serde_json::from_str(data).ok()?;
+            (convert::agent_event(&message)?.to_string(), None)
+        }
+    })
 }

@@ -92,14 +92,11 @@ mod tests {
 
     #[test]
     fn requests_are_told_apart_and_parsed_strictly() {
-        assert!(is_v4_request(
-            r#"{"type":"req","id":"1","method":"m"}"#
-        ));
+        assert!(is_v4_request(r#"{"type":"req","id":"1","method":"m"}"#));
         assert!(!is_v4_request(r#"{"id":"1","method":"m"}"#));
         assert!(!is_v4_request(r#"{"type":"event","event":"x"}"#));
         assert!(!is_v4_request("not json"));
-        let ok =
-            parse(r#"{"type":"req","id":"a","method":"m","params":{"probe":true}}"#).unwrap();
+        let ok = parse(r#"{"type":"req","id":"a","method":"m","params":{"probe":true}}"#).unwrap();
         assert_eq!((ok.id.as_str(), ok.method.as_str()), ("a", "m"));
         let (id, e) = parse(r#"{"type":"req","id":"b","method":"m","extra":1}"#).unwrap_err();
         assert_eq!(id.as_deref(), Some("b"));

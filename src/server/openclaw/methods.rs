@@ -7,17 +7,16 @@ use super::error::V4Error;
 use super::{schemas, V4Method};
 use crate::gateway::Gateway;
 use crate::protocol::types as native;
-use crate::protocol::{dispatch, CallContext, RpcError};
+use crate::protocol::{dispatch, CallContext, ErrorCode, Method, RpcError};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
-/// Runs one v4 method; the payload as JSON text.
-pub async fn call(
-    gw: &Gateway,
-    ctx: &CallContext,
-    method: V4Method,
-    params: Value,
-) -> Result<String, V4Error> {
+/// Checks params against the method's schema; missing params are `{}`.
+pub fn validate(method: V4Method, params: Value) -> Result<Value, V4Error> {
     let params = match params {
         Value::Null => json!({}),
         other => other,
@@ -35,20 +34,45 @@ pub async fn call(
             first.message
         )));
     }
+    Ok(params)
+}
+
+/// The first answer of a method that answers twice (agent: accepted now,
+/// the reply when the turn ends); None for the others.
+pub fn accepted(method: V4Method, params: &Value) -> Option<String> {
+    (method == V4Method::Agent).then(|| {
+        json!({
+            "runId": run_id(text(params, "idempotencyKey")),
+            "status": "accepted",
+            "acceptedAt": crate::clock::now_ms(),
+        })
+        .to_string()
+    })
+}
+
+/// Runs one v4 method on validated params; the payload as JSON text.
+pub async fn call(
+    gw: Arc<Gateway>,
+    ctx: Arc<CallContext>,
+    method: V4Method,
+    params: Value,
+) -> Result<String, V4Error> {
     let native_method = method.native();
-    let answer = dispatch(gw, ctx, native_method, json!({})).await?;
     let payload = match method {
-        V4Method::Status => return Ok(answer),
+        V4Method::Status => return Ok(dispatch(&*gw, &ctx, native_method, json!({})).await?),
         V4Method::Health => {
-            let health: native::HealthSnapshot = read(&answer)?;
+            let health: native::HealthSnapshot =
+                native_call(&gw, &ctx, native_method, json!({})).await?;
             json!(convert::health(&health, &gw.config().agents.default))
         }
         V4Method::SystemPresence => {
-            let presence: native::PresenceSnapshot = read(&answer)?;
+            let presence: native::PresenceSnapshot =
+                native_call(&gw, &ctx, native_method, json!({})).await?;
             json!(convert::presence(&presence))
         }
         V4Method::LastHeartbeat => {
-            let result: native::HeartbeatLastResult = read(&answer)?;
+            let result: native::HeartbeatLastResult =
+                native_call(&gw, &ctx, native_method, json!({})).await?;
             let last = result
                 .heartbeats
                 .iter()
@@ -57,7 +81,8 @@ pub async fn call(
             json!(last.map(convert::heartbeat))
         }
         V4Method::ModelsList => {
-            let status: native::StatusResult = read(&answer)?;
+            let status: native::StatusResult =
+                native_call(&gw, &ctx, native_method, json!({})).await?;
             let only = params.get("agentId").and_then(Value::as_str);
             let mut models: Vec<_> = status
                 .agents
@@ -69,6 +94,84 @@ pub async fn call(
             models.dedup_by(|a, b| a.provider == b.provider && a.id == b.id);
             json!({ "models": models })
         }
+        V4Method::ChatSend => chat_send(gw, ctx, &params)?,
+        V4Method::ChatAbort => {
+            let Some(run) = params.get("runId").and_then(Value::as_str) else {
+                return Err(V4Error::invalid(
+                    "chat.abort needs runId: clawgate stops a run by its id (the chat.send idempotencyKey)",
+                ));
+            };
+            let result: native::ChatAbortResult =
+                native_call(&gw, &ctx, native_method, json!({ "runId": run })).await?;
+            let stopped: Vec<&str> = result.aborted.then_some(run).into_iter().collect();
+            json!({ "ok": true, "aborted": result.aborted, "runIds": stopped })
+        }
+        V4Method::ChatHistory => {
+            let mut query = json!({ "sessionKey": params["sessionKey"] });
+            if let Some(limit) = params.get("limit") {
+                query["limit"] = limit.clone();
+            }
+            let history: native::SessionsHistoryResult =
+                native_call(&gw, &ctx, native_method, query).await?;
+            json!({
+                "sessionKey": history.session_key,
+                "messages": history.messages.iter().map(convert::message).collect::<Vec<_>>(),
+            })
+        }
+        V4Method::SessionsList => {
+            let mut query = json!({});
+            if let Some(limit) = params.get("limit").and_then(Value::as_u64) {
+                query["limit"] = limit.min(1000).into();
+            }
+            for key in ["activeMinutes", "agentId"] {
+                if let Some(v) = params.get(key) {
+                    query[key] = v.clone();
+                }
+            }
+            if let Some(search) = params
+                .get("search")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
+                query["search"] = search.into();
+            }
+            let list: native::SessionsResult = native_call(&gw, &ctx, native_method, query).await?;
+            let rows: Vec<Value> = list.sessions.iter().map(convert::session_row).collect();
+            json!({ "count": rows.len(), "sessions": rows })
+        }
+        V4Method::Agent => {
+            let started = std::time::Instant::now();
+            let run = run_id(text(&params, "idempotencyKey"));
+            let mut turn = json!({
+                "message": params["message"],
+                "idempotencyKey": text(&params, "idempotencyKey"),
+                "runId": run,
+            });
+            for key in ["agentId", "sessionKey"] {
+                if let Some(v) = params
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                {
+                    turn[key] = v.into();
+                }
+            }
+            let done: native::ChatResult = native_call(&gw, &ctx, native_method, turn).await?;
+            let aborted = done.stop_reason == native::ChatResultStopReason::Aborted;
+            json!({
+                "runId": done.run_id,
+                "status": if aborted { "aborted" } else { "ok" },
+                "summary": if aborted { "aborted" } else { "completed" },
+                "result": {
+                    "payloads": [{ "text": done.message.content }],
+                    "meta": {
+                        "sessionKey": done.session_key,
+                        "agentId": done.agent_id,
+                        "durationMs": started.elapsed().as_millis() as u64,
+                    },
+                },
+            })
+        }
     };
     debug_assert!(
         schemas().validate(method.result_def(), &payload).is_ok(),
@@ -78,10 +181,69 @@ pub async fn call(
     Ok(payload.to_string())
 }
 
-fn read<T: DeserializeOwned>(answer: &str) -> Result<T, V4Error> {
-    serde_json::from_str(answer).map_err(|e| {
+type Turn = Pin<Box<dyn Future<Output = Result<String, RpcError>> + Send>>;
+
+/// Starts the turn and answers at once; the turn goes on in a task of its
+/// own and reports through its events. A turn that fails before it
+/// starts (an unknown agent, say) fails the request instead.
+fn chat_send(gw: Arc<Gateway>, ctx: Arc<CallContext>, params: &Value) -> Result<Value, V4Error> {
+    let key = text(params, "idempotencyKey");
+    let run = run_id(key);
+    if gw.turns.is_running(&run) {
+        return Ok(json!({ "runId": run, "status": "in_flight" }));
+    }
+    let native = json!({
+        "message": params["message"],
+        "sessionKey": params["sessionKey"],
+        "idempotencyKey": key,
+        "runId": run,
+    });
+    let mut turn: Turn = Box::pin(async move { dispatch(&*gw, &ctx, Method::Chat, native).await });
+    let status = match turn.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(Err(e)) => return Err(e.into()),
+        Poll::Ready(Ok(_)) => "ok",
+        Poll::Pending => {
+            tokio::spawn(async move {
+                if let Err(e) = turn.await {
+                    tracing::info!("an OpenClaw chat.send turn failed: {}", e.message);
+                }
+            });
+            "started"
+        }
+    };
+    Ok(json!({ "runId": run, "status": status }))
+}
+
+fn text<'a>(params: &'a Value, key: &str) -> &'a str {
+    params.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// The run id for a client's idempotency key: the key itself when it is a
+/// valid run id (OpenClaw's clients send UUIDs), else one derived from it.
+fn run_id(key: &str) -> String {
+    let valid = key.len() <= 128
+        && key.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
+    if valid {
+        key.to_string()
+    } else {
+        use sha2::{Digest, Sha256};
+        format!("run-{}", &hex::encode(Sha256::digest(key.as_bytes()))[..32])
+    }
+}
+
+async fn native_call<T: DeserializeOwned>(
+    gw: &Gateway,
+    ctx: &CallContext,
+    method: Method,
+    params: Value,
+) -> Result<T, V4Error> {
+    let answer = dispatch(gw, ctx, method, params).await?;
+    serde_json::from_str(&answer).map_err(|e| {
         V4Error::from(RpcError::new(
-            crate::protocol::ErrorCode::InternalError,
+            ErrorCode::InternalError,
             format!("cannot read the native result: {e}"),
         ))
     })

@@ -17,7 +17,7 @@ mod methods;
 
 pub use device::Challenge;
 pub use error::V4Error;
-pub use events::frame as event_frame;
+pub use events::frames as event_frames;
 pub use frames::{error_frame, is_v4_request, ok_frame, parse, V4Request};
 pub use handshake::connect;
-pub use methods::call;
+pub use methods::{accepted, call, validate};
