@@ -40,6 +40,9 @@ fn policy(explicit: Option<&Path>, against: &Path) -> Result<Policy, String> {
         None if compat::is_release_dir(against) && against.join(POLICY_FILE).exists() => {
             Policy::load(&against.join(POLICY_FILE))
         }
+        None if is_openclaw_contract_file(against) => {
+            Policy::parse(include_str!("../../schema/openclaw/policy.toml"))
+        }
         None => Ok(Policy::default()),
     }
 }
@@ -68,7 +71,13 @@ pub fn check(
             against.display()
         ));
     }
-    let new = match current.map_or_else(|| Ok(compat::current()), compat::load) {
+    // OpenClaw's published contract is checked against the v4 surface.
+    let served = if is_openclaw_contract_file(against) {
+        compat::openclaw_current
+    } else {
+        compat::current
+    };
+    let new = match current.map_or_else(|| Ok(served()), compat::load) {
         Ok(surface) => surface,
         Err(e) => return fail(e),
     };
@@ -195,4 +204,12 @@ pub fn snapshot(schema: Option<&Path>) -> u8 {
         }
         Err(e) => fail(e),
     }
+}
+
+fn is_openclaw_contract_file(path: &Path) -> bool {
+    path.is_file()
+        && std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .is_some_and(|value| compat::is_openclaw_contract(&value))
 }

@@ -176,6 +176,8 @@ pub fn load(path: &Path) -> Result<Value, String> {
         serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
     if value.get("protocolVersion").is_some() && value.get("methods").is_some() {
         Ok(value)
+    } else if is_openclaw_contract(&value) {
+        Ok(openclaw_contract_surface(&value))
     } else if value.get("$defs").is_some() && value.get("methods").is_some() {
         Ok(surface(&value))
     } else if is_plugin_manifest(&value) {
@@ -250,4 +252,115 @@ pub fn plugin_surface(manifest: &Value) -> Value {
             },
         },
     })
+}
+
+/// The surface of OpenClaw's protocol v4 as this binary serves it
+/// (`schema/openclaw/`).
+pub fn openclaw_current() -> Value {
+    surface(crate::protocol::openclaw::schemas().bundle())
+}
+
+/// Whether `value` is OpenClaw's published contract (`protocol.schema.json`
+/// of `@openclaw/gateway-protocol`: draft-07 `definitions`, and a method
+/// table of scopes without schemas).
+pub fn is_openclaw_contract(value: &Value) -> bool {
+    value.get("definitions").is_some()
+        && value.get("$defs").is_none()
+        && value["methods"]
+            .as_object()
+            .is_some_and(|m| m.values().all(|spec| spec.get("params").is_none()))
+}
+
+/// OpenClaw's contract as a surface of the methods and events clawgate
+/// serves, to check them against: a method's params and result are the
+/// contract's `<Name>Params` and `<Name>Result` definitions (any value
+/// where it names none), an event's payload its `<Name>Event`. A scope the
+/// contract derives from the params (`dynamic`) is taken as served.
+pub fn openclaw_contract_surface(contract: &Value) -> Value {
+    let served = openclaw_current();
+    let definitions = contract["definitions"]
+        .to_string()
+        .replace("\"#/definitions/", "\"#/$defs/");
+    let mut defs: Map<String, Value> = serde_json::from_str(&definitions).unwrap_or_default();
+    defs.values_mut().for_each(const_choices_as_enums);
+    let named = |name: String| {
+        defs.get(&name)
+            .map_or_else(|| json!({}), |s| inline(s, &defs, &mut Vec::new()))
+    };
+    let pascal = |name: &str| {
+        name.split(['.', '-', '_'])
+            .map(|part| {
+                let mut chars = part.chars();
+                chars
+                    .next()
+                    .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                    .unwrap_or_default()
+            })
+            .collect::<String>()
+    };
+    let mut methods = Map::new();
+    for (name, ours) in served["methods"].as_object().into_iter().flatten() {
+        let Some(spec) = contract["methods"].get(name) else {
+            continue;
+        };
+        let scope = match spec["scope"].as_str() {
+            Some("dynamic") | None => ours["scope"].clone(),
+            Some(scope) => Value::from(scope),
+        };
+        let base = pascal(name);
+        methods.insert(
+            name.clone(),
+            json!({"scope": scope, "params": named(format!("{base}Params")), "result": named(format!("{base}Result"))}),
+        );
+    }
+    let mut events = Map::new();
+    for (name, ours) in served["events"].as_object().into_iter().flatten() {
+        events.insert(
+            name.clone(),
+            json!({"scope": ours["scope"], "payload": named(format!("{}Event", pascal(name)))}),
+        );
+    }
+    json!({
+        "protocolVersion": served["protocolVersion"],
+        "minProtocolVersion": served["minProtocolVersion"],
+        "scopeImplies": served["scopeImplies"],
+        "errors": {},
+        "frames": {},
+        "methods": methods,
+        "events": events,
+        "config": null,
+    })
+}
+
+/// Rewrites TypeBox's unions of string constants (`anyOf: [{type: string,
+/// const: a}, …]`) as the `enum` they mean, which the rules compare.
+fn const_choices_as_enums(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            let choices: Option<Vec<Value>> =
+                map.get("anyOf")
+                    .and_then(Value::as_array)
+                    .and_then(|branches| {
+                        branches
+                            .iter()
+                            .map(|b| {
+                                let b = b.as_object()?;
+                                let only_const = b.keys().all(|k| k == "type" || k == "const")
+                                    && b.get("type").is_none_or(|t| t == "string");
+                                only_const
+                                    .then(|| b.get("const").filter(|c| c.is_string()).cloned())
+                                    .flatten()
+                            })
+                            .collect()
+                    });
+            if let Some(choices) = choices.filter(|c| !c.is_empty()) {
+                map.remove("anyOf");
+                map.insert("type".into(), "string".into());
+                map.insert("enum".into(), Value::Array(choices));
+            }
+            map.values_mut().for_each(const_choices_as_enums);
+        }
+        Value::Array(items) => items.iter_mut().for_each(const_choices_as_enums),
+        _ => {}
+    }
 }

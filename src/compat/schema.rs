@@ -66,6 +66,19 @@ impl Differ<'_> {
             return;
         }
         let (o, n) = (obj(old), obj(new));
+        // A schema without constraints allows any value: against it the
+        // other side only widened or narrowed, whatever it holds.
+        match (is_any(&o), is_any(&n)) {
+            (false, true) => {
+                let change = "now any value".to_string();
+                return self.effect(at, "type", Effect::Widened, change, None);
+            }
+            (true, false) => {
+                let change = "was any value".to_string();
+                return self.effect(at, "type", Effect::Narrowed, change, None);
+            }
+            _ => {}
+        }
         if self.union_change(&o, &n, at) {
             return;
         }
@@ -719,9 +732,31 @@ type Pair<'a> = (Option<&'a Value>, Option<&'a Value>);
 
 /// Pairs old and new branches: by `kind` const when every branch has one,
 /// else identical branches, then the rest by position.
+/// Whether a schema allows every value (it has annotations at most).
+fn is_any(schema: &Map<String, Value>) -> bool {
+    schema.keys().all(|k| ANNOTATIONS.contains(&k.as_str()))
+}
+
+/// The property every branch of both lists fixes to one value (`kind`, the
+/// protocol's discriminator, else another, e.g. OpenClaw's `state`).
+fn discriminator(old: &[Value], new: &[Value]) -> Option<String> {
+    let fixed = |v: &Value, name: &str| {
+        let p = &v["properties"][name];
+        p.get("const").is_some() || p["enum"].as_array().is_some_and(|e| e.len() == 1)
+    };
+    let first = old.first()?;
+    let mut names: Vec<&String> = first["properties"].as_object()?.keys().collect();
+    names.sort_by_key(|n| *n != "kind");
+    names
+        .into_iter()
+        .find(|name| old.iter().chain(new).all(|b| fixed(b, name)))
+        .cloned()
+}
+
 fn pair_branches<'a>(old: &'a [Value], new: &'a [Value]) -> Vec<(String, Pair<'a>)> {
+    let by = discriminator(old, new).unwrap_or_else(|| "kind".to_string());
     let kind = |v: &Value| -> Option<String> {
-        let k = &v["properties"]["kind"];
+        let k = &v["properties"][by.as_str()];
         k.get("const")
             .or_else(|| {
                 k["enum"]

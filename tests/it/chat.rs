@@ -292,7 +292,9 @@ async fn a_client_chosen_run_id_names_the_run_and_cannot_be_used_twice_at_once()
         )
         .await;
     assert_eq!(error_code(&clash), ErrorCode::Conflict.code(), "{clash}");
-    let abort = other.call("chat.abort", json!({"runId": "client-run-1"})).await;
+    let abort = other
+        .call("chat.abort", json!({"runId": "client-run-1"}))
+        .await;
     assert_eq!(abort["result"]["aborted"], true);
     let result = loop {
         let frame = caller.recv().await;

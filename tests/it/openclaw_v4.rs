@@ -826,3 +826,42 @@ async fn agent_answers_accepted_at_once_then_the_reply() {
     assert_eq!(answers[1]["ok"], false, "{}", answers[1]);
     assert_eq!(answers[1]["error"]["code"], "INVALID_REQUEST");
 }
+
+#[test]
+fn clawgates_v4_surface_passes_the_compatibility_check_against_the_contract() {
+    let contract = installed(
+        clients_dir().join("node_modules/@openclaw/gateway-protocol/protocol.schema.json"),
+    );
+    let check = |extra: &[&str]| {
+        let out = std::process::Command::new(crate::support::bin())
+            .args(["protocol", "check", "--against", contract.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, report) = check(&[]);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(report.contains("protocol v4 -> v4: 0 breaking"), "{report}");
+    // Every served method and event is in the report's scope: one that
+    // promised more than the contract (a tick with a string time) fails.
+    let dir = temp_dir("openclaw-contract");
+    let mut ours: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("gen/schema/openclaw.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    ours["$defs"]["V4TickEvent"]["properties"]["ts"] = json!({"type": "string"});
+    let widened = dir.join("openclaw.schema.json");
+    std::fs::write(&widened, ours.to_string()).unwrap();
+    let (code, report) = check(&["--current", widened.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(report.contains("event tick payload.ts"), "{report}");
+    let _ = std::fs::remove_dir_all(dir);
+}
