@@ -7,6 +7,7 @@
 
 mod cron;
 mod fanout;
+mod openclaw;
 mod plugins;
 
 use clap::Parser;
@@ -77,6 +78,12 @@ struct Args {
     /// Run only the plugins part and print it (nothing is written).
     #[arg(long)]
     only_plugins: bool,
+    /// Connections for the OpenClaw v4 runs (against native v1 in the same run).
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    openclaw_conns: Vec<usize>,
+    /// Run only the OpenClaw v4 part and print it (nothing is written).
+    #[arg(long)]
+    only_openclaw: bool,
     /// Internal: configure this many plugins (this binary as `--serve plugin`).
     #[arg(long, hide = true, default_value_t = 0)]
     plugins: usize,
@@ -100,6 +107,8 @@ struct Args {
 #[derive(Clone, Copy, PartialEq)]
 enum Server {
     Gateway,
+    /// The gateway, spoken to in OpenClaw's protocol v4.
+    OpenClaw,
     Echo,
     /// The fan-out baseline.
     Broadcast,
@@ -108,7 +117,7 @@ enum Server {
 impl Server {
     fn name(self) -> &'static str {
         match self {
-            Server::Gateway => "gateway",
+            Server::Gateway | Server::OpenClaw => "gateway",
             Server::Echo => "echo",
             Server::Broadcast => "broadcast",
         }
@@ -319,6 +328,9 @@ async fn open(server: Server, url: &str) -> Ws {
         tokio_tungstenite::connect_async_with_config(url, Some(small_buffers()), true)
             .await
             .expect("open a WebSocket");
+    if server == Server::OpenClaw {
+        openclaw::connect(&mut ws).await;
+    }
     if server == Server::Gateway {
         let connect = json!({"id": "c", "method": Method::Connect.name(), "params": {
             "protocol": {"min": 1, "max": 1},
@@ -465,6 +477,12 @@ async fn run(args: Args) {
         println!("{}", figures.summary());
         return;
     }
+    if args.only_openclaw {
+        let measure = Duration::from_secs_f64(args.seconds);
+        let figures = openclaw::openclaw(&args.openclaw_conns, measure, args.repeat).await;
+        println!("{}", figures.summary());
+        return;
+    }
     let measure = Duration::from_secs_f64(args.seconds);
     let mut rows = Vec::new();
     for &conns in &args.conns {
@@ -516,6 +534,8 @@ async fn run(args: Args) {
     println!("{}", fanout.summary());
     let plugins = plugins::plugins(&args.plugin_conns, measure, args.repeat).await;
     println!("{}", plugins.summary());
+    let openclaw = openclaw::openclaw(&args.openclaw_conns, measure, args.repeat).await;
+    println!("{}", openclaw.summary());
     let mut report = markdown(&args, &rows, &gateway_mem, &echo_mem);
     report.push_str(&metrics_cost.markdown());
     report.push_str(&sessions.markdown(args.sessions));
@@ -523,6 +543,7 @@ async fn run(args: Args) {
     report.push_str(&cron.markdown());
     report.push_str(&fanout.markdown());
     report.push_str(&plugins.markdown());
+    report.push_str(&openclaw.markdown());
     std::fs::write(&args.write, report).expect("write report");
     println!("wrote {}", args.write.display());
 }

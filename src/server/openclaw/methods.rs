@@ -7,7 +7,9 @@ use super::error::V4Error;
 use super::{schemas, V4Method};
 use crate::gateway::Gateway;
 use crate::protocol::types as native;
-use crate::protocol::{dispatch, CallContext, ErrorCode, Method, RpcError};
+use crate::protocol::{
+    decode_params, dispatch, CallContext, ErrorCode, Handlers, Method, RpcError,
+};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::future::Future;
@@ -58,31 +60,31 @@ pub async fn call(
     params: Value,
 ) -> Result<String, V4Error> {
     let native_method = method.native();
+    // Without params the native handler is called directly: no trip
+    // through JSON.
+    let none = native_method;
     let payload = match method {
-        V4Method::Status => return Ok(dispatch(&*gw, &ctx, native_method, json!({})).await?),
+        V4Method::Status => return encode(method, &gw.status(&ctx, no_params(none)?).await?),
         V4Method::Health => {
-            let health: native::HealthSnapshot =
-                native_call(&gw, &ctx, native_method, json!({})).await?;
-            json!(convert::health(&health, &gw.config().agents.default))
+            let health = gw.health(&ctx, no_params(none)?).await?;
+            let summary = convert::health(&health, &gw.config().agents.default);
+            return encode(method, &summary);
         }
         V4Method::SystemPresence => {
-            let presence: native::PresenceSnapshot =
-                native_call(&gw, &ctx, native_method, json!({})).await?;
-            json!(convert::presence(&presence))
+            let presence = gw.presence_list(&ctx, no_params(none)?).await?;
+            return encode(method, &convert::presence(&presence));
         }
         V4Method::LastHeartbeat => {
-            let result: native::HeartbeatLastResult =
-                native_call(&gw, &ctx, native_method, json!({})).await?;
+            let result = gw.heartbeat_last(&ctx, no_params(none)?).await?;
             let last = result
                 .heartbeats
                 .iter()
                 .filter_map(|h| h.last.as_ref())
                 .max_by_key(|run| run.at_ms);
-            json!(last.map(convert::heartbeat))
+            return encode(method, &last.map(convert::heartbeat));
         }
         V4Method::ModelsList => {
-            let status: native::StatusResult =
-                native_call(&gw, &ctx, native_method, json!({})).await?;
+            let status = gw.status(&ctx, no_params(none)?).await?;
             let only = params.get("agentId").and_then(Value::as_str);
             let mut models: Vec<_> = status
                 .agents
@@ -173,12 +175,23 @@ pub async fn call(
             })
         }
     };
+    encode(method, &payload)
+}
+
+/// The payload as JSON text; in debug builds, checked against its schema.
+fn encode<T: serde::Serialize>(method: V4Method, payload: &T) -> Result<String, V4Error> {
     debug_assert!(
-        schemas().validate(method.result_def(), &payload).is_ok(),
-        "{} answered outside its schema: {payload}",
+        serde_json::to_value(payload)
+            .is_ok_and(|p| schemas().validate(method.result_def(), &p).is_ok()),
+        "{} answered outside its schema",
         method.name()
     );
-    Ok(payload.to_string())
+    serde_json::to_string(payload).map_err(|e| {
+        V4Error::from(RpcError::new(
+            ErrorCode::InternalError,
+            format!("cannot encode the result: {e}"),
+        ))
+    })
 }
 
 type Turn = Pin<Box<dyn Future<Output = Result<String, RpcError>> + Send>>;
@@ -212,6 +225,11 @@ fn chat_send(gw: Arc<Gateway>, ctx: Arc<CallContext>, params: &Value) -> Result<
         }
     };
     Ok(json!({ "runId": run, "status": status }))
+}
+
+/// The native method's params when the client gives none.
+fn no_params<T: DeserializeOwned>(method: Method) -> Result<T, RpcError> {
+    decode_params(method, Value::Null)
 }
 
 fn text<'a>(params: &'a Value, key: &str) -> &'a str {
