@@ -72,11 +72,18 @@ fn violations(pointer: &str, value: &Value) -> Vec<String> {
         .collect()
 }
 
-const SERVED: [&str; 10] = [
+const SERVED: [&str; 17] = [
     "agent",
     "chat.abort",
     "chat.history",
     "chat.send",
+    "config.get",
+    "config.schema",
+    "cron.list",
+    "cron.remove",
+    "cron.run",
+    "cron.runs",
+    "cron.status",
     "health",
     "last-heartbeat",
     "models.list",
@@ -461,7 +468,7 @@ async fn the_openclaw_cli_calls_clawgate_unchanged() {
         call("status"),
         call("system-presence"),
         call("models.list"),
-        call("cron.list"),
+        call("wizard.status"),
     );
     let (ok, health) = health.unwrap();
     assert!(ok, "{health}");
@@ -864,4 +871,113 @@ fn clawgates_v4_surface_passes_the_compatibility_check_against_the_contract() {
     assert_eq!(code, Some(1), "{report}");
     assert!(report.contains("event tick payload.ts"), "{report}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn cron_and_config_over_v4_in_openclaws_shapes() {
+    let config = |timeout: u32| {
+        format!(
+            "[gateway]\nport = 0\nhandshakeTimeoutMs = {timeout}\n[gateway.reload]\ndebounceMs = 50\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\n"
+        )
+    };
+    let gw = TestGateway::start_with_file(&config(10000)).await;
+    // A job added natively (v4's cron.add is not served yet).
+    let mut native = gw.operator().await;
+    let added = native
+        .call(
+            "cron.add",
+            json!({
+                "name": "nightly",
+                "schedule": {"kind": "cron", "expr": "0 3 * * *", "tz": "UTC"},
+                "payload": {"kind": "agentTurn", "message": "summarize the day"},
+                "sessionKey": "agent:main:main",
+            }),
+        )
+        .await;
+    let id = added["result"]["id"].as_str().unwrap().to_string();
+    let (mut ws, _) = v4_operator(&gw).await;
+    let admin = {
+        // cron.run and cron.remove need operator.admin.
+        let (mut admin, _) = challenged(&gw).await;
+        let mut params = connect_params(json!({"token": TOKEN}));
+        params["scopes"] = json!(["operator.admin"]);
+        let hello = request(&mut admin, "c", "connect", params).await;
+        assert_eq!(hello["ok"], true, "{hello}");
+        admin
+    };
+    let mut admin = admin;
+
+    let list = request(&mut ws, "1", "cron.list", json!({"enabled": "all"})).await;
+    let jobs = list["payload"]["jobs"].as_array().unwrap();
+    assert_eq!(list["payload"]["total"], 1, "{list}");
+    conforms("/definitions/CronJob", &jobs[0]);
+    assert_eq!(jobs[0]["id"], id.as_str());
+    assert_eq!(jobs[0]["sessionTarget"], "main");
+    assert_eq!(
+        jobs[0]["schedule"],
+        json!({"kind": "cron", "expr": "0 3 * * *", "tz": "UTC"})
+    );
+    assert_eq!(jobs[0]["payload"]["message"], "summarize the day");
+    let none = request(
+        &mut ws,
+        "2",
+        "cron.list",
+        json!({"query": "nothing like it"}),
+    )
+    .await;
+    assert_eq!(none["payload"]["total"], 0);
+    let status = request(&mut ws, "3", "cron.status", json!({})).await;
+    assert_eq!(status["payload"]["enabled"], true);
+    assert_eq!(status["payload"]["jobs"], 1);
+    assert!(status["payload"]["nextWakeAtMs"].is_u64());
+
+    // Running it needs admin; it streams OpenClaw's cron events.
+    let denied = request(&mut ws, "4", "cron.run", json!({"jobId": id})).await;
+    assert_eq!(denied["error"]["code"], "FORBIDDEN");
+    assert_eq!(denied["error"]["details"]["code"], "MISSING_SCOPE");
+    assert_eq!(denied["error"]["details"]["missingScope"], "operator.admin");
+    let ran = request(&mut admin, "5", "cron.run", json!({"jobId": id})).await;
+    assert_eq!(
+        ran["payload"],
+        json!({"ok": true, "ran": true, "status": "ok"}),
+        "{ran}"
+    );
+    let started = v4_event(&mut ws, "cron").await;
+    assert_eq!(started["payload"]["action"], "started");
+    assert_eq!(started["payload"]["jobId"], id.as_str());
+    let finished = v4_event(&mut ws, "cron").await;
+    assert_eq!(finished["payload"]["action"], "finished");
+    assert_eq!(finished["payload"]["status"], "ok");
+    let runs = request(&mut ws, "6", "cron.runs", json!({"id": id})).await;
+    let entries = runs["payload"]["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{runs}");
+    conforms("/definitions/CronRunLogEntry", &entries[0]);
+    assert_eq!(entries[0]["summary"], "summarize the day");
+    let removed = request(&mut admin, "7", "cron.remove", json!({"jobId": id})).await;
+    assert_eq!(removed["payload"], json!({"ok": true, "removed": true}));
+    let missing = request(&mut admin, "8", "cron.remove", json!({})).await;
+    assert_eq!(missing["error"]["code"], "INVALID_REQUEST");
+
+    // The config in force, its schema, and a change announced by hash.
+    let got = request(&mut ws, "9", "config.get", json!({})).await;
+    assert_eq!(got["payload"]["exists"], true);
+    assert_eq!(
+        got["payload"]["config"]["gateway"]["auth"]["token"],
+        "[redacted]"
+    );
+    let hash = got["payload"]["hash"].as_str().unwrap().to_string();
+    let schema = request(&mut ws, "10", "config.schema", json!({})).await;
+    conforms("/definitions/ConfigSchemaResponse", &schema["payload"]);
+    assert!(schema["payload"]["schema"]["properties"]["gateway"].is_object());
+    crate::support::save_file(&gw.config_path(), &config(5000));
+    let changed = v4_event(&mut ws, "config.changed").await;
+    assert_ne!(changed["payload"]["hash"], hash.as_str());
+    assert_eq!(
+        changed["payload"]["changed"],
+        json!(["gateway.handshakeTimeoutMs"])
+    );
+    assert!(
+        changed["payload"].get("value").is_none(),
+        "never the content"
+    );
 }

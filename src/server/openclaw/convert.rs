@@ -210,3 +210,135 @@ pub fn session_row(s: &native::SessionInfo) -> serde_json::Value {
     }
     row
 }
+
+/// A native cron job (as JSON) in OpenClaw's job shape.
+pub fn cron_job(
+    job: &serde_json::Value,
+    main_sessions: impl Fn(&str) -> bool,
+) -> serde_json::Value {
+    use serde_json::{json, Value};
+    let schedule = &job["schedule"];
+    let schedule = match schedule["kind"].as_str() {
+        Some("every") => {
+            let mut s = json!({"kind": "every", "everyMs": schedule["everyMs"]});
+            if let Some(anchor) = schedule.get("anchorMs") {
+                s["anchorMs"] = anchor.clone();
+            }
+            s
+        }
+        Some("at") => json!({"kind": "at", "at": schedule["at"]}),
+        _ => {
+            let mut s = json!({"kind": "cron", "expr": schedule["expr"]});
+            if let Some(tz) = schedule.get("tz") {
+                s["tz"] = tz.clone();
+            }
+            s
+        }
+    };
+    let payload = &job["payload"];
+    let mut payload = match payload["kind"].as_str() {
+        Some("systemEvent") => json!({"kind": "systemEvent", "text": payload["text"]}),
+        _ => json!({"kind": "agentTurn", "message": payload["message"]}),
+    };
+    if let Some(ms) = job["timeoutMs"].as_u64() {
+        if payload["kind"] == "agentTurn" {
+            payload["timeoutSeconds"] = (ms as f64 / 1000.0).into();
+        }
+    }
+    let target = match job["sessionKey"].as_str() {
+        None => "isolated".to_string(),
+        Some(key) if main_sessions(key) => "main".to_string(),
+        Some(key) => format!("session:{key}"),
+    };
+    let state = &job["state"];
+    let mut out_state = serde_json::Map::new();
+    for key in [
+        "nextRunAtMs",
+        "lastRunAtMs",
+        "lastError",
+        "lastDurationMs",
+        "consecutiveErrors",
+    ] {
+        if let Some(v) = state.get(key) {
+            out_state.insert(key.to_string(), v.clone());
+        }
+    }
+    if let Some(status) = state["lastStatus"].as_str().filter(|s| *s != "running") {
+        out_state.insert("lastRunStatus".into(), status.into());
+    }
+    if state["running"] == true {
+        if let Some(at) = state.get("lastRunAtMs") {
+            out_state.insert("runningAtMs".into(), at.clone());
+        }
+    }
+    let mut out = json!({
+        "id": job["id"],
+        "name": job["name"],
+        "enabled": job["enabled"],
+        "createdAtMs": job["createdAtMs"],
+        "updatedAtMs": job["updatedAtMs"],
+        "schedule": schedule,
+        "sessionTarget": target,
+        "wakeMode": "now",
+        "payload": payload,
+        "state": Value::Object(out_state),
+        "deleteAfterRun": job["deleteAfterRun"],
+    });
+    for key in ["agentId", "sessionKey"] {
+        if let Some(v) = job
+            .get(key)
+            .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+        {
+            out[key] = v.clone();
+        }
+    }
+    out
+}
+
+/// A native cron run (as JSON) as an OpenClaw run log entry; None while it
+/// runs.
+pub fn cron_run(run: &serde_json::Value) -> Option<serde_json::Value> {
+    let status = run["status"].as_str().filter(|s| *s != "running")?;
+    let mut entry = serde_json::json!({
+        "ts": run.get("finishedAtMs").unwrap_or(&run["startedAtMs"]),
+        "jobId": run["jobId"],
+        "action": "finished",
+        "status": status,
+        "runAtMs": run["startedAtMs"],
+    });
+    for key in ["error", "summary", "sessionKey", "runId", "durationMs"] {
+        if let Some(v) = run.get(key) {
+            entry[key] = v.clone();
+        }
+    }
+    Some(entry)
+}
+
+/// A native cron.started or cron.finished (as JSON) as OpenClaw's cron event.
+pub fn cron_event(native: &serde_json::Value) -> serde_json::Value {
+    use serde_json::json;
+    let mut event = match native.get("run") {
+        Some(run) => {
+            let mut e = cron_run(run).unwrap_or_else(|| json!({"ts": run["startedAtMs"]}));
+            e["action"] = "finished".into();
+            if let Some(next) = native.get("nextRunAtMs") {
+                e["nextRunAtMs"] = next.clone();
+            }
+            e
+        }
+        None => {
+            let mut e = json!({
+                "action": "started",
+                "ts": native["startedAtMs"],
+                "runAtMs": native["startedAtMs"],
+            });
+            if let Some(key) = native.get("sessionKey") {
+                e["sessionKey"] = key.clone();
+            }
+            e
+        }
+    };
+    event["jobId"] = native["jobId"].clone();
+    event["jobName"] = native["name"].clone();
+    event
+}

@@ -59,6 +59,15 @@ fn payload(gw: &Gateway, v4: V4Event, data: &str) -> Option<Payload> {
             }
             (payload.to_string(), None)
         }
+        V4Event::Cron => {
+            let native: Value = serde_json::from_str(data).ok()?;
+            (convert::cron_event(&native).to_string(), None)
+        }
+        V4Event::ConfigChanged => {
+            let mut native: Value = serde_json::from_str(data).ok()?;
+            native["ts"] = crate::clock::now_ms().into();
+            (native.to_string(), None)
+        }
         V4Event::Chat => {
             let message: native::AgentMessageEvent = serde_json::from_str(data).ok()?;
             (convert::chat_event(&message).to_string(), None)
