@@ -72,7 +72,7 @@ fn violations(pointer: &str, value: &Value) -> Vec<String> {
         .collect()
 }
 
-const SERVED: [&str; 17] = [
+const SERVED: [&str; 20] = [
     "agent",
     "chat.abort",
     "chat.history",
@@ -87,7 +87,10 @@ const SERVED: [&str; 17] = [
     "health",
     "last-heartbeat",
     "models.list",
+    "sessions.delete",
     "sessions.list",
+    "sessions.patch",
+    "sessions.reset",
     "status",
     "system-presence",
 ];
@@ -764,6 +767,38 @@ async fn a_chat_turn_streams_openclaws_chat_and_agent_events_and_is_stored() {
     )
     .await;
     assert_eq!(history["payload"]["messages"].as_array().unwrap().len(), 2);
+    // The session's settings, its transcript, then the session itself.
+    let patched = request(
+        &mut ws,
+        "p1",
+        "sessions.patch",
+        json!({"key": "agent:main:main", "label": "daily", "thinkingLevel": "low"}),
+    )
+    .await;
+    assert_eq!(patched["payload"]["entry"]["label"], "daily", "{patched}");
+    conforms("/definitions/SessionRow", &patched["payload"]["entry"]);
+    let cleared = request(
+        &mut ws,
+        "p2",
+        "sessions.patch",
+        json!({"key": "agent:main:main", "label": null}),
+    )
+    .await;
+    assert!(
+        cleared["payload"]["entry"].get("label").is_none(),
+        "{cleared}"
+    );
+    let reset = request(
+        &mut ws,
+        "p3",
+        "sessions.reset",
+        json!({"key": "agent:main:main"}),
+    )
+    .await;
+    assert_eq!(
+        reset["error"]["details"]["code"], "MISSING_SCOPE",
+        "reset needs admin, as in OpenClaw"
+    );
     // Stopping needs the run's id.
     let abort = request(
         &mut ws,
@@ -783,6 +818,26 @@ async fn a_chat_turn_streams_openclaws_chat_and_agent_events_and_is_stored() {
     assert_eq!(
         abort["payload"],
         json!({"ok": true, "aborted": false, "runIds": []})
+    );
+    let deleted = request(
+        &mut ws,
+        "8",
+        "sessions.delete",
+        json!({"key": "agent:main:main"}),
+    )
+    .await;
+    conforms("/definitions/SessionsDeleteResult", &deleted["payload"]);
+    assert_eq!(deleted["payload"]["deleted"], true);
+    let history = request(
+        &mut ws,
+        "9",
+        "chat.history",
+        json!({"sessionKey": "agent:main:main"}),
+    )
+    .await;
+    assert_eq!(
+        history["error"]["details"]["reason"], "not_found",
+        "{history}"
     );
 }
 

@@ -209,6 +209,40 @@ pub async fn call(
                 "generatedAt": env!("CARGO_PKG_VERSION"),
             })
         }
+        V4Method::SessionsPatch => {
+            let mut patch = json!({ "sessionKey": params["key"] });
+            for (ours, theirs) in [
+                ("label", "label"),
+                ("model", "model"),
+                ("thinking", "thinkingLevel"),
+            ] {
+                if let Some(v) = params.get(theirs) {
+                    patch[ours] = v.clone();
+                }
+            }
+            let session: native::SessionInfo = native_call(&gw, &ctx, native_method, patch).await?;
+            json!({ "ok": true, "key": session.key, "entry": convert::session_row(&session) })
+        }
+        V4Method::SessionsReset => {
+            let cleared: native::SessionsClearResult = native_call(
+                &gw,
+                &ctx,
+                native_method,
+                json!({ "sessionKey": params["key"] }),
+            )
+            .await?;
+            json!({ "ok": true, "key": cleared.session_key, "removed": cleared.removed })
+        }
+        V4Method::SessionsDelete => {
+            let deleted: native::SessionsDeleteResult = native_call(
+                &gw,
+                &ctx,
+                native_method,
+                json!({ "sessionKey": params["key"] }),
+            )
+            .await?;
+            json!({ "ok": true, "key": deleted.session_key, "deleted": deleted.deleted, "archived": [] })
+        }
         V4Method::ChatSend => chat_send(gw, ctx, &params)?,
         V4Method::ChatAbort => {
             let Some(run) = params.get("runId").and_then(Value::as_str) else {
