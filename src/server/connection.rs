@@ -151,8 +151,9 @@ struct Connection {
     ticket: Option<Ticket>,
     /// The config the connection's scopes were last checked against.
     config_seen: Arc<crate::config::Config>,
-    /// What the first frame said, until connect succeeds (a device proof
-    /// signs it). Boxed: a connected client does not keep its space.
+    /// The challenge the connection opened with, kept until connect
+    /// succeeds (a device proof signs it). Boxed: a connected client does
+    /// not keep its space.
     challenge: Option<Box<Challenge>>,
     /// Whether the client speaks OpenClaw's protocol v4 (its first request
     /// had `"type": "req"`) rather than the native one.
@@ -450,8 +451,8 @@ impl Connection {
         self.bus = Some(BroadcastStream::new(self.gw.rt.bus.subscribe()));
     }
 
-    /// Whether the connection may take one more client; answers and
-    /// closes when it may not.
+    /// Whether the gateway has room for one more connected client (logs
+    /// a refusal; the caller answers in its protocol's shape).
     fn room_for_one_more(&mut self) -> bool {
         let max = self.gw.config().gateway.limits.max_connections.get() as usize;
         let room = self.slot.has_room(max);
@@ -509,7 +510,7 @@ impl Connection {
             async move {
                 let started = std::time::Instant::now();
                 let outcome = openclaw::call(Arc::clone(&gw), ctx, method, params).await;
-                let code = outcome.as_ref().map_or("error", |_| OK);
+                let code = outcome.as_ref().map_or_else(V4Error::label, |_| OK);
                 gw.rt.metrics.rpc(method.native(), code, started.elapsed());
                 match outcome {
                     Ok(payload) => openclaw::ok_frame(&id, &payload),
@@ -549,7 +550,7 @@ impl Connection {
             request.params,
         ));
         let answer = tracing::Instrument::instrument(connecting, span.clone()).await;
-        let outcome = answer.as_ref().map_or("error", |_| OK);
+        let outcome = answer.as_ref().map_or_else(|r| r.error.label(), |_| OK);
         self.gw
             .rt
             .metrics

@@ -59,6 +59,16 @@ impl V4Error {
         .with("code", MethodErrorDetailCode::MethodNotServed.to_string())
     }
 
+    /// The metrics label of its code.
+    pub fn label(&self) -> &'static str {
+        match self.code {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotPaired => "not_paired",
+            ErrorCode::Unavailable => "unavailable",
+        }
+    }
+
     pub fn to_value(&self) -> Value {
         let mut error = json!({ "code": self.code.to_string(), "message": self.message });
         if let Some(details) = &self.details {

@@ -61,7 +61,7 @@ fn payload(gw: &Gateway, v4: V4Event, data: &str) -> Option<Payload> {
         }
         V4Event::Cron => {
             let native: Value = serde_json::from_str(data).ok()?;
-            (convert::cron_event(&native).to_string(), None)
+            (super::cron::cron_event(&native).to_string(), None)
         }
         V4Event::ConfigChanged => {
             let mut native: Value = serde_json::from_str(data).ok()?;

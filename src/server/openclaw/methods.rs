@@ -96,99 +96,13 @@ pub async fn call(
             models.dedup_by(|a, b| a.provider == b.provider && a.id == b.id);
             json!({ "models": models })
         }
-        V4Method::CronList => {
-            let list: Value = native_call(&gw, &ctx, native_method, json!({})).await?;
-            let wanted = |job: &&Value| cron_job_wanted(job, &params);
-            let all: Vec<&Value> = list["jobs"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(wanted)
-                .collect();
-            let offset = params.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
-            let limit = params.get("limit").and_then(Value::as_u64).unwrap_or(200) as usize;
-            let main = |key: &str| is_main_session(key);
-            let jobs: Vec<Value> = all
-                .iter()
-                .skip(offset)
-                .take(limit)
-                .map(|job| convert::cron_job(job, main))
-                .collect();
-            json!({
-                "jobs": jobs,
-                "total": all.len(),
-                "offset": offset,
-                "limit": limit,
-                "hasMore": offset + limit < all.len(),
-            })
-        }
-        V4Method::CronStatus => {
-            let list: Value = native_call(&gw, &ctx, native_method, json!({})).await?;
-            let jobs = list["jobs"].as_array().map_or(0, Vec::len);
-            let next = list["jobs"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|j| j["enabled"] == true)
-                .filter_map(|j| j["state"]["nextRunAtMs"].as_u64())
-                .min();
-            let mut status = json!({ "enabled": list["enabled"], "jobs": jobs });
-            if let Some(next) = next {
-                status["nextWakeAtMs"] = next.into();
-            }
-            status
-        }
-        V4Method::CronRuns => {
-            let id = job_id(&params)?;
-            let mut query = json!({ "id": id });
-            if let Some(limit) = params.get("limit") {
-                query["limit"] = limit.clone();
-            }
-            let runs: Value = native_call(&gw, &ctx, native_method, query).await?;
-            let entries: Vec<Value> = runs["runs"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(convert::cron_run)
-                .collect();
-            json!({
-                "entries": entries,
-                "total": entries.len(),
-                "offset": 0,
-                "limit": params.get("limit").and_then(Value::as_u64).unwrap_or(50),
-                "hasMore": runs.get("nextBefore").is_some(),
-            })
-        }
-        V4Method::CronRun => {
-            let id = job_id(&params)?;
-            let mode = match params.get("mode").and_then(Value::as_str) {
-                Some("due") => "due",
-                Some("if-enabled") => {
-                    let list: Value = native_call(&gw, &ctx, Method::CronList, json!({})).await?;
-                    let enabled = list["jobs"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|j| j["id"] == id && j["enabled"] == true);
-                    if !enabled {
-                        return encode(method, &json!({ "ok": true, "ran": false }));
-                    }
-                    "force"
-                }
-                _ => "force",
-            };
-            let run: Value =
-                native_call(&gw, &ctx, native_method, json!({ "id": id, "mode": mode })).await?;
-            let mut result = json!({ "ok": true, "ran": run["ran"] });
-            if let Some(status) = run["run"]["status"].as_str().filter(|s| *s != "running") {
-                result["status"] = status.into();
-            }
-            result
-        }
-        V4Method::CronRemove => {
-            let id = job_id(&params)?;
-            let removed: Value = native_call(&gw, &ctx, native_method, json!({ "id": id })).await?;
-            json!({ "ok": true, "removed": removed["removed"] })
+        V4Method::CronList
+        | V4Method::CronStatus
+        | V4Method::CronRuns
+        | V4Method::CronRun
+        | V4Method::CronRemove => {
+            let payload = super::cron::call(&gw, &ctx, method, &params).await?;
+            return encode(method, &payload);
         }
         V4Method::ConfigGet => {
             let config = Handlers::config(&*gw, &ctx, no_params(native_method)?).await?;
@@ -374,53 +288,6 @@ fn chat_send(gw: Arc<Gateway>, ctx: Arc<CallContext>, params: &Value) -> Result<
     Ok(json!({ "runId": run, "status": status }))
 }
 
-/// The job a cron method names (OpenClaw calls it id or jobId).
-fn job_id(params: &Value) -> Result<&str, V4Error> {
-    params
-        .get("id")
-        .or_else(|| params.get("jobId"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| V4Error::invalid("the job: give id (or jobId)"))
-}
-
-/// Whether a native cron job passes cron.list's filters.
-fn cron_job_wanted(job: &Value, params: &Value) -> bool {
-    let enabled = job["enabled"] == true;
-    let state = params
-        .get("enabled")
-        .and_then(Value::as_str)
-        .unwrap_or("all");
-    let include_disabled = params.get("includeDisabled") != Some(&Value::Bool(false));
-    let query = params
-        .get("query")
-        .and_then(Value::as_str)
-        .map(str::to_lowercase)
-        .filter(|q| !q.is_empty());
-    (enabled || include_disabled)
-        && match state {
-            "enabled" => enabled,
-            "disabled" => !enabled,
-            _ => true,
-        }
-        && params
-            .get("agentId")
-            .and_then(Value::as_str)
-            .is_none_or(|agent| job["agentId"] == agent)
-        && query.is_none_or(|q| {
-            [&job["id"], &job["name"]]
-                .iter()
-                .filter_map(|v| v.as_str())
-                .any(|text| text.to_lowercase().contains(&q))
-        })
-}
-
-/// Whether a session key is some agent's main session.
-fn is_main_session(key: &str) -> bool {
-    key.strip_prefix("agent:")
-        .and_then(|rest| rest.split_once(':'))
-        .is_some_and(|(agent, _)| key == crate::agent::main_session_key(agent))
-}
-
 /// The native method's params when the client gives none.
 fn no_params<T: DeserializeOwned>(method: Method) -> Result<T, RpcError> {
     decode_params(method, Value::Null)
@@ -446,7 +313,7 @@ fn run_id(key: &str) -> String {
     }
 }
 
-async fn native_call<T: DeserializeOwned>(
+pub(super) async fn native_call<T: DeserializeOwned>(
     gw: &Gateway,
     ctx: &CallContext,
     method: Method,

@@ -8,6 +8,7 @@ pub use crate::protocol::openclaw::{
 };
 
 mod convert;
+mod cron;
 mod device;
 mod error;
 mod events;
