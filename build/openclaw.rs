@@ -85,6 +85,23 @@ pub fn load(dir: &Path, native: &Bundle) -> Result<OpenClaw> {
             "{ctx} needs x-native, the native method it maps onto"
         ))?;
         native_method(native_name, &ctx)?;
+        let native_scope = native
+            .methods
+            .iter()
+            .find(|m| m.name == native_name)
+            .and_then(|m| m.scope.clone());
+        if let Some(needed) = native_scope {
+            let covers = scope == needed
+                || native
+                    .scope_implies
+                    .iter()
+                    .any(|(held, implied)| held == scope && implied.contains(&needed));
+            if !covers {
+                return Err(format!(
+                    "{ctx}: scope {scope} does not cover {needed}, the scope of its native method {native_name}"
+                ));
+            }
+        }
         let base = format!("V4{}", pascal(name));
         let params_type = bundle::lift(&mut defs, &spec["params"], &format!("{base}Params"), &ctx)?;
         let result_type = bundle::lift(&mut defs, &spec["result"], &format!("{base}Result"), &ctx)?;

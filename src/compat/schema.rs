@@ -68,16 +68,20 @@ impl Differ<'_> {
         let (o, n) = (obj(old), obj(new));
         // A schema without constraints allows any value: against it the
         // other side only widened or narrowed, whatever it holds.
-        match (is_any(&o), is_any(&n)) {
-            (false, true) => {
-                let change = "now any value".to_string();
-                return self.effect(at, "type", Effect::Widened, change, None);
+        let any = match (is_any(&o), is_any(&n)) {
+            (false, true) => Some((Effect::Widened, "now any value")),
+            (true, false) => Some((Effect::Narrowed, "was any value")),
+            _ => None,
+        };
+        if let Some((effect, change)) = any {
+            self.effect(at, "type", effect, change.to_string(), None);
+            // The annotations still count: a changed default, say.
+            self.default(&o, &n, at);
+            self.deprecated(&o, &n, at);
+            if self.flow == Flow::Config {
+                self.reload(&o, &n, at);
             }
-            (true, false) => {
-                let change = "was any value".to_string();
-                return self.effect(at, "type", Effect::Narrowed, change, None);
-            }
-            _ => {}
+            return;
         }
         if self.union_change(&o, &n, at) {
             return;
@@ -747,9 +751,24 @@ fn discriminator(old: &[Value], new: &[Value]) -> Option<String> {
     let first = old.first()?;
     let mut names: Vec<&String> = first["properties"].as_object()?.keys().collect();
     names.sort_by_key(|n| *n != "kind");
+    // Its values must tell the branches of each side apart.
+    let distinct = |list: &[Value], name: &str| {
+        let values: Vec<String> = list
+            .iter()
+            .map(|b| {
+                let p = &b["properties"][name];
+                p.get("const").unwrap_or(&p["enum"][0]).to_string()
+            })
+            .collect();
+        values.iter().collect::<BTreeSet<_>>().len() == values.len()
+    };
     names
         .into_iter()
-        .find(|name| old.iter().chain(new).all(|b| fixed(b, name)))
+        .find(|name| {
+            old.iter().chain(new).all(|b| fixed(b, name))
+                && distinct(old, name)
+                && distinct(new, name)
+        })
         .cloned()
 }
 

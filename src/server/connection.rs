@@ -502,6 +502,16 @@ impl Connection {
         if let Some(ack) = openclaw::accepted(method, &params) {
             self.send(openclaw::ok_frame(&request.id, &ack))?;
         }
+        // A turn that outlives its answer holds an in-flight permit until
+        // it ends; frames are only read while one is free.
+        let slot = if method == V4Method::ChatSend {
+            let Ok(permit) = Arc::clone(&self.inflight).acquire_owned().await else {
+                return Err(End::Gone);
+            };
+            Some(permit)
+        } else {
+            None
+        };
         let gw = Arc::clone(&self.gw);
         let ctx = Arc::clone(&self.ctx);
         let id = request.id;
@@ -509,7 +519,7 @@ impl Connection {
         let response: Response = Box::pin(tracing::Instrument::instrument(
             async move {
                 let started = std::time::Instant::now();
-                let outcome = openclaw::call(Arc::clone(&gw), ctx, method, params).await;
+                let outcome = openclaw::call(Arc::clone(&gw), ctx, method, params, slot).await;
                 let code = outcome.as_ref().map_or_else(V4Error::label, |_| OK);
                 gw.rt.metrics.rpc(method.native(), code, started.elapsed());
                 match outcome {

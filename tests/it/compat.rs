@@ -543,6 +543,21 @@ const CASES: &[Case] = &[
         expect: &[("config.property.added", "config.gateway.banner", A)],
     },
     Case {
+        name: "a param that now accepts any value, with another default",
+        before: |s| {
+            props(&mut method(s, "health")["params"])
+                .insert("verbose".into(), json!({"type": "boolean", "default": true}));
+        },
+        after: |s| {
+            props(&mut method(s, "health")["params"])
+                .insert("verbose".into(), json!({"default": false}));
+        },
+        expect: &[
+            ("input.default.changed", "method health params.verbose", B),
+            ("input.type.widened", "method health params.verbose", A),
+        ],
+    },
+    Case {
         name: "a config key that now needs a restart",
         before: nothing,
         after: |s| s["config"]["properties"]["cron"]["x-reload"] = json!("restart"),

@@ -199,6 +199,17 @@ async fn a_v4_client_connects_and_every_answer_and_event_matches_the_published_c
     conforms("/definitions/TickEvent", &tick["payload"]);
     assert!(tick["seq"].as_u64().unwrap() >= 1);
 
+    // A client without operator.read is not told who is connected.
+    let (mut narrow, _) = challenged(&gw).await;
+    let mut params = connect_params(json!({"token": TOKEN}));
+    params["scopes"] = json!(["operator.approvals", "operator.approvals"]);
+    let hello = request(&mut narrow, "c", "connect", params).await;
+    assert_eq!(
+        hello["payload"]["auth"]["scopes"],
+        json!(["operator.approvals"])
+    );
+    assert_eq!(hello["payload"]["snapshot"]["presence"], json!([]));
+
     // A native client is served on the same port meanwhile.
     let mut native = gw.operator().await;
     let native_health = native.call("health", json!({})).await;
@@ -1014,14 +1025,19 @@ async fn cron_and_config_over_v4_in_openclaws_shapes() {
     assert_eq!(missing["error"]["code"], "INVALID_REQUEST");
 
     // The config in force, its schema, and a change announced by hash.
-    let got = request(&mut ws, "9", "config.get", json!({})).await;
+    let denied = request(&mut ws, "9", "config.get", json!({})).await;
+    assert_eq!(
+        denied["error"]["details"]["missingScope"], "operator.admin",
+        "the config is admin-only, as natively"
+    );
+    let got = request(&mut admin, "9", "config.get", json!({})).await;
     assert_eq!(got["payload"]["exists"], true);
     assert_eq!(
         got["payload"]["config"]["gateway"]["auth"]["token"],
         "[redacted]"
     );
     let hash = got["payload"]["hash"].as_str().unwrap().to_string();
-    let schema = request(&mut ws, "10", "config.schema", json!({})).await;
+    let schema = request(&mut admin, "10", "config.schema", json!({})).await;
     conforms("/definitions/ConfigSchemaResponse", &schema["payload"]);
     assert!(schema["payload"]["schema"]["properties"]["gateway"].is_object());
     crate::support::save_file(&gw.config_path(), &config(5000));

@@ -40,7 +40,7 @@ pub async fn call(
                 "total": all.len(),
                 "offset": offset,
                 "limit": limit,
-                "hasMore": offset + limit < all.len(),
+                "hasMore": offset.saturating_add(limit) < all.len(),
             })
         }
         V4Method::CronStatus => {

@@ -86,11 +86,12 @@ pub async fn connect(
     let granted = crate::gateway::granted_scopes(role, &config.gateway.auth);
     // OpenClaw grants what is asked; clawgate grants what is asked and the
     // credential allows, and hello-ok says which.
-    let scopes: Vec<Scope> = asked
-        .iter()
-        .filter_map(|s| s.parse::<Scope>().ok())
-        .filter(|s| granted.contains(s))
-        .collect();
+    let mut scopes: Vec<Scope> = Vec::new();
+    for scope in asked.iter().filter_map(|s| s.parse::<Scope>().ok()) {
+        if granted.contains(&scope) && !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
     let mut native = json!({
         "protocol": {"min": crate::protocol::PROTOCOL_MIN_VERSION, "max": crate::protocol::PROTOCOL_VERSION},
         "client": {"name": params.client.id.to_string(), "version": params.client.version.as_str(), "platform": params.client.platform.as_str()},
@@ -120,13 +121,18 @@ pub async fn connect(
             format!("cannot read the native hello: {e}"),
         ))
     })?;
-    Ok(hello_ok(gw, protocol, &hello).to_string())
+    Ok(hello_ok(gw, ctx, protocol, &hello).to_string())
 }
 
 /// v4 for every client; v3 also for node hosts (role node, mode node) and
 /// restart probes, as OpenClaw's gateway allows.
 fn negotiate(params: &v4::ConnectParams, role: Role) -> Result<u64, Refusal> {
     let (min, max) = (params.min_protocol.get(), params.max_protocol.get());
+    if min > max {
+        return Err(Refusal::policy(V4Error::invalid(format!(
+            "invalid connect params: minProtocol ({min}) is greater than maxProtocol ({max})"
+        ))));
+    }
     let mode = params.client.mode;
     let older_allowed = (role == Role::Node && mode == v4::ConnectClientMode::Node)
         || mode == v4::ConnectClientMode::Probe;
@@ -164,6 +170,7 @@ fn refusal(e: RpcError, mode: AuthConfigMode, presented: bool) -> Refusal {
             (Detail::AuthPasswordMismatch, "update_auth_credentials")
         }
         (Native::Forbidden, ..) => (Detail::AuthScopeMismatch, "review_auth_configuration"),
+        (Native::InvalidParams, ..) => return Refusal::policy(V4Error::from(e)),
         (Native::Unavailable, ..) => {
             let mut error = V4Error::from(e);
             error.retryable = true;
@@ -181,10 +188,16 @@ fn refusal(e: RpcError, mode: AuthConfigMode, presented: bool) -> Refusal {
     Refusal::policy(error)
 }
 
-fn hello_ok(gw: &Gateway, protocol: u64, hello: &ConnectResult) -> Value {
+fn hello_ok(gw: &Gateway, ctx: &CallContext, protocol: u64, hello: &ConnectResult) -> Value {
     let config = gw.config();
     let health = &hello.snapshot.health;
     let presence = gw.rt.presence.snapshot();
+    // Who is connected is for those who may read it (presence.list's scope).
+    let listed = if ctx.allows(Scope::OperatorRead) {
+        convert::presence(&presence)
+    } else {
+        Vec::new()
+    };
     let limits = &config.gateway.limits;
     let auth_mode = config.gateway.auth.mode.to_string();
     json!({
@@ -196,7 +209,7 @@ fn hello_ok(gw: &Gateway, protocol: u64, hello: &ConnectResult) -> Value {
             "events": V4Event::ALL.iter().map(|e| e.name()).collect::<Vec<_>>(),
         },
         "snapshot": {
-            "presence": convert::presence(&presence),
+            "presence": listed,
             "health": convert::health(health, &config.agents.default),
             "stateVersion": {"presence": presence.version, "health": health.version},
             "uptimeMs": (health.uptime * 1000.0) as u64,

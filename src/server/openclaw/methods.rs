@@ -53,11 +53,16 @@ pub fn accepted(method: V4Method, params: &Value) -> Option<String> {
 }
 
 /// Runs one v4 method on validated params; the payload as JSON text.
+///
+/// `slot` is the connection's in-flight permit for a turn that goes on
+/// after the answer (chat.send): held until the turn ends, so such turns
+/// count against the connection's in-flight limit like any request.
 pub async fn call(
     gw: Arc<Gateway>,
     ctx: Arc<CallContext>,
     method: V4Method,
     params: Value,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<String, V4Error> {
     let native_method = method.native();
     // Without params the native handler is called directly: no trip
@@ -157,7 +162,7 @@ pub async fn call(
             .await?;
             json!({ "ok": true, "key": deleted.session_key, "deleted": deleted.deleted, "archived": [] })
         }
-        V4Method::ChatSend => chat_send(gw, ctx, &params)?,
+        V4Method::ChatSend => chat_send(gw, ctx, &params, slot)?,
         V4Method::ChatAbort => {
             let Some(run) = params.get("runId").and_then(Value::as_str) else {
                 return Err(V4Error::invalid(
@@ -260,7 +265,12 @@ type Turn = Pin<Box<dyn Future<Output = Result<String, RpcError>> + Send>>;
 /// Starts the turn and answers at once; the turn goes on in a task of its
 /// own and reports through its events. A turn that fails before it
 /// starts (an unknown agent, say) fails the request instead.
-fn chat_send(gw: Arc<Gateway>, ctx: Arc<CallContext>, params: &Value) -> Result<Value, V4Error> {
+fn chat_send(
+    gw: Arc<Gateway>,
+    ctx: Arc<CallContext>,
+    params: &Value,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Result<Value, V4Error> {
     let key = text(params, "idempotencyKey");
     let run = run_id(key);
     if gw.turns.is_running(&run) {
@@ -277,11 +287,14 @@ fn chat_send(gw: Arc<Gateway>, ctx: Arc<CallContext>, params: &Value) -> Result<
         Poll::Ready(Err(e)) => return Err(e.into()),
         Poll::Ready(Ok(_)) => "ok",
         Poll::Pending => {
-            tokio::spawn(async move {
+            let span = tracing::Span::current();
+            let running = async move {
                 if let Err(e) = turn.await {
                     tracing::info!("an OpenClaw chat.send turn failed: {}", e.message);
                 }
-            });
+                drop(slot);
+            };
+            tokio::spawn(tracing::Instrument::instrument(running, span));
             "started"
         }
     };
