@@ -545,8 +545,10 @@ const CASES: &[Case] = &[
     Case {
         name: "a param that now accepts any value, with another default",
         before: |s| {
-            props(&mut method(s, "health")["params"])
-                .insert("verbose".into(), json!({"type": "boolean", "default": true}));
+            props(&mut method(s, "health")["params"]).insert(
+                "verbose".into(),
+                json!({"type": "boolean", "default": true}),
+            );
         },
         after: |s| {
             props(&mut method(s, "health")["params"])
