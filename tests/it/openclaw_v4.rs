@@ -477,7 +477,7 @@ async fn the_openclaw_cli_calls_clawgate_unchanged() {
             )
         })
     };
-    let (health, status, presence, models, cron) = tokio::join!(
+    let (health, status, presence, models, unserved) = tokio::join!(
         call("health"),
         call("status"),
         call("system-presence"),
@@ -502,11 +502,11 @@ async fn the_openclaw_cli_calls_clawgate_unchanged() {
     let (ok, models) = models.unwrap();
     assert!(ok && models["models"][0]["id"] == "echo", "{models}");
     // Not served yet: a clear error, not a timeout.
-    let (ok, cron) = cron.unwrap();
+    let (ok, unserved) = unserved.unwrap();
     assert!(!ok);
     assert_eq!(
-        cron["error"]["details"]["code"], "METHOD_NOT_SERVED",
-        "{cron}"
+        unserved["error"]["details"]["code"], "METHOD_NOT_SERVED",
+        "{unserved}"
     );
 
     let (ok, wrong) = tokio::task::spawn_blocking({
