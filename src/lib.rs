@@ -10,6 +10,7 @@ pub mod clock;
 pub mod compat;
 pub mod config;
 pub mod cron;
+pub mod devices;
 pub mod discovery;
 pub mod docs;
 pub mod exec;

@@ -7,13 +7,14 @@ use crate::health::HealthService;
 use crate::metrics::Metrics;
 use crate::protocol::types::{
     ApprovalAuditEntry, ChatMessage, ChatMessageRole, ChatMessageStatus, ConfigHealth, CronJob,
-    CronRun, HeartbeatRun, SessionInfo, Usage,
+    CronRun, HeartbeatRun, PairedDevice, SessionInfo, Usage,
 };
 use crate::protocol::EventKind;
 use crate::runtime::{Runtime, Shutdown};
 use crate::store::{
-    AuditStore, ChannelStore, CronStore, CronWrite, HeartbeatStore, NodeStore, Result, ResultStore,
-    SessionChange, SessionFilter, SessionStore, StoreFuture, StoredNode, Stores, UpkeepStore,
+    AuditStore, ChannelStore, CronStore, CronWrite, DeviceStore, HeartbeatStore, NodeStore, Result,
+    ResultStore, SessionChange, SessionFilter, SessionStore, StoreFuture, StoredNode, Stores,
+    UpkeepStore,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -90,6 +91,7 @@ pub struct MemoryStore {
     sessions: Mutex<BTreeMap<String, (SessionInfo, Vec<ChatMessage>)>>,
     results: Mutex<HashMap<String, String>>,
     pub nodes: Mutex<Vec<StoredNode>>,
+    devices: Mutex<BTreeMap<String, PairedDevice>>,
     pub cron_writes: Mutex<Vec<CronWrite>>,
     audit: Mutex<Vec<(ApprovalAuditEntry, String)>>,
     offsets: Mutex<HashMap<(String, String), i64>>,
@@ -255,6 +257,22 @@ impl NodeStore for MemoryStore {
         let before = nodes.len();
         nodes.retain(|n| n.id != id);
         ready(Ok(nodes.len() != before))
+    }
+}
+
+impl DeviceStore for MemoryStore {
+    fn devices(&self) -> StoreFuture<'_, Vec<PairedDevice>> {
+        ready(Ok(self.devices.lock().unwrap().values().cloned().collect()))
+    }
+
+    fn put_device(&self, device: PairedDevice) -> StoreFuture<'_, ()> {
+        let id = device.device_id.clone();
+        self.devices.lock().unwrap().insert(id, device);
+        ready(Ok(()))
+    }
+
+    fn remove_device(&self, id: String) -> StoreFuture<'_, bool> {
+        ready(Ok(self.devices.lock().unwrap().remove(&id).is_some()))
     }
 }
 

@@ -78,6 +78,12 @@ export interface Methods {
   "cron.run": { params: T.CronRunParams; result: T.CronRunResult };
   "cron.runs": { params: T.CronRunsParams; result: T.CronRunsResult };
   "cron.update": { params: T.CronUpdateParams; result: T.CronJob };
+  "devices.approve": { params: T.DevicesApproveParams; result: T.DevicesApproveResult };
+  "devices.list": { params: T.DevicesListParams; result: T.DevicesListResult };
+  "devices.reject": { params: T.DevicesRejectParams; result: T.DevicesRejectResult };
+  "devices.remove": { params: T.DevicesRemoveParams; result: T.DevicesRemoveResult };
+  "devices.revokeToken": { params: T.DevicesRevokeTokenParams; result: T.DevicesRevokeTokenResult };
+  "devices.rotateToken": { params: T.DevicesRotateTokenParams; result: T.DevicesRotateTokenResult };
   "health": { params: T.HealthParams; result: T.HealthSnapshot };
   "heartbeat.last": { params: T.HeartbeatLastParams; result: T.HeartbeatLastResult };
   "heartbeat.set": { params: T.HeartbeatSetParams; result: T.HeartbeatSetResult };
@@ -114,6 +120,8 @@ export interface Events {
   "config.reload.failed": T.ConfigReloadFailedEvent;
   "cron.finished": T.CronFinishedEvent;
   "cron.started": T.CronStartedEvent;
+  "devices.pairing": T.DevicePairingRequest;
+  "devices.pairing.resolved": T.DevicesPairingResolvedEvent;
   "gateway.closing": T.GatewayClosingEvent;
   "health.changed": T.HealthSnapshot;
   "heartbeat": T.HeartbeatRun;
@@ -187,6 +195,18 @@ export declare class ClawgateClient extends ClawgateClientBase {
   cronRuns(params: T.CronRunsParams): Promise<T.CronRunsResult>;
   /** Change a job added with cron.add; fields left out stay as they are. */
   cronUpdate(params: T.CronUpdateParams): Promise<T.CronJob>;
+  /** Approve a device pairing request: the device's next connect succeeds and receives its device token. */
+  devicesApprove(params: T.DevicesApproveParams): Promise<T.DevicesApproveResult>;
+  /** List the paired devices and the device pairing requests waiting for an answer. */
+  devicesList(params?: T.DevicesListParams): Promise<T.DevicesListResult>;
+  /** Reject a device pairing request. */
+  devicesReject(params: T.DevicesRejectParams): Promise<T.DevicesRejectResult>;
+  /** Unpair a device: its tokens stop working and its connections are closed. */
+  devicesRemove(params: T.DevicesRemoveParams): Promise<T.DevicesRemoveResult>;
+  /** Revoke a paired device's token for a role: connections that used it are closed, and the device gets a new one only by connecting with the gateway credential again. */
+  devicesRevokeToken(params: T.DevicesRevokeTokenParams): Promise<T.DevicesRevokeTokenResult>;
+  /** Replace a paired device's token for a role, optionally narrowing its scopes. Connections that used the old token are closed. The new token is returned only to the device itself; anyone else must let the device connect with the gateway credential to receive it. */
+  devicesRotateToken(params: T.DevicesRotateTokenParams): Promise<T.DevicesRotateTokenResult>;
   /** The current health snapshot (also served by GET /health). */
   health(params?: T.HealthParams): Promise<T.HealthSnapshot>;
   /** Each agent's heartbeat: its schedule, whether it runs, and its last run. */

@@ -218,6 +218,21 @@ export interface ClawgateProtocol {
   CronStartedEvent: CronStartedEvent;
   CronTrigger: CronTrigger;
   CronUpdateParams: CronUpdateParams;
+  DeviceGrant: DeviceGrant;
+  DevicePairingRequest: DevicePairingRequest;
+  DevicesApproveParams: DevicesApproveParams;
+  DevicesApproveResult: DevicesApproveResult;
+  DevicesListParams: DevicesListParams;
+  DevicesListResult: DevicesListResult;
+  DevicesPairingResolvedEvent: DevicesPairingResolvedEvent;
+  DevicesRejectParams: DevicesRejectParams;
+  DevicesRejectResult: DevicesRejectResult;
+  DevicesRemoveParams: DevicesRemoveParams;
+  DevicesRemoveResult: DevicesRemoveResult;
+  DevicesRevokeTokenParams: DevicesRevokeTokenParams;
+  DevicesRevokeTokenResult: DevicesRevokeTokenResult;
+  DevicesRotateTokenParams: DevicesRotateTokenParams;
+  DevicesRotateTokenResult: DevicesRotateTokenResult;
   DmPolicy: DmPolicy;
   ErrorFrame: ErrorFrame;
   ErrorObject: ErrorObject;
@@ -263,6 +278,7 @@ export interface ClawgateProtocol {
   NodesRemoveResult: NodesRemoveResult;
   NodesResultParams: NodesResultParams;
   NodesResultResult: NodesResultResult;
+  PairedDevice: PairedDevice;
   PairingRequest: PairingRequest;
   Patch: Patch;
   PluginCancelFrame: PluginCancelFrame;
@@ -1189,9 +1205,13 @@ export interface ConfigWriteResult {
   restartRequired: string[];
 }
 /**
- * The credential a client presents; exactly the one the server's auth mode asks for.
+ * The credential a client presents: the one the server's auth mode asks for, or a paired device's token.
  */
 export interface ConnectAuth {
+  /**
+   * A token issued to a paired device for its role (OpenClaw clients receive theirs in hello-ok). It grants the scopes approved for that device and role, whatever the auth mode.
+   */
+  deviceToken?: string;
   /**
    * The gateway password (auth mode password).
    */
@@ -1788,6 +1808,241 @@ export interface CronUpdateParams {
    * How long a run may take; default cron.runTimeoutMs.
    */
   timeoutMs?: number;
+}
+/**
+ * What a paired device may do in one role.
+ */
+export interface DeviceGrant {
+  /**
+   * When the role or its last scope upgrade was approved.
+   */
+  approvedAtMs: number;
+  role: Role;
+  /**
+   * The approved scopes: a connection with the device's token gets at most these.
+   */
+  scopes: Scope[];
+  /**
+   * False after a revocation, until the device connects again with the gateway credential.
+   */
+  tokenActive: boolean;
+  /**
+   * Counts rotations and revocations; a token of an earlier generation no longer works.
+   */
+  tokenGeneration: number;
+}
+/**
+ * A device asking to be paired, or to widen what it was approved for.
+ */
+export interface DevicePairingRequest {
+  /**
+   * The client's id.
+   */
+  clientId: string;
+  /**
+   * The client's mode.
+   */
+  clientMode: string;
+  /**
+   * The device.
+   */
+  deviceId: string;
+  /**
+   * The name the client gave.
+   */
+  displayName?: string;
+  /**
+   * When it lapses unless the device asks again.
+   */
+  expiresAtMs: number;
+  /**
+   * True when the device is already paired and asks for a new role or more scopes.
+   */
+  isRepair: boolean;
+  /**
+   * The platform it declared.
+   */
+  platform?: string;
+  /**
+   * Its raw Ed25519 public key, base64url.
+   */
+  publicKey: string;
+  /**
+   * Where it connected from.
+   */
+  remoteIp: string;
+  /**
+   * The request, to approve or reject.
+   */
+  requestId: string;
+  /**
+   * When it was first asked.
+   */
+  requestedAtMs: number;
+  role: Role;
+  /**
+   * The scopes asked for (those the credential grants).
+   */
+  scopes: Scope[];
+}
+export interface DevicesApproveParams {
+  /**
+   * The request.
+   */
+  requestId: string;
+}
+export interface DevicesApproveResult {
+  device: PairedDevice;
+  /**
+   * The request.
+   */
+  requestId: string;
+}
+/**
+ * A device identity (an Ed25519 key) the gateway has paired.
+ */
+export interface PairedDevice {
+  /**
+   * The client's id (for example cli, openclaw-macos).
+   */
+  clientId?: string;
+  /**
+   * The client's mode (for example cli, ui, node).
+   */
+  clientMode?: string;
+  /**
+   * The hex SHA-256 of the public key.
+   */
+  deviceId: string;
+  /**
+   * The name the client gave.
+   */
+  displayName?: string;
+  /**
+   * When it was first paired.
+   */
+  pairedAtMs: number;
+  /**
+   * The platform the client declared.
+   */
+  platform?: string;
+  /**
+   * The raw Ed25519 public key, base64url.
+   */
+  publicKey: string;
+  /**
+   * The roles approved, each with its scopes.
+   */
+  roles: DeviceGrant[];
+}
+export interface DevicesListParams {}
+export interface DevicesListResult {
+  /**
+   * Paired devices, by id.
+   */
+  devices: PairedDevice[];
+  /**
+   * Waiting requests, oldest first.
+   */
+  pending: DevicePairingRequest[];
+}
+export interface DevicesPairingResolvedEvent {
+  /**
+   * What became of it.
+   */
+  decision: "approved" | "rejected" | "expired";
+  /**
+   * The device.
+   */
+  deviceId: string;
+  /**
+   * The request.
+   */
+  requestId: string;
+  /**
+   * When.
+   */
+  ts: number;
+}
+export interface DevicesRejectParams {
+  /**
+   * The request.
+   */
+  requestId: string;
+}
+export interface DevicesRejectResult {
+  /**
+   * The device that asked.
+   */
+  deviceId: string;
+  /**
+   * The request.
+   */
+  requestId: string;
+}
+export interface DevicesRemoveParams {
+  /**
+   * The device.
+   */
+  deviceId: string;
+}
+export interface DevicesRemoveResult {
+  /**
+   * The device.
+   */
+  deviceId: string;
+  /**
+   * False when there was no such device.
+   */
+  removed: boolean;
+}
+export interface DevicesRevokeTokenParams {
+  /**
+   * The device.
+   */
+  deviceId: string;
+  role: Role;
+}
+export interface DevicesRevokeTokenResult {
+  /**
+   * The device.
+   */
+  deviceId: string;
+  /**
+   * When.
+   */
+  revokedAtMs: number;
+  role: Role;
+}
+export interface DevicesRotateTokenParams {
+  /**
+   * The device.
+   */
+  deviceId: string;
+  role: Role;
+  /**
+   * Narrow the approved scopes to these (each must already be approved).
+   */
+  scopes?: Scope[];
+}
+export interface DevicesRotateTokenResult {
+  /**
+   * The device.
+   */
+  deviceId: string;
+  role: Role;
+  /**
+   * When.
+   */
+  rotatedAtMs: number;
+  /**
+   * The scopes the new token grants.
+   */
+  scopes: Scope[];
+  /**
+   * The new token, when the caller is that device.
+   */
+  token?: string;
 }
 /**
  * A failed response. id is null when the request's id could not be read.

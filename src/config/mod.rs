@@ -33,7 +33,7 @@ pub use meta::keys;
 pub use paths::{resolve_config_path, resolve_state_dir};
 pub use report::SourceFile;
 pub use service::{Applied, ConfigService, ConfigWatch};
-pub use token::{load_or_create_token, read_token, token_path};
+pub use token::{load_or_create_secret, load_or_create_token, read_token, token_path};
 
 pub mod meta {
     /// Whether a change to a config path applies live or needs a restart.

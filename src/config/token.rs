@@ -20,36 +20,47 @@ pub fn read_token(state_dir: &Path) -> Option<String> {
     (!token.is_empty()).then(|| token.to_string())
 }
 
-/// The stored token, created (244 random bits) when missing. The file is
-/// written whole under a temporary name and renamed, so a reader never
-/// sees half a token.
+/// The stored token, created (244 random bits) when missing.
 pub fn load_or_create_token(state_dir: &Path) -> std::io::Result<String> {
-    let path = token_path(state_dir);
+    load_or_create_secret(state_dir, TOKEN_FILE, || {
+        format!(
+            "cgt_{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        )
+    })
+}
+
+/// The secret in `<state dir>/<name>`, created with `make` when missing.
+/// The file (mode 0600) is written whole under a temporary name and
+/// renamed, so a reader never sees half a secret.
+pub fn load_or_create_secret(
+    state_dir: &Path,
+    name: &str,
+    make: impl FnOnce() -> String,
+) -> std::io::Result<String> {
+    let path = state_dir.join(name);
     super::remove_stale_temp_files(&path);
-    if let Some(token) = read_token(state_dir) {
-        let mode = std::fs::metadata(&path)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let secret = text.trim();
+        if !secret.is_empty() {
+            let mode = std::fs::metadata(&path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            return Ok(secret.to_string());
         }
-        return Ok(token);
     }
-    let token = format!(
-        "cgt_{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
-    let tmp = state_dir.join(format!(
-        ".{TOKEN_FILE}.tmp-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let secret = make();
+    let tmp = state_dir.join(format!(".{name}.tmp-{}", uuid::Uuid::new_v4().simple()));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&tmp)?;
-    file.write_all(format!("{token}\n").as_bytes())?;
+    file.write_all(format!("{secret}\n").as_bytes())?;
     file.sync_all()?;
     drop(file);
     std::fs::rename(&tmp, &path)?;
-    Ok(token)
+    Ok(secret)
 }

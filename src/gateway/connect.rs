@@ -37,9 +37,21 @@ pub async fn connect(
             .and_then(|token| gw.nodes.authenticate(token)),
         _ => None,
     };
-    let verdict = match node_id {
-        Some(_) => Ok(()),
-        None => match authenticate(auth, params.role, params.auth.as_ref()) {
+    // A paired device presents the token it was issued for its role.
+    let device = match (&node_id, params.auth.as_ref()) {
+        (None, Some(auth)) => auth
+            .device_token
+            .as_deref()
+            .map(|token| gw.devices.authenticate(token, params.role)),
+        _ => None,
+    };
+    let verdict = match (&node_id, &device) {
+        (Some(_), _) | (None, Some(Some(_))) => Ok(()),
+        (None, Some(None)) => Err(RpcError::new(
+            ErrorCode::Unauthorized,
+            "invalid device token: it was not issued to a paired device for this role, or it was rotated or revoked",
+        )),
+        (None, None) => match authenticate(auth, params.role, params.auth.as_ref()) {
             Err(refused) => match serve_identity(gw, ctx, &params).await {
                 Some(confirmed) => confirmed,
                 None => Err(refused),
@@ -47,13 +59,17 @@ pub async fn connect(
             accepted => accepted,
         },
     };
-    let guessable = node_id.is_none() && auth.mode == AuthConfigMode::Password;
+    let device = device.flatten();
+    let guessable = node_id.is_none() && device.is_none() && auth.mode == AuthConfigMode::Password;
     match gw.judge_credential(ctx.remote_ip, verdict.is_ok(), guessable) {
         Ok(()) => {}
         Err(AuthRefused::Limited(e)) => return Err(e),
         Err(AuthRefused::Invalid) => return Err(verdict.expect_err("refused as invalid")),
     }
-    let granted = granted_scopes(params.role, auth);
+    let granted = match &device {
+        Some(owner) => owner.scopes.clone(),
+        None => granted_scopes(params.role, auth),
+    };
     let scopes = match params.scopes {
         None => granted,
         Some(asked) => narrow(&granted, asked)?,
@@ -61,13 +77,21 @@ pub async fn connect(
     let grant = Grant {
         role: params.role,
         scopes: scopes.clone(),
-        credential: node_id
-            .is_none()
+        credential: (node_id.is_none() && device.is_none())
             .then(|| credential_digest(&config.gateway.auth))
             .flatten(),
+        device: device.as_ref().map(|d| d.device_id.clone()),
     };
     if !ctx.set_grant(grant) {
         return Err(RpcError::new(ErrorCode::Conflict, "already connected"));
+    }
+    if let Some(owner) = &device {
+        gw.devices.connected(
+            &ctx.conn_id,
+            &owner.device_id,
+            params.role,
+            ctx.kick().clone(),
+        );
     }
     if let Some(node_id) = node_id {
         ctx.bind_node(node_id.clone());
@@ -235,6 +259,11 @@ pub fn credential_grants(auth: &AuthConfig, needed: Scope) -> bool {
 /// its grant narrowed to what the config grants its role. Err when the
 /// gateway credential it connected with is no longer the configured one.
 pub fn revalidate(auth: &AuthConfig, grant: &Grant) -> Result<Vec<Scope>, &'static str> {
+    // A device token answers to the devices service, which closes its
+    // connections when it is revoked; the gateway credential is not its.
+    if grant.device.is_some() {
+        return Ok(grant.scopes.clone());
+    }
     if let Some(presented) = grant.credential {
         let current = credential_digest(auth);
         if !current.is_some_and(|c| bool::from(c.ct_eq(&presented))) {

@@ -91,6 +91,7 @@ impl Drop for ConnectionSlot {
             self.gateway.nodes.disconnected(&self.conn_id);
         }
         if self.role.is_some() {
+            self.gateway.devices.disconnected(&self.conn_id);
             self.gateway.rt.presence.leave(&self.conn_id);
         }
         let conns = &self.gateway.connections;

@@ -228,6 +228,83 @@ impl Handlers for Gateway {
         })
     }
 
+    async fn devices_list(
+        &self,
+        _ctx: &CallContext,
+        _params: DevicesListParams,
+    ) -> Result<DevicesListResult, RpcError> {
+        Ok(DevicesListResult {
+            devices: self.devices.list(),
+            pending: self.devices.pending(),
+        })
+    }
+
+    async fn devices_approve(
+        &self,
+        _ctx: &CallContext,
+        params: DevicesApproveParams,
+    ) -> Result<DevicesApproveResult, RpcError> {
+        let request_id = params.request_id.to_string();
+        let device = self.devices.approve(&request_id).await?;
+        Ok(DevicesApproveResult { request_id, device })
+    }
+
+    async fn devices_reject(
+        &self,
+        _ctx: &CallContext,
+        params: DevicesRejectParams,
+    ) -> Result<DevicesRejectResult, RpcError> {
+        let request = self.devices.reject(&params.request_id)?;
+        Ok(DevicesRejectResult {
+            request_id: request.request_id,
+            device_id: request.device_id,
+        })
+    }
+
+    async fn devices_remove(
+        &self,
+        _ctx: &CallContext,
+        params: DevicesRemoveParams,
+    ) -> Result<DevicesRemoveResult, RpcError> {
+        let device_id = params.device_id.to_string();
+        let removed = self.devices.remove(&device_id).await?;
+        Ok(DevicesRemoveResult { device_id, removed })
+    }
+
+    async fn devices_rotate_token(
+        &self,
+        ctx: &CallContext,
+        params: DevicesRotateTokenParams,
+    ) -> Result<DevicesRotateTokenResult, RpcError> {
+        let device_id = params.device_id.to_string();
+        let caller = ctx.grant().and_then(|g| g.device.as_deref());
+        let (scopes, token) = self
+            .devices
+            .rotate(&device_id, params.role, params.scopes, caller)
+            .await?;
+        Ok(DevicesRotateTokenResult {
+            device_id,
+            role: params.role,
+            scopes,
+            rotated_at_ms: crate::clock::now_ms(),
+            token,
+        })
+    }
+
+    async fn devices_revoke_token(
+        &self,
+        _ctx: &CallContext,
+        params: DevicesRevokeTokenParams,
+    ) -> Result<DevicesRevokeTokenResult, RpcError> {
+        let device_id = params.device_id.to_string();
+        self.devices.revoke(&device_id, params.role).await?;
+        Ok(DevicesRevokeTokenResult {
+            device_id,
+            role: params.role,
+            revoked_at_ms: crate::clock::now_ms(),
+        })
+    }
+
     async fn nodes_pending(
         &self,
         _ctx: &CallContext,

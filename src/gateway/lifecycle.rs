@@ -25,6 +25,7 @@ impl Gateway {
             .load()
             .await
             .map_err(|e| std::io::Error::other(format!("cannot load the nodes: {e}")))?;
+        self.devices.load().await.map_err(std::io::Error::other)?;
         let mut tasks = vec![
             scheduler,
             self.nodes.spawn_watchdog(),

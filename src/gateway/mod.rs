@@ -52,6 +52,7 @@ pub struct Gateway {
     pub turns: Arc<crate::agent::Turns>,
     pub cron: Arc<crate::cron::CronService>,
     pub nodes: Arc<crate::nodes::NodeService>,
+    pub devices: Arc<crate::devices::DeviceService>,
     pub exec: crate::exec::Exec,
     pub channels: Arc<crate::channels::ChannelManager>,
     pub plugins: Arc<crate::plugins::PluginService>,
@@ -114,6 +115,7 @@ impl Gateway {
         let channels = crate::channels::ChannelManager::new(rt.clone(), Arc::clone(&turns));
         let cron = crate::cron::CronService::new(rt.clone(), Arc::clone(&turns));
         let nodes = Arc::new(crate::nodes::NodeService::new(rt.clone()));
+        let devices = Arc::new(crate::devices::DeviceService::new(rt.clone()));
         let exec = crate::exec::Exec::new(rt.clone(), Arc::clone(&nodes));
         let plugins = crate::plugins::PluginService::new(rt.clone());
         let heartbeat = crate::heartbeat::HeartbeatService::new(
@@ -127,6 +129,7 @@ impl Gateway {
             turns,
             cron,
             nodes,
+            devices,
             exec,
             channels,
             plugins,

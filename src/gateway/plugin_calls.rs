@@ -21,6 +21,7 @@ impl crate::plugins::Callbacks for Gateway {
                 role: Role::Operator,
                 scopes: method.scope().into_iter().collect(),
                 credential: None,
+                device: None,
             });
             let started = std::time::Instant::now();
             let outcome = dispatch(self, &ctx, method, params).await;

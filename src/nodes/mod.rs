@@ -303,6 +303,7 @@ mod tests {
             role: Role::Node,
             scopes: vec![Scope::Node],
             credential: None,
+            device: None,
         });
         ctx
     }

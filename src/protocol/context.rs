@@ -10,8 +10,11 @@ pub struct Grant {
     pub role: types::Role,
     pub scopes: Vec<types::Scope>,
     /// A digest of the gateway credential the client presented; None
-    /// when it presented none (auth mode none) or its own node token.
+    /// when it presented none (auth mode none), its own node token or a
+    /// device token.
     pub credential: Option<[u8; 32]>,
+    /// The paired device whose token it presented.
+    pub device: Option<String>,
 }
 
 impl Grant {

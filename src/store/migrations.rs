@@ -98,6 +98,11 @@ const MIGRATIONS: &[&str] = &[
         agent_id TEXT PRIMARY KEY,
         run_json TEXT NOT NULL
     );",
+    // 7: paired device identities (OpenClaw clients), one JSON record each.
+    "CREATE TABLE devices (
+        id TEXT PRIMARY KEY,
+        record_json TEXT NOT NULL
+    );",
 ];
 
 pub fn run(db: &Connection) -> rusqlite::Result<()> {

@@ -5,6 +5,7 @@
 
 mod channels;
 mod cron;
+mod devices;
 mod exec;
 mod heartbeats;
 mod migrations;
@@ -14,8 +15,8 @@ mod traits;
 pub use cron::CronWrite;
 pub use nodes::StoredNode;
 pub use traits::{
-    AuditStore, ChannelStore, CronStore, HeartbeatStore, NodeStore, ResultStore, SessionStore,
-    StoreFuture, Stores, UpkeepStore,
+    AuditStore, ChannelStore, CronStore, DeviceStore, HeartbeatStore, NodeStore, ResultStore,
+    SessionStore, StoreFuture, Stores, UpkeepStore,
 };
 
 use crate::protocol::types::{ChatMessage, ChatMessageRole, ChatMessageStatus, SessionInfo, Usage};

@@ -7,7 +7,7 @@
 use super::{Result, SessionChange, SessionFilter, Store, StoredNode};
 use crate::protocol::types::{
     ApprovalAuditEntry, ChatMessage, ChatMessageStatus, CronJob, CronRun, HeartbeatRun,
-    SessionInfo, Usage,
+    PairedDevice, SessionInfo, Usage,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -83,6 +83,16 @@ store_trait! {
 }
 
 store_trait! {
+    /// Paired device identities.
+    DeviceStore {
+        fn devices(&self) -> Vec<PairedDevice>;
+        /// Inserts or replaces the record.
+        fn put_device(&self, device: PairedDevice) -> ();
+        fn remove_device(&self, id: String) -> bool;
+    }
+}
+
+store_trait! {
     /// The exec audit log and the commands allowed for good.
     AuditStore {
         fn exec_allowed(&self, agent_id: String) -> Vec<String>;
@@ -129,6 +139,7 @@ pub struct Stores {
     pub results: Arc<dyn ResultStore>,
     pub cron: Arc<dyn CronStore>,
     pub nodes: Arc<dyn NodeStore>,
+    pub devices: Arc<dyn DeviceStore>,
     pub audit: Arc<dyn AuditStore>,
     pub channels: Arc<dyn ChannelStore>,
     pub heartbeats: Arc<dyn HeartbeatStore>,
@@ -148,6 +159,7 @@ impl Stores {
             + ResultStore
             + CronStore
             + NodeStore
+            + DeviceStore
             + AuditStore
             + ChannelStore
             + HeartbeatStore
@@ -159,6 +171,7 @@ impl Stores {
             results: store.clone(),
             cron: store.clone(),
             nodes: store.clone(),
+            devices: store.clone(),
             audit: store.clone(),
             channels: store.clone(),
             heartbeats: store.clone(),

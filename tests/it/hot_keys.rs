@@ -91,6 +91,8 @@ const PROBES: &[(&str, &str)] = &[
     ("agents.*.heartbeat.to", "heartbeat_settings"),
     ("agents.*.heartbeat.ackToken", "heartbeat_settings"),
     ("agents.*.heartbeat.ackMaxChars", "heartbeat_settings"),
+    ("devices.autoApproveLoopback", "device_settings"),
+    ("devices.pairingTimeoutMs", "device_settings"),
     ("nodes.autoApproveLoopback", "node_settings"),
     ("nodes.pairingTimeoutMs", "node_settings"),
     ("nodes.heartbeatTimeoutMs", "node_settings"),
@@ -1065,6 +1067,30 @@ async fn session_retention() {
                     && t["lastResult"] == "1 sessions idle over 30 days deleted"
             })
     });
+}
+
+// ---- devices ------------------------------------------------------------
+
+#[tokio::test]
+async fn device_settings() {
+    use crate::openclaw_v4::{device_connect, DeviceKey};
+    let mut live = Live::start("").await;
+    live.set("devices.autoApproveLoopback", json!(false)).await;
+    let key = DeviceKey::new();
+    let (_, refused) = device_connect(&live.gw, &key, json!({"token": TOKEN})).await;
+    assert_eq!(refused["error"]["code"], "NOT_PAIRED", "{refused}");
+    // A request lapses pairingTimeoutMs after the device last asked.
+    live.set("devices.pairingTimeoutMs", json!(1000)).await;
+    let (_, refused) = device_connect(&live.gw, &key, json!({"token": TOKEN})).await;
+    assert_eq!(refused["error"]["code"], "NOT_PAIRED", "{refused}");
+    let pending = live.admin.call("devices.list", json!({})).await;
+    assert_eq!(pending["result"]["pending"].as_array().unwrap().len(), 1);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let lapsed = live.admin.call("devices.list", json!({})).await;
+    assert_eq!(lapsed["result"]["pending"], json!([]), "{lapsed}");
+    live.set("devices.autoApproveLoopback", json!(true)).await;
+    let (_, hello) = device_connect(&live.gw, &key, json!({"token": TOKEN})).await;
+    assert_eq!(hello["ok"], true, "{hello}");
 }
 
 // ---- nodes --------------------------------------------------------------

@@ -72,7 +72,7 @@ fn violations(pointer: &str, value: &Value) -> Vec<String> {
         .collect()
 }
 
-const SERVED: [&str; 20] = [
+const SERVED: [&str; 26] = [
     "agent",
     "chat.abort",
     "chat.history",
@@ -84,6 +84,12 @@ const SERVED: [&str; 20] = [
     "cron.run",
     "cron.runs",
     "cron.status",
+    "device.pair.approve",
+    "device.pair.list",
+    "device.pair.reject",
+    "device.pair.remove",
+    "device.token.revoke",
+    "device.token.rotate",
     "health",
     "last-heartbeat",
     "models.list",
@@ -339,10 +345,10 @@ async fn a_refused_connect_has_openclaws_code_and_close() {
     );
 }
 
-struct DeviceKey(Ed25519KeyPair);
+pub struct DeviceKey(Ed25519KeyPair);
 
 impl DeviceKey {
-    fn new() -> DeviceKey {
+    pub fn new() -> DeviceKey {
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
         DeviceKey(Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap())
@@ -355,9 +361,19 @@ impl DeviceKey {
     /// connect params with a v3 proof over this nonce and time, as
     /// OpenClaw's client signs it.
     fn params(&self, nonce: &str, signed_at: u64) -> Value {
-        let mut params = connect_params(json!({"token": TOKEN}));
+        self.params_with(nonce, signed_at, json!({"token": TOKEN}))
+    }
+
+    /// The same with this auth block (the proof signs its token, or its
+    /// device token when there is no token).
+    fn params_with(&self, nonce: &str, signed_at: u64, auth: Value) -> Value {
+        let mut params = connect_params(auth.clone());
+        let token = auth["token"]
+            .as_str()
+            .or(auth["deviceToken"].as_str())
+            .unwrap_or("");
         let payload = format!(
-            "v3|{}|cli|cli|operator|operator.read,operator.write|{signed_at}|{TOKEN}|{nonce}|linux|",
+            "v3|{}|cli|cli|operator|operator.read,operator.write|{signed_at}|{token}|{nonce}|linux|",
             self.id()
         );
         params["device"] = json!({
@@ -569,10 +585,15 @@ async fn the_openclaw_cli_calls_clawgate_unchanged() {
 
 /// Runs client.mjs (OpenClaw's reference client); its output lines.
 fn reference_client(url: &str, args: &[&str]) -> std::process::Child {
+    reference_client_with(url, TOKEN, args)
+}
+
+/// The reference client with this shared token ("-" for none).
+fn reference_client_with(url: &str, token: &str, args: &[&str]) -> std::process::Child {
     std::process::Command::new(node())
         .arg(installed(clients_dir().join("client.mjs")))
         .arg(url)
-        .arg(TOKEN)
+        .arg(token)
         .args(args)
         .current_dir(clients_dir())
         .stdout(std::process::Stdio::piped())
@@ -636,6 +657,8 @@ async fn the_reference_client_connects_with_a_device_and_reconnects_across_a_res
     let hello = next("hello");
     assert_eq!(hello["protocol"], 4);
     assert_eq!(hello["scopes"], json!(["operator.read", "operator.write"]));
+    // Its first connect from loopback paired the device: a token was issued.
+    assert_eq!(hello["deviceToken"], true, "{hello}");
     let health = next("result");
     assert_eq!(
         (health["method"].clone(), health["ok"].clone()),
@@ -688,6 +711,34 @@ async fn the_reference_client_connects_with_a_device_and_reconnects_across_a_res
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&key).unwrap()).unwrap();
     assert_eq!(saved["deviceId"], device["deviceId"]);
     assert!(client.wait().unwrap().success());
+
+    // Without the shared token the client reuses the device token it
+    // stored, and gets the scopes that were approved.
+    let tokens = dir.join("device.json.tokens");
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(&tokens).unwrap()).unwrap();
+    assert!(stored["operator"]["token"]
+        .as_str()
+        .unwrap()
+        .starts_with("cgd_"));
+    let again = reference_client_with(
+        &gw.url,
+        "-",
+        &["--calls", "health", "--key", key.to_str().unwrap()],
+    )
+    .wait_with_output()
+    .unwrap();
+    let lines: Vec<Value> = String::from_utf8_lossy(&again.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let hello = lines
+        .iter()
+        .find(|l| l["kind"] == "hello")
+        .expect("a hello");
+    assert_eq!(hello["scopes"], json!(["operator.read", "operator.write"]));
+    let health = lines.iter().find(|l| l["kind"] == "result").unwrap();
+    assert_eq!(health["ok"], true, "{health}");
+    assert!(again.status.success(), "{lines:?}");
     gw.owns_dir = true;
     gw.terminate();
 }
@@ -1051,4 +1102,241 @@ async fn cron_and_config_over_v4_in_openclaws_shapes() {
         changed["payload"].get("value").is_none(),
         "never the content"
     );
+}
+
+/// A device connect on a fresh socket with this auth block: the answer.
+pub async fn device_connect(gw: &TestGateway, key: &DeviceKey, auth: Value) -> (Ws, Value) {
+    let (mut ws, challenge) = challenged(gw).await;
+    let params = key.params_with(
+        challenge["nonce"].as_str().unwrap(),
+        challenge["ts"].as_u64().unwrap(),
+        auth,
+    );
+    let answer = request(&mut ws, "c", "connect", params).await;
+    (ws, answer)
+}
+
+/// A v4 operator that may answer pairing requests.
+async fn v4_pairing_operator(gw: &TestGateway) -> Ws {
+    let (mut ws, _) = challenged(gw).await;
+    let mut params = connect_params(json!({"token": TOKEN}));
+    params["scopes"] = json!(["operator.read", "operator.pairing"]);
+    let res = request(&mut ws, "c1", "connect", params).await;
+    assert_eq!(res["ok"], true, "{res}");
+    assert_eq!(
+        res["payload"]["auth"]["scopes"],
+        json!(["operator.read", "operator.pairing"])
+    );
+    ws
+}
+
+#[tokio::test]
+async fn a_new_device_waits_for_an_operator_then_reconnects_with_its_device_token() {
+    let gw = TestGateway::start_with_sections("[devices]\nautoApproveLoopback = false\n").await;
+    let mut operator = v4_pairing_operator(&gw).await;
+    let key = DeviceKey::new();
+
+    let (mut ws, refused) = device_connect(&gw, &key, json!({"token": TOKEN})).await;
+    assert_eq!(refused["error"]["code"], "NOT_PAIRED", "{refused}");
+    let details = &refused["error"]["details"];
+    assert_eq!(details["code"], "PAIRING_REQUIRED");
+    assert_eq!(details["reason"], "not-paired");
+    assert_eq!(details["deviceId"], key.id());
+    let request_id = details["requestId"].as_str().unwrap().to_string();
+    assert_eq!(
+        ws.expect_close().await,
+        Closed::Code(1008, "device pairing required".into())
+    );
+
+    let requested = v4_event(&mut operator, "device.pair.requested").await;
+    conforms(
+        "/definitions/DevicePairRequestedEvent",
+        &requested["payload"],
+    );
+    assert_eq!(requested["payload"]["requestId"], request_id.as_str());
+    assert_eq!(
+        requested["payload"]["scopes"],
+        json!(["operator.read", "operator.write"])
+    );
+    // Asking again reuses the request rather than piling up new ones.
+    let (_, again) = device_connect(&gw, &key, json!({"token": TOKEN})).await;
+    assert_eq!(again["error"]["details"]["requestId"], request_id.as_str());
+    let list = request(&mut operator, "l", "device.pair.list", json!({})).await;
+    assert_eq!(
+        list["payload"]["pending"].as_array().unwrap().len(),
+        1,
+        "{list}"
+    );
+    assert_eq!(list["payload"]["paired"], json!([]));
+
+    let approved = request(
+        &mut operator,
+        "a",
+        "device.pair.approve",
+        json!({"requestId": request_id}),
+    )
+    .await;
+    assert_eq!(approved["ok"], true, "{approved}");
+    assert_eq!(approved["payload"]["device"]["deviceId"], key.id());
+    let resolved = v4_event(&mut operator, "device.pair.resolved").await;
+    conforms("/definitions/DevicePairResolvedEvent", &resolved["payload"]);
+    assert_eq!(resolved["payload"]["decision"], "approved");
+
+    // Now paired: the connect succeeds and carries the device token.
+    let (_, hello) = device_connect(&gw, &key, json!({"token": TOKEN})).await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    conforms("/definitions/HelloOk", &hello["payload"]);
+    let token = hello["payload"]["auth"]["deviceToken"]
+        .as_str()
+        .expect("a device token")
+        .to_string();
+    assert!(!token.contains(TOKEN));
+
+    // The device token alone gets the device in, as OpenClaw's client
+    // sends it (auth.token and auth.deviceToken), with the approved scopes.
+    let auth = json!({"token": token, "deviceToken": token});
+    let (mut device, hello) = device_connect(&gw, &key, auth).await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    assert_eq!(
+        hello["payload"]["auth"]["scopes"],
+        json!(["operator.read", "operator.write"])
+    );
+    assert_eq!(hello["payload"]["auth"]["deviceToken"], token.as_str());
+    let health = request(&mut device, "h", "health", json!({})).await;
+    assert_eq!(health["ok"], true, "{health}");
+
+    // The token is this device's: another key, a made-up token, or no
+    // device at all are refused.
+    let stranger = DeviceKey::new();
+    let (_, refused) = device_connect(&gw, &stranger, json!({"deviceToken": token})).await;
+    assert_eq!(
+        refused["error"]["details"]["code"], "AUTH_DEVICE_TOKEN_MISMATCH",
+        "{refused}"
+    );
+    let forged = format!("cgd_{}", "0".repeat(64));
+    let (_, refused) = device_connect(&gw, &key, json!({"deviceToken": forged})).await;
+    assert_eq!(
+        refused["error"]["details"]["code"],
+        "AUTH_DEVICE_TOKEN_MISMATCH"
+    );
+    let (mut ws, _) = challenged(&gw).await;
+    let refused = request(
+        &mut ws,
+        "c",
+        "connect",
+        connect_params(json!({"deviceToken": token})),
+    )
+    .await;
+    assert_eq!(refused["error"]["code"], "NOT_PAIRED", "{refused}");
+    assert_eq!(
+        refused["error"]["details"]["code"],
+        "DEVICE_IDENTITY_REQUIRED"
+    );
+
+    // Another operator's rotation withholds the new token and closes the
+    // connection that used the old one; the device gets the new one by
+    // connecting with the gateway credential.
+    let rotated = request(
+        &mut operator,
+        "r",
+        "device.token.rotate",
+        json!({"deviceId": key.id(), "role": "operator", "scopes": ["operator.read"]}),
+    )
+    .await;
+    assert_eq!(rotated["ok"], true, "{rotated}");
+    conforms("/definitions/DeviceTokenRotateResult", &rotated["payload"]);
+    assert_eq!(rotated["payload"]["tokenDelivery"], "withheld-cross-device");
+    assert!(rotated["payload"].get("token").is_none());
+    assert!(matches!(device.expect_close().await, Closed::Code(..)));
+    let (_, refused) = device_connect(&gw, &key, json!({"deviceToken": token})).await;
+    assert_eq!(
+        refused["error"]["details"]["code"],
+        "AUTH_DEVICE_TOKEN_MISMATCH"
+    );
+    // Narrowed to operator.read: asking for write now needs approval.
+    let (_, upgrade) = device_connect(&gw, &key, json!({"token": TOKEN})).await;
+    assert_eq!(
+        upgrade["error"]["details"]["reason"], "scope-upgrade",
+        "{upgrade}"
+    );
+
+    // Revoked: the token stops working until the credential is shown again.
+    let revoked = request(
+        &mut operator,
+        "v",
+        "device.token.revoke",
+        json!({"deviceId": key.id(), "role": "operator"}),
+    )
+    .await;
+    assert_eq!(revoked["ok"], true, "{revoked}");
+    let removed = request(
+        &mut operator,
+        "x",
+        "device.pair.remove",
+        json!({"deviceId": key.id()}),
+    )
+    .await;
+    assert_eq!(removed["payload"]["deviceId"], key.id());
+    let list = request(&mut operator, "l2", "device.pair.list", json!({})).await;
+    assert_eq!(list["payload"]["paired"], json!([]), "{list}");
+}
+
+#[tokio::test]
+async fn a_device_from_loopback_with_the_token_is_paired_at_once_and_listed_natively() {
+    let gw = TestGateway::start("").await;
+    let key = DeviceKey::new();
+    let (_, hello) = device_connect(&gw, &key, json!({"token": TOKEN})).await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    let token = hello["payload"]["auth"]["deviceToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The same device connecting again gets the same token.
+    let (_, again) = device_connect(&gw, &key, json!({"token": TOKEN})).await;
+    assert_eq!(again["payload"]["auth"]["deviceToken"], token.as_str());
+
+    let mut native = gw.operator().await;
+    let list = native.call("devices.list", json!({})).await["result"].clone();
+    assert_eq!(list["devices"][0]["deviceId"], key.id(), "{list}");
+    assert_eq!(
+        list["devices"][0]["roles"][0]["scopes"],
+        json!(["operator.read", "operator.write"])
+    );
+    // A native client may present the device token too; it grants the
+    // device's approved scopes, not the gateway credential's.
+    let mut bearer = gw.raw().await;
+    let hello = bearer.connect(json!({"deviceToken": token}), None).await;
+    assert_eq!(
+        hello["result"]["scopes"],
+        json!(["operator.read", "operator.write"]),
+        "{hello}"
+    );
+    let mut wrong = gw.raw().await;
+    let refused = wrong
+        .connect(json!({"deviceToken": "cgd_nope"}), None)
+        .await;
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("invalid device token")),
+        "{refused}"
+    );
+
+    // Rotating needs operator.pairing, which this device was not approved for.
+    let (mut device, _) = device_connect(&gw, &key, json!({"deviceToken": token})).await;
+    let rotated = request(
+        &mut device,
+        "r",
+        "device.token.rotate",
+        json!({"deviceId": key.id(), "role": "operator"}),
+    )
+    .await;
+    assert_eq!(rotated["error"]["code"], "FORBIDDEN", "{rotated}");
+    // Removing the device closes its connections.
+    let removed = native
+        .call("devices.remove", json!({"deviceId": key.id()}))
+        .await;
+    assert_eq!(removed["result"]["removed"], true, "{removed}");
+    assert!(matches!(device.expect_close().await, Closed::Code(..)));
+    assert!(matches!(bearer.expect_close().await, Closed::Code(..)));
 }

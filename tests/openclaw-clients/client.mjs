@@ -6,7 +6,9 @@
 //                   [--hellos N] [--key FILE] [--timeout MS] [--chat TEXT]
 //
 // With --key the device identity (an Ed25519 key) is kept in FILE and
-// reused; without it a fresh one is made. After each hello it calls every
+// reused, and the device tokens the gateway issues in FILE.tokens;
+// without it a fresh identity is made. A token of "-" means no shared
+// token: the client then connects with its stored device token. After each hello it calls every
 // method in --calls (and with --chat, chat.send of TEXT to agent:main:main),
 // and it ends once it has seen --hellos hellos, every call's answer and
 // every event named in --events (or at --timeout, exit 2).
@@ -14,7 +16,8 @@ import { GatewayClient } from "@openclaw/gateway-client";
 import crypto from "node:crypto";
 import fs from "node:fs";
 
-const [url, token, ...rest] = process.argv.slice(2);
+const [url, tokenArg, ...rest] = process.argv.slice(2);
+const token = tokenArg === "-" ? undefined : tokenArg;
 const opt = (name, fallback) => {
   const i = rest.indexOf(`--${name}`);
   return i >= 0 ? rest[i + 1] : fallback;
@@ -42,6 +45,8 @@ function identity() {
 }
 
 const device = identity();
+const tokensFile = keyFile ? `${keyFile}.tokens` : undefined;
+const storedTokens = () => (tokensFile && fs.existsSync(tokensFile) ? JSON.parse(fs.readFileSync(tokensFile, "utf8")) : {});
 let hellos = 0;
 let answered = 0;
 const seen = new Set();
@@ -67,12 +72,17 @@ const client = new GatewayClient({
     signDevicePayload: (pem, payload) =>
       crypto.sign(null, Buffer.from(payload), crypto.createPrivateKey(pem)).toString("base64url"),
     publicKeyRawBase64UrlFromPem: () => device.raw,
+    loadDeviceAuthToken: ({ role }) => storedTokens()[role] ?? null,
+    storeDeviceAuthToken: ({ role, token, scopes }) => {
+      if (tokensFile) fs.writeFileSync(tokensFile, JSON.stringify({ ...storedTokens(), [role]: { token, scopes } }), { mode: 0o600 });
+    },
   },
   onHelloOk: async (hello) => {
     hellos += 1;
     print({ kind: "hello", protocol: hello.protocol, methods: hello.features.methods, events: hello.features.events,
             scopes: hello.auth.scopes, role: hello.auth.role, tickIntervalMs: hello.policy.tickIntervalMs,
-            presence: hello.snapshot.presence.length, connId: hello.server.connId });
+            presence: hello.snapshot.presence.length, connId: hello.server.connId,
+            deviceToken: Boolean(hello.auth.deviceToken) });
     for (const method of calls) {
       try {
         print({ kind: "result", method, ok: true, payload: await client.request(method, {}) });

@@ -48,6 +48,12 @@ METHODS: dict[str, tuple[Any, Any]] = {
     "cron.run": (models.CronRunParams, models.CronRunResult),
     "cron.runs": (models.CronRunsParams, models.CronRunsResult),
     "cron.update": (models.CronUpdateParams, models.CronJob),
+    "devices.approve": (models.DevicesApproveParams, models.DevicesApproveResult),
+    "devices.list": (models.DevicesListParams, models.DevicesListResult),
+    "devices.reject": (models.DevicesRejectParams, models.DevicesRejectResult),
+    "devices.remove": (models.DevicesRemoveParams, models.DevicesRemoveResult),
+    "devices.revokeToken": (models.DevicesRevokeTokenParams, models.DevicesRevokeTokenResult),
+    "devices.rotateToken": (models.DevicesRotateTokenParams, models.DevicesRotateTokenResult),
     "health": (models.HealthParams, models.HealthSnapshot),
     "heartbeat.last": (models.HeartbeatLastParams, models.HeartbeatLastResult),
     "heartbeat.set": (models.HeartbeatSetParams, models.HeartbeatSetResult),
@@ -83,6 +89,8 @@ EVENTS: dict[str, Any] = {
     "config.reload.failed": models.ConfigReloadFailedEvent,
     "cron.finished": models.CronFinishedEvent,
     "cron.started": models.CronStartedEvent,
+    "devices.pairing": models.DevicePairingRequest,
+    "devices.pairing.resolved": models.DevicesPairingResolvedEvent,
     "gateway.closing": models.GatewayClosingEvent,
     "health.changed": models.HealthSnapshot,
     "heartbeat": models.HeartbeatRun,
@@ -220,6 +228,42 @@ class GeneratedMethods:
     ) -> models.CronJob:
         """Change a job added with cron.add; fields left out stay as they are."""
         return await self.call("cron.update", params)
+
+    async def devices_approve(
+        self, params: models.DevicesApproveParams | dict[str, Any]
+    ) -> models.DevicesApproveResult:
+        """Approve a device pairing request: the device's next connect succeeds and receives its device token."""
+        return await self.call("devices.approve", params)
+
+    async def devices_list(
+        self, params: models.DevicesListParams | dict[str, Any] | None = None
+    ) -> models.DevicesListResult:
+        """List the paired devices and the device pairing requests waiting for an answer."""
+        return await self.call("devices.list", params)
+
+    async def devices_reject(
+        self, params: models.DevicesRejectParams | dict[str, Any]
+    ) -> models.DevicesRejectResult:
+        """Reject a device pairing request."""
+        return await self.call("devices.reject", params)
+
+    async def devices_remove(
+        self, params: models.DevicesRemoveParams | dict[str, Any]
+    ) -> models.DevicesRemoveResult:
+        """Unpair a device: its tokens stop working and its connections are closed."""
+        return await self.call("devices.remove", params)
+
+    async def devices_revokeToken(
+        self, params: models.DevicesRevokeTokenParams | dict[str, Any]
+    ) -> models.DevicesRevokeTokenResult:
+        """Revoke a paired device's token for a role: connections that used it are closed, and the device gets a new one only by connecting with the gateway credential again."""
+        return await self.call("devices.revokeToken", params)
+
+    async def devices_rotateToken(
+        self, params: models.DevicesRotateTokenParams | dict[str, Any]
+    ) -> models.DevicesRotateTokenResult:
+        """Replace a paired device's token for a role, optionally narrowing its scopes. Connections that used the old token are closed. The new token is returned only to the device itself; anyone else must let the device connect with the gateway credential to receive it."""
+        return await self.call("devices.rotateToken", params)
 
     async def health(
         self, params: models.HealthParams | dict[str, Any] | None = None

@@ -725,11 +725,17 @@ class ConfigWriteResult(BaseModel):
 
 class ConnectAuth(BaseModel):
     """
-    The credential a client presents; exactly the one the server's auth mode asks for.
+    The credential a client presents: the one the server's auth mode asks for, or a paired device's token.
     """
 
     model_config = ConfigDict(
         extra='ignore',
+    )
+    deviceToken: str | None = Field(
+        None,
+        description='A token issued to a paired device for its role (OpenClaw clients receive theirs in hello-ok). It grants the scopes approved for that device and role, whatever the auth mode.',
+        max_length=256,
+        min_length=1,
     )
     password: str | None = Field(
         None, description='The gateway password (auth mode password).'
@@ -1055,6 +1061,70 @@ class CronTrigger(str, Enum):
     schedule = 'schedule'
     catchup = 'catchup'
     manual = 'manual'
+
+
+class DevicesApproveParams(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    requestId: str = Field(..., description='The request.', min_length=1)
+
+
+class DevicesListParams(BaseModel):
+    pass
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+
+
+class Decision2(str, Enum):
+    """
+    What became of it.
+    """
+
+    approved = 'approved'
+    rejected = 'rejected'
+    expired = 'expired'
+
+
+class DevicesPairingResolvedEvent(BaseModel):
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    decision: Decision2 = Field(..., description='What became of it.')
+    deviceId: str = Field(..., description='The device.')
+    requestId: str = Field(..., description='The request.')
+    ts: int = Field(..., description='When.', ge=0)
+
+
+class DevicesRejectParams(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    requestId: str = Field(..., description='The request.', min_length=1)
+
+
+class DevicesRejectResult(BaseModel):
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    deviceId: str = Field(..., description='The device that asked.')
+    requestId: str = Field(..., description='The request.')
+
+
+class DevicesRemoveParams(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    deviceId: str = Field(..., description='The device.', max_length=128, min_length=1)
+
+
+class DevicesRemoveResult(BaseModel):
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    deviceId: str = Field(..., description='The device.')
+    removed: bool = Field(..., description='False when there was no such device.')
 
 
 class DmPolicy(str, Enum):
@@ -1488,16 +1558,6 @@ class NodesListResult(BaseModel):
         extra='ignore',
     )
     nodes: list[NodeInfo] = Field(..., description='Paired nodes, by name.')
-
-
-class Decision2(str, Enum):
-    """
-    What became of it.
-    """
-
-    approved = 'approved'
-    rejected = 'rejected'
-    expired = 'expired'
 
 
 class NodesPairingResolvedEvent(BaseModel):
@@ -2733,6 +2793,105 @@ class CronUpdateParams(BaseModel):
     )
 
 
+class DeviceGrant(BaseModel):
+    """
+    What a paired device may do in one role.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    approvedAtMs: int = Field(
+        ..., description='When the role or its last scope upgrade was approved.', ge=0
+    )
+    role: RoleModel = Field(..., description='The role.')
+    scopes: list[Scope] = Field(
+        ...,
+        description="The approved scopes: a connection with the device's token gets at most these.",
+    )
+    tokenActive: bool = Field(
+        ...,
+        description='False after a revocation, until the device connects again with the gateway credential.',
+    )
+    tokenGeneration: int = Field(
+        ...,
+        description='Counts rotations and revocations; a token of an earlier generation no longer works.',
+        ge=0,
+    )
+
+
+class DevicePairingRequest(BaseModel):
+    """
+    A device asking to be paired, or to widen what it was approved for.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    clientId: str = Field(..., description="The client's id.")
+    clientMode: str = Field(..., description="The client's mode.")
+    deviceId: str = Field(..., description='The device.')
+    displayName: str | None = Field(None, description='The name the client gave.')
+    expiresAtMs: int = Field(
+        ..., description='When it lapses unless the device asks again.', ge=0
+    )
+    isRepair: bool = Field(
+        ...,
+        description='True when the device is already paired and asks for a new role or more scopes.',
+    )
+    platform: str | None = Field(None, description='The platform it declared.')
+    publicKey: str = Field(..., description='Its raw Ed25519 public key, base64url.')
+    remoteIp: str = Field(..., description='Where it connected from.')
+    requestId: str = Field(..., description='The request, to approve or reject.')
+    requestedAtMs: int = Field(..., description='When it was first asked.', ge=0)
+    role: RoleModel = Field(..., description='The role asked for.')
+    scopes: list[Scope] = Field(
+        ..., description='The scopes asked for (those the credential grants).'
+    )
+
+
+class DevicesRevokeTokenParams(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    deviceId: str = Field(..., description='The device.', max_length=128, min_length=1)
+    role: RoleModel = Field(..., description='The role whose token it is.')
+
+
+class DevicesRevokeTokenResult(BaseModel):
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    deviceId: str = Field(..., description='The device.')
+    revokedAtMs: int = Field(..., description='When.', ge=0)
+    role: RoleModel = Field(..., description='The role.')
+
+
+class DevicesRotateTokenParams(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    deviceId: str = Field(..., description='The device.', max_length=128, min_length=1)
+    role: RoleModel = Field(..., description='The role whose token it is.')
+    scopes: list[Scope] | None = Field(
+        None,
+        description='Narrow the approved scopes to these (each must already be approved).',
+    )
+
+
+class DevicesRotateTokenResult(BaseModel):
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    deviceId: str = Field(..., description='The device.')
+    role: RoleModel = Field(..., description='The role.')
+    rotatedAtMs: int = Field(..., description='When.', ge=0)
+    scopes: list[Scope] = Field(..., description='The scopes the new token grants.')
+    token: str | None = Field(
+        None, description='The new token, when the caller is that device.'
+    )
+
+
 class ErrorFrame(BaseModel):
     """
     A failed response. id is null when the request's id could not be read.
@@ -2841,6 +3000,30 @@ class NodesPendingResult(BaseModel):
         extra='ignore',
     )
     requests: list[PairingRequest] = Field(..., description='Oldest first.')
+
+
+class PairedDevice(BaseModel):
+    """
+    A device identity (an Ed25519 key) the gateway has paired.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    clientId: str | None = Field(
+        None, description="The client's id (for example cli, openclaw-macos)."
+    )
+    clientMode: str | None = Field(
+        None, description="The client's mode (for example cli, ui, node)."
+    )
+    deviceId: str = Field(..., description='The hex SHA-256 of the public key.')
+    displayName: str | None = Field(None, description='The name the client gave.')
+    pairedAtMs: int = Field(..., description='When it was first paired.', ge=0)
+    platform: str | None = Field(None, description='The platform the client declared.')
+    publicKey: str = Field(..., description='The raw Ed25519 public key, base64url.')
+    roles: list[DeviceGrant] = Field(
+        ..., description='The roles approved, each with its scopes.'
+    )
 
 
 class PluginEventSpec(BaseModel):
@@ -3249,6 +3432,24 @@ class CronListResult(BaseModel):
     jobs: list[CronJob] = Field(
         ...,
         description='The jobs, by next run time; jobs that will not run again last.',
+    )
+
+
+class DevicesApproveResult(BaseModel):
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    device: PairedDevice = Field(..., description='The device as now paired.')
+    requestId: str = Field(..., description='The request.')
+
+
+class DevicesListResult(BaseModel):
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    devices: list[PairedDevice] = Field(..., description='Paired devices, by id.')
+    pending: list[DevicePairingRequest] = Field(
+        ..., description='Waiting requests, oldest first.'
     )
 
 

@@ -68,6 +68,11 @@ fn payload(gw: &Gateway, v4: V4Event, data: &str) -> Option<Payload> {
             native["ts"] = crate::clock::now_ms().into();
             (native.to_string(), None)
         }
+        V4Event::DevicePairRequested => {
+            let request: native::DevicePairingRequest = serde_json::from_str(data).ok()?;
+            (super::pairing::requested(&request).to_string(), None)
+        }
+        V4Event::DevicePairResolved => (data.to_string(), None),
         V4Event::Chat => {
             let message: native::AgentMessageEvent = serde_json::from_str(data).ok()?;
             (convert::chat_event(&message).to_string(), None)

@@ -7,8 +7,9 @@ use super::device::{self, Challenge};
 use super::error::V4Error;
 use super::types::{self as v4, ConnectErrorDetailCode as Detail, ErrorCode};
 use super::{schemas, V4Event, V4Method, NODE_MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use crate::devices::{Admission, Asking};
 use crate::gateway::Gateway;
-use crate::protocol::types::{AuthConfigMode, ConnectResult, Role, Scope};
+use crate::protocol::types::{AuthConfigMode, ConnectResult, DevicePairingRequest, Role, Scope};
 use crate::protocol::{dispatch, CallContext, ErrorCode as Native, Method, RpcError};
 use serde_json::{json, Value};
 
@@ -83,7 +84,18 @@ pub async fn connect(
     }
 
     let config = gw.config();
-    let granted = crate::gateway::granted_scopes(role, &config.gateway.auth);
+    // A paired device reconnects with its device token (OpenClaw's client
+    // sends it as auth.deviceToken, and as auth.token when it has no
+    // shared token); it must be the token of the device that signed.
+    let device_token = auth.device_token.as_deref().or_else(|| {
+        auth.token
+            .as_deref()
+            .filter(|t| gw.devices.authenticate(t, role).is_some())
+    });
+    let granted = match device_token {
+        Some(token) => device_grant(gw, token, role, params.device.as_ref())?,
+        None => crate::gateway::granted_scopes(role, &config.gateway.auth),
+    };
     // OpenClaw grants what is asked; clawgate grants what is asked and the
     // credential allows, and hello-ok says which.
     let mut scopes: Vec<Scope> = Vec::new();
@@ -102,11 +114,18 @@ pub async fn connect(
         native["client"]["instanceId"] = instance.as_str().into();
     }
     let mut credential = serde_json::Map::new();
-    if let Some(token) = &auth.token {
-        credential.insert("token".into(), token.as_str().into());
-    }
-    if let Some(password) = &auth.password {
-        credential.insert("password".into(), password.as_str().into());
+    match device_token {
+        Some(token) => {
+            credential.insert("deviceToken".into(), token.into());
+        }
+        None => {
+            if let Some(token) = &auth.token {
+                credential.insert("token".into(), token.as_str().into());
+            }
+            if let Some(password) = &auth.password {
+                credential.insert("password".into(), password.as_str().into());
+            }
+        }
     }
     if !credential.is_empty() {
         native["auth"] = Value::Object(credential);
@@ -121,7 +140,90 @@ pub async fn connect(
             format!("cannot read the native hello: {e}"),
         ))
     })?;
-    Ok(hello_ok(gw, ctx, protocol, &hello).to_string())
+    let issued = match (&params.device, device_token) {
+        (Some(_), Some(token)) => Some(token.to_string()),
+        (Some(proof), None) => {
+            let asking = Asking {
+                device_id: proof.id.to_string(),
+                public_key: proof.public_key.to_string(),
+                display_name: params.client.display_name.as_ref().map(|n| n.to_string()),
+                platform: params.client.platform.to_string(),
+                client_id: params.client.id.to_string(),
+                client_mode: params.client.mode.to_string(),
+                role,
+                scopes: hello.scopes.clone(),
+                remote_ip: ctx.remote_ip,
+                with_credential: presented && config.gateway.auth.mode != AuthConfigMode::None,
+            };
+            match gw.devices.admit(asking).await {
+                Ok(Admission::Paired { token }) => Some(token),
+                Ok(Admission::Pending(request)) => return Err(pairing_required(&request)),
+                Err(e) => return Err(Refusal::policy(V4Error::from(e))),
+            }
+        }
+        (None, _) => None,
+    };
+    Ok(hello_ok(gw, ctx, protocol, &hello, issued).to_string())
+}
+
+/// The scopes a device token grants, once it is known to belong to the
+/// device that signed this connect.
+fn device_grant(
+    gw: &Gateway,
+    token: &str,
+    role: Role,
+    proof: Option<&v4::ConnectDevice>,
+) -> Result<Vec<Scope>, Refusal> {
+    let Some(proof) = proof else {
+        return Err(Refusal::policy(
+            V4Error::new(ErrorCode::NotPaired, "device identity required")
+                .with("code", Detail::DeviceIdentityRequired.to_string()),
+        ));
+    };
+    match gw.devices.authenticate(token, role) {
+        Some(owner) if owner.device_id == proof.id.as_str() => Ok(owner.scopes),
+        _ => Err(Refusal::policy(
+            V4Error::connect(
+                Detail::AuthDeviceTokenMismatch,
+                "device token mismatch: it was not issued to this device for this role, or it was rotated or revoked",
+            )
+            .with("canRetryWithDeviceToken", false)
+            .with("recommendedNextStep", "update_auth_credentials"),
+        )),
+    }
+}
+
+/// NOT_PAIRED with the request an operator approves.
+fn pairing_required(request: &DevicePairingRequest) -> Refusal {
+    let reason = if request.is_repair {
+        "scope-upgrade"
+    } else {
+        "not-paired"
+    };
+    let mut error = V4Error::new(
+        ErrorCode::NotPaired,
+        format!(
+            "pairing required: approve request {} with device.pair.approve (or clawgate's devices.approve)",
+            request.request_id
+        ),
+    )
+    .with("code", Detail::PairingRequired.to_string())
+    .with("reason", reason)
+    .with("requestId", request.request_id.as_str())
+    .with("deviceId", request.device_id.as_str())
+    .with("requestedRole", request.role.to_string())
+    .with(
+        "requestedScopes",
+        request.scopes.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+    )
+    .with("recommendedNextStep", "wait_then_retry")
+    .with("pauseReconnect", false);
+    error.retryable = true;
+    Refusal {
+        error,
+        close: CLOSE_POLICY,
+        reason: "device pairing required",
+    }
 }
 
 /// v4 for every client; v3 also for node hosts (role node, mode node) and
@@ -188,7 +290,13 @@ fn refusal(e: RpcError, mode: AuthConfigMode, presented: bool) -> Refusal {
     Refusal::policy(error)
 }
 
-fn hello_ok(gw: &Gateway, ctx: &CallContext, protocol: u64, hello: &ConnectResult) -> Value {
+fn hello_ok(
+    gw: &Gateway,
+    ctx: &CallContext,
+    protocol: u64,
+    hello: &ConnectResult,
+    device_token: Option<String>,
+) -> Value {
     let config = gw.config();
     let health = &hello.snapshot.health;
     let presence = gw.rt.presence.snapshot();
@@ -200,6 +308,10 @@ fn hello_ok(gw: &Gateway, ctx: &CallContext, protocol: u64, hello: &ConnectResul
     };
     let limits = &config.gateway.limits;
     let auth_mode = config.gateway.auth.mode.to_string();
+    let mut auth = json!({"role": hello.role, "scopes": hello.scopes});
+    if let Some(token) = device_token {
+        auth["deviceToken"] = token.into();
+    }
     json!({
         "type": "hello-ok",
         "protocol": protocol,
@@ -215,7 +327,7 @@ fn hello_ok(gw: &Gateway, ctx: &CallContext, protocol: u64, hello: &ConnectResul
             "uptimeMs": (health.uptime * 1000.0) as u64,
             "authMode": auth_mode,
         },
-        "auth": {"role": hello.role, "scopes": hello.scopes},
+        "auth": auth,
         "policy": {
             "maxPayload": limits.max_payload_bytes,
             "maxBufferedBytes": (limits.max_payload_bytes as u64).saturating_mul(limits.outbound_queue_frames as u64),

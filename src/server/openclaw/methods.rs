@@ -109,6 +109,12 @@ pub async fn call(
             let payload = super::cron::call(&gw, &ctx, method, &params).await?;
             return encode(method, &payload);
         }
+        V4Method::DevicePairList
+        | V4Method::DevicePairApprove
+        | V4Method::DevicePairReject
+        | V4Method::DevicePairRemove
+        | V4Method::DeviceTokenRotate
+        | V4Method::DeviceTokenRevoke => super::pairing::call(&gw, &ctx, method, params).await?,
         V4Method::ConfigGet => {
             let config = Handlers::config(&*gw, &ctx, no_params(native_method)?).await?;
             json!({

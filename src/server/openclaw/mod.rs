@@ -15,6 +15,7 @@ mod events;
 mod frames;
 mod handshake;
 mod methods;
+mod pairing;
 
 pub use device::Challenge;
 pub use error::V4Error;

@@ -1,0 +1,269 @@
+//! Paired device identities: the Ed25519 keys OpenClaw clients sign their
+//! connect with. A device that proves its key and presents the gateway
+//! credential is paired (at once from loopback when
+//! devices.autoApproveLoopback says so, otherwise once an operator
+//! approves), and from then on holds a device token per role that grants
+//! the scopes approved for it.
+//!
+//! Device tokens are never stored: each is an HMAC of the device, the role
+//! and a generation under a key kept in the state dir, outside the
+//! database. Rotating or revoking a token bumps the generation.
+
+mod pairing;
+
+pub use pairing::{Admission, Asking};
+
+use crate::clock::now_ms;
+use crate::protocol::types::{DeviceGrant, PairedDevice, Role, Scope};
+use crate::protocol::{ErrorCode, Kick, RpcError};
+use crate::runtime::Runtime;
+use ring::hmac;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use subtle::ConstantTimeEq;
+
+/// The file in the state dir that holds the device token key.
+const KEY_FILE: &str = "device-tokens.key";
+const TOKEN_PREFIX: &str = "cgd_";
+
+pub struct DeviceService {
+    rt: Runtime,
+    /// Read from the state dir by load.
+    key: OnceLock<hmac::Key>,
+    table: Mutex<Table>,
+    /// Serializes the read-change-store of device records.
+    writing: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Table {
+    devices: BTreeMap<String, PairedDevice>,
+    pending: BTreeMap<String, pairing::Pending>,
+    /// Connections that use a device token, by connection id.
+    live: HashMap<String, Live>,
+}
+
+struct Live {
+    device_id: String,
+    role: Role,
+    kick: Arc<Kick>,
+}
+
+/// Who a device token belongs to and what it grants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenOwner {
+    pub device_id: String,
+    pub scopes: Vec<Scope>,
+}
+
+impl DeviceService {
+    pub fn new(rt: Runtime) -> Self {
+        DeviceService {
+            rt,
+            key: OnceLock::new(),
+            table: Mutex::default(),
+            writing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().expect("device table")
+    }
+
+    /// Reads (or creates) the token key in the state dir and loads the
+    /// paired devices; call before serving.
+    pub async fn load(&self) -> Result<(), String> {
+        let secret = crate::config::load_or_create_secret(&self.rt.state_dir, KEY_FILE, || {
+            let mut bytes = [0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+                .expect("the system random source works");
+            hex::encode(bytes)
+        })
+        .map_err(|e| format!("cannot read or create {KEY_FILE}: {e}"))?;
+        let _ = self
+            .key
+            .set(hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()));
+        let stored = self
+            .rt
+            .stores
+            .devices
+            .devices()
+            .await
+            .map_err(|e| format!("cannot load the paired devices: {e}"))?;
+        let mut table = self.lock();
+        for device in stored {
+            table.devices.insert(device.device_id.clone(), device);
+        }
+        Ok(())
+    }
+
+    fn token(&self, device_id: &str, role: Role, generation: u64) -> String {
+        let key = self
+            .key
+            .get()
+            .expect("DeviceService::load ran before serving");
+        let tag = hmac::sign(key, format!("{device_id}\n{role}\n{generation}").as_bytes());
+        format!("{TOKEN_PREFIX}{}", hex::encode(tag.as_ref()))
+    }
+
+    /// The device whose token for `role` this is, if any.
+    pub fn authenticate(&self, token: &str, role: Role) -> Option<TokenOwner> {
+        if !token.starts_with(TOKEN_PREFIX) || self.key.get().is_none() {
+            return None;
+        }
+        let table = self.lock();
+        table.devices.values().find_map(|device| {
+            let grant = device
+                .roles
+                .iter()
+                .find(|g| g.role == role && g.token_active)?;
+            let expected = self.token(&device.device_id, role, grant.token_generation);
+            bool::from(expected.as_bytes().ct_eq(token.as_bytes())).then(|| TokenOwner {
+                device_id: device.device_id.clone(),
+                scopes: grant.scopes.clone(),
+            })
+        })
+    }
+
+    /// Remembers a connection that authenticated with a device token, so
+    /// revoking that token closes it.
+    pub fn connected(&self, conn_id: &str, device_id: &str, role: Role, kick: Arc<Kick>) {
+        self.lock().live.insert(
+            conn_id.to_string(),
+            Live {
+                device_id: device_id.to_string(),
+                role,
+                kick,
+            },
+        );
+    }
+
+    pub fn disconnected(&self, conn_id: &str) {
+        self.lock().live.remove(conn_id);
+    }
+
+    pub fn list(&self) -> Vec<PairedDevice> {
+        self.lock().devices.values().cloned().collect()
+    }
+
+    /// Unpairs a device and closes its token connections.
+    pub async fn remove(&self, device_id: &str) -> Result<bool, RpcError> {
+        let _writing = self.writing.lock().await;
+        let removed = self
+            .rt
+            .stores
+            .devices
+            .remove_device(device_id.to_string())
+            .await?;
+        let mut table = self.lock();
+        let known = table.devices.remove(device_id).is_some();
+        table
+            .pending
+            .retain(|_, p| p.request.device_id != device_id);
+        kick_where(
+            &mut table,
+            |l| l.device_id == device_id,
+            "the device was removed",
+        );
+        Ok(removed || known)
+    }
+
+    /// Replaces the device's token for `role` (narrowing its scopes when
+    /// asked) and closes the connections that used the old one. The new
+    /// token is returned when the caller is the device itself.
+    pub async fn rotate(
+        &self,
+        device_id: &str,
+        role: Role,
+        scopes: Option<Vec<Scope>>,
+        caller_device: Option<&str>,
+    ) -> Result<(Vec<Scope>, Option<String>), RpcError> {
+        let (grant, _) = self
+            .change_grant(device_id, role, |grant| {
+                if let Some(asked) = &scopes {
+                    let extra: Vec<String> = asked
+                        .iter()
+                        .filter(|s| !grant.scopes.contains(s))
+                        .map(|s| s.to_string())
+                        .collect();
+                    if !extra.is_empty() {
+                        return Err(RpcError::new(
+                            ErrorCode::Forbidden,
+                            format!(
+                                "scopes not approved for this device: {}; approve a scope upgrade instead",
+                                extra.join(", ")
+                            ),
+                        ));
+                    }
+                    grant.scopes = asked.clone();
+                }
+                grant.token_generation += 1;
+                grant.token_active = true;
+                Ok(())
+            })
+            .await?;
+        let token = (caller_device == Some(device_id))
+            .then(|| self.token(device_id, role, grant.token_generation));
+        Ok((grant.scopes, token))
+    }
+
+    /// Revokes the device's token for `role` and closes the connections
+    /// that used it.
+    pub async fn revoke(&self, device_id: &str, role: Role) -> Result<(), RpcError> {
+        self.change_grant(device_id, role, |grant| {
+            grant.token_generation += 1;
+            grant.token_active = false;
+            Ok(())
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn change_grant(
+        &self,
+        device_id: &str,
+        role: Role,
+        change: impl FnOnce(&mut DeviceGrant) -> Result<(), RpcError>,
+    ) -> Result<(DeviceGrant, PairedDevice), RpcError> {
+        let _writing = self.writing.lock().await;
+        let mut device = self.lock().devices.get(device_id).cloned().ok_or_else(|| {
+            RpcError::new(ErrorCode::NotFound, format!("no paired device {device_id}"))
+        })?;
+        let grant = device
+            .roles
+            .iter_mut()
+            .find(|g| g.role == role)
+            .ok_or_else(|| {
+                RpcError::new(
+                    ErrorCode::NotFound,
+                    format!("device {device_id} is not paired for role {role}"),
+                )
+            })?;
+        change(grant)?;
+        let grant = grant.clone();
+        self.rt.stores.devices.put_device(device.clone()).await?;
+        let mut table = self.lock();
+        table.devices.insert(device_id.to_string(), device.clone());
+        kick_where(
+            &mut table,
+            |l| l.device_id == device_id && l.role == role,
+            "the device token was replaced or revoked",
+        );
+        Ok((grant, device))
+    }
+}
+
+fn kick_where(table: &mut Table, matches: impl Fn(&Live) -> bool, reason: &'static str) {
+    table.live.retain(|_, live| {
+        if matches(live) {
+            live.kick.kick(reason);
+            false
+        } else {
+            true
+        }
+    });
+}
+
+fn now() -> u64 {
+    now_ms()
+}
