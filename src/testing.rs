@@ -248,7 +248,9 @@ impl NodeStore for MemoryStore {
     }
 
     fn add_node(&self, node: StoredNode) -> StoreFuture<'_, ()> {
-        self.nodes.lock().unwrap().push(node);
+        let mut nodes = self.nodes.lock().unwrap();
+        nodes.retain(|n| n.id != node.id);
+        nodes.push(node);
         ready(Ok(()))
     }
 

@@ -2455,6 +2455,10 @@ export interface NodesInvokeRequestEvent {
    */
   invokeId: string;
   /**
+   * The node it is for (this connection's).
+   */
+  nodeId: string;
+  /**
    * Its arguments.
    */
   params?: {
@@ -2518,7 +2522,7 @@ export interface NodesPendingResult {
   requests: PairingRequest[];
 }
 /**
- * A device asking to be paired as a node.
+ * A device asking to be paired as a node, or a device node asking for its declared commands.
  */
 export interface PairingRequest {
   /**
@@ -2537,6 +2541,10 @@ export interface PairingRequest {
    * The name the device gave.
    */
   name: string;
+  /**
+   * The node, when a connected device node (an OpenClaw node host) asks for the commands it declared.
+   */
+  nodeId?: string;
   /**
    * The platform it declared.
    */

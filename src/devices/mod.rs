@@ -142,6 +142,14 @@ impl DeviceService {
         self.lock().live.remove(conn_id);
     }
 
+    /// Whether the device is paired for this role (with any scopes).
+    pub fn has_role(&self, device_id: &str, role: Role) -> bool {
+        self.lock()
+            .devices
+            .get(device_id)
+            .is_some_and(|d| d.roles.iter().any(|g| g.role == role))
+    }
+
     pub fn list(&self) -> Vec<PairedDevice> {
         self.lock().devices.values().cloned().collect()
     }

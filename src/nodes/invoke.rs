@@ -107,6 +107,7 @@ impl NodeService {
                 &live.conn_id,
                 Event::NodesInvokeRequest(NodesInvokeRequestEvent {
                     invoke_id: invoke_id.clone(),
+                    node_id: node_id.clone(),
                     command: command.clone(),
                     params: params.params.clone(),
                     timeout_ms,

@@ -5,9 +5,11 @@
 //! only ask to pair (`nodes.register`); once paired it connects with its
 //! own node token, which the store keeps only as a SHA-256 hash.
 
+mod device_nodes;
 mod invoke;
 mod pairing;
 
+pub use device_nodes::DeviceNode;
 pub use invoke::bound_node;
 
 use crate::clock::now_ms;
@@ -48,6 +50,8 @@ struct Live {
     remote_ip: IpAddr,
     connected_at_ms: u64,
     last_heard_ms: u64,
+    /// False for a device node, whose liveness is its connection's.
+    heartbeats: bool,
 }
 
 impl NodeService {
@@ -159,6 +163,7 @@ impl NodeService {
             remote_ip: ctx.remote_ip,
             connected_at_ms: now,
             last_heard_ms: now,
+            heartbeats: true,
         });
         self.rt
             .bus
@@ -245,11 +250,9 @@ impl NodeService {
                 let mut table = nodes.lock();
                 let mut missed = Vec::new();
                 for node in table.nodes.values_mut() {
-                    if node
-                        .live
-                        .as_ref()
-                        .is_some_and(|l| now.saturating_sub(l.last_heard_ms) > timeout)
-                    {
+                    if node.live.as_ref().is_some_and(|l| {
+                        l.heartbeats && now.saturating_sub(l.last_heard_ms) > timeout
+                    }) {
                         let live = node.live.take().expect("checked");
                         live.kick.kick("heartbeat missed");
                         tracing::warn!(node = %node.stored.id, "node missed its heartbeats; marked offline");

@@ -14,12 +14,21 @@ use tokio::sync::oneshot;
 
 /// A request waiting for an answer.
 pub(super) struct Waiting {
-    request: PairingRequest,
-    conn_id: String,
-    answer: oneshot::Sender<Answer>,
+    pub(super) request: PairingRequest,
+    pub(super) conn_id: String,
+    pub(super) answer: Answerer,
 }
 
-enum Answer {
+/// Who hears the answer.
+pub(super) enum Answerer {
+    /// A nodes.register call, waiting.
+    Caller(oneshot::Sender<Answer>),
+    /// A connected device node (an OpenClaw node host) asking for its
+    /// declared commands: approval widens the commands it may be sent.
+    Device,
+}
+
+pub(super) enum Answer {
     Approved { node_id: String, token: String },
     Rejected(Option<String>),
 }
@@ -47,6 +56,7 @@ impl NodeService {
         let request_id = format!("pair-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let request = PairingRequest {
             request_id: request_id.clone(),
+            node_id: None,
             name: params.name.to_string(),
             platform: params.platform.to_string(),
             caps: params.caps.iter().map(|c| c.to_string()).collect(),
@@ -61,7 +71,7 @@ impl NodeService {
             Waiting {
                 request: request.clone(),
                 conn_id: ctx.conn_id.clone(),
-                answer,
+                answer: Answerer::Caller(answer),
             },
         );
         if config.nodes.auto_approve_loopback && ctx.remote_ip.is_loopback() {
@@ -101,9 +111,14 @@ impl NodeService {
         }
     }
 
-    /// nodes.approve: creates the node and answers the waiting device.
+    /// nodes.approve: creates the node and answers the waiting device (or
+    /// widens a device node's commands).
     pub async fn approve(&self, request_id: &str) -> Result<String, RpcError> {
         let waiting = self.take(request_id)?;
+        let answer = match waiting.answer {
+            Answerer::Caller(answer) => answer,
+            Answerer::Device => return self.approve_device(request_id, waiting.request).await,
+        };
         let token = new_token();
         let request = &waiting.request;
         let stored = StoredNode {
@@ -117,7 +132,7 @@ impl NodeService {
         };
         let node_id = stored.id.clone();
         if let Err(e) = self.rt.stores.nodes.add_node(stored.clone()).await {
-            let _ = waiting.answer.send(Answer::Rejected(Some(
+            let _ = answer.send(Answer::Rejected(Some(
                 "the gateway could not store the pairing".into(),
             )));
             return Err(e.into());
@@ -136,11 +151,12 @@ impl NodeService {
             Some(node_id.clone()),
         );
         tracing::info!(node = %node_id, "node paired");
+        let answer_to = answer;
         let answer = Answer::Approved {
             node_id: node_id.clone(),
             token,
         };
-        if waiting.answer.send(answer).is_err() {
+        if answer_to.send(answer).is_err() {
             // The device gave up in the meantime; it never got the token.
             let _ = self.remove(&node_id).await;
             return Err(RpcError::new(
@@ -154,7 +170,9 @@ impl NodeService {
     /// nodes.reject: the waiting device gets forbidden.
     pub fn reject(&self, request_id: &str, reason: Option<String>) -> Result<(), RpcError> {
         let waiting = self.take(request_id)?;
-        let _ = waiting.answer.send(Answer::Rejected(reason));
+        if let Answerer::Caller(answer) = waiting.answer {
+            let _ = answer.send(Answer::Rejected(reason));
+        }
         self.resolved(
             request_id,
             NodesPairingResolvedEventDecision::Rejected,
@@ -189,7 +207,7 @@ impl NodeService {
         }
     }
 
-    fn resolved(
+    pub(super) fn resolved(
         &self,
         request_id: &str,
         decision: NodesPairingResolvedEventDecision,

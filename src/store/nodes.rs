@@ -50,7 +50,10 @@ impl Store {
             let commands = serde_json::to_string(&node.commands).expect("strings serialize");
             db.execute(
                 "INSERT INTO nodes (id, name, platform, caps_json, commands_json, token_hash, paired_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(id) DO UPDATE SET name = excluded.name, platform = excluded.platform,
+                   caps_json = excluded.caps_json, commands_json = excluded.commands_json,
+                   token_hash = excluded.token_hash",
                 params![
                     node.id,
                     node.name,

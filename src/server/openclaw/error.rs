@@ -53,10 +53,10 @@ impl V4Error {
 
     pub fn not_served(method: &str) -> Self {
         let shown: String = method.chars().take(64).collect();
-        V4Error::invalid(format!(
-            "unknown method: {shown} (clawgate serves the OpenClaw methods listed in hello-ok features.methods)"
-        ))
-        .with("code", MethodErrorDetailCode::MethodNotServed.to_string())
+        // Exactly OpenClaw's text: its node host and CLI compare it to
+        // fall back quietly; details.code says clawgate does not serve it.
+        V4Error::invalid(format!("unknown method: {shown}"))
+            .with("code", MethodErrorDetailCode::MethodNotServed.to_string())
     }
 
     /// The metrics label of its code.

@@ -73,6 +73,19 @@ fn payload(gw: &Gateway, v4: V4Event, data: &str) -> Option<Payload> {
             (super::pairing::requested(&request).to_string(), None)
         }
         V4Event::DevicePairResolved => (data.to_string(), None),
+        V4Event::NodeInvokeRequest => {
+            let event: native::NodesInvokeRequestEvent = serde_json::from_str(data).ok()?;
+            (super::nodes::invoke_request(&event).to_string(), None)
+        }
+        V4Event::NodePairRequested => {
+            let request: native::PairingRequest = serde_json::from_str(data).ok()?;
+            (super::nodes::requested(&request).to_string(), None)
+        }
+        V4Event::NodePairResolved => {
+            let mut resolved: Value = serde_json::from_str(data).ok()?;
+            resolved["ts"] = crate::clock::now_ms().into();
+            (resolved.to_string(), None)
+        }
         V4Event::Chat => {
             let message: native::AgentMessageEvent = serde_json::from_str(data).ok()?;
             (convert::chat_event(&message).to_string(), None)

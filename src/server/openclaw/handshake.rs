@@ -9,6 +9,7 @@ use super::types::{self as v4, ConnectErrorDetailCode as Detail, ErrorCode};
 use super::{schemas, V4Event, V4Method, NODE_MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use crate::devices::{Admission, Asking};
 use crate::gateway::Gateway;
+use crate::nodes::DeviceNode;
 use crate::protocol::types::{AuthConfigMode, ConnectResult, DevicePairingRequest, Role, Scope};
 use crate::protocol::{dispatch, CallContext, ErrorCode as Native, Method, RpcError};
 use serde_json::{json, Value};
@@ -104,6 +105,16 @@ pub async fn connect(
             scopes.push(scope);
         }
     }
+    // A node host asks for no scopes; what it may call is its role's.
+    if role == Role::Node {
+        if params.device.is_none() {
+            return Err(Refusal::policy(
+                V4Error::new(ErrorCode::NotPaired, "device identity required")
+                    .with("code", Detail::DeviceIdentityRequired.to_string()),
+            ));
+        }
+        scopes = granted.into_iter().filter(|s| *s == Scope::Node).collect();
+    }
     let mut native = json!({
         "protocol": {"min": crate::protocol::PROTOCOL_MIN_VERSION, "max": crate::protocol::PROTOCOL_VERSION},
         "client": {"name": params.client.id.to_string(), "version": params.client.version.as_str(), "platform": params.client.platform.as_str()},
@@ -157,12 +168,32 @@ pub async fn connect(
             };
             match gw.devices.admit(asking).await {
                 Ok(Admission::Paired { token }) => Some(token),
-                Ok(Admission::Pending(request)) => return Err(pairing_required(&request)),
+                Ok(Admission::Pending(request)) => {
+                    let role_known = gw.devices.has_role(&request.device_id, role);
+                    return Err(pairing_required(&request, role_known));
+                }
                 Err(e) => return Err(Refusal::policy(V4Error::from(e))),
             }
         }
         (None, _) => None,
     };
+    if let (Role::Node, Some(proof)) = (role, &params.device) {
+        let node = DeviceNode {
+            device_id: proof.id.to_string(),
+            name: params
+                .client
+                .display_name
+                .as_ref()
+                .map_or_else(|| params.client.id.to_string(), |n| n.to_string()),
+            platform: params.client.platform.to_string(),
+            caps: params.caps.iter().map(|c| c.to_string()).collect(),
+            commands: params.commands.iter().map(|c| c.to_string()).collect(),
+        };
+        gw.nodes
+            .attach_device(ctx, node)
+            .await
+            .map_err(|e| Refusal::policy(V4Error::from(e)))?;
+    }
     Ok(hello_ok(gw, ctx, protocol, &hello, issued).to_string())
 }
 
@@ -194,11 +225,11 @@ fn device_grant(
 }
 
 /// NOT_PAIRED with the request an operator approves.
-fn pairing_required(request: &DevicePairingRequest) -> Refusal {
-    let reason = if request.is_repair {
-        "scope-upgrade"
-    } else {
-        "not-paired"
+fn pairing_required(request: &DevicePairingRequest, role_known: bool) -> Refusal {
+    let reason = match (request.is_repair, role_known) {
+        (false, _) => "not-paired",
+        (true, false) => "role-upgrade",
+        (true, true) => "scope-upgrade",
     };
     let mut error = V4Error::new(
         ErrorCode::NotPaired,
@@ -308,7 +339,9 @@ fn hello_ok(
     };
     let limits = &config.gateway.limits;
     let auth_mode = config.gateway.auth.mode.to_string();
-    let mut auth = json!({"role": hello.role, "scopes": hello.scopes});
+    // A node's own scope is implied by its role in OpenClaw's terms.
+    let scopes: Vec<&Scope> = hello.scopes.iter().filter(|s| **s != Scope::Node).collect();
+    let mut auth = json!({"role": hello.role, "scopes": scopes});
     if let Some(token) = device_token {
         auth["deviceToken"] = token.into();
     }

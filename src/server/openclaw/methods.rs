@@ -109,6 +109,15 @@ pub async fn call(
             let payload = super::cron::call(&gw, &ctx, method, &params).await?;
             return encode(method, &payload);
         }
+        V4Method::NodeList
+        | V4Method::NodeDescribe
+        | V4Method::NodeInvoke
+        | V4Method::NodeInvokeResult
+        | V4Method::NodeEvent
+        | V4Method::NodePairList
+        | V4Method::NodePairApprove
+        | V4Method::NodePairReject
+        | V4Method::NodePairRemove => super::nodes::call(&gw, &ctx, method, params).await?,
         V4Method::DevicePairList
         | V4Method::DevicePairApprove
         | V4Method::DevicePairReject

@@ -15,6 +15,7 @@ mod events;
 mod frames;
 mod handshake;
 mod methods;
+mod nodes;
 mod pairing;
 
 pub use device::Challenge;
