@@ -536,3 +536,59 @@ async fn answer_next_pending(approver: &mut Ws, decision: &str) {
         .await;
     assert!(answer["error"].is_null(), "{answer}");
 }
+
+#[tokio::test]
+async fn an_openclaw_client_answers_exec_approvals_in_openclaws_shape() {
+    use crate::openclaw_v4::{challenged, conforms, request, v4_event};
+    let (_upstream, gw) = gateway(r#"{"command": "echo hi"}"#, "", "").await;
+    let (mut approver, _) = challenged(&gw).await;
+    let hello = request(
+        &mut approver,
+        "c",
+        "connect",
+        json!({
+            "minProtocol": 4, "maxProtocol": 4,
+            "client": {"id": "openclaw-macos", "version": "2026.9.6", "platform": "darwin", "mode": "ui"},
+            "role": "operator", "scopes": ["operator.read", "operator.approvals"],
+            "auth": {"token": TOKEN},
+        }),
+    )
+    .await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    let mut user = gw.operator().await;
+    let chat = user
+        .request("chat", json!({"message": "say hi", "sessionKey": "v4"}))
+        .await;
+
+    let asked = v4_event(&mut approver, "exec.approval.requested").await["payload"].clone();
+    conforms("/definitions/ExecApprovalRequestParams", &asked["request"]);
+    assert_eq!(asked["request"]["commandArgv"], json!(["echo", "hi"]));
+    assert_eq!(asked["request"]["host"], "gateway");
+    let id = asked["id"].as_str().unwrap().to_string();
+    let listed = request(&mut approver, "l", "exec.approval.list", json!({})).await;
+    assert_eq!(listed["payload"][0]["id"], id.as_str(), "{listed}");
+    let got = request(&mut approver, "g", "exec.approval.get", json!({"id": id})).await;
+    assert_eq!(got["payload"], asked);
+
+    let resolve = json!({"id": id, "decision": "allow-once"});
+    conforms("/definitions/ExecApprovalResolveParams", &resolve);
+    let answered = request(&mut approver, "r", "exec.approval.resolve", resolve).await;
+    assert_eq!(answered["payload"], json!({"ok": true}), "{answered}");
+    let resolved = v4_event(&mut approver, "exec.approval.resolved").await["payload"].clone();
+    assert_eq!(resolved["decision"], "allow-once");
+    let end = tool_end(&mut user).await;
+    assert_eq!(end["result"]["stdout"], "hi\n", "{end}");
+    reply(&mut user, &chat).await;
+
+    // Answered: it is gone, and unknown ids have OpenClaw's code.
+    let gone = request(&mut approver, "g2", "exec.approval.get", json!({"id": id})).await;
+    assert_eq!(gone["error"]["code"], "APPROVAL_NOT_FOUND", "{gone}");
+    let unknown = request(
+        &mut approver,
+        "r2",
+        "exec.approval.resolve",
+        json!({"id": "appr-nope", "decision": "deny"}),
+    )
+    .await;
+    assert_eq!(unknown["error"]["code"], "APPROVAL_NOT_FOUND", "{unknown}");
+}

@@ -72,7 +72,7 @@ fn violations(pointer: &str, value: &Value) -> Vec<String> {
         .collect()
 }
 
-const SERVED: [&str; 35] = [
+const SERVED: [&str; 38] = [
     "agent",
     "chat.abort",
     "chat.history",
@@ -90,6 +90,9 @@ const SERVED: [&str; 35] = [
     "device.pair.remove",
     "device.token.revoke",
     "device.token.rotate",
+    "exec.approval.get",
+    "exec.approval.list",
+    "exec.approval.resolve",
     "health",
     "last-heartbeat",
     "models.list",
@@ -136,8 +139,14 @@ fn connect_params(auth: Value) -> Value {
 pub async fn request(ws: &mut Ws, id: &str, method: &str, params: Value) -> Value {
     ws.send_text(&json!({"type": "req", "id": id, "method": method, "params": params}).to_string())
         .await;
+    // Events that arrive first are kept for v4_event, as the client would
+    // see them.
     loop {
-        let frame = ws.recv().await;
+        let frame = ws.recv_unkept().await;
+        if frame["type"] == "event" {
+            ws.keep(frame);
+            continue;
+        }
         if frame["type"] == "res" && frame["id"] == id {
             conforms("/definitions/ResponseFrame", &frame);
             return frame;

@@ -356,6 +356,19 @@ impl Ws {
         }
     }
 
+    /// The next frame from the socket itself, past the kept events.
+    pub async fn recv_unkept(&mut self) -> Value {
+        match self.recv_socket().await {
+            Ok(v) => v,
+            Err(closed) => panic!("connection ended while waiting for a frame: {closed:?}"),
+        }
+    }
+
+    /// Keeps a frame for a later `recv` (an event that arrived early).
+    pub fn keep(&mut self, frame: Value) {
+        self.pending.push_back(frame);
+    }
+
     pub async fn recv_or_close(&mut self) -> Result<Value, Closed> {
         if let Some(frame) = self.pending.pop_front() {
             return Ok(frame);

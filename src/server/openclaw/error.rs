@@ -31,6 +31,11 @@ impl V4Error {
         V4Error::new(ErrorCode::InvalidRequest, message)
     }
 
+    /// The native error code this came from (details.reason), if any.
+    pub fn native_reason(&self) -> Option<&str> {
+        self.details.as_ref()?.get("reason")?.as_str()
+    }
+
     /// Adds a fact to details.
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.details
@@ -66,6 +71,7 @@ impl V4Error {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotPaired => "not_paired",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::ApprovalNotFound => "not_found",
         }
     }
 

@@ -73,6 +73,14 @@ fn payload(gw: &Gateway, v4: V4Event, data: &str) -> Option<Payload> {
             (super::pairing::requested(&request).to_string(), None)
         }
         V4Event::DevicePairResolved => (data.to_string(), None),
+        V4Event::ExecApprovalRequested => {
+            let approval: native::ExecApproval = serde_json::from_str(data).ok()?;
+            (super::approvals::entry(&approval).to_string(), None)
+        }
+        V4Event::ExecApprovalResolved => {
+            let resolved: native::ApprovalsResolvedEvent = serde_json::from_str(data).ok()?;
+            (super::approvals::resolved(&resolved).to_string(), None)
+        }
         V4Event::NodeInvokeRequest => {
             let event: native::NodesInvokeRequestEvent = serde_json::from_str(data).ok()?;
             (super::nodes::invoke_request(&event).to_string(), None)

@@ -7,6 +7,7 @@ pub use crate::protocol::openclaw::{
     schemas, types, V4Event, V4Method, NODE_MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 
+mod approvals;
 mod convert;
 mod cron;
 mod device;
