@@ -72,13 +72,15 @@ fn violations(pointer: &str, value: &Value) -> Vec<String> {
         .collect()
 }
 
-const SERVED: [&str; 38] = [
+const SERVED: [&str; 40] = [
     "agent",
     "chat.abort",
     "chat.history",
     "chat.send",
+    "config.apply",
     "config.get",
     "config.schema",
+    "config.set",
     "cron.list",
     "cron.remove",
     "cron.run",
@@ -1130,6 +1132,62 @@ async fn cron_and_config_over_v4_in_openclaws_shapes() {
         changed["payload"].get("value").is_none(),
         "never the content"
     );
+
+    // config.set writes clawgate's file, guarded by config.get's hash.
+    let hash = request(&mut admin, "11", "config.get", json!({})).await["payload"]["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let set = |raw: String, base: Option<&str>| {
+        let mut params = json!({ "raw": raw });
+        if let Some(base) = base {
+            params["baseHash"] = base.into();
+        }
+        conforms("/definitions/ConfigSetParams", &params);
+        params
+    };
+    let unguarded = request(&mut admin, "12", "config.set", set(config(4000), None)).await;
+    assert_eq!(
+        unguarded["error"]["message"],
+        "config base hash required; re-run config.get and retry"
+    );
+    let stale = request(
+        &mut admin,
+        "13",
+        "config.set",
+        set(config(4000), Some("0".repeat(64).as_str())),
+    )
+    .await;
+    assert_eq!(
+        stale["error"]["message"],
+        "config changed since last load; re-run config.get and retry"
+    );
+    let bad = config(4000).replace("handshakeTimeoutMs = 4000", "handshakeTimeoutMs = \"soon\"");
+    let refused = request(&mut admin, "14", "config.set", set(bad, Some(&hash))).await;
+    assert_eq!(refused["error"]["code"], "INVALID_REQUEST", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("handshakeTimeoutMs"),
+        "{refused}"
+    );
+    let written = request(
+        &mut admin,
+        "15",
+        "config.set",
+        set(config(4000), Some(&hash)),
+    )
+    .await;
+    assert_eq!(written["payload"]["ok"], true, "{written}");
+    assert_eq!(
+        written["payload"]["changed"],
+        json!(["gateway.handshakeTimeoutMs"])
+    );
+    assert_ne!(written["payload"]["hash"], hash.as_str());
+    assert!(std::fs::read_to_string(gw.config_path())
+        .unwrap()
+        .contains("handshakeTimeoutMs = 4000"));
 }
 
 /// A device connect on a fresh socket with this auth block: the answer.

@@ -137,6 +137,7 @@ pub async fn call(
                 "hash": config.hash,
             })
         }
+        V4Method::ConfigSet | V4Method::ConfigApply => config_write(&gw, &ctx, &params).await?,
         V4Method::ConfigSchema => {
             let schema = gw.config_schema(&ctx, no_params(native_method)?).await?;
             json!({
@@ -263,6 +264,35 @@ pub async fn call(
 }
 
 /// The payload as JSON text; in debug builds, checked against its schema.
+/// config.set and config.apply: the whole file, guarded by its hash, in
+/// OpenClaw's messages.
+async fn config_write(gw: &Gateway, ctx: &CallContext, params: &Value) -> Result<Value, V4Error> {
+    let Some(base) = params.get("baseHash") else {
+        return Err(V4Error::invalid(
+            "config base hash required; re-run config.get and retry",
+        ));
+    };
+    let write = json!({ "text": params["raw"], "baseHash": base });
+    let written: native::ConfigWriteResult =
+        match native_call(gw, ctx, Method::ConfigWrite, write).await {
+            Ok(written) => written,
+            Err(e) if e.native_reason() == Some(ErrorCode::Conflict.name()) => {
+                return Err(V4Error::invalid(
+                    "config changed since last load; re-run config.get and retry",
+                ))
+            }
+            Err(e) => return Err(e),
+        };
+    let config = Handlers::config(gw, ctx, no_params(Method::Config)?).await?;
+    Ok(json!({
+        "ok": true,
+        "path": config.path,
+        "hash": written.hash,
+        "changed": written.changed,
+        "restartRequired": written.restart_required,
+    }))
+}
+
 fn encode<T: serde::Serialize>(method: V4Method, payload: &T) -> Result<String, V4Error> {
     debug_assert!(
         serde_json::to_value(payload)
