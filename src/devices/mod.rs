@@ -49,6 +49,13 @@ struct Live {
     kick: Arc<Kick>,
 }
 
+/// Who asks for a rotation: its connection, and the device it proved.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub conn_id: &'a str,
+    pub device: Option<&'a str>,
+}
+
 /// Who a device token belongs to and what it grants.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenOwner {
@@ -97,12 +104,19 @@ impl DeviceService {
         Ok(())
     }
 
-    fn token(&self, device_id: &str, role: Role, generation: u64) -> String {
+    /// The device's token for a role. It is bound to when the device was
+    /// paired, so a device removed and paired again never gets its old
+    /// tokens back.
+    fn token(&self, device: &PairedDevice, role: Role, generation: u64) -> String {
         let key = self
             .key
             .get()
             .expect("DeviceService::load ran before serving");
-        let tag = hmac::sign(key, format!("{device_id}\n{role}\n{generation}").as_bytes());
+        let input = format!(
+            "{}\n{}\n{role}\n{generation}",
+            device.device_id, device.paired_at_ms
+        );
+        let tag = hmac::sign(key, input.as_bytes());
         format!("{TOKEN_PREFIX}{}", hex::encode(tag.as_ref()))
     }
 
@@ -117,7 +131,7 @@ impl DeviceService {
                 .roles
                 .iter()
                 .find(|g| g.role == role && g.token_active)?;
-            let expected = self.token(&device.device_id, role, grant.token_generation);
+            let expected = self.token(device, role, grant.token_generation);
             bool::from(expected.as_bytes().ct_eq(token.as_bytes())).then(|| TokenOwner {
                 device_id: device.device_id.clone(),
                 scopes: grant.scopes.clone(),
@@ -170,7 +184,7 @@ impl DeviceService {
             .retain(|_, p| p.request.device_id != device_id);
         kick_where(
             &mut table,
-            |l| l.device_id == device_id,
+            |_, l| l.device_id == device_id,
             "the device was removed",
         );
         Ok(removed || known)
@@ -184,10 +198,10 @@ impl DeviceService {
         device_id: &str,
         role: Role,
         scopes: Option<Vec<Scope>>,
-        caller_device: Option<&str>,
+        caller: Caller<'_>,
     ) -> Result<(Vec<Scope>, Option<String>), RpcError> {
-        let (grant, _) = self
-            .change_grant(device_id, role, |grant| {
+        let (grant, device) = self
+            .change_grant(device_id, role, Some(caller.conn_id), |grant| {
                 if let Some(asked) = &scopes {
                     let extra: Vec<String> = asked
                         .iter()
@@ -210,15 +224,15 @@ impl DeviceService {
                 Ok(())
             })
             .await?;
-        let token = (caller_device == Some(device_id))
-            .then(|| self.token(device_id, role, grant.token_generation));
+        let token = (caller.device == Some(device_id))
+            .then(|| self.token(&device, role, grant.token_generation));
         Ok((grant.scopes, token))
     }
 
     /// Revokes the device's token for `role` and closes the connections
     /// that used it.
     pub async fn revoke(&self, device_id: &str, role: Role) -> Result<(), RpcError> {
-        self.change_grant(device_id, role, |grant| {
+        self.change_grant(device_id, role, None, |grant| {
             grant.token_generation += 1;
             grant.token_active = false;
             Ok(())
@@ -231,6 +245,7 @@ impl DeviceService {
         &self,
         device_id: &str,
         role: Role,
+        spare: Option<&str>,
         change: impl FnOnce(&mut DeviceGrant) -> Result<(), RpcError>,
     ) -> Result<(DeviceGrant, PairedDevice), RpcError> {
         let _writing = self.writing.lock().await;
@@ -252,18 +267,21 @@ impl DeviceService {
         self.rt.stores.devices.put_device(device.clone()).await?;
         let mut table = self.lock();
         table.devices.insert(device_id.to_string(), device.clone());
+        // The caller that rotates its own token keeps its connection, so
+        // the answer carrying the new token reaches it.
+        let spared = |conn: &str| spare == Some(conn);
         kick_where(
             &mut table,
-            |l| l.device_id == device_id && l.role == role,
+            |conn, l| l.device_id == device_id && l.role == role && !spared(conn),
             "the device token was replaced or revoked",
         );
         Ok((grant, device))
     }
 }
 
-fn kick_where(table: &mut Table, matches: impl Fn(&Live) -> bool, reason: &'static str) {
-    table.live.retain(|_, live| {
-        if matches(live) {
+fn kick_where(table: &mut Table, matches: impl Fn(&str, &Live) -> bool, reason: &'static str) {
+    table.live.retain(|conn, live| {
+        if matches(conn, live) {
             live.kick.kick(reason);
             false
         } else {

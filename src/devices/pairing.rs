@@ -59,19 +59,20 @@ impl DeviceService {
                 .filter(|g| asking.scopes.iter().all(|s| g.scopes.contains(s)))
                 .cloned()
         });
-        if let (Some(device), Some(grant)) = (known.clone(), approved) {
+        if let (Some(mut device), Some(grant)) = (known.clone(), approved) {
             if !grant.token_active {
                 // A revoked token is replaced once the device shows the
                 // gateway credential again.
-                let mut device = device;
                 for g in device.roles.iter_mut().filter(|g| g.role == asking.role) {
                     g.token_active = true;
                 }
                 self.rt.stores.devices.put_device(device.clone()).await?;
-                self.lock().devices.insert(device.device_id.clone(), device);
+                self.lock()
+                    .devices
+                    .insert(device.device_id.clone(), device.clone());
             }
             return Ok(Admission::Paired {
-                token: self.token(&asking.device_id, asking.role, grant.token_generation),
+                token: self.token(&device, asking.role, grant.token_generation),
             });
         }
         let auto = config.devices.auto_approve_loopback
@@ -89,7 +90,7 @@ impl DeviceService {
             .find(|g| g.role == asking.role)
             .map_or(0, |g| g.token_generation);
         Ok(Admission::Paired {
-            token: self.token(&asking.device_id, asking.role, generation),
+            token: self.token(&device, asking.role, generation),
         })
     }
 

@@ -268,6 +268,12 @@ impl Handlers for Gateway {
     ) -> Result<DevicesRemoveResult, RpcError> {
         let device_id = params.device_id.to_string();
         let removed = self.devices.remove(&device_id).await?;
+        // A node host's node is the device's: it goes with it, approved
+        // commands and all, so pairing the key again starts over.
+        self.nodes
+            .remove(&device_id)
+            .await
+            .map_err(RpcError::from)?;
         Ok(DevicesRemoveResult { device_id, removed })
     }
 
@@ -277,7 +283,10 @@ impl Handlers for Gateway {
         params: DevicesRotateTokenParams,
     ) -> Result<DevicesRotateTokenResult, RpcError> {
         let device_id = params.device_id.to_string();
-        let caller = ctx.grant().and_then(|g| g.device.as_deref());
+        let caller = crate::devices::Caller {
+            conn_id: &ctx.conn_id,
+            device: ctx.grant().and_then(|g| g.device.as_deref()),
+        };
         let (scopes, token) = self
             .devices
             .rotate(&device_id, params.role, params.scopes, caller)

@@ -27,7 +27,7 @@ pub struct DeviceNode {
 
 /// Commands a device node may declare: each one becomes an approval an
 /// operator reads.
-const MAX_DECLARED: usize = 256;
+pub const MAX_DECLARED: usize = 256;
 
 impl NodeService {
     /// Binds `ctx` to the device's node, registering it on its first
@@ -71,7 +71,12 @@ impl NodeService {
                 stored
             }
         };
-        ctx.bind_node(stored.id.clone());
+        if !ctx.bind_node(stored.id.clone()) {
+            return Err(RpcError::new(
+                ErrorCode::Conflict,
+                "this connection already speaks for another node",
+            ));
+        }
         self.connected(&stored.id, ctx);
         if let Some(live) = self
             .lock()

@@ -9,7 +9,7 @@ mod device_nodes;
 mod invoke;
 mod pairing;
 
-pub use device_nodes::DeviceNode;
+pub use device_nodes::{DeviceNode, MAX_DECLARED};
 pub use invoke::bound_node;
 
 use crate::clock::now_ms;

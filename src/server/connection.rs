@@ -571,6 +571,12 @@ impl Connection {
                 self.send(openclaw::ok_frame(&request.id, &hello))
             }
             Err(refusal) => {
+                // A refusal after the native connect granted (pairing
+                // required, say): the slot's role makes its drop undo the
+                // grant's traces (presence, device and node bindings).
+                if let Some(grant) = self.ctx.grant() {
+                    self.slot.set_role(grant.role);
+                }
                 tracing::info!(conn = %self.ctx.conn_id, remote = %self.ctx.remote_ip, "OpenClaw connect refused: {}", refusal.error.message);
                 self.send(openclaw::error_frame(&request.id, &refusal.error))?;
                 Err(End::Close(refusal.close, refusal.reason))

@@ -580,7 +580,16 @@ async fn an_openclaw_client_answers_exec_approvals_in_openclaws_shape() {
     assert_eq!(end["result"]["stdout"], "hi\n", "{end}");
     reply(&mut user, &chat).await;
 
-    // Answered: it is gone, and unknown ids have OpenClaw's code.
+    // Answered: it is gone, and answered or unknown ids have OpenClaw's
+    // code.
+    let again = request(
+        &mut approver,
+        "r1",
+        "exec.approval.resolve",
+        json!({"id": id, "decision": "deny"}),
+    )
+    .await;
+    assert_eq!(again["error"]["code"], "APPROVAL_NOT_FOUND", "{again}");
     let gone = request(&mut approver, "g2", "exec.approval.get", json!({"id": id})).await;
     assert_eq!(gone["error"]["code"], "APPROVAL_NOT_FOUND", "{gone}");
     let unknown = request(

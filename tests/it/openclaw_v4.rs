@@ -397,14 +397,27 @@ impl DeviceKey {
     /// The same with this auth block (the proof signs its token, or its
     /// device token when there is no token).
     fn params_with(&self, nonce: &str, signed_at: u64, auth: Value) -> Value {
+        self.params_scoped(nonce, signed_at, auth, &["operator.read", "operator.write"])
+    }
+
+    /// The same asking for these scopes.
+    pub fn params_scoped(
+        &self,
+        nonce: &str,
+        signed_at: u64,
+        auth: Value,
+        scopes: &[&str],
+    ) -> Value {
         let mut params = connect_params(auth.clone());
+        params["scopes"] = json!(scopes);
         let token = auth["token"]
             .as_str()
             .or(auth["deviceToken"].as_str())
             .unwrap_or("");
         let payload = format!(
-            "v3|{}|cli|cli|operator|operator.read,operator.write|{signed_at}|{token}|{nonce}|linux|",
-            self.id()
+            "v3|{}|cli|cli|operator|{}|{signed_at}|{token}|{nonce}|linux|",
+            self.id(),
+            scopes.join(",")
         );
         params["device"] = json!({
             "id": self.id(),
@@ -1233,6 +1246,17 @@ async fn a_new_device_waits_for_an_operator_then_reconnects_with_its_device_toke
         ws.expect_close().await,
         Closed::Code(1008, "device pairing required".into())
     );
+    // The refused connection leaves no trace in presence.
+    let mut present = 0;
+    for _ in 0..50 {
+        let listed = request(&mut operator, "p", "system-presence", json!({})).await;
+        present = listed["payload"].as_array().unwrap().len();
+        if present == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(present, 1, "only the operator is present");
 
     let requested = v4_event(&mut operator, "device.pair.requested").await;
     conforms(
@@ -1425,4 +1449,62 @@ async fn a_device_from_loopback_with_the_token_is_paired_at_once_and_listed_nati
     assert_eq!(removed["result"]["removed"], true, "{removed}");
     assert!(matches!(device.expect_close().await, Closed::Code(..)));
     assert!(matches!(bearer.expect_close().await, Closed::Code(..)));
+    // Paired again, it gets a new token: the old one stays dead.
+    let (_, repaired) = device_connect(&gw, &key, json!({"token": TOKEN})).await;
+    let new_token = repaired["payload"]["auth"]["deviceToken"].as_str().unwrap();
+    assert_ne!(new_token, token);
+    let (_, refused) = device_connect(&gw, &key, json!({"deviceToken": token})).await;
+    assert_eq!(
+        refused["error"]["details"]["code"],
+        "AUTH_DEVICE_TOKEN_MISMATCH"
+    );
+}
+
+#[tokio::test]
+async fn a_device_rotating_its_own_token_gets_it_in_band_and_keeps_its_connection() {
+    let gw = TestGateway::start("").await;
+    let key = DeviceKey::new();
+    let scopes = ["operator.read", "operator.pairing"];
+    let connect = |auth: Value| {
+        let (gw, key) = (&gw, &key);
+        async move {
+            let (mut ws, challenge) = challenged(gw).await;
+            let params = key.params_scoped(
+                challenge["nonce"].as_str().unwrap(),
+                challenge["ts"].as_u64().unwrap(),
+                auth,
+                &scopes,
+            );
+            let hello = request(&mut ws, "c", "connect", params).await;
+            (ws, hello)
+        }
+    };
+    let (_, hello) = connect(json!({"token": TOKEN})).await;
+    let old = hello["payload"]["auth"]["deviceToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (mut device, hello) = connect(json!({"deviceToken": old})).await;
+    assert_eq!(hello["payload"]["auth"]["scopes"], json!(scopes), "{hello}");
+    let rotated = request(
+        &mut device,
+        "r",
+        "device.token.rotate",
+        json!({"deviceId": key.id(), "role": "operator"}),
+    )
+    .await;
+    conforms("/definitions/DeviceTokenRotateResult", &rotated["payload"]);
+    assert_eq!(rotated["payload"]["tokenDelivery"], "in-band", "{rotated}");
+    let new = rotated["payload"]["token"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    // Its own connection stays; the new token works, the old one not.
+    let health = request(&mut device, "h", "health", json!({})).await;
+    assert_eq!(health["ok"], true, "{health}");
+    let (_, again) = connect(json!({"deviceToken": new})).await;
+    assert_eq!(again["ok"], true, "{again}");
+    let (_, stale) = connect(json!({"deviceToken": old})).await;
+    assert_eq!(
+        stale["error"]["details"]["code"],
+        "AUTH_DEVICE_TOKEN_MISMATCH"
+    );
 }

@@ -37,7 +37,11 @@ pub async fn call(
             let answer = json!({ "id": params["id"], "decision": params["decision"] });
             match native_call::<native::ApprovalsRespondResult>(gw, ctx, to, answer).await {
                 Ok(_) => json!({ "ok": true }),
-                Err(e) if e.native_reason() == Some(Native::NotFound.name()) => {
+                // Unknown, or answered already: either way not waiting.
+                Err(e)
+                    if e.native_reason() == Some(Native::NotFound.name())
+                        || e.native_reason() == Some(Native::Conflict.name()) =>
+                {
                     return Err(not_found())
                 }
                 Err(e) => return Err(e),

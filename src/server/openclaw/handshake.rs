@@ -12,6 +12,7 @@ use crate::gateway::Gateway;
 use crate::nodes::DeviceNode;
 use crate::protocol::types::{AuthConfigMode, ConnectResult, DevicePairingRequest, Role, Scope};
 use crate::protocol::{dispatch, CallContext, ErrorCode as Native, Method, RpcError};
+use data_encoding::BASE64URL_NOPAD;
 use serde_json::{json, Value};
 
 /// WebSocket close codes OpenClaw's clients read.
@@ -66,6 +67,7 @@ pub async fn connect(
     let protocol = negotiate(&params, role)?;
     let asked: Vec<String> = params.scopes.iter().map(|s| s.to_string()).collect();
     let auth = params.auth.clone().unwrap_or_default();
+    let mut proven: Option<device::Device> = None;
     if let Some(proof) = &params.device {
         let signed = device::Signed {
             client_id: &params.client.id.to_string(),
@@ -80,8 +82,20 @@ pub async fn connect(
             platform: Some(params.client.platform.as_str()),
             device_family: params.client.device_family.as_ref().map(|f| f.as_str()),
         };
-        device::verify(proof, challenge, &signed, crate::clock::now_ms())
-            .map_err(Refusal::policy)?;
+        proven = Some(
+            device::verify(proof, challenge, &signed, crate::clock::now_ms())
+                .map_err(Refusal::policy)?,
+        );
+    }
+    // The verified id (lowercase hex), never the client's spelling of it.
+    let device_id = proven.as_ref().map(|d| d.id.as_str());
+    if role == Role::Node
+        && params.commands.len().max(params.caps.len()) > crate::nodes::MAX_DECLARED
+    {
+        return Err(Refusal::policy(V4Error::invalid(format!(
+            "invalid connect params: a node declares at most {} commands and caps",
+            crate::nodes::MAX_DECLARED
+        ))));
     }
 
     let config = gw.config();
@@ -94,7 +108,7 @@ pub async fn connect(
             .filter(|t| gw.devices.authenticate(t, role).is_some())
     });
     let granted = match device_token {
-        Some(token) => device_grant(gw, token, role, params.device.as_ref())?,
+        Some(token) => device_grant(gw, token, role, device_id)?,
         None => crate::gateway::granted_scopes(role, &config.gateway.auth),
     };
     // OpenClaw grants what is asked; clawgate grants what is asked and the
@@ -107,7 +121,7 @@ pub async fn connect(
     }
     // A node host asks for no scopes; what it may call is its role's.
     if role == Role::Node {
-        if params.device.is_none() {
+        if device_id.is_none() {
             return Err(Refusal::policy(
                 V4Error::new(ErrorCode::NotPaired, "device identity required")
                     .with("code", Detail::DeviceIdentityRequired.to_string()),
@@ -151,12 +165,20 @@ pub async fn connect(
             format!("cannot read the native hello: {e}"),
         ))
     })?;
-    let issued = match (&params.device, device_token) {
+    // Power for a device comes only from the gateway credential: not from
+    // a native node token, nor from no credential at all.
+    let with_credential = ctx.grant().is_some_and(|g| g.credential.is_some());
+    if role == Role::Node && ctx.node_id().is_some() {
+        return Err(Refusal::policy(V4Error::invalid(
+            "a node host connects with its device and the gateway credential or its device token, not a native node token",
+        )));
+    }
+    let issued = match (&proven, device_token) {
         (Some(_), Some(token)) => Some(token.to_string()),
         (Some(proof), None) => {
             let asking = Asking {
-                device_id: proof.id.to_string(),
-                public_key: proof.public_key.to_string(),
+                device_id: proof.id.clone(),
+                public_key: BASE64URL_NOPAD.encode(&proof.public_key),
                 display_name: params.client.display_name.as_ref().map(|n| n.to_string()),
                 platform: params.client.platform.to_string(),
                 client_id: params.client.id.to_string(),
@@ -164,7 +186,7 @@ pub async fn connect(
                 role,
                 scopes: hello.scopes.clone(),
                 remote_ip: ctx.remote_ip,
-                with_credential: presented && config.gateway.auth.mode != AuthConfigMode::None,
+                with_credential,
             };
             match gw.devices.admit(asking).await {
                 Ok(Admission::Paired { token }) => Some(token),
@@ -177,9 +199,9 @@ pub async fn connect(
         }
         (None, _) => None,
     };
-    if let (Role::Node, Some(proof)) = (role, &params.device) {
+    if let (Role::Node, Some(device_id)) = (role, device_id) {
         let node = DeviceNode {
-            device_id: proof.id.to_string(),
+            device_id: device_id.to_string(),
             name: params
                 .client
                 .display_name
@@ -203,16 +225,16 @@ fn device_grant(
     gw: &Gateway,
     token: &str,
     role: Role,
-    proof: Option<&v4::ConnectDevice>,
+    device_id: Option<&str>,
 ) -> Result<Vec<Scope>, Refusal> {
-    let Some(proof) = proof else {
+    let Some(device_id) = device_id else {
         return Err(Refusal::policy(
             V4Error::new(ErrorCode::NotPaired, "device identity required")
                 .with("code", Detail::DeviceIdentityRequired.to_string()),
         ));
     };
     match gw.devices.authenticate(token, role) {
-        Some(owner) if owner.device_id == proof.id.as_str() => Ok(owner.scopes),
+        Some(owner) if owner.device_id == device_id => Ok(owner.scopes),
         _ => Err(Refusal::policy(
             V4Error::connect(
                 Detail::AuthDeviceTokenMismatch,
