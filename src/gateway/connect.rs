@@ -67,7 +67,7 @@ pub async fn connect(
         Err(AuthRefused::Invalid) => return Err(verdict.expect_err("refused as invalid")),
     }
     let granted = match &device {
-        Some(owner) => owner.scopes.clone(),
+        Some(owner) => within_ceiling(&owner.scopes, params.role, auth),
         None => granted_scopes(params.role, auth),
     };
     let scopes = match params.scopes {
@@ -249,6 +249,22 @@ pub fn granted_scopes(role: Role, auth: &AuthConfig) -> Vec<Scope> {
     }
 }
 
+/// A device's approved scopes, less those gateway.auth.scopes no longer
+/// allows (whatever the auth mode: a device token is a credential).
+pub fn within_ceiling(approved: &[Scope], role: Role, auth: &AuthConfig) -> Vec<Scope> {
+    approved
+        .iter()
+        .copied()
+        .filter(|s| {
+            role == Role::Node
+                || auth
+                    .scopes
+                    .iter()
+                    .any(|c| crate::protocol::scope_covers(*c, *s))
+        })
+        .collect()
+}
+
 /// Whether the gateway credential grants an operator `needed` (HTTP
 /// routes, which have no connect, ask this).
 pub fn credential_grants(auth: &AuthConfig, needed: Scope) -> bool {
@@ -262,7 +278,7 @@ pub fn revalidate(auth: &AuthConfig, grant: &Grant) -> Result<Vec<Scope>, &'stat
     // A device token answers to the devices service, which closes its
     // connections when it is revoked; the gateway credential is not its.
     if grant.device.is_some() {
-        return Ok(grant.scopes.clone());
+        return Ok(within_ceiling(&grant.scopes, grant.role, auth));
     }
     if let Some(presented) = grant.credential {
         let current = credential_digest(auth);

@@ -15,7 +15,9 @@ mod tools;
 
 pub use crate::config::{Applied, ConfigService};
 pub use crate::limiter::{client_key, ClientKey, FailureLimiter, Limited};
-pub use connect::{credential_grants, credential_matches, granted_scopes, revalidate};
+pub use connect::{
+    credential_grants, credential_matches, granted_scopes, revalidate, within_ceiling,
+};
 pub use connections::{ConnectionSlot, Connections};
 pub use lifecycle::Running;
 

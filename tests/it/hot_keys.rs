@@ -436,10 +436,41 @@ async fn scopes() {
         .as_array()
         .unwrap()
         .contains(&json!("operator.admin")));
+    // A device paired for read and write first...
+    let key = crate::openclaw_v4::DeviceKey::new();
+    let (_, paired) =
+        crate::openclaw_v4::device_connect(&live.gw, &key, json!({"token": TOKEN})).await;
+    let device_token = paired["payload"]["auth"]["deviceToken"].clone();
+    let (mut device, _) =
+        crate::openclaw_v4::device_connect(&live.gw, &key, json!({"deviceToken": device_token}))
+            .await;
     live.set("gateway.auth.scopes", json!(["operator.read"]))
         .await;
     let after = connect_with(&live, json!({"token": TOKEN})).await;
     assert_eq!(after["result"]["scopes"], json!(["operator.read"]));
+    // ...is held to the new ceiling too, connected or connecting anew.
+    let mut write = Value::Null;
+    for _ in 0..50 {
+        write =
+            crate::openclaw_v4::request(&mut device, "w", "sessions.delete", json!({"key": "x"}))
+                .await;
+        if write["error"]["details"]["missingScope"] == "operator.write" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        write["error"]["details"]["missingScope"], "operator.write",
+        "{write}"
+    );
+    let (_, again) =
+        crate::openclaw_v4::device_connect(&live.gw, &key, json!({"deviceToken": device_token}))
+            .await;
+    assert_eq!(
+        again["payload"]["auth"]["scopes"],
+        json!(["operator.read"]),
+        "{again}"
+    );
 }
 
 #[tokio::test]

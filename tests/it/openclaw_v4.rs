@@ -1508,3 +1508,27 @@ async fn a_device_rotating_its_own_token_gets_it_in_band_and_keeps_its_connectio
         "AUTH_DEVICE_TOKEN_MISMATCH"
     );
 }
+
+#[tokio::test]
+async fn wrong_device_tokens_count_against_the_address_like_wrong_tokens() {
+    let gw = TestGateway::start_with_file(&format!(
+        "[gateway]\nport = 0\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\nmaxFailuresPerMinute = 2\n"
+    ))
+    .await;
+    let key = DeviceKey::new();
+    let forged = json!({"deviceToken": format!("cgd_{}", "1".repeat(64))});
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        // A paired-looking token that is not this device's.
+        let (_, refused) = device_connect(&gw, &key, forged.clone()).await;
+        codes.push(refused["error"]["details"]["code"].clone());
+    }
+    assert_eq!(
+        codes,
+        vec![
+            json!("AUTH_DEVICE_TOKEN_MISMATCH"),
+            json!("AUTH_DEVICE_TOKEN_MISMATCH"),
+            json!("AUTH_RATE_LIMITED")
+        ]
+    );
+}

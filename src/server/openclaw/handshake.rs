@@ -108,7 +108,7 @@ pub async fn connect(
             .filter(|t| gw.devices.authenticate(t, role).is_some())
     });
     let granted = match device_token {
-        Some(token) => device_grant(gw, token, role, device_id)?,
+        Some(token) => device_grant(gw, ctx.remote_ip, token, role, device_id)?,
         None => crate::gateway::granted_scopes(role, &config.gateway.auth),
     };
     // OpenClaw grants what is asked; clawgate grants what is asked and the
@@ -223,6 +223,7 @@ pub async fn connect(
 /// device that signed this connect.
 fn device_grant(
     gw: &Gateway,
+    ctx_ip: std::net::IpAddr,
     token: &str,
     role: Role,
     device_id: Option<&str>,
@@ -233,8 +234,19 @@ fn device_grant(
                 .with("code", Detail::DeviceIdentityRequired.to_string()),
         ));
     };
-    match gw.devices.authenticate(token, role) {
-        Some(owner) if owner.device_id == device_id => Ok(owner.scopes),
+    let owner = gw.devices.authenticate(token, role);
+    let valid = owner.as_ref().is_some_and(|o| o.device_id == device_id);
+    // A wrong device token counts against the address like a wrong token.
+    if let Err(crate::gateway::AuthRefused::Limited(e)) = gw.judge_credential(ctx_ip, valid, false)
+    {
+        return Err(refusal(e, AuthConfigMode::Token, true));
+    }
+    match owner {
+        Some(owner) if valid => Ok(crate::gateway::within_ceiling(
+            &owner.scopes,
+            role,
+            &gw.config().gateway.auth,
+        )),
         _ => Err(Refusal::policy(
             V4Error::connect(
                 Detail::AuthDeviceTokenMismatch,
