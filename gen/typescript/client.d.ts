@@ -67,6 +67,7 @@ export interface Methods {
   "chat.abort": { params: T.ChatAbortParams; result: T.ChatAbortResult };
   "config": { params: T.ConfigParams; result: T.ConfigResult };
   "config.file": { params: T.ConfigFileParams; result: T.ConfigFileResult };
+  "config.patch": { params: T.ConfigPatchParams; result: T.ConfigPatchResult };
   "config.reload": { params: T.ConfigReloadParams; result: T.ConfigReloadResult };
   "config.schema": { params: T.ConfigSchemaParams; result: T.ConfigSchemaResult };
   "config.set": { params: T.ConfigSetParams; result: T.ConfigSetResult };
@@ -173,6 +174,8 @@ export declare class ClawgateClient extends ClawgateClientBase {
   config(params?: T.ConfigParams): Promise<T.ConfigResult>;
   /** The config file's text as it is on disk, with its hash, for editing. Secrets written literally in the file are included: prefer ${ENV_VAR} references. */
   configFile(params?: T.ConfigFileParams): Promise<T.ConfigFileResult>;
+  /** Apply a JSON merge patch (RFC 7386) to the config file in one edit: objects merge key by key, any other value replaces, null removes the key so its default applies. Every key is checked, the result validated before anything is written, written atomically and applied like a reload; comments and layout outside the changed values stay. */
+  configPatch(params: T.ConfigPatchParams): Promise<T.ConfigPatchResult>;
   /** Read the config file now and apply it as the file watcher would; returns the outcome. */
   configReload(params?: T.ConfigReloadParams): Promise<T.ConfigReloadResult>;
   /** The JSON Schema of the config file, as `clawgate config schema` prints it. */

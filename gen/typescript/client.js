@@ -204,6 +204,7 @@ export const METHODS = Object.freeze({
   chatAbort: "chat.abort",
   config: "config",
   configFile: "config.file",
+  configPatch: "config.patch",
   configReload: "config.reload",
   configSchema: "config.schema",
   configSet: "config.set",

@@ -177,6 +177,8 @@ export interface ClawgateProtocol {
   ConfigHealth: ConfigHealth;
   ConfigOrigin: ConfigOrigin;
   ConfigParams: ConfigParams;
+  ConfigPatchParams: ConfigPatchParams;
+  ConfigPatchResult: ConfigPatchResult;
   ConfigProblem: ConfigProblem;
   ConfigReloadFailedEvent: ConfigReloadFailedEvent;
   ConfigReloadParams: ConfigReloadParams;
@@ -1059,6 +1061,36 @@ export interface ConfigParams {
    * A dotted key such as gateway.port; omit for the whole configuration.
    */
   key?: string;
+}
+export interface ConfigPatchParams {
+  /**
+   * The hash from config; when the file changed since, nothing is written and the call fails with conflict.
+   */
+  baseHash?: string;
+  /**
+   * The merge patch, shaped like the config: {"gateway": {"handshakeTimeoutMs": 5000}}.
+   */
+  patch: {};
+  /**
+   * Dotted keys whose object in the patch replaces the one in the file instead of merging into it.
+   *
+   * @maxItems 256
+   */
+  replacePaths?: string[];
+}
+export interface ConfigPatchResult {
+  /**
+   * Dotted keys whose effective value changed.
+   */
+  changed: string[];
+  /**
+   * SHA-256 of the file as written.
+   */
+  hash: string;
+  /**
+   * Dotted keys that changed but take effect only after a restart; until then the running value stays.
+   */
+  restartRequired: string[];
 }
 export interface ConfigReloadFailedEvent {
   /**

@@ -3,8 +3,9 @@
 use super::Gateway;
 use crate::config::{dotted, pointer, redacted, secrets, set_key, write_atomic, ConfigError};
 use crate::protocol::types::{
-    ConfigFileResult, ConfigParams, ConfigProblem, ConfigResult, ConfigSetParams, ConfigSetResult,
-    ConfigValidateParams, ConfigValidateResult, ConfigWriteParams, ConfigWriteResult,
+    ConfigFileResult, ConfigParams, ConfigPatchParams, ConfigPatchResult, ConfigProblem,
+    ConfigResult, ConfigSetParams, ConfigSetResult, ConfigValidateParams, ConfigValidateResult,
+    ConfigWriteParams, ConfigWriteResult,
 };
 use crate::protocol::{ErrorCode, RpcError, Schemas};
 use serde_json::json;
@@ -65,6 +66,63 @@ pub async fn set(gw: &Gateway, params: ConfigSetParams) -> Result<ConfigSetResul
         changed: applied.changed,
         restart_required: applied.restart_required,
     })
+}
+
+/// Applies a JSON merge patch as one edit of the file: each leaf is set
+/// as config.set would, then the result is checked and applied once.
+pub async fn patch(gw: &Gateway, params: ConfigPatchParams) -> Result<ConfigPatchResult, RpcError> {
+    let replace: Vec<String> = params.replace_paths.iter().map(|k| pointer(k)).collect();
+    let mut leaves = Vec::new();
+    merge_leaves("", &params.patch, &replace, &mut leaves);
+    for (at, _) in &leaves {
+        if Schemas::get().schema_at("Config", at).is_none() || at == "/$schema" {
+            return Err(unknown_key(&dotted(at)));
+        }
+    }
+    let path = config_path(gw)?;
+    let _guard = gw.configs.lock().await;
+    let text = read(&path)?;
+    check_base(&text, params.base_hash.as_deref())?;
+    let what = "the patch";
+    let mut edited = crate::config::migrate::upgraded_for_edit(&path, &text).map_err(|e| {
+        RpcError::new(
+            ErrorCode::InvalidParams,
+            format!("cannot apply {what}: {e}"),
+        )
+    })?;
+    for (at, value) in &leaves {
+        edited = set_key(&path, &edited, at, value).map_err(|e| {
+            RpcError::new(
+                ErrorCode::InvalidParams,
+                format!("cannot set {}: {e}", dotted(at)),
+            )
+        })?;
+    }
+    let applied = commit(gw, &path, &text, &edited, what).await?;
+    Ok(ConfigPatchResult {
+        hash: applied.hash.unwrap_or_default(),
+        changed: applied.changed,
+        restart_required: applied.restart_required,
+    })
+}
+
+/// The (pointer, value) pairs a merge patch sets: objects merge key by
+/// key unless their pointer is in `replace`; anything else is a leaf.
+fn merge_leaves(
+    at: &str,
+    patch: &serde_json::Map<String, serde_json::Value>,
+    replace: &[String],
+    out: &mut Vec<(String, serde_json::Value)>,
+) {
+    for (key, value) in patch {
+        let child = crate::pointer::child(at, key);
+        match value {
+            serde_json::Value::Object(inner) if !replace.contains(&child) => {
+                merge_leaves(&child, inner, replace, out)
+            }
+            _ => out.push((child, value.clone())),
+        }
+    }
 }
 
 fn rejected(key: &str, error: &ConfigError) -> RpcError {

@@ -46,6 +46,14 @@ impl Handlers for Gateway {
         config_rpc::set(self, params).await
     }
 
+    async fn config_patch(
+        &self,
+        _ctx: &CallContext,
+        params: ConfigPatchParams,
+    ) -> Result<ConfigPatchResult, RpcError> {
+        config_rpc::patch(self, params).await
+    }
+
     async fn config_file(
         &self,
         _ctx: &CallContext,

@@ -93,6 +93,81 @@ async fn config_set_changes_only_the_value_and_keeps_every_comment() {
 }
 
 #[tokio::test]
+async fn config_patch_sets_several_keys_in_one_edit_or_none() {
+    let gw = TestGateway::start_with_file(COMMENTED).await;
+    let mut ws = gw.operator().await;
+    let base = ws.call("config", json!({})).await["result"]["hash"].clone();
+    // One bad value in the patch: nothing is written, the error names it.
+    let refused = ws
+        .call(
+            "config.patch",
+            json!({"patch": {"gateway": {"handshakeTimeoutMs": 5000, "port": 70000}}, "baseHash": base}),
+        )
+        .await;
+    assert_eq!(error_code(&refused), ErrorCode::InvalidParams.code());
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("gateway.port"),
+        "{refused}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(gw.config_path()).unwrap(),
+        COMMENTED
+    );
+    let unknown = ws
+        .call("config.patch", json!({"patch": {"gateway": {"prot": 1}}}))
+        .await;
+    assert_eq!(error_code(&unknown), ErrorCode::NotFound.code());
+
+    let frame = ws
+        .call(
+            "config.patch",
+            json!({
+                "patch": {
+                    "gateway": {"handshakeTimeoutMs": 5000, "reload": {"debounceMs": null}},
+                    "cron": {"enabled": false},
+                },
+                "baseHash": base,
+            }),
+        )
+        .await;
+    assert_eq!(
+        frame["result"]["changed"],
+        json!([
+            "cron.enabled",
+            "gateway.handshakeTimeoutMs",
+            "gateway.reload.debounceMs"
+        ]),
+        "{frame}"
+    );
+    let on_disk = std::fs::read_to_string(gw.config_path()).unwrap();
+    assert!(
+        on_disk.contains("handshakeTimeoutMs = 5000 # ten seconds")
+            || on_disk.contains("handshakeTimeoutMs = 5000   # ten seconds"),
+        "{on_disk}"
+    );
+    assert!(
+        on_disk.contains("# who may connect"),
+        "comments stay: {on_disk}"
+    );
+    assert!(
+        !on_disk.contains("debounceMs"),
+        "null removed it: {on_disk}"
+    );
+    assert!(on_disk.contains("[cron]\nenabled = false"), "{on_disk}");
+    assert_eq!(frame["result"]["hash"], sha256(&on_disk));
+    let stale = ws
+        .call(
+            "config.patch",
+            json!({"patch": {"cron": {"enabled": true}}, "baseHash": base}),
+        )
+        .await;
+    assert_eq!(error_code(&stale), ErrorCode::Conflict.code());
+}
+
+#[tokio::test]
 async fn an_invalid_value_is_rejected_and_the_file_is_untouched() {
     let gw = TestGateway::start_with_file(COMMENTED).await;
     let mut ws = gw.operator().await;
@@ -160,7 +235,13 @@ async fn config_methods_need_the_admin_scope() {
             Some(json!(["operator.read", "operator.write"])),
         )
         .await;
-    for method in ["config", "config.set", "config.reload", "config.schema"] {
+    for method in [
+        "config",
+        "config.set",
+        "config.patch",
+        "config.reload",
+        "config.schema",
+    ] {
         let frame = reader
             .call(method, json!({"key": "gateway.port", "value": 1}))
             .await;

@@ -72,13 +72,14 @@ fn violations(pointer: &str, value: &Value) -> Vec<String> {
         .collect()
 }
 
-const SERVED: [&str; 40] = [
+const SERVED: &[&str] = &[
     "agent",
     "chat.abort",
     "chat.history",
     "chat.send",
     "config.apply",
     "config.get",
+    "config.patch",
     "config.schema",
     "config.set",
     "cron.list",
@@ -180,7 +181,7 @@ async fn a_v4_client_connects_and_every_answer_and_event_matches_the_published_c
     widened["server"]["name"] = json!("clawgate");
     assert!(!violations("/definitions/HelloOk", &widened).is_empty());
     assert_eq!(hello["protocol"], 4);
-    assert_eq!(hello["features"]["methods"], json!(SERVED.as_slice()));
+    assert_eq!(hello["features"]["methods"], json!(SERVED));
     assert_eq!(
         hello["auth"]["scopes"],
         json!(["operator.read", "operator.write"])
@@ -1201,6 +1202,46 @@ async fn cron_and_config_over_v4_in_openclaws_shapes() {
     assert!(std::fs::read_to_string(gw.config_path())
         .unwrap()
         .contains("handshakeTimeoutMs = 4000"));
+
+    // config.patch merges a JSON5 patch of clawgate's config into the file.
+    let hash = written["payload"]["hash"].as_str().unwrap();
+    let patch = |raw: &str, base: &str| {
+        let params = json!({ "raw": raw, "baseHash": base, "note": "from the UI" });
+        conforms("/definitions/ConfigPatchParams", &params);
+        params
+    };
+    let typo = request(
+        &mut admin,
+        "16",
+        "config.patch",
+        patch("{gateway: {handshakeTimeout: 3000}}", hash),
+    )
+    .await;
+    assert_eq!(typo["error"]["code"], "INVALID_REQUEST", "{typo}");
+    assert!(
+        typo["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean gateway.handshakeTimeoutMs"),
+        "{typo}"
+    );
+    let garbled = request(&mut admin, "17", "config.patch", patch("{gateway:", hash)).await;
+    assert_eq!(garbled["error"]["code"], "INVALID_REQUEST", "{garbled}");
+    let patched = request(
+        &mut admin,
+        "18",
+        "config.patch",
+        patch("{gateway: {handshakeTimeoutMs: 3000}, // JSON5\n}", hash),
+    )
+    .await;
+    assert_eq!(
+        patched["payload"]["changed"],
+        json!(["gateway.handshakeTimeoutMs"]),
+        "{patched}"
+    );
+    assert!(std::fs::read_to_string(gw.config_path())
+        .unwrap()
+        .contains("handshakeTimeoutMs = 3000"));
 }
 
 /// A device connect on a fresh socket with this auth block: the answer.

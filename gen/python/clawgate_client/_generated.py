@@ -37,6 +37,7 @@ METHODS: dict[str, tuple[Any, Any]] = {
     "chat.abort": (models.ChatAbortParams, models.ChatAbortResult),
     "config": (models.ConfigParams, models.ConfigResult),
     "config.file": (models.ConfigFileParams, models.ConfigFileResult),
+    "config.patch": (models.ConfigPatchParams, models.ConfigPatchResult),
     "config.reload": (models.ConfigReloadParams, models.ConfigReloadResult),
     "config.schema": (models.ConfigSchemaParams, models.ConfigSchemaResult),
     "config.set": (models.ConfigSetParams, models.ConfigSetResult),
@@ -162,6 +163,12 @@ class GeneratedMethods:
     ) -> models.ConfigFileResult:
         """The config file's text as it is on disk, with its hash, for editing. Secrets written literally in the file are included: prefer ${ENV_VAR} references."""
         return await self.call("config.file", params)
+
+    async def config_patch(
+        self, params: models.ConfigPatchParams | dict[str, Any]
+    ) -> models.ConfigPatchResult:
+        """Apply a JSON merge patch (RFC 7386) to the config file in one edit: objects merge key by key, any other value replaces, null removes the key so its default applies. Every key is checked, the result validated before anything is written, written atomically and applied like a reload; comments and layout outside the changed values stay."""
+        return await self.call("config.patch", params)
 
     async def config_reload(
         self, params: models.ConfigReloadParams | dict[str, Any] | None = None

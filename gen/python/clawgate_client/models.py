@@ -512,6 +512,43 @@ class ConfigParams(BaseModel):
     )
 
 
+class ReplacePath(RootModel[str]):
+    root: str = Field(..., min_length=1)
+
+
+class ConfigPatchParams(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    baseHash: str | None = Field(
+        None,
+        description='The hash from config; when the file changed since, nothing is written and the call fails with conflict.',
+    )
+    patch: dict[str, Any] = Field(
+        ...,
+        description='The merge patch, shaped like the config: {"gateway": {"handshakeTimeoutMs": 5000}}.',
+    )
+    replacePaths: list[ReplacePath] | None = Field(
+        None,
+        description='Dotted keys whose object in the patch replaces the one in the file instead of merging into it.',
+        max_length=256,
+    )
+
+
+class ConfigPatchResult(BaseModel):
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    changed: list[str] = Field(
+        ..., description='Dotted keys whose effective value changed.'
+    )
+    hash: str = Field(..., description='SHA-256 of the file as written.')
+    restartRequired: list[str] = Field(
+        ...,
+        description='Dotted keys that changed but take effect only after a restart; until then the running value stays.',
+    )
+
+
 class ConfigProblem(BaseModel):
     """
     One problem with the configuration, located as precisely as its source allows.

@@ -137,7 +137,9 @@ pub async fn call(
                 "hash": config.hash,
             })
         }
-        V4Method::ConfigSet | V4Method::ConfigApply => config_write(&gw, &ctx, &params).await?,
+        V4Method::ConfigSet | V4Method::ConfigApply | V4Method::ConfigPatch => {
+            config_edit(&gw, &ctx, method, &params).await?
+        }
         V4Method::ConfigSchema => {
             let schema = gw.config_schema(&ctx, no_params(native_method)?).await?;
             json!({
@@ -264,25 +266,47 @@ pub async fn call(
 }
 
 /// The payload as JSON text; in debug builds, checked against its schema.
-/// config.set and config.apply: the whole file, guarded by its hash, in
-/// OpenClaw's messages.
-async fn config_write(gw: &Gateway, ctx: &CallContext, params: &Value) -> Result<Value, V4Error> {
+/// config.set and config.apply (the whole file) and config.patch (a merge
+/// patch), guarded by the file's hash, in OpenClaw's messages.
+async fn config_edit(
+    gw: &Gateway,
+    ctx: &CallContext,
+    method: V4Method,
+    params: &Value,
+) -> Result<Value, V4Error> {
     let Some(base) = params.get("baseHash") else {
         return Err(V4Error::invalid(
             "config base hash required; re-run config.get and retry",
         ));
     };
-    let write = json!({ "text": params["raw"], "baseHash": base });
-    let written: native::ConfigWriteResult =
-        match native_call(gw, ctx, Method::ConfigWrite, write).await {
-            Ok(written) => written,
-            Err(e) if e.native_reason() == Some(ErrorCode::Conflict.name()) => {
+    let edit = if method == V4Method::ConfigPatch {
+        let patch = match crate::config::json5::parse(text(params, "raw")) {
+            Ok(patch @ Value::Object(_)) => patch,
+            Ok(_) => {
                 return Err(V4Error::invalid(
-                    "config changed since last load; re-run config.get and retry",
+                    "raw must be an object: a merge patch of clawgate's config",
                 ))
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(V4Error::invalid(format!("raw is not valid JSON5: {e}"))),
         };
+        let mut edit = json!({ "patch": patch, "baseHash": base });
+        if let Some(paths) = params.get("replacePaths") {
+            edit["replacePaths"] = paths.clone();
+        }
+        edit
+    } else {
+        json!({ "text": params["raw"], "baseHash": base })
+    };
+    let written: native::ConfigWriteResult = match native_call(gw, ctx, method.native(), edit).await
+    {
+        Ok(written) => written,
+        Err(e) if e.native_reason() == Some(ErrorCode::Conflict.name()) => {
+            return Err(V4Error::invalid(
+                "config changed since last load; re-run config.get and retry",
+            ))
+        }
+        Err(e) => return Err(e),
+    };
     let config = Handlers::config(gw, ctx, no_params(Method::Config)?).await?;
     Ok(json!({
         "ok": true,
