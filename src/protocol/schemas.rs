@@ -68,31 +68,68 @@ impl Schemas {
         let validator = &self.validators[format!("#/$defs/{def}").as_str()];
         let mut violations = Vec::new();
         for error in validator.iter_errors(instance) {
-            let pointer = error.instance_path().to_string();
-            match error.kind() {
-                jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
-                    let known = self.property_names(def, &pointer);
-                    violations.extend(unexpected.iter().map(|key| SchemaViolation {
-                        pointer: crate::pointer::child(&pointer, key),
-                        message: unknown_key_message(key, &known),
-                        kind: ViolationKind::UnknownKey {
-                            key: key.clone(),
-                            known: known.clone(),
-                        },
-                    }));
-                }
-                kind => violations.push(SchemaViolation {
-                    pointer,
-                    message: error.masked().to_string(),
-                    kind: value_or_other(kind),
-                }),
-            }
+            self.explain(def, &error, &mut violations);
         }
         if violations.is_empty() {
             Ok(())
         } else {
             Err(violations)
         }
+    }
+
+    fn explain(
+        &self,
+        def: &str,
+        error: &jsonschema::ValidationError,
+        violations: &mut Vec<SchemaViolation>,
+    ) {
+        use jsonschema::error::ValidationErrorKind as K;
+        let pointer = error.instance_path().to_string();
+        match error.kind() {
+            K::AdditionalProperties { unexpected } => {
+                let known = self.property_names(def, &pointer);
+                violations.extend(unexpected.iter().map(|key| SchemaViolation {
+                    pointer: crate::pointer::child(&pointer, key),
+                    message: unknown_key_message(key, &known),
+                    kind: ViolationKind::UnknownKey {
+                        key: key.clone(),
+                        known: known.clone(),
+                    },
+                }));
+            }
+            K::OneOfNotValid { context } | K::AnyOf { context }
+                if discriminated(context).is_some() =>
+            {
+                for inner in discriminated(context).into_iter().flatten() {
+                    self.explain(def, inner, violations);
+                }
+            }
+            kind => violations.push(SchemaViolation {
+                pointer,
+                message: error.masked().to_string(),
+                kind: value_or_other(kind),
+            }),
+        }
+    }
+}
+
+/// The errors of the one branch of a failed oneOf/anyOf whose `kind`
+/// matched (a schedule of kind every with too small an interval, say), so
+/// the message names the field at fault rather than the whole union.
+fn discriminated<'a>(
+    branches: &'a [Vec<jsonschema::ValidationError<'static>>],
+) -> Option<&'a [jsonschema::ValidationError<'static>]> {
+    use jsonschema::error::ValidationErrorKind as K;
+    let kind_failed = |errors: &[jsonschema::ValidationError]| {
+        errors.iter().any(|e| {
+            e.instance_path().as_str().ends_with("/kind")
+                && matches!(e.kind(), K::Constant { .. } | K::Enum { .. })
+        })
+    };
+    let mut matched = branches.iter().filter(|errors| !kind_failed(errors));
+    match (matched.next(), matched.next()) {
+        (Some(only), None) if branches.len() > 1 && !only.is_empty() => Some(only),
+        _ => None,
     }
 }
 
@@ -191,4 +228,30 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Schemas;
+    use serde_json::json;
+
+    #[test]
+    fn a_union_member_picked_by_its_kind_reports_its_own_field() {
+        let params = json!({
+            "schedule": {"kind": "every", "everyMs": 10},
+            "payload": {"kind": "agentTurn", "message": "hi"},
+        });
+        let violations = Schemas::get()
+            .validate("CronAddParams", &params)
+            .unwrap_err();
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].pointer, "/schedule/everyMs");
+        assert!(violations[0].message.contains("1000"), "{violations:?}");
+        // Without a kind to go by, the union as a whole is at fault.
+        let unknown = json!({"schedule": {"every": 10}, "payload": params["payload"]});
+        let violations = Schemas::get()
+            .validate("CronAddParams", &unknown)
+            .unwrap_err();
+        assert_eq!(violations[0].pointer, "/schedule");
+    }
 }

@@ -82,11 +82,14 @@ const SERVED: &[&str] = &[
     "config.patch",
     "config.schema",
     "config.set",
+    "cron.add",
+    "cron.get",
     "cron.list",
     "cron.remove",
     "cron.run",
     "cron.runs",
     "cron.status",
+    "cron.update",
     "device.pair.approve",
     "device.pair.list",
     "device.pair.reject",
@@ -1242,6 +1245,213 @@ async fn cron_and_config_over_v4_in_openclaws_shapes() {
     assert!(std::fs::read_to_string(gw.config_path())
         .unwrap()
         .contains("handshakeTimeoutMs = 3000"));
+}
+
+#[tokio::test]
+async fn the_openclaw_cli_adds_edits_lists_and_removes_cron_jobs() {
+    let gw = TestGateway::start("").await;
+    let home = temp_dir("openclaw-cron");
+    let cli = |args: &[&str]| {
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        args.extend(["--url", &gw.url, "--token", TOKEN, "--json"].map(String::from));
+        let home = home.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            openclaw_cli(&home, &args)
+        })
+    };
+    let (ok, added) = cli(&[
+        "cron",
+        "add",
+        "--name",
+        "nightly",
+        "--every",
+        "1m",
+        "--message",
+        "hi there",
+    ])
+    .await
+    .unwrap();
+    assert!(ok, "{added}");
+    conforms("/definitions/CronAddResult", &added);
+    assert_eq!(added["sessionTarget"], "isolated");
+    let id = added["id"].as_str().unwrap().to_string();
+    let (ok, edited) = cli(&[
+        "cron",
+        "edit",
+        &id,
+        "--disable",
+        "--timeout-seconds",
+        "30",
+        "--message",
+        "new text",
+    ])
+    .await
+    .unwrap();
+    assert!(ok, "{edited}");
+    assert_eq!(edited["enabled"], false);
+    assert_eq!(
+        edited["payload"],
+        json!({"kind": "agentTurn", "message": "new text", "timeoutSeconds": 30})
+    );
+    // The native view of the same job.
+    let mut native = gw.operator().await;
+    let jobs = native.call("cron.list", json!({})).await;
+    let job = &jobs["result"]["jobs"][0];
+    assert_eq!(job["timeoutMs"], 30000, "{jobs}");
+    assert_eq!(job["schedule"], json!({"kind": "every", "everyMs": 60000}));
+    assert!(job.get("sessionKey").is_none(), "isolated: its own session");
+    // The CLI's paging needs a revision and the next offset.
+    let (ok, listed) = cli(&["cron", "list", "--all"]).await.unwrap();
+    assert!(ok, "{listed}");
+    assert_eq!(listed["jobs"][0]["id"], id.as_str());
+    // What clawgate does not run is refused, not half done.
+    let (ok, refused) = cli(&[
+        "cron",
+        "add",
+        "--name",
+        "ls",
+        "--every",
+        "1m",
+        "--command",
+        "ls",
+    ])
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert!(
+        refused
+            .to_string()
+            .contains("payload kind command is not served"),
+        "{refused}"
+    );
+    let (ok, removed) = cli(&["cron", "rm", &id]).await.unwrap();
+    assert!(ok && removed["removed"] == true, "{removed}");
+}
+
+#[tokio::test]
+async fn cron_add_and_update_map_openclaws_targets_and_refuse_what_is_not_run() {
+    let gw = TestGateway::start("").await;
+    let (mut ws, _) = challenged(&gw).await;
+    let mut params = connect_params(json!({"token": TOKEN}));
+    params["scopes"] = json!(["operator.admin"]);
+    assert_eq!(request(&mut ws, "c", "connect", params).await["ok"], true);
+    let add = |extra: Value| {
+        let mut params = json!({
+            "name": "check",
+            "schedule": {"kind": "cron", "expr": "0 9 * * *", "tz": ""},
+            "sessionTarget": "main",
+            "wakeMode": "next-heartbeat",
+            "payload": {"kind": "systemEvent", "text": "look around"},
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            params[k] = v.clone();
+        }
+        conforms("/definitions/CronAddParams", &params);
+        params
+    };
+    let added = request(&mut ws, "1", "cron.add", add(json!({}))).await;
+    conforms("/definitions/CronAddResult", &added["payload"]);
+    assert_eq!(added["payload"]["sessionTarget"], "main", "{added}");
+    assert_eq!(
+        added["payload"]["schedule"],
+        json!({"kind": "cron", "expr": "0 9 * * *"}),
+        "an empty tz is the default"
+    );
+    let id = added["payload"]["id"].as_str().unwrap();
+    let got = request(&mut ws, "2", "cron.get", json!({"jobId": id})).await;
+    assert_eq!(got["payload"], added["payload"]);
+    let missing = request(&mut ws, "3", "cron.get", json!({"id": "job-nope"})).await;
+    assert_eq!(missing["error"]["message"], "cron job not found: job-nope");
+    conforms(
+        "/definitions/CronJobNotFoundErrorDetails",
+        &json!({"code": missing["error"]["details"]["code"], "jobId": missing["error"]["details"]["jobId"]}),
+    );
+
+    let update = |patch: Value| {
+        let params = json!({"id": id, "patch": patch});
+        conforms("/definitions/CronUpdateParams", &params);
+        params
+    };
+    let moved = request(
+        &mut ws,
+        "4",
+        "cron.update",
+        update(json!({"sessionTarget": "session:agent:main:ops", "name": "ops check"})),
+    )
+    .await;
+    assert_eq!(
+        moved["payload"]["sessionTarget"], "session:agent:main:ops",
+        "{moved}"
+    );
+    assert_eq!(moved["payload"]["name"], "ops check");
+    let isolated = request(
+        &mut ws,
+        "5",
+        "cron.update",
+        update(json!({"sessionTarget": "isolated"})),
+    )
+    .await;
+    assert_eq!(
+        isolated["payload"]["sessionTarget"], "isolated",
+        "{isolated}"
+    );
+    let current = request(
+        &mut ws,
+        "6",
+        "cron.add",
+        add(json!({"sessionTarget": "current"})),
+    )
+    .await;
+    assert_eq!(current["error"]["code"], "INVALID_REQUEST", "{current}");
+
+    for (i, (extra, says)) in [
+        (
+            json!({"payload": {"kind": "agentTurn", "message": "m", "model": "x/y"}}),
+            "payload.model",
+        ),
+        (
+            json!({"payload": {"kind": "agentTurn", "message": "m", "toolsAllow": ["exec"]}}),
+            "payload.toolsAllow",
+        ),
+        (
+            json!({"schedule": {"kind": "on-exit", "command": "make"}}),
+            "schedule kind on-exit",
+        ),
+        (json!({"trigger": {"script": "exit 0"}}), "trigger"),
+        (
+            json!({"schedule": {"kind": "every", "everyMs": 10}}),
+            "everyMs",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let params = json!({
+            "name": "bad",
+            "schedule": extra.get("schedule").cloned().unwrap_or(json!({"kind": "every", "everyMs": 60000})),
+            "sessionTarget": "isolated",
+            "wakeMode": "now",
+            "payload": extra.get("payload").cloned().unwrap_or(json!({"kind": "agentTurn", "message": "m"})),
+        });
+        let mut params = params;
+        if let Some(trigger) = extra.get("trigger") {
+            params["trigger"] = trigger.clone();
+        }
+        let refused = request(&mut ws, &format!("r{i}"), "cron.add", params).await;
+        assert_eq!(refused["error"]["code"], "INVALID_REQUEST", "{refused}");
+        assert!(
+            refused["error"]["message"].as_str().unwrap().contains(says),
+            "{says}: {refused}"
+        );
+    }
+    let list = request(&mut ws, "7", "cron.list", json!({})).await;
+    assert_eq!(
+        list["payload"]["total"], 1,
+        "nothing refused was stored: {list}"
+    );
+    assert_eq!(list["payload"]["nextOffset"], Value::Null);
+    assert!(list["payload"]["snapshotRevision"].is_string());
 }
 
 /// A device connect on a fresh socket with this auth block: the answer.

@@ -35,13 +35,32 @@ pub async fn call(
                 .take(limit)
                 .map(|job| cron_job(job, main))
                 .collect();
+            let next = offset.saturating_add(jobs.len());
+            let more = next < all.len();
             json!({
                 "jobs": jobs,
                 "total": all.len(),
                 "offset": offset,
                 "limit": limit,
-                "hasMore": offset.saturating_add(limit) < all.len(),
+                "hasMore": more,
+                "nextOffset": if more { Value::from(next) } else { Value::Null },
+                "snapshotRevision": snapshot_revision(&list),
             })
+        }
+        V4Method::CronGet => {
+            let id = job_id(params)?;
+            let list: Value = native_call(gw, ctx, native_method, json!({})).await?;
+            let job = list["jobs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|job| job["id"] == id)
+                .ok_or_else(|| {
+                    V4Error::invalid(format!("cron job not found: {id}"))
+                        .with("code", "CRON_JOB_NOT_FOUND")
+                        .with("jobId", id)
+                })?;
+            cron_job(job, is_main_session)
         }
         V4Method::CronStatus => {
             let list: Value = native_call(gw, ctx, native_method, json!({})).await?;
@@ -106,6 +125,34 @@ pub async fn call(
             }
             result
         }
+        V4Method::CronAdd => {
+            let mut job = job_fields(gw, params, None, false)?;
+            job["name"] = params["name"].clone();
+            let added: Value = native_call(gw, ctx, native_method, job).await?;
+            cron_job(&added, is_main_session)
+        }
+        V4Method::CronUpdate => {
+            let id = job_id(params)?;
+            let patch = &params["patch"];
+            let current = if patch["payload"].is_object() {
+                let list: Value = native_call(gw, ctx, Method::CronList, json!({})).await?;
+                list["jobs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|job| job["id"] == id)
+                    .map(|job| job["payload"].clone())
+            } else {
+                None
+            };
+            let mut change = job_fields(gw, patch, current.as_ref(), true)?;
+            change["id"] = id.into();
+            if let Some(name) = patch.get("name") {
+                change["name"] = name.clone();
+            }
+            let updated: Value = native_call(gw, ctx, native_method, change).await?;
+            cron_job(&updated, is_main_session)
+        }
         V4Method::CronRemove => {
             let id = job_id(params)?;
             let removed: Value = native_call(gw, ctx, native_method, json!({ "id": id })).await?;
@@ -113,6 +160,158 @@ pub async fn call(
         }
         _ => unreachable!("not a cron method: {}", method.name()),
     })
+}
+
+/// The native cron.add/cron.update fields for OpenClaw's job fields
+/// (cron.add's params, or cron.update's patch when `updating`); `current`
+/// is the payload a partial payload patch completes.
+fn job_fields(
+    gw: &Gateway,
+    fields: &Value,
+    current: Option<&Value>,
+    updating: bool,
+) -> Result<Value, V4Error> {
+    for refused in ["pacing", "trigger"] {
+        if fields.get(refused).is_some_and(|v| !v.is_null()) {
+            return Err(V4Error::invalid(format!(
+                "{refused} is not served: clawgate's cron jobs run on their schedule alone"
+            )));
+        }
+    }
+    let mut job = json!({});
+    for key in ["enabled", "deleteAfterRun"] {
+        if let Some(v) = fields.get(key) {
+            job[key] = v.clone();
+        }
+    }
+    let agent = match fields.get("agentId") {
+        Some(Value::String(agent)) => {
+            job["agentId"] = agent.as_str().into();
+            agent.clone()
+        }
+        other => {
+            if other.is_some() {
+                job["agentId"] = Value::Null;
+            }
+            gw.config().agents.default.to_string()
+        }
+    };
+    if let Some(schedule) = fields.get("schedule") {
+        job["schedule"] = native_schedule(schedule)?;
+    }
+    if let Some(payload) = fields.get("payload") {
+        let (payload, timeout) = native_payload(payload, current)?;
+        job["payload"] = payload;
+        if let Some(ms) = timeout {
+            job["timeoutMs"] = ms.into();
+        }
+    }
+    if let Some(target) = fields.get("sessionTarget").and_then(Value::as_str) {
+        job["sessionKey"] = match target {
+            "main" => crate::agent::main_session_key(&agent).into(),
+            "isolated" => Value::Null,
+            "current" => match fields.get("sessionKey").and_then(Value::as_str) {
+                Some(key) => key.into(),
+                None => {
+                    return Err(V4Error::invalid(
+                        "sessionTarget current needs sessionKey: the session it stands for",
+                    ))
+                }
+            },
+            other => other.trim_start_matches("session:").into(),
+        };
+    }
+    if !updating {
+        // A new job has no value to reset: its default is the key left out.
+        if let Some(map) = job.as_object_mut() {
+            map.retain(|_, v| !v.is_null());
+        }
+    }
+    Ok(job)
+}
+
+/// OpenClaw's schedule as a native one.
+fn native_schedule(schedule: &Value) -> Result<Value, V4Error> {
+    let mut native = match schedule["kind"].as_str() {
+        Some("at") => json!({ "kind": "at", "at": schedule["at"] }),
+        Some("every") => json!({ "kind": "every", "everyMs": schedule["everyMs"] }),
+        Some("cron") => json!({ "kind": "cron", "expr": schedule["expr"] }),
+        other => {
+            return Err(V4Error::invalid(format!(
+                "schedule kind {} is not served: clawgate schedules at, every and cron jobs",
+                other.unwrap_or("(none)")
+            )))
+        }
+    };
+    for key in ["anchorMs", "tz"] {
+        if let Some(v) = schedule
+            .get(key)
+            .filter(|v| v.as_str() != Some("") && !v.is_null())
+        {
+            native[key] = v.clone();
+        }
+    }
+    Ok(native)
+}
+
+/// OpenClaw's payload as a native one and its timeout in ms; the fields a
+/// partial payload leaves out come from `current`.
+fn native_payload(
+    payload: &Value,
+    current: Option<&Value>,
+) -> Result<(Value, Option<u64>), V4Error> {
+    let kind = payload["kind"].as_str().unwrap_or("");
+    let from = |key: &str| {
+        payload
+            .get(key)
+            .or_else(|| {
+                current
+                    .filter(|c| c["kind"] == kind)
+                    .and_then(|c| c.get(key))
+            })
+            .cloned()
+    };
+    match kind {
+        "agentTurn" => {
+            let overridden = ["model", "fallbacks", "thinking"]
+                .into_iter()
+                .chain((payload["toolsAllowIsDefault"] != true).then_some("toolsAllow"))
+                .find(|key| payload.get(*key).is_some_and(|v| !v.is_null()));
+            if let Some(key) = overridden {
+                return Err(V4Error::invalid(format!(
+                    "payload.{key} is not served: clawgate's cron jobs run the agent as configured"
+                )));
+            }
+            let message = from("message")
+                .ok_or_else(|| V4Error::invalid("an agentTurn payload needs message"))?;
+            let timeout = payload
+                .get("timeoutSeconds")
+                .and_then(Value::as_f64)
+                .filter(|s| *s > 0.0)
+                .map(|s| ((s * 1000.0) as u64).clamp(1000, 86_400_000));
+            Ok((json!({ "kind": "agentTurn", "message": message }), timeout))
+        }
+        "systemEvent" => {
+            let text =
+                from("text").ok_or_else(|| V4Error::invalid("a systemEvent payload needs text"))?;
+            Ok((json!({ "kind": "systemEvent", "text": text }), None))
+        }
+        other => Err(V4Error::invalid(format!(
+            "payload kind {other} is not served: clawgate runs agentTurn and systemEvent jobs"
+        ))),
+    }
+}
+
+/// Names one state of the whole job list: every job's id and the time its
+/// definition last changed.
+fn snapshot_revision(list: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for job in list["jobs"].as_array().into_iter().flatten() {
+        hash.update(job["id"].as_str().unwrap_or("").as_bytes());
+        hash.update(job["updatedAtMs"].as_u64().unwrap_or(0).to_be_bytes());
+    }
+    hex::encode(&hash.finalize()[..12])
 }
 
 /// The job a cron method names (OpenClaw calls it id or jobId).

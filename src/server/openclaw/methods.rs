@@ -102,6 +102,9 @@ pub async fn call(
             json!({ "models": models })
         }
         V4Method::CronList
+        | V4Method::CronGet
+        | V4Method::CronAdd
+        | V4Method::CronUpdate
         | V4Method::CronStatus
         | V4Method::CronRuns
         | V4Method::CronRun
