@@ -65,6 +65,7 @@ export interface Methods {
   "channels.status": { params: T.ChannelsStatusParams; result: T.ChannelsStatusResult };
   "chat": { params: T.ChatParams; result: T.ChatResult };
   "chat.abort": { params: T.ChatAbortParams; result: T.ChatAbortResult };
+  "chat.wait": { params: T.ChatWaitParams; result: T.ChatWaitResult };
   "config": { params: T.ConfigParams; result: T.ConfigResult };
   "config.file": { params: T.ConfigFileParams; result: T.ConfigFileResult };
   "config.patch": { params: T.ConfigPatchParams; result: T.ConfigPatchResult };
@@ -170,6 +171,8 @@ export declare class ClawgateClient extends ClawgateClientBase {
   chat(params: T.ChatParams): Promise<T.ChatResult>;
   /** Stop a running turn; its partial reply is stored with status aborted and the chat call returns with stopReason aborted. */
   chatAbort(params: T.ChatAbortParams): Promise<T.ChatAbortResult>;
+  /** Wait for a run (a chat turn, a cron job's turn, an agent call) to end and say how it ended. Runs that ended in the last 10 minutes (the last 1024) are remembered; a run not yet started is waited for like a running one. */
+  chatWait(params: T.ChatWaitParams): Promise<T.ChatWaitResult>;
   /** The effective configuration, or one dotted key of it, with secrets redacted, and the hash of the config file. */
   config(params?: T.ConfigParams): Promise<T.ConfigResult>;
   /** The config file's text as it is on disk, with its hash, for editing. Secrets written literally in the file are included: prefer ${ENV_VAR} references. */

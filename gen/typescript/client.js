@@ -202,6 +202,7 @@ export const METHODS = Object.freeze({
   channelsStatus: "channels.status",
   chat: "chat",
   chatAbort: "chat.abort",
+  chatWait: "chat.wait",
   config: "config",
   configFile: "config.file",
   configPatch: "config.patch",

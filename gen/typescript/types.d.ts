@@ -170,6 +170,8 @@ export interface ClawgateProtocol {
   ChatMessage: ChatMessage;
   ChatParams: ChatParams;
   ChatResult: ChatResult;
+  ChatWaitParams: ChatWaitParams;
+  ChatWaitResult: ChatWaitResult;
   ClientInfo: ClientInfo;
   ConfigChangedEvent: ConfigChangedEvent;
   ConfigFileParams: ConfigFileParams;
@@ -910,6 +912,47 @@ export interface ChatResult {
    */
   stopReason: "stop" | "length" | "aborted";
   usage: Usage;
+}
+export interface ChatWaitParams {
+  /**
+   * The run, as in chat's result and events.
+   */
+  runId: string;
+  /**
+   * How long to wait; 0 only looks. Default 30000.
+   */
+  timeoutMs?: number;
+}
+export interface ChatWaitResult {
+  /**
+   * When it ended, once it has.
+   */
+  endedAtMs?: number;
+  /**
+   * Why it failed, for status error.
+   */
+  error?: {
+    /**
+     * The error code the run failed with (e.g. timeout, unavailable).
+     */
+    code: string;
+    /**
+     * What went wrong.
+     */
+    message: string;
+  };
+  /**
+   * The run.
+   */
+  runId: string;
+  /**
+   * When it started, once it has.
+   */
+  startedAtMs?: number;
+  /**
+   * complete, aborted (chat.abort; the partial reply is stored), error (see error; code timeout when the turn passed its deadline), running (still running when the wait ended), or unknown (not seen: never started, or ended too long ago to be remembered).
+   */
+  status: "complete" | "aborted" | "error" | "running" | "unknown";
 }
 /**
  * Who the client says it is; informational, never trusted for permissions.

@@ -3,6 +3,7 @@
 mod anthropic;
 mod echo;
 mod openai;
+mod runs;
 pub(crate) mod sse;
 pub mod turn;
 

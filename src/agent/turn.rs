@@ -3,21 +3,22 @@
 //! both sides of a stored session's turn kept in the store. The chat RPC,
 //! channels, cron and the OpenAI-compatible API all run turns here.
 
+use super::runs::{RunGuard, Runs};
 use super::{Agent, Delta, Reply, ToolBox};
 use crate::clock::now_ms;
 use crate::locks::KeyedLocks;
 use crate::protocol::types::{
     AgentMessageEvent, AgentMessageEventState, AgentThinkingEvent, AgentToolEvent,
-    AgentToolEventPhase, ChatMessage, ChatMessageStatus, ChatResultStopReason, Usage,
+    AgentToolEventPhase, ChatMessage, ChatMessageStatus, ChatResultStopReason, ChatWaitResult,
+    Usage,
 };
 use crate::protocol::{ErrorCode, Event, RpcError, Tool};
 use crate::runtime::Runtime;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock, Weak};
+use std::sync::{OnceLock, Weak};
 use tokio::sync::OwnedMutexGuard;
 
 /// Who is calling a tool.
@@ -157,12 +158,29 @@ impl Turns {
             Session::Stateless(_) => stateless_key(&run_id),
         };
         let span = tracing::info_span!("run", runId = %run_id, sessionKey = %session_key, agentId = %request.agent.id);
-        tracing::Instrument::instrument(self.run_in_span(request, on_delta), span).await
+        // Claimed first: a run id a client chose may already be in use.
+        let mut run = self.runs.start(&run_id).ok_or_else(|| {
+            RpcError::new(
+                ErrorCode::Conflict,
+                format!("run {run_id} is already running"),
+            )
+        })?;
+        let result =
+            tracing::Instrument::instrument(self.run_in_span(request, &mut run, on_delta), span)
+                .await;
+        run.end(&result);
+        result
+    }
+
+    /// How a run ended, waiting up to `timeout` for it to end.
+    pub async fn wait(&self, run_id: &str, timeout: std::time::Duration) -> ChatWaitResult {
+        self.runs.wait(run_id, timeout).await
     }
 
     async fn run_in_span(
         &self,
         request: TurnRequest<'_>,
+        run: &mut RunGuard<'_>,
         on_delta: &mut (dyn FnMut(&str) + Send),
     ) -> Result<TurnDone, RpcError> {
         let TurnRequest {
@@ -174,13 +192,6 @@ impl Turns {
         } = request;
         let rt = &self.rt;
         let run_id = run_id.expect("run names every run");
-        // Claimed first: a run id a client chose may already be in use.
-        let mut run = self.runs.start(&run_id).ok_or_else(|| {
-            RpcError::new(
-                ErrorCode::Conflict,
-                format!("run {run_id} is already running"),
-            )
-        })?;
         let (session_key, history, session_model) = match session {
             Session::Stored(guard) => {
                 let key = guard.key().to_string();
@@ -248,7 +259,6 @@ impl Turns {
             _ = run.aborted() => None,
             _ = timed_out => Some(Err(RpcError::new(ErrorCode::Timeout, "the turn did not finish before its deadline"))),
         };
-        drop(run);
         let (reply, status, state) = match outcome {
             Some(Ok(reply)) => {
                 rt.metrics
@@ -360,56 +370,6 @@ const CONTEXT_MESSAGES: usize = 100;
 /// The key events of a turn without a stored session carry.
 fn stateless_key(run_id: &str) -> String {
     format!("stateless:{run_id}")
-}
-
-/// Running turns by run id, so they can be aborted.
-#[derive(Default)]
-struct Runs {
-    running: Mutex<HashMap<String, tokio::sync::watch::Sender<bool>>>,
-}
-
-impl Runs {
-    /// None when a run with this id is running already.
-    fn start(&self, run_id: &str) -> Option<RunGuard<'_>> {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let mut running = self.running.lock().expect("runs");
-        if running.contains_key(run_id) {
-            return None;
-        }
-        running.insert(run_id.to_string(), tx);
-        Some(RunGuard {
-            runs: self,
-            run_id: run_id.to_string(),
-            aborted: rx,
-        })
-    }
-
-    fn is_running(&self, run_id: &str) -> bool {
-        self.running.lock().expect("runs").contains_key(run_id)
-    }
-
-    fn abort(&self, run_id: &str) -> bool {
-        let running = self.running.lock().expect("runs");
-        running.get(run_id).is_some_and(|tx| tx.send(true).is_ok())
-    }
-}
-
-struct RunGuard<'a> {
-    runs: &'a Runs,
-    run_id: String,
-    aborted: tokio::sync::watch::Receiver<bool>,
-}
-
-impl RunGuard<'_> {
-    async fn aborted(&mut self) {
-        let _ = self.aborted.wait_for(|a| *a).await;
-    }
-}
-
-impl Drop for RunGuard<'_> {
-    fn drop(&mut self) {
-        self.runs.running.lock().expect("runs").remove(&self.run_id);
-    }
 }
 
 /// Builds the events of one run, numbering them with one sequence.

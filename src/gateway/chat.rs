@@ -4,7 +4,9 @@
 use super::Gateway;
 use crate::agent::{Agent, Session, TurnRequest};
 use crate::idempotency;
-use crate::protocol::types::{ChatAbortParams, ChatAbortResult, ChatParams, ChatResult};
+use crate::protocol::types::{
+    ChatAbortParams, ChatAbortResult, ChatParams, ChatResult, ChatWaitParams, ChatWaitResult,
+};
 use crate::protocol::RpcError;
 
 pub async fn chat(gw: &Gateway, owner: &str, params: ChatParams) -> Result<ChatResult, RpcError> {
@@ -48,6 +50,12 @@ pub async fn chat(gw: &Gateway, owner: &str, params: ChatParams) -> Result<ChatR
     };
     idempotency::remember(&*gw.rt.stores.results, idempotency_key, &result).await?;
     Ok(result)
+}
+
+pub async fn wait(gw: &Gateway, params: ChatWaitParams) -> ChatWaitResult {
+    let waited = params.timeout_ms.unwrap_or(30_000).max(0) as u64;
+    let timeout = std::time::Duration::from_millis(waited);
+    gw.turns.wait(&params.run_id, timeout).await
 }
 
 pub fn abort(gw: &Gateway, params: ChatAbortParams) -> ChatAbortResult {

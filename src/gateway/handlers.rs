@@ -109,6 +109,14 @@ impl Handlers for Gateway {
         Ok(chat::abort(self, params))
     }
 
+    async fn chat_wait(
+        &self,
+        _ctx: &CallContext,
+        params: ChatWaitParams,
+    ) -> Result<ChatWaitResult, RpcError> {
+        Ok(chat::wait(self, params).await)
+    }
+
     async fn sessions(
         &self,
         _ctx: &CallContext,

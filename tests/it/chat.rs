@@ -168,8 +168,24 @@ async fn abort_stops_a_run_and_stores_the_partial_reply() {
         .await;
     let first = caller.event("agent.message").await;
     let run_id = first["data"]["runId"].as_str().unwrap().to_string();
+    let look = other
+        .call("chat.wait", json!({"runId": run_id, "timeoutMs": 0}))
+        .await;
+    assert_eq!(look["result"]["status"], "running", "{look}");
+    let mut waiter = gw.operator().await;
+    let waiting = waiter
+        .request("chat.wait", json!({"runId": run_id, "timeoutMs": 30000}))
+        .await;
     let abort = other.call("chat.abort", json!({"runId": run_id})).await;
     assert_eq!(abort["result"]["aborted"], true);
+    let waited = loop {
+        let frame = waiter.recv().await;
+        if frame["id"] == json!(waiting) {
+            break frame["result"].clone();
+        }
+    };
+    assert_eq!(waited["status"], "aborted", "{waited}");
+    assert!(waited["endedAtMs"].as_u64() >= waited["startedAtMs"].as_u64());
     let result = loop {
         let frame = caller.recv().await;
         if frame["id"] == json!(id) {

@@ -74,6 +74,7 @@ fn violations(pointer: &str, value: &Value) -> Vec<String> {
 
 const SERVED: &[&str] = &[
     "agent",
+    "agent.wait",
     "chat.abort",
     "chat.history",
     "chat.send",
@@ -996,6 +997,36 @@ async fn agent_answers_accepted_at_once_then_the_reply() {
     }
     assert_eq!(answers[1]["ok"], false, "{}", answers[1]);
     assert_eq!(answers[1]["error"]["code"], "INVALID_REQUEST");
+
+    // agent.wait: how a run ended, or that the wait ran out first.
+    let wait = |run: &str, timeout: u64| {
+        let params = json!({"runId": run, "timeoutMs": timeout});
+        conforms("/definitions/AgentWaitParams", &params);
+        params
+    };
+    let ended = request(&mut ws, "w1", "agent.wait", wait("agent-run-1", 0)).await;
+    assert_eq!(ended["payload"]["status"], "ok", "{ended}");
+    assert!(ended["payload"]["endedAt"].as_u64() >= ended["payload"]["startedAt"].as_u64());
+    let never = request(&mut ws, "w2", "agent.wait", wait("agent-run-never", 50)).await;
+    assert_eq!(
+        never["payload"],
+        json!({"runId": "agent-run-never", "status": "timeout"})
+    );
+    // A wait sent before the run starts sees it end.
+    ws.send_text(&json!({"type": "req", "id": "w3", "method": "agent.wait", "params": wait("agent-run-3", 10000)}).to_string()).await;
+    ws.send_text(
+        &json!({"type": "req", "id": "a3", "method": "agent",
+                "params": {"message": "pong", "idempotencyKey": "agent-run-3"}})
+        .to_string(),
+    )
+    .await;
+    let waited = loop {
+        let frame = ws.recv().await;
+        if frame["id"] == "w3" {
+            break frame;
+        }
+    };
+    assert_eq!(waited["payload"]["status"], "ok", "{waited}");
 }
 
 #[test]

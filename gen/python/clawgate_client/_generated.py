@@ -35,6 +35,7 @@ METHODS: dict[str, tuple[Any, Any]] = {
     "channels.status": (models.ChannelsStatusParams, models.ChannelsStatusResult),
     "chat": (models.ChatParams, models.ChatResult),
     "chat.abort": (models.ChatAbortParams, models.ChatAbortResult),
+    "chat.wait": (models.ChatWaitParams, models.ChatWaitResult),
     "config": (models.ConfigParams, models.ConfigResult),
     "config.file": (models.ConfigFileParams, models.ConfigFileResult),
     "config.patch": (models.ConfigPatchParams, models.ConfigPatchResult),
@@ -151,6 +152,12 @@ class GeneratedMethods:
     ) -> models.ChatAbortResult:
         """Stop a running turn; its partial reply is stored with status aborted and the chat call returns with stopReason aborted."""
         return await self.call("chat.abort", params)
+
+    async def chat_wait(
+        self, params: models.ChatWaitParams | dict[str, Any]
+    ) -> models.ChatWaitResult:
+        """Wait for a run (a chat turn, a cron job's turn, an agent call) to end and say how it ended. Runs that ended in the last 10 minutes (the last 1024) are remembered; a run not yet started is waited for like a running one."""
+        return await self.call("chat.wait", params)
 
     async def config(
         self, params: models.ConfigParams | dict[str, Any] | None = None

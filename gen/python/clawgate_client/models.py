@@ -410,6 +410,67 @@ class StopReason(str, Enum):
     aborted = 'aborted'
 
 
+class ChatWaitParams(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    runId: str = Field(
+        ...,
+        description="The run, as in chat's result and events.",
+        max_length=128,
+        min_length=1,
+    )
+    timeoutMs: int | None = Field(
+        None,
+        description='How long to wait; 0 only looks. Default 30000.',
+        ge=0,
+        le=600000,
+    )
+
+
+class Error(BaseModel):
+    """
+    Why it failed, for status error.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    code: str = Field(
+        ...,
+        description='The error code the run failed with (e.g. timeout, unavailable).',
+    )
+    message: str = Field(..., description='What went wrong.')
+
+
+class Status1(str, Enum):
+    """
+    complete, aborted (chat.abort; the partial reply is stored), error (see error; code timeout when the turn passed its deadline), running (still running when the wait ended), or unknown (not seen: never started, or ended too long ago to be remembered).
+    """
+
+    complete = 'complete'
+    aborted = 'aborted'
+    error = 'error'
+    running = 'running'
+    unknown = 'unknown'
+
+
+class ChatWaitResult(BaseModel):
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    endedAtMs: int | None = Field(None, description='When it ended, once it has.', ge=0)
+    error: Error | None = Field(None, description='Why it failed, for status error.')
+    runId: str = Field(..., description='The run.')
+    startedAtMs: int | None = Field(
+        None, description='When it started, once it has.', ge=0
+    )
+    status: Status1 = Field(
+        ...,
+        description='complete, aborted (chat.abort; the partial reply is stored), error (see error; code timeout when the turn passed its deadline), running (still running when the wait ended), or unknown (not seen: never started, or ended too long ago to be remembered).',
+    )
+
+
 class ClientInfo(BaseModel):
     """
     Who the client says it is; informational, never trusted for permissions.

@@ -2,6 +2,7 @@
 
 use super::types as v4;
 use crate::protocol::types as native;
+use serde_json::{json, Value};
 use std::str::FromStr;
 
 /// A non-empty string in one of the generated newtypes; None when empty.
@@ -209,4 +210,33 @@ pub fn session_row(s: &native::SessionInfo) -> serde_json::Value {
         row["label"] = label.as_str().into();
     }
     row
+}
+
+/// A native chat.wait answer as OpenClaw's agent.wait answer.
+pub fn run_wait(ended: &native::ChatWaitResult) -> Value {
+    use native::ChatWaitResultStatus as S;
+    let timed_out = ended.error.as_ref().is_some_and(|e| e.code == "timeout");
+    let status = match ended.status {
+        S::Complete => "ok",
+        S::Running | S::Unknown => "timeout",
+        S::Error if timed_out => "timeout",
+        S::Aborted | S::Error => "error",
+    };
+    let mut answer = json!({ "runId": ended.run_id, "status": status });
+    if let Some(at) = ended.started_at_ms {
+        answer["startedAt"] = at.into();
+    }
+    if let Some(at) = ended.ended_at_ms {
+        answer["endedAt"] = at.into();
+    }
+    if let Some(error) = &ended.error {
+        answer["error"] = error.message.as_str().into();
+    }
+    if ended.status == S::Aborted {
+        answer["error"] = "aborted".into();
+        answer["stopReason"] = "aborted".into();
+    } else if timed_out {
+        answer["stopReason"] = "timeout".into();
+    }
+    answer
 }

@@ -187,6 +187,16 @@ pub async fn call(
             json!({ "ok": true, "key": deleted.session_key, "deleted": deleted.deleted, "archived": [] })
         }
         V4Method::ChatSend => chat_send(gw, ctx, &params, slot)?,
+        V4Method::AgentWait => {
+            let timeout = params
+                .get("timeoutMs")
+                .and_then(Value::as_u64)
+                .unwrap_or(30_000)
+                .min(600_000);
+            let wait = json!({ "runId": params["runId"], "timeoutMs": timeout });
+            let ended: native::ChatWaitResult = native_call(&gw, &ctx, native_method, wait).await?;
+            convert::run_wait(&ended)
+        }
         V4Method::ChatAbort => {
             let Some(run) = params.get("runId").and_then(Value::as_str) else {
                 return Err(V4Error::invalid(
