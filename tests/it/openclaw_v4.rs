@@ -113,6 +113,7 @@ const SERVED: &[&str] = &[
     "node.pair.reject",
     "node.pair.remove",
     "sessions.delete",
+    "sessions.get",
     "sessions.list",
     "sessions.patch",
     "sessions.reset",
@@ -877,6 +878,26 @@ async fn a_chat_turn_streams_openclaws_chat_and_agent_events_and_is_stored() {
     )
     .await;
     assert_eq!(history["payload"]["messages"].as_array().unwrap().len(), 2);
+    let latest = request(
+        &mut ws,
+        "g1",
+        "sessions.get",
+        json!({"key": "agent:main:main", "limit": 1}),
+    )
+    .await;
+    assert_eq!(
+        latest["payload"]["messages"],
+        json!([history["payload"]["messages"][1]]),
+        "{latest}"
+    );
+    let none = request(
+        &mut ws,
+        "g2",
+        "sessions.get",
+        json!({"sessionKey": "agent:main:nope"}),
+    )
+    .await;
+    assert_eq!(none["payload"], json!({"messages": []}), "{none}");
     // The session's settings, its transcript, then the session itself.
     let patched = request(
         &mut ws,

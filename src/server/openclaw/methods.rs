@@ -208,6 +208,22 @@ pub async fn call(
             let stopped: Vec<&str> = result.aborted.then_some(run).into_iter().collect();
             json!({ "ok": true, "aborted": result.aborted, "runIds": stopped })
         }
+        V4Method::SessionsGet => {
+            let Some(key) = params.get("key").or_else(|| params.get("sessionKey")) else {
+                return Err(V4Error::invalid("sessions.get needs key (or sessionKey)"));
+            };
+            let limit = params.get("limit").cloned().unwrap_or(200.into());
+            let query = json!({ "sessionKey": key, "limit": limit });
+            let messages =
+                match native_call::<native::SessionsHistoryResult>(&gw, &ctx, native_method, query)
+                    .await
+                {
+                    Ok(history) => history.messages.iter().map(convert::message).collect(),
+                    Err(e) if e.native_reason() == Some(ErrorCode::NotFound.name()) => Vec::new(),
+                    Err(e) => return Err(e),
+                };
+            json!({ "messages": messages })
+        }
         V4Method::ChatHistory => {
             let mut query = json!({ "sessionKey": params["sessionKey"] });
             if let Some(limit) = params.get("limit") {
