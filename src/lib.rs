@@ -23,6 +23,7 @@ pub mod heartbeat;
 pub mod idempotency;
 pub mod limiter;
 pub mod locks;
+pub mod logs;
 pub mod metrics;
 pub mod nodes;
 pub mod pattern;

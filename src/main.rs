@@ -373,7 +373,8 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let log_control = init_logging(&loaded.config, args.verbose);
+    let log_tail = clawgate::logs::LogTail::new();
+    let log_control = init_logging(&loaded.config, args.verbose, log_tail.clone());
     for moved in &loaded.migrated {
         tracing::warn!("config: {moved}");
     }
@@ -394,6 +395,7 @@ fn run(args: RunArgs) -> ExitCode {
             ))
         })?;
         let gw = Gateway::new(loaded, options, state_dir, store);
+        gw.set_log_tail(log_tail);
         if let Some(control) = log_control {
             gw.set_log_control(control);
         }
@@ -447,9 +449,13 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-/// Sets up logging to stderr. Unless --verbose or CLAWGATE_LOG fix the
+/// Sets up logging to stderr and into `tail` (for logs.tail). Unless --verbose or CLAWGATE_LOG fix the
 /// filter, returns the control that lets a reload change logging.level.
-fn init_logging(config: &config::Config, verbose: bool) -> Option<clawgate::gateway::LogControl> {
+fn init_logging(
+    config: &config::Config,
+    verbose: bool,
+    tail: std::sync::Arc<clawgate::logs::LogTail>,
+) -> Option<clawgate::gateway::LogControl> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{EnvFilter, Layer};
@@ -465,6 +471,10 @@ fn init_logging(config: &config::Config, verbose: bool) -> Option<clawgate::gate
         EnvFilter::try_new(config.logging.level.as_str()).unwrap_or_else(|_| EnvFilter::new("info"))
     });
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let kept = tracing_subscriber::fmt::layer()
+        .json()
+        .with_ansi(false)
+        .with_writer(clawgate::logs::Lines(tail));
     let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let output = match config.logging.format {
         clawgate::protocol::types::LoggingConfigFormat::Json => output.json().boxed(),
@@ -473,6 +483,7 @@ fn init_logging(config: &config::Config, verbose: bool) -> Option<clawgate::gate
     tracing_subscriber::registry()
         .with(filter)
         .with(output)
+        .with(kept)
         .init();
     if overridden {
         return None;

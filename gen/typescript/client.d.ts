@@ -89,6 +89,7 @@ export interface Methods {
   "health": { params: T.HealthParams; result: T.HealthSnapshot };
   "heartbeat.last": { params: T.HeartbeatLastParams; result: T.HeartbeatLastResult };
   "heartbeat.set": { params: T.HeartbeatSetParams; result: T.HeartbeatSetResult };
+  "logs.tail": { params: T.LogsTailParams; result: T.LogsTailResult };
   "nodes.approve": { params: T.NodesApproveParams; result: T.NodesApproveResult };
   "nodes.heartbeat": { params: T.NodesHeartbeatParams; result: T.NodesHeartbeatResult };
   "nodes.invoke": { params: T.NodesInvokeParams; result: T.NodesInvokeResult };
@@ -219,6 +220,8 @@ export declare class ClawgateClient extends ClawgateClientBase {
   heartbeatLast(params?: T.HeartbeatLastParams): Promise<T.HeartbeatLastResult>;
   /** Turn heartbeats off or back on while the gateway runs (a restart turns them on again). */
   heartbeatSet(params: T.HeartbeatSetParams): Promise<T.HeartbeatSetResult>;
+  /** The gateway's recent log lines (the last MiB, in memory; one JSON object per line, as logging.format json writes them, whatever the format on stderr). Poll with the cursor of the previous answer to follow the log. Scope operator.read, which already reads every transcript: by design no secret is ever logged. */
+  logsTail(params?: T.LogsTailParams): Promise<T.LogsTailResult>;
   /** Approve a pairing request; the device's nodes.register call returns its node id and token. */
   nodesApprove(params: T.NodesApproveParams): Promise<T.NodesApproveResult>;
   /** Tell the gateway this paired node is alive; a node not heard from for nodes.heartbeatTimeoutMs is marked offline and disconnected. */

@@ -226,6 +226,7 @@ export const METHODS = Object.freeze({
   health: "health",
   heartbeatLast: "heartbeat.last",
   heartbeatSet: "heartbeat.set",
+  logsTail: "logs.tail",
   nodesApprove: "nodes.approve",
   nodesHeartbeat: "nodes.heartbeat",
   nodesInvoke: "nodes.invoke",

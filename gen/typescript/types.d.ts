@@ -256,6 +256,8 @@ export interface ClawgateProtocol {
   HeartbeatSetResult: HeartbeatSetResult;
   HeartbeatStatus: HeartbeatStatus;
   IrcAccount: IrcAccount;
+  LogsTailParams: LogsTailParams;
+  LogsTailResult: LogsTailResult;
   MaintenanceStatus: MaintenanceStatus;
   MaintenanceTask: MaintenanceTask;
   NodeHealth: NodeHealth;
@@ -2355,6 +2357,46 @@ export interface IrcAccount {
    * Connect with TLS.
    */
   tls?: boolean;
+}
+export interface LogsTailParams {
+  /**
+   * Where to read from: the cursor of the previous answer. Omitted: the latest lines.
+   */
+  cursor?: number;
+  /**
+   * Most lines to return; default 500.
+   */
+  limit?: number;
+  /**
+   * Most bytes of lines to return; default 250000 (at least one line is returned).
+   */
+  maxBytes?: number;
+}
+export interface LogsTailResult {
+  /**
+   * Where the next read starts: a byte offset into everything logged since start.
+   */
+  cursor: number;
+  /**
+   * The lines, oldest first, each a JSON object.
+   */
+  lines: string[];
+  /**
+   * The cursor given lies beyond this gateway's log (it restarted): the latest lines were read instead.
+   */
+  reset: boolean;
+  /**
+   * Bytes logged since start.
+   */
+  size: number;
+  /**
+   * Log dropped before it was read: the reader polls too slowly for the memory kept.
+   */
+  skippedBytes: number;
+  /**
+   * More lines follow the cursor: read again at once.
+   */
+  truncated: boolean;
 }
 /**
  * One upkeep task: how often it runs, and how its last run went.

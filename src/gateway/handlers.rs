@@ -97,6 +97,32 @@ impl Handlers for Gateway {
         Ok(ConfigSchemaResult { schema })
     }
 
+    async fn logs_tail(
+        &self,
+        _ctx: &CallContext,
+        params: LogsTailParams,
+    ) -> Result<LogsTailResult, RpcError> {
+        let Some(tail) = self.log_tail() else {
+            return Err(RpcError::new(
+                ErrorCode::Unavailable,
+                "this gateway keeps no log lines (its logging is not set up by clawgate run)",
+            ));
+        };
+        let read = tail.tail(
+            params.cursor,
+            params.limit.map_or(500, |n| n.get() as usize),
+            params.max_bytes.map_or(250_000, |n| n.get() as usize),
+        );
+        Ok(LogsTailResult {
+            cursor: read.cursor,
+            size: read.size,
+            lines: read.lines,
+            truncated: read.truncated,
+            reset: read.reset,
+            skipped_bytes: read.skipped_bytes,
+        })
+    }
+
     async fn chat(&self, ctx: &CallContext, params: ChatParams) -> Result<ChatResult, RpcError> {
         chat::chat(self, &crate::idempotency::owner(ctx), params).await
     }

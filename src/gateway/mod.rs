@@ -69,6 +69,7 @@ pub struct Gateway {
     shutdown: watch::Sender<bool>,
     closing: AtomicBool,
     log_control: OnceLock<LogControl>,
+    log_tail: OnceLock<Arc<crate::logs::LogTail>>,
 }
 
 /// Why a credential was not accepted.
@@ -148,6 +149,7 @@ impl Gateway {
             shutdown,
             closing: AtomicBool::new(false),
             log_control: OnceLock::new(),
+            log_tail: OnceLock::new(),
         });
         let tools: Weak<dyn crate::agent::ToolRunner> = Arc::downgrade(&gateway) as _;
         gateway.turns.set_tools(tools);
@@ -165,6 +167,15 @@ impl Gateway {
     /// Lets reloads change the log filter.
     pub fn set_log_control(&self, control: LogControl) {
         let _ = self.log_control.set(control);
+    }
+
+    /// Gives logs.tail the log lines this process keeps.
+    pub fn set_log_tail(&self, tail: Arc<crate::logs::LogTail>) {
+        let _ = self.log_tail.set(tail);
+    }
+
+    pub fn log_tail(&self) -> Option<&crate::logs::LogTail> {
+        self.log_tail.get().map(|t| &**t)
     }
 
     /// Starts the drain: health turns to draining, every connected client

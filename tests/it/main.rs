@@ -21,6 +21,7 @@ mod fake_telegram;
 mod handshake;
 mod heartbeat;
 mod hot_keys;
+mod logs;
 mod methods;
 mod metrics;
 mod migrations;

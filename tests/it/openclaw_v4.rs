@@ -102,6 +102,7 @@ const SERVED: &[&str] = &[
     "exec.approval.resolve",
     "health",
     "last-heartbeat",
+    "logs.tail",
     "models.list",
     "node.describe",
     "node.event",
@@ -135,7 +136,7 @@ pub async fn challenged(gw: &TestGateway) -> (Ws, Value) {
     (ws, payload)
 }
 
-fn connect_params(auth: Value) -> Value {
+pub fn connect_params(auth: Value) -> Value {
     json!({
         "minProtocol": 4, "maxProtocol": 4,
         "client": {"id": "cli", "version": "2026.9.6", "platform": "linux", "mode": "cli"},

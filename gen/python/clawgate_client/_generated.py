@@ -59,6 +59,7 @@ METHODS: dict[str, tuple[Any, Any]] = {
     "health": (models.HealthParams, models.HealthSnapshot),
     "heartbeat.last": (models.HeartbeatLastParams, models.HeartbeatLastResult),
     "heartbeat.set": (models.HeartbeatSetParams, models.HeartbeatSetResult),
+    "logs.tail": (models.LogsTailParams, models.LogsTailResult),
     "nodes.approve": (models.NodesApproveParams, models.NodesApproveResult),
     "nodes.heartbeat": (models.NodesHeartbeatParams, models.NodesHeartbeatResult),
     "nodes.invoke": (models.NodesInvokeParams, models.NodesInvokeResult),
@@ -296,6 +297,12 @@ class GeneratedMethods:
     ) -> models.HeartbeatSetResult:
         """Turn heartbeats off or back on while the gateway runs (a restart turns them on again)."""
         return await self.call("heartbeat.set", params)
+
+    async def logs_tail(
+        self, params: models.LogsTailParams | dict[str, Any] | None = None
+    ) -> models.LogsTailResult:
+        """The gateway's recent log lines (the last MiB, in memory; one JSON object per line, as logging.format json writes them, whatever the format on stderr). Poll with the cursor of the previous answer to follow the log. Scope operator.read, which already reads every transcript: by design no secret is ever logged."""
+        return await self.call("logs.tail", params)
 
     async def nodes_approve(
         self, params: models.NodesApproveParams | dict[str, Any]

@@ -1457,6 +1457,53 @@ class IrcAccount(BaseModel):
     tls: bool | None = Field(False, description='Connect with TLS.')
 
 
+class LogsTailParams(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    cursor: int | None = Field(
+        None,
+        description='Where to read from: the cursor of the previous answer. Omitted: the latest lines.',
+        ge=0,
+    )
+    limit: int | None = Field(
+        None, description='Most lines to return; default 500.', ge=1, le=5000
+    )
+    maxBytes: int | None = Field(
+        None,
+        description='Most bytes of lines to return; default 250000 (at least one line is returned).',
+        ge=1,
+        le=1000000,
+    )
+
+
+class LogsTailResult(BaseModel):
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    cursor: int = Field(
+        ...,
+        description='Where the next read starts: a byte offset into everything logged since start.',
+        ge=0,
+    )
+    lines: list[str] = Field(
+        ..., description='The lines, oldest first, each a JSON object.'
+    )
+    reset: bool = Field(
+        ...,
+        description="The cursor given lies beyond this gateway's log (it restarted): the latest lines were read instead.",
+    )
+    size: int = Field(..., description='Bytes logged since start.', ge=0)
+    skippedBytes: int = Field(
+        ...,
+        description='Log dropped before it was read: the reader polls too slowly for the memory kept.',
+        ge=0,
+    )
+    truncated: bool = Field(
+        ..., description='More lines follow the cursor: read again at once.'
+    )
+
+
 class LastOutcome(str, Enum):
     """
     ok, or error (see lastError).

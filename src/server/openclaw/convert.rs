@@ -240,3 +240,32 @@ pub fn run_wait(ended: &native::ChatWaitResult) -> Value {
     }
     answer
 }
+
+/// A clawgate log line (tracing's JSON) with the keys OpenClaw's log
+/// readers look for first: time, level (lower case), subsystem, message.
+pub fn log_line(line: &str) -> String {
+    let Ok(Value::Object(ours)) = serde_json::from_str::<Value>(line) else {
+        return line.to_string();
+    };
+    let mut theirs = serde_json::Map::new();
+    if let Some(time) = ours.get("timestamp") {
+        theirs.insert("time".into(), time.clone());
+    }
+    if let Some(level) = ours.get("level").and_then(Value::as_str) {
+        theirs.insert("level".into(), level.to_lowercase().into());
+    }
+    if let Some(target) = ours.get("target") {
+        theirs.insert("subsystem".into(), target.clone());
+    }
+    if let Some(Value::Object(fields)) = ours.get("fields") {
+        for (key, value) in fields {
+            theirs.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+    }
+    for (key, value) in ours {
+        if !matches!(key.as_str(), "timestamp" | "level" | "target" | "fields") {
+            theirs.entry(key).or_insert(value);
+        }
+    }
+    Value::Object(theirs).to_string()
+}

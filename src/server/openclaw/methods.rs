@@ -143,6 +143,19 @@ pub async fn call(
         V4Method::ConfigSet | V4Method::ConfigApply | V4Method::ConfigPatch => {
             config_edit(&gw, &ctx, method, &params).await?
         }
+        V4Method::LogsTail => {
+            let tail: native::LogsTailResult =
+                native_call(&gw, &ctx, native_method, params.clone()).await?;
+            json!({
+                "file": "memory",
+                "cursor": tail.cursor,
+                "size": tail.size,
+                "lines": tail.lines.iter().map(|l| convert::log_line(l)).collect::<Vec<_>>(),
+                "truncated": tail.truncated,
+                "reset": tail.reset,
+                "skippedBytes": tail.skipped_bytes,
+            })
+        }
         V4Method::ConfigSchema => {
             let schema = gw.config_schema(&ctx, no_params(native_method)?).await?;
             json!({
