@@ -216,13 +216,13 @@ impl SessionStore for MemoryStore {
         })))
     }
 
-    fn clear_session(&self, key: String) -> StoreFuture<'_, Option<u64>> {
+    fn clear_session(&self, key: String, keep: usize) -> StoreFuture<'_, Option<(u64, u64)>> {
         let mut sessions = self.sessions.lock().unwrap();
         ready(Ok(sessions.get_mut(&key).map(|(info, messages)| {
-            let cleared = messages.len() as u64;
-            messages.clear();
-            info.message_count = 0;
-            cleared
+            let removed = messages.len().saturating_sub(keep);
+            messages.drain(..removed);
+            info.message_count = messages.len() as u64;
+            (removed as u64, messages.len() as u64)
         })))
     }
 

@@ -248,7 +248,7 @@ export declare class ClawgateClient extends ClawgateClientBase {
   presenceReport(params?: T.PresenceReportParams): Promise<T.PresenceReportResult>;
   /** List sessions, most recently active first, with paging and filters. */
   sessions(params?: T.SessionsParams): Promise<T.SessionsResult>;
-  /** Empty a session's transcript and keep the session. */
+  /** Empty a session's transcript, or trim it to its latest messages, and keep the session. Fails with conflict while a turn runs on it. */
   sessionsClear(params: T.SessionsClearParams): Promise<T.SessionsClearResult>;
   /** Delete a session and its transcript. */
   sessionsDelete(params: T.SessionsDeleteParams): Promise<T.SessionsDeleteResult>;

@@ -3336,11 +3336,19 @@ export interface SessionInfo {
 }
 export interface SessionsClearParams {
   /**
+   * Keep this many of the latest messages; default 0 empties the transcript.
+   */
+  keep?: number;
+  /**
    * The session.
    */
   sessionKey: string;
 }
 export interface SessionsClearResult {
+  /**
+   * Messages left.
+   */
+  kept: number;
   /**
    * Messages removed.
    */

@@ -73,17 +73,21 @@ pub async fn clear(
     params: SessionsClearParams,
 ) -> Result<SessionsClearResult, RpcError> {
     let key = params.session_key.to_string();
-    let removed = gw
+    // Not under a running turn, which is about to store its reply.
+    let _idle = gw.turns.try_lock(key.clone())?;
+    let keep = params.keep.unwrap_or(0) as usize;
+    let (removed, kept) = gw
         .rt
         .stores
         .sessions
-        .clear_session(key.clone())
+        .clear_session(key.clone(), keep)
         .await
         .map_err(RpcError::from)?
         .ok_or_else(|| no_session(&key))?;
     Ok(SessionsClearResult {
         session_key: key,
         removed,
+        kept,
     })
 }
 

@@ -281,21 +281,30 @@ impl Store {
         .await
     }
 
-    /// Empties the transcript; None when the session does not exist.
-    pub async fn clear_session(&self, key: String) -> Result<Option<u64>> {
+    /// Removes all but the latest `keep` messages; None when the session
+    /// does not exist.
+    pub async fn clear_session(&self, key: String, keep: usize) -> Result<Option<(u64, u64)>> {
         self.with(move |db| {
             let tx = db.transaction()?;
             if session_row(&tx, &key)?.is_none() {
                 return Ok(None);
             }
-            let removed =
-                tx.execute("DELETE FROM messages WHERE session_key = ?1", params![key])?;
-            tx.execute(
-                "UPDATE sessions SET message_count = 0 WHERE key = ?1",
+            let removed = tx.execute(
+                "DELETE FROM messages WHERE session_key = ?1 AND id NOT IN \
+                 (SELECT id FROM messages WHERE session_key = ?1 ORDER BY id DESC LIMIT ?2)",
+                params![key, keep as i64],
+            )?;
+            let kept: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM messages WHERE session_key = ?1",
                 params![key],
+                |row| row.get(0),
+            )?;
+            tx.execute(
+                "UPDATE sessions SET message_count = ?2 WHERE key = ?1",
+                params![key, kept],
             )?;
             tx.commit()?;
-            Ok(Some(removed as u64))
+            Ok(Some((removed as u64, kept as u64)))
         })
         .await
     }

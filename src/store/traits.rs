@@ -47,7 +47,8 @@ store_trait! {
         /// Messages oldest first, and the cursor of the page before.
         fn history(&self, key: String, limit: usize, before: Option<u64>) -> Option<(Vec<ChatMessage>, Option<u64>)>;
         fn patch_session(&self, key: String, change: SessionChange) -> Option<SessionInfo>;
-        fn clear_session(&self, key: String) -> Option<u64>;
+        /// Removes all but the latest `keep` messages: (removed, kept).
+        fn clear_session(&self, key: String, keep: usize) -> Option<(u64, u64)>;
         fn delete_session(&self, key: String) -> bool;
     }
 }

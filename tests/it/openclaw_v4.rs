@@ -113,6 +113,7 @@ const SERVED: &[&str] = &[
     "node.pair.list",
     "node.pair.reject",
     "node.pair.remove",
+    "sessions.compact",
     "sessions.delete",
     "sessions.get",
     "sessions.list",
@@ -1505,6 +1506,72 @@ async fn cron_add_and_update_map_openclaws_targets_and_refuse_what_is_not_run() 
     );
     assert_eq!(list["payload"]["nextOffset"], Value::Null);
     assert!(list["payload"]["snapshotRevision"].is_string());
+}
+
+#[tokio::test]
+async fn sessions_compact_trims_to_max_lines_and_says_why_it_does_not_summarise() {
+    let gw = TestGateway::start("").await;
+    let mut native = gw.operator().await;
+    for text in ["one", "two", "three"] {
+        native
+            .call(
+                "chat",
+                json!({"message": text, "sessionKey": "agent:main:main"}),
+            )
+            .await;
+    }
+    let (mut ws, _) = challenged(&gw).await;
+    let mut params = connect_params(json!({"token": TOKEN}));
+    params["scopes"] = json!(["operator.admin"]);
+    assert_eq!(request(&mut ws, "c", "connect", params).await["ok"], true);
+    let compact = |extra: Value| {
+        let mut params = json!({"key": "agent:main:main"});
+        for (k, v) in extra.as_object().unwrap() {
+            params[k] = v.clone();
+        }
+        conforms("/definitions/SessionsCompactParams", &params);
+        params
+    };
+    let summary = request(&mut ws, "1", "sessions.compact", compact(json!({}))).await;
+    assert_eq!(summary["payload"]["ok"], false, "{summary}");
+    assert_eq!(summary["payload"]["compacted"], false);
+    assert!(summary["payload"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("maxLines"));
+    let trimmed = request(
+        &mut ws,
+        "2",
+        "sessions.compact",
+        compact(json!({"maxLines": 2})),
+    )
+    .await;
+    assert_eq!(
+        trimmed["payload"],
+        json!({"ok": true, "key": "agent:main:main", "compacted": true, "kept": 2})
+    );
+    let again = request(
+        &mut ws,
+        "3",
+        "sessions.compact",
+        compact(json!({"maxLines": 2})),
+    )
+    .await;
+    assert_eq!(again["payload"]["compacted"], false);
+    let history = request(
+        &mut ws,
+        "4",
+        "chat.history",
+        json!({"sessionKey": "agent:main:main"}),
+    )
+    .await;
+    let texts: Vec<&str> = history["payload"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"][0]["text"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(texts, ["three", "three"], "{history}");
 }
 
 /// A device connect on a fresh socket with this auth block: the answer.

@@ -139,3 +139,46 @@ async fn clear_empties_the_transcript_and_delete_removes_the_session() {
     let gone = client.sessions_history(&session()).await;
     assert_eq!(rpc_code(gone), ErrorCode::NotFound.code());
 }
+
+#[tokio::test]
+async fn clear_with_keep_leaves_the_latest_messages_and_waits_for_no_turn() {
+    let gw = TestGateway::start("").await;
+    let mut client = gw.client().await;
+    for i in 0..3 {
+        client
+            .chat(&params(
+                json!({"message": format!("m{i}"), "sessionKey": "t"}),
+            ))
+            .await
+            .unwrap();
+    }
+    let trimmed = client
+        .sessions_clear(&params(json!({"sessionKey": "t", "keep": 2})))
+        .await
+        .unwrap();
+    assert_eq!((trimmed.removed, trimmed.kept), (4, 2));
+    let history = client
+        .sessions_history(&params(json!({"sessionKey": "t"})))
+        .await
+        .unwrap();
+    let contents: Vec<&str> = history
+        .messages
+        .iter()
+        .map(|m| m.content.as_str())
+        .collect();
+    assert_eq!(contents, ["m2", "m2"], "the last user message and its echo");
+    let listed = client.sessions(&params(json!({}))).await.unwrap();
+    assert_eq!(listed.sessions[0].message_count, 2);
+
+    // Not while a turn runs on the session: its reply is about to be stored.
+    let mut caller = gw.operator().await;
+    let long = "word ".repeat(3000);
+    caller
+        .request("chat", json!({"message": long, "sessionKey": "t"}))
+        .await;
+    caller.event("agent.message").await;
+    let busy = client
+        .sessions_clear(&params(json!({"sessionKey": "t", "keep": 0})))
+        .await;
+    assert_eq!(rpc_code(busy), ErrorCode::Conflict.code());
+}

@@ -385,7 +385,7 @@ class GeneratedMethods:
     async def sessions_clear(
         self, params: models.SessionsClearParams | dict[str, Any]
     ) -> models.SessionsClearResult:
-        """Empty a session's transcript and keep the session."""
+        """Empty a session's transcript, or trim it to its latest messages, and keep the session. Fails with conflict while a turn runs on it."""
         return await self.call("sessions.clear", params)
 
     async def sessions_delete(

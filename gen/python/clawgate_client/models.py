@@ -2343,6 +2343,12 @@ class SessionsClearParams(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
     )
+    keep: int | None = Field(
+        None,
+        description='Keep this many of the latest messages; default 0 empties the transcript.',
+        ge=0,
+        le=100000,
+    )
     sessionKey: str = Field(..., description='The session.', min_length=1)
 
 
@@ -2350,6 +2356,7 @@ class SessionsClearResult(BaseModel):
     model_config = ConfigDict(
         extra='ignore',
     )
+    kept: int = Field(..., description='Messages left.', ge=0)
     removed: int = Field(..., description='Messages removed.', ge=0)
     sessionKey: str = Field(..., description='The session.')
 

@@ -189,6 +189,33 @@ pub async fn call(
             .await?;
             json!({ "ok": true, "key": cleared.session_key, "removed": cleared.removed })
         }
+        V4Method::SessionsCompact => {
+            let key = &params["key"];
+            let Some(keep) = params.get("maxLines") else {
+                return encode(
+                    method,
+                    &json!({
+                        "ok": false,
+                        "key": key,
+                        "compacted": false,
+                        "reason": "clawgate does not summarise transcripts; give maxLines to keep only the latest messages",
+                    }),
+                );
+            };
+            let trimmed: native::SessionsClearResult = native_call(
+                &gw,
+                &ctx,
+                native_method,
+                json!({ "sessionKey": key, "keep": keep.as_u64().unwrap_or(1).min(100_000) }),
+            )
+            .await?;
+            json!({
+                "ok": true,
+                "key": trimmed.session_key,
+                "compacted": trimmed.removed > 0,
+                "kept": trimmed.kept,
+            })
+        }
         V4Method::SessionsDelete => {
             let deleted: native::SessionsDeleteResult = native_call(
                 &gw,
