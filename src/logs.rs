@@ -10,8 +10,25 @@ use std::sync::{Arc, Mutex};
 
 /// How much log is kept.
 pub const KEPT_BYTES: usize = 1024 * 1024;
-/// Longest line kept whole; longer ones are cut (a line is one event).
+/// Longest line kept; a longer one has its long values shortened.
 const LINE_BYTES: usize = 16 * 1024;
+/// What a shortened value keeps.
+const VALUE_BYTES: usize = 1024;
+
+/// Log targets the tail leaves out: what needs more than operator.read
+/// elsewhere (the exec commands agents asked for, which approvals.* show
+/// only to operator.approvals) or is not the gateway's own words (plugin
+/// output, copied from their stderr).
+const WITHHELD_TARGETS: [&str; 2] = ["clawgate::exec", "clawgate::plugins::link"];
+
+/// Whether events of this target go into the tail.
+pub fn kept_target(target: &str) -> bool {
+    !WITHHELD_TARGETS.iter().any(|t| {
+        target
+            .strip_prefix(t)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
+}
 
 #[derive(Default)]
 pub struct LogTail {
@@ -55,9 +72,12 @@ impl LogTail {
         if line.is_empty() {
             return;
         }
-        let line = match line.char_indices().nth(LINE_BYTES) {
-            Some((cut, _)) if line.len() > LINE_BYTES => &line[..cut],
-            _ => line,
+        let shortened;
+        let line = if line.len() > LINE_BYTES {
+            shortened = shorten(line);
+            shortened.as_str()
+        } else {
+            line
         };
         let mut ring = self.ring.lock().expect("log ring");
         let start = ring.end;
@@ -119,6 +139,37 @@ impl LogTail {
             skipped_bytes,
         }
     }
+}
+
+/// A line too long to keep, still one JSON object: its long string values
+/// cut to [`VALUE_BYTES`], or, if that is not enough, a note of its size.
+fn shorten(line: &str) -> String {
+    fn cut(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(s) if s.len() > VALUE_BYTES => {
+                let mut end = VALUE_BYTES;
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                s.truncate(end);
+                s.push_str("…(cut)");
+            }
+            serde_json::Value::Object(map) => map.values_mut().for_each(cut),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(cut),
+            _ => {}
+        }
+    }
+    let mut parsed: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+    cut(&mut parsed);
+    let shortened = parsed.to_string();
+    if parsed.is_object() && shortened.len() <= LINE_BYTES {
+        return shortened;
+    }
+    serde_json::json!({
+        "level": parsed.get("level").cloned().unwrap_or("INFO".into()),
+        "fields": {"message": format!("a log line of {} bytes was left out", line.len())},
+    })
+    .to_string()
 }
 
 /// The writer a log layer formats each event into; the line is kept when
@@ -195,6 +246,21 @@ mod tests {
         let rest = tail.tail(Some(page.cursor), 10, 1_000_000);
         assert_eq!(rest.lines.len(), 4);
         assert_eq!(rest.lines[0], "{\"n\":000002}");
+    }
+
+    #[test]
+    fn a_long_line_is_kept_shortened_and_still_json() {
+        let tail = LogTail::new();
+        let long = "é".repeat(40_000);
+        tail.push(&serde_json::json!({"level": "WARN", "fields": {"message": long}}).to_string());
+        let read = tail.tail(None, 1, 1_000_000);
+        let line: serde_json::Value = serde_json::from_str(&read.lines[0]).unwrap();
+        assert_eq!(line["level"], "WARN");
+        let message = line["fields"]["message"].as_str().unwrap();
+        assert!(message.ends_with("…(cut)") && message.len() < 2 * VALUE_BYTES);
+        assert!(kept_target("clawgate::agent::turn"));
+        assert!(!kept_target("clawgate::exec::approvals"));
+        assert!(kept_target("clawgate::executor"));
     }
 
     #[test]

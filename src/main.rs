@@ -474,7 +474,10 @@ fn init_logging(
     let kept = tracing_subscriber::fmt::layer()
         .json()
         .with_ansi(false)
-        .with_writer(clawgate::logs::Lines(tail));
+        .with_writer(clawgate::logs::Lines(tail))
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            clawgate::logs::kept_target(meta.target())
+        }));
     let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let output = match config.logging.format {
         clawgate::protocol::types::LoggingConfigFormat::Json => output.json().boxed(),

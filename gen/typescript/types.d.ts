@@ -1113,7 +1113,7 @@ export interface ConfigPatchParams {
    */
   baseHash?: string;
   /**
-   * The merge patch, shaped like the config: {"gateway": {"handshakeTimeoutMs": 5000}}.
+   * The merge patch, shaped like the config: {"gateway": {"handshakeTimeoutMs": 5000}}. It sets at most 256 keys.
    */
   patch: {};
   /**

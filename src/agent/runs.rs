@@ -25,7 +25,8 @@ pub struct Runs {
 }
 
 struct Running {
-    abort: watch::Sender<bool>,
+    /// None once the turn is past the point where it can be stopped.
+    abort: Option<watch::Sender<bool>>,
     started_at_ms: u64,
 }
 
@@ -43,6 +44,14 @@ impl Runs {
     /// Claims the run id; None when a run with this id is running already.
     pub fn start(&self, run_id: &str) -> Option<RunGuard<'_>> {
         let (abort, aborted) = watch::channel(false);
+        // A run id used again (a retry) is waited for anew. Not under the
+        // running lock: `record` takes the two the other way round.
+        if !self.is_running(run_id) {
+            self.ended
+                .lock()
+                .expect("runs")
+                .retain(|r| r.run_id != run_id);
+        }
         let mut running = self.running.lock().expect("runs");
         if running.contains_key(run_id) {
             return None;
@@ -51,7 +60,7 @@ impl Runs {
         running.insert(
             run_id.to_string(),
             Running {
-                abort,
+                abort: Some(abort),
                 started_at_ms,
             },
         );
@@ -72,7 +81,8 @@ impl Runs {
         let running = self.running.lock().expect("runs");
         running
             .get(run_id)
-            .is_some_and(|r| r.abort.send(true).is_ok())
+            .and_then(|r| r.abort.as_ref())
+            .is_some_and(|abort| abort.send(true).is_ok())
     }
 
     /// How the run ended, waiting up to `timeout` for it to end.
@@ -87,6 +97,10 @@ impl Runs {
             if !matches!(woke, Ok(Ok(()))) {
                 break;
             }
+        }
+        // It may have ended just as the wait did.
+        if let Some(ended) = self.ended(run_id) {
+            return ended;
         }
         let started = self
             .running
@@ -169,6 +183,20 @@ impl RunGuard<'_> {
         let _ = self.aborted.wait_for(|a| *a).await;
     }
 
+    /// The turn can no longer be stopped (its reply is being stored):
+    /// chat.abort now answers false for it.
+    pub fn settled(&self) {
+        if let Some(running) = self
+            .runs
+            .running
+            .lock()
+            .expect("runs")
+            .get_mut(&self.run_id)
+        {
+            running.abort = None;
+        }
+    }
+
     /// Records how the turn ended and releases its id.
     pub fn end(mut self, result: &Result<TurnDone, RpcError>) {
         self.ended = true;
@@ -211,11 +239,17 @@ mod tests {
         let ended = waiting.await.unwrap();
         assert_eq!(ended.status, ChatWaitResultStatus::Error);
         assert_eq!(ended.error.unwrap().code, "timeout");
-        assert!(ended.ended_at_ms >= ended.started_at_ms);
+        assert!(ended.ended_at_ms.unwrap() >= ended.started_at_ms.unwrap());
         assert!(!runs.is_running("run-a"));
         // A dropped turn counts as aborted.
         drop(runs.start("run-b").unwrap());
         let dropped = runs.wait("run-b", Duration::ZERO).await;
         assert_eq!(dropped.status, ChatWaitResultStatus::Aborted);
+        // A retry under the same id is waited for anew.
+        let retry = runs.start("run-b").unwrap();
+        let waited = runs.wait("run-b", Duration::ZERO).await;
+        assert_eq!(waited.status, ChatWaitResultStatus::Running);
+        retry.settled();
+        assert!(!runs.abort("run-b"), "past the point of stopping");
     }
 }

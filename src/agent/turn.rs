@@ -259,6 +259,7 @@ impl Turns {
             _ = run.aborted() => None,
             _ = timed_out => Some(Err(RpcError::new(ErrorCode::Timeout, "the turn did not finish before its deadline"))),
         };
+        run.settled();
         let (reply, status, state) = match outcome {
             Some(Ok(reply)) => {
                 rt.metrics

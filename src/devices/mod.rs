@@ -122,10 +122,13 @@ impl DeviceService {
 
     /// The device whose token for `role` this is, if any.
     pub fn authenticate(&self, token: &str, role: Role) -> Option<TokenOwner> {
+        self.owner(&self.lock(), token, role)
+    }
+
+    fn owner(&self, table: &Table, token: &str, role: Role) -> Option<TokenOwner> {
         if !token.starts_with(TOKEN_PREFIX) || self.key.get().is_none() {
             return None;
         }
-        let table = self.lock();
         table.devices.values().find_map(|device| {
             let grant = device
                 .roles
@@ -140,16 +143,23 @@ impl DeviceService {
     }
 
     /// Remembers a connection that authenticated with a device token, so
-    /// revoking that token closes it.
-    pub fn connected(&self, conn_id: &str, device_id: &str, role: Role, kick: Arc<Kick>) {
-        self.lock().live.insert(
+    /// revoking that token closes it. False when the token stopped being
+    /// valid since it was checked (rotated or revoked in between): checked
+    /// again under the lock a revocation takes to close connections.
+    pub fn connected(&self, conn_id: &str, token: &str, role: Role, kick: Arc<Kick>) -> bool {
+        let mut table = self.lock();
+        let Some(owner) = self.owner(&table, token, role) else {
+            return false;
+        };
+        table.live.insert(
             conn_id.to_string(),
             Live {
-                device_id: device_id.to_string(),
+                device_id: owner.device_id,
                 role,
                 kick,
             },
         );
+        true
     }
 
     pub fn disconnected(&self, conn_id: &str) {

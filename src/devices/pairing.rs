@@ -78,7 +78,13 @@ impl DeviceService {
         let auto = config.devices.auto_approve_loopback
             && asking.with_credential
             && asking.remote_ip.is_loopback();
-        let request = self.ask(&asking, known.is_some(), config.devices.pairing_timeout_ms)?;
+        // An approval that needs no one is not announced as a request.
+        let request = self.ask(
+            &asking,
+            known.is_some(),
+            config.devices.pairing_timeout_ms,
+            !auto,
+        )?;
         if !auto {
             return Ok(Admission::Pending(Box::new(request)));
         }
@@ -94,12 +100,14 @@ impl DeviceService {
         })
     }
 
-    /// The device's request for this role, made or refreshed.
+    /// The device's request for this role, made or refreshed; a new one is
+    /// published when `announce`.
     fn ask(
         &self,
         asking: &Asking,
         is_repair: bool,
         timeout_ms: i64,
+        announce: bool,
     ) -> Result<DevicePairingRequest, RpcError> {
         let now = now();
         let mut table = self.lock();
@@ -149,7 +157,9 @@ impl DeviceService {
             },
         );
         tracing::info!(request = %request.request_id, device = %request.device_id, remote = %request.remote_ip, "device pairing requested");
-        self.rt.bus.publish(Event::DevicesPairing(request.clone()));
+        if announce {
+            self.rt.bus.publish(Event::DevicesPairing(request.clone()));
+        }
         Ok(request)
     }
 

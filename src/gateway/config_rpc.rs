@@ -68,12 +68,24 @@ pub async fn set(gw: &Gateway, params: ConfigSetParams) -> Result<ConfigSetResul
     })
 }
 
+const MAX_PATCH_KEYS: usize = 256;
+
 /// Applies a JSON merge patch as one edit of the file: each leaf is set
 /// as config.set would, then the result is checked and applied once.
 pub async fn patch(gw: &Gateway, params: ConfigPatchParams) -> Result<ConfigPatchResult, RpcError> {
     let replace: Vec<String> = params.replace_paths.iter().map(|k| pointer(k)).collect();
     let mut leaves = Vec::new();
     merge_leaves("", &params.patch, &replace, &mut leaves);
+    // Each key is one edit of the whole file, under the config lock.
+    if leaves.len() > MAX_PATCH_KEYS {
+        return Err(RpcError::new(
+            ErrorCode::InvalidParams,
+            format!(
+                "a patch sets at most {MAX_PATCH_KEYS} keys; this one sets {}: use config.write for the whole file",
+                leaves.len()
+            ),
+        ));
+    }
     for (at, _) in &leaves {
         if Schemas::get().schema_at("Config", at).is_none() || at == "/$schema" {
             return Err(unknown_key(&dotted(at)));

@@ -82,16 +82,21 @@ pub async fn connect(
             .flatten(),
         device: device.as_ref().map(|d| d.device_id.clone()),
     };
-    if !ctx.set_grant(grant) {
-        return Err(RpcError::new(ErrorCode::Conflict, "already connected"));
+    let device_token = params.auth.as_ref().and_then(|a| a.device_token.as_deref());
+    if let (Some(_), Some(token)) = (&device, device_token) {
+        if !gw
+            .devices
+            .connected(&ctx.conn_id, token, params.role, ctx.kick().clone())
+        {
+            return Err(RpcError::new(
+                ErrorCode::Unauthorized,
+                "invalid device token: it was rotated or revoked during this connect",
+            ));
+        }
     }
-    if let Some(owner) = &device {
-        gw.devices.connected(
-            &ctx.conn_id,
-            &owner.device_id,
-            params.role,
-            ctx.kick().clone(),
-        );
+    if !ctx.set_grant(grant) {
+        gw.devices.disconnected(&ctx.conn_id);
+        return Err(RpcError::new(ErrorCode::Conflict, "already connected"));
     }
     if let Some(node_id) = node_id {
         ctx.bind_node(node_id.clone());

@@ -327,7 +327,7 @@ impl Handlers for Gateway {
         let device_id = params.device_id.to_string();
         let caller = crate::devices::Caller {
             conn_id: &ctx.conn_id,
-            device: ctx.grant().and_then(|g| g.device.as_deref()),
+            device: ctx.device_id(),
         };
         let (scopes, token) = self
             .devices

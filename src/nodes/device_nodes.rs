@@ -39,6 +39,7 @@ impl NodeService {
                 format!("a node declares at most {MAX_DECLARED} commands and caps"),
             ));
         }
+        let writing = self.writing.lock().await;
         let known = self
             .lock()
             .nodes
@@ -71,6 +72,7 @@ impl NodeService {
                 stored
             }
         };
+        drop(writing);
         if !ctx.bind_node(stored.id.clone()) {
             return Err(RpcError::new(
                 ErrorCode::Conflict,
@@ -131,6 +133,7 @@ impl NodeService {
         request: PairingRequest,
     ) -> Result<String, RpcError> {
         let node_id = request.node_id.clone().unwrap_or_default();
+        let _writing = self.writing.lock().await;
         let Some(mut stored) = self.lock().nodes.get(&node_id).map(|n| n.stored.clone()) else {
             return Err(RpcError::new(
                 ErrorCode::NotFound,

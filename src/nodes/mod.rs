@@ -29,6 +29,10 @@ pub struct NodeService {
     table: Mutex<Table>,
     /// Invocations by idempotency key, so a repeated one waits for the first.
     once: KeyedLocks,
+    /// Serializes changes that read a node, store it and update the table,
+    /// so that an approval storing a row it read before cannot undo a
+    /// removal.
+    writing: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -60,6 +64,7 @@ impl NodeService {
             rt,
             table: Mutex::default(),
             once: KeyedLocks::default(),
+            writing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -209,6 +214,7 @@ impl NodeService {
 
     /// Unpairs a node: forgets its token and closes its connection.
     pub async fn remove(&self, node_id: &str) -> Result<bool, StoreError> {
+        let _writing = self.writing.lock().await;
         if !self
             .rt
             .stores

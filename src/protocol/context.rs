@@ -60,6 +60,9 @@ pub struct CallContext {
     live: AtomicU32,
     /// The paired node this connection speaks for, once known.
     node: OnceLock<String>,
+    /// The device whose key this connection proved it holds (an OpenClaw
+    /// device signature), whatever credential it used.
+    device: OnceLock<String>,
     kick: Arc<Kick>,
     /// When the connection last sent a request (ms since the epoch).
     pub activity: Arc<AtomicU64>,
@@ -102,6 +105,7 @@ impl CallContext {
             grant: OnceLock::new(),
             live: AtomicU32::new(0),
             node: OnceLock::new(),
+            device: OnceLock::new(),
             kick: Arc::new(Kick::default()),
             activity: Arc::default(),
             serve_claim: None,
@@ -122,6 +126,20 @@ impl CallContext {
     /// Binds the connection to a node; false if it already is bound.
     pub fn bind_node(&self, id: String) -> bool {
         self.node.set(id).is_ok()
+    }
+
+    /// Records the device the connection proved it holds the key of.
+    pub fn prove_device(&self, id: String) {
+        let _ = self.device.set(id);
+    }
+
+    /// The device this connection speaks for: the one it proved, else the
+    /// one whose device token it presented.
+    pub fn device_id(&self) -> Option<&str> {
+        self.device
+            .get()
+            .map(String::as_str)
+            .or_else(|| self.grant()?.device.as_deref())
     }
 
     pub fn kick(&self) -> &Arc<Kick> {

@@ -88,9 +88,17 @@ impl Schemas {
         match error.kind() {
             K::AdditionalProperties { unexpected } => {
                 let known = self.property_names(def, &pointer);
+                // Inside a union the branch's keys are not known here.
+                let resolved = self
+                    .schema_at(def, &pointer)
+                    .is_some_and(|s| s.get("anyOf").is_none() && s.get("oneOf").is_none());
                 violations.extend(unexpected.iter().map(|key| SchemaViolation {
                     pointer: crate::pointer::child(&pointer, key),
-                    message: unknown_key_message(key, &known),
+                    message: if resolved {
+                        unknown_key_message(key, &known)
+                    } else {
+                        format!("unknown key `{}`", key.chars().take(64).collect::<String>())
+                    },
                     kind: ViolationKind::UnknownKey {
                         key: key.clone(),
                         known: known.clone(),
@@ -98,9 +106,9 @@ impl Schemas {
                 }));
             }
             K::OneOfNotValid { context } | K::AnyOf { context }
-                if discriminated(context).is_some() =>
+                if discriminated(&pointer, context).is_some() =>
             {
-                for inner in discriminated(context).into_iter().flatten() {
+                for inner in discriminated(&pointer, context).into_iter().flatten() {
                     self.explain(def, inner, violations);
                 }
             }
@@ -117,12 +125,14 @@ impl Schemas {
 /// matched (a schedule of kind every with too small an interval, say), so
 /// the message names the field at fault rather than the whole union.
 fn discriminated<'a>(
+    pointer: &str,
     branches: &'a [Vec<jsonschema::ValidationError<'static>>],
 ) -> Option<&'a [jsonschema::ValidationError<'static>]> {
     use jsonschema::error::ValidationErrorKind as K;
+    let kind = format!("{pointer}/kind");
     let kind_failed = |errors: &[jsonschema::ValidationError]| {
         errors.iter().any(|e| {
-            e.instance_path().as_str().ends_with("/kind")
+            e.instance_path().as_str() == kind
                 && matches!(e.kind(), K::Constant { .. } | K::Enum { .. })
         })
     };
@@ -247,6 +257,18 @@ mod tests {
         assert_eq!(violations.len(), 1, "{violations:?}");
         assert_eq!(violations[0].pointer, "/schedule/everyMs");
         assert!(violations[0].message.contains("1000"), "{violations:?}");
+        // A key the picked branch does not take is named as such.
+        let stray = json!({
+            "schedule": {"kind": "every", "everyMs": 60000, "every": 1},
+            "payload": params["payload"],
+        });
+        let violations = Schemas::get()
+            .validate("CronAddParams", &stray)
+            .unwrap_err();
+        assert!(
+            violations[0].message == "unknown key `every`",
+            "{violations:?}"
+        );
         // Without a kind to go by, the union as a whole is at fault.
         let unknown = json!({"schedule": {"every": 10}, "payload": params["payload"]});
         let violations = Schemas::get()

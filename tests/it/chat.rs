@@ -185,7 +185,7 @@ async fn abort_stops_a_run_and_stores_the_partial_reply() {
         }
     };
     assert_eq!(waited["status"], "aborted", "{waited}");
-    assert!(waited["endedAtMs"].as_u64() >= waited["startedAtMs"].as_u64());
+    assert!(waited["endedAtMs"].as_u64().unwrap() >= waited["startedAtMs"].as_u64().unwrap());
     let result = loop {
         let frame = caller.recv().await;
         if frame["id"] == json!(id) {

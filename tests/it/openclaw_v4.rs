@@ -1029,7 +1029,10 @@ async fn agent_answers_accepted_at_once_then_the_reply() {
     };
     let ended = request(&mut ws, "w1", "agent.wait", wait("agent-run-1", 0)).await;
     assert_eq!(ended["payload"]["status"], "ok", "{ended}");
-    assert!(ended["payload"]["endedAt"].as_u64() >= ended["payload"]["startedAt"].as_u64());
+    assert!(
+        ended["payload"]["endedAt"].as_u64().unwrap()
+            >= ended["payload"]["startedAt"].as_u64().unwrap()
+    );
     let never = request(&mut ws, "w2", "agent.wait", wait("agent-run-never", 50)).await;
     assert_eq!(
         never["payload"],
@@ -1765,9 +1768,21 @@ async fn a_new_device_waits_for_an_operator_then_reconnects_with_its_device_toke
 #[tokio::test]
 async fn a_device_from_loopback_with_the_token_is_paired_at_once_and_listed_natively() {
     let gw = TestGateway::start("").await;
+    let mut operator = v4_pairing_operator(&gw).await;
     let key = DeviceKey::new();
     let (_, hello) = device_connect(&gw, &key, json!({"token": TOKEN})).await;
     assert_eq!(hello["ok"], true, "{hello}");
+    // Nothing to answer, so no request is announced; the pairing is.
+    let seen = loop {
+        let frame = operator.recv().await;
+        if frame["event"] == "device.pair.requested" {
+            panic!("an auto-approved pairing was announced as a request: {frame}");
+        }
+        if frame["event"] == "device.pair.resolved" {
+            break frame;
+        }
+    };
+    assert_eq!(seen["payload"]["decision"], "approved", "{seen}");
     let token = hello["payload"]["auth"]["deviceToken"]
         .as_str()
         .unwrap()
@@ -1878,6 +1893,40 @@ async fn a_device_rotating_its_own_token_gets_it_in_band_and_keeps_its_connectio
         stale["error"]["details"]["code"],
         "AUTH_DEVICE_TOKEN_MISMATCH"
     );
+    // Signed in with the gateway credential, it is still that device.
+    let (mut signed, _) = connect(json!({"token": TOKEN})).await;
+    let rotated = request(
+        &mut signed,
+        "r2",
+        "device.token.rotate",
+        json!({"deviceId": key.id(), "role": "operator"}),
+    )
+    .await;
+    assert_eq!(rotated["payload"]["tokenDelivery"], "in-band", "{rotated}");
+    let (_, newest) = connect(json!({"deviceToken": rotated["payload"]["token"]})).await;
+    assert_eq!(newest["ok"], true, "{newest}");
+    // Another device rotating it never sees the token.
+    let other = DeviceKey::new();
+    let (mut ws, challenge) = challenged(&gw).await;
+    let params = other.params_scoped(
+        challenge["nonce"].as_str().unwrap(),
+        challenge["ts"].as_u64().unwrap(),
+        json!({"token": TOKEN}),
+        &scopes,
+    );
+    assert_eq!(request(&mut ws, "c", "connect", params).await["ok"], true);
+    let withheld = request(
+        &mut ws,
+        "r3",
+        "device.token.rotate",
+        json!({"deviceId": key.id(), "role": "operator"}),
+    )
+    .await;
+    assert_eq!(
+        withheld["payload"]["tokenDelivery"], "withheld-cross-device",
+        "{withheld}"
+    );
+    assert!(withheld["payload"].get("token").is_none());
 }
 
 #[tokio::test]

@@ -587,7 +587,7 @@ class ConfigPatchParams(BaseModel):
     )
     patch: dict[str, Any] = Field(
         ...,
-        description='The merge patch, shaped like the config: {"gateway": {"handshakeTimeoutMs": 5000}}.',
+        description='The merge patch, shaped like the config: {"gateway": {"handshakeTimeoutMs": 5000}}. It sets at most 256 keys.',
     )
     replacePaths: list[ReplacePath] | None = Field(
         None,

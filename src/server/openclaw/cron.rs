@@ -49,18 +49,7 @@ pub async fn call(
         }
         V4Method::CronGet => {
             let id = job_id(params)?;
-            let list: Value = native_call(gw, ctx, native_method, json!({})).await?;
-            let job = list["jobs"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|job| job["id"] == id)
-                .ok_or_else(|| {
-                    V4Error::invalid(format!("cron job not found: {id}"))
-                        .with("code", "CRON_JOB_NOT_FOUND")
-                        .with("jobId", id)
-                })?;
-            cron_job(job, is_main_session)
+            cron_job(&current_job(gw, ctx, id).await?, is_main_session)
         }
         V4Method::CronStatus => {
             let list: Value = native_call(gw, ctx, native_method, json!({})).await?;
@@ -126,7 +115,7 @@ pub async fn call(
             result
         }
         V4Method::CronAdd => {
-            let mut job = job_fields(gw, params, None, false)?;
+            let mut job = job_fields(gw, params, None)?;
             job["name"] = params["name"].clone();
             let added: Value = native_call(gw, ctx, native_method, job).await?;
             cron_job(&added, is_main_session)
@@ -134,18 +123,8 @@ pub async fn call(
         V4Method::CronUpdate => {
             let id = job_id(params)?;
             let patch = &params["patch"];
-            let current = if patch["payload"].is_object() {
-                let list: Value = native_call(gw, ctx, Method::CronList, json!({})).await?;
-                list["jobs"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|job| job["id"] == id)
-                    .map(|job| job["payload"].clone())
-            } else {
-                None
-            };
-            let mut change = job_fields(gw, patch, current.as_ref(), true)?;
+            let current = current_job(gw, ctx, id).await?;
+            let mut change = job_fields(gw, patch, Some(&current))?;
             change["id"] = id.into();
             if let Some(name) = patch.get("name") {
                 change["name"] = name.clone();
@@ -162,15 +141,25 @@ pub async fn call(
     })
 }
 
-/// The native cron.add/cron.update fields for OpenClaw's job fields
-/// (cron.add's params, or cron.update's patch when `updating`); `current`
-/// is the payload a partial payload patch completes.
-fn job_fields(
-    gw: &Gateway,
-    fields: &Value,
-    current: Option<&Value>,
-    updating: bool,
-) -> Result<Value, V4Error> {
+/// The native job with this id, or OpenClaw's not-found error.
+async fn current_job(gw: &Gateway, ctx: &CallContext, id: &str) -> Result<Value, V4Error> {
+    let list: Value = native_call(gw, ctx, Method::CronList, json!({})).await?;
+    list["jobs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|job| job["id"] == id)
+        .cloned()
+        .ok_or_else(|| {
+            V4Error::invalid(format!("cron job not found: {id}"))
+                .with("code", "CRON_JOB_NOT_FOUND")
+                .with("jobId", id)
+        })
+}
+
+/// The native cron.add fields for OpenClaw's job fields, or the
+/// cron.update fields for a patch of the `current` native job.
+fn job_fields(gw: &Gateway, fields: &Value, current: Option<&Value>) -> Result<Value, V4Error> {
     for refused in ["pacing", "trigger"] {
         if fields.get(refused).is_some_and(|v| !v.is_null()) {
             return Err(V4Error::invalid(format!(
@@ -184,44 +173,61 @@ fn job_fields(
             job[key] = v.clone();
         }
     }
+    let default_agent = || gw.config().agents.default.to_string();
+    let agent_of = |job: &Value| {
+        job["agentId"]
+            .as_str()
+            .map_or_else(default_agent, String::from)
+    };
+    let before = current.map(agent_of);
     let agent = match fields.get("agentId") {
         Some(Value::String(agent)) => {
             job["agentId"] = agent.as_str().into();
             agent.clone()
         }
-        other => {
-            if other.is_some() {
-                job["agentId"] = Value::Null;
-            }
-            gw.config().agents.default.to_string()
+        Some(_) => {
+            job["agentId"] = Value::Null;
+            default_agent()
         }
+        None => before.clone().unwrap_or_else(default_agent),
     };
     if let Some(schedule) = fields.get("schedule") {
         job["schedule"] = native_schedule(schedule)?;
     }
     if let Some(payload) = fields.get("payload") {
-        let (payload, timeout) = native_payload(payload, current)?;
+        let (payload, timeout) = native_payload(payload, current.map(|c| &c["payload"]))?;
         job["payload"] = payload;
         if let Some(ms) = timeout {
             job["timeoutMs"] = ms.into();
         }
     }
-    if let Some(target) = fields.get("sessionTarget").and_then(Value::as_str) {
-        job["sessionKey"] = match target {
-            "main" => crate::agent::main_session_key(&agent).into(),
-            "isolated" => Value::Null,
-            "current" => match fields.get("sessionKey").and_then(Value::as_str) {
-                Some(key) => key.into(),
-                None => {
-                    return Err(V4Error::invalid(
-                        "sessionTarget current needs sessionKey: the session it stands for",
-                    ))
+    match fields.get("sessionTarget").and_then(Value::as_str) {
+        Some(target) => {
+            job["sessionKey"] = match target {
+                "main" => crate::agent::main_session_key(&agent).into(),
+                "isolated" => Value::Null,
+                "current" => match fields.get("sessionKey").and_then(Value::as_str) {
+                    Some(key) => key.into(),
+                    None => {
+                        return Err(V4Error::invalid(
+                            "sessionTarget current needs sessionKey: the session it stands for",
+                        ))
+                    }
+                },
+                other => other.trim_start_matches("session:").into(),
+            };
+        }
+        // A job on its agent's main session follows the agent it moves to.
+        None => {
+            if let (Some(current), Some(before)) = (current, &before) {
+                let was_main = current["sessionKey"] == crate::agent::main_session_key(before);
+                if was_main && agent != *before {
+                    job["sessionKey"] = crate::agent::main_session_key(&agent).into();
                 }
-            },
-            other => other.trim_start_matches("session:").into(),
-        };
+            }
+        }
     }
-    if !updating {
+    if current.is_none() {
         // A new job has no value to reset: its default is the key left out.
         if let Some(map) = job.as_object_mut() {
             map.retain(|_, v| !v.is_null());

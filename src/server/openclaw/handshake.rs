@@ -199,6 +199,9 @@ pub async fn connect(
         }
         (None, _) => None,
     };
+    if let Some(device_id) = device_id {
+        ctx.prove_device(device_id.to_string());
+    }
     if let (Role::Node, Some(device_id)) = (role, device_id) {
         let node = DeviceNode {
             device_id: device_id.to_string(),

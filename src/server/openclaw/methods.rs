@@ -206,7 +206,7 @@ pub async fn call(
                 &gw,
                 &ctx,
                 native_method,
-                json!({ "sessionKey": key, "keep": keep.as_u64().unwrap_or(1).min(100_000) }),
+                json!({ "sessionKey": key, "keep": keep.as_u64().unwrap_or(u64::MAX).min(100_000) }),
             )
             .await?;
             json!({
