@@ -601,3 +601,81 @@ async fn an_openclaw_client_answers_exec_approvals_in_openclaws_shape() {
     .await;
     assert_eq!(unknown["error"]["code"], "APPROVAL_NOT_FOUND", "{unknown}");
 }
+
+#[tokio::test]
+async fn openclaws_unified_approval_methods_show_and_answer_exec_approvals() {
+    use crate::openclaw_v4::{challenged, conforms, request, v4_event};
+    let (_upstream, gw) = gateway(r#"{"command": "echo hi"}"#, "", "").await;
+    let (mut approver, _) = challenged(&gw).await;
+    let hello = request(
+        &mut approver,
+        "c",
+        "connect",
+        json!({
+            "minProtocol": 4, "maxProtocol": 4,
+            "client": {"id": "openclaw-ios", "version": "2026.9.6", "platform": "ios", "mode": "ui"},
+            "role": "operator", "scopes": ["operator.approvals"],
+            "auth": {"token": TOKEN},
+        }),
+    )
+    .await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    let mut user = gw.operator().await;
+    let chat = user
+        .request("chat", json!({"message": "say hi", "sessionKey": "v4"}))
+        .await;
+    let asked = v4_event(&mut approver, "exec.approval.requested").await["payload"].clone();
+    let id = asked["id"].as_str().unwrap().to_string();
+
+    let pending = request(&mut approver, "g", "approval.get", json!({"id": id})).await;
+    conforms("/definitions/ApprovalGetResult", &pending["payload"]);
+    let approval = &pending["payload"]["approval"];
+    assert_eq!(approval["status"], "pending", "{pending}");
+    assert_eq!(approval["presentation"]["commandText"], "echo hi");
+    assert_eq!(approval["sourceSessionKey"], "v4");
+    let wrong_kind = request(
+        &mut approver,
+        "k",
+        "approval.resolve",
+        json!({"id": id, "kind": "plugin", "decision": "deny"}),
+    )
+    .await;
+    assert_eq!(wrong_kind["error"]["code"], "APPROVAL_NOT_FOUND");
+
+    let resolve = json!({"id": id, "kind": "exec", "decision": "allow-once"});
+    conforms("/definitions/ApprovalResolveParams", &resolve);
+    let answered = request(&mut approver, "r", "approval.resolve", resolve).await;
+    conforms("/definitions/ApprovalResolveResult", &answered["payload"]);
+    assert_eq!(answered["payload"]["applied"], true, "{answered}");
+    assert_eq!(answered["payload"]["approval"]["status"], "allowed");
+    assert_eq!(answered["payload"]["approval"]["decision"], "allow-once");
+    let end = tool_end(&mut user).await;
+    assert_eq!(end["result"]["stdout"], "hi\n", "{end}");
+    reply(&mut user, &chat).await;
+
+    // First answer wins; the answered one stays readable.
+    let late = request(
+        &mut approver,
+        "r2",
+        "approval.resolve",
+        json!({"id": id, "kind": "exec", "decision": "deny"}),
+    )
+    .await;
+    assert_eq!(late["payload"]["applied"], false, "{late}");
+    assert_eq!(late["payload"]["approval"]["status"], "allowed");
+    let history = request(&mut approver, "h", "approval.history", json!({"limit": 10})).await;
+    conforms("/definitions/ApprovalHistoryResult", &history["payload"]);
+    assert_eq!(
+        history["payload"]["items"][0]["id"],
+        id.as_str(),
+        "{history}"
+    );
+    let unknown = request(
+        &mut approver,
+        "u",
+        "approval.get",
+        json!({"id": "appr-nope"}),
+    )
+    .await;
+    assert_eq!(unknown["error"]["code"], "APPROVAL_NOT_FOUND", "{unknown}");
+}

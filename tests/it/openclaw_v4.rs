@@ -37,8 +37,32 @@ fn contract() -> &'static Value {
         let path = installed(
             clients_dir().join("node_modules/@openclaw/gateway-protocol/protocol.schema.json"),
         );
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        let mut contract = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        compilable_patterns(&mut contract);
+        contract
     })
+}
+
+/// The contract's approval-id pattern ("not `.` or `..`, valid UTF-16")
+/// uses a lookahead and surrogate ranges, which Rust's regex engine does
+/// not take; this is the same set of Rust strings (which hold no lone
+/// surrogates) without them.
+fn compilable_patterns(schema: &mut Value) {
+    const ORIGINAL: &str = r"^(?!\.{1,2}$)(?:[^\uD800-\uDFFF]|[\uD800-\uDBFF][\uDC00-\uDFFF])+$";
+    const SAME: &str = r"^(?:[^.][\s\S]*|\.[^.][\s\S]*|\.\.[\s\S]+)$";
+    match schema {
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                if key == "pattern" && value == ORIGINAL {
+                    *value = SAME.into();
+                } else {
+                    compilable_patterns(value);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(compilable_patterns),
+        _ => {}
+    }
 }
 
 /// Fails unless `value` matches the contract's schema at `pointer` (e.g.
@@ -75,6 +99,9 @@ fn violations(pointer: &str, value: &Value) -> Vec<String> {
 const SERVED: &[&str] = &[
     "agent",
     "agent.wait",
+    "approval.get",
+    "approval.history",
+    "approval.resolve",
     "chat.abort",
     "chat.history",
     "chat.send",

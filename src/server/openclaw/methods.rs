@@ -112,9 +112,12 @@ pub async fn call(
             let payload = super::cron::call(&gw, &ctx, method, &params).await?;
             return encode(method, &payload);
         }
-        V4Method::ExecApprovalList | V4Method::ExecApprovalGet | V4Method::ExecApprovalResolve => {
-            super::approvals::call(&gw, &ctx, method, params).await?
-        }
+        V4Method::ExecApprovalList
+        | V4Method::ExecApprovalGet
+        | V4Method::ExecApprovalResolve
+        | V4Method::ApprovalGet
+        | V4Method::ApprovalResolve
+        | V4Method::ApprovalHistory => super::approvals::call(&gw, &ctx, method, params).await?,
         V4Method::NodeList
         | V4Method::NodeDescribe
         | V4Method::NodeInvoke
