@@ -1,5 +1,6 @@
 //! LAN discovery with multicast DNS-SD (Bonjour): the gateway advertises
-//! itself as `_clawgate._tcp`, and `clawgate discover` browses for it.
+//! itself as `_clawgate._tcp`, and as OpenClaw's `_openclaw-gw._tcp` for
+//! OpenClaw's apps; `clawgate discover` browses for either.
 //! The TXT record says what a client needs to choose and connect (port,
 //! protocol range, version, whether auth and TLS are on), never a secret;
 //! it is unauthenticated, so clients connect by the resolved address and
@@ -12,6 +13,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 pub const SERVICE_TYPE: &str = "_clawgate._tcp.local.";
+/// The service OpenClaw's gateway advertises and its apps browse for.
+pub const OPENCLAW_SERVICE_TYPE: &str = "_openclaw-gw._tcp.local.";
 
 /// What to advertise.
 pub struct Beacon {
@@ -21,12 +24,15 @@ pub struct Beacon {
     /// machine (a gateway listening on 0.0.0.0).
     pub addresses: Vec<IpAddr>,
     pub txt: Vec<(String, String)>,
+    /// Also advertised as OpenClaw's gateway service with this TXT record.
+    pub openclaw_txt: Option<Vec<(String, String)>>,
 }
 
 /// A running advertisement; withdrawn (with a goodbye packet) by `stop`.
 pub struct Advertisement {
     daemon: ServiceDaemon,
-    fullname: String,
+    /// One per service type, the gateway's own first.
+    fullnames: Vec<String>,
 }
 
 /// The machine's host name, for the instance name and the `.local` host.
@@ -138,32 +144,22 @@ pub fn advertise(
     check_multicast()?;
     let daemon = daemon()?;
     let host = format!("{}.local.", host_name());
-    let txt: Vec<(&str, &str)> = beacon
-        .txt
+    let mut services = vec![service(beacon, SERVICE_TYPE, &host, &beacon.txt)?];
+    if let Some(txt) = &beacon.openclaw_txt {
+        services.push(service(beacon, OPENCLAW_SERVICE_TYPE, &host, txt)?);
+    }
+    let fullnames = services
         .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .map(|s| s.get_fullname().to_string())
         .collect();
-    let info = ServiceInfo::new(
-        SERVICE_TYPE,
-        &beacon.instance,
-        &host,
-        beacon.addresses.as_slice(),
-        beacon.port,
-        txt.as_slice(),
-    )
-    .map_err(|e| format!("cannot describe the mDNS service: {e}"))?;
-    let info = if beacon.addresses.is_empty() {
-        info.enable_addr_auto()
-    } else {
-        info
-    };
-    let fullname = info.get_fullname().to_string();
     let events = daemon
         .monitor()
         .map_err(|e| format!("cannot watch mDNS: {e}"))?;
-    daemon
-        .register(info)
-        .map_err(|e| format!("cannot advertise over mDNS: {e}"))?;
+    for info in services {
+        daemon
+            .register(info)
+            .map_err(|e| format!("cannot advertise over mDNS: {e}"))?;
+    }
     std::thread::Builder::new()
         .name("mdns-monitor".into())
         .spawn(move || {
@@ -179,18 +175,46 @@ pub fn advertise(
             }
         })
         .map_err(|e| format!("cannot start the mDNS monitor: {e}"))?;
-    Ok(Advertisement { daemon, fullname })
+    Ok(Advertisement { daemon, fullnames })
+}
+
+/// The beacon as one service type with this TXT record.
+fn service(
+    beacon: &Beacon,
+    service_type: &str,
+    host: &str,
+    txt: &[(String, String)],
+) -> Result<ServiceInfo, String> {
+    let txt: Vec<(&str, &str)> = txt.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let info = ServiceInfo::new(
+        service_type,
+        &beacon.instance,
+        host,
+        beacon.addresses.as_slice(),
+        beacon.port,
+        txt.as_slice(),
+    )
+    .map_err(|e| format!("cannot describe the mDNS service: {e}"))?;
+    Ok(if beacon.addresses.is_empty() {
+        info.enable_addr_auto()
+    } else {
+        info
+    })
 }
 
 impl Advertisement {
-    pub fn fullname(&self) -> &str {
-        &self.fullname
+    /// The services advertised, e.g. `kitchen._clawgate._tcp.local.`.
+    pub fn fullnames(&self) -> &[String] {
+        &self.fullnames
     }
 
-    /// Sends the goodbye and stops the daemon, waiting at most a second.
+    /// Sends the goodbyes and stops the daemon, waiting at most a second
+    /// for each.
     pub fn stop(self) {
-        if let Ok(done) = self.daemon.unregister(&self.fullname) {
-            let _ = done.recv_timeout(Duration::from_secs(1));
+        for fullname in &self.fullnames {
+            if let Ok(done) = self.daemon.unregister(fullname) {
+                let _ = done.recv_timeout(Duration::from_secs(1));
+            }
         }
         if let Ok(done) = self.daemon.shutdown() {
             let _ = done.recv_timeout(Duration::from_secs(1));
@@ -211,11 +235,12 @@ pub struct Found {
     pub txt: BTreeMap<String, String>,
 }
 
-/// Browses for `timeout` and returns the gateways that answered, by name.
-pub fn browse(timeout: Duration) -> Result<Vec<Found>, String> {
+/// Browses for `timeout` and returns the gateways of `service_type`
+/// ([`SERVICE_TYPE`] or [`OPENCLAW_SERVICE_TYPE`]) that answered, by name.
+pub fn browse(service_type: &str, timeout: Duration) -> Result<Vec<Found>, String> {
     let daemon = daemon()?;
     let events = daemon
-        .browse(SERVICE_TYPE)
+        .browse(service_type)
         .map_err(|e| format!("cannot browse mDNS: {e}"))?;
     let deadline = Instant::now() + timeout;
     let mut found: BTreeMap<String, Found> = BTreeMap::new();
@@ -234,7 +259,7 @@ pub fn browse(timeout: Duration) -> Result<Vec<Found>, String> {
                 });
                 let name = service
                     .get_fullname()
-                    .trim_end_matches(SERVICE_TYPE)
+                    .trim_end_matches(service_type)
                     .trim_end_matches('.')
                     .replace("\\", "");
                 let txt = service
@@ -258,7 +283,7 @@ pub fn browse(timeout: Duration) -> Result<Vec<Found>, String> {
             Err(_) => break,
         }
     }
-    let _ = daemon.stop_browse(SERVICE_TYPE);
+    let _ = daemon.stop_browse(service_type);
     if let Ok(done) = daemon.shutdown() {
         let _ = done.recv_timeout(Duration::from_secs(1));
     }

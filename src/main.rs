@@ -35,8 +35,9 @@ enum Command {
         #[arg(long)]
         state_dir: Option<PathBuf>,
     },
-    /// Find gateways on the local network (mDNS/DNS-SD, _clawgate._tcp) and list
-    /// their addresses and what they advertise.
+    /// Find gateways on the local network (mDNS/DNS-SD, _clawgate._tcp, or
+    /// OpenClaw's _openclaw-gw._tcp) and list their addresses and what they
+    /// advertise.
     Discover {
         /// How long to listen for answers, in milliseconds.
         #[arg(long, default_value_t = 3000)]
@@ -44,6 +45,10 @@ enum Command {
         /// Print JSON: {"gateways": [{name, host, port, addresses, wsUrl, txt}]}.
         #[arg(long)]
         json: bool,
+        /// Browse for OpenClaw's gateway service (_openclaw-gw._tcp), as
+        /// OpenClaw's apps do, instead of clawgate's own.
+        #[arg(long)]
+        openclaw: bool,
     },
     /// Check or describe the configuration.
     #[command(subcommand)]
@@ -287,7 +292,11 @@ fn main() -> ExitCode {
         Command::Call(args) => call(args),
         Command::Chat(args) => chat(args),
         Command::Token { state_dir } => print_token(state_dir),
-        Command::Discover { timeout, json } => clawgate::cli::discover(timeout, json),
+        Command::Discover {
+            timeout,
+            json,
+            openclaw,
+        } => clawgate::cli::discover(timeout, json, openclaw),
         Command::Config(ConfigCommand::Validate { path, format }) => validate(path, format),
         Command::Config(ConfigCommand::Upgrade { path, write }) => upgrade(path, write),
         Command::Config(ConfigCommand::ImportOpenclaw { path, jobs, out }) => {

@@ -4,8 +4,13 @@ use crate::discovery;
 use std::process::ExitCode;
 use std::time::Duration;
 
-pub fn discover(timeout_ms: u64, json: bool) -> ExitCode {
-    let found = match discovery::browse(Duration::from_millis(timeout_ms)) {
+pub fn discover(timeout_ms: u64, json: bool, openclaw: bool) -> ExitCode {
+    let service = if openclaw {
+        discovery::OPENCLAW_SERVICE_TYPE
+    } else {
+        discovery::SERVICE_TYPE
+    };
+    let found = match discovery::browse(service, Duration::from_millis(timeout_ms)) {
         Ok(found) => found,
         Err(e) => {
             eprintln!("clawgate: {e}");

@@ -84,18 +84,20 @@ pub async fn start(gw: &Gateway) -> std::io::Result<Sidecars> {
         .filter(|ip| !ip.is_loopback())
         .collect();
     if mdns.mode != MdnsConfigMode::Off && !reachable.is_empty() {
+        let instance = mdns
+            .instance_name
+            .as_ref()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| format!("{} (clawgate)", discovery::host_name()));
         let beacon = Beacon {
-            instance: mdns
-                .instance_name
-                .as_ref()
-                .map(|n| n.to_string())
-                .unwrap_or_else(|| format!("{} (clawgate)", discovery::host_name())),
             port: bind.port,
             addresses: reachable
                 .into_iter()
                 .filter(|ip| !ip.is_unspecified())
                 .collect(),
             txt: txt(gw, mdns.mode),
+            openclaw_txt: Some(openclaw_txt(gw, mdns.mode, &instance)),
+            instance,
         };
         let reporter = Arc::clone(&gw.rt.health);
         let reported = AtomicBool::new(false);
@@ -111,7 +113,7 @@ pub async fn start(gw: &Gateway) -> std::io::Result<Sidecars> {
             .unwrap_or_else(|e| Err(format!("the mDNS advertiser stopped: {e}")));
         match outcome {
             Ok(advertisement) => {
-                let detail = format!("advertising {}", advertisement.fullname());
+                let detail = format!("advertising {}", advertisement.fullnames().join(", "));
                 tracing::info!("{detail}");
                 gw.rt
                     .health
@@ -175,6 +177,27 @@ fn txt(gw: &Gateway, mode: MdnsConfigMode) -> Vec<(String, String)> {
             .to_string(),
         ),
         ("tls", "0".to_string()),
+    ];
+    if mode == MdnsConfigMode::Full {
+        if let Some(name) = gw.tailscale.dns_name() {
+            txt.push(("tailnetDns", name.to_string()));
+        }
+    }
+    txt.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// The TXT record OpenClaw's gateway publishes with `_openclaw-gw._tcp`
+/// and its apps read: where to connect, never a secret. Advertised only
+/// beyond loopback, so always directly reachable.
+fn openclaw_txt(gw: &Gateway, mode: MdnsConfigMode, instance: &str) -> Vec<(String, String)> {
+    let port = gw.info.bind.get().map_or(0, |b| b.port);
+    let mut txt = vec![
+        ("role", "gateway".to_string()),
+        ("transport", "gateway".to_string()),
+        ("gatewayPort", port.to_string()),
+        ("lanHost", format!("{}.local", discovery::host_name())),
+        ("displayName", instance.to_string()),
+        ("gatewayDirectReachable", "1".to_string()),
     ];
     if mode == MdnsConfigMode::Full {
         if let Some(name) = gw.tailscale.dns_name() {

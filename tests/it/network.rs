@@ -197,7 +197,13 @@ fn auto_bind_prefers_loopback_and_says_why() {
 }
 
 fn discover_in_namespace(gw: &TestGateway) -> Value {
-    let out = cli_in_namespace(gw, &["discover", "--json", "--timeout", "1500"]);
+    discover_service_in_namespace(gw, &[])
+}
+
+fn discover_service_in_namespace(gw: &TestGateway, extra: &[&str]) -> Value {
+    let mut args = vec!["discover", "--json", "--timeout", "1500"];
+    args.extend_from_slice(extra);
+    let out = cli_in_namespace(gw, &args);
     assert!(
         out.status.success(),
         "{}",
@@ -224,6 +230,15 @@ fn a_lan_gateway_is_found_by_clawgate_discover_with_its_txt_record() {
         "bind = \"lan\"",
         "[discovery.mdns]\ninstanceName = \"kitchen gateway\"\n",
     );
+    // Advertising starts once the gateway listens: wait until it has.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while health_in_namespace(&gw)["sidecars"][0]["state"] != "running" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "discovery never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let found = discover_in_namespace(&gw);
     let gateways = found["gateways"].as_array().unwrap();
     assert_eq!(gateways.len(), 1, "{found}");
@@ -243,6 +258,20 @@ fn a_lan_gateway_is_found_by_clawgate_discover_with_its_txt_record() {
     assert!(
         !found.to_string().contains(TOKEN),
         "no secret is advertised"
+    );
+    // OpenClaw's apps find it too, under OpenClaw's service and TXT keys.
+    let openclaw = discover_service_in_namespace(&gw, &["--openclaw"]);
+    let gateways = openclaw["gateways"].as_array().unwrap();
+    assert_eq!(gateways.len(), 1, "{openclaw}");
+    assert_eq!(gateways[0]["name"], "kitchen gateway");
+    let txt = &gateways[0]["txt"];
+    assert_eq!(txt["role"], "gateway");
+    assert_eq!(txt["transport"], "gateway");
+    assert_eq!(txt["gatewayPort"], port);
+    assert_eq!(txt["displayName"], "kitchen gateway");
+    assert!(
+        txt["lanHost"].as_str().unwrap().ends_with(".local"),
+        "{txt}"
     );
     // The address it gives works: a client connects by it.
     let health = call_at(&gw, beacon["wsUrl"].as_str().unwrap(), "health").unwrap();
@@ -267,6 +296,8 @@ fn a_loopback_gateway_or_one_with_mdns_off_advertises_nothing() {
             serde_json::json!([]),
             "{gateway}: {found}"
         );
+        let openclaw = discover_service_in_namespace(&gw, &["--openclaw"]);
+        assert_eq!(openclaw["gateways"], serde_json::json!([]), "{openclaw}");
         let health = health_in_namespace(&gw);
         assert!(health.get("sidecars").is_none(), "{gateway}: {health}");
     }
