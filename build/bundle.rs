@@ -546,6 +546,10 @@ fn fill_section_defaults(defs: &mut Map<String, Value>, def: &str) {
             continue;
         }
         fill_section_defaults(defs, &target);
+        // A section with required keys has no default: absent is None.
+        if defs[&target].get("required").is_some() {
+            continue;
+        }
         let default = section_default(&defs[&target]);
         defs[def]["properties"][&key]["default"] = default;
     }

@@ -4,7 +4,7 @@
 use crate::bus::Bus;
 use crate::clock::now_ms;
 use crate::protocol::types::{
-    ChannelHealth, ConfigHealth, CronHealth, GatewayState, HealthSnapshot, NodeHealth,
+    ChannelHealth, ClusterHealth, ConfigHealth, CronHealth, GatewayState, HealthSnapshot, NodeHealth,
     PluginHealth, SidecarHealth, SidecarHealthName,
 };
 use crate::protocol::Event;
@@ -31,6 +31,7 @@ struct HealthState {
     channels: BTreeMap<String, ChannelHealth>,
     plugins: BTreeMap<String, PluginHealth>,
     sidecars: Vec<SidecarHealth>,
+    cluster: Option<ClusterHealth>,
 }
 
 impl HealthService {
@@ -54,6 +55,7 @@ impl HealthService {
                 channels: BTreeMap::new(),
                 plugins: BTreeMap::new(),
                 sidecars: Vec::new(),
+                cluster: None,
             }),
         }
     }
@@ -153,6 +155,20 @@ impl HealthService {
         self.changed(&mut state);
     }
 
+    /// Records this gateway's view of its cluster. Renewal times alone
+    /// do not make a new version; members, holders and states do.
+    pub fn set_cluster(&self, cluster: ClusterHealth) {
+        let mut state = self.state.lock().expect("health lock");
+        let same = state
+            .cluster
+            .as_ref()
+            .is_some_and(|known| cluster_shape(known) == cluster_shape(&cluster));
+        state.cluster = Some(cluster);
+        if !same {
+            self.changed(&mut state);
+        }
+    }
+
     /// A new version, published under the lock so that subscribers see
     /// the versions in order.
     fn changed(&self, state: &mut HealthState) {
@@ -173,8 +189,21 @@ impl HealthService {
             cron: state.cron.clone(),
             config: state.config.clone(),
             sidecars: state.sidecars.clone(),
+            cluster: state.cluster.clone(),
         }
     }
+}
+
+/// What a cluster view is without its renewal times.
+fn cluster_shape(cluster: &ClusterHealth) -> ClusterHealth {
+    let mut shape = cluster.clone();
+    for member in &mut shape.members {
+        member.last_seen_ms = 0;
+    }
+    for lease in &mut shape.leases {
+        lease.expires_at_ms = 0;
+    }
+    shape
 }
 
 #[cfg(test)]

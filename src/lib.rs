@@ -6,6 +6,7 @@ pub mod bus;
 pub mod channels;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod clock;
 pub mod compat;
 pub mod config;

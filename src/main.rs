@@ -397,13 +397,10 @@ fn run(args: RunArgs) -> ExitCode {
             notifier.spawn_watchdog();
         }
         Schemas::get();
-        let store = clawgate::store::Store::open(&state_dir).map_err(|e| {
-            std::io::Error::other(format!(
-                "cannot open the store in {}: {e}",
-                state_dir.display()
-            ))
-        })?;
-        let gw = Gateway::new(loaded, options, state_dir, store);
+        let backend = clawgate::cluster::Backend::open(&loaded.config, &state_dir)
+            .await
+            .map_err(std::io::Error::other)?;
+        let gw = Gateway::new(loaded, options, state_dir, backend);
         gw.set_log_tail(log_tail);
         if let Some(control) = log_control {
             gw.set_log_control(control);

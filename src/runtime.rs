@@ -25,6 +25,8 @@ pub struct Runtime {
     /// Facts fixed at start.
     pub started_at_ms: u64,
     pub state_dir: Arc<PathBuf>,
+    /// This gateway's place in a cluster; None when it runs alone.
+    pub membership: Option<Arc<crate::cluster::Membership>>,
 }
 
 impl Runtime {

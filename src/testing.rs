@@ -435,6 +435,7 @@ pub fn runtime(config: Config) -> Fakes {
         shutdown: Shutdown::new(shutdown.subscribe()),
         started_at_ms: crate::clock::now_ms(),
         state_dir: Arc::new(std::env::temp_dir()),
+        membership: None,
     };
     Fakes {
         rt,

@@ -173,6 +173,9 @@ export interface ClawgateProtocol {
   ChatWaitParams: ChatWaitParams;
   ChatWaitResult: ChatWaitResult;
   ClientInfo: ClientInfo;
+  ClusterHealth: ClusterHealth;
+  ClusterLease: ClusterLease;
+  ClusterMember: ClusterMember;
   ConfigChangedEvent: ConfigChangedEvent;
   ConfigFileParams: ConfigFileParams;
   ConfigFileResult: ConfigFileResult;
@@ -977,6 +980,81 @@ export interface ClientInfo {
    */
   version: string;
 }
+/**
+ * This gateway's view of its cluster.
+ */
+export interface ClusterHealth {
+  /**
+   * nats when events cross gateways; local when only this gateway's clients see its events.
+   */
+  bus: "nats" | "local";
+  /**
+   * connected or disconnected (NATS reconnects by itself).
+   */
+  busState?: "connected" | "disconnected";
+  /**
+   * The leases held now: channel accounts, running session turns, cron jobs.
+   */
+  leases: ClusterLease[];
+  /**
+   * This gateway's name (cluster.name).
+   */
+  member: string;
+  /**
+   * The gateways that renewed their membership within cluster.leaseMs, this one included, by name.
+   */
+  members: ClusterMember[];
+  /**
+   * postgres, the shared store.
+   */
+  store: "postgres";
+  /**
+   * Why the store could not be reached at the last heartbeat.
+   */
+  storeError?: string;
+  /**
+   * ok, or unavailable with the reason in storeError, as of this gateway's last heartbeat.
+   */
+  storeState?: "ok" | "unavailable";
+}
+/**
+ * A lease: only its holder does the work it names until it expires or is released.
+ */
+export interface ClusterLease {
+  /**
+   * When it lapses unless renewed.
+   */
+  expiresAtMs: number;
+  /**
+   * The member holding it.
+   */
+  holder: string;
+  /**
+   * What it covers, e.g. channel:telegram:main or session:agent:main:main.
+   */
+  name: string;
+}
+/**
+ * One gateway of the cluster.
+ */
+export interface ClusterMember {
+  /**
+   * When it last renewed its membership.
+   */
+  lastSeenMs: number;
+  /**
+   * Its cluster.name.
+   */
+  name: string;
+  /**
+   * When it started, in milliseconds since the Unix epoch.
+   */
+  startedAtMs: number;
+  /**
+   * The clawgate version it runs.
+   */
+  version: string;
+}
 export interface ConfigChangedEvent {
   /**
    * Dotted keys whose effective value changed.
@@ -1402,6 +1480,7 @@ export interface HealthSnapshot {
   channels: {
     [k: string]: ChannelHealth;
   };
+  cluster?: ClusterHealth;
   config: ConfigHealth;
   cron: CronHealth;
   /**

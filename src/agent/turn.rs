@@ -45,11 +45,19 @@ pub trait ToolRunner: Send + Sync {
     fn run_plugin<'a>(&'a self, name: &'a str, arguments: Value) -> ToolFuture<'a>;
 }
 
+/// The name of a session's lease in a cluster.
+fn session_lease(key: &str) -> String {
+    format!("session:{key}")
+}
+
 /// Proof that the caller holds a session's lock: no other turn runs on
 /// that session until it is dropped.
 pub struct SessionGuard {
     key: String,
     _held: OwnedMutexGuard<()>,
+    /// In a cluster: the session's lease, so no other gateway runs a
+    /// turn on it either.
+    _lease: Option<crate::cluster::Lease>,
 }
 
 impl SessionGuard {
@@ -113,21 +121,46 @@ impl Turns {
         let _ = self.tools.set(tools);
     }
 
-    /// Waits until no other turn runs on `key`.
-    pub async fn lock(&self, key: String) -> SessionGuard {
+    /// Waits until no other turn runs on `key`, on this gateway or (in a
+    /// cluster) any other; `unavailable` if the shared store cannot be
+    /// reached.
+    pub async fn lock(&self, key: String) -> Result<SessionGuard, RpcError> {
         let held = self.sessions.lock(&key).await;
-        SessionGuard { key, _held: held }
+        let lease = match &self.rt.membership {
+            Some(membership) => Some(membership.leases.acquire(&session_lease(&key)).await?),
+            None => None,
+        };
+        Ok(SessionGuard {
+            key,
+            _held: held,
+            _lease: lease,
+        })
     }
 
     /// The session `key` if no turn runs on it, else `conflict`.
-    pub fn try_lock(&self, key: String) -> Result<SessionGuard, RpcError> {
-        match self.sessions.try_lock(&key) {
-            Ok(held) => Ok(SessionGuard { key, _held: held }),
-            Err(_) => Err(RpcError::new(
+    pub async fn try_lock(&self, key: String) -> Result<SessionGuard, RpcError> {
+        let busy = || {
+            RpcError::new(
                 ErrorCode::Conflict,
                 format!("session {key} is busy with another run"),
-            )),
-        }
+            )
+        };
+        let held = self.sessions.try_lock(&key).map_err(|_| busy())?;
+        let lease = match &self.rt.membership {
+            Some(membership) => Some(
+                membership
+                    .leases
+                    .try_acquire(&session_lease(&key))
+                    .await?
+                    .ok_or_else(busy)?,
+            ),
+            None => None,
+        };
+        Ok(SessionGuard {
+            key,
+            _held: held,
+            _lease: lease,
+        })
     }
 
     /// Signals the run to stop; false when it is not running.
@@ -507,7 +540,7 @@ mod tests {
     async fn a_stored_turn_streams_its_reply_and_keeps_both_sides() {
         let fakes = testing::runtime(testing::config(""));
         let turns = Turns::new(fakes.rt.clone());
-        let session = turns.lock("agent:main:main".into()).await;
+        let session = turns.lock("agent:main:main".into()).await.unwrap();
         let mut streamed = String::new();
         let request = TurnRequest {
             agent: echo(&fakes),
@@ -553,12 +586,12 @@ mod tests {
     async fn a_session_runs_one_turn_at_a_time() {
         let fakes = testing::runtime(testing::config(""));
         let turns = Turns::new(fakes.rt.clone());
-        let held = turns.try_lock("s".into()).unwrap();
-        let busy = turns.try_lock("s".into()).err().unwrap();
+        let held = turns.try_lock("s".into()).await.unwrap();
+        let busy = turns.try_lock("s".into()).await.err().unwrap();
         assert_eq!(busy.code, ErrorCode::Conflict);
-        assert!(turns.try_lock("other".into()).is_ok());
+        assert!(turns.try_lock("other".into()).await.is_ok());
         drop(held);
-        assert!(turns.try_lock("s".into()).is_ok());
+        assert!(turns.try_lock("s".into()).await.is_ok());
     }
 
     #[tokio::test(start_paused = true)]
@@ -569,7 +602,7 @@ mod tests {
             let turns = Arc::clone(&turns);
             let agent = echo(&fakes);
             async move {
-                let session = turns.lock("s".into()).await;
+                let session = turns.lock("s".into()).await.unwrap();
                 let request = TurnRequest {
                     agent,
                     session: Session::Stored(&session),

@@ -180,7 +180,11 @@ async fn answer(
     if message.group.is_none() {
         manager.remember_direct(&session_key, key, reply);
     }
-    let session = manager.turns.lock(session_key.clone()).await;
+    let session = manager
+        .turns
+        .lock(session_key.clone())
+        .await
+        .map_err(|e| e.message)?;
     let request = TurnRequest {
         agent,
         session: Session::Stored(&session),

@@ -209,3 +209,47 @@ pub fn plugin_problems(config: &Config) -> Vec<(String, String)> {
     problems.sort();
     problems
 }
+
+/// Problems with `cluster`: a bus without a shared store, credentials
+/// written into URLs (where logs and error messages would show them),
+/// a store URL PostgreSQL cannot read.
+pub fn cluster_problems(config: &Config) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let cluster = &config.cluster;
+    if cluster.nats.is_some() && cluster.store.is_none() {
+        problems.push((
+            keys::CLUSTER_NATS.to_string(),
+            "a NATS bus needs cluster.store: gateways that share events must share their state (set cluster.store.url)".to_string(),
+        ));
+    }
+    if let Some(store) = &cluster.store {
+        let url = store.url.as_str();
+        if userinfo(url).is_some_and(|user| user.contains(':')) {
+            problems.push((
+                keys::CLUSTER_STORE_URL.to_string(),
+                "the URL carries a password; put it in cluster.store.password (prefer ${PGPASSWORD}), which is masked and never logged".to_string(),
+            ));
+        } else if let Err(e) = url.parse::<tokio_postgres::Config>() {
+            problems.push((
+                keys::CLUSTER_STORE_URL.to_string(),
+                format!("not a PostgreSQL URL: {e}"),
+            ));
+        }
+    }
+    if let Some(nats) = &cluster.nats {
+        if userinfo(nats.url.as_str()).is_some() {
+            problems.push((
+                keys::CLUSTER_NATS_URL.to_string(),
+                "the URL carries a credential; put the token in cluster.nats.token (prefer ${NATS_TOKEN}), which is masked and never logged".to_string(),
+            ));
+        }
+    }
+    problems
+}
+
+/// The `user[:password]` part of a URL's authority, if any.
+fn userinfo(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority.rsplit_once('@').map(|(user, _)| user)
+}

@@ -541,6 +541,7 @@ pub fn validate(value: &Value) -> Result<Config, Vec<Invalid>> {
     problems.extend(super::checks::irc_problems(&config));
     problems.extend(super::checks::heartbeat_problems(&config));
     problems.extend(super::checks::plugin_problems(&config));
+    problems.extend(super::checks::cluster_problems(&config));
     if problems.is_empty() {
         Ok(config)
     } else {

@@ -68,7 +68,8 @@ impl CronService {
                         "timed out after {} ms waiting for session {key}, busy with another run",
                         timeout.as_millis()
                     )
-                    })?;
+                    })?
+                    .map_err(|e| e.message)?;
                 let run_id = format!("run-cron-{}-{run_number}", uuid::Uuid::new_v4().simple());
                 let request = TurnRequest {
                     agent,

@@ -17,9 +17,9 @@ pub async fn chat(gw: &Gateway, owner: &str, params: ChatParams) -> Result<ChatR
         .map(|k| k.to_string())
         .unwrap_or_else(|| crate::agent::main_session_key(&agent.id));
     let session = if params.wait {
-        gw.turns.lock(session_key).await
+        gw.turns.lock(session_key).await?
     } else {
-        gw.turns.try_lock(session_key)?
+        gw.turns.try_lock(session_key).await?
     };
     // Checked under the session lock, so two requests with one key cannot both run.
     let idempotency_key = idempotency::key(

@@ -37,6 +37,12 @@ impl Gateway {
             self.follow_settings(),
         ];
         tasks.extend(self.spawn_config_watcher());
+        if let Some(membership) = &self.rt.membership {
+            tasks.push(crate::cluster::spawn_membership(
+                Arc::clone(membership),
+                Arc::clone(&self.rt.health),
+            ));
+        }
         Ok(Running { tasks })
     }
 

@@ -21,7 +21,6 @@ pub use connect::{
 pub use connections::{ConnectionSlot, Connections};
 pub use lifecycle::Running;
 
-use crate::bus::Bus;
 use crate::config::{Config, LoadOptions, Loaded};
 use crate::health::HealthService;
 use crate::protocol::types::{
@@ -29,7 +28,6 @@ use crate::protocol::types::{
 };
 use crate::protocol::{ErrorCode, Event, RpcError};
 use crate::runtime::{Runtime, Shutdown};
-use crate::store::Store;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -85,13 +83,13 @@ impl Gateway {
         loaded: Loaded,
         options: LoadOptions,
         state_dir: PathBuf,
-        store: Store,
+        backend: crate::cluster::Backend,
     ) -> Arc<Gateway> {
         let started = Instant::now();
         let config_path = loaded.path.clone();
         let configs = ConfigService::new(loaded, options);
         let config = configs.current();
-        let bus = Bus::local();
+        let bus = backend.bus;
         let health =
             HealthService::new(started, bus.clone(), configs.health(), config.cron.enabled);
         let metrics = crate::metrics::Metrics::new();
@@ -106,13 +104,14 @@ impl Gateway {
                 health.presence_version(),
             )),
             bus,
-            stores: crate::store::Stores::sqlite(store),
+            stores: backend.stores,
             health: Arc::new(health),
             metrics: Arc::new(metrics),
             http: crate::agent::http_client(),
             shutdown: Shutdown::new(shutdown.subscribe()),
             started_at_ms,
             state_dir: Arc::new(state_dir),
+            membership: backend.membership,
         };
         let turns = Arc::new(crate::agent::Turns::new(rt.clone()));
         let channels = crate::channels::ChannelManager::new(rt.clone(), Arc::clone(&turns));

@@ -74,7 +74,7 @@ pub async fn clear(
 ) -> Result<SessionsClearResult, RpcError> {
     let key = params.session_key.to_string();
     // Not under a running turn, which is about to store its reply.
-    let _idle = gw.turns.try_lock(key.clone())?;
+    let _idle = gw.turns.try_lock(key.clone()).await?;
     let keep = params.keep.unwrap_or(0) as usize;
     let (removed, kept) = gw
         .rt

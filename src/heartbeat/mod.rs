@@ -311,6 +311,7 @@ impl HeartbeatService {
         let session = self
             .turns
             .try_lock(session_key.clone())
+            .await
             .map_err(|e| (Skipped, e.message))?;
         let timeout = agent
             .config

@@ -186,7 +186,7 @@ async fn turn(
     on_delta: &mut (dyn FnMut(&str) + Send),
 ) -> Result<TurnDone, RpcError> {
     let guard = match &request.user {
-        Some(user) => Some(gw.turns.lock(format!("openai:{}:{user}", agent.id)).await),
+        Some(user) => Some(gw.turns.lock(format!("openai:{}:{user}", agent.id)).await?),
         None => None,
     };
     let session = match &guard {

@@ -10,12 +10,15 @@ mod exec;
 mod heartbeats;
 mod migrations;
 mod nodes;
+pub mod postgres;
 mod traits;
 
 pub use cron::CronWrite;
 pub use nodes::StoredNode;
+pub use postgres::PgStore;
 pub use traits::{
-    AuditStore, ChannelStore, CronStore, DeviceStore, HeartbeatStore, NodeStore, ResultStore,
+    AuditStore, ChannelStore, ClusterStore, CronStore, DeviceStore, HeartbeatStore, NodeStore,
+    ResultStore,
     SessionStore, StoreFuture, Stores, UpkeepStore,
 };
 
@@ -29,7 +32,7 @@ pub struct Store {
     db: Arc<Mutex<Connection>>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct StoreError(pub String);
 
 impl std::fmt::Display for StoreError {
@@ -39,6 +42,14 @@ impl std::fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+impl StoreError {
+    /// Whether the database could not be reached (PostgreSQL down or
+    /// unreachable), as opposed to refusing or failing the call.
+    pub fn is_unavailable(&self) -> bool {
+        self.0.starts_with(postgres::UNAVAILABLE)
+    }
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -513,13 +524,22 @@ fn private_file(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A store failure as a caller sees it: an internal error whose cause
-/// goes to the log, never to the client.
+/// A store failure as a caller sees it: `unavailable` while the shared
+/// database cannot be reached (try again later), else an internal error;
+/// the cause goes to the log, never to the client.
 impl From<StoreError> for crate::protocol::RpcError {
     fn from(e: StoreError) -> Self {
+        use crate::protocol::{ErrorCode, RpcError};
+        if e.is_unavailable() {
+            tracing::warn!("{e}");
+            return RpcError::new(
+                ErrorCode::Unavailable,
+                "the store cannot be reached now; try again shortly (see the gateway log)",
+            );
+        }
         tracing::error!("{e}");
-        crate::protocol::RpcError::new(
-            crate::protocol::ErrorCode::InternalError,
+        RpcError::new(
+            ErrorCode::InternalError,
             "the session store failed; see the gateway log",
         )
     }

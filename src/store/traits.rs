@@ -6,7 +6,7 @@
 
 use super::{Result, SessionChange, SessionFilter, Store, StoredNode};
 use crate::protocol::types::{
-    ApprovalAuditEntry, ChatMessage, ChatMessageStatus, CronJob, CronRun, HeartbeatRun,
+    ApprovalAuditEntry, ChatMessage, ClusterLease, ClusterMember, ChatMessageStatus, CronJob, CronRun, HeartbeatRun,
     PairedDevice, SessionInfo, Usage,
 };
 use std::future::Future;
@@ -180,4 +180,44 @@ impl Stores {
             upkeep: store,
         }
     }
+}
+
+/// What gateways in a cluster share besides the records: who is a
+/// member, and leases (work only one gateway may do at a time). Kept by
+/// the PostgreSQL store only: one embedded gateway needs none of it.
+pub trait ClusterStore: Send + Sync {
+    /// Records that `member` is alive at `now_ms`.
+    fn heartbeat(
+        &self,
+        member: String,
+        version: String,
+        started_at_ms: u64,
+        now_ms: u64,
+    ) -> StoreFuture<'_, ()>;
+    /// The members seen since `seen_since_ms`, by name.
+    fn members(&self, seen_since_ms: u64) -> StoreFuture<'_, Vec<ClusterMember>>;
+    /// Takes the lease `name` for `holder` until `now_ms + ttl_ms`, or
+    /// renews it if it is held under `token` (one per taking); false
+    /// while it is held under another token and not expired.
+    fn acquire_lease(
+        &self,
+        name: String,
+        holder: String,
+        token: String,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> StoreFuture<'_, bool>;
+    /// Gives the lease up, if it is still held under `token`.
+    fn release_lease(&self, name: String, token: String) -> StoreFuture<'_, ()>;
+    /// The leases not expired at `now_ms`, by name.
+    fn leases(&self, now_ms: u64) -> StoreFuture<'_, Vec<ClusterLease>>;
+    /// Claims `name` for good (e.g. one slot of a cron job): true for the
+    /// first caller only. Claims older than `forget_before_ms` are dropped.
+    fn claim_once(
+        &self,
+        name: String,
+        holder: String,
+        now_ms: u64,
+        forget_before_ms: u64,
+    ) -> StoreFuture<'_, bool>;
 }

@@ -11,6 +11,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const TOKEN: &str = "test-token-8f3a";
 pub const WAIT: Duration = Duration::from_secs(5);
+/// The variable that puts a test gateway on a PostgreSQL store.
+pub const STORE_URL_VAR: &str = "CLAWGATE_CLUSTER__STORE__URL";
 
 /// A gateway process with its own config and state dir, killed on drop.
 pub struct TestGateway {
@@ -89,6 +91,9 @@ impl TestGateway {
             .env_remove("XDG_DATA_HOME")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        if super::engines::suite_on_postgres() && !env.iter().any(|(k, _)| *k == STORE_URL_VAR) {
+            cmd.env(STORE_URL_VAR, super::engines::suite_store_url(dir));
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

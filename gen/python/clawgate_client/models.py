@@ -490,6 +490,75 @@ class ClientInfo(BaseModel):
     version: str = Field(..., description='Client program version.')
 
 
+class Bus(str, Enum):
+    """
+    nats when events cross gateways; local when only this gateway's clients see its events.
+    """
+
+    nats = 'nats'
+    local = 'local'
+
+
+class BusState(str, Enum):
+    """
+    connected or disconnected (NATS reconnects by itself).
+    """
+
+    connected = 'connected'
+    disconnected = 'disconnected'
+
+
+class Store(str, Enum):
+    """
+    postgres, the shared store.
+    """
+
+    postgres = 'postgres'
+
+
+class StoreState(str, Enum):
+    """
+    ok, or unavailable with the reason in storeError, as of this gateway's last heartbeat.
+    """
+
+    ok = 'ok'
+    unavailable = 'unavailable'
+
+
+class ClusterLease(BaseModel):
+    """
+    A lease: only its holder does the work it names until it expires or is released.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    expiresAtMs: int = Field(..., description='When it lapses unless renewed.', ge=0)
+    holder: str = Field(..., description='The member holding it.')
+    name: str = Field(
+        ...,
+        description='What it covers, e.g. channel:telegram:main or session:agent:main:main.',
+    )
+
+
+class ClusterMember(BaseModel):
+    """
+    One gateway of the cluster.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    lastSeenMs: int = Field(
+        ..., description='When it last renewed its membership.', ge=0
+    )
+    name: str = Field(..., description='Its cluster.name.')
+    startedAtMs: int = Field(
+        ..., description='When it started, in milliseconds since the Unix epoch.', ge=0
+    )
+    version: str = Field(..., description='The clawgate version it runs.')
+
+
 class ConfigChangedEvent(BaseModel):
     model_config = ConfigDict(
         extra='ignore',
@@ -2714,6 +2783,40 @@ class ChatResult(BaseModel):
     usage: Usage = Field(..., description='Tokens used by the turn.')
 
 
+class ClusterHealth(BaseModel):
+    """
+    This gateway's view of its cluster.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    bus: Bus = Field(
+        ...,
+        description="nats when events cross gateways; local when only this gateway's clients see its events.",
+    )
+    busState: BusState | None = Field(
+        None, description='connected or disconnected (NATS reconnects by itself).'
+    )
+    leases: list[ClusterLease] = Field(
+        ...,
+        description='The leases held now: channel accounts, running session turns, cron jobs.',
+    )
+    member: str = Field(..., description="This gateway's name (cluster.name).")
+    members: list[ClusterMember] = Field(
+        ...,
+        description='The gateways that renewed their membership within cluster.leaseMs, this one included, by name.',
+    )
+    store: Store = Field(..., description='postgres, the shared store.')
+    storeError: str | None = Field(
+        None, description='Why the store could not be reached at the last heartbeat.'
+    )
+    storeState: StoreState | None = Field(
+        None,
+        description="ok, or unavailable with the reason in storeError, as of this gateway's last heartbeat.",
+    )
+
+
 class ConfigHealth(BaseModel):
     """
     The configuration in force and the outcome of the last reload.
@@ -3620,6 +3723,10 @@ class HealthSnapshot(BaseModel):
     )
     channels: dict[str, ChannelHealth] = Field(
         ..., description='Health of each configured channel, by channel id.'
+    )
+    cluster: ClusterHealth | None = Field(
+        None,
+        description='The cluster this gateway is a member of (cluster mode only): its members and who holds which lease.',
     )
     config: ConfigHealth = Field(
         ...,

@@ -209,8 +209,10 @@ fn serve_gateway(
         .block_on(async move {
             clawgate::protocol::Schemas::get();
             std::fs::create_dir_all(&state_dir).expect("state dir");
-            let store = clawgate::store::Store::open(&state_dir).expect("store");
-            let gw = Gateway::new(loaded, options, state_dir, store);
+            let backend = clawgate::cluster::Backend::open(&loaded.config, &state_dir)
+                .await
+                .expect("store and bus");
+            let gw = Gateway::new(loaded, options, state_dir, backend);
             let listener = clawgate::server::bind(&gw).await.expect("bind");
             announce(listener.primary().expect("addr"));
             clawgate::server::serve(gw, listener, Default::default(), std::future::pending())

@@ -1,0 +1,122 @@
+//! Where a gateway keeps its state and sends its events: the embedded
+//! SQLite file and in-process bus, or, in cluster mode, a PostgreSQL
+//! database and a NATS server shared with the other gateways.
+
+mod bus;
+mod lease;
+mod members;
+
+pub use bus::NatsBus;
+pub use lease::{Lease, Leases};
+pub use members::spawn as spawn_membership;
+
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::store::{ClusterStore, PgStore, Store, Stores};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The stores and the bus the services are built on.
+pub struct Backend {
+    pub stores: Stores,
+    pub bus: Bus,
+    pub membership: Option<Arc<Membership>>,
+}
+
+/// This gateway as a member of a cluster.
+pub struct Membership {
+    pub name: String,
+    pub lease_ms: u64,
+    pub started_at_ms: u64,
+    pub store: Arc<dyn ClusterStore>,
+    pub leases: Leases,
+    /// Where the shared store is (the URL without any credential).
+    pub store_url: String,
+    /// Where the bus is, when there is a NATS bus.
+    pub nats_url: Option<String>,
+    pub nats: Option<async_nats::Client>,
+}
+
+/// Events a subscriber may fall behind by before it is dropped: see
+/// `crate::bus`.
+const LOCAL_CAPACITY: usize = 4096;
+
+/// How long startup waits for NATS before giving up with a clear error.
+const NATS_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Backend {
+    /// One gateway: everything in the SQLite database of `state_dir`.
+    pub fn embedded(store: Store) -> Backend {
+        Backend {
+            stores: Stores::sqlite(store),
+            bus: Bus::local(),
+            membership: None,
+        }
+    }
+
+    /// The backend the config asks for.
+    pub async fn open(config: &Config, state_dir: &Path) -> Result<Backend, String> {
+        let cluster = &config.cluster;
+        let Some(store_config) = &cluster.store else {
+            let store = Store::open(state_dir).map_err(|e| {
+                format!("cannot open the store in {}: {e}", state_dir.display())
+            })?;
+            return Ok(Backend::embedded(store));
+        };
+        let url = store_config.url.as_str();
+        let password = store_config.password.as_ref().map(|p| p.as_str());
+        let store = PgStore::connect(url, password, store_config.max_connections.get() as usize)
+            .await
+            .map_err(|e| format!("cannot open the PostgreSQL store at {url}: {e}"))?;
+        let name = cluster
+            .name
+            .as_ref()
+            .map(|n| n.to_string())
+            .unwrap_or_else(default_member_name);
+        let (bus, nats) = match &cluster.nats {
+            None => (Bus::local(), None),
+            Some(nats) => {
+                let mut options = async_nats::ConnectOptions::new()
+                    .name(format!("clawgate {name}"))
+                    .connection_timeout(NATS_CONNECT_TIMEOUT);
+                if let Some(token) = &nats.token {
+                    options = options.token(token.to_string());
+                }
+                let client = options.connect(nats.url.as_str()).await.map_err(|e| {
+                    format!("cannot reach the NATS server at {}: {e}", nats.url.as_str())
+                })?;
+                let bus = NatsBus::start(
+                    client.clone(),
+                    nats.subject_prefix.as_str(),
+                    &name,
+                    LOCAL_CAPACITY,
+                )
+                .await
+                .map_err(|e| format!("cannot subscribe on NATS: {e}"))?;
+                (Bus::new(Arc::new(bus)), Some(client))
+            }
+        };
+        let store = Arc::new(store);
+        let lease_ms = cluster.lease_ms.max(0) as u64;
+        Ok(Backend {
+            stores: Stores::all_in(Arc::clone(&store)),
+            bus,
+            membership: Some(Arc::new(Membership {
+                leases: Leases::new(store.clone(), name.clone(), lease_ms),
+                store,
+                started_at_ms: crate::clock::now_ms(),
+                name,
+                lease_ms,
+                store_url: url.to_string(),
+                nats_url: cluster.nats.as_ref().map(|n| n.url.to_string()),
+                nats,
+            })),
+        })
+    }
+}
+
+/// The host name and the process id: unique among gateways on one host.
+fn default_member_name() -> String {
+    format!("{}-{}", crate::discovery::host_name(), std::process::id())
+}

@@ -1,0 +1,191 @@
+//! Several gateways as one: three `clawgate` processes on one PostgreSQL
+//! database and one `nats-server`, each on its own port.
+
+use crate::engines::{NatsServer, PgServer};
+use crate::support::*;
+use serde_json::{json, Value};
+
+/// A NATS server, a fresh database and the gateways sharing them.
+pub struct Cluster {
+    pub nats: NatsServer,
+    pub store_url: String,
+    pub gateways: Vec<TestGateway>,
+}
+
+impl Cluster {
+    pub async fn start(count: usize, sections: &str) -> Cluster {
+        let nats = NatsServer::start();
+        let store_url = PgServer::shared().fresh_database();
+        let mut cluster = Cluster {
+            nats,
+            store_url,
+            gateways: Vec::new(),
+        };
+        for i in 0..count {
+            cluster.add(&format!("gw-{}", (b'a' + i as u8) as char), sections);
+        }
+        cluster
+    }
+
+    /// Starts one more member named `name`.
+    pub fn add(&mut self, name: &str, sections: &str) {
+        let dir = temp_dir("cluster");
+        let config = dir.join("clawgate.toml");
+        std::fs::write(&config, format!("{}\n{sections}", token_config())).unwrap();
+        let gw = TestGateway::spawn(
+            &dir,
+            &["--config", config.to_str().unwrap()],
+            &[
+                (STORE_URL_VAR, &self.store_url),
+                ("CLAWGATE_CLUSTER__NATS__URL", &self.nats.url),
+                ("CLAWGATE_CLUSTER__NAME", name),
+                // Short leases: members and lapsed leases show within a second.
+                ("CLAWGATE_CLUSTER__LEASE_MS", "3000"),
+            ],
+        );
+        self.gateways.push(gw);
+    }
+}
+
+/// The agent.message events of one run, until its final one.
+async fn run_events(ws: &mut Ws, run_id: &str) -> Vec<Value> {
+    let mut events = Vec::new();
+    loop {
+        let event = ws.event("agent.message").await;
+        if event["data"]["runId"] != run_id {
+            continue;
+        }
+        let done = event["data"]["state"] != "delta";
+        events.push(event);
+        if done {
+            return events;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_chat_on_one_gateway_streams_to_clients_of_the_others_in_order() {
+    let cluster = Cluster::start(3, "").await;
+    let [a, b, c] = &cluster.gateways[..] else {
+        unreachable!()
+    };
+    let mut on_b = b.operator().await;
+    let mut on_c = c.operator().await;
+    let mut caller = a.operator().await;
+    let text = "one gateway streams to all three";
+    let frame = caller
+        .call("chat", json!({"message": text, "sessionKey": "shared"}))
+        .await;
+    let run_id = frame["result"]["runId"].as_str().unwrap().to_string();
+    for ws in [&mut on_b, &mut on_c] {
+        let events = run_events(ws, &run_id).await;
+        let run_seqs: Vec<u64> = events
+            .iter()
+            .map(|e| e["data"]["runSeq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(run_seqs, (1..=events.len() as u64).collect::<Vec<_>>());
+        let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "each connection's seq has no gaps: {seqs:?}"
+        );
+        let streamed: String = events
+            .iter()
+            .filter_map(|e| e["data"]["delta"].as_str())
+            .collect();
+        assert_eq!(streamed, text);
+        assert_eq!(
+            events.last().unwrap()["data"]["message"],
+            frame["result"]["message"]
+        );
+    }
+    // The transcript is one, whichever gateway is asked.
+    let history = on_c
+        .call("sessions.history", json!({"sessionKey": "shared"}))
+        .await;
+    let messages = history["result"]["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{history}");
+    assert_eq!(messages[1]["content"], text);
+}
+
+#[tokio::test]
+async fn two_chats_on_one_session_from_two_gateways_run_one_after_the_other() {
+    let cluster = Cluster::start(2, "").await;
+    let [a, b] = &cluster.gateways[..] else {
+        unreachable!()
+    };
+    let mut on_a = a.operator().await;
+    let mut on_b = b.operator().await;
+    let first = "alpha ".repeat(300);
+    let second = "beta ".repeat(300);
+    on_a.request("chat", json!({"message": first, "sessionKey": "one"}))
+        .await;
+    on_b.request("chat", json!({"message": second, "sessionKey": "one"}))
+        .await;
+    for ws in [&mut on_a, &mut on_b] {
+        loop {
+            let frame = ws.recv().await;
+            if frame.get("event").is_none() {
+                assert!(frame.get("result").is_some(), "{frame}");
+                break;
+            }
+        }
+    }
+    let history = on_a
+        .call("sessions.history", json!({"sessionKey": "one"}))
+        .await;
+    let messages = history["result"]["messages"].as_array().unwrap();
+    let roles: Vec<&str> = messages
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    // Never user, user: each turn stored its reply before the next began.
+    assert_eq!(roles, ["user", "assistant", "user", "assistant"], "{history}");
+    assert_eq!(messages[0]["runId"], messages[1]["runId"]);
+    assert_eq!(messages[2]["runId"], messages[3]["runId"]);
+    // A chat that does not wait is refused while the other gateway runs
+    // a turn on the session.
+    let long = "gamma ".repeat(4000);
+    on_a.request("chat", json!({"message": long, "sessionKey": "two"}))
+        .await;
+    while on_a.event("agent.message").await["data"]["sessionKey"] != "two" {}
+    let busy = on_b
+        .call(
+            "chat",
+            json!({"message": "now", "sessionKey": "two", "wait": false}),
+        )
+        .await;
+    assert_eq!(busy["error"]["code"], -32007, "conflict: {busy}");
+}
+
+#[tokio::test]
+async fn health_shows_every_member_and_the_leases_held() {
+    let cluster = Cluster::start(3, "").await;
+    let mut ws = cluster.gateways[1].operator().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let cluster_health = loop {
+        let health = ws.call("health", json!({})).await;
+        let view = health["result"]["cluster"].clone();
+        let names: Vec<&str> = view["members"]
+            .as_array()
+            .map(|m| m.iter().filter_map(|m| m["name"].as_str()).collect())
+            .unwrap_or_default();
+        if names == ["gw-a", "gw-b", "gw-c"] {
+            break view;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "members never showed: {health}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(cluster_health["member"], "gw-b");
+    assert_eq!(cluster_health["store"], "postgres");
+    assert_eq!(cluster_health["bus"], "nats");
+    assert_eq!(cluster_health["storeState"], "ok");
+    assert_eq!(cluster_health["busState"], "connected");
+    let version = env!("CARGO_PKG_VERSION");
+    for member in cluster_health["members"].as_array().unwrap() {
+        assert_eq!(member["version"], version);
+    }
+}
