@@ -4,8 +4,8 @@
 use crate::bus::Bus;
 use crate::clock::now_ms;
 use crate::protocol::types::{
-    ChannelHealth, ClusterHealth, ConfigHealth, CronHealth, GatewayState, HealthSnapshot, NodeHealth,
-    PluginHealth, SidecarHealth, SidecarHealthName,
+    ChannelHealth, ClusterHealth, ConfigHealth, CronHealth, GatewayState, HealthSnapshot,
+    NodeHealth, PluginHealth, SidecarHealth, SidecarHealthName,
 };
 use crate::protocol::Event;
 use std::collections::BTreeMap;

@@ -993,7 +993,7 @@ export interface ClusterHealth {
    */
   busState?: "connected" | "disconnected";
   /**
-   * The leases held now: channel accounts, running session turns, cron jobs.
+   * The leases held now: cron (the gateway running the cron jobs) and channel:<kind>:<account> (where each account runs). The leases of session turns last one turn and are not shown.
    */
   leases: ClusterLease[];
   /**

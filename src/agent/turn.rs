@@ -47,7 +47,7 @@ pub trait ToolRunner: Send + Sync {
 
 /// The name of a session's lease in a cluster.
 fn session_lease(key: &str) -> String {
-    format!("session:{key}")
+    format!("{}{key}", crate::cluster::SESSION_LEASE_PREFIX)
 }
 
 /// Proof that the caller holds a session's lock: no other turn runs on

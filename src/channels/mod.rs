@@ -499,14 +499,37 @@ impl ChannelManager {
 }
 
 /// Runs the account until it is stopped, restarting it after failures.
+/// In a cluster, an account runs only on the gateway holding its lease;
+/// the others wait to take over.
 async fn supervise(link: Link, account: Account) {
     let mut failures: u32 = 0;
     loop {
+        let lease = match &link.manager.rt.membership {
+            Some(membership) => {
+                let name = format!("channel:{}", link.key);
+                tokio::select! {
+                    lease = membership.leases.acquire(&name) => match lease {
+                        Ok(lease) => Some(lease),
+                        Err(e) => {
+                            tracing::warn!(channel = %link.key, "cannot take the channel lease: {e}");
+                            tokio::select! {
+                                _ = tokio::time::sleep(Duration::from_millis(membership.lease_ms / 3)) => continue,
+                                _ = link.stopped() => return,
+                            }
+                        }
+                    },
+                    _ = link.stopped() => return,
+                }
+            }
+            None => None,
+        };
         let began = tokio::time::Instant::now();
         let outcome = tokio::select! {
             outcome = run(&link, &account) => outcome,
             _ = link.stopped() => return,
+            _ = lost(lease.as_ref()) => Err("another gateway took over the account (its lease lapsed)".to_string()),
         };
+        drop(lease);
         link.sender.lock().expect("channel sender").take();
         if *link.stop.borrow() {
             return;
@@ -569,5 +592,13 @@ async fn run(link: &Link, account: &Account) -> Result<(), String> {
             let plugins = plugins.ok_or("plugins are not available")?;
             plugin::run(link, account, plugins).await
         }
+    }
+}
+
+/// Resolves when the lease is lost; never without one.
+async fn lost(lease: Option<&crate::cluster::Lease>) {
+    match lease {
+        Some(lease) => lease.lost().await,
+        None => std::future::pending().await,
     }
 }

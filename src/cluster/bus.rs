@@ -41,7 +41,11 @@ impl NatsBus {
         let local = broadcast::channel(local_capacity).0;
         let (outbound, queue) = mpsc::channel(OUTBOUND_CAPACITY);
         let incoming = client.subscribe(subject.clone()).await?;
-        tokio::spawn(deliver_incoming(incoming, local.clone(), member.to_string()));
+        tokio::spawn(deliver_incoming(
+            incoming,
+            local.clone(),
+            member.to_string(),
+        ));
         tokio::spawn(publish_outbound(client, subject, queue, member.to_string()));
         Ok(NatsBus {
             local,
@@ -118,8 +122,12 @@ async fn deliver_incoming(
         if header(ORIGIN).as_deref() == Some(member.as_str()) {
             continue;
         }
-        let Some(published) = decode(header(KIND), header(SCOPE), header(TARGET), &message.payload)
-        else {
+        let Some(published) = decode(
+            header(KIND),
+            header(SCOPE),
+            header(TARGET),
+            &message.payload,
+        ) else {
             tracing::debug!("cluster bus: skipped an event this gateway cannot read");
             continue;
         };
@@ -154,7 +162,13 @@ mod tests {
 
     #[test]
     fn decodes_core_and_plugin_events_and_refuses_unscoped_plugin_events() {
-        let core = decode(Some("health.changed".into()), None, None, b"{}").unwrap();
+        let core = decode(
+            Some(EventKind::HealthChanged.name().into()),
+            None,
+            None,
+            b"{}",
+        )
+        .unwrap();
         assert_eq!(core.kind, EventKind::HealthChanged);
         let plugin = decode(
             Some("weather.alert".into()),

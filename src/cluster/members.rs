@@ -13,6 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
+/// The prefix of the leases session turns hold.
+pub const SESSION_LEASE_PREFIX: &str = "session:";
+
+/// Records the membership and the cluster's state in health now.
+pub async fn refresh(membership: &Membership, health: &HealthService) {
+    health.set_cluster(view(membership).await);
+}
+
 /// Renews the membership and refreshes the cluster in health until
 /// aborted.
 pub fn spawn(membership: Arc<Membership>, health: Arc<HealthService>) -> JoinHandle<()> {
@@ -36,20 +44,23 @@ async fn view(membership: &Membership) -> ClusterHealth {
             now,
         )
         .await;
-    let members = store
-        .members(now.saturating_sub(membership.lease_ms))
-        .await;
+    let members = store.members(now.saturating_sub(membership.lease_ms)).await;
     let leases = store.leases(now).await;
-    let store_error = [seen.err(), members.as_ref().err().cloned(), leases.as_ref().err().cloned()]
-        .into_iter()
-        .flatten()
-        .next();
-    let bus_state = membership.nats.as_ref().map(|client| {
-        match client.connection_state() {
+    let store_error = [
+        seen.err(),
+        members.as_ref().err().cloned(),
+        leases.as_ref().err().cloned(),
+    ]
+    .into_iter()
+    .flatten()
+    .next();
+    let bus_state = membership
+        .nats
+        .as_ref()
+        .map(|client| match client.connection_state() {
             async_nats::connection::State::Connected => ClusterHealthBusState::Connected,
             _ => ClusterHealthBusState::Disconnected,
-        }
-    });
+        });
     ClusterHealth {
         member: membership.name.clone(),
         store: ClusterHealthStore::Postgres,
@@ -66,6 +77,11 @@ async fn view(membership: &Membership) -> ClusterHealth {
         store_error: store_error.map(|e| e.to_string()),
         bus_state,
         members: members.unwrap_or_default(),
-        leases: leases.unwrap_or_default(),
+        // A session's lease lives for one turn: too short to show.
+        leases: leases
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|lease| !lease.name.starts_with(SESSION_LEASE_PREFIX))
+            .collect(),
     }
 }

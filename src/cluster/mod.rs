@@ -7,8 +7,8 @@ mod lease;
 mod members;
 
 pub use bus::NatsBus;
-pub use lease::{Lease, Leases};
-pub use members::spawn as spawn_membership;
+pub use lease::{wait_lost, Lease, Leases};
+pub use members::{refresh as refresh_membership, spawn as spawn_membership, SESSION_LEASE_PREFIX};
 
 use crate::bus::Bus;
 use crate::config::Config;
@@ -36,6 +36,8 @@ pub struct Membership {
     /// Where the bus is, when there is a NATS bus.
     pub nats_url: Option<String>,
     pub nats: Option<async_nats::Client>,
+    /// cluster.nats.subjectPrefix.
+    pub subject_prefix: String,
 }
 
 /// Events a subscriber may fall behind by before it is dropped: see
@@ -59,9 +61,8 @@ impl Backend {
     pub async fn open(config: &Config, state_dir: &Path) -> Result<Backend, String> {
         let cluster = &config.cluster;
         let Some(store_config) = &cluster.store else {
-            let store = Store::open(state_dir).map_err(|e| {
-                format!("cannot open the store in {}: {e}", state_dir.display())
-            })?;
+            let store = Store::open(state_dir)
+                .map_err(|e| format!("cannot open the store in {}: {e}", state_dir.display()))?;
             return Ok(Backend::embedded(store));
         };
         let url = store_config.url.as_str();
@@ -110,6 +111,10 @@ impl Backend {
                 lease_ms,
                 store_url: url.to_string(),
                 nats_url: cluster.nats.as_ref().map(|n| n.url.to_string()),
+                subject_prefix: cluster
+                    .nats
+                    .as_ref()
+                    .map_or_else(String::new, |n| n.subject_prefix.to_string()),
                 nats,
             })),
         })

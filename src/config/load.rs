@@ -933,3 +933,46 @@ mod tests {
         assert_eq!(root, json!({"agents": {}}));
     }
 }
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::validate;
+    use serde_json::json;
+
+    fn problems(cluster: serde_json::Value) -> Vec<(String, String)> {
+        match validate(&json!({ "cluster": cluster })) {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems
+                .into_iter()
+                .map(|p| (p.pointer, p.message))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_cluster_needs_a_shared_store_and_no_credentials_in_urls() {
+        assert!(problems(json!({})).is_empty());
+        assert!(problems(json!({
+            "store": {"url": "postgres://clawgate@db:5432/cg", "password": "s3cret"},
+            "nats": {"url": "nats://127.0.0.1:4222", "token": "t"},
+        }))
+        .is_empty());
+        let bus_alone = problems(json!({"nats": {"url": "nats://127.0.0.1:4222"}}));
+        assert_eq!(bus_alone[0].0, "/cluster/nats");
+        assert!(
+            bus_alone[0].1.contains("needs cluster.store"),
+            "{bus_alone:?}"
+        );
+        let password = problems(json!({"store": {"url": "postgres://u:hunter2@db/cg"}}));
+        assert_eq!(password[0].0, "/cluster/store/url");
+        assert!(password[0].1.contains("cluster.store.password"));
+        assert!(!password[0].1.contains("hunter2"), "never echoed");
+        let nats_user = problems(json!({
+            "store": {"url": "postgres://db/cg"},
+            "nats": {"url": "nats://u:p@127.0.0.1:4222"},
+        }));
+        assert_eq!(nats_user[0].0, "/cluster/nats/url");
+        let not_postgres = problems(json!({"store": {"url": "mysql://db/cg"}}));
+        assert_eq!(not_postgres[0].0, "/cluster/store/url");
+    }
+}

@@ -6,6 +6,7 @@
 //! held (see [`writer`]), so the store sees changes in the table's order.
 
 mod jobs;
+mod leader;
 mod payload;
 mod rpc;
 mod runner;
@@ -21,7 +22,7 @@ use crate::runtime::Runtime;
 use schedule::Plan;
 use std::collections::BTreeMap;
 use std::num::NonZeroU64;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{Notify, Semaphore};
 
@@ -38,6 +39,9 @@ pub struct CronService {
     writer: writer::Writer,
     /// The last run id given out; ids are never reused.
     last_run_id: AtomicU64,
+    /// In a cluster: whether this gateway holds the cron lease, and the lease.
+    leading: AtomicBool,
+    lease: Mutex<Option<crate::cluster::Lease>>,
 }
 
 /// The jobs and what the scheduler needs to know about the config.
@@ -70,6 +74,8 @@ impl CronService {
             permits: Semaphore::new(config.cron.max_concurrent_runs.get() as usize),
             writer: writer::Writer::new(),
             last_run_id: AtomicU64::new(0),
+            leading: AtomicBool::new(false),
+            lease: Mutex::new(None),
         })
     }
 

@@ -8,7 +8,14 @@ use crate::protocol::{ErrorCode, Method, RpcError, SchemaViolation, ViolationKin
 use crate::store::CronWrite;
 
 impl CronService {
-    pub fn list(&self, params: CronListParams) -> CronListResult {
+    pub async fn list(&self, params: CronListParams) -> Result<CronListResult, RpcError> {
+        if let Some(answer) = self.on_leader(Method::CronList, &params).await {
+            return answer;
+        }
+        Ok(self.list_here(params))
+    }
+
+    fn list_here(&self, params: CronListParams) -> CronListResult {
         let table = self.lock();
         let mut jobs: Vec<CronJob> = table
             .jobs
@@ -29,6 +36,9 @@ impl CronService {
     }
 
     pub async fn add(&self, params: CronAddParams) -> Result<CronJob, RpcError> {
+        if let Some(answer) = self.on_leader(Method::CronAdd, &params).await {
+            return answer;
+        }
         let now = now_ms();
         let is_one_shot = matches!(params.schedule, CronSchedule::At { .. });
         let draft = JobDraft {
@@ -69,6 +79,9 @@ impl CronService {
     }
 
     pub async fn update(&self, params: CronUpdateParams) -> Result<CronJob, RpcError> {
+        if let Some(answer) = self.on_leader(Method::CronUpdate, &params).await {
+            return answer;
+        }
         let now = now_ms();
         let (job, previous, stored) = self.change(params, now)?;
         if let Err(e) = stored.stored().await {
@@ -133,6 +146,9 @@ impl CronService {
     }
 
     pub async fn remove(&self, params: CronRemoveParams) -> Result<CronRemoveResult, RpcError> {
+        if let Some(answer) = self.on_leader(Method::CronRemove, &params).await {
+            return answer;
+        }
         let id = params.id.to_string();
         let stored = {
             let mut table = self.lock();
@@ -151,6 +167,9 @@ impl CronService {
     }
 
     pub async fn run(&self, params: CronRunParams) -> Result<CronRunResult, RpcError> {
+        if let Some(answer) = self.on_leader(Method::CronRun, &params).await {
+            return answer;
+        }
         let id = params.id.to_string();
         if params.mode == CronRunParamsMode::Due {
             let table = self.lock();
@@ -173,6 +192,9 @@ impl CronService {
     }
 
     pub async fn runs(&self, params: CronRunsParams) -> Result<CronRunsResult, RpcError> {
+        if let Some(answer) = self.on_leader(Method::CronRuns, &params).await {
+            return answer;
+        }
         let id = params.id.to_string();
         if !self.lock().jobs.contains_key(&id) {
             return Err(no_job(&id));

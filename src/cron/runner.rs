@@ -23,14 +23,28 @@ const ONE_SHOT_ATTEMPTS: u64 = 5;
 
 impl CronService {
     /// Loads the jobs and starts the scheduler, which follows the config's
-    /// cron section and stops when the gateway begins to shut down.
+    /// cron section and stops when the gateway begins to shut down. In a
+    /// cluster, the gateway holding the cron lease does both; the others
+    /// wait to take over.
     pub async fn spawn_scheduler(
         self: &Arc<Self>,
     ) -> Result<tokio::task::JoinHandle<()>, crate::store::StoreError> {
-        let mut follower = self.rt.config.follow();
+        if let Some(membership) = &self.rt.membership {
+            let first = self.try_lead(membership).await?;
+            let cron = Arc::clone(self);
+            return Ok(tokio::spawn(
+                cron.lead_when_possible(Arc::clone(membership), first),
+            ));
+        }
         self.load().await?;
+        Ok(self.spawn_loop())
+    }
+
+    /// The scheduler loop over a loaded table.
+    pub(super) fn spawn_loop(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let mut follower = self.rt.config.follow();
         let cron = Arc::clone(self);
-        Ok(tokio::spawn(async move {
+        tokio::spawn(async move {
             let shutdown = cron.rt.shutdown.clone();
             loop {
                 let sleep = cron.start_due().unwrap_or(MAX_SLEEP).min(MAX_SLEEP);
@@ -49,7 +63,7 @@ impl CronService {
                     _ = shutdown.wait() => return,
                 }
             }
-        }))
+        })
     }
 
     /// Starts every due job and records a skip for every due job that is

@@ -188,7 +188,7 @@ impl Handlers for Gateway {
         _ctx: &CallContext,
         params: CronListParams,
     ) -> Result<CronListResult, RpcError> {
-        Ok(self.cron.list(params))
+        self.cron.list(params).await
     }
 
     async fn cron_add(

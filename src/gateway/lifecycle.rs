@@ -26,6 +26,11 @@ impl Gateway {
             .await
             .map_err(|e| std::io::Error::other(format!("cannot load the nodes: {e}")))?;
         self.devices.load().await.map_err(std::io::Error::other)?;
+        // The cluster in health before the first client (with the cron
+        // lease, if this gateway took it).
+        if let Some(membership) = &self.rt.membership {
+            crate::cluster::refresh_membership(membership, &self.rt.health).await;
+        }
         let mut tasks = vec![
             scheduler,
             self.nodes.spawn_watchdog(),
@@ -58,6 +63,7 @@ impl Gateway {
         if let Err(e) = self.cron.flush().await {
             tracing::error!("cron changes may be lost: {e}");
         }
+        self.cron.resign().await;
         self.channels.stop_all();
         self.plugins.stop_all().await;
         for task in running.tasks {

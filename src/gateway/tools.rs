@@ -142,7 +142,7 @@ pub async fn run(
             let params = CronListParams {
                 include_disabled: true,
             };
-            let jobs = gw.cron.list(params).jobs;
+            let jobs = gw.cron.list(params).await.map_err(|e| e.message)?.jobs;
             let jobs: Vec<Value> = jobs
                 .iter()
                 .filter(|job| job_agent(gw, job) == agent_id)
@@ -158,6 +158,8 @@ pub async fn run(
                 .list(CronListParams {
                     include_disabled: true,
                 })
+                .await
+                .map_err(|e| e.message)?
                 .jobs
                 .iter()
                 .any(|job| job.id == id && job_agent(gw, job) == agent_id);

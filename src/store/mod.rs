@@ -18,8 +18,7 @@ pub use nodes::StoredNode;
 pub use postgres::PgStore;
 pub use traits::{
     AuditStore, ChannelStore, ClusterStore, CronStore, DeviceStore, HeartbeatStore, NodeStore,
-    ResultStore,
-    SessionStore, StoreFuture, Stores, UpkeepStore,
+    ResultStore, SessionStore, StoreFuture, Stores, UpkeepStore,
 };
 
 use crate::protocol::types::{ChatMessage, ChatMessageRole, ChatMessageStatus, SessionInfo, Usage};

@@ -6,8 +6,8 @@
 
 use super::{Result, SessionChange, SessionFilter, Store, StoredNode};
 use crate::protocol::types::{
-    ApprovalAuditEntry, ChatMessage, ClusterLease, ClusterMember, ChatMessageStatus, CronJob, CronRun, HeartbeatRun,
-    PairedDevice, SessionInfo, Usage,
+    ApprovalAuditEntry, ChatMessage, ChatMessageStatus, ClusterLease, ClusterMember, CronJob,
+    CronRun, HeartbeatRun, PairedDevice, SessionInfo, Usage,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -196,9 +196,10 @@ pub trait ClusterStore: Send + Sync {
     ) -> StoreFuture<'_, ()>;
     /// The members seen since `seen_since_ms`, by name.
     fn members(&self, seen_since_ms: u64) -> StoreFuture<'_, Vec<ClusterMember>>;
-    /// Takes the lease `name` for `holder` until `now_ms + ttl_ms`, or
-    /// renews it if it is held under `token` (one per taking); false
-    /// while it is held under another token and not expired.
+    /// Takes the lease `name` for `holder` under `token` (one per
+    /// taking) until `now_ms + ttl_ms`, or renews it: true when it was
+    /// free, lapsed or already `holder`'s; false while another holder's
+    /// lease runs.
     fn acquire_lease(
         &self,
         name: String,
@@ -207,7 +208,8 @@ pub trait ClusterStore: Send + Sync {
         now_ms: u64,
         ttl_ms: u64,
     ) -> StoreFuture<'_, bool>;
-    /// Gives the lease up, if it is still held under `token`.
+    /// Gives the lease up, if it is still held under `token` (not taken
+    /// again since).
     fn release_lease(&self, name: String, token: String) -> StoreFuture<'_, ()>;
     /// The leases not expired at `now_ms`, by name.
     fn leases(&self, now_ms: u64) -> StoreFuture<'_, Vec<ClusterLease>>;

@@ -209,6 +209,7 @@ async fn abort_stops_a_run_and_stores_the_partial_reply() {
 
 #[tokio::test]
 async fn a_kill_during_a_streaming_turn_leaves_a_consistent_store() {
+    let _sqlite = crate::engines::sqlite_only(); // reads the SQLite file
     let dir = temp_dir("kill9");
     let args = persistent_config(&dir);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

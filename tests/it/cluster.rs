@@ -140,7 +140,11 @@ async fn two_chats_on_one_session_from_two_gateways_run_one_after_the_other() {
         .map(|m| m["role"].as_str().unwrap())
         .collect();
     // Never user, user: each turn stored its reply before the next began.
-    assert_eq!(roles, ["user", "assistant", "user", "assistant"], "{history}");
+    assert_eq!(
+        roles,
+        ["user", "assistant", "user", "assistant"],
+        "{history}"
+    );
     assert_eq!(messages[0]["runId"], messages[1]["runId"]);
     assert_eq!(messages[2]["runId"], messages[3]["runId"]);
     // A chat that does not wait is refused while the other gateway runs
@@ -188,4 +192,100 @@ async fn health_shows_every_member_and_the_leases_held() {
     for member in cluster_health["members"].as_array().unwrap() {
         assert_eq!(member["version"], version);
     }
+}
+
+/// The member holding lease `name`, as gateway `gw` sees it.
+async fn lease_holder(gw: &TestGateway, name: &str) -> String {
+    let mut ws = gw.operator().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let health = ws.call("health", json!({})).await;
+        let leases = health["result"]["cluster"]["leases"].clone();
+        if let Some(lease) = leases
+            .as_array()
+            .and_then(|l| l.iter().find(|l| l["name"] == name))
+        {
+            return lease["holder"].as_str().unwrap().to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nobody took lease {name}: {health}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The slots of job `id` started during `window`, as one client sees them.
+async fn started_slots(ws: &mut Ws, id: &str, window: std::time::Duration) -> Vec<u64> {
+    let deadline = tokio::time::Instant::now() + window;
+    let mut slots = Vec::new();
+    while let Ok(frame) = tokio::time::timeout_at(deadline, ws.recv()).await {
+        if frame["event"] == "cron.started" && frame["data"]["jobId"] == id {
+            slots.push(frame["data"]["scheduledAtMs"].as_u64().unwrap());
+        }
+    }
+    slots
+}
+
+#[tokio::test]
+async fn a_job_every_second_fires_once_per_slot_across_the_cluster_and_survives_its_runner() {
+    let mut cluster = Cluster::start(3, "").await;
+    let leader = lease_holder(&cluster.gateways[0], "cron").await;
+    let index = ["gw-a", "gw-b", "gw-c"]
+        .iter()
+        .position(|n| *n == leader)
+        .unwrap();
+    let other = (index + 1) % 3;
+    let watcher_at = (index + 2) % 3;
+    // Added on a gateway that does not run cron: forwarded to the one that does.
+    let mut ws = cluster.gateways[other].operator().await;
+    let added = ws
+        .call(
+            "cron.add",
+            json!({"schedule": {"kind": "every", "everyMs": 1000},
+                   "payload": {"kind": "systemEvent", "text": "tick"}}),
+        )
+        .await;
+    let id = added["result"]["id"].as_str().expect("added").to_string();
+    let mut watcher = cluster.gateways[watcher_at].operator().await;
+    let slots = started_slots(&mut watcher, &id, std::time::Duration::from_secs(10)).await;
+    let mut unique = slots.clone();
+    unique.dedup();
+    assert_eq!(unique, slots, "each slot fires once: {slots:?}");
+    assert!(slots.len() >= 8, "one run a second for 10 s: {slots:?}");
+    // Every gateway lists the job and its runs.
+    for gw in &cluster.gateways {
+        let mut ws = gw.operator().await;
+        let list = ws.call("cron.list", json!({})).await;
+        assert_eq!(list["result"]["jobs"][0]["id"], id, "{list}");
+        let runs = ws.call("cron.runs", json!({"id": id, "limit": 100})).await;
+        let mut ids: Vec<u64> = runs["result"]["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_u64().unwrap())
+            .collect();
+        let count = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), count, "run ids are unique: {runs}");
+    }
+    // The gateway running cron dies: another takes over within the lease
+    // time, and the slots go on firing once each.
+    unsafe_kill(cluster.gateways[index].child.id(), "KILL");
+    let _ = cluster.gateways[index].child.wait();
+    let slots = started_slots(&mut watcher, &id, std::time::Duration::from_secs(8)).await;
+    let mut unique = slots.clone();
+    unique.dedup();
+    assert_eq!(
+        unique, slots,
+        "each slot fires once after the failover: {slots:?}"
+    );
+    assert!(
+        slots.len() >= 3,
+        "another gateway took over within the 3 s lease: {slots:?}"
+    );
+    let new_leader = lease_holder(&cluster.gateways[other], "cron").await;
+    assert_ne!(new_leader, leader);
+    cluster.gateways.remove(index);
 }

@@ -95,6 +95,7 @@ fn temp_files(dir: &std::path::Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_never_leaves_a_broken_store_or_config() {
+    let _sqlite = crate::engines::sqlite_only(); // reads the SQLite file
     let dir = temp_dir("crash-loop");
     let args = config(&dir);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

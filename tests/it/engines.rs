@@ -2,7 +2,7 @@
 //! throwaway PostgreSQL cluster (`initdb` into a temp dir) and
 //! `nats-server`, each on a port of its own.
 //!
-//! `CLAWGATE_IT_STORE=postgres` runs every test gateway on PostgreSQL
+//! `TEST_STORE=postgres` runs every test gateway on PostgreSQL
 //! (one database per gateway state dir) instead of SQLite: the same
 //! functional suite against the other store.
 
@@ -14,7 +14,26 @@ use std::time::{Duration, Instant};
 
 /// Whether the suite runs its gateways on PostgreSQL.
 pub fn suite_on_postgres() -> bool {
-    std::env::var("CLAWGATE_IT_STORE").is_ok_and(|v| v == "postgres")
+    std::env::var("TEST_STORE").is_ok_and(|v| v == "postgres") && !SQLITE_ONLY.with(|f| f.get())
+}
+
+thread_local! {
+    static SQLITE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// While it lives, gateways this test starts keep the SQLite store: for
+/// tests about the SQLite file itself (they read or edit it).
+pub struct SqliteOnly;
+
+pub fn sqlite_only() -> SqliteOnly {
+    SQLITE_ONLY.with(|f| f.set(true));
+    SqliteOnly
+}
+
+impl Drop for SqliteOnly {
+    fn drop(&mut self) {
+        SQLITE_ONLY.with(|f| f.set(false));
+    }
 }
 
 /// A PostgreSQL server in a temp dir; it stops when the test process
@@ -49,7 +68,11 @@ fn as_server_user(program: &str) -> Command {
 }
 
 fn pg_bin(name: &str) -> String {
-    for dir in ["/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin"] {
+    for dir in [
+        "/usr/lib/postgresql/17/bin",
+        "/usr/lib/postgresql/16/bin",
+        "/usr/lib/postgresql/15/bin",
+    ] {
         let path = format!("{dir}/{name}");
         if Path::new(&path).exists() {
             return path;
@@ -70,10 +93,23 @@ impl PgServer {
             assert!(status.success());
         }
         let out = as_server_user(&pg_bin("initdb"))
-            .args(["-D", data.to_str().unwrap(), "--auth=trust", "-U", "clawgate", "-E", "UTF8", "--no-sync"])
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "--auth=trust",
+                "-U",
+                "clawgate",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ])
             .output()
             .expect("initdb (Debian package postgresql)");
-        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let port = free_port();
         // The watcher stops the server when this test process is gone,
         // whatever way it ends.
@@ -107,7 +143,15 @@ impl PgServer {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ok = Command::new(pg_bin("pg_isready"))
-                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "clawgate", "-q"])
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "clawgate",
+                    "-q",
+                ])
                 .status()
                 .is_ok_and(|s| s.success());
             if ok {
@@ -125,7 +169,15 @@ impl PgServer {
     /// The URL of database `name`, created if it does not exist yet.
     pub fn database(&self, name: &str) -> String {
         let out = Command::new(pg_bin("createdb"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "clawgate", name])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "clawgate",
+                name,
+            ])
             .output()
             .expect("createdb");
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -153,20 +205,32 @@ impl Drop for PgServer {
         let _ = self.watcher.kill();
         let _ = self.watcher.wait();
         let _ = Command::new("pkill")
-            .args(["-INT", "-f", &format!("-p {} -k {}", self.port, self.dir.display())])
+            .args([
+                "-INT",
+                "-f",
+                &format!("-p {} -k {}", self.port, self.dir.display()),
+            ])
             .status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-/// The store URL a test gateway with state in `dir` uses when the suite
-/// runs on PostgreSQL: one database per state dir, so a gateway started
-/// again on the same dir finds its data.
-pub fn suite_store_url(dir: &Path) -> String {
+/// What puts a test gateway with state in `dir` on PostgreSQL when the
+/// suite runs there: its own database (one per state dir, so a gateway
+/// started again on the same dir finds its data) and a member name that
+/// stays with the dir (so a restarted gateway gets its leases back).
+pub fn suite_store_env(dir: &Path) -> [(&'static str, String); 2] {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     dir.hash(&mut hasher);
-    PgServer::shared().database(&format!("gw{:016x}", hasher.finish()))
+    let name = format!("gw{:016x}", hasher.finish());
+    [
+        (
+            super::support::STORE_URL_VAR,
+            PgServer::shared().database(&name),
+        ),
+        ("CLAWGATE_CLUSTER__NAME", name),
+    ]
 }
 
 /// A `nats-server` on a free port of loopback, stopped when dropped.

@@ -231,6 +231,7 @@ async fn status_of_main(gw: &TestGateway) -> Value {
 
 #[tokio::test]
 async fn the_schedule_survives_a_restart_and_downtime_brings_one_heartbeat() {
+    let _sqlite = crate::engines::sqlite_only(); // reads the SQLite file
     let hourly = "[agents.main]\nprovider = \"echo\"\n[agents.main.heartbeat]\nevery = \"1h\"\nprompt = \"HEARTBEAT_OK\"\ntarget = \"none\"\n";
     let gw = TestGateway::start_with_sections(&hourly.replace("1h", "1s")).await;
     let mut ws = gw.operator().await;

@@ -982,6 +982,7 @@ fn days_ago(days: i64) -> i64 {
 
 #[tokio::test]
 async fn audit_retention() {
+    let _sqlite = crate::engines::sqlite_only(); // reads the SQLite file
     let gw = TestGateway::start_with_sections("[approvals]\nauditRetentionDays = 3650\n").await;
     let gw = restart_with_db_edit(gw, |db| {
         db.execute(
@@ -1038,6 +1039,7 @@ async fn audit_retention() {
 /// once it is set; recent ones stay.
 #[tokio::test]
 async fn session_retention() {
+    let _sqlite = crate::engines::sqlite_only(); // reads the SQLite file
     let gw = TestGateway::start("").await;
     let mut admin = gw.operator().await;
     for key in ["old", "recent"] {

@@ -75,6 +75,7 @@ async fn pair(gw: &TestGateway, operator: &mut Ws, commands: &[&str]) -> (String
 
 #[tokio::test]
 async fn a_node_pairs_reconnects_with_its_token_and_answers_invokes() {
+    let _sqlite = crate::engines::sqlite_only(); // reads the SQLite file
     let gw = TestGateway::start("").await;
     let mut operator = gw.operator().await;
     let (mut node, hello) = node_with(&gw, TOKEN).await;

@@ -99,6 +99,7 @@ async fn dns_rebinding_cannot_reach_the_gateway() {
 
 #[tokio::test]
 async fn a_default_gateway_gives_nothing_without_the_credential_it_generated() {
+    let _sqlite = crate::engines::sqlite_only(); // reads the SQLite file
     let dir = temp_dir("default");
     let gw = TestGateway::spawn(&dir, &["--port", "0"], &[]);
     // No credential: no power at all, not even reading.
@@ -960,6 +961,7 @@ async fn one_idempotency_key_runs_a_node_command_once() {
 
 #[tokio::test]
 async fn expired_idempotency_keys_and_audit_entries_are_pruned() {
+    let _sqlite = crate::engines::sqlite_only(); // reads the SQLite file
     let mut gw = TestGateway::start_with_sections("[approvals]\nauditRetentionDays = 30\n").await;
     gw.owns_dir = false;
     assert!(gw.terminate().success());

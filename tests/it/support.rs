@@ -91,8 +91,13 @@ impl TestGateway {
             .env_remove("XDG_DATA_HOME")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        if super::engines::suite_on_postgres() && !env.iter().any(|(k, _)| *k == STORE_URL_VAR) {
-            cmd.env(STORE_URL_VAR, super::engines::suite_store_url(dir));
+        // A gateway in a network namespace of its own cannot reach the
+        // suite's PostgreSQL on loopback: it keeps SQLite.
+        if super::engines::suite_on_postgres()
+            && wrapper.is_empty()
+            && !env.iter().any(|(k, _)| *k == STORE_URL_VAR)
+        {
+            cmd.envs(super::engines::suite_store_env(dir));
         }
         for (k, v) in env {
             cmd.env(k, v);
@@ -457,6 +462,7 @@ pub fn restart_with_db_edit(
     mut gw: TestGateway,
     edit: impl FnOnce(&rusqlite::Connection),
 ) -> TestGateway {
+    let _sqlite = super::engines::sqlite_only();
     gw.owns_dir = false;
     assert!(gw.terminate().success());
     let dir = gw.dir.clone();

@@ -72,6 +72,8 @@ fn stable(mut v: Value) -> Value {
 
 #[tokio::test]
 async fn round_trip_frames() {
+    // Its snapshot pins the embedded gateway's health (no cluster section).
+    let _sqlite = crate::engines::sqlite_only();
     let gw = TestGateway::start_with_file(&format!(
         "[gateway]\nport = 0\ntickIntervalMs = 100\n[gateway.limits]\nmaxPayloadBytes = 2048\n[gateway.auth]\nmode = \"token\"\ntoken = \"{TOKEN}\"\nmaxFailuresPerMinute = 1\n"
     ))

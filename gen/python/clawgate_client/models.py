@@ -2800,7 +2800,7 @@ class ClusterHealth(BaseModel):
     )
     leases: list[ClusterLease] = Field(
         ...,
-        description='The leases held now: channel accounts, running session turns, cron jobs.',
+        description='The leases held now: cron (the gateway running the cron jobs) and channel:<kind>:<account> (where each account runs). The leases of session turns last one turn and are not shown.',
     )
     member: str = Field(..., description="This gateway's name (cluster.name).")
     members: list[ClusterMember] = Field(

@@ -69,13 +69,16 @@ impl ClusterStore for PgStore {
             let client = self.client().await?;
             // One statement: taking a free or lapsed lease and renewing
             // one's own are atomic, whoever else tries at the same time.
+            // A lease this member already holds is taken over: its work
+            // on this gateway is guarded locally (and a member restarted
+            // under its name gets its leases back at once).
             let stmt = client
                 .prepare_cached(
                     "INSERT INTO cluster_leases (name, holder, token, expires_at)
                      VALUES ($1, $2, $3, $4::BIGINT + $5::BIGINT)
                      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
                          token = excluded.token, expires_at = excluded.expires_at
-                     WHERE cluster_leases.token = excluded.token OR cluster_leases.expires_at <= $4
+                     WHERE cluster_leases.holder = excluded.holder OR cluster_leases.expires_at <= $4
                      RETURNING name",
                 )
                 .await?;

@@ -7,6 +7,7 @@
 //! socket settings in its postgresql.conf), also runs the test that stops
 //! and restarts the server with pg_ctl (as the directory's owner).
 
+#[cfg(test)]
 use super::PgStore;
 use crate::cron::JobDraft;
 use crate::protocol::types::{
@@ -76,7 +77,7 @@ impl TestDb {
     async fn store(&self) -> PgStore {
         PgStore::connect_config(self.config.clone(), 4)
             .await
-            .expect("connect")
+            .expect("connects")
     }
 
     async fn client(&self) -> tokio_postgres::Client {
