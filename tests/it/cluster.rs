@@ -289,3 +289,95 @@ async fn a_job_every_second_fires_once_per_slot_across_the_cluster_and_survives_
     assert_ne!(new_leader, leader);
     cluster.gateways.remove(index);
 }
+
+#[tokio::test]
+async fn while_postgresql_is_down_calls_say_unavailable_and_the_gateway_recovers_by_itself() {
+    use clawgate::protocol::ErrorCode;
+    use std::time::{Duration, Instant};
+    let pg = PgServer::start();
+    let url = pg.fresh_database();
+    let dir = temp_dir("pg-down");
+    let config = dir.join("clawgate.toml");
+    std::fs::write(&config, token_config()).unwrap();
+    let gw = TestGateway::spawn(
+        &dir,
+        &["--config", config.to_str().unwrap()],
+        &[
+            (STORE_URL_VAR, &url),
+            ("CLAWGATE_CLUSTER__LEASE_MS", "3000"),
+        ],
+    );
+    let mut ws = gw.operator().await;
+    let before = ws
+        .call("chat", json!({"message": "before", "sessionKey": "s"}))
+        .await;
+    assert!(before["result"].is_object(), "{before}");
+
+    pg.halt();
+    let asked = Instant::now();
+    let down = ws
+        .call("sessions.history", json!({"sessionKey": "s"}))
+        .await;
+    assert_eq!(
+        down["error"]["code"],
+        ErrorCode::Unavailable.code(),
+        "{down}"
+    );
+    assert!(
+        down["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("try again"),
+        "{down}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(8),
+        "answered within seconds"
+    );
+    let chat = ws
+        .call("chat", json!({"message": "during", "sessionKey": "s"}))
+        .await;
+    assert_eq!(
+        chat["error"]["code"],
+        ErrorCode::Unavailable.code(),
+        "{chat}"
+    );
+    // The gateway itself keeps serving, and says what is wrong.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let health = ws.call("health", json!({})).await;
+        if health["result"]["cluster"]["storeState"] == "unavailable" {
+            assert!(health["result"]["cluster"]["storeError"]
+                .as_str()
+                .unwrap()
+                .contains("cannot be reached"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "health never said so: {health}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    pg.resume();
+    // Back without a restart: the pool reconnects by itself.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let history = loop {
+        let history = ws
+            .call("sessions.history", json!({"sessionKey": "s"}))
+            .await;
+        if history["result"].is_object() {
+            break history;
+        }
+        assert!(Instant::now() < deadline, "never recovered: {history}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let messages = history["result"]["messages"].as_array().unwrap();
+    assert_eq!(
+        messages.len(),
+        2,
+        "nothing lost, nothing half written: {history}"
+    );
+    let after = ws
+        .call("chat", json!({"message": "after", "sessionKey": "s"}))
+        .await;
+    assert!(after["result"].is_object(), "{after}");
+}

@@ -111,32 +111,67 @@ impl PgServer {
             String::from_utf8_lossy(&out.stderr)
         );
         let port = free_port();
+        let conf = format!(
+            "port = {port}\nunix_socket_directories = '{dir}'\nlisten_addresses = '127.0.0.1'\n\
+             fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 400\n",
+            dir = dir.display()
+        );
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(&mut file, conf.as_bytes()).unwrap();
         // The watcher stops the server when this test process is gone,
-        // whatever way it ends.
+        // whatever way it ends; it runs as this user (to remove the dir)
+        // and holds none of the test's output pipes.
         let script = format!(
-            "{prefix} {postgres} -D {data} -p {port} -k {dir} -c listen_addresses=127.0.0.1 \
-             -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400 \
-             > {dir}/log 2>&1 & pg=$!; \
-             while kill -0 {me} 2>/dev/null && kill -0 $pg 2>/dev/null; do sleep 0.5; done; \
-             kill -INT $pg 2>/dev/null; wait $pg; rm -rf {dir}",
+            "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; \
+             {prefix} {pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {dir}",
             prefix = server_user_prefix(),
-            postgres = pg_bin("postgres"),
+            pg_ctl = pg_bin("pg_ctl"),
             data = data.display(),
             dir = dir.display(),
             me = std::process::id(),
         );
-        // The watcher runs as this user (to remove the dir), the server as
-        // nobody; neither holds the test's output pipes open.
         let watcher = Command::new("sh")
             .args(["-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start postgres");
+            .expect("start the watcher");
         let server = PgServer { port, dir, watcher };
-        server.wait_ready();
+        server.resume();
         server
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let data = self.dir.join("data");
+        let out = as_server_user(&pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("pg_ctl");
+        assert!(
+            out.status.success(),
+            "pg_ctl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+        );
+    }
+
+    /// Stops the server (fast: connections are cut).
+    pub fn halt(&self) {
+        self.pg_ctl(&["-m", "fast", "-w", "stop"]);
+    }
+
+    /// Starts the server (again) and waits until it answers.
+    pub fn resume(&self) {
+        let log = self.dir.join("log");
+        self.pg_ctl(&["-l", log.to_str().unwrap(), "-w", "start"]);
+        self.wait_ready();
     }
 
     fn wait_ready(&self) {
@@ -204,12 +239,12 @@ impl Drop for PgServer {
     fn drop(&mut self) {
         let _ = self.watcher.kill();
         let _ = self.watcher.wait();
-        let _ = Command::new("pkill")
-            .args([
-                "-INT",
-                "-f",
-                &format!("-p {} -k {}", self.port, self.dir.display()),
-            ])
+        let _ = as_server_user(&pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }

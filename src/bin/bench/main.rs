@@ -5,6 +5,7 @@
 //! them to BENCHMARKS.md. Each server runs in its own process (this binary
 //! re-executed with `--serve`), so its memory is measured alone.
 
+mod cluster;
 mod cron;
 mod fanout;
 mod openclaw;
@@ -84,6 +85,18 @@ struct Args {
     /// Run only the OpenClaw v4 part and print it (nothing is written).
     #[arg(long)]
     only_openclaw: bool,
+    /// Connections for the cluster runs (spread across the gateways).
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    cluster_conns: Vec<usize>,
+    /// Chats whose first event is timed across gateways.
+    #[arg(long, default_value_t = 300)]
+    cluster_events: usize,
+    /// Run only the cluster part and print it (nothing is written).
+    #[arg(long)]
+    only_cluster: bool,
+    /// Internal: the gateway's cluster settings (store URL, NATS URL, name).
+    #[arg(long, hide = true, num_args = 3, value_names = ["STORE", "NATS", "NAME"])]
+    cluster: Vec<String>,
     /// Internal: configure this many plugins (this binary as `--serve plugin`).
     #[arg(long, hide = true, default_value_t = 0)]
     plugins: usize,
@@ -128,7 +141,13 @@ fn main() {
     let args = Args::parse();
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     match args.serve.as_deref() {
-        Some("gateway") => serve_gateway(args.state_dir, args.upstream, args.metrics, args.plugins),
+        Some("gateway") => serve_gateway(
+            args.state_dir,
+            args.upstream,
+            args.metrics,
+            args.plugins,
+            &args.cluster,
+        ),
         Some("plugin") => plugins::serve_plugin(),
         Some("echo") => serve_echo(),
         Some("broadcast") => fanout::serve_broadcast(args.deltas),
@@ -146,6 +165,7 @@ fn serve_gateway(
     upstream: Option<String>,
     metrics: bool,
     plugin_count: usize,
+    cluster: &[String],
 ) {
     let mut overrides = vec![
         (keys::GATEWAY_PORT.to_string(), json!(0)),
@@ -177,6 +197,11 @@ fn serve_gateway(
             main_agent,
             json!({"provider": "openai", "baseUrl": base_url, "model": "fake", "apiKey": "bench"}),
         ));
+    }
+    if let [store, nats, name] = cluster {
+        overrides.push((keys::CLUSTER_STORE_URL.to_string(), json!(store)));
+        overrides.push((keys::CLUSTER_NATS_URL.to_string(), json!(nats)));
+        overrides.push((keys::CLUSTER_NAME.to_string(), json!(name)));
     }
     let own = std::env::current_exe().expect("own path");
     for i in 0..plugin_count {
@@ -384,12 +409,25 @@ async fn throughput_of(
     measure: Duration,
     request: &str,
 ) -> Throughput {
+    throughput_across(server, &[url.to_string()], conns, measure, request).await
+}
+
+/// N connections spread over `urls` in turn, each in a closed loop of
+/// `request`.
+async fn throughput_across(
+    server: Server,
+    urls: &[String],
+    conns: usize,
+    measure: Duration,
+    request: &str,
+) -> Throughput {
     let warmup = measure / 4;
     let request = request.to_string();
     let barrier = Arc::new(tokio::sync::Barrier::new(conns + 1));
     let mut tasks = Vec::new();
-    for _ in 0..conns {
-        let (url, request, barrier) = (url.to_string(), request.clone(), Arc::clone(&barrier));
+    for i in 0..conns {
+        let url = urls[i % urls.len()].clone();
+        let (request, barrier) = (request.clone(), Arc::clone(&barrier));
         tasks.push(tokio::spawn(async move {
             let mut ws = open(server, &url).await;
             barrier.wait().await;
@@ -479,6 +517,18 @@ async fn run(args: Args) {
         println!("{}", figures.summary());
         return;
     }
+    if args.only_cluster {
+        let measure = Duration::from_secs_f64(args.seconds);
+        let figures = cluster::cluster(
+            &args.cluster_conns,
+            measure,
+            args.repeat,
+            args.cluster_events,
+        )
+        .await;
+        println!("{}", figures.summary());
+        return;
+    }
     if args.only_openclaw {
         let measure = Duration::from_secs_f64(args.seconds);
         let figures = openclaw::openclaw(&args.openclaw_conns, measure, args.repeat).await;
@@ -538,6 +588,14 @@ async fn run(args: Args) {
     println!("{}", plugins.summary());
     let openclaw = openclaw::openclaw(&args.openclaw_conns, measure, args.repeat).await;
     println!("{}", openclaw.summary());
+    let cluster = cluster::cluster(
+        &args.cluster_conns,
+        measure,
+        args.repeat,
+        args.cluster_events,
+    )
+    .await;
+    println!("{}", cluster.summary());
     let mut report = markdown(&args, &rows, &gateway_mem, &echo_mem);
     report.push_str(&metrics_cost.markdown());
     report.push_str(&sessions.markdown(args.sessions));
@@ -546,6 +604,7 @@ async fn run(args: Args) {
     report.push_str(&fanout.markdown());
     report.push_str(&plugins.markdown());
     report.push_str(&openclaw.markdown());
+    report.push_str(&cluster.markdown());
     std::fs::write(&args.write, report).expect("write report");
     println!("wrote {}", args.write.display());
 }
