@@ -178,7 +178,14 @@ pub async fn cluster(
         for _ in 0..repeat.max(1) {
             let embedded = {
                 let p = ServerProcess::start(Server::Gateway);
-                throughput_across(Server::Gateway, &[p.url.clone()], n, measure, &request).await
+                throughput_across(
+                    Server::Gateway,
+                    std::slice::from_ref(&p.url),
+                    n,
+                    measure,
+                    &request,
+                )
+                .await
             };
             let mut clustered = Vec::new();
             for count in 1..=3 {
