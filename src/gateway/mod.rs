@@ -116,7 +116,7 @@ impl Gateway {
         let turns = Arc::new(crate::agent::Turns::new(rt.clone()));
         let channels = crate::channels::ChannelManager::new(rt.clone(), Arc::clone(&turns));
         let cron = crate::cron::CronService::new(rt.clone(), Arc::clone(&turns));
-        let nodes = Arc::new(crate::nodes::NodeService::new(rt.clone()));
+        let nodes = crate::nodes::NodeService::new(rt.clone());
         let devices = Arc::new(crate::devices::DeviceService::new(rt.clone()));
         let exec = crate::exec::Exec::new(rt.clone(), Arc::clone(&nodes));
         let plugins = crate::plugins::PluginService::new(rt.clone());

@@ -33,7 +33,7 @@ impl NodeService {
         params: NodesInvokeParams,
         owner: &str,
     ) -> Result<NodesInvokeResult, RpcError> {
-        let result = self.send_and_wait(params, owner).await;
+        let result = self.send_and_wait(params, owner, true).await;
         self.rt.metrics.node_invoke(match &result {
             Ok(answer) if answer.ok => crate::metrics::OK,
             Ok(_) => "failed",
@@ -42,10 +42,13 @@ impl NodeService {
         result
     }
 
-    async fn send_and_wait(
+    /// `may_forward`: a node not connected here may be on another
+    /// gateway of the cluster (false for an invoke forwarded here).
+    pub(super) async fn send_and_wait(
         &self,
         params: NodesInvokeParams,
         owner: &str,
+        may_forward: bool,
     ) -> Result<NodesInvokeResult, RpcError> {
         let idempotency_key = idempotency::key(
             crate::protocol::Method::NodesInvoke.name(),
@@ -72,54 +75,73 @@ impl NodeService {
             .max(1) as u64;
         let invoke_id = format!("inv-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
         let (answer, answered) = oneshot::channel();
-        {
+        let not_here = {
             let mut table = self.lock();
-            let node = table
-                .nodes
-                .get(&node_id)
-                .ok_or_else(|| RpcError::new(ErrorCode::NotFound, format!("no node {node_id}")))?;
-            if !node.stored.commands.contains(&command) {
-                return Err(RpcError::new(
-                    ErrorCode::Forbidden,
-                    format!(
-                        "node {node_id} did not declare the command {command}; it declared: {}",
-                        node.stored.commands.join(", ")
-                    ),
-                ));
+            match table.nodes.get(&node_id) {
+                None => Some(RpcError::new(
+                    ErrorCode::NotFound,
+                    format!("no node {node_id}"),
+                )),
+                Some(node) => {
+                    if !node.stored.commands.contains(&command) {
+                        return Err(RpcError::new(
+                            ErrorCode::Forbidden,
+                            format!(
+                                "node {node_id} did not declare the command {command}; it declared: {}",
+                                node.stored.commands.join(", ")
+                            ),
+                        ));
+                    }
+                    if !crate::pattern::any_matches(
+                        config.nodes.allow_commands.iter().map(|p| p.as_str()),
+                        &command,
+                    ) {
+                        return Err(RpcError::new(
+                            ErrorCode::Forbidden,
+                            format!("the command {command} is not in nodes.allowCommands"),
+                        ));
+                    }
+                    match &node.live {
+                        None => Some(
+                            RpcError::new(
+                                ErrorCode::Unavailable,
+                                format!("node {node_id} is offline"),
+                            )
+                            .with_retryable(true),
+                        ),
+                        Some(live) => {
+                            self.rt.bus.publish_to(
+                                &live.conn_id,
+                                Event::NodesInvokeRequest(NodesInvokeRequestEvent {
+                                    invoke_id: invoke_id.clone(),
+                                    node_id: node_id.clone(),
+                                    command: command.clone(),
+                                    params: params.params.clone(),
+                                    timeout_ms,
+                                }),
+                            );
+                            table.invokes.insert(
+                                invoke_id.clone(),
+                                Waiting {
+                                    node_id: node_id.clone(),
+                                    answer,
+                                },
+                            );
+                            None
+                        }
+                    }
+                }
             }
-            if !crate::pattern::any_matches(
-                config.nodes.allow_commands.iter().map(|p| p.as_str()),
-                &command,
-            ) {
-                return Err(RpcError::new(
-                    ErrorCode::Forbidden,
-                    format!("the command {command} is not in nodes.allowCommands"),
-                ));
+        };
+        if let Some(local) = not_here {
+            // Another gateway may have the node: it checks and runs the
+            // invoke, and keeps its result under the same key.
+            if may_forward {
+                if let Some(answer) = self.forward(&params, owner, timeout_ms).await {
+                    return answer;
+                }
             }
-            let Some(live) = &node.live else {
-                return Err(RpcError::new(
-                    ErrorCode::Unavailable,
-                    format!("node {node_id} is offline"),
-                )
-                .with_retryable(true));
-            };
-            self.rt.bus.publish_to(
-                &live.conn_id,
-                Event::NodesInvokeRequest(NodesInvokeRequestEvent {
-                    invoke_id: invoke_id.clone(),
-                    node_id: node_id.clone(),
-                    command: command.clone(),
-                    params: params.params.clone(),
-                    timeout_ms,
-                }),
-            );
-            table.invokes.insert(
-                invoke_id.clone(),
-                Waiting {
-                    node_id: node_id.clone(),
-                    answer,
-                },
-            );
+            return Err(local);
         }
         let answer = tokio::time::timeout(Duration::from_millis(timeout_ms), answered).await;
         let answer = match answer {

@@ -8,6 +8,7 @@
 mod device_nodes;
 mod invoke;
 mod pairing;
+mod remote;
 
 pub use device_nodes::{DeviceNode, MAX_DECLARED};
 pub use invoke::bound_node;
@@ -33,6 +34,8 @@ pub struct NodeService {
     /// so that an approval storing a row it read before cannot undo a
     /// removal.
     writing: tokio::sync::Mutex<()>,
+    /// This service, for the tasks answering other gateways' invokes.
+    me: std::sync::Weak<NodeService>,
 }
 
 #[derive(Default)]
@@ -56,16 +59,19 @@ struct Live {
     last_heard_ms: u64,
     /// False for a device node, whose liveness is its connection's.
     heartbeats: bool,
+    /// In a cluster: answering other gateways' invokes for the node.
+    _remote: Option<remote::Serving>,
 }
 
 impl NodeService {
-    pub fn new(rt: Runtime) -> Self {
-        NodeService {
+    pub fn new(rt: Runtime) -> Arc<Self> {
+        Arc::new_cyclic(|me| NodeService {
             rt,
             table: Mutex::default(),
             once: KeyedLocks::default(),
             writing: tokio::sync::Mutex::new(()),
-        }
+            me: me.clone(),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
@@ -169,6 +175,7 @@ impl NodeService {
             connected_at_ms: now,
             last_heard_ms: now,
             heartbeats: true,
+            _remote: self.serve_remote(node_id),
         });
         self.rt
             .bus
@@ -341,7 +348,7 @@ mod tests {
     #[tokio::test]
     async fn a_paired_node_is_stored_by_token_hash_and_comes_online() {
         let fakes = testing::runtime(testing::config(""));
-        let nodes = Arc::new(NodeService::new(fakes.rt.clone()));
+        let nodes = NodeService::new(fakes.rt.clone());
         let ctx = device("conn-1");
         let (node_id, token) = pair(&nodes, &ctx).await;
         let stored = fakes.store.nodes.lock().unwrap().clone();
@@ -372,7 +379,7 @@ mod tests {
     #[tokio::test]
     async fn an_invoke_goes_to_the_nodes_connection_and_its_answer_comes_back() {
         let fakes = testing::runtime(testing::config("[nodes]\nallowCommands = [\"system.*\"]\n"));
-        let nodes = Arc::new(NodeService::new(fakes.rt.clone()));
+        let nodes = NodeService::new(fakes.rt.clone());
         let ctx = device("conn-7");
         let (node_id, _) = pair(&nodes, &ctx).await;
         let params: NodesInvokeParams = serde_json::from_value(json!({

@@ -381,3 +381,59 @@ async fn while_postgresql_is_down_calls_say_unavailable_and_the_gateway_recovers
         .await;
     assert!(after["result"].is_object(), "{after}");
 }
+
+#[tokio::test]
+async fn an_invoke_on_one_gateway_reaches_a_node_connected_to_another() {
+    use crate::nodes::{node_with, register_params, response};
+    let cluster = Cluster::start(2, "").await;
+    let [a, b] = &cluster.gateways[..] else {
+        unreachable!()
+    };
+    // The node pairs with gateway B.
+    let mut operator_b = b.operator().await;
+    let (mut node, _) = node_with(b, TOKEN).await;
+    let register = node
+        .request("nodes.register", register_params("far", &["system.which"]))
+        .await;
+    let asked = operator_b.event("nodes.pairing").await["data"].clone();
+    let approved = operator_b
+        .call("nodes.approve", json!({"requestId": asked["requestId"]}))
+        .await;
+    assert!(approved["error"].is_null(), "{approved}");
+    let paired = response(&mut node, &register).await["result"].clone();
+    let node_id = paired["nodeId"].as_str().unwrap().to_string();
+    // An operator on gateway A invokes it; the answer comes back to A.
+    let mut operator_a = a.operator().await;
+    let call = operator_a
+        .request(
+            "nodes.invoke",
+            json!({"nodeId": node_id, "command": "system.which", "params": {"name": "ls"}}),
+        )
+        .await;
+    let request = node.event("nodes.invoke.request").await["data"].clone();
+    assert_eq!(request["command"], "system.which");
+    assert_eq!(request["params"], json!({"name": "ls"}));
+    let answered = node
+        .call(
+            "nodes.result",
+            json!({"invokeId": request["invokeId"], "ok": true, "payload": {"path": "/usr/bin/ls"}}),
+        )
+        .await;
+    assert_eq!(answered["result"]["accepted"], true);
+    let result = response(&mut operator_a, &call).await;
+    assert_eq!(result["result"]["ok"], true, "{result}");
+    assert_eq!(result["result"]["nodeId"], node_id.as_str());
+    assert_eq!(result["result"]["payload"]["path"], "/usr/bin/ls");
+    // A command the node did not declare is refused by the gateway it is on.
+    let refused = operator_a
+        .call(
+            "nodes.invoke",
+            json!({"nodeId": node_id, "command": "camera.snap", "params": {}}),
+        )
+        .await;
+    assert_eq!(
+        refused["error"]["code"],
+        clawgate::protocol::ErrorCode::Forbidden.code(),
+        "{refused}"
+    );
+}

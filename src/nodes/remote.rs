@@ -1,0 +1,154 @@
+//! Nodes across a cluster: while a node is connected to this gateway,
+//! the gateway answers invokes for it on `<prefix>.nodes.invoke.<id>`;
+//! an invoke for a node not connected here is sent there, and NATS
+//! routes it to the gateway that has the node (none answering: the node
+//! is offline everywhere).
+
+use super::NodeService;
+use crate::cluster::Membership;
+use crate::protocol::types::{NodesInvokeParams, NodesInvokeResult};
+use crate::protocol::{ErrorCode, RpcError};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::sync::Weak;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+#[derive(Serialize, Deserialize)]
+struct Forwarded {
+    params: NodesInvokeParams,
+    /// Whose idempotency keys the caller's are, as on the first gateway.
+    owner: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Answer {
+    Result(NodesInvokeResult),
+    Error { code: i64, message: String },
+}
+
+/// Extra time the first gateway waits beyond the invoke's own timeout.
+const MARGIN: Duration = Duration::from_secs(2);
+
+fn subject(membership: &Membership, node_id: &str) -> String {
+    // Hex: a node id may hold characters NATS gives a meaning.
+    format!(
+        "{}.nodes.invoke.{}",
+        membership.subject_prefix,
+        hex::encode(node_id)
+    )
+}
+
+/// Stops answering for a node when its connection goes.
+pub(super) struct Serving(JoinHandle<()>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl NodeService {
+    /// Starts answering other gateways' invokes for `node_id`, connected
+    /// here; None outside a cluster with a bus.
+    pub(super) fn serve_remote(&self, node_id: &str) -> Option<Serving> {
+        let membership = self.rt.membership.as_ref()?;
+        let client = membership.nats.clone()?;
+        let subject = subject(membership, node_id);
+        let me: Weak<NodeService> = self.me.clone();
+        Some(Serving(tokio::spawn(async move {
+            let mut calls = match client.subscribe(subject).await {
+                Ok(calls) => calls,
+                Err(e) => {
+                    tracing::warn!("nodes: cannot take invokes from the other gateways: {e}");
+                    return;
+                }
+            };
+            while let Some(message) = calls.next().await {
+                let (Some(reply), Some(nodes)) = (message.reply.clone(), me.upgrade()) else {
+                    continue;
+                };
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let answer = match serde_json::from_slice::<Forwarded>(&message.payload) {
+                        Ok(call) => nodes.send_and_wait(call.params, &call.owner, false).await,
+                        Err(e) => Err(RpcError::new(ErrorCode::InvalidParams, e.to_string())),
+                    };
+                    let answer = match answer {
+                        Ok(result) => Answer::Result(result),
+                        Err(e) => Answer::Error {
+                            code: e.code.code(),
+                            message: e.message,
+                        },
+                    };
+                    let body = serde_json::to_vec(&answer).expect("answers serialize");
+                    if let Err(e) = client.publish(reply, body.into()).await {
+                        tracing::warn!("nodes: cannot answer a forwarded invoke: {e}");
+                    }
+                });
+            }
+        })))
+    }
+
+    /// Sends the invoke to the gateway the node is connected to. None
+    /// when there is no such gateway (or no bus): the local answer stands.
+    pub(super) async fn forward(
+        &self,
+        params: &NodesInvokeParams,
+        owner: &str,
+        timeout_ms: u64,
+    ) -> Option<Result<NodesInvokeResult, RpcError>> {
+        let membership = self.rt.membership.as_ref()?;
+        let client = membership.nats.as_ref()?;
+        let call = Forwarded {
+            params: params.clone(),
+            owner: owner.to_string(),
+        };
+        let request = async_nats::Request::new()
+            .payload(serde_json::to_vec(&call).expect("calls serialize").into())
+            .timeout(Some(Duration::from_millis(timeout_ms) + MARGIN));
+        let reply = match client
+            .send_request(subject(membership, &params.node_id), request)
+            .await
+        {
+            Ok(reply) => reply,
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => return None,
+            Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
+                return Some(Err(RpcError::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "node {} did not answer {} within {timeout_ms} ms",
+                        params.node_id.as_str(),
+                        params.command.as_str()
+                    ),
+                )))
+            }
+            Err(e) => {
+                return Some(Err(RpcError::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "cannot reach the gateway node {} is on: {e}",
+                        params.node_id.as_str()
+                    ),
+                )
+                .with_retryable(true)))
+            }
+        };
+        Some(match serde_json::from_slice::<Answer>(&reply.payload) {
+            Ok(Answer::Result(result)) => Ok(result),
+            Ok(Answer::Error { code, message }) => {
+                let code = ErrorCode::ALL
+                    .iter()
+                    .copied()
+                    .find(|c| c.code() == code)
+                    .unwrap_or(ErrorCode::InternalError);
+                Err(RpcError::new(code, message))
+            }
+            Err(e) => Err(RpcError::new(
+                ErrorCode::InternalError,
+                format!("a forwarded answer does not parse: {e}"),
+            )),
+        })
+    }
+}
