@@ -87,12 +87,47 @@ impl Approvals {
         }
     }
 
-    /// approvals.respond: the first answer wins.
+    /// approvals.respond: the first answer wins; in a cluster, also for a
+    /// request another gateway raised (sent to it over NATS).
+    pub async fn respond_anywhere(
+        &self,
+        ctx: &CallContext,
+        id: &str,
+        decision: ApprovalDecision,
+    ) -> Result<(), RpcError> {
+        match self.respond(ctx, id, decision) {
+            Err(e) if e.code == ErrorCode::NotFound => {
+                match super::cluster::forward(&self.rt, id, decision, &ctx.conn_id).await {
+                    Some(answer) => answer,
+                    None => Err(e),
+                }
+            }
+            answered => answered,
+        }
+    }
+
+    /// approvals.respond on this gateway: the first answer wins.
     pub fn respond(
         &self,
         ctx: &CallContext,
         id: &str,
         decision: ApprovalDecision,
+    ) -> Result<(), RpcError> {
+        self.decide(id, decision, ctx.conn_id.clone())
+    }
+
+    /// Whether this gateway raised request `id` (pending or decided).
+    pub(super) fn knows(&self, id: &str) -> bool {
+        let state = self.state.lock().expect("approvals");
+        state.waiting.contains_key(id) || state.decided.iter().any(|d| d == id)
+    }
+
+    /// Decides request `id` for `by`, the answering connection.
+    pub(super) fn decide(
+        &self,
+        id: &str,
+        decision: ApprovalDecision,
+        by: String,
     ) -> Result<(), RpcError> {
         let Some(waiting) = self.finish(id) else {
             let decided = self
@@ -111,7 +146,6 @@ impl Approvals {
                 RpcError::new(ErrorCode::NotFound, format!("no pending approval {id}"))
             });
         };
-        let by = ctx.conn_id.clone();
         self.rt
             .bus
             .publish(Event::ApprovalsResolved(ApprovalsResolvedEvent {

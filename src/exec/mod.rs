@@ -5,6 +5,7 @@
 
 mod approvals;
 mod argv;
+mod cluster;
 mod policy;
 mod run;
 
@@ -20,8 +21,10 @@ pub struct Exec {
 
 impl Exec {
     pub fn new(rt: Runtime, nodes: Arc<NodeService>) -> Self {
+        let approvals = Arc::new(Approvals::new(rt.clone()));
+        cluster::serve(&rt, &approvals);
         Exec {
-            approvals: Arc::new(Approvals::new(rt.clone())),
+            approvals,
             rt,
             nodes,
         }

@@ -526,7 +526,10 @@ impl Handlers for Gateway {
         params: ApprovalsRespondParams,
     ) -> Result<ApprovalsRespondResult, RpcError> {
         let id = params.id.to_string();
-        self.exec.approvals.respond(ctx, &id, params.decision)?;
+        self.exec
+            .approvals
+            .respond_anywhere(ctx, &id, params.decision)
+            .await?;
         Ok(ApprovalsRespondResult {
             id,
             decision: params.decision,

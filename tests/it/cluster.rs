@@ -47,18 +47,23 @@ impl Cluster {
     }
 }
 
-/// The agent.message events of one run, until its final one.
-async fn run_events(ws: &mut Ws, run_id: &str) -> Vec<Value> {
+/// The agent.message events of one run, until its final one, and the
+/// `seq` of every event the connection got meanwhile.
+async fn run_events(ws: &mut Ws, run_id: &str) -> (Vec<Value>, Vec<u64>) {
     let mut events = Vec::new();
+    let mut seqs = Vec::new();
     loop {
-        let event = ws.event("agent.message").await;
-        if event["data"]["runId"] != run_id {
+        let frame = ws.recv().await;
+        if let Some(seq) = frame["seq"].as_u64() {
+            seqs.push(seq);
+        }
+        if frame["event"] != "agent.message" || frame["data"]["runId"] != run_id {
             continue;
         }
-        let done = event["data"]["state"] != "delta";
-        events.push(event);
+        let done = frame["data"]["state"] != "delta";
+        events.push(frame);
         if done {
-            return events;
+            return (events, seqs);
         }
     }
 }
@@ -78,13 +83,12 @@ async fn a_chat_on_one_gateway_streams_to_clients_of_the_others_in_order() {
         .await;
     let run_id = frame["result"]["runId"].as_str().unwrap().to_string();
     for ws in [&mut on_b, &mut on_c] {
-        let events = run_events(ws, &run_id).await;
+        let (events, seqs) = run_events(ws, &run_id).await;
         let run_seqs: Vec<u64> = events
             .iter()
             .map(|e| e["data"]["runSeq"].as_u64().unwrap())
             .collect();
         assert_eq!(run_seqs, (1..=events.len() as u64).collect::<Vec<_>>());
-        let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
         assert!(
             seqs.windows(2).all(|w| w[1] == w[0] + 1),
             "each connection's seq has no gaps: {seqs:?}"
@@ -435,5 +439,81 @@ async fn an_invoke_on_one_gateway_reaches_a_node_connected_to_another() {
         refused["error"]["code"],
         clawgate::protocol::ErrorCode::Forbidden.code(),
         "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn an_exec_approval_raised_on_one_gateway_is_answered_on_another_and_the_first_answer_wins() {
+    use crate::fake_openai::{FakeOpenAi, Script};
+    let upstream = FakeOpenAi::start(Script::ToolThenText(
+        "exec",
+        r#"{"command": "echo approved across gateways"}"#,
+        vec!["Done."],
+    ))
+    .await;
+    let cluster = Cluster::start(
+        2,
+        &format!(
+            "[agents]\ndefault = \"gpt\"\n\n[agents.gpt]\nprovider = \"openai\"\nbaseUrl = \"{}\"\n\
+             model = \"fake-model\"\ntools = [\"exec\"]\n\n[agents.gpt.exec]\n",
+            upstream.base_url
+        ),
+    )
+    .await;
+    let [a, b] = &cluster.gateways[..] else {
+        unreachable!()
+    };
+    let mut user = a.operator().await;
+    let mut approver = b.operator().await;
+    let chat = user
+        .request("chat", json!({"message": "say it", "sessionKey": "x"}))
+        .await;
+    // Raised on A, seen on B, answered on B.
+    let asked = approver.event("approvals.requested").await["data"].clone();
+    assert_eq!(asked["command"], "echo approved across gateways");
+    let answer = approver
+        .call(
+            "approvals.respond",
+            json!({"id": asked["id"], "decision": "allow-once"}),
+        )
+        .await;
+    assert_eq!(answer["result"]["decision"], "allow-once", "{answer}");
+    let done = loop {
+        let frame = user.recv().await;
+        if frame["id"] == json!(chat) {
+            break frame;
+        }
+    };
+    assert!(done["result"].is_object(), "{done}");
+    // A second answer, from either gateway, comes too late.
+    for ws in [&mut approver, &mut user] {
+        let late = ws
+            .call(
+                "approvals.respond",
+                json!({"id": asked["id"], "decision": "deny"}),
+            )
+            .await;
+        assert_eq!(
+            late["error"]["code"],
+            clawgate::protocol::ErrorCode::Conflict.code(),
+            "{late}"
+        );
+    }
+    // The command ran, on A, as approved.
+    let audit = user.call("approvals.audit", json!({})).await;
+    let entry = &audit["result"]["entries"][0];
+    assert_eq!(entry["decision"], "allow-once", "{audit}");
+    assert_eq!(entry["command"], "echo approved across gateways");
+    // An id no gateway raised is unknown everywhere.
+    let unknown = approver
+        .call(
+            "approvals.respond",
+            json!({"id": "appr-000000000000", "decision": "deny"}),
+        )
+        .await;
+    assert_eq!(
+        unknown["error"]["code"],
+        clawgate::protocol::ErrorCode::NotFound.code(),
+        "{unknown}"
     );
 }

@@ -1,0 +1,118 @@
+//! Exec approvals across a cluster: every gateway listens on
+//! `<prefix>.approvals.respond`; an answer given on a gateway that did not
+//! raise the request is sent there, and only the gateway that raised it
+//! replies (its first answer wins, as on one gateway).
+
+use super::Approvals;
+use crate::protocol::types::ApprovalDecision;
+use crate::protocol::{ErrorCode, RpcError};
+use crate::runtime::Runtime;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// How long an answer waits for the gateway that raised the request;
+/// nobody replying means no gateway has it.
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Serialize, Deserialize)]
+struct Respond {
+    id: String,
+    decision: ApprovalDecision,
+    by: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Answer {
+    Ok,
+    Error { code: i64, message: String },
+}
+
+fn subject(rt: &Runtime) -> Option<(String, async_nats::Client)> {
+    let membership = rt.membership.as_ref()?;
+    let client = membership.nats.clone()?;
+    Some((
+        format!("{}.approvals.respond", membership.subject_prefix),
+        client,
+    ))
+}
+
+/// Answers other gateways' answers to the requests this one raised.
+pub fn serve(rt: &Runtime, approvals: &Arc<Approvals>) {
+    let Some((subject, client)) = subject(rt) else {
+        return;
+    };
+    let approvals: Weak<Approvals> = Arc::downgrade(approvals);
+    tokio::spawn(async move {
+        let mut calls = match client.subscribe(subject).await {
+            Ok(calls) => calls,
+            Err(e) => {
+                tracing::warn!("approvals: cannot take answers from the other gateways: {e}");
+                return;
+            }
+        };
+        while let Some(message) = calls.next().await {
+            let Some(approvals) = approvals.upgrade() else {
+                return;
+            };
+            let (Some(reply), Ok(call)) = (
+                message.reply.clone(),
+                serde_json::from_slice::<Respond>(&message.payload),
+            ) else {
+                continue;
+            };
+            // Only the gateway that raised it answers.
+            if !approvals.knows(&call.id) {
+                continue;
+            }
+            let answer = match approvals.decide(&call.id, call.decision, call.by) {
+                Ok(()) => Answer::Ok,
+                Err(e) => Answer::Error {
+                    code: e.code.code(),
+                    message: e.message,
+                },
+            };
+            let body = serde_json::to_vec(&answer).expect("answers serialize");
+            if let Err(e) = client.publish(reply, body.into()).await {
+                tracing::warn!("approvals: cannot reply to another gateway: {e}");
+            }
+        }
+    });
+}
+
+/// Sends an answer to the gateway that raised request `id`. None when no
+/// gateway has it (or there is no bus).
+pub async fn forward(
+    rt: &Runtime,
+    id: &str,
+    decision: ApprovalDecision,
+    by: &str,
+) -> Option<Result<(), RpcError>> {
+    let (subject, client) = subject(rt)?;
+    let call = Respond {
+        id: id.to_string(),
+        decision,
+        by: by.to_string(),
+    };
+    let request = async_nats::Request::new()
+        .payload(serde_json::to_vec(&call).expect("calls serialize").into())
+        .timeout(Some(TIMEOUT));
+    let reply = client.send_request(subject, request).await.ok()?;
+    Some(match serde_json::from_slice::<Answer>(&reply.payload) {
+        Ok(Answer::Ok) => Ok(()),
+        Ok(Answer::Error { code, message }) => {
+            let code = ErrorCode::ALL
+                .iter()
+                .copied()
+                .find(|c| c.code() == code)
+                .unwrap_or(ErrorCode::InternalError);
+            Err(RpcError::new(code, message))
+        }
+        Err(e) => Err(RpcError::new(
+            ErrorCode::InternalError,
+            format!("another gateway's answer does not parse: {e}"),
+        )),
+    })
+}
