@@ -517,3 +517,43 @@ async fn an_exec_approval_raised_on_one_gateway_is_answered_on_another_and_the_f
         "{unknown}"
     );
 }
+
+#[tokio::test]
+async fn a_channel_account_runs_on_one_gateway_and_moves_when_it_dies_without_answering_twice() {
+    use crate::fake_telegram::FakeTelegram;
+    let fake = FakeTelegram::start().await;
+    let mut cluster = Cluster::start(
+        3,
+        &format!(
+            "[channels.telegram.bot]\ntoken = \"{}\"\napiBase = \"{}\"\n\
+             pollTimeoutSec = 1\nallowFrom = [\"111\"]\n",
+            crate::fake_telegram::TOKEN,
+            fake.base_url
+        ),
+    )
+    .await;
+    let holder = lease_holder(&cluster.gateways[0], "channel:telegram:bot").await;
+    let index = ["gw-a", "gw-b", "gw-c"]
+        .iter()
+        .position(|n| *n == holder)
+        .unwrap();
+    fake.say(111, 111, "one");
+    fake.wait_sent(1).await;
+    unsafe_kill(cluster.gateways[index].child.id(), "KILL");
+    let _ = cluster.gateways[index].child.wait();
+    fake.say(111, 111, "two");
+    fake.say(111, 111, "three");
+    // Another gateway takes the account over once the 3 s lease lapses.
+    let sent = fake.wait_sent(3).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let texts: Vec<Value> = fake.sent().iter().map(|m| m["text"].clone()).collect();
+    assert_eq!(
+        texts,
+        ["one", "two", "three"],
+        "each answered once: {sent:?}"
+    );
+    let survivor = (index + 1) % 3;
+    let new_holder = lease_holder(&cluster.gateways[survivor], "channel:telegram:bot").await;
+    assert_ne!(new_holder, holder);
+    cluster.gateways.remove(index);
+}
