@@ -237,14 +237,36 @@ pub fn cluster_problems(config: &Config) -> Vec<(String, String)> {
         }
     }
     if let Some(nats) = &cluster.nats {
-        if userinfo(nats.url.as_str()).is_some() {
+        let url = nats.url.as_str();
+        if userinfo(url).is_some() {
             problems.push((
                 keys::CLUSTER_NATS_URL.to_string(),
                 "the URL carries a credential; put the token in cluster.nats.token (prefer ${NATS_TOKEN}), which is masked and never logged".to_string(),
             ));
+        } else if nats.token.is_none() && !is_loopback_url(url) {
+            problems.push((
+                keys::CLUSTER_NATS_TOKEN.to_string(),
+                "a NATS server beyond loopback needs a token: whoever can publish on it can answer exec approvals, invoke nodes and add cron jobs (run nats-server with --auth and set cluster.nats.token)".to_string(),
+            ));
         }
     }
     problems
+}
+
+/// Whether a URL names a loopback host (localhost, 127.0.0.0/8, ::1).
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The `user[:password]` part of a URL's authority, if any.

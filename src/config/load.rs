@@ -972,6 +972,22 @@ mod cluster_tests {
             "nats": {"url": "nats://u:p@127.0.0.1:4222"},
         }));
         assert_eq!(nats_user[0].0, "/cluster/nats/url");
+        let open_bus = problems(json!({
+            "store": {"url": "postgres://db/cg"},
+            "nats": {"url": "nats://10.0.0.5:4222"},
+        }));
+        assert_eq!(open_bus[0].0, "/cluster/nats/token", "{open_bus:?}");
+        for local in [
+            "nats://127.0.0.1:4222",
+            "nats://localhost:4222",
+            "nats://[::1]:4222",
+        ] {
+            let ok = problems(json!({
+                "store": {"url": "postgres://db/cg"},
+                "nats": {"url": local},
+            }));
+            assert!(ok.is_empty(), "{local}: {ok:?}");
+        }
         let not_postgres = problems(json!({"store": {"url": "mysql://db/cg"}}));
         assert_eq!(not_postgres[0].0, "/cluster/store/url");
     }
