@@ -134,7 +134,7 @@ pub struct LocalBus {
 /// as it runs, so a client that reads slowly fills that queue, not this
 /// one; the bus only needs room for a burst published between two turns of
 /// a busy connection task.
-const LOCAL_CAPACITY: usize = 4096;
+pub const LOCAL_CAPACITY: usize = 4096;
 
 impl LocalBus {
     pub fn new(capacity: usize) -> Self {

@@ -31,18 +31,10 @@ pub struct Membership {
     pub started_at_ms: u64,
     pub store: Arc<dyn ClusterStore>,
     pub leases: Leases,
-    /// Where the shared store is (the URL without any credential).
-    pub store_url: String,
-    /// Where the bus is, when there is a NATS bus.
-    pub nats_url: Option<String>,
     pub nats: Option<async_nats::Client>,
     /// cluster.nats.subjectPrefix.
     pub subject_prefix: String,
 }
-
-/// Events a subscriber may fall behind by before it is dropped: see
-/// `crate::bus`.
-const LOCAL_CAPACITY: usize = 4096;
 
 /// How long startup waits for NATS before giving up with a clear error.
 const NATS_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -91,7 +83,7 @@ impl Backend {
                     client.clone(),
                     nats.subject_prefix.as_str(),
                     &name,
-                    LOCAL_CAPACITY,
+                    crate::bus::LOCAL_CAPACITY,
                 )
                 .await
                 .map_err(|e| format!("cannot subscribe on NATS: {e}"))?;
@@ -109,8 +101,6 @@ impl Backend {
                 started_at_ms: crate::clock::now_ms(),
                 name,
                 lease_ms,
-                store_url: url.to_string(),
-                nats_url: cluster.nats.as_ref().map(|n| n.url.to_string()),
                 subject_prefix: cluster
                     .nats
                     .as_ref()

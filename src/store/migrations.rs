@@ -103,7 +103,7 @@ const MIGRATIONS: &[&str] = &[
         id TEXT PRIMARY KEY,
         record_json TEXT NOT NULL
     );",
-    // 8: the cluster's members, leases and one-time claims. Used only by
+    // 8: the cluster's members and leases. Used only by
     // the PostgreSQL store (cluster mode); here to keep the lists aligned.
     "CREATE TABLE cluster_members (
         name TEXT PRIMARY KEY,
@@ -116,13 +116,7 @@ const MIGRATIONS: &[&str] = &[
         holder TEXT NOT NULL,
         token TEXT NOT NULL,
         expires_at INTEGER NOT NULL
-    );
-    CREATE TABLE cluster_claims (
-        name TEXT PRIMARY KEY,
-        holder TEXT NOT NULL,
-        claimed_at INTEGER NOT NULL
-    );
-    CREATE INDEX cluster_claims_by_age ON cluster_claims (claimed_at);",
+    );",
 ];
 
 pub fn run(db: &Connection) -> rusqlite::Result<()> {

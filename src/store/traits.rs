@@ -213,13 +213,4 @@ pub trait ClusterStore: Send + Sync {
     fn release_lease(&self, name: String, token: String) -> StoreFuture<'_, ()>;
     /// The leases not expired at `now_ms`, by name.
     fn leases(&self, now_ms: u64) -> StoreFuture<'_, Vec<ClusterLease>>;
-    /// Claims `name` for good (e.g. one slot of a cron job): true for the
-    /// first caller only. Claims older than `forget_before_ms` are dropped.
-    fn claim_once(
-        &self,
-        name: String,
-        holder: String,
-        now_ms: u64,
-        forget_before_ms: u64,
-    ) -> StoreFuture<'_, bool>;
 }

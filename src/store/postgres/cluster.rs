@@ -1,5 +1,5 @@
 //! What gateways in a cluster share besides the records: the members
-//! alive, leases and one-time claims (tables of migration 8).
+//! alive and leases (tables of migration 8).
 
 use super::{count, int, PgStore};
 use crate::protocol::types::{ClusterLease, ClusterMember};
@@ -122,32 +122,6 @@ impl ClusterStore for PgStore {
                     })
                 })
                 .collect()
-        })
-    }
-
-    fn claim_once(
-        &self,
-        name: String,
-        holder: String,
-        now_ms: u64,
-        forget_before_ms: u64,
-    ) -> StoreFuture<'_, bool> {
-        self.run(async move {
-            let client = self.client().await?;
-            let forget = client
-                .prepare_cached("DELETE FROM cluster_claims WHERE claimed_at < $1")
-                .await?;
-            client.execute(&forget, &[&int(forget_before_ms)]).await?;
-            let stmt = client
-                .prepare_cached(
-                    "INSERT INTO cluster_claims (name, holder, claimed_at) VALUES ($1, $2, $3)
-                     ON CONFLICT (name) DO NOTHING RETURNING name",
-                )
-                .await?;
-            let row = client
-                .query_opt(&stmt, &[&name, &holder, &int(now_ms)])
-                .await?;
-            Ok(row.is_some())
         })
     }
 }

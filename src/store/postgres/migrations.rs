@@ -119,8 +119,8 @@ const MIGRATIONS: &[&str] = &[
         id TEXT COLLATE "C" PRIMARY KEY,
         record_json TEXT NOT NULL
     );"#,
-    // 8: the cluster: members alive, leases (work one gateway does at a
-    // time) and one-time claims (a cron job's slot).
+    // 8: the cluster: members alive and leases (work one gateway does at
+    // a time).
     r#"CREATE TABLE cluster_members (
         name TEXT COLLATE "C" PRIMARY KEY,
         version TEXT NOT NULL,
@@ -132,13 +132,7 @@ const MIGRATIONS: &[&str] = &[
         holder TEXT NOT NULL,
         token TEXT NOT NULL,
         expires_at BIGINT NOT NULL
-    );
-    CREATE TABLE cluster_claims (
-        name TEXT COLLATE "C" PRIMARY KEY,
-        holder TEXT NOT NULL,
-        claimed_at BIGINT NOT NULL
-    );
-    CREATE INDEX cluster_claims_by_age ON cluster_claims (claimed_at);"#,
+    );"#,
 ];
 
 /// Applies the migrations not yet applied, each in its own transaction.

@@ -1,9 +1,9 @@
-//! Tests against a real PostgreSQL, skipped unless `CLAWGATE_TEST_PG_URL`
+//! Tests against a real PostgreSQL, skipped unless `TEST_PG_URL`
 //! names one (a role that may create databases: each test makes its own).
 //! The behaviour tests run one sequence of calls against the SQLite
 //! store and the PgStore and require the same results.
 //!
-//! `CLAWGATE_TEST_PG_DATADIR`, the server's data directory (its port and
+//! `TEST_PG_DATADIR`, the server's data directory (its port and
 //! socket settings in its postgresql.conf), also runs the test that stops
 //! and restarts the server with pg_ctl (as the directory's owner).
 
@@ -30,13 +30,10 @@ use tokio_postgres::NoTls;
 static SERVER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 fn base_config() -> Option<tokio_postgres::Config> {
-    match std::env::var("CLAWGATE_TEST_PG_URL") {
-        Ok(url) => Some(
-            url.parse()
-                .expect("CLAWGATE_TEST_PG_URL is a PostgreSQL URL"),
-        ),
+    match std::env::var("TEST_PG_URL") {
+        Ok(url) => Some(url.parse().expect("TEST_PG_URL is a PostgreSQL URL")),
         Err(_) => {
-            println!("CLAWGATE_TEST_PG_URL is not set: skipped");
+            println!("TEST_PG_URL is not set: skipped");
             None
         }
     }
@@ -825,8 +822,8 @@ async fn migrations_apply_once_when_gateways_start_together_and_again() {
 #[tokio::test]
 async fn connects_by_url_with_a_password_given_apart() {
     let _server = SERVER.read().await;
-    let Ok(url) = std::env::var("CLAWGATE_TEST_PG_URL") else {
-        println!("CLAWGATE_TEST_PG_URL is not set: skipped");
+    let Ok(url) = std::env::var("TEST_PG_URL") else {
+        println!("TEST_PG_URL is not set: skipped");
         return;
     };
     // The test server trusts its clients: the password is sent only if
@@ -918,7 +915,7 @@ async fn refusals_by_the_server_are_not_unavailability() {
 fn pg_ctl(datadir: &Path, args: &[&str]) {
     use std::os::unix::fs::MetadataExt;
     use std::os::unix::process::CommandExt;
-    let meta = std::fs::metadata(datadir).expect("CLAWGATE_TEST_PG_DATADIR exists");
+    let meta = std::fs::metadata(datadir).expect("TEST_PG_DATADIR exists");
     let status = std::process::Command::new("pg_ctl")
         .arg("-D")
         .arg(datadir)
@@ -954,8 +951,8 @@ impl Drop for Stopped<'_> {
 #[tokio::test]
 async fn calls_fail_fast_while_the_server_is_down_and_work_once_it_is_back() {
     use crate::store::{ResultStore, SessionStore};
-    let Ok(datadir) = std::env::var("CLAWGATE_TEST_PG_DATADIR") else {
-        println!("CLAWGATE_TEST_PG_DATADIR is not set: skipped");
+    let Ok(datadir) = std::env::var("TEST_PG_DATADIR") else {
+        println!("TEST_PG_DATADIR is not set: skipped");
         return;
     };
     let datadir = PathBuf::from(datadir);
