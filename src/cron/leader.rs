@@ -92,8 +92,13 @@ impl CronService {
             let lost = lease.lost_signal();
             *self.lease.lock().expect("cron lease") = Some(lease);
             self.leading.store(true, Ordering::Release);
+            // A queue group: while an old and a new leader overlap, each
+            // call reaches one of them, never both.
             let responder = match &membership.nats {
-                Some(client) => match client.subscribe(subject(&membership)).await {
+                Some(client) => match client
+                    .queue_subscribe(subject(&membership), LEASE.to_string())
+                    .await
+                {
                     Ok(calls) => Some(tokio::spawn(
                         Arc::clone(&self).answer(client.clone(), calls),
                     )),
@@ -104,6 +109,7 @@ impl CronService {
                 },
                 None => None,
             };
+            *self.responder.lock().expect("cron responder") = responder;
             let scheduler = self.spawn_loop();
             let shutdown = self.rt.shutdown.clone();
             tokio::select! {
@@ -115,7 +121,7 @@ impl CronService {
             self.leading.store(false, Ordering::Release);
             self.lease.lock().expect("cron lease").take();
             scheduler.abort();
-            if let Some(responder) = responder {
+            if let Some(responder) = self.responder.lock().expect("cron responder").take() {
                 responder.abort();
             }
         }
@@ -125,6 +131,9 @@ impl CronService {
     /// another gateway takes over at once.
     pub async fn resign(&self) {
         self.leading.store(false, Ordering::Release);
+        if let Some(responder) = self.responder.lock().expect("cron responder").take() {
+            responder.abort();
+        }
         let lease = self.lease.lock().expect("cron lease").take();
         if let Some(lease) = lease {
             lease.release().await;
@@ -163,6 +172,14 @@ impl CronService {
     }
 
     async fn dispatch(&self, call: Call) -> Result<Value, RpcError> {
+        // Never passed on: a gateway that stopped leading says so, and the
+        // caller tries again (the new leader answers).
+        if !self.leads() {
+            return Err(RpcError::new(
+                ErrorCode::Unavailable,
+                "the gateway running the cron jobs is changing; try again shortly",
+            ));
+        }
         fn params<P: DeserializeOwned>(value: Value) -> Result<P, RpcError> {
             serde_json::from_value(value)
                 .map_err(|e| RpcError::new(ErrorCode::InvalidParams, e.to_string()))

@@ -42,6 +42,8 @@ pub struct CronService {
     /// In a cluster: whether this gateway holds the cron lease, and the lease.
     leading: AtomicBool,
     lease: Mutex<Option<crate::cluster::Lease>>,
+    /// The task answering the other gateways' cron calls while leading.
+    responder: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// The jobs and what the scheduler needs to know about the config.
@@ -76,6 +78,7 @@ impl CronService {
             last_run_id: AtomicU64::new(0),
             leading: AtomicBool::new(false),
             lease: Mutex::new(None),
+            responder: Mutex::new(None),
         })
     }
 

@@ -99,7 +99,25 @@ pub async fn forward(
     let request = async_nats::Request::new()
         .payload(serde_json::to_vec(&call).expect("calls serialize").into())
         .timeout(Some(TIMEOUT));
-    let reply = client.send_request(subject, request).await.ok()?;
+    let reply = match client.send_request(subject, request).await {
+        Ok(reply) => reply,
+        // Nobody has it: the local answer (not found) stands.
+        Err(e)
+            if matches!(
+                e.kind(),
+                async_nats::RequestErrorKind::NoResponders | async_nats::RequestErrorKind::TimedOut
+            ) =>
+        {
+            return None
+        }
+        Err(e) => {
+            return Some(Err(RpcError::new(
+                ErrorCode::Unavailable,
+                format!("cannot reach the other gateways: {e}"),
+            )
+            .with_retryable(true)))
+        }
+    };
     Some(match serde_json::from_slice::<Answer>(&reply.payload) {
         Ok(Answer::Ok) => Ok(()),
         Ok(Answer::Error { code, message }) => {

@@ -58,7 +58,9 @@ impl NodeService {
         let subject = subject(membership, node_id);
         let me: Weak<NodeService> = self.me.clone();
         Some(Serving(tokio::spawn(async move {
-            let mut calls = match client.subscribe(subject).await {
+            // A queue group: a node briefly connected to two gateways (a
+            // reconnect) runs each forwarded invoke once.
+            let mut calls = match client.queue_subscribe(subject, "nodes".to_string()).await {
                 Ok(calls) => calls,
                 Err(e) => {
                     tracing::warn!("nodes: cannot take invokes from the other gateways: {e}");
