@@ -643,8 +643,27 @@ async fn connection_limits() {
 /// Another client runs `turns` chats with large replies while this one
 /// reads nothing; then it reads: how many replies it was sent before its
 /// connection ended.
+/// An operator that never reads, with a small fixed receive window: the
+/// kernel would otherwise grow a loopback window to `tcp_rmem`'s maximum
+/// (32 MiB on some hosts) and hold the whole flood.
+async fn stalled_operator(live: &Live) -> Ws {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    let tcp = socket.connect(live.addr().parse().unwrap()).await.unwrap();
+    let (stream, _) = tokio_tungstenite::client_async(
+        live.gw.url.as_str(),
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
+    )
+    .await
+    .unwrap();
+    let mut ws = Ws::from_stream(stream);
+    let hello = ws.connect(json!({"token": TOKEN}), None).await;
+    assert!(hello.get("result").is_some(), "{hello}");
+    ws
+}
+
 async fn replies_seen_by_a_stalled_reader(live: &Live, turns: usize) -> usize {
-    let mut stalled = live.gw.operator().await;
+    let mut stalled = stalled_operator(live).await;
     let mut writer = live.gw.operator().await;
     let big = "x".repeat(100_000);
     for i in 0..turns {
