@@ -57,12 +57,22 @@ pub struct SessionGuard {
     _held: OwnedMutexGuard<()>,
     /// In a cluster: the session's lease, so no other gateway runs a
     /// turn on it either.
-    _lease: Option<crate::cluster::Lease>,
+    lease: Option<crate::cluster::Lease>,
 }
 
 impl SessionGuard {
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// Resolves when the session's lease is lost (the shared store could
+    /// not be reached for its whole life): another gateway may run a turn
+    /// on the session from then on. Never, outside a cluster.
+    async fn lease_lost(&self) {
+        match &self.lease {
+            Some(lease) => lease.lost().await,
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -133,7 +143,7 @@ impl Turns {
         Ok(SessionGuard {
             key,
             _held: held,
-            _lease: lease,
+            lease,
         })
     }
 
@@ -159,7 +169,7 @@ impl Turns {
         Ok(SessionGuard {
             key,
             _held: held,
-            _lease: lease,
+            lease,
         })
     }
 
@@ -225,6 +235,16 @@ impl Turns {
         } = request;
         let rt = &self.rt;
         let run_id = run_id.expect("run names every run");
+        let guard = match &session {
+            Session::Stored(guard) => Some(*guard),
+            Session::Stateless(_) => None,
+        };
+        let lease_lost = async {
+            match guard {
+                Some(guard) => guard.lease_lost().await,
+                None => std::future::pending().await,
+            }
+        };
         let (session_key, history, session_model) = match session {
             Session::Stored(guard) => {
                 let key = guard.key().to_string();
@@ -291,6 +311,7 @@ impl Turns {
             reply = agent.reply(&rt.http, &tools, history, session_model, &message, &mut stream) => Some(reply),
             _ = run.aborted() => None,
             _ = timed_out => Some(Err(RpcError::new(ErrorCode::Timeout, "the turn did not finish before its deadline"))),
+            _ = lease_lost => Some(Err(RpcError::new(ErrorCode::Unavailable, "the turn was stopped: this gateway lost the session's lease (the shared store could not be reached for cluster.leaseMs)"))),
         };
         run.settled();
         let (reply, status, state) = match outcome {

@@ -1,14 +1,16 @@
 //! Leases in the shared store: work only one gateway may do at a time (a
 //! session's turn, a channel account). The holder renews its lease at a
 //! third of its life; a gateway that dies stops renewing, and the lease
-//! lapses for another to take.
+//! lapses for another to take. Expiry is the store's clock; a lease is
+//! renewed and released only under the token of its taking, so a late
+//! renewal or release never touches a newer taking.
 
-use crate::clock::now_ms;
 use crate::store::{ClusterStore, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// How long a waiting gateway sleeps between attempts, at most.
 const MAX_POLL: Duration = Duration::from_millis(200);
@@ -17,6 +19,10 @@ const MAX_POLL: Duration = Duration::from_millis(200);
 pub struct Leases {
     store: Arc<dyn ClusterStore>,
     member: String,
+    /// Names this process in its tokens: another process under the same
+    /// member name (a restart, a misconfigured twin) cannot renew, release
+    /// or take over what this one holds.
+    process: Arc<str>,
     ttl_ms: u64,
 }
 
@@ -25,6 +31,7 @@ impl Leases {
         Leases {
             store,
             member,
+            process: uuid::Uuid::new_v4().simple().to_string().into(),
             ttl_ms,
         }
     }
@@ -35,18 +42,18 @@ impl Leases {
 
     /// The lease `name` if nobody else holds it.
     pub async fn try_acquire(&self, name: &str) -> Result<Option<Lease>, StoreError> {
-        let token = uuid::Uuid::new_v4().simple().to_string();
+        let token = format!("{}:{}", self.process, uuid::Uuid::new_v4().simple());
+        let asked = Instant::now();
         let taken = self
             .store
             .acquire_lease(
                 name.to_string(),
                 self.member.clone(),
                 token.clone(),
-                now_ms(),
                 self.ttl_ms,
             )
             .await?;
-        Ok(taken.then(|| self.hold(name, token)))
+        Ok(taken.then(|| self.hold(name, token, asked)))
     }
 
     /// Waits until the lease `name` is free and takes it.
@@ -61,38 +68,41 @@ impl Leases {
         }
     }
 
-    fn hold(&self, name: &str, token: String) -> Lease {
+    fn hold(&self, name: &str, token: String, asked: Instant) -> Lease {
         let leases = self.clone();
         let lease_name = name.to_string();
         let renew_token = token.clone();
         let (lost_tx, lost) = watch::channel(false);
         let renewer = tokio::spawn(async move {
-            let every = Duration::from_millis(leases.ttl_ms / 3);
-            // Until when the lease is surely ours: a renewal that fails
-            // for longer cannot prove it, and another may have taken it.
-            let mut held_until = now_ms() + leases.ttl_ms;
+            let ttl = Duration::from_millis(leases.ttl_ms);
+            let every = ttl / 3;
+            // Until when the lease is surely ours: counted from before the
+            // last taking or renewal that succeeded. Past it another
+            // gateway may hold it, so the work it guards must stop.
+            let mut held_until = asked + ttl;
             loop {
-                tokio::time::sleep(every).await;
-                let attempt = now_ms();
-                let renewed = leases
-                    .store
-                    .acquire_lease(
-                        lease_name.clone(),
-                        leases.member.clone(),
-                        renew_token.clone(),
-                        attempt,
-                        leases.ttl_ms,
-                    )
-                    .await;
-                match renewed {
-                    Ok(true) => held_until = attempt + leases.ttl_ms,
-                    Ok(false) => {
-                        tracing::warn!(lease = %lease_name, "cluster: lost a lease to another gateway");
+                let next = Instant::now() + every;
+                let renew = async {
+                    tokio::time::sleep_until(next).await;
+                    let attempt = Instant::now();
+                    let renewed = leases
+                        .store
+                        .renew_lease(lease_name.clone(), renew_token.clone(), leases.ttl_ms)
+                        .await;
+                    (attempt, renewed)
+                };
+                let (attempt, renewed) = tokio::select! {
+                    done = renew => done,
+                    _ = tokio::time::sleep_until(held_until) => {
+                        tracing::warn!(lease = %lease_name, "cluster: a lease lapsed: it could not be renewed in time");
                         let _ = lost_tx.send(true);
                         return;
                     }
-                    Err(e) if now_ms() >= held_until => {
-                        tracing::warn!(lease = %lease_name, "cluster: a lease lapsed: cannot renew it: {e}");
+                };
+                match renewed {
+                    Ok(true) => held_until = attempt + ttl,
+                    Ok(false) => {
+                        tracing::warn!(lease = %lease_name, "cluster: lost a lease: it lapsed and was taken again");
                         let _ = lost_tx.send(true);
                         return;
                     }

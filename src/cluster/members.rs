@@ -3,7 +3,6 @@
 //! leases held and whether it can reach the store and the bus.
 
 use super::Membership;
-use crate::clock::now_ms;
 use crate::health::HealthService;
 use crate::protocol::types::{
     ClusterHealth, ClusterHealthBus, ClusterHealthBusState, ClusterHealthStore,
@@ -12,6 +11,69 @@ use crate::protocol::types::{
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
+
+/// How often a starting gateway looks again at a member of its name.
+const JOIN_POLL: Duration = Duration::from_millis(250);
+
+impl Membership {
+    /// Records this gateway as a member. A member of the same name that
+    /// stopped without leaving (killed, its host gone) is waited for until
+    /// it lapses, at most `cluster.leaseMs`; one that still renews its
+    /// membership is another live gateway, and this one refuses to start.
+    pub async fn join(&self) -> Result<(), String> {
+        let cannot_reach = |e| format!("cannot record this gateway in the shared store: {e}");
+        let mut previous_seen = None;
+        let mut announced = false;
+        loop {
+            if self.heartbeat().await.map_err(cannot_reach)? {
+                return Ok(());
+            }
+            let members = self
+                .store
+                .members(self.lease_ms)
+                .await
+                .map_err(cannot_reach)?;
+            let Some(twin) = members.into_iter().find(|m| m.name == self.name) else {
+                continue; // it lapsed just now
+            };
+            if previous_seen.is_some_and(|seen| twin.last_seen_ms > seen) {
+                return Err(format!(
+                    "another gateway is running as cluster member {:?} (started at {} ms since the epoch, version {}): give each gateway its own cluster.name",
+                    self.name, twin.started_at_ms, twin.version
+                ));
+            }
+            previous_seen = Some(twin.last_seen_ms);
+            if !announced {
+                announced = true;
+                tracing::info!(member = %self.name, "cluster: a gateway of this name was alive within cluster.leaseMs; waiting until it lapses (it stopped: this one takes its place) or renews (it runs: this one refuses to start)");
+            }
+            tokio::time::sleep(JOIN_POLL).await;
+        }
+    }
+
+    /// Removes this gateway from the members at a clean stop, so a
+    /// restart under its name need not wait for it to lapse.
+    pub async fn leave(&self) {
+        if let Err(e) = self
+            .store
+            .leave(self.name.clone(), self.started_at_ms)
+            .await
+        {
+            tracing::warn!("cluster: cannot leave the members (the entry lapses by itself): {e}");
+        }
+    }
+
+    async fn heartbeat(&self) -> Result<bool, crate::store::StoreError> {
+        self.store
+            .heartbeat(
+                self.name.clone(),
+                env!("CARGO_PKG_VERSION").to_string(),
+                self.started_at_ms,
+                self.lease_ms,
+            )
+            .await
+    }
+}
 
 /// The prefix of the leases session turns hold.
 pub const SESSION_LEASE_PREFIX: &str = "session:";
@@ -35,17 +97,12 @@ pub fn spawn(membership: Arc<Membership>, health: Arc<HealthService>) -> JoinHan
 
 async fn view(membership: &Membership) -> ClusterHealth {
     let store = &membership.store;
-    let now = now_ms();
-    let seen = store
-        .heartbeat(
-            membership.name.clone(),
-            env!("CARGO_PKG_VERSION").to_string(),
-            membership.started_at_ms,
-            now,
-        )
-        .await;
-    let members = store.members(now.saturating_sub(membership.lease_ms)).await;
-    let leases = store.leases(now).await;
+    let seen = membership.heartbeat().await;
+    if matches!(seen, Ok(false)) {
+        tracing::error!(member = %membership.name, "cluster: another gateway now runs under this member name (this one could not renew its membership in time); give each gateway its own cluster.name");
+    }
+    let members = store.members(membership.lease_ms).await;
+    let leases = store.leases().await;
     let store_error = [
         seen.err(),
         members.as_ref().err().cloned(),

@@ -5,6 +5,7 @@
 mod bus;
 mod lease;
 mod members;
+pub mod rpc;
 
 pub use bus::NatsBus;
 pub use lease::{wait_lost, Lease, Leases};
@@ -92,21 +93,23 @@ impl Backend {
         };
         let store = Arc::new(store);
         let lease_ms = cluster.lease_ms.max(0) as u64;
+        let membership = Arc::new(Membership {
+            leases: Leases::new(store.clone(), name.clone(), lease_ms),
+            store: store.clone(),
+            started_at_ms: crate::clock::now_ms(),
+            name,
+            lease_ms,
+            subject_prefix: cluster
+                .nats
+                .as_ref()
+                .map_or_else(String::new, |n| n.subject_prefix.to_string()),
+            nats,
+        });
+        membership.join().await?;
         Ok(Backend {
-            stores: Stores::all_in(Arc::clone(&store)),
+            stores: Stores::all_in(store),
             bus,
-            membership: Some(Arc::new(Membership {
-                leases: Leases::new(store.clone(), name.clone(), lease_ms),
-                store,
-                started_at_ms: crate::clock::now_ms(),
-                name,
-                lease_ms,
-                subject_prefix: cluster
-                    .nats
-                    .as_ref()
-                    .map_or_else(String::new, |n| n.subject_prefix.to_string()),
-                nats,
-            })),
+            membership: Some(membership),
         })
     }
 }

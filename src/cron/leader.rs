@@ -5,6 +5,7 @@
 //! lease lapses. So each due slot fires once across the cluster.
 
 use super::CronService;
+use crate::cluster::rpc::{self, Unanswered};
 use crate::cluster::{Lease, Membership};
 use crate::protocol::{ErrorCode, Method, RpcError};
 use futures_util::StreamExt;
@@ -25,13 +26,6 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 struct Call {
     method: String,
     params: Value,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Answer {
-    Result(Value),
-    Error { code: i64, message: String },
 }
 
 fn subject(membership: &Membership) -> String {
@@ -146,27 +140,14 @@ impl CronService {
         mut calls: async_nats::Subscriber,
     ) {
         while let Some(message) = calls.next().await {
-            let Some(reply) = message.reply.clone() else {
-                continue;
-            };
             let cron = Arc::clone(&self);
             let client = client.clone();
             tokio::spawn(async move {
-                let answer = match serde_json::from_slice::<Call>(&message.payload) {
+                let answer = match rpc::body::<Call>(&message) {
                     Ok(call) => cron.dispatch(call).await,
-                    Err(e) => Err(RpcError::new(ErrorCode::InvalidParams, e.to_string())),
+                    Err(e) => Err(e),
                 };
-                let answer = match answer {
-                    Ok(value) => Answer::Result(value),
-                    Err(e) => Answer::Error {
-                        code: e.code.code(),
-                        message: e.message,
-                    },
-                };
-                let body = serde_json::to_vec(&answer).expect("answers serialize");
-                if let Err(e) = client.publish(reply, body.into()).await {
-                    tracing::warn!("cron: cannot answer a forwarded call: {e}");
-                }
+                rpc::reply(&client, &message, answer).await;
             });
         }
     }
@@ -236,37 +217,20 @@ async fn forward<P: Serialize, R: DeserializeOwned>(
     } else {
         CALL_TIMEOUT
     };
-    let request = async_nats::Request::new()
-        .payload(serde_json::to_vec(&call).expect("calls serialize").into())
-        .timeout(Some(timeout));
-    let reply = client
-        .send_request(subject(membership), request)
+    let answer: Result<Value, RpcError> = rpc::call(client, subject(membership), &call, timeout)
         .await
-        .map_err(|e| match e.kind() {
-            async_nats::RequestErrorKind::NoResponders => unavailable(
+        .map_err(|e| match e {
+            Unanswered::NoResponders => unavailable(
                 "no gateway runs the cron jobs right now (one takes over within cluster.leaseMs); try again shortly".into(),
             ),
-            async_nats::RequestErrorKind::TimedOut => RpcError::new(
+            Unanswered::TimedOut => RpcError::new(
                 ErrorCode::Timeout,
                 "the gateway running the cron jobs did not answer in time",
             ),
-            _ => unavailable(format!("cannot reach the gateway running the cron jobs: {e}")),
+            Unanswered::Failed(e) => {
+                unavailable(format!("cannot reach the gateway running the cron jobs: {e}"))
+            }
         })?;
-    match serde_json::from_slice::<Answer>(&reply.payload) {
-        Ok(Answer::Result(value)) => serde_json::from_value(value).map_err(|e| {
-            RpcError::new(ErrorCode::InternalError, format!("a forwarded answer: {e}"))
-        }),
-        Ok(Answer::Error { code, message }) => {
-            let code = ErrorCode::ALL
-                .iter()
-                .copied()
-                .find(|c| c.code() == code)
-                .unwrap_or(ErrorCode::InternalError);
-            Err(RpcError::new(code, message))
-        }
-        Err(e) => Err(RpcError::new(
-            ErrorCode::InternalError,
-            format!("a forwarded answer does not parse: {e}"),
-        )),
-    }
+    serde_json::from_value(answer?)
+        .map_err(|e| RpcError::new(ErrorCode::InternalError, format!("a forwarded answer: {e}")))
 }

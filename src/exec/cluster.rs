@@ -4,6 +4,7 @@
 //! replies (its first answer wins, as on one gateway).
 
 use super::Approvals;
+use crate::cluster::rpc::{self, Unanswered};
 use crate::protocol::types::ApprovalDecision;
 use crate::protocol::{ErrorCode, RpcError};
 use crate::runtime::Runtime;
@@ -21,13 +22,6 @@ struct Respond {
     id: String,
     decision: ApprovalDecision,
     by: String,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Answer {
-    Ok,
-    Error { code: i64, message: String },
 }
 
 fn subject(rt: &Runtime) -> Option<(String, async_nats::Client)> {
@@ -57,27 +51,15 @@ pub fn serve(rt: &Runtime, approvals: &Arc<Approvals>) {
             let Some(approvals) = approvals.upgrade() else {
                 return;
             };
-            let (Some(reply), Ok(call)) = (
-                message.reply.clone(),
-                serde_json::from_slice::<Respond>(&message.payload),
-            ) else {
+            let Ok(call) = rpc::body::<Respond>(&message) else {
                 continue;
             };
             // Only the gateway that raised it answers.
             if !approvals.knows(&call.id) {
                 continue;
             }
-            let answer = match approvals.decide(&call.id, call.decision, call.by) {
-                Ok(()) => Answer::Ok,
-                Err(e) => Answer::Error {
-                    code: e.code.code(),
-                    message: e.message,
-                },
-            };
-            let body = serde_json::to_vec(&answer).expect("answers serialize");
-            if let Err(e) = client.publish(reply, body.into()).await {
-                tracing::warn!("approvals: cannot reply to another gateway: {e}");
-            }
+            let answer = approvals.decide(&call.id, call.decision, call.by);
+            rpc::reply(&client, &message, answer).await;
         }
     });
 }
@@ -96,41 +78,14 @@ pub async fn forward(
         decision,
         by: by.to_string(),
     };
-    let request = async_nats::Request::new()
-        .payload(serde_json::to_vec(&call).expect("calls serialize").into())
-        .timeout(Some(TIMEOUT));
-    let reply = match client.send_request(subject, request).await {
-        Ok(reply) => reply,
+    match rpc::call(&client, subject, &call, TIMEOUT).await {
+        Ok(answer) => Some(answer),
         // Nobody has it: the local answer (not found) stands.
-        Err(e)
-            if matches!(
-                e.kind(),
-                async_nats::RequestErrorKind::NoResponders | async_nats::RequestErrorKind::TimedOut
-            ) =>
-        {
-            return None
-        }
-        Err(e) => {
-            return Some(Err(RpcError::new(
-                ErrorCode::Unavailable,
-                format!("cannot reach the other gateways: {e}"),
-            )
-            .with_retryable(true)))
-        }
-    };
-    Some(match serde_json::from_slice::<Answer>(&reply.payload) {
-        Ok(Answer::Ok) => Ok(()),
-        Ok(Answer::Error { code, message }) => {
-            let code = ErrorCode::ALL
-                .iter()
-                .copied()
-                .find(|c| c.code() == code)
-                .unwrap_or(ErrorCode::InternalError);
-            Err(RpcError::new(code, message))
-        }
-        Err(e) => Err(RpcError::new(
-            ErrorCode::InternalError,
-            format!("another gateway's answer does not parse: {e}"),
-        )),
-    })
+        Err(Unanswered::NoResponders | Unanswered::TimedOut) => None,
+        Err(Unanswered::Failed(e)) => Some(Err(RpcError::new(
+            ErrorCode::Unavailable,
+            format!("cannot reach the other gateways: {e}"),
+        )
+        .with_retryable(true))),
+    }
 }

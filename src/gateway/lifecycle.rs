@@ -69,6 +69,9 @@ impl Gateway {
         for task in running.tasks {
             task.abort();
         }
+        if let Some(membership) = &self.rt.membership {
+            membership.leave().await;
+        }
     }
 
     /// Applies the settings that belong to the process as a whole (log

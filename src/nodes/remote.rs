@@ -5,6 +5,7 @@
 //! is offline everywhere).
 
 use super::NodeService;
+use crate::cluster::rpc::{self, Unanswered};
 use crate::cluster::Membership;
 use crate::protocol::types::{NodesInvokeParams, NodesInvokeResult};
 use crate::protocol::{ErrorCode, RpcError};
@@ -19,13 +20,6 @@ struct Forwarded {
     params: NodesInvokeParams,
     /// Whose idempotency keys the caller's are, as on the first gateway.
     owner: String,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Answer {
-    Result(NodesInvokeResult),
-    Error { code: i64, message: String },
 }
 
 /// Extra time the first gateway waits beyond the invoke's own timeout.
@@ -68,26 +62,16 @@ impl NodeService {
                 }
             };
             while let Some(message) = calls.next().await {
-                let (Some(reply), Some(nodes)) = (message.reply.clone(), me.upgrade()) else {
-                    continue;
+                let Some(nodes) = me.upgrade() else {
+                    return;
                 };
                 let client = client.clone();
                 tokio::spawn(async move {
-                    let answer = match serde_json::from_slice::<Forwarded>(&message.payload) {
+                    let answer = match rpc::body::<Forwarded>(&message) {
                         Ok(call) => nodes.send_and_wait(call.params, &call.owner, false).await,
-                        Err(e) => Err(RpcError::new(ErrorCode::InvalidParams, e.to_string())),
+                        Err(e) => Err(e),
                     };
-                    let answer = match answer {
-                        Ok(result) => Answer::Result(result),
-                        Err(e) => Answer::Error {
-                            code: e.code.code(),
-                            message: e.message,
-                        },
-                    };
-                    let body = serde_json::to_vec(&answer).expect("answers serialize");
-                    if let Err(e) = client.publish(reply, body.into()).await {
-                        tracing::warn!("nodes: cannot answer a forwarded invoke: {e}");
-                    }
+                    rpc::reply(&client, &message, answer).await;
                 });
             }
         })))
@@ -107,50 +91,27 @@ impl NodeService {
             params: params.clone(),
             owner: owner.to_string(),
         };
-        let request = async_nats::Request::new()
-            .payload(serde_json::to_vec(&call).expect("calls serialize").into())
-            .timeout(Some(Duration::from_millis(timeout_ms) + MARGIN));
-        let reply = match client
-            .send_request(subject(membership, &params.node_id), request)
-            .await
-        {
-            Ok(reply) => reply,
-            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => return None,
-            Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
-                return Some(Err(RpcError::new(
-                    ErrorCode::Timeout,
-                    format!(
-                        "node {} did not answer {} within {timeout_ms} ms",
-                        params.node_id.as_str(),
-                        params.command.as_str()
-                    ),
-                )))
-            }
-            Err(e) => {
-                return Some(Err(RpcError::new(
-                    ErrorCode::Unavailable,
-                    format!(
-                        "cannot reach the gateway node {} is on: {e}",
-                        params.node_id.as_str()
-                    ),
-                )
-                .with_retryable(true)))
-            }
-        };
-        Some(match serde_json::from_slice::<Answer>(&reply.payload) {
-            Ok(Answer::Result(result)) => Ok(result),
-            Ok(Answer::Error { code, message }) => {
-                let code = ErrorCode::ALL
-                    .iter()
-                    .copied()
-                    .find(|c| c.code() == code)
-                    .unwrap_or(ErrorCode::InternalError);
-                Err(RpcError::new(code, message))
-            }
-            Err(e) => Err(RpcError::new(
-                ErrorCode::InternalError,
-                format!("a forwarded answer does not parse: {e}"),
-            )),
-        })
+        let timeout = Duration::from_millis(timeout_ms) + MARGIN;
+        let subject = subject(membership, &params.node_id);
+        match rpc::call(client, subject, &call, timeout).await {
+            Ok(answer) => Some(answer),
+            Err(Unanswered::NoResponders) => None,
+            Err(Unanswered::TimedOut) => Some(Err(RpcError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "node {} did not answer {} within {timeout_ms} ms",
+                    params.node_id.as_str(),
+                    params.command.as_str()
+                ),
+            ))),
+            Err(Unanswered::Failed(e)) => Some(Err(RpcError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "cannot reach the gateway node {} is on: {e}",
+                    params.node_id.as_str()
+                ),
+            )
+            .with_retryable(true))),
+        }
     }
 }

@@ -186,31 +186,36 @@ impl Stores {
 /// member, and leases (work only one gateway may do at a time). Kept by
 /// the PostgreSQL store only: one embedded gateway needs none of it.
 pub trait ClusterStore: Send + Sync {
-    /// Records that `member` is alive at `now_ms`.
+    /// Records that `member`, the incarnation started at `started_at_ms`,
+    /// is alive now. False while another incarnation under that name is:
+    /// one seen within the last `stale_after_ms`.
     fn heartbeat(
         &self,
         member: String,
         version: String,
         started_at_ms: u64,
-        now_ms: u64,
-    ) -> StoreFuture<'_, ()>;
-    /// The members seen since `seen_since_ms`, by name.
-    fn members(&self, seen_since_ms: u64) -> StoreFuture<'_, Vec<ClusterMember>>;
-    /// Takes the lease `name` for `holder` under `token` (one per
-    /// taking) until `now_ms + ttl_ms`, or renews it: true when it was
-    /// free, lapsed or already `holder`'s; false while another holder's
-    /// lease runs.
+        stale_after_ms: u64,
+    ) -> StoreFuture<'_, bool>;
+    /// Removes the member, if it is still this incarnation.
+    fn leave(&self, member: String, started_at_ms: u64) -> StoreFuture<'_, ()>;
+    /// The members seen within the last `within_ms`, by name.
+    fn members(&self, within_ms: u64) -> StoreFuture<'_, Vec<ClusterMember>>;
+    /// Takes the lease `name` for `holder` under `token` for `ttl_ms`:
+    /// true when it was free or lapsed, or held by this same process (a
+    /// token is `<process>:<taking>`); false while another's lease runs.
     fn acquire_lease(
         &self,
         name: String,
         holder: String,
         token: String,
-        now_ms: u64,
         ttl_ms: u64,
     ) -> StoreFuture<'_, bool>;
+    /// Extends the lease for another `ttl_ms` if it is still held under
+    /// `token`; false when it was taken or released since.
+    fn renew_lease(&self, name: String, token: String, ttl_ms: u64) -> StoreFuture<'_, bool>;
     /// Gives the lease up, if it is still held under `token` (not taken
     /// again since).
     fn release_lease(&self, name: String, token: String) -> StoreFuture<'_, ()>;
-    /// The leases not expired at `now_ms`, by name.
-    fn leases(&self, now_ms: u64) -> StoreFuture<'_, Vec<ClusterLease>>;
+    /// The leases not expired, by name.
+    fn leases(&self) -> StoreFuture<'_, Vec<ClusterLease>>;
 }

@@ -300,9 +300,18 @@ async fn while_postgresql_is_down_calls_say_unavailable_and_the_gateway_recovers
     use std::time::{Duration, Instant};
     let pg = PgServer::start();
     let url = pg.fresh_database();
+    let upstream = crate::fake_openai::FakeOpenAi::start(crate::fake_openai::Script::Hang).await;
     let dir = temp_dir("pg-down");
     let config = dir.join("clawgate.toml");
-    std::fs::write(&config, token_config()).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{}[agents.main]\nprovider = \"echo\"\n[agents.slow]\nprovider = \"openai\"\nbaseUrl = \"{}\"\nmodel = \"m\"\n",
+            token_config(),
+            upstream.base_url
+        ),
+    )
+    .unwrap();
     let gw = TestGateway::spawn(
         &dir,
         &["--config", config.to_str().unwrap()],
@@ -316,6 +325,17 @@ async fn while_postgresql_is_down_calls_say_unavailable_and_the_gateway_recovers
         .call("chat", json!({"message": "before", "sessionKey": "s"}))
         .await;
     assert!(before["result"].is_object(), "{before}");
+    // A turn waiting on its upstream holds its session's lease.
+    let mut hanging = gw.operator().await;
+    let turn = hanging
+        .request(
+            "chat",
+            json!({"message": "wait", "agentId": "slow", "sessionKey": "h"}),
+        )
+        .await;
+    while upstream.requests().is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     pg.halt();
     let asked = Instant::now();
@@ -360,6 +380,27 @@ async fn while_postgresql_is_down_calls_say_unavailable_and_the_gateway_recovers
         assert!(Instant::now() < deadline, "health never said so: {health}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // The hanging turn could not renew its lease for the lease's life
+    // (3 s): another gateway may take the session now, so it stops.
+    let stopped = loop {
+        let frame = hanging.recv().await;
+        if frame["id"] == turn {
+            break frame;
+        }
+    };
+    assert_eq!(
+        stopped["error"]["code"],
+        ErrorCode::Unavailable.code(),
+        "{stopped}"
+    );
+    assert!(
+        stopped["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("lost the session's lease"),
+        "{stopped}"
+    );
 
     pg.resume();
     // Back without a restart: the pool reconnects by itself.
@@ -556,4 +597,85 @@ async fn a_channel_account_runs_on_one_gateway_and_moves_when_it_dies_without_an
     let new_holder = lease_holder(&cluster.gateways[survivor], "channel:telegram:bot").await;
     assert_ne!(new_holder, holder);
     cluster.gateways.remove(index);
+}
+
+/// The members gateway `ws` lists in health.
+async fn member_names(ws: &mut Ws) -> Vec<String> {
+    let health = ws.call("health", json!({})).await;
+    health["result"]["cluster"]["members"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|m| m["name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_member_name_belongs_to_one_live_gateway_and_passes_to_its_restart() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let mut cluster = Cluster::start(2, "").await;
+
+    // A second process under gw-a's name, while gw-a runs: refused, and
+    // told why, before it serves anything.
+    let dir = temp_dir("cluster-twin");
+    let config = dir.join("clawgate.toml");
+    std::fs::write(&config, token_config()).unwrap();
+    let mut twin = Command::new(bin())
+        .args(["run", "--config", config.to_str().unwrap(), "--state-dir"])
+        .arg(dir.join("state"))
+        .env("CLAWGATE_LOG", "warn")
+        .env(STORE_URL_VAR, &cluster.store_url)
+        .env("CLAWGATE_CLUSTER__NATS__URL", &cluster.nats.url)
+        .env("CLAWGATE_CLUSTER__NAME", "gw-a")
+        .env("CLAWGATE_CLUSTER__LEASE_MS", "3000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut twin, Duration::from_secs(15)).expect("the twin gives up");
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(twin.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("another gateway is running as cluster member \"gw-a\"")
+            && stderr.contains("cluster.name"),
+        "{stderr}"
+    );
+    let mut out = String::new();
+    std::io::Read::read_to_string(twin.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(!out.contains("listening"), "the twin never served: {out}");
+
+    // gw-a killed: a new process under its name waits for the old entry
+    // to lapse, then takes its place.
+    unsafe_kill(cluster.gateways[0].child.id(), "KILL");
+    let _ = cluster.gateways[0].child.wait();
+    cluster.gateways.remove(0);
+    cluster.add("gw-a", "");
+    let mut on_b = cluster.gateways[0].operator().await;
+    let mut on_new_a = cluster.gateways[1].operator().await;
+    let chat = on_new_a
+        .call("chat", json!({"message": "back", "sessionKey": "s"}))
+        .await;
+    assert!(chat["result"].is_object(), "{chat}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while member_names(&mut on_b).await != ["gw-a", "gw-b"] {
+        assert!(Instant::now() < deadline, "gw-a never rejoined");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A clean stop leaves at once: the others stop listing it well before
+    // its entry would lapse (3 s).
+    let status = cluster.gateways[1].terminate();
+    assert!(status.success(), "{status:?}");
+    let stopped = Instant::now();
+    while member_names(&mut on_b).await != ["gw-b"] {
+        assert!(
+            stopped.elapsed() < Duration::from_millis(2500),
+            "a cleanly stopped member is still listed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -1,10 +1,19 @@
 //! What gateways in a cluster share besides the records: the members
-//! alive and leases (tables of migration 8).
+//! alive and leases (tables of migration 8). Every time here is the
+//! database's clock, so gateways whose clocks differ still agree on when
+//! a lease lapses.
 
-use super::{count, int, PgStore};
+use super::{count, PgStore};
 use crate::protocol::types::{ClusterLease, ClusterMember};
 use crate::store::{ClusterStore, StoreFuture};
 use deadpool_postgres::GenericClient;
+
+/// The database's time, in milliseconds since the Unix epoch.
+macro_rules! now_ms {
+    () => {
+        "(extract(epoch from clock_timestamp()) * 1000)::BIGINT"
+    };
+}
 
 impl ClusterStore for PgStore {
     fn heartbeat(
@@ -12,38 +21,65 @@ impl ClusterStore for PgStore {
         member: String,
         version: String,
         started_at_ms: u64,
-        now_ms: u64,
-    ) -> StoreFuture<'_, ()> {
+        stale_after_ms: u64,
+    ) -> StoreFuture<'_, bool> {
+        self.run(async move {
+            let client = self.client().await?;
+            // The name is this incarnation's (same start) or one whose
+            // gateway stopped renewing it; never a live other one's.
+            let stmt = client
+                .prepare_cached(concat!(
+                    "INSERT INTO cluster_members (name, version, started_at, seen_at)
+                     VALUES ($1, $2, $3, ",
+                    now_ms!(),
+                    ")
+                     ON CONFLICT (name) DO UPDATE SET version = excluded.version,
+                         started_at = excluded.started_at, seen_at = excluded.seen_at
+                     WHERE cluster_members.started_at = excluded.started_at
+                        OR cluster_members.seen_at <= excluded.seen_at - $4
+                     RETURNING name"
+                ))
+                .await?;
+            let row = client
+                .query_opt(
+                    &stmt,
+                    &[
+                        &member,
+                        &version,
+                        &count(started_at_ms),
+                        &count(stale_after_ms),
+                    ],
+                )
+                .await?;
+            Ok(row.is_some())
+        })
+    }
+
+    fn leave(&self, member: String, started_at_ms: u64) -> StoreFuture<'_, ()> {
         self.run(async move {
             let client = self.client().await?;
             let stmt = client
-                .prepare_cached(
-                    "INSERT INTO cluster_members (name, version, started_at, seen_at)
-                     VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (name) DO UPDATE SET version = excluded.version,
-                         started_at = excluded.started_at, seen_at = excluded.seen_at",
-                )
+                .prepare_cached("DELETE FROM cluster_members WHERE name = $1 AND started_at = $2")
                 .await?;
             client
-                .execute(
-                    &stmt,
-                    &[&member, &version, &int(started_at_ms), &int(now_ms)],
-                )
+                .execute(&stmt, &[&member, &count(started_at_ms)])
                 .await?;
             Ok(())
         })
     }
 
-    fn members(&self, seen_since_ms: u64) -> StoreFuture<'_, Vec<ClusterMember>> {
+    fn members(&self, within_ms: u64) -> StoreFuture<'_, Vec<ClusterMember>> {
         self.run(async move {
             let client = self.client().await?;
             let stmt = client
-                .prepare_cached(
+                .prepare_cached(concat!(
                     "SELECT name, version, started_at, seen_at FROM cluster_members
-                     WHERE seen_at >= $1 ORDER BY name",
-                )
+                     WHERE seen_at >= ",
+                    now_ms!(),
+                    " - $1 ORDER BY name"
+                ))
                 .await?;
-            let rows = client.query(&stmt, &[&count(seen_since_ms)]).await?;
+            let rows = client.query(&stmt, &[&count(within_ms)]).await?;
             rows.iter()
                 .map(|row| {
                     Ok(ClusterMember {
@@ -62,31 +98,48 @@ impl ClusterStore for PgStore {
         name: String,
         holder: String,
         token: String,
-        now_ms: u64,
         ttl_ms: u64,
     ) -> StoreFuture<'_, bool> {
         self.run(async move {
             let client = self.client().await?;
-            // One statement: taking a free or lapsed lease and renewing
-            // one's own are atomic, whoever else tries at the same time.
-            // A lease this member already holds is taken over: its work
-            // on this gateway is guarded locally (and a member restarted
-            // under its name gets its leases back at once).
+            // One statement, so two gateways trying at once cannot both
+            // win. A lease is taken when free or lapsed, or when this same
+            // process holds it under an older token (the part before ':'
+            // names the process): its work here is guarded locally, and
+            // the older holder's release then finds nothing to drop.
             let stmt = client
-                .prepare_cached(
+                .prepare_cached(concat!(
                     "INSERT INTO cluster_leases (name, holder, token, expires_at)
-                     VALUES ($1, $2, $3, $4::BIGINT + $5::BIGINT)
+                     VALUES ($1, $2, $3, ",
+                    now_ms!(),
+                    " + $4)
                      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
                          token = excluded.token, expires_at = excluded.expires_at
-                     WHERE cluster_leases.holder = excluded.holder OR cluster_leases.expires_at <= $4
-                     RETURNING name",
-                )
+                     WHERE cluster_leases.expires_at <= ",
+                    now_ms!(),
+                    " OR split_part(cluster_leases.token, ':', 1) = split_part(excluded.token, ':', 1)
+                     RETURNING name"
+                ))
                 .await?;
             let row = client
-                .query_opt(
-                    &stmt,
-                    &[&name, &holder, &token, &int(now_ms), &count(ttl_ms)],
-                )
+                .query_opt(&stmt, &[&name, &holder, &token, &count(ttl_ms)])
+                .await?;
+            Ok(row.is_some())
+        })
+    }
+
+    fn renew_lease(&self, name: String, token: String, ttl_ms: u64) -> StoreFuture<'_, bool> {
+        self.run(async move {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(concat!(
+                    "UPDATE cluster_leases SET expires_at = ",
+                    now_ms!(),
+                    " + $3 WHERE name = $1 AND token = $2 RETURNING name"
+                ))
+                .await?;
+            let row = client
+                .query_opt(&stmt, &[&name, &token, &count(ttl_ms)])
                 .await?;
             Ok(row.is_some())
         })
@@ -103,16 +156,18 @@ impl ClusterStore for PgStore {
         })
     }
 
-    fn leases(&self, now_ms: u64) -> StoreFuture<'_, Vec<ClusterLease>> {
+    fn leases(&self) -> StoreFuture<'_, Vec<ClusterLease>> {
         self.run(async move {
             let client = self.client().await?;
             let stmt = client
-                .prepare_cached(
+                .prepare_cached(concat!(
                     "SELECT name, holder, expires_at FROM cluster_leases
-                     WHERE expires_at > $1 ORDER BY name",
-                )
+                     WHERE expires_at > ",
+                    now_ms!(),
+                    " ORDER BY name"
+                ))
                 .await?;
-            let rows = client.query(&stmt, &[&int(now_ms)]).await?;
+            let rows = client.query(&stmt, &[]).await?;
             rows.iter()
                 .map(|row| {
                     Ok(ClusterLease {
