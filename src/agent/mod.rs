@@ -3,6 +3,7 @@
 mod anthropic;
 mod echo;
 mod openai;
+pub mod remote;
 mod runs;
 pub(crate) mod sse;
 pub mod turn;

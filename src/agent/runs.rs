@@ -73,6 +73,11 @@ impl Runs {
         })
     }
 
+    /// Whether the run is running here, or ended here lately.
+    pub fn knows(&self, run_id: &str) -> bool {
+        self.is_running(run_id) || self.ended(run_id).is_some()
+    }
+
     pub fn is_running(&self, run_id: &str) -> bool {
         self.running.lock().expect("runs").contains_key(run_id)
     }

@@ -178,6 +178,11 @@ impl Turns {
         self.runs.abort(run_id)
     }
 
+    /// Whether a run with this id runs here or ended here lately.
+    pub fn knows(&self, run_id: &str) -> bool {
+        self.runs.knows(run_id)
+    }
+
     /// Whether a run with this id is running now.
     pub fn is_running(&self, run_id: &str) -> bool {
         self.runs.is_running(run_id)

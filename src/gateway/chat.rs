@@ -52,16 +52,35 @@ pub async fn chat(gw: &Gateway, owner: &str, params: ChatParams) -> Result<ChatR
     Ok(result)
 }
 
-pub async fn wait(gw: &Gateway, params: ChatWaitParams) -> ChatWaitResult {
+/// How the run ended, waiting for it up to the timeout; in a cluster,
+/// wherever it runs.
+pub async fn wait(gw: &Gateway, params: ChatWaitParams) -> Result<ChatWaitResult, RpcError> {
     let waited = params.timeout_ms.unwrap_or(30_000).max(0) as u64;
     let timeout = std::time::Duration::from_millis(waited);
-    gw.turns.wait(&params.run_id, timeout).await
+    let run_id = params.run_id.as_str();
+    if gw.rt.membership.is_none() || gw.turns.knows(run_id) {
+        return Ok(gw.turns.wait(run_id, timeout).await);
+    }
+    let asked = std::time::Instant::now();
+    match crate::agent::remote::wait(&gw.rt, run_id, timeout).await {
+        Ok(ended) => Ok(ended),
+        Err(Some(e)) => Err(e),
+        // No other gateway knows it: it may still start here.
+        Err(None) => Ok(gw
+            .turns
+            .wait(run_id, timeout.saturating_sub(asked.elapsed()))
+            .await),
+    }
 }
 
-pub fn abort(gw: &Gateway, params: ChatAbortParams) -> ChatAbortResult {
+/// Stops the run; in a cluster, wherever it runs.
+pub async fn abort(gw: &Gateway, params: ChatAbortParams) -> Result<ChatAbortResult, RpcError> {
     let run_id = params.run_id.to_string();
-    ChatAbortResult {
-        aborted: gw.turns.abort(&run_id),
-        run_id,
-    }
+    let aborted = gw.turns.abort(&run_id)
+        || (!gw.turns.knows(&run_id)
+            && crate::agent::remote::abort(&gw.rt, &run_id)
+                .await
+                .transpose()?
+                .unwrap_or(false));
+    Ok(ChatAbortResult { aborted, run_id })
 }

@@ -132,7 +132,7 @@ impl Handlers for Gateway {
         _ctx: &CallContext,
         params: ChatAbortParams,
     ) -> Result<ChatAbortResult, RpcError> {
-        Ok(chat::abort(self, params))
+        chat::abort(self, params).await
     }
 
     async fn chat_wait(
@@ -140,7 +140,7 @@ impl Handlers for Gateway {
         _ctx: &CallContext,
         params: ChatWaitParams,
     ) -> Result<ChatWaitResult, RpcError> {
-        Ok(chat::wait(self, params).await)
+        chat::wait(self, params).await
     }
 
     async fn sessions(

@@ -114,6 +114,7 @@ impl Gateway {
             membership: backend.membership,
         };
         let turns = Arc::new(crate::agent::Turns::new(rt.clone()));
+        crate::agent::remote::serve(&rt, &turns);
         let channels = crate::channels::ChannelManager::new(rt.clone(), Arc::clone(&turns));
         let cron = crate::cron::CronService::new(rt.clone(), Arc::clone(&turns));
         let nodes = crate::nodes::NodeService::new(rt.clone());

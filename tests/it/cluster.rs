@@ -679,3 +679,65 @@ async fn a_member_name_belongs_to_one_live_gateway_and_passes_to_its_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_run_on_one_gateway_is_waited_for_and_aborted_from_another() {
+    use crate::fake_openai::{FakeOpenAi, Script};
+    let upstream = FakeOpenAi::start(Script::Hang).await;
+    let cluster = Cluster::start(
+        2,
+        &format!(
+            "[agents.main]\nprovider = \"echo\"\n[agents.slow]\nprovider = \"openai\"\nbaseUrl = \"{}\"\nmodel = \"m\"\n",
+            upstream.base_url
+        ),
+    )
+    .await;
+    let mut on_a = cluster.gateways[0].operator().await;
+    let mut on_b = cluster.gateways[1].operator().await;
+    let turn = on_a
+        .request(
+            "chat",
+            json!({"message": "wait", "agentId": "slow", "sessionKey": "s", "runId": "run-cross"}),
+        )
+        .await;
+    while upstream.requests().is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let running = on_b
+        .call("chat.wait", json!({"runId": "run-cross", "timeoutMs": 300}))
+        .await;
+    assert_eq!(running["result"]["status"], "running", "{running}");
+    assert!(running["result"]["startedAtMs"].as_u64().is_some());
+
+    let abort = on_b.call("chat.abort", json!({"runId": "run-cross"})).await;
+    assert_eq!(abort["result"]["aborted"], true, "{abort}");
+    let stopped = loop {
+        let frame = on_a.recv().await;
+        if frame["id"] == turn {
+            break frame;
+        }
+    };
+    assert_eq!(stopped["result"]["stopReason"], "aborted", "{stopped}");
+
+    let ended = on_b
+        .call(
+            "chat.wait",
+            json!({"runId": "run-cross", "timeoutMs": 5000}),
+        )
+        .await;
+    assert_eq!(ended["result"]["status"], "aborted", "{ended}");
+    let again = on_b.call("chat.abort", json!({"runId": "run-cross"})).await;
+    assert_eq!(again["result"]["aborted"], false, "an ended run: {again}");
+    let unknown = on_b
+        .call("chat.abort", json!({"runId": "run-nowhere"}))
+        .await;
+    assert_eq!(unknown["result"]["aborted"], false, "{unknown}");
+    let unknown = on_b
+        .call(
+            "chat.wait",
+            json!({"runId": "run-nowhere", "timeoutMs": 200}),
+        )
+        .await;
+    assert_eq!(unknown["result"]["status"], "unknown", "{unknown}");
+}
