@@ -42,6 +42,7 @@ impl Gateway {
             self.follow_settings(),
         ];
         tasks.extend(self.spawn_config_watcher());
+        tasks.extend(self.nodes.spawn_follower());
         if let Some(membership) = &self.rt.membership {
             tasks.push(crate::cluster::spawn_membership(
                 Arc::clone(membership),

@@ -6,6 +6,7 @@
 //! own node token, which the store keeps only as a SHA-256 hash.
 
 mod device_nodes;
+mod follow;
 mod invoke;
 mod pairing;
 mod remote;

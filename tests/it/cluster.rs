@@ -481,6 +481,39 @@ async fn an_invoke_on_one_gateway_reaches_a_node_connected_to_another() {
         clawgate::protocol::ErrorCode::Forbidden.code(),
         "{refused}"
     );
+
+    // A, running since before the pairing, knows the node: it lists it
+    // and lets it connect with its token.
+    let token = paired["token"].as_str().unwrap();
+    let listed = operator_a.call("nodes.list", json!({})).await;
+    assert_eq!(
+        listed["result"]["nodes"][0]["nodeId"],
+        node_id.as_str(),
+        "{listed}"
+    );
+    drop(node);
+    let (mut node_on_a, hello) = node_with(a, token).await;
+    assert!(hello["result"].is_object(), "the token works on A: {hello}");
+    // Removed on B: A closes its connection.
+    let removed = operator_b
+        .call("nodes.remove", json!({"nodeId": node_id}))
+        .await;
+    assert_eq!(removed["result"]["removed"], true, "{removed}");
+    let closed = loop {
+        match node_on_a.recv_or_close().await {
+            Ok(_) => continue,
+            Err(closed) => break closed,
+        }
+    };
+    assert!(
+        matches!(&closed, crate::support::Closed::Code(_, reason) if reason.contains("removed")),
+        "{closed:?}"
+    );
+    let (_, refused) = node_with(a, token).await;
+    assert!(
+        refused["error"].is_object(),
+        "a removed node's token: {refused}"
+    );
 }
 
 #[tokio::test]
