@@ -72,6 +72,11 @@ impl HealthService {
         self.changed(&mut state);
     }
 
+    /// The config section as it stands.
+    pub fn config(&self) -> ConfigHealth {
+        self.state.lock().expect("health lock").config.clone()
+    }
+
     /// The health version now.
     pub fn version(&self) -> u64 {
         self.state.lock().expect("health lock").version

@@ -1022,7 +1022,7 @@ export interface ClusterHealth {
  */
 export interface ClusterLease {
   /**
-   * When it lapses unless renewed.
+   * When it lapses unless renewed, by the shared store's clock.
    */
   expiresAtMs: number;
   /**
@@ -1039,7 +1039,15 @@ export interface ClusterLease {
  */
 export interface ClusterMember {
   /**
-   * When it last renewed its membership.
+   * Why its last config reload was rejected, while the file holds an edit it could not apply (it keeps serving its last good config).
+   */
+  configError?: string;
+  /**
+   * SHA-256 of the config file content it runs on (null: on defaults), as of its last renewal. Members that share a config file show the same hash once a reload has reached them all.
+   */
+  configHash?: string | null;
+  /**
+   * When it last renewed its membership, by the shared store's clock.
    */
   lastSeenMs: number;
   /**
@@ -2528,6 +2536,10 @@ export interface NodeInfo {
    */
   connectedAtMs?: number;
   /**
+   * In a cluster: the member (cluster.name) the node is connected to, while online.
+   */
+  gateway?: string;
+  /**
    * When it was last heard from.
    */
   lastHeartbeatAtMs?: number;
@@ -2540,7 +2552,7 @@ export interface NodeInfo {
    */
   nodeId: string;
   /**
-   * Whether it is connected and has not missed its heartbeats.
+   * Whether it is connected (to this gateway or, in a cluster, to another member) and has not missed its heartbeats.
    */
   online: boolean;
   /**

@@ -6,9 +6,10 @@ use super::{irc, plugin, telegram, webhook, ChannelManager, Key, Policy};
 use crate::agent::Agent;
 use crate::agent::{Session, TurnRequest};
 use crate::protocol::types::{Binding, DmPolicy, GroupPolicy, SessionConfigDmScope};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use tokio::sync::Semaphore;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{oneshot, Semaphore};
 
 /// Messages of one account being answered or waiting for their turn; past
 /// this, new ones are refused rather than piling up without bound.
@@ -21,6 +22,62 @@ pub struct Counters {
     pub dropped: AtomicU64,
     pub failed: AtomicU64,
     pending: Arc<Semaphore>,
+    /// Per conversation: the signal that the last message taken has been
+    /// answered, for the next one to wait on.
+    lines: Mutex<HashMap<String, (u64, oneshot::Receiver<()>)>>,
+    next_place: AtomicU64,
+}
+
+/// A message's place in its conversation's line; leaving it (answered,
+/// or given up) lets the next message of the conversation go.
+struct Place {
+    counters: Arc<Counters>,
+    conversation: String,
+    id: u64,
+    _answered: oneshot::Sender<()>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut lines = self.counters.lines.lock().expect("lines");
+        if lines
+            .get(&self.conversation)
+            .is_some_and(|(id, _)| *id == self.id)
+        {
+            lines.remove(&self.conversation);
+        }
+    }
+}
+
+impl Counters {
+    /// Lines a message up behind the conversation's previous one: the
+    /// future resolves once that one has been answered, so a peer's
+    /// messages are answered in the order they came even though each is
+    /// answered in a task of its own.
+    fn line_up(
+        self: &Arc<Self>,
+        conversation: String,
+    ) -> (Place, impl std::future::Future<Output = ()>) {
+        let (answered, next_may_go) = oneshot::channel();
+        let id = self.next_place.fetch_add(1, Ordering::Relaxed);
+        let before = self
+            .lines
+            .lock()
+            .expect("lines")
+            .insert(conversation.clone(), (id, next_may_go))
+            .map(|(_, before)| before);
+        let place = Place {
+            counters: Arc::clone(self),
+            conversation,
+            id,
+            _answered: answered,
+        };
+        (place, async move {
+            if let Some(before) = before {
+                let _ = before.await;
+            }
+        })
+    }
 }
 
 impl Default for Counters {
@@ -31,6 +88,8 @@ impl Default for Counters {
             dropped: AtomicU64::default(),
             failed: AtomicU64::default(),
             pending: Arc::new(Semaphore::new(MAX_PENDING)),
+            lines: Mutex::default(),
+            next_place: AtomicU64::default(),
         }
     }
 }
@@ -119,12 +178,20 @@ pub fn dispatch(
             return Err(refused);
         }
     };
+    // A group's messages share its session; a person's direct ones theirs.
+    let conversation = match &message.group {
+        Some(group) => format!("group\n{group}"),
+        None => format!("peer\n{}", message.peer),
+    };
+    let (place, turn_comes) = counters.line_up(conversation);
     let manager = Arc::clone(manager);
     let key = key.clone();
     let counters = Arc::clone(counters);
     let span = tracing::info_span!("message", channel = %key, peer = %message.peer);
     let answering = async move {
         let _pending = permit;
+        let _place = place;
+        turn_comes.await;
         match answer(&manager, &key, &message, &reply).await {
             Ok(pieces) => {
                 counters.replied.fetch_add(pieces, Ordering::Relaxed);
@@ -267,6 +334,33 @@ pub fn split(text: &str, limit: usize) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::protocol::types::BuiltinChannelKind;
+
+    #[tokio::test]
+    async fn a_conversations_messages_are_answered_in_the_order_they_came() {
+        let counters = Arc::new(Counters::default());
+        async fn waits(turn: impl std::future::Future<Output = ()>) -> bool {
+            tokio::time::timeout(std::time::Duration::from_millis(20), turn)
+                .await
+                .is_err()
+        }
+        let (first, first_turn) = counters.line_up("peer\na".into());
+        let (second, second_turn) = counters.line_up("peer\na".into());
+        let (other, other_turn) = counters.line_up("peer\nb".into());
+        assert!(!waits(first_turn).await);
+        assert!(
+            !waits(other_turn).await,
+            "another conversation does not wait"
+        );
+        let mut second_turn = Box::pin(second_turn);
+        assert!(
+            waits(&mut second_turn).await,
+            "the second waits for the first"
+        );
+        drop(first);
+        assert!(!waits(second_turn).await);
+        drop((second, other));
+        assert!(counters.lines.lock().unwrap().is_empty(), "nothing kept");
+    }
 
     fn message(peer: &str, group: Option<&str>, mentioned: bool) -> Inbound {
         Inbound {

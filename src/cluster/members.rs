@@ -8,6 +8,7 @@ use crate::protocol::types::{
     ClusterHealth, ClusterHealthBus, ClusterHealthBusState, ClusterHealthStore,
     ClusterHealthStoreState,
 };
+use crate::store::MemberConfig;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -25,8 +26,17 @@ impl Membership {
         let mut previous_seen = None;
         let mut announced = false;
         loop {
-            if self.heartbeat().await.map_err(cannot_reach)? {
-                return Ok(());
+            if self
+                .heartbeat(MemberConfig::default())
+                .await
+                .map_err(cannot_reach)?
+            {
+                // Nodes an earlier gateway of this name had are gone with it.
+                return self
+                    .store
+                    .forget_nodes_of(self.name.clone())
+                    .await
+                    .map_err(cannot_reach);
             }
             let members = self
                 .store
@@ -63,13 +73,14 @@ impl Membership {
         }
     }
 
-    async fn heartbeat(&self) -> Result<bool, crate::store::StoreError> {
+    async fn heartbeat(&self, config: MemberConfig) -> Result<bool, crate::store::StoreError> {
         self.store
             .heartbeat(
                 self.name.clone(),
                 env!("CARGO_PKG_VERSION").to_string(),
                 self.started_at_ms,
                 self.lease_ms,
+                config,
             )
             .await
     }
@@ -80,7 +91,7 @@ pub const SESSION_LEASE_PREFIX: &str = "session:";
 
 /// Records the membership and the cluster's state in health now.
 pub async fn refresh(membership: &Membership, health: &HealthService) {
-    health.set_cluster(view(membership).await);
+    health.set_cluster(view(membership, health).await);
 }
 
 /// Renews the membership and refreshes the cluster in health until
@@ -89,15 +100,21 @@ pub fn spawn(membership: Arc<Membership>, health: Arc<HealthService>) -> JoinHan
     tokio::spawn(async move {
         let every = Duration::from_millis((membership.lease_ms / 3).max(1));
         loop {
-            health.set_cluster(view(&membership).await);
+            health.set_cluster(view(&membership, &health).await);
             tokio::time::sleep(every).await;
         }
     })
 }
 
-async fn view(membership: &Membership) -> ClusterHealth {
+async fn view(membership: &Membership, health: &HealthService) -> ClusterHealth {
     let store = &membership.store;
-    let seen = membership.heartbeat().await;
+    let config = health.config();
+    let seen = membership
+        .heartbeat(MemberConfig {
+            hash: config.hash,
+            error: config.last_error.filter(|_| !config.reload_ok),
+        })
+        .await;
     if matches!(seen, Ok(false)) {
         tracing::error!(member = %membership.name, "cluster: another gateway now runs under this member name (this one could not renew its membership in time); give each gateway its own cluster.name");
     }

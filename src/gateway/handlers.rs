@@ -266,7 +266,7 @@ impl Handlers for Gateway {
         _params: NodesListParams,
     ) -> Result<NodesListResult, RpcError> {
         Ok(NodesListResult {
-            nodes: self.nodes.list(),
+            nodes: self.nodes.list_everywhere().await,
         })
     }
 

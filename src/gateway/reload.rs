@@ -3,13 +3,15 @@
 //! services that follow the config have applied it.
 
 use super::{now_ms, Applied, Gateway};
+use crate::bus::Kind;
 use crate::config::{hash_text, ConfigError};
 use crate::protocol::types::{
     ConfigChangedEvent, ConfigReloadFailedEvent, ConfigReloadResult, ReloadConfigMode,
 };
-use crate::protocol::Event;
+use crate::protocol::{Event, EventKind};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
 
 /// The longest a reload waits for the services to apply a new config
 /// before it announces the change anyway.
@@ -141,6 +143,53 @@ impl Gateway {
                 let _guard = gw.configs.lock().await;
                 let off = gw.config().gateway.reload.mode == ReloadConfigMode::Off;
                 if !off && gw.configs.attempted_hash().as_deref() != Some(hash.as_str()) {
+                    let _ = gw.apply_config_locked(&text).await;
+                }
+            }
+        }))
+    }
+}
+
+impl Gateway {
+    /// In a cluster: when another gateway applies a config (its
+    /// `config.changed` crosses the bus), this one reads its own file now
+    /// rather than at its next look. Gateways that share the file apply
+    /// the change together, each validating it itself; each reports what
+    /// it runs on in `health.cluster.members` (`configHash`,
+    /// `configError`).
+    pub fn spawn_config_follower(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        self.rt.membership.as_ref()?;
+        let path = self.configs.path()?.to_path_buf();
+        let mut events = self.rt.bus.subscribe();
+        let gw = Arc::clone(self);
+        Some(tokio::spawn(async move {
+            loop {
+                let announced = match events.recv().await {
+                    Ok(event) if event.kind == Kind::Core(EventKind::ConfigChanged) => {
+                        serde_json::from_str::<ConfigChangedEvent>(&event.data)
+                            .map(|e| e.hash)
+                            .ok()
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => None,
+                    Err(RecvError::Closed) => return,
+                };
+                // Its own announcements carry the hash it has.
+                let Some(hash) = announced else { continue };
+                if gw.configs.attempted_hash().as_deref() == Some(hash.as_str())
+                    || gw.config().gateway.reload.mode == ReloadConfigMode::Off
+                {
+                    continue;
+                }
+                let Ok(text) = tokio::fs::read_to_string(&path).await else {
+                    continue;
+                };
+                // Applied only when this gateway's file changed: gateways
+                // with files of their own do not echo each other.
+                let _guard = gw.configs.lock().await;
+                if gw.configs.attempted_hash().as_deref() != Some(hash_text(&text).as_str()) {
+                    tracing::info!(
+                        "config: another gateway applied a new config; reading this one's file now"
+                    );
                     let _ = gw.apply_config_locked(&text).await;
                 }
             }

@@ -81,6 +81,9 @@ impl NodeService {
         for id in removed {
             if let Some(live) = table.nodes.remove(&id).and_then(|mut n| n.live.take()) {
                 live.kick.kick("the node was removed");
+                self.record_presence(super::presence::Change::Left {
+                    node_id: id.clone(),
+                });
             }
             invoke::fail_waiting(&mut table, &id, "the node was removed");
         }

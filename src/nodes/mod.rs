@@ -9,6 +9,7 @@ mod device_nodes;
 mod follow;
 mod invoke;
 mod pairing;
+mod presence;
 mod remote;
 
 pub use device_nodes::{DeviceNode, MAX_DECLARED};
@@ -35,6 +36,8 @@ pub struct NodeService {
     /// so that an approval storing a row it read before cannot undo a
     /// removal.
     writing: tokio::sync::Mutex<()>,
+    /// In a cluster: records which nodes are connected here.
+    presence: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<presence::Change>>,
     /// This service, for the tasks answering other gateways' invokes.
     me: std::sync::Weak<NodeService>,
 }
@@ -71,6 +74,7 @@ impl NodeService {
             table: Mutex::default(),
             once: KeyedLocks::default(),
             writing: tokio::sync::Mutex::new(()),
+            presence: std::sync::OnceLock::new(),
             me: me.clone(),
         })
     }
@@ -94,6 +98,7 @@ impl Node {
             connected_at_ms: live.map(|l| l.connected_at_ms),
             last_heartbeat_at_ms: live.map(|l| l.last_heard_ms),
             remote_ip: live.map(|l| l.remote_ip.to_string()),
+            gateway: None,
         }
     }
 
@@ -178,6 +183,10 @@ impl NodeService {
             heartbeats: true,
             _remote: self.serve_remote(node_id),
         });
+        self.record_presence(presence::Change::Connected {
+            node_id: node_id.to_string(),
+            at_ms: now,
+        });
         self.rt
             .bus
             .publish(node.changed(NodesChangedEventChange::Connected));
@@ -198,6 +207,9 @@ impl NodeService {
         };
         node.live = None;
         let id = node.stored.id.clone();
+        self.record_presence(presence::Change::Left {
+            node_id: id.clone(),
+        });
         self.rt
             .bus
             .publish(node.changed(NodesChangedEventChange::Disconnected));
@@ -236,6 +248,9 @@ impl NodeService {
         if let Some(mut node) = table.nodes.remove(node_id) {
             if let Some(live) = node.live.take() {
                 live.kick.kick("the node was removed");
+                self.record_presence(presence::Change::Left {
+                    node_id: node_id.to_string(),
+                });
             }
             self.rt
                 .bus
@@ -269,6 +284,9 @@ impl NodeService {
                     }) {
                         let live = node.live.take().expect("checked");
                         live.kick.kick("heartbeat missed");
+                        nodes.record_presence(presence::Change::Left {
+                            node_id: node.stored.id.clone(),
+                        });
                         tracing::warn!(node = %node.stored.id, "node missed its heartbeats; marked offline");
                         nodes
                             .rt

@@ -17,8 +17,8 @@ pub use cron::CronWrite;
 pub use nodes::StoredNode;
 pub use postgres::PgStore;
 pub use traits::{
-    AuditStore, ChannelStore, ClusterStore, CronStore, DeviceStore, HeartbeatStore, NodeStore,
-    ResultStore, SessionStore, StoreFuture, Stores, UpkeepStore,
+    AuditStore, ChannelStore, ClusterStore, CronStore, DeviceStore, HeartbeatStore, MemberConfig,
+    NodePresence, NodeStore, ResultStore, SessionStore, StoreFuture, Stores, UpkeepStore,
 };
 
 use crate::protocol::types::{ChatMessage, ChatMessageRole, ChatMessageStatus, SessionInfo, Usage};

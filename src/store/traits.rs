@@ -195,6 +195,7 @@ pub trait ClusterStore: Send + Sync {
         version: String,
         started_at_ms: u64,
         stale_after_ms: u64,
+        config: MemberConfig,
     ) -> StoreFuture<'_, bool>;
     /// Removes the member, if it is still this incarnation.
     fn leave(&self, member: String, started_at_ms: u64) -> StoreFuture<'_, ()>;
@@ -218,4 +219,35 @@ pub trait ClusterStore: Send + Sync {
     fn release_lease(&self, name: String, token: String) -> StoreFuture<'_, ()>;
     /// The leases not expired, by name.
     fn leases(&self) -> StoreFuture<'_, Vec<ClusterLease>>;
+    /// Records that node `node_id` is connected to `member`.
+    fn node_connected(
+        &self,
+        node_id: String,
+        member: String,
+        connected_at_ms: u64,
+    ) -> StoreFuture<'_, ()>;
+    /// Records that node `node_id` left `member` (if it was there).
+    fn node_disconnected(&self, node_id: String, member: String) -> StoreFuture<'_, ()>;
+    /// Forgets every node connected to `member` (a new incarnation of it
+    /// starts with none).
+    fn forget_nodes_of(&self, member: String) -> StoreFuture<'_, ()>;
+    /// The nodes connected to members seen within the last `within_ms`.
+    fn node_presence(&self, within_ms: u64) -> StoreFuture<'_, Vec<NodePresence>>;
+}
+
+/// What a member says of its config when it renews its membership.
+#[derive(Clone, Debug, Default)]
+pub struct MemberConfig {
+    /// The hash of the config text in force; None on defaults.
+    pub hash: Option<String>,
+    /// Why the last reload was rejected, while the file holds it.
+    pub error: Option<String>,
+}
+
+/// A node connected to a member of the cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodePresence {
+    pub node_id: String,
+    pub member: String,
+    pub connected_at_ms: u64,
 }

@@ -32,8 +32,14 @@ impl Cluster {
         let dir = temp_dir("cluster");
         let config = dir.join("clawgate.toml");
         std::fs::write(&config, format!("{}\n{sections}", token_config())).unwrap();
+        self.add_with_config(name, &dir, &config);
+    }
+
+    /// Starts one more member named `name`, in `dir`, on the config file
+    /// `config` (which other members may share).
+    pub fn add_with_config(&mut self, name: &str, dir: &std::path::Path, config: &std::path::Path) {
         let gw = TestGateway::spawn(
-            &dir,
+            dir,
             &["--config", config.to_str().unwrap()],
             &[
                 (STORE_URL_VAR, &self.store_url),
@@ -483,17 +489,28 @@ async fn an_invoke_on_one_gateway_reaches_a_node_connected_to_another() {
     );
 
     // A, running since before the pairing, knows the node: it lists it
-    // and lets it connect with its token.
+    // online on B, and lets it connect with its token.
     let token = paired["token"].as_str().unwrap();
-    let listed = operator_a.call("nodes.list", json!({})).await;
-    assert_eq!(
-        listed["result"]["nodes"][0]["nodeId"],
-        node_id.as_str(),
-        "{listed}"
-    );
+    let listed = operator_a.call("nodes.list", json!({})).await["result"]["nodes"][0].clone();
+    assert_eq!(listed["nodeId"], node_id.as_str(), "{listed}");
+    assert_eq!(listed["online"], true, "{listed}");
+    assert_eq!(listed["gateway"], "gw-b", "{listed}");
+    assert!(listed["connectedAtMs"].as_u64().is_some(), "{listed}");
     drop(node);
     let (mut node_on_a, hello) = node_with(a, token).await;
     assert!(hello["result"].is_object(), "the token works on A: {hello}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let listed = operator_b.call("nodes.list", json!({})).await["result"]["nodes"][0].clone();
+        if listed["gateway"] == "gw-a" && listed["online"] == true {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B never saw the node on A: {listed}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     // Removed on B: A closes its connection.
     let removed = operator_b
         .call("nodes.remove", json!({"nodeId": node_id}))
@@ -773,4 +790,97 @@ async fn a_run_on_one_gateway_is_waited_for_and_aborted_from_another() {
         )
         .await;
     assert_eq!(unknown["result"]["status"], "unknown", "{unknown}");
+}
+
+#[tokio::test]
+async fn a_config_applied_on_one_gateway_is_applied_by_the_others_and_each_reports_it() {
+    use std::time::{Duration, Instant};
+    let mut cluster = Cluster::start(0, "").await;
+    // Two gateways on one config file, which they look at only once a
+    // minute: the change reaches B through A's announcement.
+    let dir = temp_dir("cluster-config");
+    let config = dir.join("clawgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}[gateway.reload]\ndebounceMs = 60000\n[agents.main]\nprovider = \"echo\"\n",
+            token_config()
+        ),
+    )
+    .unwrap();
+    for name in ["gw-a", "gw-b"] {
+        let state = dir.join(name);
+        std::fs::create_dir_all(&state).unwrap();
+        cluster.add_with_config(name, &state, &config);
+    }
+    let mut on_a = cluster.gateways[0].operator().await;
+    let mut on_b = cluster.gateways[1].operator().await;
+    let set = on_a
+        .call(
+            "config.set",
+            json!({"key": "agents.main.systemPrompt", "value": "Be brief."}),
+        )
+        .await;
+    assert!(set["error"].is_null(), "{set}");
+    let hash_on_a = on_a.call("health", json!({})).await["result"]["config"]["hash"].clone();
+    assert!(hash_on_a.is_string());
+
+    // B applies it within moments, not a minute, and every member says
+    // which config it runs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let health = on_b.call("health", json!({})).await["result"].clone();
+        let members = health["cluster"]["members"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if health["config"]["hash"] == hash_on_a
+            && members.len() == 2
+            && members.iter().all(|m| m["configHash"] == hash_on_a)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "B never followed: {health}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let prompt = on_b
+        .call("config", json!({"key": "agents.main.systemPrompt"}))
+        .await;
+    assert_eq!(prompt["result"]["value"], "Be brief.", "{prompt}");
+
+    // A bad edit of the file: A rejects it and keeps its last good config,
+    // and the members show it.
+    let text = std::fs::read_to_string(&config).unwrap();
+    save_file(
+        &config,
+        &text.replace("debounceMs = 60000", "debounceMs = \"soon\""),
+    );
+    let reload = on_a.call("config.reload", json!({})).await;
+    assert_eq!(reload["result"]["ok"], false, "{reload}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let health = on_b.call("health", json!({})).await["result"].clone();
+        let members = health["cluster"]["members"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let a = members
+            .iter()
+            .find(|m| m["name"] == "gw-a")
+            .cloned()
+            .unwrap_or_default();
+        if a["configError"].is_string() {
+            assert_eq!(
+                a["configHash"], hash_on_a,
+                "A still runs its last good config"
+            );
+            assert_eq!(health["config"]["hash"], hash_on_a, "B too");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "A's rejected edit never showed: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

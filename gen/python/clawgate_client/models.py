@@ -533,7 +533,11 @@ class ClusterLease(BaseModel):
     model_config = ConfigDict(
         extra='ignore',
     )
-    expiresAtMs: int = Field(..., description='When it lapses unless renewed.', ge=0)
+    expiresAtMs: int = Field(
+        ...,
+        description="When it lapses unless renewed, by the shared store's clock.",
+        ge=0,
+    )
     holder: str = Field(..., description='The member holding it.')
     name: str = Field(
         ...,
@@ -549,8 +553,18 @@ class ClusterMember(BaseModel):
     model_config = ConfigDict(
         extra='ignore',
     )
+    configError: str | None = Field(
+        None,
+        description='Why its last config reload was rejected, while the file holds an edit it could not apply (it keeps serving its last good config).',
+    )
+    configHash: str | None = Field(
+        None,
+        description='SHA-256 of the config file content it runs on (null: on defaults), as of its last renewal. Members that share a config file show the same hash once a reload has reached them all.',
+    )
     lastSeenMs: int = Field(
-        ..., description='When it last renewed its membership.', ge=0
+        ...,
+        description="When it last renewed its membership, by the shared store's clock.",
+        ge=0,
     )
     name: str = Field(..., description='Its cluster.name.')
     startedAtMs: int = Field(
@@ -1627,13 +1641,18 @@ class NodeInfo(BaseModel):
     connectedAtMs: int | None = Field(
         None, description='When its current connection was made, while online.', ge=0
     )
+    gateway: str | None = Field(
+        None,
+        description='In a cluster: the member (cluster.name) the node is connected to, while online.',
+    )
     lastHeartbeatAtMs: int | None = Field(
         None, description='When it was last heard from.', ge=0
     )
     name: str = Field(..., description='Its display name.')
     nodeId: str = Field(..., description="The node's id.")
     online: bool = Field(
-        ..., description='Whether it is connected and has not missed its heartbeats.'
+        ...,
+        description='Whether it is connected (to this gateway or, in a cluster, to another member) and has not missed its heartbeats.',
     )
     pairedAtMs: int = Field(..., description='When it was paired.', ge=0)
     platform: str = Field(

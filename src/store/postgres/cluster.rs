@@ -5,7 +5,7 @@
 
 use super::{count, PgStore};
 use crate::protocol::types::{ClusterLease, ClusterMember};
-use crate::store::{ClusterStore, StoreFuture};
+use crate::store::{ClusterStore, MemberConfig, NodePresence, StoreFuture};
 use deadpool_postgres::GenericClient;
 
 /// The database's time, in milliseconds since the Unix epoch.
@@ -22,6 +22,7 @@ impl ClusterStore for PgStore {
         version: String,
         started_at_ms: u64,
         stale_after_ms: u64,
+        config: MemberConfig,
     ) -> StoreFuture<'_, bool> {
         self.run(async move {
             let client = self.client().await?;
@@ -29,12 +30,14 @@ impl ClusterStore for PgStore {
             // gateway stopped renewing it; never a live other one's.
             let stmt = client
                 .prepare_cached(concat!(
-                    "INSERT INTO cluster_members (name, version, started_at, seen_at)
+                    "INSERT INTO cluster_members
+                         (name, version, started_at, seen_at, config_hash, config_error)
                      VALUES ($1, $2, $3, ",
                     now_ms!(),
-                    ")
+                    ", $5, $6)
                      ON CONFLICT (name) DO UPDATE SET version = excluded.version,
-                         started_at = excluded.started_at, seen_at = excluded.seen_at
+                         started_at = excluded.started_at, seen_at = excluded.seen_at,
+                         config_hash = excluded.config_hash, config_error = excluded.config_error
                      WHERE cluster_members.started_at = excluded.started_at
                         OR cluster_members.seen_at <= excluded.seen_at - $4
                      RETURNING name"
@@ -48,6 +51,8 @@ impl ClusterStore for PgStore {
                         &version,
                         &count(started_at_ms),
                         &count(stale_after_ms),
+                        &config.hash,
+                        &config.error,
                     ],
                 )
                 .await?;
@@ -73,7 +78,8 @@ impl ClusterStore for PgStore {
             let client = self.client().await?;
             let stmt = client
                 .prepare_cached(concat!(
-                    "SELECT name, version, started_at, seen_at FROM cluster_members
+                    "SELECT name, version, started_at, seen_at, config_hash, config_error
+                     FROM cluster_members
                      WHERE seen_at >= ",
                     now_ms!(),
                     " - $1 ORDER BY name"
@@ -87,6 +93,8 @@ impl ClusterStore for PgStore {
                         version: row.try_get(1)?,
                         started_at_ms: row.try_get::<_, i64>(2)?.max(0) as u64,
                         last_seen_ms: row.try_get::<_, i64>(3)?.max(0) as u64,
+                        config_hash: row.try_get(4)?,
+                        config_error: row.try_get(5)?,
                     })
                 })
                 .collect()
@@ -174,6 +182,79 @@ impl ClusterStore for PgStore {
                         name: row.try_get(0)?,
                         holder: row.try_get(1)?,
                         expires_at_ms: row.try_get::<_, i64>(2)?.max(0) as u64,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn node_connected(
+        &self,
+        node_id: String,
+        member: String,
+        connected_at_ms: u64,
+    ) -> StoreFuture<'_, ()> {
+        self.run(async move {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "INSERT INTO cluster_node_presence (node_id, member, connected_at)
+                     VALUES ($1, $2, $3)
+                     ON CONFLICT (node_id) DO UPDATE SET member = excluded.member,
+                         connected_at = excluded.connected_at",
+                )
+                .await?;
+            client
+                .execute(&stmt, &[&node_id, &member, &count(connected_at_ms)])
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn node_disconnected(&self, node_id: String, member: String) -> StoreFuture<'_, ()> {
+        self.run(async move {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "DELETE FROM cluster_node_presence WHERE node_id = $1 AND member = $2",
+                )
+                .await?;
+            client.execute(&stmt, &[&node_id, &member]).await?;
+            Ok(())
+        })
+    }
+
+    fn forget_nodes_of(&self, member: String) -> StoreFuture<'_, ()> {
+        self.run(async move {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached("DELETE FROM cluster_node_presence WHERE member = $1")
+                .await?;
+            client.execute(&stmt, &[&member]).await?;
+            Ok(())
+        })
+    }
+
+    fn node_presence(&self, within_ms: u64) -> StoreFuture<'_, Vec<NodePresence>> {
+        self.run(async move {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(concat!(
+                    "SELECT p.node_id, p.member, p.connected_at
+                     FROM cluster_node_presence p
+                     JOIN cluster_members m ON m.name = p.member
+                     WHERE m.seen_at >= ",
+                    now_ms!(),
+                    " - $1 ORDER BY p.node_id"
+                ))
+                .await?;
+            let rows = client.query(&stmt, &[&count(within_ms)]).await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(NodePresence {
+                        node_id: row.try_get(0)?,
+                        member: row.try_get(1)?,
+                        connected_at_ms: row.try_get::<_, i64>(2)?.max(0) as u64,
                     })
                 })
                 .collect()

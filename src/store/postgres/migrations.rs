@@ -133,6 +133,15 @@ const MIGRATIONS: &[&str] = &[
         token TEXT NOT NULL,
         expires_at BIGINT NOT NULL
     );"#,
+    // 9: each member's config status, and which member each node is
+    // connected to.
+    r#"ALTER TABLE cluster_members ADD COLUMN config_hash TEXT;
+    ALTER TABLE cluster_members ADD COLUMN config_error TEXT;
+    CREATE TABLE cluster_node_presence (
+        node_id TEXT COLLATE "C" PRIMARY KEY,
+        member TEXT NOT NULL,
+        connected_at BIGINT NOT NULL
+    );"#,
 ];
 
 /// Applies the migrations not yet applied, each in its own transaction.
