@@ -508,7 +508,7 @@ async fn supervise(link: Link, account: Account) {
             Some(membership) => {
                 let name = format!("channel:{}", link.key);
                 tokio::select! {
-                    lease = membership.leases.acquire(&name) => match lease {
+                    lease = membership.leases.take_over(&name) => match lease {
                         Ok(lease) => Some(lease),
                         Err(e) => {
                             tracing::warn!(channel = %link.key, "cannot take the channel lease: {e}");

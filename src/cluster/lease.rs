@@ -3,9 +3,12 @@
 //! third of its life; a gateway that dies stops renewing, and the lease
 //! lapses for another to take. Expiry is the store's clock; a lease is
 //! renewed and released only under the token of its taking, so a late
-//! renewal or release never touches a newer taking.
+//! renewal or release never touches a newer taking. With NATS, a release
+//! is announced on `<prefix>.leases.released`, so a gateway waiting for
+//! the lease takes it at once rather than at its next look.
 
 use crate::store::{ClusterStore, StoreError};
+use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -24,15 +27,43 @@ pub struct Leases {
     /// or take over what this one holds.
     process: Arc<str>,
     ttl_ms: u64,
+    releases: Option<Releases>,
+}
+
+/// Where releases are announced.
+#[derive(Clone)]
+struct Releases {
+    client: async_nats::Client,
+    subject: String,
+}
+
+impl Releases {
+    async fn announce(&self, name: &str) {
+        let payload = name.to_string().into_bytes().into();
+        if let Err(e) = self.client.publish(self.subject.clone(), payload).await {
+            tracing::debug!(lease = %name, "cluster: cannot announce a release: {e}");
+        }
+    }
 }
 
 impl Leases {
-    pub fn new(store: Arc<dyn ClusterStore>, member: String, ttl_ms: u64) -> Self {
+    /// `bus`: the NATS client and subject prefix releases are announced
+    /// with, if any.
+    pub fn new(
+        store: Arc<dyn ClusterStore>,
+        member: String,
+        ttl_ms: u64,
+        bus: Option<(async_nats::Client, &str)>,
+    ) -> Self {
         Leases {
             store,
             member,
             process: uuid::Uuid::new_v4().simple().to_string().into(),
             ttl_ms,
+            releases: bus.map(|(client, prefix)| Releases {
+                client,
+                subject: format!("{prefix}.leases.released"),
+            }),
         }
     }
 
@@ -56,15 +87,56 @@ impl Leases {
         Ok(taken.then(|| self.hold(name, token, asked)))
     }
 
-    /// Waits until the lease `name` is free and takes it.
+    /// Waits until the lease `name` is free and takes it: for work held
+    /// briefly (a turn), so it looks again within 200 ms.
     pub async fn acquire(&self, name: &str) -> Result<Lease, StoreError> {
+        self.acquire_polling(name, MAX_POLL).await
+    }
+
+    /// Waits until the lease `name` lapses or is released, and takes it:
+    /// for work held until its gateway stops (a channel account), so it
+    /// looks again every third of the lease's life rather than burden the
+    /// store with the polls of every gateway standing by.
+    pub async fn take_over(&self, name: &str) -> Result<Lease, StoreError> {
+        let third = Duration::from_millis(self.ttl_ms / 3).max(MAX_POLL);
+        self.acquire_polling(name, third).await
+    }
+
+    async fn acquire_polling(&self, name: &str, at_most: Duration) -> Result<Lease, StoreError> {
         let mut pause = Duration::from_millis(10);
+        let mut released = None;
         loop {
             if let Some(lease) = self.try_acquire(name).await? {
                 return Ok(lease);
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(MAX_POLL);
+            // Listening from the first miss on: a release announced from
+            // now on ends the pause at once.
+            if released.is_none() {
+                if let Some(releases) = &self.releases {
+                    released = releases
+                        .client
+                        .subscribe(releases.subject.clone())
+                        .await
+                        .ok();
+                }
+            }
+            let announced = async {
+                match released.as_mut() {
+                    Some(released) => {
+                        while let Some(message) = released.next().await {
+                            if message.payload.as_ref() == name.as_bytes() {
+                                return;
+                            }
+                        }
+                        std::future::pending().await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => pause = (pause * 2).min(at_most),
+                _ = announced => {}
+            }
         }
     }
 
@@ -115,6 +187,7 @@ impl Leases {
         Lease {
             name: name.to_string(),
             store: Arc::clone(&self.store),
+            releases: self.releases.clone(),
             token,
             renewer,
             lost,
@@ -126,6 +199,7 @@ impl Leases {
 pub struct Lease {
     name: String,
     store: Arc<dyn ClusterStore>,
+    releases: Option<Releases>,
     token: String,
     renewer: JoinHandle<()>,
     lost: watch::Receiver<bool>,
@@ -146,9 +220,7 @@ impl Lease {
         self.renewer.abort();
         let name = std::mem::take(&mut self.name);
         let token = std::mem::take(&mut self.token);
-        if let Err(e) = self.store.release_lease(name.clone(), token).await {
-            tracing::warn!(lease = %name, "cluster: cannot release a lease (it lapses by itself): {e}");
-        }
+        give_up(&*self.store, self.releases.take(), name, token).await;
     }
 
     /// Resolves when the lease is lost (taken by another gateway after it
@@ -165,14 +237,31 @@ impl Drop for Lease {
             return; // released already
         }
         let store = Arc::clone(&self.store);
+        let releases = self.releases.take();
         let name = std::mem::take(&mut self.name);
         let token = std::mem::take(&mut self.token);
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                if let Err(e) = store.release_lease(name.clone(), token).await {
-                    tracing::warn!(lease = %name, "cluster: cannot release a lease (it lapses by itself): {e}");
-                }
-            });
+            handle.spawn(async move { give_up(&*store, releases, name, token).await });
+        }
+    }
+}
+
+/// Releases the lease taken under `token`, and tells the gateways waiting
+/// for it.
+async fn give_up(
+    store: &dyn ClusterStore,
+    releases: Option<Releases>,
+    name: String,
+    token: String,
+) {
+    match store.release_lease(name.clone(), token).await {
+        Ok(()) => {
+            if let Some(releases) = releases {
+                releases.announce(&name).await;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(lease = %name, "cluster: cannot release a lease (it lapses by itself): {e}")
         }
     }
 }

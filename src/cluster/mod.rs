@@ -94,7 +94,13 @@ impl Backend {
         let store = Arc::new(store);
         let lease_ms = cluster.lease_ms.max(0) as u64;
         let membership = Arc::new(Membership {
-            leases: Leases::new(store.clone(), name.clone(), lease_ms),
+            leases: Leases::new(
+                store.clone(),
+                name.clone(),
+                lease_ms,
+                nats.clone()
+                    .zip(cluster.nats.as_ref().map(|n| n.subject_prefix.as_str())),
+            ),
             store: store.clone(),
             started_at_ms: crate::clock::now_ms(),
             name,

@@ -65,7 +65,7 @@ impl CronService {
             let lease = match first.take() {
                 Some(lease) => lease,
                 None => {
-                    let lease = match membership.leases.acquire(LEASE).await {
+                    let lease = match membership.leases.take_over(LEASE).await {
                         Ok(lease) => lease,
                         Err(e) => {
                             tracing::warn!("cron: cannot take the cron lease: {e}");

@@ -7,8 +7,11 @@
 //!
 //! Device tokens are never stored: each is an HMAC of the device, the role
 //! and a generation under a key kept in the state dir, outside the
-//! database. Rotating or revoking a token bumps the generation.
+//! database (in a cluster: in the shared store, so that every gateway
+//! checks the same tokens). Rotating or revoking a token bumps the
+//! generation.
 
+mod cluster;
 mod pairing;
 
 pub use pairing::{Admission, Asking};
@@ -46,6 +49,8 @@ struct Table {
 struct Live {
     device_id: String,
     role: Role,
+    /// The generation of the token it connected with.
+    generation: u64,
     kick: Arc<Kick>,
 }
 
@@ -80,13 +85,17 @@ impl DeviceService {
     /// Reads (or creates) the token key in the state dir and loads the
     /// paired devices; call before serving.
     pub async fn load(&self) -> Result<(), String> {
-        let secret = crate::config::load_or_create_secret(&self.rt.state_dir, KEY_FILE, || {
+        let candidate = || {
             let mut bytes = [0u8; 32];
             ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
                 .expect("the system random source works");
             hex::encode(bytes)
-        })
-        .map_err(|e| format!("cannot read or create {KEY_FILE}: {e}"))?;
+        };
+        let secret = match self.shared_key(candidate()).await {
+            Some(shared) => shared?,
+            None => crate::config::load_or_create_secret(&self.rt.state_dir, KEY_FILE, candidate)
+                .map_err(|e| format!("cannot read or create {KEY_FILE}: {e}"))?,
+        };
         let _ = self
             .key
             .set(hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()));
@@ -151,11 +160,17 @@ impl DeviceService {
         let Some(owner) = self.owner(&table, token, role) else {
             return false;
         };
+        let generation = table
+            .devices
+            .get(&owner.device_id)
+            .and_then(|d| d.roles.iter().find(|g| g.role == role))
+            .map_or(0, |g| g.token_generation);
         table.live.insert(
             conn_id.to_string(),
             Live {
                 device_id: owner.device_id,
                 role,
+                generation,
                 kick,
             },
         );
@@ -197,6 +212,8 @@ impl DeviceService {
             |_, l| l.device_id == device_id,
             "the device was removed",
         );
+        drop(table);
+        self.announce_change();
         Ok(removed || known)
     }
 
@@ -285,6 +302,12 @@ impl DeviceService {
             |conn, l| l.device_id == device_id && l.role == role && !spared(conn),
             "the device token was replaced or revoked",
         );
+        // The spared connection is the device itself, taking its new token.
+        if let Some(live) = spare.and_then(|conn| table.live.get_mut(conn)) {
+            live.generation = grant.token_generation;
+        }
+        drop(table);
+        self.announce_change();
         Ok((grant, device))
     }
 }

@@ -70,6 +70,7 @@ impl DeviceService {
                 self.lock()
                     .devices
                     .insert(device.device_id.clone(), device.clone());
+                self.announce_change();
             }
             return Ok(Admission::Paired {
                 token: self.token(&device, asking.role, grant.token_generation),
@@ -266,6 +267,7 @@ impl DeviceService {
         self.lock()
             .devices
             .insert(device.device_id.clone(), device.clone());
+        self.announce_change();
         self.resolved(&request, Decision::Approved);
         Ok(device)
     }

@@ -117,14 +117,19 @@ const MIGRATIONS: &[&str] = &[
         token TEXT NOT NULL,
         expires_at INTEGER NOT NULL
     );",
-    // 9: each member's config status, and which member each node is
-    // connected to (cluster mode only, like 8).
+    // 9: each member's config status, which member each node is
+    // connected to, and the secrets members share (cluster mode only,
+    // like 8).
     "ALTER TABLE cluster_members ADD COLUMN config_hash TEXT;
     ALTER TABLE cluster_members ADD COLUMN config_error TEXT;
     CREATE TABLE cluster_node_presence (
         node_id TEXT PRIMARY KEY,
         member TEXT NOT NULL,
         connected_at INTEGER NOT NULL
+    );
+    CREATE TABLE cluster_secrets (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
     );",
 ];
 

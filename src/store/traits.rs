@@ -233,6 +233,9 @@ pub trait ClusterStore: Send + Sync {
     fn forget_nodes_of(&self, member: String) -> StoreFuture<'_, ()>;
     /// The nodes connected to members seen within the last `within_ms`.
     fn node_presence(&self, within_ms: u64) -> StoreFuture<'_, Vec<NodePresence>>;
+    /// The secret `name` all members share: `candidate` when this member
+    /// is the first to ask, else the one stored first.
+    fn shared_secret(&self, name: String, candidate: String) -> StoreFuture<'_, String>;
 }
 
 /// What a member says of its config when it renews its membership.

@@ -884,3 +884,67 @@ async fn a_config_applied_on_one_gateway_is_applied_by_the_others_and_each_repor
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_device_paired_through_one_gateway_connects_through_another_until_removed() {
+    use crate::openclaw_v4::{device_connect, DeviceKey};
+    use std::time::{Duration, Instant};
+    let cluster = Cluster::start(2, "").await;
+    let [a, b] = &cluster.gateways[..] else {
+        unreachable!()
+    };
+    // Paired at once through A (loopback, with the gateway token).
+    let key = DeviceKey::new();
+    let (_, hello) = device_connect(a, &key, json!({"token": TOKEN})).await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    let token = hello["payload"]["auth"]["deviceToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // B checks the same token: one key for the cluster, and B learns of
+    // the pairing.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut on_b = loop {
+        let mut ws = b.raw().await;
+        let hello = ws.connect(json!({"deviceToken": token}), None).await;
+        if hello["result"].is_object() {
+            assert_eq!(
+                hello["result"]["scopes"],
+                json!(["operator.read", "operator.write"]),
+                "{hello}"
+            );
+            break ws;
+        }
+        assert!(Instant::now() < deadline, "B never took the token: {hello}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let listed = b.operator().await.call("devices.list", json!({})).await;
+    assert_eq!(
+        listed["result"]["devices"][0]["deviceId"],
+        key.id(),
+        "{listed}"
+    );
+
+    // Removed on A: B closes the connection that used its token, and
+    // refuses the token from then on.
+    let removed = a
+        .operator()
+        .await
+        .call("devices.remove", json!({"deviceId": key.id()}))
+        .await;
+    assert!(removed["error"].is_null(), "{removed}");
+    let closed = loop {
+        match on_b.recv_or_close().await {
+            Ok(_) => continue,
+            Err(closed) => break closed,
+        }
+    };
+    assert!(
+        matches!(&closed, Closed::Code(_, reason) if reason.contains("removed")),
+        "{closed:?}"
+    );
+    let mut again = b.raw().await;
+    let refused = again.connect(json!({"deviceToken": token}), None).await;
+    assert!(refused["error"].is_object(), "{refused}");
+}

@@ -160,6 +160,8 @@ pub struct ClusterFigures {
     /// gateway running it, and on another.
     same: Vec<u64>,
     other: Vec<u64>,
+    /// The cron load across three gateways.
+    cron: super::cron::CronFigures,
 }
 
 pub async fn cluster(
@@ -167,6 +169,7 @@ pub async fn cluster(
     measure: Duration,
     repeat: usize,
     events: usize,
+    (cron_jobs, cron_seconds): (usize, u64),
 ) -> ClusterFigures {
     let engines = Engines::start();
     let request =
@@ -204,7 +207,17 @@ pub async fn cluster(
         rows.push((n, embedded, clustered));
     }
     let (same, other) = event_latency(&engines, events).await;
-    ClusterFigures { rows, same, other }
+    let cron = {
+        let gateways = engines.gateways("cron", 3);
+        let urls: Vec<String> = gateways.iter().map(|g| g.url.clone()).collect();
+        super::cron::cron_on(&urls, cron_jobs, cron_seconds).await
+    };
+    ClusterFigures {
+        rows,
+        same,
+        other,
+        cron,
+    }
 }
 
 /// Chats on gateway A, one after another; for each, when its first event
@@ -298,6 +311,7 @@ impl ClusterFigures {
             percentile(&self.other, 0.5),
             percentile(&self.other, 0.99),
         ));
+        lines.push(self.cron.summary());
         lines.join("\n")
     }
 
@@ -326,6 +340,12 @@ impl ClusterFigures {
             percentile(&self.same, 0.99),
             percentile(&self.other, 0.5),
             percentile(&self.other, 0.99),
+        ));
+        o.push_str(&format!(
+            "\nCron across 3 gateways: the same load as the Cron section, {} jobs due every second for {} s, added through the three gateways in turn (two pass `cron.add` on to the one holding the `cron` lease); lateness read from `cron.started` on a client of the third gateway, so each event also crosses NATS when the leader is another gateway.\n{}",
+            self.cron.jobs(),
+            self.cron.seconds(),
+            self.cron.table()
         ));
         o
     }

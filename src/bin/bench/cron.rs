@@ -8,6 +8,7 @@ use clawgate::protocol::{Event, Method};
 use std::time::{Duration, Instant};
 
 pub struct CronFigures {
+    gateways: usize,
     jobs: usize,
     seconds: u64,
     add_p50_ms: f64,
@@ -24,13 +25,28 @@ impl CronFigures {
     pub fn markdown(&self) -> String {
         format!(
             "\n## Cron\n\n{} jobs, each due every second (`* * * * * *`, a systemEvent payload), on one gateway for {} s; \
-             lateness is a run's `startedAtMs` minus its slot, as `cron.started` reports them.\n\n\
-             | figure | value |\n|---|---:|\n\
+             lateness is a run's `startedAtMs` minus its slot, as `cron.started` reports them.\n{}",
+            self.jobs,
+            self.seconds,
+            self.table()
+        )
+    }
+
+    pub fn jobs(&self) -> usize {
+        self.jobs
+    }
+
+    pub fn seconds(&self) -> u64 {
+        self.seconds
+    }
+
+    /// The figures as a Markdown table.
+    pub fn table(&self) -> String {
+        format!(
+            "\n| figure | value |\n|---|---:|\n\
              | `cron.add`, p50 | {:.2} ms |\n| `cron.add`, p99 | {:.2} ms |\n| `cron.list` of all jobs, p50 | {:.2} ms |\n\
              | runs started / slots due | {} / {} |\n\
              | lateness p50 | {:.1} ms |\n| lateness p99 | {:.1} ms |\n| lateness max | {:.1} ms |\n",
-            self.jobs,
-            self.seconds,
             self.add_p50_ms,
             self.add_p99_ms,
             self.list_p50_ms,
@@ -44,8 +60,9 @@ impl CronFigures {
 
     pub fn summary(&self) -> String {
         format!(
-            "cron with {} jobs every second: add p50 {:.2} ms | list p50 {:.2} ms | {} of {} slots run | late p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
+            "cron with {} jobs every second on {} gateway(s): add p50 {:.2} ms | list p50 {:.2} ms | {} of {} slots run | late p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
             self.jobs,
+            self.gateways,
             self.add_p50_ms,
             self.list_p50_ms,
             self.runs,
@@ -65,7 +82,21 @@ pub async fn cron_load(jobs: usize, seconds: u64) -> CronFigures {
         Server::Gateway,
         &["--state-dir", dir.to_str().expect("utf-8 path")],
     );
-    let mut client = super::client(&process.url).await;
+    let figures = cron_on(std::slice::from_ref(&process.url), jobs, seconds).await;
+    drop(process);
+    let _ = std::fs::remove_dir_all(&dir);
+    figures
+}
+
+/// Adds the jobs through each gateway in turn (in a cluster, those that
+/// do not run cron pass the calls on), and reads `cron.started` on a
+/// client of the last one.
+pub async fn cron_on(urls: &[String], jobs: usize, seconds: u64) -> CronFigures {
+    let mut clients = Vec::new();
+    for url in urls {
+        clients.push(super::client(url).await);
+    }
+    let mut client = super::client(urls.last().expect("a gateway")).await;
     let mut adds = Vec::with_capacity(jobs);
     for i in 0..jobs {
         let params = CronAddParams {
@@ -84,7 +115,11 @@ pub async fn cron_load(jobs: usize, seconds: u64) -> CronFigures {
             timeout_ms: None,
         };
         let started = Instant::now();
-        client.cron_add(&params).await.expect("adding a job");
+        let through = i % clients.len();
+        clients[through]
+            .cron_add(&params)
+            .await
+            .expect("adding a job");
         adds.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     // Timed as JSON, by name: the figure is the gateway's. Decoding the
@@ -93,7 +128,7 @@ pub async fn cron_load(jobs: usize, seconds: u64) -> CronFigures {
     let mut lists = Vec::new();
     for _ in 0..20 {
         let started = Instant::now();
-        let list = client
+        let list = clients[0]
             .call(Method::CronList.name(), list_params.clone())
             .await
             .expect("listing the jobs");
@@ -115,11 +150,10 @@ pub async fn cron_load(jobs: usize, seconds: u64) -> CronFigures {
             late.push(started.started_at_ms.saturating_sub(slot) as f64);
         }
     }
-    drop(process);
-    let _ = std::fs::remove_dir_all(&dir);
     let late = sorted(late);
     let adds = sorted(adds);
     CronFigures {
+        gateways: urls.len(),
         jobs,
         seconds,
         add_p50_ms: percentile(&adds, 0.5),

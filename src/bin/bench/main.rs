@@ -524,6 +524,7 @@ async fn run(args: Args) {
             measure,
             args.repeat,
             args.cluster_events,
+            (args.cron_jobs, args.cron_seconds),
         )
         .await;
         println!("{}", figures.summary());
@@ -593,6 +594,7 @@ async fn run(args: Args) {
         measure,
         args.repeat,
         args.cluster_events,
+        (args.cron_jobs, args.cron_seconds),
     )
     .await;
     println!("{}", cluster.summary());

@@ -260,4 +260,23 @@ impl ClusterStore for PgStore {
                 .collect()
         })
     }
+
+    fn shared_secret(&self, name: String, candidate: String) -> StoreFuture<'_, String> {
+        self.run(async move {
+            let client = self.client().await?;
+            // Two statements: the second sees whichever insert committed
+            // first, this one's or a concurrent member's.
+            let insert = client
+                .prepare_cached(
+                    "INSERT INTO cluster_secrets (name, value) VALUES ($1, $2)
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .await?;
+            client.execute(&insert, &[&name, &candidate]).await?;
+            let select = client
+                .prepare_cached("SELECT value FROM cluster_secrets WHERE name = $1")
+                .await?;
+            Ok(client.query_one(&select, &[&name]).await?.try_get(0)?)
+        })
+    }
 }

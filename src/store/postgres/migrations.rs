@@ -133,14 +133,18 @@ const MIGRATIONS: &[&str] = &[
         token TEXT NOT NULL,
         expires_at BIGINT NOT NULL
     );"#,
-    // 9: each member's config status, and which member each node is
-    // connected to.
+    // 9: each member's config status, which member each node is
+    // connected to, and the secrets members share (the device token key).
     r#"ALTER TABLE cluster_members ADD COLUMN config_hash TEXT;
     ALTER TABLE cluster_members ADD COLUMN config_error TEXT;
     CREATE TABLE cluster_node_presence (
         node_id TEXT COLLATE "C" PRIMARY KEY,
         member TEXT NOT NULL,
         connected_at BIGINT NOT NULL
+    );
+    CREATE TABLE cluster_secrets (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        value TEXT NOT NULL
     );"#,
 ];
 

@@ -1,0 +1,99 @@
+//! Devices in a cluster: one token key for every gateway, kept in the
+//! shared store, and each change to a paired device (approved, removed, a
+//! token rotated or revoked) announced on `<prefix>.devices.changed`, so
+//! that every gateway reads the paired devices again and closes the
+//! connections whose token no longer holds. A device paired through one
+//! gateway may then connect through any.
+
+use super::DeviceService;
+use crate::runtime::Runtime;
+use crate::store::StoreError;
+use futures_util::StreamExt;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+/// The name of the token key in the shared store.
+const KEY_NAME: &str = "device-tokens";
+
+fn subject(rt: &Runtime) -> Option<(String, async_nats::Client)> {
+    let membership = rt.membership.as_ref()?;
+    Some((
+        format!("{}.devices.changed", membership.subject_prefix),
+        membership.nats.clone()?,
+    ))
+}
+
+impl DeviceService {
+    /// In a cluster: the token key every gateway uses (`candidate` if
+    /// this gateway is the first to ask). None outside a cluster.
+    pub(super) async fn shared_key(&self, candidate: String) -> Option<Result<String, String>> {
+        let membership = self.rt.membership.as_ref()?;
+        Some(
+            membership
+                .store
+                .shared_secret(KEY_NAME.to_string(), candidate)
+                .await
+                .map_err(|e| {
+                    format!("cannot read the device token key from the shared store: {e}")
+                }),
+        )
+    }
+
+    /// Tells the other gateways that a paired device changed.
+    pub(super) fn announce_change(&self) {
+        let Some((subject, client)) = subject(&self.rt) else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Err(e) = client.publish(subject, Default::default()).await {
+                tracing::warn!("devices: cannot tell the other gateways of a change: {e}");
+            }
+        });
+    }
+
+    /// In a cluster: follows the changes made on any gateway.
+    pub fn spawn_follower(self: &Arc<Self>) -> Option<JoinHandle<()>> {
+        let (subject, client) = subject(&self.rt)?;
+        let devices = Arc::clone(self);
+        Some(tokio::spawn(async move {
+            let mut changes = match client.subscribe(subject).await {
+                Ok(changes) => changes,
+                Err(e) => {
+                    tracing::warn!("devices: cannot follow the other gateways' changes: {e}");
+                    return;
+                }
+            };
+            while changes.next().await.is_some() {
+                if let Err(e) = devices.reconcile().await {
+                    tracing::warn!("devices: cannot read the paired devices: {e}");
+                }
+            }
+        }))
+    }
+
+    /// Brings the table in line with the store, closing every connection
+    /// whose device is gone or whose token was replaced or revoked.
+    async fn reconcile(&self) -> Result<(), StoreError> {
+        let _writing = self.writing.lock().await;
+        let stored = self.rt.stores.devices.devices().await?;
+        let mut table = self.lock();
+        table.devices = stored
+            .into_iter()
+            .map(|d| (d.device_id.clone(), d))
+            .collect();
+        let super::Table { devices, live, .. } = &mut *table;
+        live.retain(|_, connection| {
+            let holds = devices
+                .get(&connection.device_id)
+                .and_then(|d| d.roles.iter().find(|g| g.role == connection.role))
+                .is_some_and(|g| g.token_active && g.token_generation == connection.generation);
+            if !holds {
+                connection
+                    .kick
+                    .kick("the device was removed, or its token replaced or revoked");
+            }
+            holds
+        });
+        Ok(())
+    }
+}
