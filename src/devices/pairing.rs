@@ -198,6 +198,13 @@ impl DeviceService {
             }));
     }
 
+    /// Whether the pairing request waits on this gateway.
+    pub fn holds_request(&self, request_id: &str) -> bool {
+        let mut table = self.lock();
+        self.expire(&mut table, now());
+        table.pending.contains_key(request_id)
+    }
+
     fn take(&self, request_id: &str) -> Result<DevicePairingRequest, RpcError> {
         let mut table = self.lock();
         self.expire(&mut table, now());

@@ -1,6 +1,7 @@
 //! The method table's handlers, one line each; the work lives in the
 //! module of each method family.
 
+use super::pairing_remote::Answer;
 use super::{chat, config_rpc, connect, sessions, status, Gateway};
 use crate::protocol::types::*;
 use crate::protocol::{CallContext, ErrorCode, Handlers, RpcError};
@@ -286,9 +287,10 @@ impl Handlers for Gateway {
         _ctx: &CallContext,
         params: DevicesApproveParams,
     ) -> Result<DevicesApproveResult, RpcError> {
-        let request_id = params.request_id.to_string();
-        let device = self.devices.approve(&request_id).await?;
-        Ok(DevicesApproveResult { request_id, device })
+        self.answer_pairing(Answer::DeviceApprove {
+            request_id: params.request_id.to_string(),
+        })
+        .await
     }
 
     async fn devices_reject(
@@ -296,11 +298,10 @@ impl Handlers for Gateway {
         _ctx: &CallContext,
         params: DevicesRejectParams,
     ) -> Result<DevicesRejectResult, RpcError> {
-        let request = self.devices.reject(&params.request_id)?;
-        Ok(DevicesRejectResult {
-            request_id: request.request_id,
-            device_id: request.device_id,
+        self.answer_pairing(Answer::DeviceReject {
+            request_id: params.request_id.to_string(),
         })
+        .await
     }
 
     async fn devices_remove(
@@ -371,12 +372,10 @@ impl Handlers for Gateway {
         _ctx: &CallContext,
         params: NodesApproveParams,
     ) -> Result<NodesApproveResult, RpcError> {
-        let request_id = params.request_id.to_string();
-        let node_id = self.nodes.approve(&request_id).await?;
-        Ok(NodesApproveResult {
-            request_id,
-            node_id,
+        self.answer_pairing(Answer::NodeApprove {
+            request_id: params.request_id.to_string(),
         })
+        .await
     }
 
     async fn nodes_reject(
@@ -384,10 +383,11 @@ impl Handlers for Gateway {
         _ctx: &CallContext,
         params: NodesRejectParams,
     ) -> Result<NodesRejectResult, RpcError> {
-        let request_id = params.request_id.to_string();
-        self.nodes
-            .reject(&request_id, params.reason.map(|r| r.to_string()))?;
-        Ok(NodesRejectResult { request_id })
+        self.answer_pairing(Answer::NodeReject {
+            request_id: params.request_id.to_string(),
+            reason: params.reason.map(|r| r.to_string()),
+        })
+        .await
     }
 
     async fn nodes_remove(

@@ -7,6 +7,7 @@ mod connections;
 mod handlers;
 mod lifecycle;
 mod maintenance;
+mod pairing_remote;
 mod plugin_calls;
 mod reload;
 mod sessions;

@@ -222,6 +222,11 @@ impl NodeService {
             }));
     }
 
+    /// Whether the pairing request waits on this gateway.
+    pub fn holds_request(&self, request_id: &str) -> bool {
+        self.lock().pairing.contains_key(request_id)
+    }
+
     /// Takes a pending request out of the table, to answer it.
     fn take(&self, request_id: &str) -> Result<Waiting, RpcError> {
         self.lock().pairing.remove(request_id).ok_or_else(|| {

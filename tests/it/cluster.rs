@@ -447,10 +447,15 @@ async fn an_invoke_on_one_gateway_reaches_a_node_connected_to_another() {
         .request("nodes.register", register_params("far", &["system.which"]))
         .await;
     let asked = operator_b.event("nodes.pairing").await["data"].clone();
-    let approved = operator_b
+    // An operator on A approves it: the answer goes to B, which holds the
+    // request.
+    let approved = a
+        .operator()
+        .await
         .call("nodes.approve", json!({"requestId": asked["requestId"]}))
         .await;
     assert!(approved["error"].is_null(), "{approved}");
+    assert_eq!(approved["result"]["requestId"], asked["requestId"]);
     let paired = response(&mut node, &register).await["result"].clone();
     let node_id = paired["nodeId"].as_str().unwrap().to_string();
     // An operator on gateway A invokes it; the answer comes back to A.
@@ -491,8 +496,18 @@ async fn an_invoke_on_one_gateway_reaches_a_node_connected_to_another() {
     // A, running since before the pairing, knows the node: it lists it
     // online on B, and lets it connect with its token.
     let token = paired["token"].as_str().unwrap();
-    let listed = operator_a.call("nodes.list", json!({})).await["result"]["nodes"][0].clone();
-    assert_eq!(listed["nodeId"], node_id.as_str(), "{listed}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let listed = loop {
+        let listed = operator_a.call("nodes.list", json!({})).await["result"]["nodes"][0].clone();
+        if listed["nodeId"] == node_id.as_str() {
+            break listed;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A never learnt of the pairing: {listed}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert_eq!(listed["online"], true, "{listed}");
     assert_eq!(listed["gateway"], "gw-b", "{listed}");
     assert!(listed["connectedAtMs"].as_u64().is_some(), "{listed}");

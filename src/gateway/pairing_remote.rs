@@ -1,0 +1,165 @@
+//! Pairing answers across a cluster: a node or a device asks the gateway
+//! it connected to, and the request's event reaches operators on every
+//! gateway. An answer given on another gateway is sent on
+//! `<prefix>.pairing.answer`; only the gateway holding the request runs
+//! it and replies, so the answer is the same wherever it was given.
+
+use super::Gateway;
+use crate::cluster::rpc::{self, Unanswered};
+use crate::protocol::types::{
+    DevicesApproveResult, DevicesRejectResult, NodesApproveResult, NodesRejectResult,
+};
+use crate::protocol::{ErrorCode, RpcError};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// How long an answer waits for the gateway holding the request; nobody
+/// replying means no gateway holds it.
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "answer")]
+pub(super) enum Answer {
+    NodeApprove {
+        request_id: String,
+    },
+    NodeReject {
+        request_id: String,
+        reason: Option<String>,
+    },
+    DeviceApprove {
+        request_id: String,
+    },
+    DeviceReject {
+        request_id: String,
+    },
+}
+
+impl Answer {
+    fn request_id(&self) -> &str {
+        match self {
+            Answer::NodeApprove { request_id }
+            | Answer::NodeReject { request_id, .. }
+            | Answer::DeviceApprove { request_id }
+            | Answer::DeviceReject { request_id } => request_id,
+        }
+    }
+
+    fn held_by(&self, gw: &Gateway) -> bool {
+        match self {
+            Answer::NodeApprove { request_id } | Answer::NodeReject { request_id, .. } => {
+                gw.nodes.holds_request(request_id)
+            }
+            Answer::DeviceApprove { request_id } | Answer::DeviceReject { request_id } => {
+                gw.devices.holds_request(request_id)
+            }
+        }
+    }
+}
+
+fn bus(gw: &Gateway) -> Option<(String, async_nats::Client)> {
+    let membership = gw.rt.membership.as_ref()?;
+    Some((
+        format!("{}.pairing.answer", membership.subject_prefix),
+        membership.nats.clone()?,
+    ))
+}
+
+impl Gateway {
+    /// Runs a pairing answer on this gateway.
+    pub(super) async fn answer_pairing_here(&self, answer: Answer) -> Result<Value, RpcError> {
+        fn value<R: Serialize>(result: R) -> Value {
+            serde_json::to_value(result).expect("results serialize")
+        }
+        Ok(match answer {
+            Answer::NodeApprove { request_id } => {
+                let node_id = self.nodes.approve(&request_id).await?;
+                value(NodesApproveResult {
+                    request_id,
+                    node_id,
+                })
+            }
+            Answer::NodeReject { request_id, reason } => {
+                self.nodes.reject(&request_id, reason)?;
+                value(NodesRejectResult { request_id })
+            }
+            Answer::DeviceApprove { request_id } => {
+                let device = self.devices.approve(&request_id).await?;
+                value(DevicesApproveResult { request_id, device })
+            }
+            Answer::DeviceReject { request_id } => {
+                let request = self.devices.reject(&request_id)?;
+                value(DevicesRejectResult {
+                    request_id: request.request_id,
+                    device_id: request.device_id,
+                })
+            }
+        })
+    }
+
+    /// Answers a pairing request wherever it waits: here, or (in a
+    /// cluster) on the gateway holding it.
+    pub(super) async fn answer_pairing<R: serde::de::DeserializeOwned>(
+        &self,
+        answer: Answer,
+    ) -> Result<R, RpcError> {
+        let here = if answer.held_by(self) || bus(self).is_none() {
+            self.answer_pairing_here(answer).await
+        } else {
+            match self.forward(&answer).await {
+                Some(answered) => answered,
+                None => self.answer_pairing_here(answer).await,
+            }
+        };
+        serde_json::from_value(here?)
+            .map_err(|e| RpcError::new(ErrorCode::InternalError, e.to_string()))
+    }
+
+    async fn forward(&self, answer: &Answer) -> Option<Result<Value, RpcError>> {
+        let (subject, client) = bus(self)?;
+        match rpc::call(&client, subject, answer, TIMEOUT).await {
+            Ok(answered) => Some(answered),
+            Err(Unanswered::NoResponders | Unanswered::TimedOut) => None,
+            Err(Unanswered::Failed(e)) => Some(Err(RpcError::new(
+                ErrorCode::Unavailable,
+                format!("cannot reach the other gateways: {e}"),
+            )
+            .with_retryable(true))),
+        }
+    }
+
+    /// In a cluster: answers the pairing answers other gateways send for
+    /// the requests this one holds.
+    pub(super) fn serve_pairing_answers(self: &Arc<Self>) -> Option<JoinHandle<()>> {
+        let (subject, client) = bus(self)?;
+        let gw: Weak<Gateway> = Arc::downgrade(self);
+        Some(tokio::spawn(async move {
+            let mut answers = match client.subscribe(subject).await {
+                Ok(answers) => answers,
+                Err(e) => {
+                    tracing::warn!("pairing: cannot take answers from the other gateways: {e}");
+                    return;
+                }
+            };
+            while let Some(message) = answers.next().await {
+                let Some(gw) = gw.upgrade() else { return };
+                let Ok(answer) = rpc::body::<Answer>(&message) else {
+                    continue;
+                };
+                if !answer.held_by(&gw) {
+                    continue;
+                }
+                tracing::debug!(request = %answer.request_id(), "pairing: answering for another gateway");
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let answered = gw.answer_pairing_here(answer).await;
+                    rpc::reply(&client, &message, answered).await;
+                });
+            }
+        }))
+    }
+}
