@@ -116,6 +116,7 @@ impl Presence {
             last_input_seconds: None,
             text: None,
             left_at_ms: None,
+            gateway: None,
         };
         let mut entries = self.entries.lock().expect("presence");
         if let Some(instance) = &entry.instance_id {
@@ -253,6 +254,7 @@ impl Presence {
             last_input_seconds: None,
             text: None,
             left_at_ms: None,
+            gateway: None,
         };
         self.changed(PresenceChangedEventChange::Joined, entry.clone());
         entries.insert(

@@ -3276,6 +3276,10 @@ export interface PresenceEntry {
    */
   connectedAtMs: number;
   /**
+   * In a cluster: the member (cluster.name) the connection or channel account is on.
+   */
+  gateway?: string;
+  /**
    * The client's own stable id; a reconnect with the same id replaces the entry it left.
    */
   instanceId?: string;

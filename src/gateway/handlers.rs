@@ -473,7 +473,7 @@ impl Handlers for Gateway {
         _ctx: &CallContext,
         _params: PresenceListParams,
     ) -> Result<PresenceSnapshot, RpcError> {
-        Ok(self.rt.presence.snapshot())
+        Ok(self.presence_everywhere().await)
     }
 
     async fn presence_report(

@@ -45,6 +45,7 @@ impl Gateway {
         tasks.extend(self.nodes.spawn_follower());
         tasks.extend(self.devices.spawn_follower());
         tasks.extend(self.serve_pairing_answers());
+        tasks.extend(self.serve_presence());
         tasks.extend(self.spawn_config_follower());
         if let Some(membership) = &self.rt.membership {
             tasks.push(crate::cluster::spawn_membership(

@@ -9,6 +9,7 @@ mod lifecycle;
 mod maintenance;
 mod pairing_remote;
 mod plugin_calls;
+mod presence_remote;
 mod reload;
 mod sessions;
 mod status;

@@ -202,6 +202,21 @@ async fn health_shows_every_member_and_the_leases_held() {
     for member in cluster_health["members"].as_array().unwrap() {
         assert_eq!(member["version"], version);
     }
+
+    // Presence on B lists who is connected to every member, and where.
+    let _on_a = cluster.gateways[0].operator().await;
+    let _on_c = cluster.gateways[2].operator().await;
+    let presence = ws.call("presence.list", json!({})).await;
+    let mut gateways: Vec<&str> = presence["result"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["online"] == true)
+        .map(|e| e["gateway"].as_str().unwrap())
+        .collect();
+    gateways.sort();
+    gateways.dedup();
+    assert_eq!(gateways, ["gw-a", "gw-b", "gw-c"], "{presence}");
 }
 
 /// The member holding lease `name`, as gateway `gw` sees it.

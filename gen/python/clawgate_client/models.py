@@ -3409,6 +3409,10 @@ class PresenceEntry(BaseModel):
         description='When it connected (a channel account: since its status last changed).',
         ge=0,
     )
+    gateway: str | None = Field(
+        None,
+        description='In a cluster: the member (cluster.name) the connection or channel account is on.',
+    )
     instanceId: str | None = Field(
         None,
         description="The client's own stable id; a reconnect with the same id replaces the entry it left.",
