@@ -4,8 +4,8 @@
 //! lapses for another to take. Expiry is the store's clock; a lease is
 //! renewed and released only under the token of its taking, so a late
 //! renewal or release never touches a newer taking. With NATS, a release
-//! is announced on `<prefix>.leases.released`, so a gateway waiting for
-//! the lease takes it at once rather than at its next look.
+//! is announced on `<prefix>.leases.released.<hex name>`, so a gateway
+//! waiting for the lease takes it at once rather than at its next look.
 
 use crate::store::{ClusterStore, StoreError};
 use futures_util::StreamExt;
@@ -34,13 +34,19 @@ pub struct Leases {
 #[derive(Clone)]
 struct Releases {
     client: async_nats::Client,
-    subject: String,
+    prefix: String,
 }
 
 impl Releases {
+    /// One subject per lease: a waiter hears only of its own. Hex, as a
+    /// lease name may hold characters NATS gives a meaning.
+    fn subject(&self, name: &str) -> String {
+        format!("{}.leases.released.{}", self.prefix, hex::encode(name))
+    }
+
     async fn announce(&self, name: &str) {
-        let payload = name.to_string().into_bytes().into();
-        if let Err(e) = self.client.publish(self.subject.clone(), payload).await {
+        let subject = self.subject(name);
+        if let Err(e) = self.client.publish(subject, Default::default()).await {
             tracing::debug!(lease = %name, "cluster: cannot announce a release: {e}");
         }
     }
@@ -62,7 +68,7 @@ impl Leases {
             ttl_ms,
             releases: bus.map(|(client, prefix)| Releases {
                 client,
-                subject: format!("{prefix}.leases.released"),
+                prefix: prefix.to_string(),
             }),
         }
     }
@@ -104,7 +110,13 @@ impl Leases {
 
     async fn acquire_polling(&self, name: &str, at_most: Duration) -> Result<Lease, StoreError> {
         let mut pause = Duration::from_millis(10);
+        // A long wait listens before its first try, so no release can
+        // fall between; a turn's first try usually succeeds, and listens
+        // only after a miss.
         let mut released = None;
+        if at_most > MAX_POLL {
+            released = self.listen(name).await;
+        }
         loop {
             if let Some(lease) = self.try_acquire(name).await? {
                 return Ok(lease);
@@ -112,23 +124,14 @@ impl Leases {
             // Listening from the first miss on: a release announced from
             // now on ends the pause at once.
             if released.is_none() {
-                if let Some(releases) = &self.releases {
-                    released = releases
-                        .client
-                        .subscribe(releases.subject.clone())
-                        .await
-                        .ok();
-                }
+                released = self.listen(name).await;
             }
             let announced = async {
                 match released.as_mut() {
                     Some(released) => {
-                        while let Some(message) = released.next().await {
-                            if message.payload.as_ref() == name.as_bytes() {
-                                return;
-                            }
+                        if released.next().await.is_none() {
+                            std::future::pending::<()>().await
                         }
-                        std::future::pending().await
                     }
                     None => std::future::pending().await,
                 }
@@ -138,6 +141,19 @@ impl Leases {
                 _ = announced => {}
             }
         }
+    }
+
+    /// The release announcements of lease `name`, from now on.
+    async fn listen(&self, name: &str) -> Option<async_nats::Subscriber> {
+        let releases = self.releases.as_ref()?;
+        let released = releases
+            .client
+            .subscribe(releases.subject(name))
+            .await
+            .ok()?;
+        // Subscribed at the server before the next try.
+        let _ = releases.client.flush().await;
+        Some(released)
     }
 
     fn hold(&self, name: &str, token: String, asked: Instant) -> Lease {
@@ -152,8 +168,11 @@ impl Leases {
             // last taking or renewal that succeeded. Past it another
             // gateway may hold it, so the work it guards must stop.
             let mut held_until = asked + ttl;
+            // After a failed renewal, tries again sooner: a short store
+            // outage then costs no lease.
+            let mut wait = every;
             loop {
-                let next = Instant::now() + every;
+                let next = Instant::now() + wait;
                 let renew = async {
                     tokio::time::sleep_until(next).await;
                     let attempt = Instant::now();
@@ -171,6 +190,7 @@ impl Leases {
                         return;
                     }
                 };
+                wait = if renewed.is_ok() { every } else { ttl / 10 };
                 match renewed {
                     Ok(true) => held_until = attempt + ttl,
                     Ok(false) => {

@@ -119,6 +119,10 @@ async fn view(membership: &Membership, health: &HealthService) -> ClusterHealth 
         tracing::error!(member = %membership.name, "cluster: another gateway now runs under this member name (this one could not renew its membership in time); give each gateway its own cluster.name");
     }
     let members = store.members(membership.lease_ms).await;
+    if let Ok(members) = &members {
+        *membership.seen.lock().expect("members seen") =
+            members.iter().map(|m| m.name.clone()).collect();
+    }
     let leases = store.leases().await;
     let store_error = [
         seen.err(),

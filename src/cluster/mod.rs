@@ -35,6 +35,21 @@ pub struct Membership {
     pub nats: Option<async_nats::Client>,
     /// cluster.nats.subjectPrefix.
     pub subject_prefix: String,
+    /// The members seen at the last renewal, by name.
+    pub seen: std::sync::Mutex<Vec<String>>,
+}
+
+impl Membership {
+    /// The other members alive now, as the store has them (those seen at
+    /// the last renewal if it cannot be reached).
+    pub async fn others(&self) -> Vec<String> {
+        if let Ok(members) = self.store.members(self.lease_ms).await {
+            *self.seen.lock().expect("members seen") =
+                members.into_iter().map(|m| m.name).collect();
+        }
+        let seen = self.seen.lock().expect("members seen");
+        seen.iter().filter(|m| **m != self.name).cloned().collect()
+    }
 }
 
 /// How long startup waits for NATS before giving up with a clear error.
@@ -110,6 +125,7 @@ impl Backend {
                 .as_ref()
                 .map_or_else(String::new, |n| n.subject_prefix.to_string()),
             nats,
+            seen: Default::default(),
         });
         membership.join().await?;
         Ok(Backend {

@@ -6,6 +6,8 @@
 //! gateway may then connect through any.
 
 use super::DeviceService;
+use crate::cluster::Lease;
+use crate::protocol::RpcError;
 use crate::runtime::Runtime;
 use crate::store::StoreError;
 use futures_util::StreamExt;
@@ -14,6 +16,10 @@ use tokio::task::JoinHandle;
 
 /// The name of the token key in the shared store.
 const KEY_NAME: &str = "device-tokens";
+/// How often the devices are read again without a notice.
+const RECONCILE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+/// The lease a gateway holds while it changes a device record.
+const EDIT_LEASE: &str = "devices";
 
 fn subject(rt: &Runtime) -> Option<(String, async_nats::Client)> {
     let membership = rt.membership.as_ref()?;
@@ -63,7 +69,13 @@ impl DeviceService {
                     return;
                 }
             };
-            while changes.next().await.is_some() {
+            // Also now and then: NATS drops what it cannot deliver.
+            let mut every = tokio::time::interval(RECONCILE_EVERY);
+            loop {
+                tokio::select! {
+                    change = changes.next() => if change.is_none() { return },
+                    _ = every.tick() => {}
+                }
                 if let Err(e) = devices.reconcile().await {
                     tracing::warn!("devices: cannot read the paired devices: {e}");
                 }
@@ -71,10 +83,28 @@ impl DeviceService {
         }))
     }
 
-    /// Brings the table in line with the store, closing every connection
-    /// whose device is gone or whose token was replaced or revoked.
+    /// In a cluster: for a read-change-write of a device record, holds
+    /// the `devices` lease (no other gateway edits a device meanwhile) and
+    /// reads the devices again, so the change starts from the stored
+    /// record. The caller holds `writing`. None outside a cluster.
+    pub(super) async fn edit_guard(&self) -> Result<Option<Lease>, RpcError> {
+        let Some(membership) = &self.rt.membership else {
+            return Ok(None);
+        };
+        let lease = membership.leases.acquire(EDIT_LEASE).await?;
+        self.reload().await?;
+        Ok(Some(lease))
+    }
+
     async fn reconcile(&self) -> Result<(), StoreError> {
         let _writing = self.writing.lock().await;
+        self.reload().await
+    }
+
+    /// Brings the table in line with the store, closing every connection
+    /// whose device is gone or whose token was replaced or revoked. The
+    /// caller holds `writing`.
+    async fn reload(&self) -> Result<(), StoreError> {
         let stored = self.rt.stores.devices.devices().await?;
         let mut table = self.lock();
         table.devices = stored

@@ -91,7 +91,13 @@ impl DeviceService {
                 .expect("the system random source works");
             hex::encode(bytes)
         };
-        let secret = match self.shared_key(candidate()).await {
+        // A gateway joining a cluster offers its own key, so the tokens it
+        // issued keep working if it is the first.
+        let local = std::fs::read_to_string(self.rt.state_dir.join(KEY_FILE))
+            .ok()
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty());
+        let secret = match self.shared_key(local.unwrap_or_else(candidate)).await {
             Some(shared) => shared?,
             None => crate::config::load_or_create_secret(&self.rt.state_dir, KEY_FILE, candidate)
                 .map_err(|e| format!("cannot read or create {KEY_FILE}: {e}"))?,
@@ -276,6 +282,7 @@ impl DeviceService {
         change: impl FnOnce(&mut DeviceGrant) -> Result<(), RpcError>,
     ) -> Result<(DeviceGrant, PairedDevice), RpcError> {
         let _writing = self.writing.lock().await;
+        let _edit = self.edit_guard().await?;
         let mut device = self.lock().devices.get(device_id).cloned().ok_or_else(|| {
             RpcError::new(ErrorCode::NotFound, format!("no paired device {device_id}"))
         })?;
@@ -303,7 +310,10 @@ impl DeviceService {
             "the device token was replaced or revoked",
         );
         // The spared connection is the device itself, taking its new token.
-        if let Some(live) = spare.and_then(|conn| table.live.get_mut(conn)) {
+        if let Some(live) = spare
+            .and_then(|conn| table.live.get_mut(conn))
+            .filter(|l| l.device_id == device_id && l.role == role)
+        {
             live.generation = grant.token_generation;
         }
         drop(table);

@@ -63,6 +63,14 @@ impl DeviceService {
             if !grant.token_active {
                 // A revoked token is replaced once the device shows the
                 // gateway credential again.
+                let _edit = self.edit_guard().await?;
+                let stored = self.lock().devices.get(&asking.device_id).cloned();
+                device = stored.ok_or_else(|| {
+                    RpcError::new(
+                        ErrorCode::Conflict,
+                        "the device was removed meanwhile; connect again to ask for pairing",
+                    )
+                })?;
                 for g in device.roles.iter_mut().filter(|g| g.role == asking.role) {
                     g.token_active = true;
                 }
@@ -72,8 +80,13 @@ impl DeviceService {
                     .insert(device.device_id.clone(), device.clone());
                 self.announce_change();
             }
+            let generation = device
+                .roles
+                .iter()
+                .find(|g| g.role == asking.role)
+                .map_or(grant.token_generation, |g| g.token_generation);
             return Ok(Admission::Paired {
-                token: self.token(&device, asking.role, grant.token_generation),
+                token: self.token(&device, asking.role, generation),
             });
         }
         let auto = config.devices.auto_approve_loopback
@@ -230,6 +243,19 @@ impl DeviceService {
     /// Approves a request; the caller holds `writing`.
     async fn pair(&self, request_id: &str) -> Result<PairedDevice, RpcError> {
         let request = self.take(request_id)?;
+        let _edit = match self.edit_guard().await {
+            Ok(edit) => edit,
+            Err(e) => {
+                // Not stored: the request waits again rather than vanish.
+                self.lock().pending.insert(
+                    request.request_id.clone(),
+                    Pending {
+                        request: request.clone(),
+                    },
+                );
+                return Err(e);
+            }
+        };
         let now = now();
         let known = self.lock().devices.get(&request.device_id).cloned();
         let mut device = known.unwrap_or_else(|| PairedDevice {

@@ -62,11 +62,10 @@ pub async fn wait(gw: &Gateway, params: ChatWaitParams) -> Result<ChatWaitResult
         return Ok(gw.turns.wait(run_id, timeout).await);
     }
     let asked = std::time::Instant::now();
-    match crate::agent::remote::wait(&gw.rt, run_id, timeout).await {
-        Ok(ended) => Ok(ended),
-        Err(Some(e)) => Err(e),
+    match crate::agent::remote::wait(&gw.rt, run_id, timeout).await? {
+        Some(ended) => Ok(ended),
         // No other gateway knows it: it may still start here.
-        Err(None) => Ok(gw
+        None => Ok(gw
             .turns
             .wait(run_id, timeout.saturating_sub(asked.elapsed()))
             .await),
@@ -79,8 +78,7 @@ pub async fn abort(gw: &Gateway, params: ChatAbortParams) -> Result<ChatAbortRes
     let aborted = gw.turns.abort(&run_id)
         || (!gw.turns.knows(&run_id)
             && crate::agent::remote::abort(&gw.rt, &run_id)
-                .await
-                .transpose()?
+                .await?
                 .unwrap_or(false));
     Ok(ChatAbortResult { aborted, run_id })
 }

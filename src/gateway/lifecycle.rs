@@ -71,8 +71,13 @@ impl Gateway {
         self.cron.resign().await;
         self.channels.stop_all();
         self.plugins.stop_all().await;
-        for task in running.tasks {
+        for task in &running.tasks {
             task.abort();
+        }
+        // Ended, not only told to: a membership renewal in flight would
+        // otherwise record this gateway again after it left.
+        for task in running.tasks {
+            let _ = task.await;
         }
         if let Some(membership) = &self.rt.membership {
             membership.leave().await;

@@ -1,11 +1,11 @@
 //! Pairing answers across a cluster: a node or a device asks the gateway
 //! it connected to, and the request's event reaches operators on every
-//! gateway. An answer given on another gateway is sent on
-//! `<prefix>.pairing.answer`; only the gateway holding the request runs
-//! it and replies, so the answer is the same wherever it was given.
+//! gateway. An answer given on another gateway is sent to all on
+//! `<prefix>.pairing.answer`; the gateway holding the request runs it and
+//! replies with the outcome, the others reply that they do not hold it.
 
 use super::Gateway;
-use crate::cluster::rpc::{self, Unanswered};
+use crate::cluster::rpc::{self, MemberAnswer, Outcome};
 use crate::protocol::types::{
     DevicesApproveResult, DevicesRejectResult, NodesApproveResult, NodesRejectResult,
 };
@@ -17,9 +17,15 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-/// How long an answer waits for the gateway holding the request; nobody
-/// replying means no gateway holds it.
+/// How long an answer waits for the other gateways.
 const TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Serialize, Deserialize)]
+struct Asked {
+    /// The member asking, which does not answer itself.
+    from: String,
+    answer: Answer,
+}
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "answer")]
@@ -110,21 +116,45 @@ impl Gateway {
         let here = if answer.held_by(self) || bus(self).is_none() {
             self.answer_pairing_here(answer).await
         } else {
-            match self.forward(&answer).await {
+            let id = answer.request_id().to_string();
+            match self.forward(answer).await {
                 Some(answered) => answered,
-                None => self.answer_pairing_here(answer).await,
+                None => Err(RpcError::new(
+                    ErrorCode::NotFound,
+                    format!("no pending pairing request {id} on any gateway"),
+                )),
             }
         };
         serde_json::from_value(here?)
             .map_err(|e| RpcError::new(ErrorCode::InternalError, e.to_string()))
     }
 
-    async fn forward(&self, answer: &Answer) -> Option<Result<Value, RpcError>> {
+    async fn forward(&self, answer: Answer) -> Option<Result<Value, RpcError>> {
         let (subject, client) = bus(self)?;
-        match rpc::call(&client, subject, answer, TIMEOUT).await {
-            Ok(answered) => Some(answered),
-            Err(Unanswered::NoResponders | Unanswered::TimedOut) => None,
-            Err(Unanswered::Failed(e)) => Some(Err(RpcError::new(
+        let membership = self.rt.membership.as_ref()?;
+        let others = membership.others().await;
+        if others.is_empty() {
+            return None;
+        }
+        let asked = Asked {
+            from: membership.name.clone(),
+            answer,
+        };
+        let answers = rpc::gather::<_, Option<Outcome<Value>>>(
+            &client,
+            subject,
+            &asked,
+            &others,
+            TIMEOUT,
+            |from| from.answer.is_some(),
+        )
+        .await;
+        match answers {
+            Ok(answers) => answers
+                .into_iter()
+                .find_map(|from| from.answer)
+                .map(Outcome::into_result),
+            Err(e) => Some(Err(RpcError::new(
                 ErrorCode::Unavailable,
                 format!("cannot reach the other gateways: {e}"),
             )
@@ -147,17 +177,26 @@ impl Gateway {
             };
             while let Some(message) = answers.next().await {
                 let Some(gw) = gw.upgrade() else { return };
-                let Ok(answer) = rpc::body::<Answer>(&message) else {
+                let Ok(asked) = rpc::body::<Asked>(&message) else {
                     continue;
                 };
-                if !answer.held_by(&gw) {
+                let Some(me) = gw.rt.membership.as_ref().map(|m| m.name.clone()) else {
+                    return;
+                };
+                if asked.from == me {
                     continue;
                 }
-                tracing::debug!(request = %answer.request_id(), "pairing: answering for another gateway");
                 let client = client.clone();
                 tokio::spawn(async move {
-                    let answered = gw.answer_pairing_here(answer).await;
-                    rpc::reply(&client, &message, answered).await;
+                    let outcome = match asked.answer.held_by(&gw) {
+                        true => Some(Outcome::from(gw.answer_pairing_here(asked.answer).await)),
+                        false => None,
+                    };
+                    let from = MemberAnswer {
+                        member: me,
+                        answer: outcome,
+                    };
+                    rpc::reply(&client, &message, Ok::<_, RpcError>(from)).await;
                 });
             }
         }))

@@ -1,11 +1,13 @@
 //! Presence across a cluster: `presence.list` on any gateway shows who is
 //! connected to every member, each entry naming its gateway. The asking
-//! gateway sends `<prefix>.presence.list` (naming itself) to all and
-//! gathers the answers of the members it knows are alive, waiting half a
-//! second at most for one that does not answer.
+//! gateway asks the others on `<prefix>.presence.list` and gathers their
+//! entries, waiting half a second at most for a member that does not
+//! answer.
 
 use super::Gateway;
+use crate::cluster::rpc::{self, MemberAnswer};
 use crate::protocol::types::{PresenceEntry, PresenceSnapshot};
+use crate::protocol::RpcError;
 use futures_util::StreamExt;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -42,37 +44,24 @@ impl Gateway {
         let Some((subject, me, client)) = bus(self) else {
             return snapshot;
         };
-        let others = self
-            .rt
-            .health
-            .snapshot()
-            .cluster
-            .map_or(0, |c| c.members.iter().filter(|m| m.name != me).count());
-        if others == 0 {
-            return snapshot;
-        }
-        let inbox = client.new_inbox();
-        let Ok(mut answers) = client.subscribe(inbox.clone()).await else {
-            return snapshot;
+        let others = match &self.rt.membership {
+            Some(membership) => membership.others().await,
+            None => Vec::new(),
         };
-        if client
-            .publish_with_reply(subject, inbox, me.into_bytes().into())
-            .await
-            .is_err()
-        {
+        if others.is_empty() {
             return snapshot;
         }
-        let deadline = tokio::time::Instant::now() + GATHER;
-        let mut answered = 0;
-        while answered < others {
-            let Ok(Some(answer)) = tokio::time::timeout_at(deadline, answers.next()).await else {
-                break;
-            };
-            let Ok(entries) = serde_json::from_slice::<Vec<PresenceEntry>>(&answer.payload) else {
-                continue;
-            };
-            answered += 1;
-            snapshot.entries.extend(entries);
+        match rpc::gather::<_, Vec<PresenceEntry>>(&client, subject, &me, &others, GATHER, |_| {
+            false
+        })
+        .await
+        {
+            Ok(answers) => {
+                for from in answers {
+                    snapshot.entries.extend(from.answer);
+                }
+            }
+            Err(e) => tracing::warn!("presence: cannot ask the other gateways: {e}"),
         }
         snapshot.entries.sort_by(|a, b| {
             b.last_activity_at_ms
@@ -97,16 +86,15 @@ impl Gateway {
             };
             while let Some(ask) = asks.next().await {
                 let Some(gw) = gw.upgrade() else { return };
-                let Some(reply) = ask.reply else { continue };
                 // The question names who asks; its own it answers itself.
-                if ask.payload.as_ref() == me.as_bytes() {
+                if rpc::body::<String>(&ask).is_ok_and(|from| from == me) {
                     continue;
                 }
-                let entries = gw.presence_here().entries;
-                let body = serde_json::to_vec(&entries).expect("entries serialize");
-                if let Err(e) = client.publish(reply, body.into()).await {
-                    tracing::warn!("presence: cannot answer another gateway: {e}");
-                }
+                let from = MemberAnswer {
+                    member: me.clone(),
+                    answer: gw.presence_here().entries,
+                };
+                rpc::reply(&client, &ask, Ok::<_, RpcError>(from)).await;
             }
         }))
     }

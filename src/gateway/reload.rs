@@ -183,6 +183,12 @@ impl Gateway {
                 let Ok(text) = tokio::fs::read_to_string(&path).await else {
                     continue;
                 };
+                // A file being written now is left to the watcher, which
+                // applies it once it stays the same.
+                tokio::time::sleep(MIN_POLL).await;
+                if tokio::fs::read_to_string(&path).await.ok().as_deref() != Some(text.as_str()) {
+                    continue;
+                }
                 // Applied only when this gateway's file changed: gateways
                 // with files of their own do not echo each other.
                 let _guard = gw.configs.lock().await;

@@ -21,8 +21,26 @@ impl NodeService {
         let mut events = self.rt.bus.subscribe();
         let nodes = Arc::clone(self);
         Some(tokio::spawn(async move {
+            // Also now and then: NATS drops what it cannot deliver, and a
+            // write of which gateway a node is on may have failed.
+            let every = nodes
+                .rt
+                .membership
+                .as_ref()
+                .map_or(1000, |m| m.lease_ms / 3);
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(every.max(1000)));
             loop {
-                let follow = match events.recv().await {
+                let event = tokio::select! {
+                    event = events.recv() => event,
+                    _ = tick.tick() => {
+                        nodes.refresh_presence().await;
+                        if let Err(e) = nodes.reconcile().await {
+                            tracing::warn!("nodes: cannot read the nodes paired on other gateways: {e}");
+                        }
+                        continue;
+                    }
+                };
+                let follow = match event {
                     Ok(event) => {
                         event.kind == Kind::Core(EventKind::NodesChanged)
                             && serde_json::from_str::<NodesChangedEvent>(&event.data).is_ok_and(

@@ -5,6 +5,7 @@
 use super::NodeService;
 use crate::cluster::Membership;
 use crate::protocol::types::NodeInfo;
+use crate::store::NodePresence;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -24,6 +25,31 @@ impl NodeService {
             .presence
             .get_or_init(|| spawn_writer(Arc::clone(membership)));
         let _ = writer.send(change);
+    }
+
+    /// Records again, in one write, every node connected here: whatever
+    /// a lost or reordered write left behind is put right.
+    pub(super) async fn refresh_presence(&self) {
+        let Some(membership) = &self.rt.membership else {
+            return;
+        };
+        let here: Vec<NodePresence> = self
+            .list()
+            .into_iter()
+            .filter(|n| n.online)
+            .map(|n| NodePresence {
+                node_id: n.node_id,
+                member: membership.name.clone(),
+                connected_at_ms: n.connected_at_ms.unwrap_or_default(),
+            })
+            .collect();
+        if let Err(e) = membership
+            .store
+            .set_nodes_of(membership.name.clone(), here)
+            .await
+        {
+            tracing::warn!("nodes: cannot record which gateway the nodes are on: {e}");
+        }
     }
 
     /// The paired nodes; in a cluster, a node connected to another member

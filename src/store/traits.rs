@@ -231,6 +231,8 @@ pub trait ClusterStore: Send + Sync {
     /// Forgets every node connected to `member` (a new incarnation of it
     /// starts with none).
     fn forget_nodes_of(&self, member: String) -> StoreFuture<'_, ()>;
+    /// Replaces the nodes recorded as connected to `member` with `nodes`.
+    fn set_nodes_of(&self, member: String, nodes: Vec<NodePresence>) -> StoreFuture<'_, ()>;
     /// The nodes connected to members seen within the last `within_ms`.
     fn node_presence(&self, within_ms: u64) -> StoreFuture<'_, Vec<NodePresence>>;
     /// The secret `name` all members share: `candidate` when this member

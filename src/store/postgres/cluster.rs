@@ -15,6 +15,14 @@ macro_rules! now_ms {
     };
 }
 
+/// Records that a node is connected to a member.
+const RECORD_NODE: &str = "INSERT INTO cluster_node_presence (node_id, member, connected_at)
+     VALUES ($1, $2, $3)
+     ON CONFLICT (node_id) DO UPDATE SET member = excluded.member,
+         connected_at = excluded.connected_at";
+/// Forgets every node connected to a member.
+const FORGET_NODES: &str = "DELETE FROM cluster_node_presence WHERE member = $1";
+
 impl ClusterStore for PgStore {
     fn heartbeat(
         &self,
@@ -196,14 +204,7 @@ impl ClusterStore for PgStore {
     ) -> StoreFuture<'_, ()> {
         self.run(async move {
             let client = self.client().await?;
-            let stmt = client
-                .prepare_cached(
-                    "INSERT INTO cluster_node_presence (node_id, member, connected_at)
-                     VALUES ($1, $2, $3)
-                     ON CONFLICT (node_id) DO UPDATE SET member = excluded.member,
-                         connected_at = excluded.connected_at",
-                )
-                .await?;
+            let stmt = client.prepare_cached(RECORD_NODE).await?;
             client
                 .execute(&stmt, &[&node_id, &member, &count(connected_at_ms)])
                 .await?;
@@ -227,9 +228,7 @@ impl ClusterStore for PgStore {
     fn forget_nodes_of(&self, member: String) -> StoreFuture<'_, ()> {
         self.run(async move {
             let client = self.client().await?;
-            let stmt = client
-                .prepare_cached("DELETE FROM cluster_node_presence WHERE member = $1")
-                .await?;
+            let stmt = client.prepare_cached(FORGET_NODES).await?;
             client.execute(&stmt, &[&member]).await?;
             Ok(())
         })
@@ -277,6 +276,25 @@ impl ClusterStore for PgStore {
                 .prepare_cached("SELECT value FROM cluster_secrets WHERE name = $1")
                 .await?;
             Ok(client.query_one(&select, &[&name]).await?.try_get(0)?)
+        })
+    }
+
+    fn set_nodes_of(&self, member: String, nodes: Vec<NodePresence>) -> StoreFuture<'_, ()> {
+        self.run(async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let clear = tx.prepare_cached(FORGET_NODES).await?;
+            tx.execute(&clear, &[&member]).await?;
+            let insert = tx.prepare_cached(RECORD_NODE).await?;
+            for node in &nodes {
+                tx.execute(
+                    &insert,
+                    &[&node.node_id, &member, &count(node.connected_at_ms)],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
         })
     }
 }
