@@ -42,11 +42,10 @@ fn bus(rt: &Runtime) -> Option<(&Membership, async_nats::Client)> {
 }
 
 fn subject(membership: &Membership, action: Action) -> String {
-    let prefix = &membership.subject_prefix;
-    match action {
-        Action::Abort => format!("{prefix}.runs.abort"),
-        Action::Wait => format!("{prefix}.runs.wait"),
-    }
+    membership.subject(match action {
+        Action::Abort => "runs.abort",
+        Action::Wait => "runs.wait",
+    })
 }
 
 /// Answers other gateways' aborts and waits.

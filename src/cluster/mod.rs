@@ -40,6 +40,17 @@ pub struct Membership {
 }
 
 impl Membership {
+    /// The NATS subject `<prefix>.<topic>`.
+    pub fn subject(&self, topic: &str) -> String {
+        format!("{}.{topic}", self.subject_prefix)
+    }
+
+    /// The subject `<prefix>.<topic>` and the NATS client; None without
+    /// a bus.
+    pub fn bus(&self, topic: &str) -> Option<(String, async_nats::Client)> {
+        Some((self.subject(topic), self.nats.clone()?))
+    }
+
     /// The other members alive now, as the store has them (those seen at
     /// the last renewal if it cannot be reached).
     pub async fn others(&self) -> Vec<String> {

@@ -29,7 +29,7 @@ struct Call {
 }
 
 fn subject(membership: &Membership) -> String {
-    format!("{}.cron.call", membership.subject_prefix)
+    membership.subject("cron.call")
 }
 
 impl CronService {

@@ -22,11 +22,7 @@ const RECONCILE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 const EDIT_LEASE: &str = "devices";
 
 fn subject(rt: &Runtime) -> Option<(String, async_nats::Client)> {
-    let membership = rt.membership.as_ref()?;
-    Some((
-        format!("{}.devices.changed", membership.subject_prefix),
-        membership.nats.clone()?,
-    ))
+    rt.membership.as_ref()?.bus("devices.changed")
 }
 
 impl DeviceService {

@@ -25,12 +25,7 @@ struct Respond {
 }
 
 fn subject(rt: &Runtime) -> Option<(String, async_nats::Client)> {
-    let membership = rt.membership.as_ref()?;
-    let client = membership.nats.clone()?;
-    Some((
-        format!("{}.approvals.respond", membership.subject_prefix),
-        client,
-    ))
+    rt.membership.as_ref()?.bus("approvals.respond")
 }
 
 /// Answers other gateways' answers to the requests this one raised.

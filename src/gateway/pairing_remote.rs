@@ -68,11 +68,7 @@ impl Answer {
 }
 
 fn bus(gw: &Gateway) -> Option<(String, async_nats::Client)> {
-    let membership = gw.rt.membership.as_ref()?;
-    Some((
-        format!("{}.pairing.answer", membership.subject_prefix),
-        membership.nats.clone()?,
-    ))
+    gw.rt.membership.as_ref()?.bus("pairing.answer")
 }
 
 impl Gateway {

@@ -18,11 +18,8 @@ const GATHER: Duration = Duration::from_millis(500);
 
 fn bus(gw: &Gateway) -> Option<(String, String, async_nats::Client)> {
     let membership = gw.rt.membership.as_ref()?;
-    Some((
-        format!("{}.presence.list", membership.subject_prefix),
-        membership.name.clone(),
-        membership.nats.clone()?,
-    ))
+    let (subject, client) = membership.bus("presence.list")?;
+    Some((subject, membership.name.clone(), client))
 }
 
 impl Gateway {

@@ -27,11 +27,7 @@ const MARGIN: Duration = Duration::from_secs(2);
 
 fn subject(membership: &Membership, node_id: &str) -> String {
     // Hex: a node id may hold characters NATS gives a meaning.
-    format!(
-        "{}.nodes.invoke.{}",
-        membership.subject_prefix,
-        hex::encode(node_id)
-    )
+    membership.subject(&format!("nodes.invoke.{}", hex::encode(node_id)))
 }
 
 /// Stops answering for a node when its connection goes.
