@@ -25,7 +25,7 @@ struct Respond {
 }
 
 fn subject(rt: &Runtime) -> Option<(String, async_nats::Client)> {
-    rt.membership.as_ref()?.bus("approvals.respond")
+    rt.membership.as_ref()?.bus("approvals.answers")
 }
 
 /// Answers other gateways' answers to the requests this one raised.

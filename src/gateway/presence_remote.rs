@@ -18,7 +18,7 @@ const GATHER: Duration = Duration::from_millis(500);
 
 fn bus(gw: &Gateway) -> Option<(String, String, async_nats::Client)> {
     let membership = gw.rt.membership.as_ref()?;
-    let (subject, client) = membership.bus("presence.list")?;
+    let (subject, client) = membership.bus("presence.gather")?;
     Some((subject, membership.name.clone(), client))
 }
 
