@@ -63,6 +63,9 @@ pub struct PluginService {
     rt: Runtime,
     plugins: Mutex<BTreeMap<String, Arc<Plugin>>>,
     gateway: OnceLock<Weak<dyn Callbacks>>,
+    /// Held from reading the statuses to recording them in health, so a
+    /// report read before a change cannot land after that change's.
+    reporting: Mutex<()>,
 }
 
 /// What the running plugins add to the protocol.
@@ -115,6 +118,7 @@ impl PluginService {
             rt,
             plugins: Mutex::default(),
             gateway: OnceLock::new(),
+            reporting: Mutex::default(),
         })
     }
 
@@ -288,6 +292,7 @@ impl PluginService {
 
     /// Puts every plugin's state in the health snapshot.
     fn report_health(&self) {
+        let _reporting = self.reporting.lock().expect("reporting lock");
         let plugins = self
             .statuses()
             .into_iter()
