@@ -53,6 +53,8 @@ pub struct ConnectOptions {
     pub role: Role,
     pub scopes: Option<Vec<Scope>>,
     pub client_name: String,
+    /// Which certificates a wss:// gateway may present.
+    pub tls: crate::tls::client::Trust,
 }
 
 impl Default for ConnectOptions {
@@ -63,6 +65,7 @@ impl Default for ConnectOptions {
             role: Role::Operator,
             scopes: None,
             client_name: "clawgate-client".to_string(),
+            tls: Default::default(),
         }
     }
 }
@@ -81,10 +84,25 @@ include!(concat!(env!("OUT_DIR"), "/client.rs"));
 impl Client {
     /// Opens the socket and performs the connect handshake.
     pub async fn connect(url: &str, opts: &ConnectOptions) -> Result<Client, ClientError> {
-        let (ws, _) =
-            tokio_tungstenite::connect_async_with_config(url, Some(small_buffers()), true)
-                .await
-                .map_err(|e| ClientError::Transport(format!("cannot connect to {url}: {e}")))?;
+        let connector = match (url.starts_with("wss://"), &opts.tls) {
+            (true, trust) => Some(tokio_tungstenite::Connector::Rustls(
+                crate::tls::client::client_config(trust).map_err(ClientError::Transport)?,
+            )),
+            (false, crate::tls::client::Trust::Platform) => None,
+            (false, _) => {
+                return Err(ClientError::Transport(format!(
+                    "a TLS fingerprint is pinned, but {url} is not a wss:// URL"
+                )))
+            }
+        };
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+            url,
+            Some(small_buffers()),
+            true,
+            connector,
+        )
+        .await
+        .map_err(|e| ClientError::Transport(format!("cannot connect to {url}: {e}")))?;
         let mut client = Client {
             ws,
             next_id: 0,

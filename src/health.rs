@@ -5,7 +5,7 @@ use crate::bus::Bus;
 use crate::clock::now_ms;
 use crate::protocol::types::{
     ChannelHealth, ClusterHealth, ConfigHealth, CronHealth, GatewayState, HealthSnapshot,
-    NodeHealth, PluginHealth, SidecarHealth, SidecarHealthName,
+    NodeHealth, PluginHealth, SidecarHealth, SidecarHealthName, TlsInfo,
 };
 use crate::protocol::Event;
 use std::collections::BTreeMap;
@@ -32,6 +32,7 @@ struct HealthState {
     plugins: BTreeMap<String, PluginHealth>,
     sidecars: Vec<SidecarHealth>,
     cluster: Option<ClusterHealth>,
+    tls: Option<TlsInfo>,
 }
 
 impl HealthService {
@@ -56,6 +57,7 @@ impl HealthService {
                 plugins: BTreeMap::new(),
                 sidecars: Vec::new(),
                 cluster: None,
+                tls: None,
             }),
         }
     }
@@ -174,6 +176,19 @@ impl HealthService {
         }
     }
 
+    /// Records the served TLS certificate and the last look at its files.
+    pub fn set_tls(&self, tls: TlsInfo) {
+        let mut state = self.state.lock().expect("health lock");
+        if state.tls.as_ref() != Some(&tls) {
+            state.tls = Some(tls);
+            self.changed(&mut state);
+        }
+    }
+
+    pub fn tls(&self) -> Option<TlsInfo> {
+        self.state.lock().expect("health lock").tls.clone()
+    }
+
     /// A new version, published under the lock so that subscribers see
     /// the versions in order.
     fn changed(&self, state: &mut HealthState) {
@@ -195,6 +210,7 @@ impl HealthService {
             config: state.config.clone(),
             sidecars: state.sidecars.clone(),
             cluster: state.cluster.clone(),
+            tls: state.tls.clone(),
         }
     }
 }

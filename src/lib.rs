@@ -41,3 +41,4 @@ pub mod systemd;
 pub mod tailscale;
 #[cfg(test)]
 mod testing;
+pub mod tls;

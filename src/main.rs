@@ -419,13 +419,14 @@ fn run(args: RunArgs) -> ExitCode {
                 notifier.stopping();
             }
         };
-        println!("clawgate listening on ws://{addr}");
+        let scheme = listeners.scheme();
+        println!("clawgate listening on {scheme}://{addr}");
         for other in listeners.addresses().iter().skip(1) {
-            tracing::info!("also listening on ws://{other}");
+            tracing::info!("also listening on {scheme}://{other}");
         }
         tracing::info!(%addr, config = ?gw.info.config_path, "gateway ready");
         if let Some(notifier) = &notifier {
-            notifier.ready(&format!("listening on ws://{addr}"));
+            notifier.ready(&format!("listening on {scheme}://{addr}"));
         }
         clawgate::server::serve(gw, listeners, sidecars, shutdown).await
     });
@@ -784,7 +785,7 @@ fn show(
     // config never creates one.
     let state_dir = config::resolve_state_dir(state_dir.as_deref());
     if config::read_token(&state_dir).is_some() {
-        options.state_dir = Some(state_dir);
+        options.state_dir = Some(state_dir.clone());
     }
     let loaded = match config::load(&options) {
         Ok(loaded) => loaded,
@@ -803,8 +804,15 @@ fn show(
         return ExitCode::FAILURE;
     };
     let origins = loaded.origins(&at);
+    let tls_key = config::pointer("gateway.tls");
+    let fingerprint = (loaded.config.gateway.tls.enabled
+        && (tls_key.starts_with(&at) || at.starts_with(&tls_key)))
+    .then(|| clawgate::cli::local_fingerprint(&loaded.config, loaded.path.as_deref(), &state_dir));
     if let Format::Json = format {
         let mut out = json!({ "value": value });
+        if let Some(Ok(fingerprint)) = &fingerprint {
+            out["tlsFingerprint"] = json!(fingerprint);
+        }
         if origin {
             let by_key: serde_json::Map<String, Value> = origins
                 .into_iter()
@@ -829,6 +837,13 @@ fn show(
         } else {
             println!("{key} = {leaf}");
         }
+    }
+    match fingerprint {
+        Some(Ok(fingerprint)) => {
+            println!("# the served certificate's SHA-256 fingerprint: {fingerprint}")
+        }
+        Some(Err(e)) => println!("# {e}"),
+        None => {}
     }
     ExitCode::SUCCESS
 }

@@ -33,6 +33,14 @@ export interface ClientOptions {
   backoffMaxMs?: number;
   /** A WebSocket implementation, where there is no global one. */
   WebSocket?: unknown;
+  /**
+   * Pins the gateway's TLS certificate, self-signed or not: the SHA-256 of
+   * its DER in hex, `AB:CD:…` or `abcd…` (`openssl x509 -noout -fingerprint
+   * -sha256`). Only that certificate is accepted and the platform's
+   * verification is skipped. Needs a wss:// url and, as `WebSocket`, the
+   * one of the `ws` package (Node only: browsers cannot pin).
+   */
+  tlsFingerprint?: string;
 }
 
 export type ConnectionState = "connecting" | "open" | "closed" | "reconnecting";

@@ -342,6 +342,7 @@ export interface ClawgateProtocol {
   SystemEventEvent: SystemEventEvent;
   TelegramAccount: TelegramAccount;
   TickEvent: TickEvent;
+  TlsInfo: TlsInfo;
   Usage: Usage;
   WebhookAccount: WebhookAccount;
 }
@@ -1514,6 +1515,7 @@ export interface HealthSnapshot {
    * When this snapshot was taken, in milliseconds since the Unix epoch.
    */
   timestamp: number;
+  tls?: TlsInfo;
   /**
    * Seconds since the gateway started.
    */
@@ -1620,6 +1622,43 @@ export interface SidecarHealth {
    * Where it published the gateway (tailscale), when known.
    */
   url?: string;
+}
+/**
+ * The certificate the gateway serves over TLS, and the outcome of the last look at its files.
+ */
+export interface TlsInfo {
+  /**
+   * The certificate file in use.
+   */
+  certPath: string;
+  /**
+   * Whether clients must present a certificate issued by gateway.tls.caPath.
+   */
+  clientCertificates: boolean;
+  /**
+   * SHA-256 of the served certificate (DER), as uppercase hex pairs separated by colons, as `openssl x509 -noout -fingerprint -sha256` prints it. Clients pin this value.
+   */
+  fingerprint: string;
+  /**
+   * Whether the pair is the self-signed one generated into the state directory (gateway.tls.autoGenerate).
+   */
+  generated: boolean;
+  /**
+   * The key file in use.
+   */
+  keyPath: string;
+  /**
+   * Why the newest files on disk were refused (the pair loaded earlier is still served); absent when the files on disk are the ones served.
+   */
+  lastError?: string;
+  /**
+   * When lastError was found, in milliseconds since the Unix epoch.
+   */
+  lastErrorAtMs?: number;
+  /**
+   * When the served pair was loaded, in milliseconds since the Unix epoch.
+   */
+  loadedAtMs: number;
 }
 /**
  * Connected clients by role.
@@ -3585,6 +3624,7 @@ export interface StatusResult {
    * The directory where the gateway keeps its state.
    */
   stateDir: string;
+  tls?: TlsInfo;
   /**
    * Seconds since the gateway started.
    */

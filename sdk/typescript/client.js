@@ -24,6 +24,15 @@ const DEFAULTS = {
   clientName: "clawgate-sdk-js",
 };
 
+/** A SHA-256 fingerprint ("AB:CD:…" or "abcd…") as Node prints one: "AB:CD:…". */
+function fingerprint(text) {
+  const hex = String(text).replace(/:/g, "").toUpperCase();
+  if (!/^[0-9A-F]{64}$/.test(hex)) {
+    throw new Error(`tlsFingerprint: not a SHA-256 fingerprint (64 hex digits): ${text}`);
+  }
+  return hex.match(/../g).join(":");
+}
+
 /** A connection to a clawgate gateway: handshake, typed calls, events, reconnects. */
 export class ClawgateClient {
   constructor(options) {
@@ -31,6 +40,17 @@ export class ClawgateClient {
     this.WebSocket = this.options.WebSocket ?? globalThis.WebSocket;
     if (!this.WebSocket) {
       throw new Error("no WebSocket: pass options.WebSocket (or use Node >= 22)");
+    }
+    if (this.options.tlsFingerprint !== undefined) {
+      this.pin = fingerprint(this.options.tlsFingerprint);
+      if (!/^wss:\/\//i.test(this.options.url)) {
+        throw new Error(`tlsFingerprint needs a wss:// url, not ${this.options.url}`);
+      }
+      // Pinning needs the certificate before the handshake, which only
+      // Node's `ws` shows (its 'upgrade' event); browsers cannot pin.
+      if (typeof this.WebSocket.prototype?.on !== "function") {
+        throw new Error("tlsFingerprint needs options.WebSocket: pass WebSocket from the `ws` package");
+      }
     }
     this.nextId = 0;
     this.pending = new Map();
@@ -49,10 +69,23 @@ export class ClawgateClient {
 
   #open() {
     return new Promise((resolve, reject) => {
-      const socket = new this.WebSocket(this.options.url);
+      const socket = this.pin
+        ? new this.WebSocket(this.options.url, { rejectUnauthorized: false })
+        : new this.WebSocket(this.options.url);
       this.socket = socket;
       this.#setState("connecting");
       let opened = false;
+      // The certificate is checked against the pin before the socket
+      // opens, so the connect frame (and its credential) is never sent
+      // to another server.
+      if (this.pin) {
+        socket.on("upgrade", (response) => {
+          const actual = response.socket?.getPeerCertificate().fingerprint256;
+          if (actual === this.pin) return;
+          socket.terminate();
+          reject(new ClawgateError(0, `the gateway's TLS certificate is ${actual}, not the pinned ${this.pin}`));
+        });
+      }
       socket.onopen = () => {
         opened = true;
         const params = {

@@ -4,6 +4,7 @@
 
 use crate::client::ConnectOptions;
 use crate::config::{self, LoadOptions};
+use crate::tls::client::Trust;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -26,6 +27,12 @@ pub struct ConnectArgs {
     /// Password for auth mode password. Default: $CLAWGATE_PASSWORD, else the local config's.
     #[arg(long)]
     pub password: Option<String>,
+    /// Trust the wss:// gateway whose certificate has this SHA-256
+    /// fingerprint (as `clawgate status` prints it), e.g. a self-signed one.
+    /// Default: $CLAWGATE_TLS_FINGERPRINT; for the local gateway (no --url),
+    /// the fingerprint of the certificate its config serves.
+    #[arg(long)]
+    pub tls_fingerprint: Option<String>,
     /// Config file to read the URL and credential from.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -41,17 +48,29 @@ impl ConnectArgs {
     /// Resolves the URL and credential; fails only when a named token
     /// file cannot be read.
     pub fn resolve(self, client_name: &str) -> Result<Target, String> {
-        let local = config::resolve_config_path(self.config.as_deref())
-            .ok()
+        let resolved = config::resolve_config_path(self.config.as_deref()).ok();
+        let config_path = resolved.clone().flatten();
+        let local = resolved
             .and_then(|path| config::load(&LoadOptions::from_process_env(path, Vec::new())).ok())
             .map(|l| l.config);
-        let url = self
-            .url
-            .or_else(|| std::env::var("CLAWGATE_URL").ok())
-            .unwrap_or_else(|| {
-                let port = local.as_ref().map_or(18789, |c| c.gateway.port);
-                format!("ws://127.0.0.1:{port}")
-            });
+        let state_dir = config::resolve_state_dir(self.state_dir.as_deref());
+        let explicit = self.url.or_else(|| std::env::var("CLAWGATE_URL").ok());
+        let local_tls = local.as_ref().filter(|c| c.gateway.tls.enabled);
+        let pin = match self
+            .tls_fingerprint
+            .or_else(|| std::env::var("CLAWGATE_TLS_FINGERPRINT").ok())
+        {
+            Some(text) => Some(crate::tls::parse_fingerprint(&text)?),
+            None if explicit.is_none() => local_tls
+                .map(|c| local_fingerprint(c, config_path.as_deref(), &state_dir))
+                .transpose()?,
+            None => None,
+        };
+        let url = explicit.unwrap_or_else(|| {
+            let port = local.as_ref().map_or(18789, |c| c.gateway.port);
+            let scheme = if local_tls.is_some() { "wss" } else { "ws" };
+            format!("{scheme}://127.0.0.1:{port}")
+        });
         let auth = local.as_ref().map(|c| &c.gateway.auth);
         let token_file = match self.token_file.as_deref().map(std::fs::read_to_string) {
             Some(Ok(text)) => Some(text.trim().to_string()),
@@ -59,7 +78,6 @@ impl ConnectArgs {
             Some(Err(e)) => return Err(format!("cannot read the token file: {e}")),
             None => None,
         };
-        let state_dir = config::resolve_state_dir(self.state_dir.as_deref());
         let options = ConnectOptions {
             token: self
                 .token
@@ -72,8 +90,31 @@ impl ConnectArgs {
                 .or_else(|| std::env::var("CLAWGATE_PASSWORD").ok())
                 .or_else(|| auth.and_then(|a| a.password.as_ref().map(|p| p.to_string()))),
             client_name: client_name.to_string(),
+            tls: pin.map_or(Trust::Platform, Trust::Pinned),
             ..ConnectOptions::default()
         };
         Ok(Target { url, options })
     }
+}
+
+/// The fingerprint of the certificate the local config's gateway serves:
+/// its certPath, or the pair it generated in the state dir.
+pub fn local_fingerprint(
+    config: &config::Config,
+    config_path: Option<&std::path::Path>,
+    state_dir: &std::path::Path,
+) -> Result<String, String> {
+    let cert = match &config.gateway.tls.cert_path {
+        Some(path) => {
+            let base = config_path.and_then(std::path::Path::parent);
+            base.map_or_else(
+                || PathBuf::from(path.as_str()),
+                |dir| dir.join(path.as_str()),
+            )
+        }
+        None => state_dir.join("tls").join(crate::tls::GENERATED_CERT),
+    };
+    crate::tls::file_fingerprint(&cert).map_err(|e| {
+        format!("the local gateway serves TLS, but its certificate cannot be pinned: {e}; pass --url and --tls-fingerprint")
+    })
 }

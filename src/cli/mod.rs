@@ -11,7 +11,7 @@ pub mod protocol;
 mod screen;
 pub mod upgrade;
 
-pub use connect::{ConnectArgs, Target};
+pub use connect::{local_fingerprint, ConnectArgs, Target};
 pub use discover::discover;
 
 use crate::client::ClientError;

@@ -19,6 +19,7 @@ pub fn status(gw: &Gateway) -> StatusResult {
         started_at: gw.rt.started_at_ms,
         bind,
         auth_mode: config.gateway.auth.mode.to_string(),
+        tls: gw.rt.health.tls(),
         connections: gw.connections.counts(),
         config_path: gw
             .info

@@ -12,6 +12,7 @@ mod outbound;
 mod plugin_http;
 mod sidecars;
 pub use sidecars::Sidecars;
+mod tls;
 mod web;
 mod ws;
 
@@ -77,12 +78,23 @@ pub struct Listeners {
     /// Where the next accept starts looking, so a flood on one address
     /// cannot starve the others.
     next: std::sync::atomic::AtomicUsize,
+    /// TLS on every listener (gateway.tls), or plain.
+    tls: Option<tls::Tls>,
 }
 
 impl Listeners {
     /// The address shown to people: the first the bind mode chose.
     pub fn primary(&self) -> std::io::Result<SocketAddr> {
         self.listeners[0].local_addr()
+    }
+
+    /// The WebSocket scheme clients use: wss with TLS, else ws.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        }
     }
 
     pub fn addresses(&self) -> Vec<SocketAddr> {
@@ -125,9 +137,11 @@ pub async fn bind(gw: &Gateway) -> std::io::Result<Listeners> {
             plan.reason
         )));
     }
+    let tls = tls::start(gw, &plan, &interfaces).map_err(std::io::Error::other)?;
     let listeners = Listeners {
         listeners: bind_all(&plan.hosts, config.gateway.port).await?,
         next: Default::default(),
+        tls,
     };
     let local = listeners.primary()?;
     let _ = gw.info.bind.set(BindInfo {
@@ -141,7 +155,12 @@ pub async fn bind(gw: &Gateway) -> std::io::Result<Listeners> {
             .collect(),
         reason: plan.reason.clone(),
     });
-    if plan.beyond_loopback() {
+    if let Some(tls) = &listeners.tls {
+        let info = tls.certificates.info();
+        tracing::info!(reason = %plan.reason, fingerprint = %info.fingerprint, cert = %info.cert_path, "listening with TLS (wss://, https://); clients can pin the certificate's SHA-256 fingerprint");
+    } else if let Some(risk) = tls::plaintext_risk(&config, &plan) {
+        tracing::warn!("{risk}");
+    } else if plan.beyond_loopback() {
         tracing::warn!(reason = %plan.reason, "listening beyond loopback; clients must authenticate");
     } else {
         tracing::info!(reason = %plan.reason, "listening");
@@ -213,6 +232,10 @@ pub async fn serve(
     };
     let app = router(Arc::clone(&gw));
     let admission = Arc::new(Admission::default());
+    if let Some(tls) = &listeners.tls {
+        let interval = Duration::from_millis(gw.config().gateway.tls.watch_interval_ms as u64);
+        tokio::spawn(Arc::clone(&tls.certificates).watch(interval, gw.shutdown_signal()));
+    }
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -220,7 +243,7 @@ pub async fn serve(
             _ = &mut shutdown => break,
             accepted = listeners.accept() => match accepted {
                 Ok((tcp, remote)) => {
-                    let accepted = Accepted { tcp, remote, admission: &admission };
+                    let accepted = Accepted { tcp, remote, admission: &admission, tls: listeners.tls.clone() };
                     connections.spawn(accepted.serve(Arc::clone(&gw), app.clone()));
                 }
                 Err(e) => {
@@ -285,6 +308,7 @@ struct Accepted<'a> {
     tcp: TcpStream,
     remote: SocketAddr,
     admission: &'a Arc<Admission>,
+    tls: Option<tls::Tls>,
 }
 
 impl Accepted<'_> {
@@ -314,20 +338,40 @@ impl Accepted<'_> {
             ticket: Arc::new(std::sync::Mutex::new(Some(ticket))),
             admission: Arc::clone(self.admission),
         };
-        let io = TokioIo::new(Metered::new(self.tcp, budget));
         let header_timeout = Duration::from_millis(limits.http_header_timeout_ms as u64);
         let mut closing = gw.shutdown_signal();
+        let tls_on = self.tls.is_some();
         let service_gw = Arc::clone(&gw);
         let service = hyper::service::service_fn(move |request| {
-            handle(Arc::clone(&service_gw), app.clone(), peer.clone(), request)
+            handle(
+                Arc::clone(&service_gw),
+                app.clone(),
+                peer.clone(),
+                tls_on,
+                request,
+            )
         });
+        let (tcp, tls) = (self.tcp, self.tls);
         async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(MAX_HEAD_BYTES)
-                .serve_connection(io, service)
-                .with_upgrades();
+            let http = |io| {
+                hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .max_buf_size(MAX_HEAD_BYTES)
+                    .serve_connection(io, service)
+                    .with_upgrades()
+            };
+            let io: Box<dyn Io> = match tls {
+                None => Box::new(tcp),
+                Some(tls) => tokio::select! {
+                    stream = tls::handshake(&tls, tcp, header_timeout) => match stream {
+                        Some(stream) => Box::new(stream),
+                        None => return,
+                    },
+                    _ = eviction.wait() => return,
+                },
+            };
+            let conn = http(TokioIo::new(Metered::new(io, budget)));
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => return,
@@ -340,20 +384,35 @@ impl Accepted<'_> {
     }
 }
 
+/// A connection's byte stream: TCP, or TLS over TCP.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 /// Every request passes here first: the Host and Origin checks, then the
 /// routes.
 async fn handle(
     gw: Arc<Gateway>,
     mut app: Router,
     peer: Peer,
+    tls: bool,
     mut request: axum::http::Request<hyper::body::Incoming>,
 ) -> Result<Response, std::convert::Infallible> {
-    if let Some(refusal) = refuse_foreign(&gw, &peer, request.headers()) {
-        return Ok(refusal);
+    let mut response = match refuse_foreign(&gw, &peer, request.headers()) {
+        Some(refusal) => refusal,
+        None => {
+            request.extensions_mut().insert(ConnectInfo(peer.remote));
+            request.extensions_mut().insert(peer);
+            tower_service::Service::call(&mut app, request.map(axum::body::Body::new)).await?
+        }
+    };
+    if tls {
+        // Browsers that reached the gateway over https:// keep to it.
+        response.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            axum::http::HeaderValue::from_static("max-age=31536000"),
+        );
     }
-    request.extensions_mut().insert(ConnectInfo(peer.remote));
-    request.extensions_mut().insert(peer);
-    tower_service::Service::call(&mut app, request.map(axum::body::Body::new)).await
+    Ok(response)
 }
 
 /// A response when the request's Host is not this gateway's (DNS

@@ -176,8 +176,11 @@ fn txt(gw: &Gateway, mode: MdnsConfigMode) -> Vec<(String, String)> {
             }
             .to_string(),
         ),
-        ("tls", "0".to_string()),
     ];
+    match gw.rt.health.tls() {
+        Some(tls) => txt.extend([("tls", "1".to_string()), ("tlsSha256", tls.fingerprint)]),
+        None => txt.push(("tls", "0".to_string())),
+    }
     if mode == MdnsConfigMode::Full {
         if let Some(name) = gw.tailscale.dns_name() {
             txt.push(("tailnetDns", name.to_string()));
@@ -199,6 +202,12 @@ fn openclaw_txt(gw: &Gateway, mode: MdnsConfigMode, instance: &str) -> Vec<(Stri
         ("displayName", instance.to_string()),
         ("gatewayDirectReachable", "1".to_string()),
     ];
+    if let Some(tls) = gw.rt.health.tls() {
+        txt.extend([
+            ("gatewayTls", "1".to_string()),
+            ("gatewayTlsSha256", tls.fingerprint),
+        ]);
+    }
     if mode == MdnsConfigMode::Full {
         if let Some(name) = gw.tailscale.dns_name() {
             txt.push(("tailnetDns", name.to_string()));

@@ -5,9 +5,11 @@ events, error codes) live in _generated.py, models in models.py."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import random
+import ssl
 from typing import Any, Callable
 
 import websockets
@@ -30,9 +32,32 @@ class ClawgateError(Exception):
         self.retryable = retryable
 
 
+def _fingerprint(text: str) -> str:
+    """A SHA-256 fingerprint ("AB:CD:…" or "abcd…") as "AB:CD:…"."""
+    hex_digits = text.replace(":", "").upper()
+    if len(hex_digits) != 64 or any(c not in "0123456789ABCDEF" for c in hex_digits):
+        raise ValueError(f"tls_fingerprint: not a SHA-256 fingerprint (64 hex digits): {text}")
+    return ":".join(hex_digits[i : i + 2] for i in range(0, 64, 2))
+
+
+def _pinning_context() -> ssl.SSLContext:
+    """TLS without certificate verification: the pin replaces it."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
 class Client(GeneratedMethods):
     """A connection to a clawgate gateway. Every RPC is a method
-    (``cron.add`` is ``cron_add``); ``call`` is the untyped way in."""
+    (``cron.add`` is ``cron_add``); ``call`` is the untyped way in.
+
+    ``tls_fingerprint`` pins the gateway's TLS certificate (the SHA-256 of
+    its DER, ``AB:CD:…`` or ``abcd…``): only that certificate is accepted,
+    self-signed or not, and ``ssl`` verification is not needed. ``ssl``
+    is a context for ``wss://`` (a custom CA, say); with a pin too, the
+    certificate must pass both."""
 
     def __init__(
         self,
@@ -47,8 +72,14 @@ class Client(GeneratedMethods):
         reconnect: bool = True,
         backoff_initial: float = 0.25,
         backoff_max: float = 10.0,
+        tls_fingerprint: str | None = None,
+        ssl: ssl.SSLContext | None = None,
     ):
         self.url = url
+        self._pin = _fingerprint(tls_fingerprint) if tls_fingerprint is not None else None
+        if self._pin is not None and not url.lower().startswith("wss://"):
+            raise ValueError(f"tls_fingerprint needs a wss:// url, not {url}")
+        self._ssl = _pinning_context() if self._pin is not None and ssl is None else ssl
         self._auth = {"token": token} if token is not None else ({"password": password} if password is not None else None)
         self._role = role
         self._scopes = scopes
@@ -72,7 +103,17 @@ class Client(GeneratedMethods):
 
     async def _open(self) -> models.ConnectResult:
         self._set_state("connecting")
-        self._socket = await websockets.connect(self.url, max_size=None)
+        tls = {} if self._ssl is None else {"ssl": self._ssl}
+        socket = await websockets.connect(self.url, max_size=None, **tls)
+        if self._pin is not None:
+            # Before anything is sent: the credential goes to the pinned server only.
+            der = socket.transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
+            actual = _fingerprint(hashlib.sha256(der).hexdigest())
+            if actual != self._pin:
+                socket.transport.abort()
+                await socket.wait_closed()
+                raise ClawgateError(0, f"the gateway's TLS certificate is {actual}, not the pinned {self._pin}")
+        self._socket = socket
         self._reader = asyncio.create_task(self._read(self._socket))
         params: dict[str, Any] = {
             "protocol": {"min": PROTOCOL_VERSION, "max": PROTOCOL_VERSION},

@@ -2654,6 +2654,44 @@ class TickEvent(BaseModel):
     )
 
 
+class TlsInfo(BaseModel):
+    """
+    The certificate the gateway serves over TLS, and the outcome of the last look at its files.
+    """
+
+    model_config = ConfigDict(
+        extra='ignore',
+    )
+    certPath: str = Field(..., description='The certificate file in use.')
+    clientCertificates: bool = Field(
+        ...,
+        description='Whether clients must present a certificate issued by gateway.tls.caPath.',
+    )
+    fingerprint: str = Field(
+        ...,
+        description='SHA-256 of the served certificate (DER), as uppercase hex pairs separated by colons, as `openssl x509 -noout -fingerprint -sha256` prints it. Clients pin this value.',
+    )
+    generated: bool = Field(
+        ...,
+        description='Whether the pair is the self-signed one generated into the state directory (gateway.tls.autoGenerate).',
+    )
+    keyPath: str = Field(..., description='The key file in use.')
+    lastError: str | None = Field(
+        None,
+        description='Why the newest files on disk were refused (the pair loaded earlier is still served); absent when the files on disk are the ones served.',
+    )
+    lastErrorAtMs: int | None = Field(
+        None,
+        description='When lastError was found, in milliseconds since the Unix epoch.',
+        ge=0,
+    )
+    loadedAtMs: int = Field(
+        ...,
+        description='When the served pair was loaded, in milliseconds since the Unix epoch.',
+        ge=0,
+    )
+
+
 class Usage(BaseModel):
     """
     Tokens used by one turn.
@@ -3518,6 +3556,10 @@ class StatusResult(BaseModel):
     stateDir: str = Field(
         ..., description='The directory where the gateway keeps its state.'
     )
+    tls: TlsInfo | None = Field(
+        None,
+        description='The certificate served over TLS (its fingerprint to pin); absent when gateway.tls is off.',
+    )
     uptime: float = Field(..., description='Seconds since the gateway started.', ge=0.0)
     version: str = Field(..., description='Server program version.')
 
@@ -3774,6 +3816,10 @@ class HealthSnapshot(BaseModel):
         ...,
         description='When this snapshot was taken, in milliseconds since the Unix epoch.',
         ge=0,
+    )
+    tls: TlsInfo | None = Field(
+        None,
+        description='The certificate served over TLS and whether the files on disk were accepted; absent when gateway.tls is off.',
     )
     uptime: float = Field(..., description='Seconds since the gateway started.', ge=0.0)
     version: int = Field(
