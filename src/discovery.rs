@@ -230,7 +230,8 @@ pub struct Found {
     pub host: String,
     pub port: u16,
     pub addresses: Vec<IpAddr>,
-    /// A URL built from the resolved address (not from the TXT data).
+    /// A URL built from the resolved address (not from the TXT data), wss://
+    /// when the TXT record says the gateway serves TLS.
     pub ws_url: Option<String>,
     pub txt: BTreeMap<String, String>,
 }
@@ -253,9 +254,14 @@ pub fn browse(service_type: &str, timeout: Duration) -> Result<Vec<Found>, Strin
                     .map(|a| a.to_ip_addr())
                     .collect();
                 addresses.sort_by_key(|ip| (ip.is_ipv6(), ip.is_loopback(), *ip));
+                let tls = service
+                    .get_property_val_str("tls")
+                    .or_else(|| service.get_property_val_str("gatewayTls"))
+                    == Some("1");
+                let scheme = if tls { "wss" } else { "ws" };
                 let ws_url = addresses.first().map(|ip| match ip {
-                    IpAddr::V4(v4) => format!("ws://{v4}:{}", service.get_port()),
-                    IpAddr::V6(v6) => format!("ws://[{v6}]:{}", service.get_port()),
+                    IpAddr::V4(v4) => format!("{scheme}://{v4}:{}", service.get_port()),
+                    IpAddr::V6(v6) => format!("{scheme}://[{v6}]:{}", service.get_port()),
                 });
                 let name = service
                     .get_fullname()

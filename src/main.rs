@@ -804,9 +804,9 @@ fn show(
         return ExitCode::FAILURE;
     };
     let origins = loaded.origins(&at);
-    let tls_key = config::pointer("gateway.tls");
+    let tls_key = clawgate::config::keys::GATEWAY_TLS;
     let fingerprint = (loaded.config.gateway.tls.enabled
-        && (tls_key.starts_with(&at) || at.starts_with(&tls_key)))
+        && (tls_key.starts_with(&at) || at.starts_with(tls_key)))
     .then(|| clawgate::cli::local_fingerprint(&loaded.config, loaded.path.as_deref(), &state_dir));
     if let Format::Json = format {
         let mut out = json!({ "value": value });

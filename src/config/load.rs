@@ -2,7 +2,7 @@ use super::report::{self, SourceFile};
 use super::{dotted, env, explain, keys, locate, meta, Config};
 use crate::protocol::types::{
     AuthConfigMode, ConfigOrigin, ConfigOriginKind, ConfigProblem, GatewayConfig,
-    GatewayConfigBind, TailscaleConfigMode,
+    GatewayConfigBind, TailscaleConfigMode, TlsConfig,
 };
 use crate::protocol::{closest, SchemaViolation, Schemas, ViolationKind};
 use serde_json::{Map, Value};
@@ -658,6 +658,7 @@ fn cross_field_problems(gateway: &GatewayConfig) -> Vec<(String, String)> {
             ));
         }
     }
+    problems.extend(tls_problems(&gateway.tls));
     let tailscale = gateway.tailscale.mode;
     if tailscale != TailscaleConfigMode::Off {
         if auth.mode == AuthConfigMode::None {
@@ -687,6 +688,27 @@ fn cross_field_problems(gateway: &GatewayConfig) -> Vec<(String, String)> {
                 ),
             ));
         }
+    }
+    problems
+}
+
+/// gateway.tls: a certificate comes with its key, and TLS needs a pair.
+fn tls_problems(tls: &TlsConfig) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    match (&tls.cert_path, &tls.key_path) {
+        (Some(_), None) => problems.push((
+            keys::GATEWAY_TLS_KEY_PATH.into(),
+            "gateway.tls.certPath is set, so the key of its certificate is needed too".into(),
+        )),
+        (None, Some(_)) => problems.push((
+            keys::GATEWAY_TLS_CERT_PATH.into(),
+            "gateway.tls.keyPath is set, so the certificate it belongs to is needed too".into(),
+        )),
+        (None, None) if tls.enabled && !tls.auto_generate => problems.push((
+            keys::GATEWAY_TLS_ENABLED.into(),
+            "TLS needs a certificate: set gateway.tls.certPath and keyPath, or autoGenerate = true for a self-signed one".into(),
+        )),
+        _ => {}
     }
     problems
 }

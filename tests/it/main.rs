@@ -46,4 +46,5 @@ mod sessions;
 mod shutdown;
 mod support;
 mod tailscale;
+mod tls;
 mod wire;

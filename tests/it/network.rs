@@ -295,6 +295,60 @@ fn a_lan_gateway_is_found_by_clawgate_discover_with_its_txt_record() {
 }
 
 #[test]
+fn a_tls_gateway_advertises_its_fingerprint_and_is_found_at_a_wss_url() {
+    if !namespaces_available() {
+        return;
+    }
+    let gw = gateway_in_namespace(
+        "ip link set lo up",
+        "bind = \"lan\"",
+        "[gateway.tls]\nenabled = true\n[discovery.mdns]\ninstanceName = \"tls gateway\"\n",
+    );
+    let port = port_of(&gw);
+    let fingerprint = crate::tls::fingerprint_of(&gw.dir.join("state/tls/gateway-cert.pem"));
+    let url = format!("wss://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = cli_in_namespace(
+            &gw,
+            &[
+                "call",
+                "health",
+                "--url",
+                &url,
+                "--token",
+                TOKEN,
+                "--tls-fingerprint",
+                &fingerprint,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let health: Value = serde_json::from_slice(&out.stdout).unwrap();
+        if health["sidecars"][0]["state"] == "running" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "discovery never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let found = discover_until_found(&gw, &[]);
+    let beacon = &found["gateways"][0];
+    assert_eq!(beacon["wsUrl"], url, "{found}");
+    assert_eq!(beacon["txt"]["tls"], "1");
+    assert_eq!(beacon["txt"]["tlsSha256"], fingerprint.as_str());
+    let openclaw = discover_until_found(&gw, &["--openclaw"]);
+    let txt = &openclaw["gateways"][0]["txt"];
+    assert_eq!(txt["gatewayTls"], "1", "{openclaw}");
+    assert_eq!(txt["gatewayTlsSha256"], fingerprint.as_str());
+}
+
+#[test]
 fn a_loopback_gateway_or_one_with_mdns_off_advertises_nothing() {
     if !namespaces_available() {
         return;

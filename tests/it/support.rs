@@ -111,7 +111,9 @@ impl TestGateway {
             .strip_prefix("clawgate listening on ")
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
             .to_string();
-        let http = url.replacen("ws://", "http://", 1);
+        let http = url
+            .replacen("wss://", "https://", 1)
+            .replacen("ws://", "http://", 1);
         TestGateway {
             child,
             url,
