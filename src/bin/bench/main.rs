@@ -10,6 +10,7 @@ mod cron;
 mod fanout;
 mod openclaw;
 mod plugins;
+mod tls;
 
 use clap::Parser;
 use clawgate::client::small_buffers;
@@ -109,6 +110,12 @@ struct Args {
     /// Internal: an OpenAI-compatible upstream for the gateway's main agent.
     #[arg(long, hide = true)]
     upstream: Option<String>,
+    /// Connection counts for the wss:// against ws:// round trips.
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    tls_conns: Vec<usize>,
+    /// Only measure TLS (round trips and idle memory).
+    #[arg(long)]
+    only_tls: bool,
     /// Internal: serve with Prometheus metrics recorded.
     #[arg(long, hide = true)]
     metrics: bool,
@@ -120,6 +127,8 @@ struct Args {
 #[derive(Clone, Copy, PartialEq)]
 enum Server {
     Gateway,
+    /// The gateway serving wss:// (gateway.tls with a generated pair).
+    GatewayTls,
     /// The gateway, spoken to in OpenClaw's protocol v4.
     OpenClaw,
     Echo,
@@ -131,6 +140,7 @@ impl Server {
     fn name(self) -> &'static str {
         match self {
             Server::Gateway | Server::OpenClaw => "gateway",
+            Server::GatewayTls => "gateway-tls",
             Server::Echo => "echo",
             Server::Broadcast => "broadcast",
         }
@@ -141,12 +151,13 @@ fn main() {
     let args = Args::parse();
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     match args.serve.as_deref() {
-        Some("gateway") => serve_gateway(
+        Some(server @ ("gateway" | "gateway-tls")) => serve_gateway(
             args.state_dir,
             args.upstream,
             args.metrics,
             args.plugins,
             &args.cluster,
+            server == "gateway-tls",
         ),
         Some("plugin") => plugins::serve_plugin(),
         Some("echo") => serve_echo(),
@@ -166,6 +177,7 @@ fn serve_gateway(
     metrics: bool,
     plugin_count: usize,
     cluster: &[String],
+    tls: bool,
 ) {
     let mut overrides = vec![
         (keys::GATEWAY_PORT.to_string(), json!(0)),
@@ -190,6 +202,9 @@ fn serve_gateway(
             json!(metrics),
         ),
     ];
+    if tls {
+        overrides.push((keys::GATEWAY_TLS_ENABLED.to_string(), json!(true)));
+    }
     if let Some(base_url) = upstream {
         // The agent id is the bench's own choice, not a schema key.
         let main_agent = format!("{}/main", keys::AGENTS);
@@ -307,9 +322,16 @@ impl ServerProcess {
             .trim()
             .strip_prefix("listening on ")
             .expect("address line");
+        let scheme = if server == Server::GatewayTls {
+            let state_dir = std::env::temp_dir().join(format!("clawgate-bench-{}", child.id()));
+            tls::pin(&state_dir);
+            "wss"
+        } else {
+            "ws"
+        };
         ServerProcess {
             child,
-            url: format!("ws://{addr}/"),
+            url: format!("{scheme}://{addr}/"),
         }
     }
 
@@ -351,14 +373,23 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Opens a socket; for the gateway, also completes connect.
 async fn open(server: Server, url: &str) -> Ws {
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async_with_config(url, Some(small_buffers()), true)
-            .await
-            .expect("open a WebSocket");
+    let connector = if url.starts_with("wss://") {
+        tls::connector()
+    } else {
+        None
+    };
+    let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+        url,
+        Some(small_buffers()),
+        true,
+        connector,
+    )
+    .await
+    .expect("open a WebSocket");
     if server == Server::OpenClaw {
         openclaw::connect(&mut ws).await;
     }
-    if server == Server::Gateway {
+    if matches!(server, Server::Gateway | Server::GatewayTls) {
         let connect = json!({"id": "c", "method": Method::Connect.name(), "params": {
             "protocol": {"min": 1, "max": 1},
             "client": {"name": "clawgate-bench", "version": env!("CARGO_PKG_VERSION")},
@@ -530,6 +561,12 @@ async fn run(args: Args) {
         println!("{}", figures.summary());
         return;
     }
+    if args.only_tls {
+        let measure = Duration::from_secs_f64(args.seconds);
+        let figures = tls::tls(&args.tls_conns, measure, args.repeat, &args.idle).await;
+        println!("{}", figures.summary());
+        return;
+    }
     if args.only_openclaw {
         let measure = Duration::from_secs_f64(args.seconds);
         let figures = openclaw::openclaw(&args.openclaw_conns, measure, args.repeat).await;
@@ -598,6 +635,8 @@ async fn run(args: Args) {
     )
     .await;
     println!("{}", cluster.summary());
+    let tls = tls::tls(&args.tls_conns, measure, args.repeat, &args.idle).await;
+    println!("{}", tls.summary());
     let mut report = markdown(&args, &rows, &gateway_mem, &echo_mem);
     report.push_str(&metrics_cost.markdown());
     report.push_str(&sessions.markdown(args.sessions));
@@ -607,6 +646,7 @@ async fn run(args: Args) {
     report.push_str(&plugins.markdown());
     report.push_str(&openclaw.markdown());
     report.push_str(&cluster.markdown());
+    report.push_str(&tls.markdown());
     std::fs::write(&args.write, report).expect("write report");
     println!("wrote {}", args.write.display());
 }
