@@ -28,12 +28,27 @@ async fn the_control_ui_and_webchat_work_in_a_real_browser() {
     .await;
     let shots = root.join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    let http = gw.http.clone();
-    let shots_arg = shots.to_str().unwrap().to_string();
+    run_script(
+        "tests/browser/web.mjs",
+        vec![
+            gw.http.trim_end_matches('/').to_string(),
+            TOKEN.to_string(),
+            shots.to_str().unwrap().to_string(),
+        ],
+    )
+    .await;
+    for page in ["control-ui.png", "approval.png", "chat.png"] {
+        assert!(shots.join(page).is_file(), "{page}");
+    }
+}
+
+/// Runs a script of tests/browser/ with node and checks it printed OK.
+pub async fn run_script(script: &str, args: Vec<String>) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/web.mjs"))
-            .args([http.trim_end_matches('/'), TOKEN, &shots_arg])
+            .arg(script)
+            .args(args)
             .output()
             .unwrap()
     })
@@ -45,7 +60,4 @@ async fn the_control_ui_and_webchat_work_in_a_real_browser() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for page in ["control-ui.png", "approval.png", "chat.png"] {
-        assert!(shots.join(page).is_file(), "{page}");
-    }
 }

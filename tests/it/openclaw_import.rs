@@ -85,6 +85,9 @@ fn a_fuller_config_carries_what_clawgate_supports_and_lists_the_rest() {
     // Gateway, agents and models.
     assert_eq!(config["gateway"]["bind"], "lan");
     assert_eq!(config["gateway"]["auth"]["maxFailuresPerMinute"], 5);
+    assert_eq!(config["gateway"]["tls"]["enabled"], true);
+    assert_eq!(config["gateway"]["tls"]["autoGenerate"], true);
+    assert!(config["gateway"]["tls"].get("caPath").is_none());
     assert_eq!(config["agents"]["default"], "main");
     let ops = &config["agents"]["ops"];
     assert_eq!(ops["provider"], "openai");
@@ -156,6 +159,7 @@ fn a_fuller_config_carries_what_clawgate_supports_and_lists_the_rest() {
         "cron.jobs.morning-brief.delivery",
         "channels.irc.default.allowFrom.1: left out of the clawgate config: \"bob\" is a nick alone",
         "gateway.http.endpoints.responses",
+        "gateway.tls.caPath: ",
         "commands: ",
         "meta: ",
     ] {

@@ -654,3 +654,31 @@ fn listening_beyond_loopback_without_tls_warns_of_the_risk() {
     assert!(stderr.contains("gateway.tls.enabled"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn the_control_ui_over_https_connects_with_wss_in_a_real_browser() {
+    let dir = temp_dir("tls-browser");
+    let config = dir.join("clawgate.toml");
+    std::fs::write(
+        &config,
+        format!("{}[gateway.tls]\nenabled = true\n", token_config()),
+    )
+    .unwrap();
+    let gw = TestGateway::spawn(&dir, &["--config", config.to_str().unwrap()], &[]);
+    // Chromium trusts a certificate by its public key's SHA-256, base64.
+    let spki = run(
+        "sh",
+        &[
+            "-c",
+            "openssl x509 -in state/tls/gateway-cert.pem -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64",
+        ],
+        &dir,
+    );
+    let spki = String::from_utf8_lossy(&spki.stdout).trim().to_string();
+    let https = format!("https://localhost:{}", port(&gw));
+    crate::browser::run_script(
+        "tests/browser/tls.mjs",
+        vec![https, TOKEN.to_string(), spki],
+    )
+    .await;
+}

@@ -281,6 +281,32 @@ impl Import {
             &["mode", "resetOnExit"],
             "no counterpart in clawgate's gateway.tailscale",
         );
+        let tls = &gateway["tls"];
+        if let Some(enabled) = tls["enabled"].as_bool() {
+            self.set(&[AT, "tls", "enabled"], json!(enabled));
+        }
+        if let Some(generate) = tls["autoGenerate"].as_bool() {
+            self.set(&[AT, "tls", "autoGenerate"], json!(generate));
+        }
+        for key in ["certPath", "keyPath"] {
+            if let Some(path) = tls[key].as_str() {
+                self.set(&[AT, "tls", key], json!(path));
+            }
+        }
+        if tls.get("caPath").is_some() {
+            self.leave(
+                &[AT, "tls", "caPath"],
+                "clawgate's caPath makes a client certificate from that CA mandatory (mutual TLS); \
+                 set it by hand if that is what it was for, and put intermediate certificates in certPath"
+                    .to_string(),
+            );
+        }
+        self.leave_others(
+            &[AT, "tls"],
+            tls,
+            &["enabled", "autoGenerate", "certPath", "keyPath", "caPath"],
+            "no counterpart in clawgate's gateway.tls",
+        );
         self.leave_others(
             &[AT],
             gateway,
@@ -292,6 +318,7 @@ impl Import {
                 "controlUi",
                 "http",
                 "tailscale",
+                "tls",
                 "customBindHost",
             ],
             "no counterpart in clawgate's gateway section",
