@@ -55,6 +55,8 @@ pub struct ConnectOptions {
     pub client_name: String,
     /// Which certificates a wss:// gateway may present.
     pub tls: crate::tls::client::Trust,
+    /// The client certificate to present, for a gateway that asks for one.
+    pub tls_identity: Option<crate::tls::client::Identity>,
 }
 
 impl Default for ConnectOptions {
@@ -66,6 +68,7 @@ impl Default for ConnectOptions {
             scopes: None,
             client_name: "clawgate-client".to_string(),
             tls: Default::default(),
+            tls_identity: None,
         }
     }
 }
@@ -84,9 +87,13 @@ include!(concat!(env!("OUT_DIR"), "/client.rs"));
 impl Client {
     /// Opens the socket and performs the connect handshake.
     pub async fn connect(url: &str, opts: &ConnectOptions) -> Result<Client, ClientError> {
-        let connector = match (url.starts_with("wss://"), &opts.tls) {
+        let secure = url
+            .get(..6)
+            .is_some_and(|s| s.eq_ignore_ascii_case("wss://"));
+        let connector = match (secure, &opts.tls) {
             (true, trust) => Some(tokio_tungstenite::Connector::Rustls(
-                crate::tls::client::client_config(trust).map_err(ClientError::Transport)?,
+                crate::tls::client::client_config(trust, opts.tls_identity.as_ref())
+                    .map_err(ClientError::Transport)?,
             )),
             (false, crate::tls::client::Trust::Platform) => None,
             (false, _) => {

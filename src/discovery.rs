@@ -17,6 +17,7 @@ pub const SERVICE_TYPE: &str = "_clawgate._tcp.local.";
 pub const OPENCLAW_SERVICE_TYPE: &str = "_openclaw-gw._tcp.local.";
 
 /// What to advertise.
+#[derive(Clone)]
 pub struct Beacon {
     pub instance: String,
     pub port: u16,
@@ -143,11 +144,7 @@ pub fn advertise(
 ) -> Result<Advertisement, String> {
     check_multicast()?;
     let daemon = daemon()?;
-    let host = format!("{}.local.", host_name());
-    let mut services = vec![service(beacon, SERVICE_TYPE, &host, &beacon.txt)?];
-    if let Some(txt) = &beacon.openclaw_txt {
-        services.push(service(beacon, OPENCLAW_SERVICE_TYPE, &host, txt)?);
-    }
+    let services = services(beacon)?;
     let fullnames = services
         .iter()
         .map(|s| s.get_fullname().to_string())
@@ -176,6 +173,16 @@ pub fn advertise(
         })
         .map_err(|e| format!("cannot start the mDNS monitor: {e}"))?;
     Ok(Advertisement { daemon, fullnames })
+}
+
+/// The beacon as each service type it is advertised as.
+fn services(beacon: &Beacon) -> Result<Vec<ServiceInfo>, String> {
+    let host = format!("{}.local.", host_name());
+    let mut services = vec![service(beacon, SERVICE_TYPE, &host, &beacon.txt)?];
+    if let Some(txt) = &beacon.openclaw_txt {
+        services.push(service(beacon, OPENCLAW_SERVICE_TYPE, &host, txt)?);
+    }
+    Ok(services)
 }
 
 /// The beacon as one service type with this TXT record.
@@ -208,6 +215,12 @@ impl Advertisement {
         &self.fullnames
     }
 
+    /// A handle that announces a changed beacon (same names, new TXT
+    /// record) while the advertisement runs.
+    pub fn updater(&self) -> Updater {
+        Updater(self.daemon.clone())
+    }
+
     /// Sends the goodbyes and stops the daemon, waiting at most a second
     /// for each.
     pub fn stop(self) {
@@ -219,6 +232,22 @@ impl Advertisement {
         if let Ok(done) = self.daemon.shutdown() {
             let _ = done.recv_timeout(Duration::from_secs(1));
         }
+    }
+}
+
+/// Announces a changed beacon of a running [`Advertisement`].
+pub struct Updater(ServiceDaemon);
+
+impl Updater {
+    /// Registers the services again with the beacon's TXT records, which
+    /// mDNS announces to the network.
+    pub fn update(&self, beacon: &Beacon) -> Result<(), String> {
+        for info in services(beacon)? {
+            self.0
+                .register(info)
+                .map_err(|e| format!("cannot update the mDNS advertisement: {e}"))?;
+        }
+        Ok(())
     }
 }
 

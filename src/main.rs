@@ -840,7 +840,7 @@ fn show(
     }
     match fingerprint {
         Some(Ok(fingerprint)) => {
-            println!("# the served certificate's SHA-256 fingerprint: {fingerprint}")
+            println!("# the certificate file's SHA-256 fingerprint: {fingerprint} (`status` shows the one served)")
         }
         Some(Err(e)) => println!("# {e}"),
         None => {}

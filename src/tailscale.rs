@@ -169,16 +169,16 @@ impl Tailscale {
         self.dns_name.get().map(String::as_str)
     }
 
-    /// Asks the daemon to publish 127.0.0.1:`port` (in the background, so
-    /// it outlives this call); returns the URL it is reachable at, when
-    /// the daemon says.
+    /// Asks the daemon to publish `target` (a local port, or a URL such as
+    /// `https+insecure://127.0.0.1:<port>` for a gateway serving TLS) in
+    /// the background, so it outlives this call; returns the URL it is
+    /// reachable at, when the daemon says.
     pub async fn publish(
         &self,
         mode: TailscaleConfigMode,
-        port: u16,
+        target: &str,
     ) -> Result<Option<String>, String> {
-        let port = port.to_string();
-        self.run(&[command(mode), "--bg", "--yes", &port], PUBLISH_TIMEOUT)
+        self.run(&[command(mode), "--bg", "--yes", target], PUBLISH_TIMEOUT)
             .await?;
         Ok(self
             .learn_name()

@@ -4,13 +4,14 @@
 
 use crate::client::ConnectOptions;
 use crate::config::{self, LoadOptions};
-use crate::tls::client::Trust;
+use crate::tls::client::{Identity, Trust};
 use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Args, Debug, Default)]
 pub struct ConnectArgs {
-    /// Gateway URL. Default: $CLAWGATE_URL, else the port of the local config, else ws://127.0.0.1:18789.
+    /// Gateway URL. Default: $CLAWGATE_URL, else the port of the local config
+    /// (wss:// when its gateway.tls is on), else ws://127.0.0.1:18789.
     #[arg(long)]
     pub url: Option<String>,
     /// Token for auth mode token (visible to other local users in the process
@@ -33,6 +34,14 @@ pub struct ConnectArgs {
     /// the fingerprint of the certificate its config serves.
     #[arg(long)]
     pub tls_fingerprint: Option<String>,
+    /// A client certificate (PEM) to present to a gateway that requires one
+    /// (its gateway.tls.caPath), with --tls-client-key. Default:
+    /// $CLAWGATE_TLS_CLIENT_CERT.
+    #[arg(long, requires = "tls_client_key")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// The key of --tls-client-cert. Default: $CLAWGATE_TLS_CLIENT_KEY.
+    #[arg(long, requires = "tls_client_cert")]
+    pub tls_client_key: Option<PathBuf>,
     /// Config file to read the URL and credential from.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -78,6 +87,22 @@ impl ConnectArgs {
             Some(Err(e)) => return Err(format!("cannot read the token file: {e}")),
             None => None,
         };
+        let from_env = |name: &str| std::env::var_os(name).map(PathBuf::from);
+        let identity = match (
+            self.tls_client_cert
+                .or_else(|| from_env("CLAWGATE_TLS_CLIENT_CERT")),
+            self.tls_client_key
+                .or_else(|| from_env("CLAWGATE_TLS_CLIENT_KEY")),
+        ) {
+            (Some(cert), Some(key)) => Some(Identity { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "a client certificate needs its key: give both --tls-client-cert and --tls-client-key"
+                        .to_string(),
+                )
+            }
+        };
         let options = ConnectOptions {
             token: self
                 .token
@@ -91,6 +116,7 @@ impl ConnectArgs {
                 .or_else(|| auth.and_then(|a| a.password.as_ref().map(|p| p.to_string()))),
             client_name: client_name.to_string(),
             tls: pin.map_or(Trust::Platform, Trust::Pinned),
+            tls_identity: identity,
             ..ConnectOptions::default()
         };
         Ok(Target { url, options })

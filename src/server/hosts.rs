@@ -7,6 +7,20 @@
 
 use std::net::IpAddr;
 
+/// Whether the request's Host names a site a browser keeps HSTS for:
+/// a name, not an IP address or localhost.
+pub fn names_a_site(headers: &axum::http::HeaderMap) -> bool {
+    let Some(host) = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return false;
+    };
+    split_authority(host).is_some_and(|(name, _)| {
+        parse_ip(&name).is_none() && name != "localhost" && !name.ends_with(".localhost")
+    })
+}
+
 /// The fixed sets one request is checked against.
 pub struct HostPolicy<'a> {
     /// The port the gateway listens on.
@@ -21,6 +35,8 @@ pub struct HostPolicy<'a> {
     pub local_ip: IpAddr,
     pub allowed_hosts: &'a [String],
     pub allowed_origins: &'a [String],
+    /// Whether the listener speaks TLS (the own origins are https://).
+    pub tls: bool,
 }
 
 impl HostPolicy<'_> {
@@ -34,7 +50,9 @@ impl HostPolicy<'_> {
             || self.listed(&name, port)
     }
 
-    /// Whether a browser page of this origin may call the gateway.
+    /// Whether a browser page of this origin may call the gateway. Under
+    /// TLS the gateway's own origins are https:// ones only, without it
+    /// http:// ones only.
     pub fn origin_allowed(&self, origin: &str) -> bool {
         let origin = origin.trim_end_matches('/');
         if self
@@ -56,7 +74,8 @@ impl HostPolicy<'_> {
             return false;
         };
         let port = port.unwrap_or(default_port);
-        (self.is_own_name(&name) && port == self.port)
+        let own_scheme = if self.tls { "https" } else { "http" };
+        (self.is_own_name(&name) && port == self.port && scheme.eq_ignore_ascii_case(own_scheme))
             || (scheme.eq_ignore_ascii_case("https") && self.is_tailnet_name(&name, port))
             || self.listed(&name, Some(port))
     }
@@ -139,6 +158,7 @@ mod tests {
             local_ip: "127.0.0.1".parse().unwrap(),
             allowed_hosts: hosts,
             allowed_origins: origins,
+            tls: false,
         }
     }
 
@@ -189,6 +209,20 @@ mod tests {
         assert!(p.origin_allowed("http://ui.example:8080"));
         assert!(!p.origin_allowed("http://attacker.example:18789"));
         assert!(!p.origin_allowed("http://localhost"));
+        assert!(!p.origin_allowed("https://localhost:18789"), "no TLS here");
+        let tls = HostPolicy {
+            tls: true,
+            ..policy(&[], &origins)
+        };
+        assert!(tls.origin_allowed("https://localhost:18789"));
+        assert!(
+            !tls.origin_allowed("http://localhost:18789"),
+            "not over TLS"
+        );
+        assert!(
+            tls.origin_allowed("http://ui.example:8080"),
+            "listed origins as listed"
+        );
         assert!(!p.origin_allowed("null"));
         assert!(!p.origin_allowed("file://"));
         assert!(!p.origin_allowed("chrome-extension://abc"));

@@ -208,7 +208,7 @@ async fn bind_all(hosts: &[String], port: u16) -> std::io::Result<Vec<TcpListene
 /// Publishes the gateway (Tailscale) and advertises it (mDNS), as the
 /// config asks; call after [`bind`]. Errs only when a required publish
 /// fails.
-pub async fn start_sidecars(gw: &Gateway) -> std::io::Result<Sidecars> {
+pub async fn start_sidecars(gw: &Arc<Gateway>) -> std::io::Result<Sidecars> {
     sidecars::start(gw).await
 }
 
@@ -340,6 +340,12 @@ impl Accepted<'_> {
         };
         let header_timeout = Duration::from_millis(limits.http_header_timeout_ms as u64);
         let mut closing = gw.shutdown_signal();
+        // HSTS only for a pair browsers can trust: with a self-signed one it
+        // would forbid clicking through the certificate warning.
+        let hsts = self
+            .tls
+            .as_ref()
+            .is_some_and(|tls| !tls.certificates.generated());
         let tls_on = self.tls.is_some();
         let service_gw = Arc::clone(&gw);
         let service = hyper::service::service_fn(move |request| {
@@ -347,7 +353,7 @@ impl Accepted<'_> {
                 Arc::clone(&service_gw),
                 app.clone(),
                 peer.clone(),
-                tls_on,
+                Served { tls: tls_on, hsts },
                 request,
             )
         });
@@ -388,16 +394,24 @@ impl Accepted<'_> {
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
+/// How a connection is served: over TLS, and whether with HSTS.
+#[derive(Clone, Copy)]
+struct Served {
+    tls: bool,
+    hsts: bool,
+}
+
 /// Every request passes here first: the Host and Origin checks, then the
 /// routes.
 async fn handle(
     gw: Arc<Gateway>,
     mut app: Router,
     peer: Peer,
-    tls: bool,
+    served: Served,
     mut request: axum::http::Request<hyper::body::Incoming>,
 ) -> Result<Response, std::convert::Infallible> {
-    let mut response = match refuse_foreign(&gw, &peer, request.headers()) {
+    let hsts = served.hsts && hosts::names_a_site(request.headers());
+    let mut response = match refuse_foreign(&gw, &peer, served.tls, request.headers()) {
         Some(refusal) => refusal,
         None => {
             request.extensions_mut().insert(ConnectInfo(peer.remote));
@@ -405,8 +419,8 @@ async fn handle(
             tower_service::Service::call(&mut app, request.map(axum::body::Body::new)).await?
         }
     };
-    if tls {
-        // Browsers that reached the gateway over https:// keep to it.
+    if hsts {
+        // Browsers that reached the gateway by name over https:// keep to it.
         response.headers_mut().insert(
             header::STRICT_TRANSPORT_SECURITY,
             axum::http::HeaderValue::from_static("max-age=31536000"),
@@ -417,7 +431,7 @@ async fn handle(
 
 /// A response when the request's Host is not this gateway's (DNS
 /// rebinding) or a browser page of a foreign origin sent it.
-fn refuse_foreign(gw: &Gateway, peer: &Peer, headers: &HeaderMap) -> Option<Response> {
+fn refuse_foreign(gw: &Gateway, peer: &Peer, tls: bool, headers: &HeaderMap) -> Option<Response> {
     let config = gw.config();
     let port = gw.info.bind.get().map_or(peer.local.port(), |b| b.port);
     let policy = HostPolicy {
@@ -427,6 +441,7 @@ fn refuse_foreign(gw: &Gateway, peer: &Peer, headers: &HeaderMap) -> Option<Resp
         local_ip: peer.local.ip(),
         allowed_hosts: &config.gateway.allowed_hosts,
         allowed_origins: &config.gateway.allowed_origins,
+        tls,
     };
     let host = headers.get(header::HOST).map(|h| h.to_str().unwrap_or(""));
     let Some(host) = host.filter(|h| policy.host_allowed(h)) else {

@@ -24,7 +24,7 @@ pub struct Sidecars {
 }
 
 /// Starts what the config asks for, once the listeners are bound.
-pub async fn start(gw: &Gateway) -> std::io::Result<Sidecars> {
+pub async fn start(gw: &Arc<Gateway>) -> std::io::Result<Sidecars> {
     let config = gw.config();
     let Some(bind) = gw.info.bind.get() else {
         return Ok(Sidecars::default());
@@ -32,9 +32,16 @@ pub async fn start(gw: &Gateway) -> std::io::Result<Sidecars> {
     let mut sidecars = Sidecars::default();
     let tailscale = &config.gateway.tailscale;
     if tailscale.mode != TailscaleConfigMode::Off {
-        match gw.tailscale.publish(tailscale.mode, bind.port).await {
+        // Tailscale proxies from loopback: to a TLS gateway over TLS, without
+        // checking a certificate that is usually self-signed.
+        let target = if config.gateway.tls.enabled {
+            format!("https+insecure://127.0.0.1:{}", bind.port)
+        } else {
+            bind.port.to_string()
+        };
+        match gw.tailscale.publish(tailscale.mode, &target).await {
             Ok(Some(url)) => {
-                let detail = format!("tailscale {} --bg {}", tailscale.mode, bind.port);
+                let detail = format!("tailscale {} --bg {target}", tailscale.mode);
                 tracing::info!(%url, "published through {detail}");
                 gw.rt.health.set_sidecar(health(
                     SidecarHealthName::Tailscale,
@@ -99,6 +106,7 @@ pub async fn start(gw: &Gateway) -> std::io::Result<Sidecars> {
             openclaw_txt: Some(openclaw_txt(gw, mdns.mode, &instance)),
             instance,
         };
+        let advertised = beacon.clone();
         let reporter = Arc::clone(&gw.rt.health);
         let reported = AtomicBool::new(false);
         let on_error = move |e: String| {
@@ -118,6 +126,13 @@ pub async fn start(gw: &Gateway) -> std::io::Result<Sidecars> {
                 gw.rt
                     .health
                     .set_sidecar(health(SidecarHealthName::Discovery, Ok(detail), None));
+                if gw.rt.health.tls().is_some() {
+                    tokio::spawn(follow_certificate(
+                        Arc::clone(gw),
+                        advertisement.updater(),
+                        advertised,
+                    ));
+                }
                 sidecars.advertisement = Some(advertisement);
             }
             Err(e) => {
@@ -152,6 +167,39 @@ impl Sidecars {
         match gw.tailscale.unpublish(mode).await {
             Ok(()) => tracing::info!("tailscale {mode} route removed"),
             Err(e) => tracing::warn!("tailscale {mode} cleanup failed: {e}"),
+        }
+    }
+}
+
+/// Announces the new fingerprint when the served certificate changes, so
+/// the TXT record keeps naming the certificate clients will get.
+async fn follow_certificate(gw: Arc<Gateway>, updater: discovery::Updater, mut beacon: Beacon) {
+    let interval =
+        std::time::Duration::from_millis(gw.config().gateway.tls.watch_interval_ms as u64);
+    let updater = Arc::new(updater);
+    let mut closing = gw.shutdown_signal();
+    let fingerprint = |gw: &Gateway| gw.rt.health.tls().map(|tls| tls.fingerprint);
+    let mut announced = fingerprint(&gw);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = closing.wait_for(|closing| *closing) => return,
+        }
+        let now = fingerprint(&gw);
+        if now == announced {
+            continue;
+        }
+        let mode = gw.config().discovery.mdns.mode;
+        beacon.txt = txt(&gw, mode);
+        beacon.openclaw_txt = Some(openclaw_txt(&gw, mode, &beacon.instance));
+        let (updater, changed) = (Arc::clone(&updater), beacon.clone());
+        match tokio::task::spawn_blocking(move || updater.update(&changed)).await {
+            Ok(Ok(())) => {
+                tracing::info!("LAN discovery advertises the new TLS certificate");
+                announced = now;
+            }
+            Ok(Err(e)) => tracing::warn!("{e}"),
+            Err(_) => return,
         }
     }
 }
@@ -205,7 +253,11 @@ fn openclaw_txt(gw: &Gateway, mode: MdnsConfigMode, instance: &str) -> Vec<(Stri
     if let Some(tls) = gw.rt.health.tls() {
         txt.extend([
             ("gatewayTls", "1".to_string()),
-            ("gatewayTlsSha256", tls.fingerprint),
+            // OpenClaw's apps compare fingerprints as lowercase hex.
+            (
+                "gatewayTlsSha256",
+                tls.fingerprint.replace(':', "").to_ascii_lowercase(),
+            ),
         ]);
     }
     if mode == MdnsConfigMode::Full {

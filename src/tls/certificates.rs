@@ -31,6 +31,8 @@ pub struct Certificates {
     files: PairFiles,
     provider: Arc<rustls::crypto::CryptoProvider>,
     served: RwLock<Arc<CertifiedKey>>,
+    /// What the files held when the served pair was read from them.
+    loaded: Contents,
     info: Mutex<TlsInfo>,
     health: Arc<HealthService>,
 }
@@ -51,7 +53,8 @@ impl Certificates {
     /// Loads the pair; the error says why the gateway cannot serve TLS.
     pub fn load(files: PairFiles, health: Arc<HealthService>) -> Result<Arc<Self>, String> {
         let provider = super::provider();
-        let (pair, _) = read_pair(&files, &provider)?;
+        let (pair, loaded) = read_pair(&files, &provider)?;
+        warn_if_readable_by_others(&files.key);
         let info = TlsInfo {
             fingerprint: served_fingerprint(&pair),
             cert_path: files.cert.display().to_string(),
@@ -67,6 +70,7 @@ impl Certificates {
             files,
             provider,
             served: RwLock::new(pair),
+            loaded,
             info: Mutex::new(info),
             health,
         }))
@@ -108,6 +112,11 @@ impl Certificates {
         Ok(Arc::new(config))
     }
 
+    /// Whether the pair is the generated self-signed one.
+    pub fn generated(&self) -> bool {
+        self.files.generated
+    }
+
     pub fn info(&self) -> TlsInfo {
         self.info.lock().expect("tls info lock").clone()
     }
@@ -118,7 +127,7 @@ impl Certificates {
     /// loads is served to new connections, one that does not is reported
     /// once and the pair in use is kept.
     pub async fn watch(self: Arc<Self>, interval: Duration, mut stop: watch::Receiver<bool>) {
-        let mut loaded = self.contents().0;
+        let mut loaded = self.loaded;
         let mut last_seen = loaded;
         let mut refused: Option<Contents> = None;
         loop {
@@ -126,7 +135,11 @@ impl Certificates {
                 _ = tokio::time::sleep(interval) => {}
                 _ = stop.wait_for(|stop| *stop) => return,
             }
-            let (now, read) = self.contents();
+            let files = self.files.clone();
+            let Ok((now, read)) = tokio::task::spawn_blocking(move || contents(&files)).await
+            else {
+                continue;
+            };
             if now != last_seen {
                 last_seen = now;
                 continue;
@@ -143,13 +156,23 @@ impl Certificates {
             if refused == Some(now) {
                 continue;
             }
-            match read.and_then(|_| read_pair(&self.files, &self.provider)) {
+            let attempt = match read {
+                Err(e) => Err(e),
+                Ok(()) => {
+                    let (files, provider) = (self.files.clone(), Arc::clone(&self.provider));
+                    tokio::task::spawn_blocking(move || read_pair(&files, &provider))
+                        .await
+                        .unwrap_or_else(|e| Err(format!("the certificate check failed: {e}")))
+                }
+            };
+            match attempt {
                 Ok((pair, contents)) => {
                     loaded = contents;
                     last_seen = contents;
                     refused = None;
                     let fingerprint = served_fingerprint(&pair);
                     *self.served.write().expect("served pair lock") = pair;
+                    warn_if_readable_by_others(&self.files.key);
                     tracing::info!(fingerprint, cert = %self.files.cert.display(), "TLS certificate reloaded; new connections get it");
                     self.update(|info| {
                         info.fingerprint = fingerprint;
@@ -177,12 +200,24 @@ impl Certificates {
         change(&mut info);
         self.health.set_tls(info.clone());
     }
+}
 
-    /// What the files hold now, and whether they could be read.
-    fn contents(&self) -> (Contents, Result<(), String>) {
-        match read_files(&self.files) {
-            Ok((cert, key)) => (digest(&cert, &key), Ok(())),
-            Err(e) => (Sha256::digest(e.as_bytes()).into(), Err(e)),
+/// What the files hold now, and whether they could be read.
+fn contents(files: &PairFiles) -> (Contents, Result<(), String>) {
+    match read_files(files) {
+        Ok((cert, key)) => (digest(&cert, &key), Ok(())),
+        Err(e) => (Sha256::digest(e.as_bytes()).into(), Err(e)),
+    }
+}
+
+/// A private key others can read is no longer private: said, not refused
+/// (the owner may have reasons, e.g. a group shared with a renewal agent).
+fn warn_if_readable_by_others(key: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(key) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(key = %key.display(), "the TLS private key is readable by others (mode {mode:o}); chmod 600 it");
         }
     }
 }

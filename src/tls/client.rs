@@ -25,27 +25,63 @@ impl Trust {
     }
 }
 
-/// A rustls client config that trusts as `trust` says.
-pub fn client_config(trust: &Trust) -> Result<Arc<ClientConfig>, String> {
+/// A client certificate and its key (PEM files), for a gateway that
+/// requires one (gateway.tls.caPath).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+/// A rustls client config that trusts as `trust` says and, when given,
+/// presents `identity`.
+pub fn client_config(
+    trust: &Trust,
+    identity: Option<&Identity>,
+) -> Result<Arc<ClientConfig>, String> {
     let provider = super::provider();
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    let config = match trust {
+    let builder = match trust {
         Trust::Platform => {
             use rustls_platform_verifier::BuilderVerifierExt;
             builder
                 .with_platform_verifier()
                 .map_err(|e| format!("cannot load the platform's trust store: {e}"))?
-                .with_no_client_auth()
         }
-        Trust::Pinned(fingerprint) => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned {
-                fingerprint: fingerprint.clone(),
-                provider,
-            }))
-            .with_no_client_auth(),
+        Trust::Pinned(fingerprint) => {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Pinned {
+                    fingerprint: fingerprint.clone(),
+                    provider: Arc::clone(&provider),
+                }))
+        }
+    };
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some(identity) => {
+            let (cert_key, key_key) = ("--tls-client-cert", "--tls-client-key");
+            let cert = super::pem::read(cert_key, &identity.cert)?;
+            let key = super::pem::read(key_key, &identity.key)?;
+            // Checked as a pair first, for an error that names the file.
+            let pair = super::pem::pair(
+                cert_key,
+                &identity.cert,
+                &cert,
+                key_key,
+                &identity.key,
+                &key,
+                &provider,
+            )?;
+            use rustls::pki_types::pem::PemObject;
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key)
+                .map_err(|e| format!("{key_key}: {e}"))?;
+            builder
+                .with_client_auth_cert(pair.cert.clone(), key)
+                .map_err(|e| format!("{cert_key}: {e}"))?
+        }
     };
     Ok(Arc::new(config))
 }

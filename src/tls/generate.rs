@@ -75,7 +75,7 @@ fn self_signed(names: &[String]) -> Result<(String, String), String> {
 /// temporary file is filled and synced, then linked into place (which
 /// fails if `path` exists).
 fn publish(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
-    let temp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let temp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
     let written = (|| {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
@@ -87,7 +87,13 @@ fn publish(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
         std::fs::hard_link(&temp, path)
     })();
     let _ = std::fs::remove_file(&temp);
-    written.map_err(|e| format!("cannot write {}: {e}", path.display()))
+    written.map_err(|e| {
+        format!(
+            "cannot write {} (through {}): {e}",
+            path.display(),
+            temp.display()
+        )
+    })
 }
 
 #[cfg(test)]

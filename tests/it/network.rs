@@ -302,7 +302,7 @@ fn a_tls_gateway_advertises_its_fingerprint_and_is_found_at_a_wss_url() {
     let gw = gateway_in_namespace(
         "ip link set lo up",
         "bind = \"lan\"",
-        "[gateway.tls]\nenabled = true\n[discovery.mdns]\ninstanceName = \"tls gateway\"\n",
+        "[gateway.tls]\nenabled = true\nwatchIntervalMs = 200\n[discovery.mdns]\ninstanceName = \"tls gateway\"\n",
     );
     let port = port_of(&gw);
     let fingerprint = crate::tls::fingerprint_of(&gw.dir.join("state/tls/gateway-cert.pem"));
@@ -345,7 +345,63 @@ fn a_tls_gateway_advertises_its_fingerprint_and_is_found_at_a_wss_url() {
     let openclaw = discover_until_found(&gw, &["--openclaw"]);
     let txt = &openclaw["gateways"][0]["txt"];
     assert_eq!(txt["gatewayTls"], "1", "{openclaw}");
-    assert_eq!(txt["gatewayTlsSha256"], fingerprint.as_str());
+    assert_eq!(
+        txt["gatewayTlsSha256"],
+        fingerprint.replace(':', "").to_lowercase(),
+        "OpenClaw's form"
+    );
+
+    // A new pair on disk: once served, the record names it.
+    let tls = gw.dir.join("state/tls");
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .args([
+            "-keyout",
+            "new-key.pem",
+            "-out",
+            "new-cert.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=renewed",
+        ])
+        .current_dir(&tls)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let renewed = crate::tls::fingerprint_of(&tls.join("new-cert.pem"));
+    for (from, to) in [
+        ("new-key.pem", "gateway-key.pem"),
+        ("new-cert.pem", "gateway-cert.pem"),
+    ] {
+        save_file(
+            &tls.join(to),
+            &std::fs::read_to_string(tls.join(from)).unwrap(),
+        );
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let found = discover_service_in_namespace(&gw, &[]);
+        if found["gateways"][0]["txt"]["tlsSha256"] == renewed.as_str() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the record kept the old fingerprint: {found}"
+        );
+    }
 }
 
 #[test]

@@ -109,6 +109,21 @@ async fn status_for_host(gw: &TestGateway, host: &str) -> u16 {
 }
 
 #[tokio::test]
+async fn serve_reaches_a_tls_gateway_over_tls() {
+    let (gw, stand_in) = start(
+        "[gateway.tailscale]\nmode = \"serve\"\n[gateway.tls]\nenabled = true",
+        TOKEN_AUTH,
+        &[],
+    );
+    let calls = stand_in.calls();
+    assert_eq!(
+        calls[0],
+        format!("serve --bg --yes https+insecure://127.0.0.1:{}", port(&gw)),
+        "{calls:?}"
+    );
+}
+
+#[tokio::test]
 async fn serve_is_published_at_start_and_reset_at_shutdown() {
     let (mut gw, stand_in) = start("[gateway.tailscale]\nmode = \"serve\"", TOKEN_AUTH, &[]);
     let port = port(&gw);

@@ -68,7 +68,7 @@ fn make_ca(dir: &Path) {
     );
     std::fs::write(
         dir.join("leaf.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n",
+        "subjectAltName=DNS:localhost,DNS:gw.test,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n",
     )
     .unwrap();
 }
@@ -257,7 +257,8 @@ async fn a_self_signed_gateway_is_reached_by_openssl_curl_the_cli_and_pinned_sdk
     );
     assert!(!old.status.success(), "TLS 1.1 is refused");
 
-    // curl trusts it with --cacert, not without; HSTS comes with TLS.
+    // curl trusts it with --cacert, not without. No HSTS for a
+    // self-signed pair: it would forbid clicking through the warning.
     let https = format!("https://localhost:{}/healthz", port(&gw));
     let ok = curl(
         &dir,
@@ -269,10 +270,7 @@ async fn a_self_signed_gateway_is_reached_by_openssl_curl_the_cli_and_pinned_sdk
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    assert!(
-        text.contains("strict-transport-security: max-age="),
-        "{text}"
-    );
+    assert!(!text.contains("strict-transport-security"), "{text}");
     assert!(text.contains("{\"ok\":true}"), "{text}");
     let untrusted = curl(&dir, &[&https]);
     assert_eq!(
@@ -400,8 +398,8 @@ async fn a_certificate_replaced_on_disk_is_served_to_new_connections_and_a_bad_o
     std::fs::write(
         &config,
         format!(
-            "{}[gateway.tls]\nenabled = true\ncertPath = \"server.crt\"\nkeyPath = \"server.key\"\nwatchIntervalMs = 100\n",
-            token_config()
+            "{}[gateway.limits]\nhttpHeaderTimeoutMs = 1000\n[gateway.tls]\nenabled = true\ncertPath = \"server.crt\"\nkeyPath = \"server.key\"\nwatchIntervalMs = 100\n",
+            token_config().replace("port = 0\n", "port = 0\nallowedHosts = [\"gw.test\"]\n")
         ),
     )
     .unwrap();
@@ -410,13 +408,54 @@ async fn a_certificate_replaced_on_disk_is_served_to_new_connections_and_a_bad_o
 
     // Normal verification against the CA (RSA key), by curl and openssl.
     let https = format!("https://localhost:{}/healthz", port(&gw));
-    let ok = curl(&dir, &["--cacert", "ca.pem", &https]);
+    let ok = curl(&dir, &["-D", "-", "--cacert", "ca.pem", &https]);
     assert!(
         ok.status.success(),
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
     assert_eq!(served_fingerprint(&gw), fp1);
+    // HSTS for a CA-issued pair reached by name, never for localhost or
+    // an address (a browser would keep it for every port of the host).
+    let text = String::from_utf8_lossy(&ok.stdout).to_lowercase();
+    assert!(!text.contains("strict-transport-security"), "{text}");
+    let by_name = curl(
+        &dir,
+        &[
+            "-D",
+            "-",
+            "--cacert",
+            "ca.pem",
+            "--resolve",
+            &format!("gw.test:{}:127.0.0.1", port(&gw)),
+            &format!("https://gw.test:{}/healthz", port(&gw)),
+        ],
+    );
+    let text = String::from_utf8_lossy(&by_name.stdout).to_lowercase();
+    assert!(
+        by_name.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_name.stderr)
+    );
+    assert!(
+        text.contains("strict-transport-security: max-age=31536000"),
+        "{text}"
+    );
+
+    // A connection that never finishes its handshake is closed at the
+    // header timeout, silent or after the first byte.
+    for first in [&b""[..], &[0x16][..]] {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let started = Instant::now();
+        let mut tcp = tokio::net::TcpStream::connect(format!("127.0.0.1:{}", port(&gw)))
+            .await
+            .unwrap();
+        tcp.write_all(first).await.unwrap();
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed: {read:?}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
 
     let mut old = connect_pinned(&gw, &fp1)
         .await
@@ -536,6 +575,49 @@ async fn with_a_client_ca_only_clients_with_its_certificates_are_served() {
         String::from_utf8_lossy(&with.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&with.stdout), "{\"ok\":true}");
+    // The CLI presents one when told to.
+    let pin = fingerprint_of(&dir.join("server.crt"));
+    let cli = |extra: &[&str]| {
+        let url = format!("wss://localhost:{}", port(&gw));
+        let mut args = vec![
+            "call",
+            "health",
+            "--url",
+            &url,
+            "--token",
+            TOKEN,
+            "--tls-fingerprint",
+            &pin,
+        ];
+        args.extend_from_slice(extra);
+        run(bin(), &args, &dir)
+    };
+    let out = cli(&[
+        "--tls-client-cert",
+        "client.crt",
+        "--tls-client-key",
+        "client.key",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !cli(&[]).status.success(),
+        "the CLI without a certificate is refused"
+    );
+    let out = cli(&[
+        "--tls-client-cert",
+        "client.crt",
+        "--tls-client-key",
+        "server.key",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not the key of the certificate"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Another CA's certificate is not enough.
     let other = dir.join("other");
     std::fs::create_dir_all(&other).unwrap();
@@ -647,6 +729,17 @@ fn listening_beyond_loopback_without_tls_warns_of_the_risk() {
     )
     .unwrap();
     assert!(line.contains("listening on ws://0.0.0.0:"), "{line}");
+    let port = line.trim().rsplit(':').next().unwrap();
+    let plain = curl(
+        &dir,
+        &["-D", "-", &format!("http://127.0.0.1:{port}/healthz")],
+    );
+    let text = String::from_utf8_lossy(&plain.stdout).to_lowercase();
+    assert!(text.contains("{\"ok\":true}"), "{text}");
+    assert!(
+        !text.contains("strict-transport-security"),
+        "no HSTS without TLS: {text}"
+    );
     unsafe_kill(child.id(), "TERM");
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

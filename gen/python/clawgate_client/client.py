@@ -34,7 +34,7 @@ class ClawgateError(Exception):
 
 def _fingerprint(text: str) -> str:
     """A SHA-256 fingerprint ("AB:CD:…" or "abcd…") as "AB:CD:…"."""
-    hex_digits = text.replace(":", "").upper()
+    hex_digits = text.strip().removeprefix("sha256:").removeprefix("SHA256:").replace(":", "").upper()
     if len(hex_digits) != 64 or any(c not in "0123456789ABCDEF" for c in hex_digits):
         raise ValueError(f"tls_fingerprint: not a SHA-256 fingerprint (64 hex digits): {text}")
     return ":".join(hex_digits[i : i + 2] for i in range(0, 64, 2))

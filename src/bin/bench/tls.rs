@@ -15,7 +15,7 @@ pub fn pin(state_dir: &std::path::Path) {
     let cert = state_dir.join("tls").join(clawgate::tls::GENERATED_CERT);
     let fingerprint = clawgate::tls::file_fingerprint(&cert).expect("the gateway's certificate");
     let trust = clawgate::tls::client::Trust::Pinned(fingerprint);
-    let config = clawgate::tls::client::client_config(&trust).expect("client config");
+    let config = clawgate::tls::client::client_config(&trust, None).expect("client config");
     *PINNED.lock().expect("pin lock") = Some(config);
 }
 

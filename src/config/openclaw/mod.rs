@@ -289,7 +289,7 @@ impl Import {
             self.set(&[AT, "tls", "autoGenerate"], json!(generate));
         }
         for key in ["certPath", "keyPath"] {
-            if let Some(path) = tls[key].as_str() {
+            if let Some(path) = self.path(&tls[key]) {
                 self.set(&[AT, "tls", key], json!(path));
             }
         }
