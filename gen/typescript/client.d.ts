@@ -41,6 +41,12 @@ export interface ClientOptions {
    * one of the `ws` package (Node only: browsers cannot pin).
    */
   tlsFingerprint?: string;
+  /**
+   * A client certificate and its key (PEM), for a gateway that requires
+   * one (gateway.tls.caPath). Needs `options.WebSocket` to be the `ws`
+   * package's (Node only).
+   */
+  tlsClientCertificate?: { cert: string | Uint8Array; key: string | Uint8Array };
 }
 
 export type ConnectionState = "connecting" | "open" | "closed" | "reconnecting";

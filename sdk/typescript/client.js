@@ -41,15 +41,26 @@ export class ClawgateClient {
     if (!this.WebSocket) {
       throw new Error("no WebSocket: pass options.WebSocket (or use Node >= 22)");
     }
+    // TLS options only Node's `ws` takes: a pin (checked on its 'upgrade'
+    // event, before the handshake) and a client certificate. Browsers can
+    // do neither.
+    this.tls = {};
     if (this.options.tlsFingerprint !== undefined) {
       this.pin = fingerprint(this.options.tlsFingerprint);
+      this.tls.rejectUnauthorized = false;
+    }
+    if (this.options.tlsClientCertificate !== undefined) {
+      const { cert, key } = this.options.tlsClientCertificate;
+      if (!cert || !key) throw new Error("tlsClientCertificate needs both cert and key (PEM)");
+      Object.assign(this.tls, { cert, key });
+    }
+    for (const option of ["tlsFingerprint", "tlsClientCertificate"]) {
+      if (this.options[option] === undefined) continue;
       if (!/^wss:\/\//i.test(this.options.url)) {
-        throw new Error(`tlsFingerprint needs a wss:// url, not ${this.options.url}`);
+        throw new Error(`${option} needs a wss:// url, not ${this.options.url}`);
       }
-      // Pinning needs the certificate before the handshake, which only
-      // Node's `ws` shows (its 'upgrade' event); browsers cannot pin.
       if (typeof this.WebSocket.prototype?.on !== "function") {
-        throw new Error("tlsFingerprint needs options.WebSocket: pass WebSocket from the `ws` package");
+        throw new Error(`${option} needs options.WebSocket: pass WebSocket from the \`ws\` package`);
       }
     }
     this.nextId = 0;
@@ -69,8 +80,8 @@ export class ClawgateClient {
 
   #open() {
     return new Promise((resolve, reject) => {
-      const socket = this.pin
-        ? new this.WebSocket(this.options.url, { rejectUnauthorized: false })
+      const socket = Object.keys(this.tls).length
+        ? new this.WebSocket(this.options.url, this.tls)
         : new this.WebSocket(this.options.url);
       this.socket = socket;
       this.#setState("connecting");

@@ -618,6 +618,43 @@ async fn with_a_client_ca_only_clients_with_its_certificates_are_served() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // So do the SDKs.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let url = format!("wss://localhost:{}", port(&gw));
+    let (cert, key) = (dir.join("client.crt"), dir.join("client.key"));
+    let sdk_args = [
+        url.as_str(),
+        TOKEN,
+        &pin,
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+    ];
+    let python = run(
+        "python3",
+        &[
+            &[root.join("tests/python/sdk_mtls.py").to_str().unwrap()],
+            &sdk_args[..],
+        ]
+        .concat(),
+        root,
+    );
+    let node = run(
+        "node",
+        &[
+            &[root.join("tests/typescript/mtls.mjs").to_str().unwrap()],
+            &sdk_args[..],
+        ]
+        .concat(),
+        root,
+    );
+    for (name, out) in [("python", python), ("typescript", node)] {
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("OK"),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     // Another CA's certificate is not enough.
     let other = dir.join("other");
     std::fs::create_dir_all(&other).unwrap();
