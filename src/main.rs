@@ -413,8 +413,19 @@ fn run(args: RunArgs) -> ExitCode {
         let signal = shutdown_signal()?;
         let sidecars = clawgate::server::start_sidecars(&gw).await?;
         let stopping = notifier.clone();
+        let membership = gw.rt.membership.clone();
+        let displaced = membership.clone();
         let shutdown = async move {
-            signal.await;
+            let displaced = async {
+                match displaced {
+                    Some(membership) => drop(membership.displaced().await),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = signal => {}
+                _ = displaced => {}
+            }
             if let Some(notifier) = stopping {
                 notifier.stopping();
             }
@@ -428,7 +439,11 @@ fn run(args: RunArgs) -> ExitCode {
         if let Some(notifier) = &notifier {
             notifier.ready(&format!("listening on {scheme}://{addr}"));
         }
-        clawgate::server::serve(gw, listeners, sidecars, shutdown).await
+        clawgate::server::serve(gw, listeners, sidecars, shutdown).await?;
+        match membership.and_then(|m| m.displacement()) {
+            Some(reason) => Err(std::io::Error::other(reason)),
+            None => Ok(()),
+        }
     });
     match result {
         Ok(()) => {

@@ -101,6 +101,9 @@ pub fn spawn(membership: Arc<Membership>, health: Arc<HealthService>) -> JoinHan
         let every = Duration::from_millis((membership.lease_ms / 3).max(1));
         loop {
             health.set_cluster(view(&membership, &health).await);
+            if membership.displacement().is_some() {
+                return;
+            }
             tokio::time::sleep(every).await;
         }
     })
@@ -116,7 +119,12 @@ async fn view(membership: &Membership, health: &HealthService) -> ClusterHealth 
         })
         .await;
     if matches!(seen, Ok(false)) {
-        tracing::error!(member = %membership.name, "cluster: another gateway now runs under this member name (this one could not renew its membership in time); give each gateway its own cluster.name");
+        let reason = format!(
+            "another gateway now runs as cluster member {:?} (this one could not renew its membership within cluster.leaseMs): this one stops; give each gateway its own cluster.name",
+            membership.name
+        );
+        tracing::error!("cluster: {reason}");
+        membership.displaced.send_replace(Some(reason));
     }
     let members = store.members(membership.lease_ms).await;
     if let Ok(members) = &members {

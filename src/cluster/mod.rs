@@ -37,9 +37,28 @@ pub struct Membership {
     pub subject_prefix: String,
     /// The members seen at the last renewal, by name.
     pub seen: std::sync::Mutex<Vec<String>>,
+    /// Why this gateway must stop: another process took its member name.
+    displaced: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl Membership {
+    /// Resolves, with the reason, once another process has taken this
+    /// gateway's member name: the gateway must stop, or two would act as
+    /// one member (the same leases, the same nodes).
+    pub async fn displaced(&self) -> String {
+        let mut displaced = self.displaced.subscribe();
+        let reason = displaced
+            .wait_for(Option::is_some)
+            .await
+            .map(|reason| reason.clone().unwrap_or_default());
+        reason.unwrap_or_default()
+    }
+
+    /// Why this gateway was displaced, if it was.
+    pub fn displacement(&self) -> Option<String> {
+        self.displaced.borrow().clone()
+    }
+
     /// The NATS subject `<prefix>.<topic>`.
     pub fn subject(&self, topic: &str) -> String {
         format!("{}.{topic}", self.subject_prefix)
@@ -137,6 +156,7 @@ impl Backend {
                 .map_or_else(String::new, |n| n.subject_prefix.to_string()),
             nats,
             seen: Default::default(),
+            displaced: tokio::sync::watch::channel(None).0,
         });
         membership.join().await?;
         Ok(Backend {

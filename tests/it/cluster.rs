@@ -978,3 +978,61 @@ async fn a_device_paired_through_one_gateway_connects_through_another_until_remo
     let refused = again.connect(json!({"deviceToken": token}), None).await;
     assert!(refused["error"].is_object(), "{refused}");
 }
+
+#[tokio::test]
+async fn a_gateway_whose_name_was_taken_while_it_stalled_stops() {
+    use std::io::{BufRead, Read};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let mut cluster = Cluster::start(0, "").await;
+    let dir = temp_dir("cluster-stalled");
+    let config = dir.join("clawgate.toml");
+    std::fs::write(&config, token_config()).unwrap();
+    let mut stalled = Command::new(bin())
+        .args(["run", "--config", config.to_str().unwrap(), "--state-dir"])
+        .arg(dir.join("state"))
+        .env("CLAWGATE_LOG", "warn")
+        .env(STORE_URL_VAR, &cluster.store_url)
+        .env("CLAWGATE_CLUSTER__NATS__URL", &cluster.nats.url)
+        .env("CLAWGATE_CLUSTER__NAME", "gw-a")
+        .env("CLAWGATE_CLUSTER__LEASE_MS", "3000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stalled.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("listening"), "{line}");
+
+    // Stalled for longer than its lease: another process takes the name.
+    unsafe_kill(stalled.id(), "STOP");
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    cluster.add("gw-a", "");
+    unsafe_kill(stalled.id(), "CONT");
+
+    // Back, it finds its name taken at its next renewal and stops, saying
+    // why; the new one serves on.
+    let started = Instant::now();
+    let status = wait_exit(&mut stalled, Duration::from_secs(15)).expect("the stalled one stops");
+    assert!(!status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let mut stderr = String::new();
+    stalled
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.contains("another gateway now runs as cluster member \"gw-a\""),
+        "{stderr}"
+    );
+    let mut ws = cluster.gateways[0].operator().await;
+    assert_eq!(member_names(&mut ws).await, ["gw-a"]);
+    let chat = ws
+        .call("chat", json!({"message": "still here", "sessionKey": "s"}))
+        .await;
+    assert!(chat["result"].is_object(), "{chat}");
+}
