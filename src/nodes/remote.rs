@@ -30,6 +30,10 @@ fn subject(membership: &Membership, node_id: &str) -> String {
     membership.subject(&format!("nodes.invoke.{}", hex::encode(node_id)))
 }
 
+/// How long an invoke keeps asking for a node the store says is on
+/// another gateway that does not answer for it yet.
+const SUBSCRIBE_SETTLE: Duration = Duration::from_secs(1);
+
 /// Stops answering for a node when its connection goes.
 pub(super) struct Serving(JoinHandle<()>);
 
@@ -89,7 +93,19 @@ impl NodeService {
         };
         let timeout = Duration::from_millis(timeout_ms) + MARGIN;
         let subject = subject(membership, &params.node_id);
-        match rpc::call(client, subject, &call, timeout).await {
+        let mut answered = rpc::call(client, subject.clone(), &call, timeout).await;
+        // A node that has just connected to another gateway is recorded
+        // there before that gateway's subscription reaches NATS: while the
+        // store says it is there, ask again for a moment.
+        let settle = tokio::time::Instant::now() + SUBSCRIBE_SETTLE;
+        while matches!(answered, Err(Unanswered::NoResponders))
+            && tokio::time::Instant::now() < settle
+            && self.connected_elsewhere(membership, &params.node_id).await
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            answered = rpc::call(client, subject.clone(), &call, timeout).await;
+        }
+        match answered {
             Ok(answer) => Some(answer),
             Err(Unanswered::NoResponders) => None,
             Err(Unanswered::TimedOut) => Some(Err(RpcError::new(
@@ -109,5 +125,20 @@ impl NodeService {
             )
             .with_retryable(true))),
         }
+    }
+}
+
+impl NodeService {
+    /// Whether the shared store has `node_id` connected to another member.
+    async fn connected_elsewhere(&self, membership: &Membership, node_id: &str) -> bool {
+        membership
+            .store
+            .node_presence(membership.lease_ms)
+            .await
+            .is_ok_and(|presence| {
+                presence
+                    .iter()
+                    .any(|p| p.node_id == node_id && p.member != membership.name)
+            })
     }
 }
