@@ -812,3 +812,43 @@ async fn the_control_ui_over_https_connects_with_wss_in_a_real_browser() {
     )
     .await;
 }
+
+#[test]
+fn the_cli_reaches_its_local_tls_gateway_from_the_config_alone() {
+    let dir = temp_dir("tls-local");
+    let config = dir.join("clawgate.toml");
+    // A fixed port: the CLI finds the gateway by the config's port.
+    let port = crate::tailscale::free_port();
+    std::fs::write(
+        &config,
+        format!("{}[gateway.tls]\nenabled = true\n", token_config())
+            .replace("port = 0", &format!("port = {port}")),
+    )
+    .unwrap();
+    let gw = TestGateway::spawn(&dir, &["--config", config.to_str().unwrap()], &[]);
+    assert_eq!(gw.url, format!("wss://127.0.0.1:{port}"));
+    let out = run(
+        bin(),
+        &[
+            "call",
+            "status",
+            "--config",
+            config.to_str().unwrap(),
+            "--state-dir",
+            dir.join("state").to_str().unwrap(),
+        ],
+        &dir,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fingerprint = fingerprint_of(&dir.join("state/tls/gateway-cert.pem"));
+    assert_eq!(
+        status["tls"]["fingerprint"],
+        fingerprint.as_str(),
+        "pinned to its own certificate"
+    );
+}
