@@ -36,11 +36,12 @@ pub fn start(
         Some(dir) if Path::new(path).is_relative() => dir.join(path),
         _ => PathBuf::from(path),
     };
+    let ca = tls.ca_path.as_deref().map(|p| resolve(p));
     let files = match (&tls.cert_path, &tls.key_path) {
         (Some(cert), Some(key)) => PairFiles {
             cert: resolve(cert),
             key: resolve(key),
-            ca: tls.ca_path.as_deref().map(|p| resolve(p)),
+            ca,
             generated: false,
         },
         _ => {
@@ -52,7 +53,7 @@ pub fn start(
             PairFiles {
                 cert,
                 key,
-                ca: tls.ca_path.as_deref().map(|p| resolve(p)),
+                ca,
                 generated: true,
             }
         }

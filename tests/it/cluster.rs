@@ -35,6 +35,27 @@ impl Cluster {
         self.add_with_config(name, &dir, &config);
     }
 
+    /// A member process named `name` (the suite's lease time) whose
+    /// stdout and stderr the test reads; the caller waits for it.
+    pub fn spawn_piped(&self, name: &str) -> std::process::Child {
+        use std::process::{Command, Stdio};
+        let dir = temp_dir("cluster-piped");
+        let config = dir.join("clawgate.toml");
+        std::fs::write(&config, token_config()).unwrap();
+        Command::new(bin())
+            .args(["run", "--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.join("state"))
+            .env("CLAWGATE_LOG", "warn")
+            .env(STORE_URL_VAR, &self.store_url)
+            .env("CLAWGATE_CLUSTER__NATS__URL", &self.nats.url)
+            .env("CLAWGATE_CLUSTER__NAME", name)
+            .env("CLAWGATE_CLUSTER__LEASE_MS", "3000")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Starts one more member named `name`, in `dir`, on the config file
     /// `config` (which other members may share).
     pub fn add_with_config(&mut self, name: &str, dir: &std::path::Path, config: &std::path::Path) {
@@ -694,27 +715,12 @@ async fn member_names(ws: &mut Ws) -> Vec<String> {
 
 #[tokio::test]
 async fn a_member_name_belongs_to_one_live_gateway_and_passes_to_its_restart() {
-    use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
     let mut cluster = Cluster::start(2, "").await;
 
     // A second process under gw-a's name, while gw-a runs: refused, and
     // told why, before it serves anything.
-    let dir = temp_dir("cluster-twin");
-    let config = dir.join("clawgate.toml");
-    std::fs::write(&config, token_config()).unwrap();
-    let mut twin = Command::new(bin())
-        .args(["run", "--config", config.to_str().unwrap(), "--state-dir"])
-        .arg(dir.join("state"))
-        .env("CLAWGATE_LOG", "warn")
-        .env(STORE_URL_VAR, &cluster.store_url)
-        .env("CLAWGATE_CLUSTER__NATS__URL", &cluster.nats.url)
-        .env("CLAWGATE_CLUSTER__NAME", "gw-a")
-        .env("CLAWGATE_CLUSTER__LEASE_MS", "3000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut twin = cluster.spawn_piped("gw-a");
     let status = wait_exit(&mut twin, Duration::from_secs(15)).expect("the twin gives up");
     assert!(!status.success());
     let mut stderr = String::new();
@@ -982,24 +988,9 @@ async fn a_device_paired_through_one_gateway_connects_through_another_until_remo
 #[tokio::test]
 async fn a_gateway_whose_name_was_taken_while_it_stalled_stops() {
     use std::io::{BufRead, Read};
-    use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
     let mut cluster = Cluster::start(0, "").await;
-    let dir = temp_dir("cluster-stalled");
-    let config = dir.join("clawgate.toml");
-    std::fs::write(&config, token_config()).unwrap();
-    let mut stalled = Command::new(bin())
-        .args(["run", "--config", config.to_str().unwrap(), "--state-dir"])
-        .arg(dir.join("state"))
-        .env("CLAWGATE_LOG", "warn")
-        .env(STORE_URL_VAR, &cluster.store_url)
-        .env("CLAWGATE_CLUSTER__NATS__URL", &cluster.nats.url)
-        .env("CLAWGATE_CLUSTER__NAME", "gw-a")
-        .env("CLAWGATE_CLUSTER__LEASE_MS", "3000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut stalled = cluster.spawn_piped("gw-a");
     let mut line = String::new();
     std::io::BufReader::new(stalled.stdout.take().unwrap())
         .read_line(&mut line)

@@ -353,8 +353,9 @@ fn a_tls_gateway_advertises_its_fingerprint_and_is_found_at_a_wss_url() {
 
     // A new pair on disk: once served, the record names it.
     let tls = gw.dir.join("state/tls");
-    let made = Command::new("openssl")
-        .args([
+    crate::tls::openssl(
+        &tls,
+        &[
             "req",
             "-x509",
             "-newkey",
@@ -362,8 +363,6 @@ fn a_tls_gateway_advertises_its_fingerprint_and_is_found_at_a_wss_url() {
             "-pkeyopt",
             "ec_paramgen_curve:prime256v1",
             "-nodes",
-        ])
-        .args([
             "-keyout",
             "new-key.pem",
             "-out",
@@ -372,14 +371,7 @@ fn a_tls_gateway_advertises_its_fingerprint_and_is_found_at_a_wss_url() {
             "2",
             "-subj",
             "/CN=renewed",
-        ])
-        .current_dir(&tls)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
+        ],
     );
     let renewed = crate::tls::fingerprint_of(&tls.join("new-cert.pem"));
     for (from, to) in [

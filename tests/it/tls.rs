@@ -19,7 +19,7 @@ fn run(program: &str, args: &[&str], dir: &Path) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
 }
 
-fn openssl(dir: &Path, args: &[&str]) -> String {
+pub fn openssl(dir: &Path, args: &[&str]) -> String {
     let out = run("openssl", args, dir);
     assert!(
         out.status.success(),
